@@ -1,0 +1,68 @@
+//! Error types of the runtime library.
+
+use crate::plan::{LayerId, TensorId};
+
+/// Why a plan could not be read, written or accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The file does not start with the plan magic.
+    #[error("not a heqc plan file (bad magic or too short)")]
+    NotAPlan,
+    /// The file has another format version.
+    #[error("plan format version {found} is not supported (this heq-run reads version {expected})")]
+    Version {
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        expected: u32,
+    },
+    /// The body is damaged.
+    #[error("corrupt plan file: {0}")]
+    Corrupt(String),
+    /// The plan could not be encoded.
+    #[error("cannot encode the plan: {0}")]
+    Encode(String),
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The plan decodes but breaks a structural rule.
+    #[error("invalid plan: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+/// Why the reference executor could not run a plan on an input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The input has the wrong number of elements.
+    #[error("input has {actual} elements per sample, the plan expects {expected} (shape {shape:?})")]
+    InputShape {
+        /// Elements the plan expects.
+        expected: usize,
+        /// Elements given.
+        actual: usize,
+        /// The plan's input shape.
+        shape: Vec<usize>,
+    },
+    /// A server-side computation was asked of a plan without weights.
+    #[error("layer {0} needs the server's weights, but this plan has none (a client plan)")]
+    MissingWeights(LayerId),
+    /// A value left the range the plan promises (a bug in the compiler's range analysis).
+    #[error("tensor {tensor}: value {value} outside its declared range [{lo}, {hi}]")]
+    OutOfRange {
+        /// The tensor.
+        tensor: TensorId,
+        /// The offending value.
+        value: i64,
+        /// Declared lower bound.
+        lo: i64,
+        /// Declared upper bound.
+        hi: i64,
+    },
+}

@@ -1,0 +1,101 @@
+//! Reading and writing plan files.
+//!
+//! A plan file is `PLAN_MAGIC` (8 bytes), the format version (`u32`, little endian), the
+//! BLAKE3 hash of the body (32 bytes), then the body: the postcard encoding of [`Plan`]. A file
+//! is written to a temporary name and renamed, so a failure never leaves a half-written plan.
+
+use super::{Plan, PublicPlan};
+use crate::error::PlanError;
+use std::io::Write;
+use std::path::Path;
+
+/// First bytes of every plan file.
+pub const PLAN_MAGIC: [u8; 8] = *b"HEQPLAN\0";
+/// Version of the plan format; a reader refuses any other.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+const HEADER_LEN: usize = 8 + 4 + 32;
+
+/// Encodes a plan into the bytes of a plan file.
+///
+/// # Errors
+/// Fails only if postcard cannot encode the plan.
+pub fn write_plan_bytes(plan: &Plan) -> Result<Vec<u8>, PlanError> {
+    let body = postcard::to_stdvec(plan).map_err(|e| PlanError::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&PLAN_MAGIC);
+    out.extend_from_slice(&PLAN_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(blake3::hash(&body).as_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes and validates the bytes of a plan file.
+///
+/// # Errors
+/// A wrong magic, version or hash, a body that does not decode, or a plan that fails
+/// [`super::validate`].
+pub fn read_plan_bytes(bytes: &[u8]) -> Result<Plan, PlanError> {
+    if bytes.len() < HEADER_LEN || bytes[..8] != PLAN_MAGIC {
+        return Err(PlanError::NotAPlan);
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != PLAN_FORMAT_VERSION {
+        return Err(PlanError::Version { found: version, expected: PLAN_FORMAT_VERSION });
+    }
+    let body = &bytes[HEADER_LEN..];
+    if blake3::hash(body).as_bytes()[..] != bytes[12..HEADER_LEN] {
+        return Err(PlanError::Corrupt("content hash mismatch (truncated or modified file)".into()));
+    }
+    let (plan, rest): (Plan, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| PlanError::Corrupt(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(PlanError::Corrupt(format!("{} trailing bytes after the plan", rest.len())));
+    }
+    super::validate(&plan)?;
+    Ok(plan)
+}
+
+/// Writes a plan file atomically (temporary file in the same folder, then rename).
+///
+/// # Errors
+/// Encoding or I/O failures, with the path.
+pub fn write_plan(plan: &Plan, path: &Path) -> Result<(), PlanError> {
+    let bytes = write_plan_bytes(plan)?;
+    let io_err = |e: std::io::Error| PlanError::Io { path: path.display().to_string(), source: e };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io_err)
+}
+
+/// Reads and validates a plan file.
+///
+/// # Errors
+/// I/O failures with the path, and everything [`read_plan_bytes`] rejects.
+pub fn read_plan(path: &Path) -> Result<Plan, PlanError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| PlanError::Io { path: path.display().to_string(), source: e })?;
+    read_plan_bytes(&bytes)
+}
+
+impl PublicPlan {
+    /// BLAKE3 hash of the public part: what both parties compare in the handshake.
+    pub fn hash(&self) -> [u8; 32] {
+        let bytes = postcard::to_stdvec(self).expect("postcard encodes plan data into a Vec");
+        *blake3::hash(&bytes).as_bytes()
+    }
+}
+
+impl Plan {
+    /// The same plan without the server-only part, for the client.
+    pub fn to_client(&self) -> Plan {
+        Plan { public: self.public.clone(), weights: None }
+    }
+}

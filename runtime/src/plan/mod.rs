@@ -1,0 +1,475 @@
+//! The plan: the one description of a private inference that the compiler writes and both parties
+//! execute.
+//!
+//! A plan has a **public part** ([`PublicPlan`]: architecture, shapes, bit widths, activation
+//! scales, protocol parameters), which both parties hold and whose hash they compare before a
+//! run, and a **server-only part** ([`ServerWeights`]: weights, biases, requantization
+//! multipliers), which never leaves the server. A client plan is a [`Plan`] whose `weights` is
+//! `None`.
+//!
+//! # Integer semantics
+//!
+//! Every tensor holds **centred integers** `v = q − zero_point`, where `q` is the ONNX quantized
+//! value; the real value is `scale · v`. The exact rules each layer applies are written in
+//! `docs/semantics.md` and implemented by [`crate::reference`], which is the definition every
+//! two-party run reproduces bit for bit. In short, a linear layer computes the accumulator
+//! `acc[c] = bias[c] + Σ w·x` over centred values, then [`Requant`]:
+//! `y = clamp(floor((acc·m[c] + 2^(k−1)) / 2^k), lo, hi)` (`2^(k−1)` is 0 when `k = 0`).
+
+mod io;
+mod validate;
+
+pub use io::{PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes};
+pub use validate::validate;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Index of a tensor in [`PublicPlan::tensors`]. Displayed as `t12`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TensorId(pub u32);
+
+/// Index of a layer in [`PublicPlan::layers`]. Displayed as `l3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LayerId(pub u32);
+
+impl fmt::Display for TensorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}", self.0)
+    }
+}
+
+impl fmt::Display for LayerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "l{}", self.0)
+    }
+}
+
+/// A complete plan: public part plus, on the server, the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// What both parties know.
+    pub public: PublicPlan,
+    /// What only the server knows; `None` in a client plan.
+    pub weights: Option<ServerWeights>,
+}
+
+/// The public part of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublicPlan {
+    /// Name of the model (file stem of the ONNX file or its graph name).
+    pub model_name: String,
+    /// The model input, as the client provides it.
+    pub input: IoSpec,
+    /// The model output, as the client receives it.
+    pub output: IoSpec,
+    /// Every tensor, indexed by [`TensorId`].
+    pub tensors: Vec<TensorInfo>,
+    /// Every layer in execution (topological) order, indexed by [`LayerId`].
+    pub layers: Vec<Layer>,
+    /// Protocol choices that apply to the whole plan.
+    pub protocol: GlobalProtocol,
+}
+
+/// How a float model input or output maps to a plan tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IoSpec {
+    /// ONNX name of the graph input or output.
+    pub name: String,
+    /// The plan tensor.
+    pub tensor: TensorId,
+    /// Shape of one sample, without the batch dimension (e.g. `[1, 16, 16]`).
+    pub shape: Vec<usize>,
+}
+
+/// Integer element type of a quantized tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IntType {
+    /// Bit width of the ONNX element (2 to 32).
+    pub bits: u32,
+    /// Whether the ONNX element is signed.
+    pub signed: bool,
+}
+
+impl IntType {
+    /// Smallest representable quantized value.
+    pub fn min(self) -> i64 {
+        if self.signed { -(1i64 << (self.bits - 1)) } else { 0 }
+    }
+
+    /// Largest representable quantized value.
+    pub fn max(self) -> i64 {
+        if self.signed { (1i64 << (self.bits - 1)) - 1 } else { (1i64 << self.bits) - 1 }
+    }
+}
+
+impl fmt::Display for IntType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", if self.signed { "i" } else { "u" }, self.bits)
+    }
+}
+
+/// A tensor of the plan: shape, quantization and the sound range of its centred values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    /// ONNX name of the tensor this one stands for.
+    pub name: String,
+    /// Shape of one sample: `[C, H, W]` for feature maps, `[rows, features]` or `[features]`.
+    pub shape: Vec<usize>,
+    /// ONNX element type of the quantized value `q`.
+    pub ty: IntType,
+    /// Zero point of `q`; the plan stores `v = q − zero_point`.
+    pub zero_point: i64,
+    /// Real value of one step: `real = scale · v`.
+    pub scale: f32,
+    /// Sound bounds `[lo, hi]` of every centred value `v` the tensor can hold.
+    pub range: (i64, i64),
+}
+
+impl TensorInfo {
+    /// Number of elements of one sample.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One layer: its operation, inputs, output and protocol configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// Position in [`PublicPlan::layers`].
+    pub id: LayerId,
+    /// ONNX node name(s) this layer was built from, joined with `+`.
+    pub name: String,
+    /// What the layer computes.
+    pub op: Op,
+    /// Input tensors (one, except for `Add` and `Concat`).
+    pub inputs: Vec<TensorId>,
+    /// Output tensor.
+    pub output: TensorId,
+}
+
+/// The operation of a layer. Linear layers (`Conv`, `MatMul`, `Affine`) run under HE; their
+/// weights, biases and requantization multipliers are in [`ServerWeights`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// 2-D convolution (grouped and depthwise included), followed by requantization.
+    Conv(LinearLayer<ConvShape>),
+    /// `Y[r, :] = X[r, :] · W + bias` for every row `r` (Gemm/FC when `rows = 1`), then
+    /// requantization.
+    MatMul(LinearLayer<MatMulShape>),
+    /// Per-channel `acc[c] = a[c]·x + bias[c]` (a stand-alone BatchNormalization), then
+    /// requantization.
+    Affine(LinearLayer<AffineShape>),
+    /// Public rescaling of one tensor: `y = clamp(floor((x·m + 2^(k−1)) / 2^k), lo, hi)`
+    /// (a Q→DQ→Q chain, a ReLU between two quantizations, a Concat input with another scale).
+    Rescale(PublicRequant),
+    /// `y = clamp(floor((a·m_a + b·m_b + 2^(k−1)) / 2^k), lo, hi)` with public multipliers.
+    Add(AddSpec),
+    /// Max pooling over windows; padding never wins the maximum.
+    MaxPool(PoolShape),
+    /// Average pooling: the window sum, then a public requantization whose multiplier depends on
+    /// the number of elements counted (see [`AvgPoolSpec`]).
+    AvgPool(AvgPoolSpec),
+    /// Concatenation along the channel axis (axis 0 of a sample); inputs share scale and zero
+    /// point.
+    Concat,
+    /// A change of shape only (Flatten, Reshape): the row-major data is unchanged.
+    Reshape,
+}
+
+impl Op {
+    /// Short lower-case name of the operation, as `heqc explain` prints it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Conv(l) if l.shape.is_depthwise() => "dwconv",
+            Op::Conv(_) => "conv",
+            Op::MatMul(_) => "matmul",
+            Op::Affine(_) => "affine",
+            Op::Rescale(_) => "rescale",
+            Op::Add(_) => "add",
+            Op::MaxPool(_) => "maxpool",
+            Op::AvgPool(_) => "avgpool",
+            Op::Concat => "concat",
+            Op::Reshape => "reshape",
+        }
+    }
+
+    /// Whether this layer runs under homomorphic encryption.
+    pub fn is_linear(&self) -> bool {
+        matches!(self, Op::Conv(_) | Op::MatMul(_) | Op::Affine(_))
+    }
+}
+
+/// A linear layer: its shape, its public requantization parameters and its HE protocol choice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearLayer<S> {
+    /// Dimensions of the computation.
+    pub shape: S,
+    /// Element type of the centred weights (ONNX weight type; the weight zero point is already
+    /// subtracted).
+    pub weight_ty: IntType,
+    /// Sound bound on `|acc|` in bits: every accumulator fits in a signed integer of this many
+    /// bits (range analysis from per-channel weight L1 norms).
+    pub acc_bits: u32,
+    /// The naive bound `b_w + b_a + ⌈log2(terms)⌉` (+ bias), for comparison in `explain`.
+    pub acc_bits_naive: u32,
+    /// Requantization applied to the accumulator; `None` leaves the raw accumulator as output.
+    pub requant: Option<RequantShape>,
+    /// How the layer runs under HE.
+    pub protocol: LinearProtocol,
+}
+
+/// The public side of a linear layer's requantization; the per-channel multipliers `m[c]` are
+/// server-private ([`LayerWeights::multipliers`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequantShape {
+    /// Right shift `k`.
+    pub shift: u32,
+    /// Output clamp `[lo, hi]` on centred values (ReLU/Clip fused here).
+    pub clamp: (i64, i64),
+    /// Bits of the largest `|m[c]|`.
+    pub multiplier_bits: u32,
+}
+
+/// A requantization whose multipliers are public (they depend on activation scales only).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublicRequant {
+    /// Multiplier `m`, one per channel or a single one for the whole tensor.
+    pub multipliers: Vec<i64>,
+    /// Right shift `k`.
+    pub shift: u32,
+    /// Output clamp `[lo, hi]` on centred values.
+    pub clamp: (i64, i64),
+}
+
+/// Residual add with scale alignment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddSpec {
+    /// Multiplier of the first input.
+    pub m_a: i64,
+    /// Multiplier of the second input.
+    pub m_b: i64,
+    /// Right shift `k`.
+    pub shift: u32,
+    /// Output clamp `[lo, hi]` on centred values.
+    pub clamp: (i64, i64),
+}
+
+/// Convolution dimensions (one sample, NCHW without N).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvShape {
+    /// Input channels `C`.
+    pub in_channels: usize,
+    /// Input height and width `[H, W]` (before padding).
+    pub in_hw: [usize; 2],
+    /// Output channels `M`.
+    pub out_channels: usize,
+    /// Kernel height and width `[h, w]`.
+    pub kernel: [usize; 2],
+    /// Strides `[s_h, s_w]`.
+    pub stride: [usize; 2],
+    /// Zero padding `[top, left, bottom, right]` (zero = the real value 0).
+    pub pads: [usize; 4],
+    /// Groups: `C` and `M` are both divisible by it; `groups == C == M` is depthwise.
+    pub groups: usize,
+}
+
+impl ConvShape {
+    /// Output height and width.
+    pub fn out_hw(&self) -> [usize; 2] {
+        let h = self.in_hw[0] + self.pads[0] + self.pads[2];
+        let w = self.in_hw[1] + self.pads[1] + self.pads[3];
+        [(h - self.kernel[0]) / self.stride[0] + 1, (w - self.kernel[1]) / self.stride[1] + 1]
+    }
+
+    /// Whether every group has one input and one output channel.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels
+    }
+
+    /// Number of weights: `M · (C / groups) · h · w`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * (self.in_channels / self.groups) * self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// Matrix product dimensions: `X (rows × inner) · W (inner × cols)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatMulShape {
+    /// Rows of the activation operand (1 for a fully connected layer).
+    pub rows: usize,
+    /// Shared dimension.
+    pub inner: usize,
+    /// Output features.
+    pub cols: usize,
+}
+
+/// Per-channel affine dimensions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffineShape {
+    /// Channels `C`.
+    pub channels: usize,
+    /// Elements per channel (`H·W`).
+    pub per_channel: usize,
+}
+
+/// Pooling window geometry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolShape {
+    /// Channels `C`.
+    pub channels: usize,
+    /// Input height and width.
+    pub in_hw: [usize; 2],
+    /// Window `[h, w]`.
+    pub kernel: [usize; 2],
+    /// Strides.
+    pub stride: [usize; 2],
+    /// Padding `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+}
+
+impl PoolShape {
+    /// Output height and width.
+    pub fn out_hw(&self) -> [usize; 2] {
+        let h = self.in_hw[0] + self.pads[0] + self.pads[2];
+        let w = self.in_hw[1] + self.pads[1] + self.pads[3];
+        [(h - self.kernel[0]) / self.stride[0] + 1, (w - self.kernel[1]) / self.stride[1] + 1]
+    }
+}
+
+/// Average pooling: the sum over the counted window elements, then
+/// `y = clamp(floor((sum·m[n] + 2^(k−1)) / 2^k), lo, hi)` where `n` is the number of elements
+/// counted (the whole window if `count_include_pad`, else the ones inside the input).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AvgPoolSpec {
+    /// Window geometry (global average pooling: the window is the whole input).
+    pub pool: PoolShape,
+    /// Whether padded positions count in the divisor.
+    pub count_include_pad: bool,
+    /// `multipliers[n − 1]` is the multiplier for a window of `n` counted elements.
+    pub multipliers: Vec<i64>,
+    /// Right shift `k`.
+    pub shift: u32,
+    /// Output clamp `[lo, hi]` on centred values.
+    pub clamp: (i64, i64),
+}
+
+/// How a linear layer runs under HE: parameters, tiling, packing and the share rings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinearProtocol {
+    /// RLWE parameters.
+    pub he: HeParams,
+    /// Tile of the input processed by one ciphertext.
+    pub tile: Tile,
+    /// HEQuant intra-coefficient packing (`factor == 1`: none).
+    pub packing: Packing,
+    /// Bits of the ring `Z_{2^l}` holding the input shares during this layer.
+    pub in_ring_bits: u32,
+    /// Bits of the ring `Z_{2^l}` holding the output shares the layer produces.
+    pub out_ring_bits: u32,
+}
+
+/// RLWE (BFV) parameters of one linear layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeParams {
+    /// Ring degree `N` (2048, 4096 or 8192).
+    pub degree: usize,
+    /// Bit sizes of the ciphertext primes, the one kept after the modulus switch first.
+    pub moduli_bits: Vec<u32>,
+    /// Plaintext modulus `t = 2^plain_bits`.
+    pub plain_bits: u32,
+}
+
+/// Input tile `(C_w, H_w, W_w)` and filters per ciphertext `M_w`, with
+/// `M_w·C_w·H_w·W_w ≤ N`. For a matrix product, `c` is the inner block `d1` and `m` the output
+/// block `d0`; `h = w = 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tile {
+    /// Channels per tile.
+    pub c: usize,
+    /// Rows per tile (padded input rows, overlapping by `kernel − 1`).
+    pub h: usize,
+    /// Columns per tile.
+    pub w: usize,
+    /// Output channels (filters) per ciphertext.
+    pub m: usize,
+}
+
+/// The dimension along which several low-bit values share one plaintext coefficient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PackDim {
+    /// Spatial tiles (positions) share a coefficient.
+    Spatial,
+    /// Output channels share a coefficient.
+    OutChannels,
+}
+
+/// HEQuant intra-coefficient packing: `factor` fields of `field_bits` bits per coefficient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packing {
+    /// Fields per coefficient `b` (1 = no packing).
+    pub factor: u32,
+    /// Bits per field `s` (accumulator bits + sign + guard).
+    pub field_bits: u32,
+    /// Packing dimension.
+    pub dim: PackDim,
+}
+
+impl Packing {
+    /// No packing.
+    pub fn none() -> Self {
+        Packing { factor: 1, field_bits: 0, dim: PackDim::Spatial }
+    }
+}
+
+/// Oblivious-transfer backend of the nonlinear protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OtBackend {
+    /// Semi-honest silent OT (default: least communication).
+    Silent,
+    /// Semi-honest IKNP extension.
+    Iknp,
+}
+
+/// Plan-wide protocol choices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalProtocol {
+    /// OT backend.
+    pub ot: OtBackend,
+    /// Statistical security parameter of masks and noise flooding, in bits.
+    pub stat_bits: u32,
+    /// Name of the configuration the compiler used (`"default"`, `"cheetah"`, `"optimized"`).
+    pub profile: String,
+}
+
+/// Everything only the server knows, per linear layer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerWeights {
+    /// Weights of every linear layer, keyed by layer (sorted, one entry per linear layer).
+    pub layers: Vec<(LayerId, LayerWeights)>,
+}
+
+impl ServerWeights {
+    /// The weights of a layer, if it has any.
+    pub fn get(&self, id: LayerId) -> Option<&LayerWeights> {
+        self.layers.iter().find(|(l, _)| *l == id).map(|(_, w)| w)
+    }
+}
+
+/// Weights of one linear layer, all centred integers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerWeights {
+    /// Weights, row-major: Conv `[M, C/groups, h, w]`, MatMul `[inner, cols]`, Affine `[C]`.
+    pub weights: Vec<i32>,
+    /// Bias per output channel, in accumulator units.
+    pub bias: Vec<i64>,
+    /// Requantization multiplier per output channel (empty when the layer has no requant).
+    pub multipliers: Vec<i64>,
+}
