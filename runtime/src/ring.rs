@@ -43,14 +43,8 @@ impl Ring {
 
     /// The signed (two's-complement) value of a ring element.
     pub fn to_signed(self, x: u64) -> i64 {
-        let x = self.reduce(x);
-        if self.bits == 64 {
-            x as i64
-        } else if x >> (self.bits - 1) == 1 {
-            x as i64 - (1i64 << self.bits)
-        } else {
-            x as i64
-        }
+        let unused = 64 - self.bits;
+        ((x << unused) as i64) >> unused
     }
 
     /// `a + b mod 2^l`.
