@@ -245,3 +245,223 @@ def recompute_bn_stats(fwd, P, S, xtr):
     finally:
         for st in S.values():
             del st["momentum"]
+
+
+def clamp_bn_scales(P, lo=0.25):
+    """Keep BatchNorm gammas away from zero (|gamma| >= lo); heqc folds/encodes BN scales."""
+    for k, v in P.items():
+        if k.endswith(".scale"):
+            v.v = (np.sign(v.v) + (v.v == 0)) * np.maximum(np.abs(v.v), F32(lo))
+            v.v = v.v.astype(F32)
+
+
+# ============================================================================ ONNX export
+
+
+class GraphBuilder:
+    def __init__(self):
+        self.nodes, self.inits = [], []
+
+    def init(self, name, arr):
+        self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def node(self, op, inputs, outputs, name, domain=None, **attrs):
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain, **attrs))
+        return outputs[0]
+
+    def model(self, graph_name, opset, out_elem=TensorProto.FLOAT, out_shape=("N", 10), doc=""):
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 16, 16])
+        out = helper.make_tensor_value_info("logits", out_elem, list(out_shape))
+        g = helper.make_graph(self.nodes, graph_name, [inp], [out], initializer=self.inits)
+        m = helper.make_model(
+            g,
+            opset_imports=[helper.make_opsetid("", opset)],
+            producer_name="heqc-models",
+            producer_version="1",
+            doc_string=doc,
+        )
+        m.ir_version = 10 if opset >= 21 else 8
+        onnx.checker.check_model(m, full_check=True)
+        return m
+
+
+def pv(P, k):
+    return P[k].v.astype(F32)
+
+
+def export_cnn_avg(P, S, opset):
+    b = GraphBuilder()
+    for k in P:
+        b.init(k, pv(P, k))
+    b.node("Conv", ["input", "conv1.weight", "conv1.bias"], ["conv1_out"], "conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    b.node("Relu", ["conv1_out"], ["relu1_out"], "relu1")
+    b.node("AveragePool", ["relu1_out"], ["pool1_out"], "pool1", kernel_shape=[2, 2], strides=[2, 2])
+    b.node("Conv", ["pool1_out", "conv2.weight", "conv2.bias"], ["conv2_out"], "conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    b.node("Relu", ["conv2_out"], ["relu2_out"], "relu2")
+    b.node("AveragePool", ["relu2_out"], ["pool2_out"], "pool2", kernel_shape=[2, 2], strides=[2, 2])
+    b.node("Flatten", ["pool2_out"], ["flat_out"], "flatten", axis=1)
+    b.node("Gemm", ["flat_out", "fc.weight", "fc.bias"], ["logits"], "fc", transB=1)
+    return b.model("cnn_avg", opset, doc="cnn_avg: conv-relu-avgpool x2, fc; digits 16x16")
+
+
+def export_resnet(P, S, opset):
+    b = GraphBuilder()
+    for k in P:
+        b.init(k, pv(P, k))
+    for k, st in S.items():
+        b.init(k + ".mean", st["mean"].astype(F32))
+        b.init(k + ".var", st["var"].astype(F32))
+
+    def conv(x, w, out, name, stride=1, k=3):
+        p = k // 2
+        return b.node("Conv", [x, w], [out], name, kernel_shape=[k, k], pads=[p] * 4, strides=[stride, stride])
+
+    def bn(x, name, out):
+        return b.node(
+            "BatchNormalization",
+            [x, name + ".scale", name + ".bias", name + ".mean", name + ".var"],
+            [out],
+            name,
+            epsilon=1e-5,
+        )
+
+    h = conv("input", "stem.conv.weight", "stem_conv_out", "stem.conv")
+    h = bn(h, "stem.bn", "stem_bn_out")
+    h = b.node("Relu", [h], ["stem_relu_out"], "stem.relu")
+    r = conv(h, "block1.conv1.weight", "block1_conv1_out", "block1.conv1")
+    r = bn(r, "block1.bn1", "block1_bn1_out")
+    r = b.node("Relu", [r], ["block1_relu1_out"], "block1.relu1")
+    r = conv(r, "block1.conv2.weight", "block1_conv2_out", "block1.conv2")
+    r = bn(r, "block1.bn2", "block1_bn2_out")
+    h = b.node("Add", [r, h], ["block1_add_out"], "block1.add")
+    h = b.node("Relu", [h], ["block1_out"], "block1.relu2")
+    r = conv(h, "block2.conv1.weight", "block2_conv1_out", "block2.conv1", stride=2)
+    r = bn(r, "block2.bn1", "block2_bn1_out")
+    r = b.node("Relu", [r], ["block2_relu1_out"], "block2.relu1")
+    r = conv(r, "block2.conv2.weight", "block2_conv2_out", "block2.conv2")
+    r = bn(r, "block2.bn2", "block2_bn2_out")
+    s = conv(h, "block2.proj.weight", "block2_proj_out", "block2.proj", stride=2, k=1)
+    s = bn(s, "block2.proj_bn", "block2_proj_bn_out")
+    h = b.node("Add", [r, s], ["block2_add_out"], "block2.add")
+    h = b.node("Relu", [h], ["block2_out"], "block2.relu2")
+    h = b.node("GlobalAveragePool", [h], ["gap_out"], "gap")
+    h = b.node("Flatten", [h], ["flat_out"], "flatten", axis=1)
+    b.node("Gemm", [h, "fc.weight", "fc.bias"], ["logits"], "fc", transB=1)
+    return b.model("resnet", opset, doc="resnet: stem conv-bn-relu, basic block, downsampling block, GAP, fc")
+
+
+def export_mpdw(P, S, opset):
+    b = GraphBuilder()
+    for k in P:
+        b.init(k, pv(P, k))
+    b.node("Conv", ["input", "conv1.weight", "conv1.bias"], ["conv1_out"], "conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    b.node("Relu", ["conv1_out"], ["relu1_out"], "relu1")
+    b.node("MaxPool", ["relu1_out"], ["pool1_out"], "pool1", kernel_shape=[2, 2], strides=[2, 2])
+    b.node("Conv", ["pool1_out", "dw.weight", "dw.bias"], ["dw_out"], "dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8)
+    b.node("Relu", ["dw_out"], ["dw_relu_out"], "dw_relu")
+    b.node("Conv", ["dw_relu_out", "pw.weight", "pw.bias"], ["pw_out"], "pw", kernel_shape=[1, 1])
+    b.node("Relu", ["pw_out"], ["pw_relu_out"], "pw_relu")
+    b.node("MaxPool", ["pw_relu_out"], ["pool2_out"], "pool2", kernel_shape=[2, 2], strides=[2, 2])
+    b.node("Flatten", ["pool2_out"], ["flat_out"], "flatten", axis=1)
+    b.node("Gemm", ["flat_out", "fc.weight", "fc.bias"], ["logits"], "fc", transB=1)
+    return b.model("mpdw", opset, doc="mpdw: conv-relu-maxpool, depthwise conv, pointwise conv, maxpool, fc")
+
+
+EXPORT = {"cnn_avg": export_cnn_avg, "resnet": export_resnet, "mpdw": export_mpdw}
+
+
+def with_head(m: onnx.ModelProto) -> onnx.ModelProto:
+    """cnn_avg float model + Sigmoid("head_sigmoid") + Softmax("head_softmax") on the logits."""
+    m = onnx.ModelProto.FromString(m.SerializeToString())
+    g = m.graph
+    for n in g.node:
+        if n.output[0] == "logits":
+            n.output[0] = "fc_out"
+    g.node.append(helper.make_node("Sigmoid", ["fc_out"], ["sigmoid_out"], name="head_sigmoid"))
+    g.node.append(helper.make_node("Softmax", ["sigmoid_out"], ["logits"], name="head_softmax", axis=1))
+    g.name = "unsupported"
+    m.doc_string = "cnn_avg + Sigmoid/Softmax head: contains ops heqc does not support"
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+# ============================================================================ ORT helpers
+
+
+def session(path_or_bytes):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def run(path_or_bytes, x):
+    s = session(path_or_bytes)
+    return s.run(None, {"input": x})[0].astype(F32)
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, calib, bs=50):
+        self.batches = [calib[i : i + bs] for i in range(0, len(calib), bs)]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.batches):
+            return None
+        self.i += 1
+        return {"input": self.batches[self.i - 1]}
+
+    def rewind(self):
+        self.i = 0
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def quantize(float_model: onnx.ModelProto, out: Path, calib, fmt, act, wt, preprocess=True, extra=None):
+    with tempfile.TemporaryDirectory(prefix="heqc-q-") as td:
+        src = Path(td) / "float.onnx"
+        onnx.save(float_model, src)
+        if preprocess:
+            pre = Path(td) / "pre.onnx"
+            quant_pre_process(str(src), str(pre), skip_optimization=False)
+            src = pre
+        quantize_static(
+            str(src),
+            str(out),
+            Reader(calib),
+            quant_format=fmt,
+            per_channel=True,
+            activation_type=act,
+            weight_type=wt,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options=extra or {},
+        )
+    m = onnx.load(out)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def op_set(m: onnx.ModelProto):
+    return sorted({(n.domain or "ai.onnx") + ":" + n.op_type for n in m.graph.node})
+
+
+def q_elem_types(m: onnx.ModelProto):
+    """Element types of every QuantizeLinear output / DequantizeLinear input / integer initializer."""
+    inits = {t.name: t for t in m.graph.initializer}
+    types = {"weights": set(), "activations": set()}
+    vi = {v.name: v for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)}
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear":
+            src = n.input[0]
+            if src in inits:
+                types["weights"].add(TensorProto.DataType.Name(inits[src].data_type))
+        if n.op_type == "QuantizeLinear":
+            zp = n.input[2] if len(n.input) > 2 else ""
+            if zp in inits:
+                types["activations"].add(TensorProto.DataType.Name(inits[zp].data_type))
+    return {k: sorted(v) for k, v in types.items()}

@@ -2,10 +2,27 @@
 //!
 //! - [`plan`]: the plan format, shared with the compiler (the one source of truth);
 //! - [`reference`]: the plaintext executor of the plan's integer semantics, the definition every
-//!   two-party run reproduces bit for bit.
+//!   two-party run reproduces bit for bit;
+//! - [`cost`]: exact message sizes and rounds of every protocol;
+//! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
+//! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
+//!   (feature `crypto`).
 //!
 //! Threat model: semi-honest server and client. See `docs/security.md`.
 
+pub mod cost;
 pub mod error;
 pub mod plan;
+pub mod reference;
 pub mod ring;
+
+#[cfg(feature = "crypto")]
+pub mod he;
+#[cfg(feature = "crypto")]
+pub mod linear;
+#[cfg(feature = "crypto")]
+pub mod nonlinear;
+#[cfg(feature = "crypto")]
+pub mod ot;
+#[cfg(feature = "crypto")]
+pub mod transport;

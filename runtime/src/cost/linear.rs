@@ -1,0 +1,1 @@
+//! Exact bytes and rounds of the HE linear-layer protocols.

@@ -1,0 +1,6 @@
+//! Exact communication costs of every protocol message, as pure functions of shapes and
+//! parameters. The compiler's cost model calls these, and the protocol tests assert that the
+//! messages actually produced have exactly these sizes.
+
+pub mod linear;
+pub mod nonlinear;

@@ -1,0 +1,1 @@
+//! Exact bytes, rounds and OT counts of the nonlinear protocols.

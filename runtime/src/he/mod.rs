@@ -1,0 +1,1 @@
+//! RLWE layer over fhe.rs: parameters, centred weight polynomials, wire formats.

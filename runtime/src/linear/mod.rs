@@ -1,0 +1,1 @@
+//! Sans-IO two-party protocols of the linear layers (conv, depthwise, matmul, affine).

@@ -1,0 +1,1 @@
+//! Two-party nonlinear protocols on additive shares (comparison, ReLU, truncation, ...).

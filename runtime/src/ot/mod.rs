@@ -1,0 +1,1 @@
+//! Oblivious transfer: the `OtSource` abstraction and its cryprot-ot backends.

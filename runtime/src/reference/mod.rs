@@ -1,0 +1,1 @@
+//! Plaintext reference executor of the plan integer semantics (see docs/semantics.md).

@@ -1,0 +1,1 @@
+//! Channels that carry protocol messages, with byte and round counters.
