@@ -315,3 +315,6 @@ fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Option<Vec<i64>> {
     });
     (!overflow).then_some(y)
 }
+
+#[cfg(test)]
+mod tests;
