@@ -369,3 +369,172 @@ pub(crate) fn linear_protocol(op: &Op) -> Option<&super::LinearProtocol> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{AvgPoolSpec, TensorInfo};
+    use crate::reference::testutil::every_op_plan;
+
+    /// The violations `validate` reports after `mutate` changes the sample plan.
+    fn errors(mutate: impl FnOnce(&mut Plan)) -> Vec<String> {
+        let mut plan = every_op_plan();
+        mutate(&mut plan);
+        match validate(&plan) {
+            Err(PlanError::Invalid(errs)) => errs,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn conv(plan: &mut Plan) -> &mut crate::plan::ConvShape {
+        match &mut plan.public.layers[0].op {
+            Op::Conv(l) => &mut l.shape,
+            _ => unreachable!("l0 of every_op_plan is the convolution"),
+        }
+    }
+
+    fn avgpool(plan: &mut Plan) -> &mut AvgPoolSpec {
+        match &mut plan.public.layers[2].op {
+            Op::AvgPool(a) => a,
+            _ => unreachable!("l2 of every_op_plan is the average pool"),
+        }
+    }
+
+    #[test]
+    fn sample_plan_is_valid() {
+        assert!(validate(&every_op_plan()).is_ok());
+    }
+
+    #[test]
+    fn zero_stride_and_kernel_are_rejected_without_dividing() {
+        let shapes = "l0 (l0): shapes do not fit the conv operation";
+        assert_eq!(errors(|p| conv(p).stride = [0, 1]), vec![shapes]);
+        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 0, 2, 2";
+        assert_eq!(errors(|p| conv(p).kernel = [0, 3]), vec![shapes, weights]);
+        let pool = "l2 (l2): shapes do not fit the avgpool operation";
+        assert_eq!(errors(|p| avgpool(p).pool.stride = [1, 0]), vec![pool]);
+    }
+
+    #[test]
+    fn kernel_larger_than_padded_input_is_rejected_without_underflow() {
+        let shapes = "l0 (l0): shapes do not fit the conv operation";
+        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 84, 2, 2";
+        assert_eq!(errors(|p| conv(p).kernel = [7, 3]), vec![shapes, weights]);
+        assert_eq!(errors(|p| conv(p).pads = [usize::MAX, 0, usize::MAX, 0]), vec![shapes]);
+        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected too many, 2, 2";
+        assert_eq!(errors(|p| conv(p).groups = 0), vec![shapes, weights]);
+        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 0, 2, 2";
+        assert_eq!(errors(|p| conv(p).groups = 3), vec![shapes, weights]);
+    }
+
+    #[test]
+    fn pool_pads_must_be_smaller_than_the_window() {
+        // A window entirely in the padding would count no element.
+        assert_eq!(
+            errors(|p| avgpool(p).pool.pads = [3, 1, 1, 1]),
+            vec!["l2 (l2): shapes do not fit the avgpool operation".to_string()]
+        );
+    }
+
+    #[test]
+    fn avgpool_needs_one_multiplier_per_count() {
+        assert_eq!(
+            errors(|p| avgpool(p).multipliers.pop().map(drop).unwrap_or_default()),
+            vec!["l2 (l2): shapes do not fit the avgpool operation".to_string()]
+        );
+    }
+
+    #[test]
+    fn huge_and_empty_shapes_are_rejected() {
+        let errs = errors(|p| p.public.tensors[3].shape = vec![usize::MAX, 2]);
+        assert_eq!(errs[0], format!("t3: shape [{}, 2] exceeds the limit of 67108864 elements per tensor", usize::MAX));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let errs = errors(|p| p.public.tensors[3].shape = vec![1 << 27]);
+        assert_eq!(errs, vec!["t3: shape [134217728] exceeds the limit of 67108864 elements per tensor"]);
+        let errs = errors(|p| p.public.tensors[3].shape = vec![2, 0, 2]);
+        assert_eq!(errs, vec!["t3: shape [2, 0, 2] has a zero dimension"]);
+    }
+
+    #[test]
+    fn total_elements_are_capped() {
+        let errs = errors(|p| {
+            let big = TensorInfo { shape: vec![1 << 26], ..p.public.tensors[0].clone() };
+            p.public.tensors.extend(std::iter::repeat_n(big, 4));
+        });
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].ends_with("tensor elements in all exceed the limit of 268435456 per plan"), "{errs:?}");
+    }
+
+    #[test]
+    fn too_much_work_per_layer_is_rejected() {
+        // A 1×1 convolution from 2^13 to 2^13 channels on a 32×64 map: 2^24 outputs of 2^13
+        // multiply-accumulates each, 2^37 in all.
+        let mut b = crate::reference::testutil::PlanBuilder::new(&[1 << 13, 32, 64], (-1, 1));
+        let shape = crate::plan::ConvShape {
+            in_channels: 1 << 13,
+            in_hw: [32, 64],
+            out_channels: 1 << 13,
+            kernel: [1, 1],
+            stride: [1, 1],
+            pads: [0; 4],
+            groups: 1,
+        };
+        let op = Op::Conv(crate::reference::testutil::linear(shape, 20, None));
+        let y = b.layer(op, &[b.input()], &[1 << 13, 32, 64], (-1, 1));
+        let Err(PlanError::Invalid(errs)) = b.build(y) else { panic!("accepted") };
+        assert_eq!(errs, vec![
+            "l0 (l0): 137438953472 multiply-accumulates exceed the limit of 68719476736 per layer",
+            "0 weight entries for 1 linear layers",
+        ]);
+    }
+
+    #[test]
+    fn missing_ids_are_rejected() {
+        assert_eq!(errors(|p| p.public.layers[4].output = TensorId(99)), vec![
+            "l4 (l4): refers to a missing tensor",
+            "l5 (l5): input t5 is not computed before it",
+        ]);
+        assert_eq!(errors(|p| p.public.input.tensor = TensorId(77))[0], "input refers to missing tensor t77");
+    }
+
+    #[test]
+    fn weight_counts_and_types_are_checked() {
+        let errs = errors(|p| p.weights.as_mut().unwrap().layers[0].1.weights.push(0));
+        assert_eq!(errs, vec!["l0: 37 weights, 2 biases, 2 multipliers; expected 36, 2, 2"]);
+        let errs = errors(|p| p.weights.as_mut().unwrap().layers[1].1.weights[0] = 128);
+        assert_eq!(errs, vec!["l4: weight 128 does not fit i8"]);
+        let errs = errors(|p| p.weights.as_mut().unwrap().layers.swap(0, 1));
+        assert_eq!(errs, vec!["weight entries not sorted by layer (l4 before l0)"]);
+        let errs = errors(|p| p.weights.as_mut().unwrap().layers.pop().map(drop).unwrap_or_default());
+        assert_eq!(errs, vec!["2 weight entries for 3 linear layers"]);
+    }
+
+    #[test]
+    fn numeric_parameters_are_checked() {
+        let errs = errors(|p| {
+            let Op::Conv(l) = &mut p.public.layers[0].op else { unreachable!() };
+            l.acc_bits = 65;
+            l.requant.as_mut().unwrap().shift = 64;
+            l.protocol.in_ring_bits = 0;
+            l.protocol.packing.factor = 0;
+            l.protocol.tile.c = usize::MAX;
+            p.public.tensors[2].scale = f32::NAN;
+            p.public.tensors[2].zero_point = 1 << 40;
+        });
+        assert_eq!(errs, vec![
+            "t2: zero point 1099511627776 does not fit i32",
+            "t2: scale NaN is not a positive finite number",
+            "l0 (l0): shift 64 is not below 64",
+            "l0 (l0): accumulator width 65 outside 1..=64",
+            format!("l0 (l0): tile Tile {{ c: {}, h: 1, w: 1, m: 1 }} does not fit N = 4096", usize::MAX).as_str(),
+            "l0 (l0): input ring of 0 bits outside 1..=64",
+            "l0 (l0): packing factor 0",
+        ]);
+    }
+
+    #[test]
+    fn concat_needs_equal_trailing_dimensions() {
+        let errs = errors(|p| p.public.tensors[6].shape = vec![2, 8]);
+        assert_eq!(errs, vec!["l5 (l5): shapes do not fit the concat operation"]);
+    }
+}

@@ -269,3 +269,25 @@ fn dequantize_is_scale_times_value() {
     let p = io_plan(IntType { bits: 8, signed: true }, 3, 0.5);
     assert_eq!(dequantize_output(&p, &[-3, 4, 0]), vec![-1.5, 2.0, 0.0]);
 }
+
+#[test]
+fn every_op_plan_on_zero_input() {
+    // Zero input: conv acc = bias (1, −1) → (16 + 8)>>4 = 1, (−8 + 8)>>4 = 0; maxpool keeps
+    // 1 / 0; avgpool windows of n = 4, 6, 6, 9 ones: (n·⌊256/n⌋ + 128)>>8 = 1 / 0;
+    // add (1 + 1 + 1)>>1 = 1 / 0; affine 3·1 + 1 = 4, −2·0 − 1 = −1 → (4 + 2)>>2 = 1, 0;
+    // matmul over the ones at 0..4 and 8..12 of the concatenation with W[i][j] =
+    // (7(3i + j) mod 5) − 2: column sums −2, −1, 0 plus bias 1, 0, −1 → −1 each;
+    // rescale (−1 + 2)>>2 = 0.
+    let plan = testutil::every_op_plan();
+    let trace = run_traced(&plan, &[0; 32]).unwrap();
+    assert_eq!(trace.tensors[4], vec![1, 1, 1, 1, 0, 0, 0, 0]);
+    let accs: Vec<_> = trace.accumulators.iter().map(|(l, a)| (l.0, a.len())).collect();
+    assert_eq!(accs, vec![(0, 32), (4, 8), (7, 3)]);
+    assert_eq!(trace.accumulators[1].1, vec![4, 4, 4, 4, -1, -1, -1, -1]);
+    assert_eq!(trace.accumulators[2].1, vec![-1, -1, -1]);
+    assert_eq!(trace.tensors[9], vec![0, 0, 0]);
+    // The declared ranges hold at the extremes of the input range.
+    for v in [-8, 8] {
+        assert!(run(&plan, &[v; 32]).is_ok());
+    }
+}

@@ -18,9 +18,9 @@
 
 use crate::error::PlanError;
 use crate::plan::{
-    GlobalProtocol, HeParams, IntType, IoSpec, Layer, LayerId, LayerWeights, LinearLayer,
-    LinearProtocol, Op, OtBackend, Packing, Plan, PublicPlan, RequantShape, ServerWeights, Tile,
-    TensorId, TensorInfo,
+    AddSpec, AffineShape, AvgPoolSpec, ConvShape, GlobalProtocol, HeParams, IntType, IoSpec, Layer,
+    LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
+    PoolShape, PublicPlan, PublicRequant, RequantShape, ServerWeights, Tile, TensorId, TensorInfo,
 };
 
 /// Builds a plan layer by layer.
@@ -157,4 +157,50 @@ pub fn default_protocol() -> LinearProtocol {
         in_ring_bits: 37,
         out_ring_bits: 37,
     }
+}
+
+/// A small valid plan that uses every operation once, with sound ranges for every input in
+/// `[−8, 8]` (shape `[2, 4, 4]`, output `[1, 3]`):
+///
+/// `conv 3×3 pad 1 (requant, ReLU) → maxpool 2×2 ‖ avgpool 3×3 s2 pad 1 → add → affine →
+/// concat(add, affine) → reshape → matmul (raw accumulators) → rescale`.
+pub fn every_op_plan() -> Plan {
+    // Deterministic small weights in [−2, 2].
+    let w = |n: usize| (0..n).map(|i| (i * 7 % 5) as i32 - 2).collect::<Vec<_>>();
+    let pool = |kernel, stride, pads| PoolShape { channels: 2, in_hw: [4, 4], kernel, stride, pads };
+    let mut b = PlanBuilder::new(&[2, 4, 4], (-8, 8));
+    // |acc| ≤ 8 · 18 · 2 + 1 < 2^9.
+    let conv = ConvShape {
+        in_channels: 2,
+        in_hw: [4, 4],
+        out_channels: 2,
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1, 1, 1, 1],
+        groups: 1,
+    };
+    let conv = Op::Conv(linear(conv, 10, Some(requant(4, (0, 15)))));
+    let t1 = b.linear(conv, b.input(), weights(&w(36), &[1, -1], &[16, 8]), &[2, 4, 4], (0, 15));
+    let t2 = b.layer(Op::MaxPool(pool([2, 2], [2, 2], [0; 4])), &[t1], &[2, 2, 2], (0, 15));
+    let avg = AvgPoolSpec {
+        pool: pool([3, 3], [2, 2], [1, 1, 1, 1]),
+        count_include_pad: false,
+        multipliers: (1..=9).map(|n| 256 / n).collect(),
+        shift: 8,
+        clamp: (0, 15),
+    };
+    let t3 = b.layer(Op::AvgPool(avg), &[t1], &[2, 2, 2], (0, 15));
+    let add = Op::Add(AddSpec { m_a: 1, m_b: 1, shift: 1, clamp: (0, 15) });
+    let t4 = b.layer(add, &[t2, t3], &[2, 2, 2], (0, 15));
+    // |acc| ≤ 3 · 15 + 1 < 2^6.
+    let affine = Op::Affine(linear(AffineShape { channels: 2, per_channel: 4 }, 7, Some(requant(2, (-16, 16)))));
+    let t5 = b.linear(affine, t4, weights(&[3, -2], &[1, -1], &[1, 1]), &[2, 2, 2], (-16, 16));
+    let t6 = b.layer(Op::Concat, &[t4, t5], &[4, 2, 2], (-16, 16));
+    let t7 = b.layer(Op::Reshape, &[t6], &[1, 16], (-16, 16));
+    // |acc| ≤ 16 · 16 · 2 + 1 < 2^10.
+    let matmul = Op::MatMul(linear(MatMulShape { rows: 1, inner: 16, cols: 3 }, 11, None));
+    let t8 = b.linear(matmul, t7, weights(&w(48), &[1, 0, -1], &[]), &[1, 3], (-1023, 1023));
+    let rescale = Op::Rescale(PublicRequant { multipliers: vec![1], shift: 2, clamp: (-128, 127) });
+    let t9 = b.layer(rescale, &[t8], &[1, 3], (-128, 127));
+    b.build(t9).expect("every_op_plan is valid")
 }
