@@ -36,6 +36,34 @@ pub enum PlanError {
     Invalid(Vec<String>),
 }
 
+/// Why an `.npy` sample file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NpyError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a well-formed `.npy` file.
+    #[error("{0}")]
+    Format(String),
+    /// The array has an element type heq-run does not read.
+    #[error("unsupported dtype '{0}': heq-run reads float32 or float64 .npy files")]
+    Dtype(String),
+    /// The data does not have the size the shape announces.
+    #[error("the .npy header announces shape {shape:?}, but the file holds {actual} data bytes")]
+    Length {
+        /// Shape in the header.
+        shape: Vec<usize>,
+        /// Data bytes (or elements, when writing) actually present.
+        actual: usize,
+    },
+}
+
 /// Why the reference executor could not run a plan on an input.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -62,17 +62,24 @@ pub fn read_plan_bytes(bytes: &[u8]) -> Result<Plan, PlanError> {
 /// Encoding or I/O failures, with the path.
 pub fn write_plan(plan: &Plan, path: &Path) -> Result<(), PlanError> {
     let bytes = write_plan_bytes(plan)?;
-    let io_err = |e: std::io::Error| PlanError::Io { path: path.display().to_string(), source: e };
+    write_atomically(path, &bytes)
+        .map_err(|e| PlanError::Io { path: path.display().to_string(), source: e })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it to `path`, so
+/// readers see the old file or the whole new one, never a part; the temporary file is removed
+/// on failure.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
         .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io_err)
+    result
 }
 
 /// Reads and validates a plan file.
