@@ -52,8 +52,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
 
 /// `--mode plain`: quantize, run the reference executor per sample, write the outputs.
 fn run_plain(cli: &Cli) -> anyhow::Result<()> {
-    let plan = read_plan(&cli.plan).with_context(|| format!("reading plan {}", cli.plan.display()))?;
-    let input = npy::read_f32(&cli.input).with_context(|| format!("reading input {}", cli.input.display()))?;
+    let plan =
+        read_plan(&cli.plan).with_context(|| format!("reading plan {}", cli.plan.display()))?;
+    let input = npy::read_f32(&cli.input)
+        .with_context(|| format!("reading input {}", cli.input.display()))?;
     let p = &plan.public;
     let batch = batch_size(&input.shape, &p.input.shape)
         .with_context(|| format!("input {}", cli.input.display()))?;
@@ -76,7 +78,10 @@ fn run_plain(cli: &Cli) -> anyhow::Result<()> {
         let zero_point = p.tensors[p.output.tensor.0 as usize].zero_point;
         let data = values
             .iter()
-            .map(|&v| v.checked_add(zero_point).and_then(|q| i32::try_from(q).ok()))
+            .map(|&v| {
+                v.checked_add(zero_point)
+                    .and_then(|q| i32::try_from(q).ok())
+            })
             .collect::<Option<Vec<i32>>>()
             .context("a quantized output does not fit int32")?;
         npy::write(&cli.output, NpyArray { shape, data })
@@ -109,6 +114,10 @@ fn batch_size(shape: &[usize], sample: &[usize]) -> anyhow::Result<Option<usize>
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
@@ -124,6 +133,9 @@ mod tests {
         assert_eq!(batch_size(&[5, 1, 4, 4], &[1, 4, 4]).unwrap(), Some(5));
         assert_eq!(batch_size(&[0, 3], &[3]).unwrap(), Some(0));
         let err = batch_size(&[4, 4], &[1, 4, 4]).unwrap_err();
-        assert_eq!(err.to_string(), "shape [4, 4] is neither the plan's input shape [1, 4, 4] nor [N, 1, 4, 4]");
+        assert_eq!(
+            err.to_string(),
+            "shape [4, 4] is neither the plan's input shape [1, 4, 4] nor [N, 1, 4, 4]"
+        );
     }
 }

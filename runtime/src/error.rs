@@ -69,7 +69,9 @@ pub enum NpyError {
 #[non_exhaustive]
 pub enum ExecError {
     /// The input has the wrong number of elements.
-    #[error("input has {actual} elements per sample, the plan expects {expected} (shape {shape:?})")]
+    #[error(
+        "input has {actual} elements per sample, the plan expects {expected} (shape {shape:?})"
+    )]
     InputShape {
         /// Elements the plan expects.
         expected: usize,
@@ -117,16 +119,38 @@ pub enum ExecError {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 
     #[test]
     fn exec_error_messages() {
-        let e = ExecError::AccOverflow { layer: LayerId(3), value: -128, bits: 8 };
-        assert_eq!(e.to_string(), "layer l3: accumulator -128 does not fit in 8 signed bits");
+        let e = ExecError::AccOverflow {
+            layer: LayerId(3),
+            value: -128,
+            bits: 8,
+        };
+        assert_eq!(
+            e.to_string(),
+            "layer l3: accumulator -128 does not fit in 8 signed bits"
+        );
         let e = ExecError::Overflow { layer: LayerId(1) };
-        assert_eq!(e.to_string(), "layer l1: arithmetic overflow in 128-bit intermediate values");
-        let e = ExecError::OutOfRange { tensor: TensorId(2), value: 9, lo: -1, hi: 1 };
-        assert_eq!(e.to_string(), "tensor t2: value 9 outside its declared range [-1, 1]");
+        assert_eq!(
+            e.to_string(),
+            "layer l1: arithmetic overflow in 128-bit intermediate values"
+        );
+        let e = ExecError::OutOfRange {
+            tensor: TensorId(2),
+            value: 9,
+            lo: -1,
+            hi: 1,
+        };
+        assert_eq!(
+            e.to_string(),
+            "tensor t2: value 9 outside its declared range [-1, 1]"
+        );
     }
 }

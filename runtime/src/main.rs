@@ -12,7 +12,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // `--help` and `--version` are "errors" that print to stdout and succeed.
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli::run(&args) {

@@ -40,19 +40,36 @@ pub fn decode_f32(bytes: &[u8]) -> Result<NpyArray<f32>, NpyError> {
         "<f8" | ">f8" => 8,
         other => return Err(NpyError::Dtype(other.to_string())),
     };
-    let elements = header.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let elements = header
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
     let expected = elements.and_then(|n| n.checked_mul(elem_bytes));
     let actual = bytes.len() - header.data_offset;
     if expected != Some(actual) {
-        return Err(NpyError::Length { shape: header.shape, actual });
+        return Err(NpyError::Length {
+            shape: header.shape,
+            actual,
+        });
     }
     let decode = |e: ndarray_npy::ReadNpyError| NpyError::Format(e.to_string());
     let data = if elem_bytes == 4 {
-        ArrayD::<f32>::read_npy(bytes).map_err(decode)?.iter().copied().collect()
+        ArrayD::<f32>::read_npy(bytes)
+            .map_err(decode)?
+            .iter()
+            .copied()
+            .collect()
     } else {
-        ArrayD::<f64>::read_npy(bytes).map_err(decode)?.iter().map(|&x| x as f32).collect()
+        ArrayD::<f64>::read_npy(bytes)
+            .map_err(decode)?
+            .iter()
+            .map(|&x| x as f32)
+            .collect()
     };
-    Ok(NpyArray { shape: header.shape, data })
+    Ok(NpyArray {
+        shape: header.shape,
+        data,
+    })
 }
 
 /// Writes a row-major array as `.npy` (float32 for `f32`, int32 for `i32`, …), atomically.
@@ -61,16 +78,20 @@ pub fn decode_f32(bytes: &[u8]) -> Result<NpyArray<f32>, NpyError> {
 /// I/O failures (with the path); `data` not filling `shape`.
 pub fn write<T: WritableElement>(path: &Path, array: NpyArray<T>) -> Result<(), NpyError> {
     let (shape, len) = (array.shape, array.data.len());
-    let array = ArrayD::from_shape_vec(IxDyn(&shape), array.data).map_err(|_| {
-        NpyError::Format(format!("{len} elements do not fill the shape {shape:?}"))
-    })?;
+    let array = ArrayD::from_shape_vec(IxDyn(&shape), array.data)
+        .map_err(|_| NpyError::Format(format!("{len} elements do not fill the shape {shape:?}")))?;
     let mut bytes = Vec::new();
-    array.write_npy(&mut bytes).map_err(|e| NpyError::Format(e.to_string()))?;
+    array
+        .write_npy(&mut bytes)
+        .map_err(|e| NpyError::Format(e.to_string()))?;
     crate::plan::write_atomically(path, &bytes).map_err(|e| io_error(path, e))
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> NpyError {
-    NpyError::Io { path: path.display().to_string(), source }
+    NpyError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// The parts of an `.npy` header heq-run needs.
@@ -117,7 +138,11 @@ impl Header {
             }
         }
         match (descr, shape, order) {
-            (Some(descr), Some(shape), Some(_)) => Ok(Header { descr, shape, data_offset: start + len }),
+            (Some(descr), Some(shape), Some(_)) => Ok(Header {
+                descr,
+                shape,
+                data_offset: start + len,
+            }),
             _ => Err(bad("header lacks 'descr', 'fortran_order' or 'shape'")),
         }
     }
@@ -147,13 +172,22 @@ impl Literal<'_> {
     }
 
     fn expect(&mut self, c: char) -> Result<(), NpyError> {
-        if self.eat(c) { Ok(()) } else { Err(self.error()) }
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(self.error())
+        }
     }
 
     /// A quoted string without escapes.
     fn string(&mut self) -> Result<String, NpyError> {
         self.s = self.s.trim_start();
-        let quote = self.s.chars().next().filter(|&q| q == '\'' || q == '"').ok_or_else(|| self.error())?;
+        let quote = self
+            .s
+            .chars()
+            .next()
+            .filter(|&q| q == '\'' || q == '"')
+            .ok_or_else(|| self.error())?;
         let body = &self.s[1..];
         let end = body.find(quote).ok_or_else(|| self.error())?;
         self.s = &body[end + 1..];
@@ -177,9 +211,14 @@ impl Literal<'_> {
         let mut dims = Vec::new();
         while !self.eat(')') {
             self.s = self.s.trim_start();
-            let digits = self.s.find(|c: char| !c.is_ascii_digit()).unwrap_or(self.s.len());
+            let digits = self
+                .s
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(self.s.len());
             let dim = self.s[..digits].parse().map_err(|_| self.error())?;
-            self.s = self.s[digits..].strip_prefix('L').unwrap_or(&self.s[digits..]);
+            self.s = self.s[digits..]
+                .strip_prefix('L')
+                .unwrap_or(&self.s[digits..]);
             dims.push(dim);
             if !self.eat(',') {
                 self.expect(')')?;
@@ -191,6 +230,10 @@ impl Literal<'_> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 
@@ -198,7 +241,7 @@ mod tests {
     /// and ended by a newline.
     fn npy(header: &str, data: &[u8]) -> Vec<u8> {
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
@@ -215,48 +258,102 @@ mod tests {
 
     #[test]
     fn reads_float32_c_order() {
-        let bytes = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", &le_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]));
+        let bytes = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+            &le_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]),
+        );
         let a = decode_f32(&bytes).unwrap();
-        assert_eq!(a, NpyArray { shape: vec![2, 3], data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5] });
+        assert_eq!(
+            a,
+            NpyArray {
+                shape: vec![2, 3],
+                data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]
+            }
+        );
     }
 
     #[test]
     fn reads_float64_big_endian_and_fortran_order() {
         // Column-major [[1, 2, 3], [4, 5, 6]] is stored 1, 4, 2, 5, 3, 6.
-        let data: Vec<u8> = [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0].iter().flat_map(|v| v.to_be_bytes()).collect();
-        let bytes = npy("{\"descr\": \">f8\", \"fortran_order\": True, \"shape\": (2,3)}", &data);
-        assert_eq!(decode_f32(&bytes).unwrap().data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let data: Vec<u8> = [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let bytes = npy(
+            "{\"descr\": \">f8\", \"fortran_order\": True, \"shape\": (2,3)}",
+            &data,
+        );
+        assert_eq!(
+            decode_f32(&bytes).unwrap().data,
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
     }
 
     #[test]
     fn reads_scalars_and_one_dimensional_arrays() {
-        let bytes = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", &le_f32(&[7.0]));
-        assert_eq!(decode_f32(&bytes).unwrap(), NpyArray { shape: vec![], data: vec![7.0] });
-        let bytes = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", &le_f32(&[7.0, 8.0]));
+        let bytes = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (), }",
+            &le_f32(&[7.0]),
+        );
+        assert_eq!(
+            decode_f32(&bytes).unwrap(),
+            NpyArray {
+                shape: vec![],
+                data: vec![7.0]
+            }
+        );
+        let bytes = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+            &le_f32(&[7.0, 8.0]),
+        );
         assert_eq!(decode_f32(&bytes).unwrap().shape, vec![2]);
     }
 
     #[test]
     fn rejects_other_dtypes_by_name() {
-        let bytes = npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }", &[0; 8]);
+        let bytes = npy(
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }",
+            &[0; 8],
+        );
         let err = decode_f32(&bytes).unwrap_err();
-        assert_eq!(err.to_string(), "unsupported dtype '<i8': heq-run reads float32 or float64 .npy files");
+        assert_eq!(
+            err.to_string(),
+            "unsupported dtype '<i8': heq-run reads float32 or float64 .npy files"
+        );
     }
 
     #[test]
     fn huge_shapes_fail_before_allocating() {
-        let bytes = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", &[0; 8]);
+        let bytes = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
+            &[0; 8],
+        );
         let err = decode_f32(&bytes).unwrap_err();
-        assert_eq!(err.to_string(), "the .npy header announces shape [4294967296, 4294967296], but the file holds 8 data bytes");
-        let bytes = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", &le_f32(&[1.0, 2.0]));
-        assert!(matches!(decode_f32(&bytes), Err(NpyError::Length { actual: 8, .. })));
+        assert_eq!(
+            err.to_string(),
+            "the .npy header announces shape [4294967296, 4294967296], but the file holds 8 data bytes"
+        );
+        let bytes = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+            &le_f32(&[1.0, 2.0]),
+        );
+        assert!(matches!(
+            decode_f32(&bytes),
+            Err(NpyError::Length { actual: 8, .. })
+        ));
     }
 
     #[test]
     fn damaged_files_are_errors() {
-        let good = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", &le_f32(&[1.0, 2.0]));
+        let good = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+            &le_f32(&[1.0, 2.0]),
+        );
         for len in 0..good.len() {
-            assert!(decode_f32(&good[..len]).is_err(), "prefix of {len} bytes accepted");
+            assert!(
+                decode_f32(&good[..len]).is_err(),
+                "prefix of {len} bytes accepted"
+            );
         }
         for pos in 0..good.len() - 8 {
             let mut b = good.clone();
@@ -275,9 +372,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("heq-npy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("y.npy");
-        write(&path, NpyArray { shape: vec![3], data: vec![1.5f32, -2.0, 0.0] }).unwrap();
+        write(
+            &path,
+            NpyArray {
+                shape: vec![3],
+                data: vec![1.5f32, -2.0, 0.0],
+            },
+        )
+        .unwrap();
         assert_eq!(read_f32(&path).unwrap().data, vec![1.5, -2.0, 0.0]);
-        let err = write(&path, NpyArray { shape: vec![2], data: vec![1i32, 2, 3] }).unwrap_err();
+        let err = write(
+            &path,
+            NpyArray {
+                shape: vec![2],
+                data: vec![1i32, 2, 3],
+            },
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "3 elements do not fill the shape [2]");
         std::fs::remove_dir_all(&dir).unwrap();
     }

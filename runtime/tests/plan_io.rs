@@ -1,9 +1,15 @@
 //! Plan files from hostile or damaged sources: `read_plan_bytes` must reject them with an error,
 //! never panic or allocate from an unchecked length, and whatever it accepts must run in the
 //! reference executor without panicking.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 
 use heq_runtime::error::{ExecError, PlanError};
-use heq_runtime::plan::{PLAN_FORMAT_VERSION, Plan, read_plan, read_plan_bytes, write_plan, write_plan_bytes};
+use heq_runtime::plan::{
+    PLAN_FORMAT_VERSION, Plan, read_plan, read_plan_bytes, write_plan, write_plan_bytes,
+};
 use heq_runtime::reference::{self, testutil::every_op_plan};
 
 const HEADER_LEN: usize = 8 + 4 + 32;
@@ -53,10 +59,17 @@ impl Tally {
 /// fine (a mutated range or weight may well break the range analysis), a panic is not.
 fn run_everywhere(plan: &Plan) {
     let t = &plan.public.tensors[plan.public.input.tensor.0 as usize];
-    assert!(t.len() <= 1 << 16, "a single-byte mutation made a {}-element input", t.len());
+    assert!(
+        t.len() <= 1 << 16,
+        "a single-byte mutation made a {}-element input",
+        t.len()
+    );
     for v in [0, t.range.0, t.range.1] {
         match reference::run(plan, &vec![v; t.len()]) {
-            Ok(y) => assert_eq!(y.len(), plan.public.tensors[plan.public.output.tensor.0 as usize].len()),
+            Ok(y) => assert_eq!(
+                y.len(),
+                plan.public.tensors[plan.public.output.tensor.0 as usize].len()
+            ),
             Err(ExecError::Plan(e)) => panic!("validated plan rejected by the executor: {e}"),
             Err(_) => {}
         }
@@ -66,9 +79,15 @@ fn run_everywhere(plan: &Plan) {
 #[test]
 fn round_trip() {
     let plan = every_op_plan();
-    assert_eq!(read_plan_bytes(&write_plan_bytes(&plan).unwrap()).unwrap(), plan);
+    assert_eq!(
+        read_plan_bytes(&write_plan_bytes(&plan).unwrap()).unwrap(),
+        plan
+    );
     let client = plan.to_client();
-    assert_eq!(read_plan_bytes(&write_plan_bytes(&client).unwrap()).unwrap(), client);
+    assert_eq!(
+        read_plan_bytes(&write_plan_bytes(&client).unwrap()).unwrap(),
+        client
+    );
 }
 
 #[test]
@@ -107,7 +126,9 @@ fn wrong_version_names_both() {
     let err = read_plan_bytes(&b).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("plan format version 7 is not supported (this heq-run reads version {PLAN_FORMAT_VERSION})")
+        format!(
+            "plan format version 7 is not supported (this heq-run reads version {PLAN_FORMAT_VERSION})"
+        )
     );
 }
 
@@ -142,7 +163,10 @@ fn body_mutations_with_recomputed_hash_never_panic() {
     println!("{tally:?}");
     // The decoder and validate() both see real work: some mutants decode but break a rule,
     // some do not decode, and some (a changed weight or range) are still valid plans.
-    assert!(tally.corrupt > 0 && tally.invalid > 0 && tally.accepted > 0, "{tally:?}");
+    assert!(
+        tally.corrupt > 0 && tally.invalid > 0 && tally.accepted > 0,
+        "{tally:?}"
+    );
     assert_eq!(tally.not_a_plan + tally.version, 0);
 }
 
@@ -193,12 +217,19 @@ fn file_round_trip_and_io_errors() {
     let path = dir.join("plan.bin");
     write_plan(&every_op_plan(), &path).unwrap();
     assert_eq!(read_plan(&path).unwrap(), every_op_plan());
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers, vec!["plan.bin"]);
     let missing = dir.join("missing.bin");
     let err = read_plan(&missing).unwrap_err();
     assert!(matches!(err, PlanError::Io { .. }));
-    assert!(err.to_string().starts_with(&format!("{}: ", missing.display())), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: ", missing.display())),
+        "{err}"
+    );
     std::fs::write(&path, b"not a plan").unwrap();
     assert!(matches!(read_plan(&path), Err(PlanError::NotAPlan)));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -20,6 +20,7 @@ mod io;
 mod validate;
 
 pub use io::{PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes};
+#[cfg(feature = "crypto")]
 pub(crate) use io::write_atomically;
 pub use validate::{MAX_LAYER_MACS, MAX_TENSOR_ELEMENTS, MAX_TOTAL_ELEMENTS, validate};
 

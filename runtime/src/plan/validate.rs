@@ -47,11 +47,17 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
     let exists = |t: TensorId| (t.0 as usize) < n_tensors;
     for io in [&p.input, &p.output] {
         if !exists(io.tensor) {
-            errs.push(format!("{} refers to missing tensor {}", io.name, io.tensor));
+            errs.push(format!(
+                "{} refers to missing tensor {}",
+                io.name, io.tensor
+            ));
         } else if let Some(len) = lens[io.tensor.0 as usize]
             && checked_product(&io.shape) != Some(len)
         {
-            errs.push(format!("{}: shape {:?} disagrees with tensor {}", io.name, io.shape, io.tensor));
+            errs.push(format!(
+                "{}: shape {:?} disagrees with tensor {}",
+                io.name, io.shape, io.tensor
+            ));
         }
     }
     let mut defined = vec![false; n_tensors];
@@ -112,7 +118,11 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
     if let Some(w) = &plan.weights {
         check_weights(plan, &w.layers, &mut errs);
     }
-    if errs.is_empty() { Ok(()) } else { Err(PlanError::Invalid(errs)) }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanError::Invalid(errs))
+    }
 }
 
 /// Elements of every tensor, `None` for a tensor that breaks a rule (reported in `errs`).
@@ -126,10 +136,16 @@ fn tensor_lens(plan: &Plan, errs: &mut Vec<String>) -> Vec<Option<usize>> {
         if !(1..=32).contains(&t.ty.bits) {
             errs.push(format!("t{i}: element width {} outside 1..=32", t.ty.bits));
         } else if !(t.ty.min()..=t.ty.max()).contains(&t.zero_point) {
-            errs.push(format!("t{i}: zero point {} does not fit {}", t.zero_point, t.ty));
+            errs.push(format!(
+                "t{i}: zero point {} does not fit {}",
+                t.zero_point, t.ty
+            ));
         }
         if !(t.scale.is_finite() && t.scale > 0.0) {
-            errs.push(format!("t{i}: scale {} is not a positive finite number", t.scale));
+            errs.push(format!(
+                "t{i}: scale {} is not a positive finite number",
+                t.scale
+            ));
         }
         let len = checked_product(&t.shape);
         let len = match len {
@@ -183,17 +199,29 @@ fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
             errs.push(format!("{at}: accumulator width {acc_bits} outside 1..=64"));
         }
         if !(1..=32).contains(&weight_ty.bits) {
-            errs.push(format!("{at}: weight width {} outside 1..=32", weight_ty.bits));
+            errs.push(format!(
+                "{at}: weight width {} outside 1..=32",
+                weight_ty.bits
+            ));
         }
     }
     if let Some(proto) = linear_protocol(op) {
         let t = &proto.tile;
         if ![2048, 4096, 8192].contains(&proto.he.degree) {
-            errs.push(format!("{at}: ring degree {} not in {{2048, 4096, 8192}}", proto.he.degree));
+            errs.push(format!(
+                "{at}: ring degree {} not in {{2048, 4096, 8192}}",
+                proto.he.degree
+            ));
         }
-        let slots = t.c.checked_mul(t.h).and_then(|x| x.checked_mul(t.w)).and_then(|x| x.checked_mul(t.m));
+        let slots =
+            t.c.checked_mul(t.h)
+                .and_then(|x| x.checked_mul(t.w))
+                .and_then(|x| x.checked_mul(t.m));
         if !slots.is_some_and(|s| s > 0 && s <= proto.he.degree) {
-            errs.push(format!("{at}: tile {t:?} does not fit N = {}", proto.he.degree));
+            errs.push(format!(
+                "{at}: tile {t:?} does not fit N = {}",
+                proto.he.degree
+            ));
         }
         for (what, bits) in [
             ("input ring", proto.in_ring_bits),
@@ -221,7 +249,12 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
             let s = &l.shape;
             fits(s.groups > 0 && s.in_channels % s.groups == 0 && s.out_channels % s.groups == 0)?;
             let [oh, ow] = window_out_hw(s.in_hw, s.kernel, s.stride, s.pads)?;
-            fits(input == s.in_channels.checked_mul(s.in_hw[0])?.checked_mul(s.in_hw[1])?)?;
+            fits(
+                input
+                    == s.in_channels
+                        .checked_mul(s.in_hw[0])?
+                        .checked_mul(s.in_hw[1])?,
+            )?;
             fits(out == s.out_channels.checked_mul(oh)?.checked_mul(ow)?)?;
             let per_output = (s.in_channels / s.groups)
                 .checked_mul(s.kernel[0])?
@@ -241,7 +274,12 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
             fits(s.pads[0] < s.kernel[0] && s.pads[2] < s.kernel[0])?;
             fits(s.pads[1] < s.kernel[1] && s.pads[3] < s.kernel[1])?;
             let [oh, ow] = window_out_hw(s.in_hw, s.kernel, s.stride, s.pads)?;
-            fits(input == s.channels.checked_mul(s.in_hw[0])?.checked_mul(s.in_hw[1])?)?;
+            fits(
+                input
+                    == s.channels
+                        .checked_mul(s.in_hw[0])?
+                        .checked_mul(s.in_hw[1])?,
+            )?;
             fits(out == s.channels.checked_mul(oh)?.checked_mul(ow)?)?;
             let window = s.kernel[0].checked_mul(s.kernel[1])?;
             if let Op::AvgPool(a) = op {
@@ -251,7 +289,7 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
         }
         Op::Rescale(r) => {
             let c = r.multipliers.len();
-            fits(out == input && c > 0 && input % c == 0)?;
+            fits(out == input && c > 0 && input.is_multiple_of(c))?;
             Some(out)
         }
         Op::Add(_) => {
@@ -261,8 +299,13 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
         Op::Concat => {
             let shape = |t: &TensorId| &plan.public.tensors[t.0 as usize].shape;
             let out_shape = shape(&layer.output);
-            let trailing_ok = layer.inputs.iter().all(|t| shape(t).get(1..) == out_shape.get(1..));
-            fits(trailing_ok && ins.iter().try_fold(0usize, |a, &n| a.checked_add(n)) == Some(out))?;
+            let trailing_ok = layer
+                .inputs
+                .iter()
+                .all(|t| shape(t).get(1..) == out_shape.get(1..));
+            fits(
+                trailing_ok && ins.iter().try_fold(0usize, |a, &n| a.checked_add(n)) == Some(out),
+            )?;
             Some(out)
         }
         Op::Reshape => {
@@ -296,7 +339,10 @@ fn check_weights(plan: &Plan, entries: &[(super::LayerId, LayerWeights)], errs: 
     let p = &plan.public;
     for pair in entries.windows(2) {
         if pair[0].0 >= pair[1].0 {
-            errs.push(format!("weight entries not sorted by layer ({} before {})", pair[0].0, pair[1].0));
+            errs.push(format!(
+                "weight entries not sorted by layer ({} before {})",
+                pair[0].0, pair[1].0
+            ));
         }
     }
     for (id, lw) in entries {
@@ -307,16 +353,23 @@ fn check_weights(plan: &Plan, entries: &[(super::LayerId, LayerWeights)], errs: 
         let (n_w, n_out, has_requant) = match &layer.op {
             Op::Conv(l) => {
                 let s = &l.shape;
-                let per_filter = s.in_channels.checked_div(s.groups).and_then(|c| {
-                    c.checked_mul(s.kernel[0])?.checked_mul(s.kernel[1])
-                });
+                let per_filter = s
+                    .in_channels
+                    .checked_div(s.groups)
+                    .and_then(|c| c.checked_mul(s.kernel[0])?.checked_mul(s.kernel[1]));
                 let n = per_filter.and_then(|f| f.checked_mul(s.out_channels));
                 (n, s.out_channels, l.requant.is_some())
             }
-            Op::MatMul(l) => {
-                (l.shape.inner.checked_mul(l.shape.cols), l.shape.cols, l.requant.is_some())
-            }
-            Op::Affine(l) => (Some(l.shape.channels), l.shape.channels, l.requant.is_some()),
+            Op::MatMul(l) => (
+                l.shape.inner.checked_mul(l.shape.cols),
+                l.shape.cols,
+                l.requant.is_some(),
+            ),
+            Op::Affine(l) => (
+                Some(l.shape.channels),
+                l.shape.channels,
+                l.requant.is_some(),
+            ),
             _ => {
                 errs.push(format!("{id}: a {} layer has no weights", layer.op.kind()));
                 continue;
@@ -334,14 +387,20 @@ fn check_weights(plan: &Plan, entries: &[(super::LayerId, LayerWeights)], errs: 
         }
         if let Some((_, ty)) = linear_acc(&layer.op)
             && (1..=32).contains(&ty.bits)
-            && let Some(w) = lw.weights.iter().find(|&&w| !(ty.min()..=ty.max()).contains(&i64::from(w)))
+            && let Some(w) = lw
+                .weights
+                .iter()
+                .find(|&&w| !(ty.min()..=ty.max()).contains(&i64::from(w)))
         {
             errs.push(format!("{id}: weight {w} does not fit {ty}"));
         }
     }
     let linear = p.layers.iter().filter(|l| l.op.is_linear()).count();
     if entries.len() != linear {
-        errs.push(format!("{} weight entries for {linear} linear layers", entries.len()));
+        errs.push(format!(
+            "{} weight entries for {linear} linear layers",
+            entries.len()
+        ));
     }
 }
 
@@ -371,6 +430,10 @@ pub(crate) fn linear_protocol(op: &Op) -> Option<&super::LinearProtocol> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
     use crate::plan::{AvgPoolSpec, TensorInfo};
@@ -420,7 +483,10 @@ mod tests {
         let shapes = "l0 (l0): shapes do not fit the conv operation";
         let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 84, 2, 2";
         assert_eq!(errors(|p| conv(p).kernel = [7, 3]), vec![shapes, weights]);
-        assert_eq!(errors(|p| conv(p).pads = [usize::MAX, 0, usize::MAX, 0]), vec![shapes]);
+        assert_eq!(
+            errors(|p| conv(p).pads = [usize::MAX, 0, usize::MAX, 0]),
+            vec![shapes]
+        );
         let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected too many, 2, 2";
         assert_eq!(errors(|p| conv(p).groups = 0), vec![shapes, weights]);
         let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 0, 2, 2";
@@ -447,10 +513,19 @@ mod tests {
     #[test]
     fn huge_and_empty_shapes_are_rejected() {
         let errs = errors(|p| p.public.tensors[3].shape = vec![usize::MAX, 2]);
-        assert_eq!(errs[0], format!("t3: shape [{}, 2] exceeds the limit of 67108864 elements per tensor", usize::MAX));
+        assert_eq!(
+            errs[0],
+            format!(
+                "t3: shape [{}, 2] exceeds the limit of 67108864 elements per tensor",
+                usize::MAX
+            )
+        );
         assert_eq!(errs.len(), 1, "{errs:?}");
         let errs = errors(|p| p.public.tensors[3].shape = vec![1 << 27]);
-        assert_eq!(errs, vec!["t3: shape [134217728] exceeds the limit of 67108864 elements per tensor"]);
+        assert_eq!(
+            errs,
+            vec!["t3: shape [134217728] exceeds the limit of 67108864 elements per tensor"]
+        );
         let errs = errors(|p| p.public.tensors[3].shape = vec![2, 0, 2]);
         assert_eq!(errs, vec!["t3: shape [2, 0, 2] has a zero dimension"]);
     }
@@ -458,11 +533,17 @@ mod tests {
     #[test]
     fn total_elements_are_capped() {
         let errs = errors(|p| {
-            let big = TensorInfo { shape: vec![1 << 26], ..p.public.tensors[0].clone() };
+            let big = TensorInfo {
+                shape: vec![1 << 26],
+                ..p.public.tensors[0].clone()
+            };
             p.public.tensors.extend(std::iter::repeat_n(big, 4));
         });
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].ends_with("tensor elements in all exceed the limit of 268435456 per plan"), "{errs:?}");
+        assert!(
+            errs[0].ends_with("tensor elements in all exceed the limit of 268435456 per plan"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -481,38 +562,65 @@ mod tests {
         };
         let op = Op::Conv(crate::reference::testutil::linear(shape, 20, None));
         let y = b.layer(op, &[b.input()], &[1 << 13, 32, 64], (-1, 1));
-        let Err(PlanError::Invalid(errs)) = b.build(y) else { panic!("accepted") };
-        assert_eq!(errs, vec![
-            "l0 (l0): 137438953472 multiply-accumulates exceed the limit of 68719476736 per layer",
-            "0 weight entries for 1 linear layers",
-        ]);
+        let Err(PlanError::Invalid(errs)) = b.build(y) else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            errs,
+            vec![
+                "l0 (l0): 137438953472 multiply-accumulates exceed the limit of 68719476736 per layer",
+                "0 weight entries for 1 linear layers",
+            ]
+        );
     }
 
     #[test]
     fn missing_ids_are_rejected() {
-        assert_eq!(errors(|p| p.public.layers[4].output = TensorId(99)), vec![
-            "l4 (l4): refers to a missing tensor",
-            "l5 (l5): input t5 is not computed before it",
-        ]);
-        assert_eq!(errors(|p| p.public.input.tensor = TensorId(77))[0], "input refers to missing tensor t77");
+        assert_eq!(
+            errors(|p| p.public.layers[4].output = TensorId(99)),
+            vec![
+                "l4 (l4): refers to a missing tensor",
+                "l5 (l5): input t5 is not computed before it",
+            ]
+        );
+        assert_eq!(
+            errors(|p| p.public.input.tensor = TensorId(77))[0],
+            "input refers to missing tensor t77"
+        );
     }
 
     #[test]
     fn weight_counts_and_types_are_checked() {
         let errs = errors(|p| p.weights.as_mut().unwrap().layers[0].1.weights.push(0));
-        assert_eq!(errs, vec!["l0: 37 weights, 2 biases, 2 multipliers; expected 36, 2, 2"]);
+        assert_eq!(
+            errs,
+            vec!["l0: 37 weights, 2 biases, 2 multipliers; expected 36, 2, 2"]
+        );
         let errs = errors(|p| p.weights.as_mut().unwrap().layers[1].1.weights[0] = 128);
         assert_eq!(errs, vec!["l4: weight 128 does not fit i8"]);
         let errs = errors(|p| p.weights.as_mut().unwrap().layers.swap(0, 1));
-        assert_eq!(errs, vec!["weight entries not sorted by layer (l4 before l0)"]);
-        let errs = errors(|p| p.weights.as_mut().unwrap().layers.pop().map(drop).unwrap_or_default());
+        assert_eq!(
+            errs,
+            vec!["weight entries not sorted by layer (l4 before l0)"]
+        );
+        let errs = errors(|p| {
+            p.weights
+                .as_mut()
+                .unwrap()
+                .layers
+                .pop()
+                .map(drop)
+                .unwrap_or_default()
+        });
         assert_eq!(errs, vec!["2 weight entries for 3 linear layers"]);
     }
 
     #[test]
     fn numeric_parameters_are_checked() {
         let errs = errors(|p| {
-            let Op::Conv(l) = &mut p.public.layers[0].op else { unreachable!() };
+            let Op::Conv(l) = &mut p.public.layers[0].op else {
+                unreachable!()
+            };
             l.acc_bits = 65;
             l.requant.as_mut().unwrap().shift = 64;
             l.protocol.in_ring_bits = 0;
@@ -521,20 +629,30 @@ mod tests {
             p.public.tensors[2].scale = f32::NAN;
             p.public.tensors[2].zero_point = 1 << 40;
         });
-        assert_eq!(errs, vec![
-            "t2: zero point 1099511627776 does not fit i32",
-            "t2: scale NaN is not a positive finite number",
-            "l0 (l0): shift 64 is not below 64",
-            "l0 (l0): accumulator width 65 outside 1..=64",
-            format!("l0 (l0): tile Tile {{ c: {}, h: 1, w: 1, m: 1 }} does not fit N = 4096", usize::MAX).as_str(),
-            "l0 (l0): input ring of 0 bits outside 1..=64",
-            "l0 (l0): packing factor 0",
-        ]);
+        assert_eq!(
+            errs,
+            vec![
+                "t2: zero point 1099511627776 does not fit i32",
+                "t2: scale NaN is not a positive finite number",
+                "l0 (l0): shift 64 is not below 64",
+                "l0 (l0): accumulator width 65 outside 1..=64",
+                format!(
+                    "l0 (l0): tile Tile {{ c: {}, h: 1, w: 1, m: 1 }} does not fit N = 4096",
+                    usize::MAX
+                )
+                .as_str(),
+                "l0 (l0): input ring of 0 bits outside 1..=64",
+                "l0 (l0): packing factor 0",
+            ]
+        );
     }
 
     #[test]
     fn concat_needs_equal_trailing_dimensions() {
         let errs = errors(|p| p.public.tensors[6].shape = vec![2, 8]);
-        assert_eq!(errs, vec!["l5 (l5): shapes do not fit the concat operation"]);
+        assert_eq!(
+            errs,
+            vec!["l5 (l5): shapes do not fit the concat operation"]
+        );
     }
 }

@@ -36,7 +36,9 @@ pub struct Trace {
 /// declares ([`ExecError::AccOverflow`]) or a 128-bit overflow ([`ExecError::Overflow`]).
 pub fn run(plan: &Plan, input: &[i64]) -> Result<Vec<i64>, ExecError> {
     let mut tensors = execute(plan, input, None)?;
-    Ok(std::mem::take(&mut tensors[plan.public.output.tensor.0 as usize]))
+    Ok(std::mem::take(
+        &mut tensors[plan.public.output.tensor.0 as usize],
+    ))
 }
 
 /// Runs one sample and keeps every tensor and every linear layer's accumulators.
@@ -46,7 +48,10 @@ pub fn run(plan: &Plan, input: &[i64]) -> Result<Vec<i64>, ExecError> {
 pub fn run_traced(plan: &Plan, input: &[i64]) -> Result<Trace, ExecError> {
     let mut accumulators = Vec::new();
     let tensors = execute(plan, input, Some(&mut accumulators))?;
-    Ok(Trace { tensors, accumulators })
+    Ok(Trace {
+        tensors,
+        accumulators,
+    })
 }
 
 /// Quantizes one float sample into the centred integers of the plan's input tensor, exactly as
@@ -109,9 +114,18 @@ fn execute(
             Op::Rescale(r) => {
                 let per_channel = x.len() / r.multipliers.len();
                 let y = x.iter().enumerate().map(|(i, &v)| {
-                    requantize(i128::from(v), r.multipliers[i / per_channel], r.shift, r.clamp)
+                    requantize(
+                        i128::from(v),
+                        r.multipliers[i / per_channel],
+                        r.shift,
+                        r.clamp,
+                    )
                 });
-                (None, y.collect::<Option<_>>().ok_or(ExecError::Overflow { layer: id })?)
+                (
+                    None,
+                    y.collect::<Option<_>>()
+                        .ok_or(ExecError::Overflow { layer: id })?,
+                )
             }
             Op::Add(a) => {
                 let b = &tensors[layer.inputs[1].0 as usize];
@@ -119,12 +133,22 @@ fn execute(
                     let bm = i128::from(b).checked_mul(i128::from(a.m_b))?;
                     requantize_sum(i128::from(x), a.m_a, bm, a.shift, a.clamp)
                 });
-                (None, y.collect::<Option<_>>().ok_or(ExecError::Overflow { layer: id })?)
+                (
+                    None,
+                    y.collect::<Option<_>>()
+                        .ok_or(ExecError::Overflow { layer: id })?,
+                )
             }
             Op::MaxPool(s) => (None, max_pool(s, x)),
-            Op::AvgPool(a) => (None, avg_pool(a, x).ok_or(ExecError::Overflow { layer: id })?),
+            Op::AvgPool(a) => (
+                None,
+                avg_pool(a, x).ok_or(ExecError::Overflow { layer: id })?,
+            ),
             Op::Concat => {
-                let parts = layer.inputs.iter().map(|t| tensors[t.0 as usize].as_slice());
+                let parts = layer
+                    .inputs
+                    .iter()
+                    .map(|t| tensors[t.0 as usize].as_slice());
                 (None, parts.collect::<Vec<_>>().concat())
             }
             Op::Reshape => (None, x.clone()),
@@ -142,7 +166,12 @@ fn execute(
 fn check_range(plan: &Plan, t: TensorId, values: &[i64]) -> Result<(), ExecError> {
     let (lo, hi) = plan.public.tensors[t.0 as usize].range;
     match values.iter().find(|&&v| v < lo || v > hi) {
-        Some(&value) => Err(ExecError::OutOfRange { tensor: t, value, lo, hi }),
+        Some(&value) => Err(ExecError::OutOfRange {
+            tensor: t,
+            value,
+            lo,
+            hi,
+        }),
         None => Ok(()),
     }
 }
@@ -159,7 +188,11 @@ fn linear<S>(
     l: &LinearLayer<S>,
     accumulate: impl FnOnce(&LayerWeights) -> Accumulators,
 ) -> Result<(Option<Vec<i64>>, Vec<i64>), ExecError> {
-    let lw = plan.weights.as_ref().and_then(|w| w.get(id)).ok_or(ExecError::MissingWeights(id))?;
+    let lw = plan
+        .weights
+        .as_ref()
+        .and_then(|w| w.get(id))
+        .ok_or(ExecError::MissingWeights(id))?;
     let (acc, channels) = accumulate(lw).ok_or(ExecError::Overflow { layer: id })?;
     // validate() keeps acc_bits in 1..=64, so every accepted accumulator fits an i64.
     let bound = 1i128 << (l.acc_bits - 1);
@@ -167,7 +200,11 @@ fn linear<S>(
         .into_iter()
         .map(|a| match i64::try_from(a) {
             Ok(v) if -bound < a && a < bound => Ok(v),
-            _ => Err(ExecError::AccOverflow { layer: id, value: a, bits: l.acc_bits }),
+            _ => Err(ExecError::AccOverflow {
+                layer: id,
+                value: a,
+                bits: l.acc_bits,
+            }),
         })
         .collect::<Result<Vec<i64>, _>>()?;
     let y = match &l.requant {
@@ -191,7 +228,10 @@ fn requantize(x: i128, m: i64, k: u32, clamp: (i64, i64)) -> Option<i64> {
 /// `clamp(floor((x·m + extra + R) / 2^k), lo, hi)`; `None` on overflow.
 fn requantize_sum(x: i128, m: i64, extra: i128, k: u32, (lo, hi): (i64, i64)) -> Option<i64> {
     let round = if k > 0 { 1i128 << (k - 1) } else { 0 };
-    let t = x.checked_mul(i128::from(m))?.checked_add(extra)?.checked_add(round)?;
+    let t = x
+        .checked_mul(i128::from(m))?
+        .checked_add(extra)?
+        .checked_add(round)?;
     // `>>` on a signed integer is the floor division by 2^k; validate() keeps k < 64.
     let y = (t >> k).clamp(i128::from(lo), i128::from(hi));
     i64::try_from(y).ok()
@@ -219,13 +259,16 @@ fn conv(s: &ConvShape, lw: &LayerWeights, x: &[i64]) -> Accumulators {
                 for ci in 0..cg {
                     let c = g * cg + ci;
                     for ky in 0..kh {
-                        let Some(iy) = (oy * s.stride[0] + ky).checked_sub(s.pads[0]).filter(|&y| y < h)
+                        let Some(iy) = (oy * s.stride[0] + ky)
+                            .checked_sub(s.pads[0])
+                            .filter(|&y| y < h)
                         else {
                             continue;
                         };
                         for kx in 0..kw {
-                            let Some(ix) =
-                                (ox * s.stride[1] + kx).checked_sub(s.pads[1]).filter(|&x| x < w)
+                            let Some(ix) = (ox * s.stride[1] + kx)
+                                .checked_sub(s.pads[1])
+                                .filter(|&x| x < w)
                             else {
                                 continue;
                             };
@@ -277,11 +320,18 @@ fn for_each_window(s: &PoolShape, x: &[i64], mut visit: impl FnMut(&mut dyn Iter
     for c in 0..s.channels {
         for oy in 0..oh {
             for ox in 0..ow {
-                let rows = (0..s.kernel[0])
-                    .filter_map(|ky| (oy * s.stride[0] + ky).checked_sub(s.pads[0]).filter(|&y| y < h));
+                let rows = (0..s.kernel[0]).filter_map(|ky| {
+                    (oy * s.stride[0] + ky)
+                        .checked_sub(s.pads[0])
+                        .filter(|&y| y < h)
+                });
                 let mut values = rows.flat_map(|iy| {
                     (0..s.kernel[1])
-                        .filter_map(|kx| (ox * s.stride[1] + kx).checked_sub(s.pads[1]).filter(|&x| x < w))
+                        .filter_map(|kx| {
+                            (ox * s.stride[1] + kx)
+                                .checked_sub(s.pads[1])
+                                .filter(|&x| x < w)
+                        })
                         .map(move |ix| x[(c * h + iy) * w + ix])
                 });
                 visit(&mut values);
@@ -317,4 +367,8 @@ fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Option<Vec<i64>> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests;

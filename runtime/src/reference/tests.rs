@@ -6,20 +6,51 @@ use crate::plan::{AddSpec, IntType, PublicRequant};
 
 const WIDE: (i64, i64) = (-1000, 1000);
 
-fn conv_shape(c: usize, hw: [usize; 2], m: usize, k: [usize; 2], s: [usize; 2], pads: [usize; 4], groups: usize) -> ConvShape {
-    ConvShape { in_channels: c, in_hw: hw, out_channels: m, kernel: k, stride: s, pads, groups }
+fn conv_shape(
+    c: usize,
+    hw: [usize; 2],
+    m: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    pads: [usize; 4],
+    groups: usize,
+) -> ConvShape {
+    ConvShape {
+        in_channels: c,
+        in_hw: hw,
+        out_channels: m,
+        kernel: k,
+        stride: s,
+        pads,
+        groups,
+    }
 }
 
 fn pool(c: usize, hw: [usize; 2], k: [usize; 2], s: [usize; 2], pads: [usize; 4]) -> PoolShape {
-    PoolShape { channels: c, in_hw: hw, kernel: k, stride: s, pads }
+    PoolShape {
+        channels: c,
+        in_hw: hw,
+        kernel: k,
+        stride: s,
+        pads,
+    }
 }
 
 fn rescale(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> Op {
-    Op::Rescale(PublicRequant { multipliers: multipliers.to_vec(), shift, clamp })
+    Op::Rescale(PublicRequant {
+        multipliers: multipliers.to_vec(),
+        shift,
+        clamp,
+    })
 }
 
 /// One layer on a `[len]`-shaped input: run it and return the output.
-fn run_one(op: Op, in_shape: &[usize], out_shape: &[usize], x: &[i64]) -> Result<Vec<i64>, ExecError> {
+fn run_one(
+    op: Op,
+    in_shape: &[usize],
+    out_shape: &[usize],
+    x: &[i64],
+) -> Result<Vec<i64>, ExecError> {
     let mut b = PlanBuilder::new(in_shape, WIDE);
     let y = b.layer(op, &[b.input()], out_shape, WIDE);
     run(&b.build(y)?, x)
@@ -29,7 +60,13 @@ fn run_one(op: Op, in_shape: &[usize], out_shape: &[usize], x: &[i64]) -> Result
 fn padded_conv_plan(acc_bits: u32) -> Plan {
     let mut b = PlanBuilder::new(&[1, 3, 3], WIDE);
     let s = conv_shape(1, [3, 3], 1, [2, 2], [2, 2], [1, 1, 1, 1], 1);
-    let y = b.linear(Op::Conv(linear(s, acc_bits, None)), b.input(), weights(&[1, 2, 3, 4], &[10], &[]), &[1, 2, 2], WIDE);
+    let y = b.linear(
+        Op::Conv(linear(s, acc_bits, None)),
+        b.input(),
+        weights(&[1, 2, 3, 4], &[10], &[]),
+        &[1, 2, 2],
+        WIDE,
+    );
     b.build(y).expect("valid plan")
 }
 
@@ -50,12 +87,32 @@ fn conv_stride_and_padding() {
 fn conv_accumulator_overflow_detected() {
     // 7 bits hold |acc| < 64: 14, 28 and 46 pass, 87 does not.
     let err = run(&padded_conv_plan(7), &[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap_err();
-    assert!(matches!(err, ExecError::AccOverflow { layer: LayerId(0), value: 87, bits: 7 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ExecError::AccOverflow {
+                layer: LayerId(0),
+                value: 87,
+                bits: 7
+            }
+        ),
+        "{err}"
+    );
     // |acc| < 2^(bits−1) is strict: −64 fails 7 bits although it is a 7-bit two's complement.
     let mut plan = padded_conv_plan(7);
     plan.weights.as_mut().unwrap().layers[0].1 = weights(&[0, 0, 0, 0], &[-64], &[]);
     let err = run(&plan, &[0; 9]).unwrap_err();
-    assert!(matches!(err, ExecError::AccOverflow { value: -64, bits: 7, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ExecError::AccOverflow {
+                value: -64,
+                bits: 7,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -64,8 +121,17 @@ fn conv_groups() {
     // y0 = 1·1 + 2·10 = 21; y1 = 3·(−100) + 4·3 = −288.
     let mut b = PlanBuilder::new(&[4, 1, 1], WIDE);
     let s = conv_shape(4, [1, 1], 2, [1, 1], [1, 1], [0; 4], 2);
-    let y = b.linear(Op::Conv(linear(s, 16, None)), b.input(), weights(&[1, 10, -100, 3], &[0, 0], &[]), &[2, 1, 1], WIDE);
-    assert_eq!(run(&b.build(y).unwrap(), &[1, 2, 3, 4]).unwrap(), vec![21, -288]);
+    let y = b.linear(
+        Op::Conv(linear(s, 16, None)),
+        b.input(),
+        weights(&[1, 10, -100, 3], &[0, 0], &[]),
+        &[2, 1, 1],
+        WIDE,
+    );
+    assert_eq!(
+        run(&b.build(y).unwrap(), &[1, 2, 3, 4]).unwrap(),
+        vec![21, -288]
+    );
 }
 
 #[test]
@@ -81,7 +147,9 @@ fn conv_depthwise_with_requant() {
     assert_eq!(op.kind(), "dwconv");
     let y = b.linear(op, b.input(), lw, &[2, 2, 2], (0, 6));
     let plan = b.build(y).unwrap();
-    let x = [1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1, -1, -1, -1, -1];
+    let x = [
+        1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    ];
     let trace = run_traced(&plan, &x).unwrap();
     assert_eq!(trace.accumulators[0].1, vec![6, 8, 12, 14, 1, 1, 1, 1]);
     assert_eq!(trace.tensors[1], vec![3, 4, 6, 6, 2, 2, 2, 2]);
@@ -91,9 +159,19 @@ fn conv_depthwise_with_requant() {
 /// acc = [[5, 6], [−5, −14]].
 fn matmul_plan(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> Plan {
     let mut b = PlanBuilder::new(&[2, 2], WIDE);
-    let s = MatMulShape { rows: 2, inner: 2, cols: 2 };
+    let s = MatMulShape {
+        rows: 2,
+        inner: 2,
+        cols: 2,
+    };
     let lw = weights(&[1, -1, 2, 3], &[0, 1], multipliers);
-    let y = b.linear(Op::MatMul(linear(s, 8, Some(requant(shift, clamp)))), b.input(), lw, &[2, 2], WIDE);
+    let y = b.linear(
+        Op::MatMul(linear(s, 8, Some(requant(shift, clamp)))),
+        b.input(),
+        lw,
+        &[2, 2],
+        WIDE,
+    );
     b.build(y).unwrap()
 }
 
@@ -110,28 +188,52 @@ fn matmul_requant_negative_multiplier_and_floor() {
 #[test]
 fn matmul_clamp_is_fused_relu_and_clip() {
     // Same values clamped to [0, 3]: 4 → 3, −1 → 0, −4 → 0, 4 → 3.
-    assert_eq!(run(&matmul_plan(&[3, -1], 2, (0, 3)), &[1, 2, 3, -4]).unwrap(), vec![3, 0, 0, 3]);
+    assert_eq!(
+        run(&matmul_plan(&[3, -1], 2, (0, 3)), &[1, 2, 3, -4]).unwrap(),
+        vec![3, 0, 0, 3]
+    );
 }
 
 #[test]
 fn affine_per_channel() {
     // a = [2, −3], bias = [1, 0]: [2·1 + 1, 2·2 + 1, −3·3, −3·4].
     let mut b = PlanBuilder::new(&[2, 2], WIDE);
-    let s = AffineShape { channels: 2, per_channel: 2 };
-    let y = b.linear(Op::Affine(linear(s, 8, None)), b.input(), weights(&[2, -3], &[1, 0], &[]), &[2, 2], WIDE);
-    assert_eq!(run(&b.build(y).unwrap(), &[1, 2, 3, 4]).unwrap(), vec![3, 5, -9, -12]);
+    let s = AffineShape {
+        channels: 2,
+        per_channel: 2,
+    };
+    let y = b.linear(
+        Op::Affine(linear(s, 8, None)),
+        b.input(),
+        weights(&[2, -3], &[1, 0], &[]),
+        &[2, 2],
+        WIDE,
+    );
+    assert_eq!(
+        run(&b.build(y).unwrap(), &[1, 2, 3, 4]).unwrap(),
+        vec![3, 5, -9, -12]
+    );
 }
 
 #[test]
 fn rescale_rounds_ties_up_and_floors_negatives() {
     // (x + 1) >> 1: −1.5 → −1, −1 → −1, −0.5 → 0, 0, 0.5 → 1, 1, 1.5 → 2.
-    let y = run_one(rescale(&[1], 1, WIDE), &[7], &[7], &[-3, -2, -1, 0, 1, 2, 3]).unwrap();
+    let y = run_one(
+        rescale(&[1], 1, WIDE),
+        &[7],
+        &[7],
+        &[-3, -2, -1, 0, 1, 2, 3],
+    )
+    .unwrap();
     assert_eq!(y, vec![-1, -1, 0, 0, 1, 1, 2]);
 }
 
 #[test]
 fn rescale_shift_zero_has_no_rounding_constant() {
-    assert_eq!(run_one(rescale(&[2], 0, WIDE), &[2], &[2], &[-3, 5]).unwrap(), vec![-6, 10]);
+    assert_eq!(
+        run_one(rescale(&[2], 0, WIDE), &[2], &[2], &[-3, 5]).unwrap(),
+        vec![-6, 10]
+    );
 }
 
 #[test]
@@ -147,9 +249,17 @@ fn add_aligns_scales_and_clamps() {
     // (3 + 2 + 1)>>1 = 3; (12 + 8 + 1)>>1 = 10 → 5; (−9 − 6 + 1)>>1 = −7 → −5.
     let mut b = PlanBuilder::new(&[3], WIDE);
     let neg = b.layer(rescale(&[-1], 0, WIDE), &[b.input()], &[3], WIDE);
-    let op = Op::Add(AddSpec { m_a: 3, m_b: -2, shift: 1, clamp: (-5, 5) });
+    let op = Op::Add(AddSpec {
+        m_a: 3,
+        m_b: -2,
+        shift: 1,
+        clamp: (-5, 5),
+    });
     let y = b.layer(op, &[b.input(), neg], &[3], (-5, 5));
-    assert_eq!(run(&b.build(y).unwrap(), &[1, 4, -3]).unwrap(), vec![3, 5, -5]);
+    assert_eq!(
+        run(&b.build(y).unwrap(), &[1, 4, -3]).unwrap(),
+        vec![3, 5, -5]
+    );
 }
 
 #[test]
@@ -157,7 +267,13 @@ fn maxpool_padding_never_wins() {
     // x = −1..−9 (3×3), 2×2 windows, stride 2, pads 1: windows hold {−1}, {−2, −3}, {−4, −7},
     // {−5, −6, −8, −9}; a padded zero would win every one of them.
     let op = Op::MaxPool(pool(1, [3, 3], [2, 2], [2, 2], [1, 1, 1, 1]));
-    let y = run_one(op, &[1, 3, 3], &[1, 2, 2], &[-1, -2, -3, -4, -5, -6, -7, -8, -9]).unwrap();
+    let y = run_one(
+        op,
+        &[1, 3, 3],
+        &[1, 2, 2],
+        &[-1, -2, -3, -4, -5, -6, -7, -8, -9],
+    )
+    .unwrap();
     assert_eq!(y, vec![-1, -2, -4, -5]);
 }
 
@@ -178,7 +294,10 @@ fn avgpool_border_counts() {
     // (256 + 128)>>8 = 1; (5·128 + 128)>>8 = 3 (2.5 up); (11·128 + 128)>>8 = 6 (5.5 up);
     // (28·64 + 128)>>8 = 7 (7.5 → 7: the multiplier 64 is exact, so the 7 + 0.5 floors).
     let x = [1, 2, 3, 4, 5, 6, 7, 8, 9];
-    assert_eq!(run_one(avgpool(false), &[1, 3, 3], &[1, 2, 2], &x).unwrap(), vec![1, 3, 6, 7]);
+    assert_eq!(
+        run_one(avgpool(false), &[1, 3, 3], &[1, 2, 2], &x).unwrap(),
+        vec![1, 3, 6, 7]
+    );
 }
 
 #[test]
@@ -186,7 +305,10 @@ fn avgpool_count_include_pad() {
     // Every window divides by 4 (m = 64): (64 + 128)>>8 = 0; (320 + 128)>>8 = 1;
     // (704 + 128)>>8 = 3; (1792 + 128)>>8 = 7.
     let x = [1, 2, 3, 4, 5, 6, 7, 8, 9];
-    assert_eq!(run_one(avgpool(true), &[1, 3, 3], &[1, 2, 2], &x).unwrap(), vec![0, 1, 3, 7]);
+    assert_eq!(
+        run_one(avgpool(true), &[1, 3, 3], &[1, 2, 2], &x).unwrap(),
+        vec![0, 1, 3, 7]
+    );
 }
 
 #[test]
@@ -195,7 +317,10 @@ fn concat_and_reshape() {
     let doubled = b.layer(rescale(&[2], 0, WIDE), &[b.input()], &[1, 2], WIDE);
     let cat = b.layer(Op::Concat, &[b.input(), doubled, b.input()], &[3, 2], WIDE);
     let flat = b.layer(Op::Reshape, &[cat], &[6], WIDE);
-    assert_eq!(run(&b.build(flat).unwrap(), &[1, -2]).unwrap(), vec![1, -2, 2, -4, 1, -2]);
+    assert_eq!(
+        run(&b.build(flat).unwrap(), &[1, -2]).unwrap(),
+        vec![1, -2, 2, -4, 1, -2]
+    );
 }
 
 #[test]
@@ -204,9 +329,31 @@ fn range_violations_detected() {
     let y = b.layer(rescale(&[1], 0, WIDE), &[b.input()], &[2], (-1, 1));
     let plan = b.build(y).unwrap();
     let err = run(&plan, &[0, 9]).unwrap_err();
-    assert!(matches!(err, ExecError::OutOfRange { tensor: TensorId(0), value: 9, lo: -8, hi: 8 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ExecError::OutOfRange {
+                tensor: TensorId(0),
+                value: 9,
+                lo: -8,
+                hi: 8
+            }
+        ),
+        "{err}"
+    );
     let err = run(&plan, &[1, 2]).unwrap_err();
-    assert!(matches!(err, ExecError::OutOfRange { tensor: TensorId(1), value: 2, lo: -1, hi: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ExecError::OutOfRange {
+                tensor: TensorId(1),
+                value: 2,
+                lo: -1,
+                hi: 1
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(run(&plan, &[1, -1]).unwrap(), vec![1, -1]);
 }
 
@@ -214,9 +361,22 @@ fn range_violations_detected() {
 fn input_length_and_missing_weights() {
     let plan = padded_conv_plan(8);
     let err = run(&plan, &[1, 2]).unwrap_err();
-    assert!(matches!(err, ExecError::InputShape { expected: 9, actual: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ExecError::InputShape {
+                expected: 9,
+                actual: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = run(&plan.to_client(), &[0; 9]).unwrap_err();
-    assert!(matches!(err, ExecError::MissingWeights(LayerId(0))), "{err}");
+    assert!(
+        matches!(err, ExecError::MissingWeights(LayerId(0))),
+        "{err}"
+    );
 }
 
 #[test]
@@ -231,10 +391,18 @@ fn overflow_beyond_128_bits_detected() {
     // a·m_a + b·m_b = 2^126 + 2^126 = 2^127 > i128::MAX.
     let full = (i64::MIN, i64::MAX);
     let mut b = PlanBuilder::new(&[1], full);
-    let op = Op::Add(AddSpec { m_a: i64::MIN, m_b: i64::MIN, shift: 0, clamp: full });
+    let op = Op::Add(AddSpec {
+        m_a: i64::MIN,
+        m_b: i64::MIN,
+        shift: 0,
+        clamp: full,
+    });
     let y = b.layer(op, &[b.input(), b.input()], &[1], full);
     let err = run(&b.build(y).unwrap(), &[i64::MIN]).unwrap_err();
-    assert!(matches!(err, ExecError::Overflow { layer: LayerId(0) }), "{err}");
+    assert!(
+        matches!(err, ExecError::Overflow { layer: LayerId(0) }),
+        "{err}"
+    );
 }
 
 fn io_plan(ty: IntType, zero_point: i64, scale: f32) -> PublicPlan {
@@ -247,26 +415,70 @@ fn io_plan(ty: IntType, zero_point: i64, scale: f32) -> PublicPlan {
 
 #[test]
 fn quantize_rounds_half_to_even_and_saturates() {
-    let p = io_plan(IntType { bits: 8, signed: true }, 3, 0.5);
+    let p = io_plan(
+        IntType {
+            bits: 8,
+            signed: true,
+        },
+        3,
+        0.5,
+    );
     // x/0.5 = 0.5 → 0, 1.5 → 2, −0.5 → −0, 2.5 → 2, 3 → 3; +3, then v = q − 3.
     // 200 + 3 saturates at 127 → 124; −200 + 3 at −128 → −131; NaN → 0.
-    let x = [0.25, 0.75, -0.25, 1.25, 1.5, 100.0, -100.0, f32::NAN, f32::INFINITY];
-    assert_eq!(quantize_input(&p, &x), vec![0, 2, 0, 2, 3, 124, -131, 0, 124]);
-    let p = io_plan(IntType { bits: 8, signed: false }, 128, 1.0);
-    assert_eq!(quantize_input(&p, &[-200.0, -128.0, 127.0, 127.5, 300.0]), vec![-128, -128, 127, 127, 127]);
+    let x = [
+        0.25,
+        0.75,
+        -0.25,
+        1.25,
+        1.5,
+        100.0,
+        -100.0,
+        f32::NAN,
+        f32::INFINITY,
+    ];
+    assert_eq!(
+        quantize_input(&p, &x),
+        vec![0, 2, 0, 2, 3, 124, -131, 0, 124]
+    );
+    let p = io_plan(
+        IntType {
+            bits: 8,
+            signed: false,
+        },
+        128,
+        1.0,
+    );
+    assert_eq!(
+        quantize_input(&p, &[-200.0, -128.0, 127.0, 127.5, 300.0]),
+        vec![-128, -128, 127, 127, 127]
+    );
 }
 
 #[test]
 fn quantize_divides_in_f32() {
     // 0.35f32 / 0.1f32 is exactly 3.5 in f32, a tie that goes to the even 4; the same inputs
     // divided in f64 give 3.4999999 and would round to 3.
-    let p = io_plan(IntType { bits: 8, signed: true }, 0, 0.1);
+    let p = io_plan(
+        IntType {
+            bits: 8,
+            signed: true,
+        },
+        0,
+        0.1,
+    );
     assert_eq!(quantize_input(&p, &[0.3, 0.35, -0.25]), vec![3, 4, -2]);
 }
 
 #[test]
 fn dequantize_is_scale_times_value() {
-    let p = io_plan(IntType { bits: 8, signed: true }, 3, 0.5);
+    let p = io_plan(
+        IntType {
+            bits: 8,
+            signed: true,
+        },
+        3,
+        0.5,
+    );
     assert_eq!(dequantize_output(&p, &[-3, 4, 0]), vec![-1.5, 2.0, 0.0]);
 }
 
@@ -281,7 +493,11 @@ fn every_op_plan_on_zero_input() {
     let plan = testutil::every_op_plan();
     let trace = run_traced(&plan, &[0; 32]).unwrap();
     assert_eq!(trace.tensors[4], vec![1, 1, 1, 1, 0, 0, 0, 0]);
-    let accs: Vec<_> = trace.accumulators.iter().map(|(l, a)| (l.0, a.len())).collect();
+    let accs: Vec<_> = trace
+        .accumulators
+        .iter()
+        .map(|(l, a)| (l.0, a.len()))
+        .collect();
     assert_eq!(accs, vec![(0, 32), (4, 8), (7, 3)]);
     assert_eq!(trace.accumulators[1].1, vec![4, 4, 4, 4, -1, -1, -1, -1]);
     assert_eq!(trace.accumulators[2].1, vec![-1, -1, -1]);

@@ -20,7 +20,7 @@ use crate::error::PlanError;
 use crate::plan::{
     AddSpec, AffineShape, AvgPoolSpec, ConvShape, GlobalProtocol, HeParams, IntType, IoSpec, Layer,
     LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
-    PoolShape, PublicPlan, PublicRequant, RequantShape, ServerWeights, Tile, TensorId, TensorInfo,
+    PoolShape, PublicPlan, PublicRequant, RequantShape, ServerWeights, TensorId, TensorInfo, Tile,
 };
 
 /// Builds a plan layer by layer.
@@ -49,7 +49,12 @@ impl PlanBuilder {
                 profile: "default".into(),
             },
         };
-        let mut b = PlanBuilder { plan: Plan { public, weights: Some(ServerWeights::default()) } };
+        let mut b = PlanBuilder {
+            plan: Plan {
+                public,
+                weights: Some(ServerWeights::default()),
+            },
+        };
         b.add_tensor(input_shape, range);
         b
     }
@@ -61,7 +66,13 @@ impl PlanBuilder {
 
     /// Appends a layer without weights whose output is a new tensor of the given shape and
     /// range; returns that tensor.
-    pub fn layer(&mut self, op: Op, inputs: &[TensorId], shape: &[usize], range: (i64, i64)) -> TensorId {
+    pub fn layer(
+        &mut self,
+        op: Op,
+        inputs: &[TensorId],
+        shape: &[usize],
+        range: (i64, i64),
+    ) -> TensorId {
         let output = self.add_tensor(shape, range);
         let id = LayerId(self.plan.public.layers.len() as u32);
         self.plan.public.layers.push(Layer {
@@ -106,7 +117,11 @@ impl PlanBuilder {
     pub fn build(mut self, output: TensorId) -> Result<Plan, PlanError> {
         let p = &mut self.plan.public;
         p.output.tensor = output;
-        p.output.shape = p.tensors.get(output.0 as usize).map(|t| t.shape.clone()).unwrap_or_default();
+        p.output.shape = p
+            .tensors
+            .get(output.0 as usize)
+            .map(|t| t.shape.clone())
+            .unwrap_or_default();
         crate::plan::validate(&self.plan)?;
         Ok(self.plan)
     }
@@ -116,7 +131,10 @@ impl PlanBuilder {
         self.plan.public.tensors.push(TensorInfo {
             name: id.to_string(),
             shape: shape.to_vec(),
-            ty: IntType { bits: 32, signed: true },
+            ty: IntType {
+                bits: 32,
+                signed: true,
+            },
             zero_point: 0,
             scale: 1.0,
             range,
@@ -130,7 +148,10 @@ impl PlanBuilder {
 pub fn linear<S>(shape: S, acc_bits: u32, requant: Option<RequantShape>) -> LinearLayer<S> {
     LinearLayer {
         shape,
-        weight_ty: IntType { bits: 8, signed: true },
+        weight_ty: IntType {
+            bits: 8,
+            signed: true,
+        },
         acc_bits,
         acc_bits_naive: acc_bits,
         requant,
@@ -140,19 +161,36 @@ pub fn linear<S>(shape: S, acc_bits: u32, requant: Option<RequantShape>) -> Line
 
 /// A requantization with shift `k` and the given clamp (`multiplier_bits` = 32).
 pub fn requant(shift: u32, clamp: (i64, i64)) -> RequantShape {
-    RequantShape { shift, clamp, multiplier_bits: 32 }
+    RequantShape {
+        shift,
+        clamp,
+        multiplier_bits: 32,
+    }
 }
 
 /// Weights, biases and multipliers of one linear layer.
 pub fn weights(weights: &[i32], bias: &[i64], multipliers: &[i64]) -> LayerWeights {
-    LayerWeights { weights: weights.to_vec(), bias: bias.to_vec(), multipliers: multipliers.to_vec() }
+    LayerWeights {
+        weights: weights.to_vec(),
+        bias: bias.to_vec(),
+        multipliers: multipliers.to_vec(),
+    }
 }
 
 /// Cheetah's default linear-layer protocol: N = 4096, 37-bit rings, 1×1×1×1 tile, no packing.
 pub fn default_protocol() -> LinearProtocol {
     LinearProtocol {
-        he: HeParams { degree: 4096, moduli_bits: vec![60, 49], plain_bits: 37 },
-        tile: Tile { c: 1, h: 1, w: 1, m: 1 },
+        he: HeParams {
+            degree: 4096,
+            moduli_bits: vec![60, 49],
+            plain_bits: 37,
+        },
+        tile: Tile {
+            c: 1,
+            h: 1,
+            w: 1,
+            m: 1,
+        },
         packing: Packing::none(),
         in_ring_bits: 37,
         out_ring_bits: 37,
@@ -167,7 +205,13 @@ pub fn default_protocol() -> LinearProtocol {
 pub fn every_op_plan() -> Plan {
     // Deterministic small weights in [−2, 2].
     let w = |n: usize| (0..n).map(|i| (i * 7 % 5) as i32 - 2).collect::<Vec<_>>();
-    let pool = |kernel, stride, pads| PoolShape { channels: 2, in_hw: [4, 4], kernel, stride, pads };
+    let pool = |kernel, stride, pads| PoolShape {
+        channels: 2,
+        in_hw: [4, 4],
+        kernel,
+        stride,
+        pads,
+    };
     let mut b = PlanBuilder::new(&[2, 4, 4], (-8, 8));
     // |acc| ≤ 8 · 18 · 2 + 1 < 2^9.
     let conv = ConvShape {
@@ -180,8 +224,19 @@ pub fn every_op_plan() -> Plan {
         groups: 1,
     };
     let conv = Op::Conv(linear(conv, 10, Some(requant(4, (0, 15)))));
-    let t1 = b.linear(conv, b.input(), weights(&w(36), &[1, -1], &[16, 8]), &[2, 4, 4], (0, 15));
-    let t2 = b.layer(Op::MaxPool(pool([2, 2], [2, 2], [0; 4])), &[t1], &[2, 2, 2], (0, 15));
+    let t1 = b.linear(
+        conv,
+        b.input(),
+        weights(&w(36), &[1, -1], &[16, 8]),
+        &[2, 4, 4],
+        (0, 15),
+    );
+    let t2 = b.layer(
+        Op::MaxPool(pool([2, 2], [2, 2], [0; 4])),
+        &[t1],
+        &[2, 2, 2],
+        (0, 15),
+    );
     let avg = AvgPoolSpec {
         pool: pool([3, 3], [2, 2], [1, 1, 1, 1]),
         count_include_pad: false,
@@ -190,17 +245,53 @@ pub fn every_op_plan() -> Plan {
         clamp: (0, 15),
     };
     let t3 = b.layer(Op::AvgPool(avg), &[t1], &[2, 2, 2], (0, 15));
-    let add = Op::Add(AddSpec { m_a: 1, m_b: 1, shift: 1, clamp: (0, 15) });
+    let add = Op::Add(AddSpec {
+        m_a: 1,
+        m_b: 1,
+        shift: 1,
+        clamp: (0, 15),
+    });
     let t4 = b.layer(add, &[t2, t3], &[2, 2, 2], (0, 15));
     // |acc| ≤ 3 · 15 + 1 < 2^6.
-    let affine = Op::Affine(linear(AffineShape { channels: 2, per_channel: 4 }, 7, Some(requant(2, (-16, 16)))));
-    let t5 = b.linear(affine, t4, weights(&[3, -2], &[1, -1], &[1, 1]), &[2, 2, 2], (-16, 16));
+    let affine = Op::Affine(linear(
+        AffineShape {
+            channels: 2,
+            per_channel: 4,
+        },
+        7,
+        Some(requant(2, (-16, 16))),
+    ));
+    let t5 = b.linear(
+        affine,
+        t4,
+        weights(&[3, -2], &[1, -1], &[1, 1]),
+        &[2, 2, 2],
+        (-16, 16),
+    );
     let t6 = b.layer(Op::Concat, &[t4, t5], &[4, 2, 2], (-16, 16));
     let t7 = b.layer(Op::Reshape, &[t6], &[1, 16], (-16, 16));
     // |acc| ≤ 16 · 16 · 2 + 1 < 2^10.
-    let matmul = Op::MatMul(linear(MatMulShape { rows: 1, inner: 16, cols: 3 }, 11, None));
-    let t8 = b.linear(matmul, t7, weights(&w(48), &[1, 0, -1], &[]), &[1, 3], (-1023, 1023));
-    let rescale = Op::Rescale(PublicRequant { multipliers: vec![1], shift: 2, clamp: (-128, 127) });
+    let matmul = Op::MatMul(linear(
+        MatMulShape {
+            rows: 1,
+            inner: 16,
+            cols: 3,
+        },
+        11,
+        None,
+    ));
+    let t8 = b.linear(
+        matmul,
+        t7,
+        weights(&w(48), &[1, 0, -1], &[]),
+        &[1, 3],
+        (-1023, 1023),
+    );
+    let rescale = Op::Rescale(PublicRequant {
+        multipliers: vec![1],
+        shift: 2,
+        clamp: (-128, 127),
+    });
     let t9 = b.layer(rescale, &[t8], &[1, 3], (-128, 127));
     b.build(t9).expect("every_op_plan is valid")
 }
