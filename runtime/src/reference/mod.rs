@@ -243,62 +243,69 @@ fn mac(acc: i128, w: i32, x: i64) -> Option<i128> {
 }
 
 /// Convolution accumulators; output channel `m` is channel `m` of the requantization.
+///
+/// Weight-stationary loop order: each weight is applied to the whole output rows it reaches, so
+/// the inner loop walks contiguous memory and padding costs nothing.
 fn conv(s: &ConvShape, lw: &LayerWeights, x: &[i64]) -> Accumulators {
     let [h, w] = s.in_hw;
     let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
     let [oh, ow] = s.out_hw();
     let cg = s.in_channels / s.groups;
     let mg = s.out_channels / s.groups;
     let mut acc = Vec::with_capacity(s.out_channels * oh * ow);
-    let mut channels = Vec::with_capacity(s.out_channels * oh * ow);
     for m in 0..s.out_channels {
         let g = m / mg;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut a = i128::from(lw.bias[m]);
-                for ci in 0..cg {
-                    let c = g * cg + ci;
-                    for ky in 0..kh {
-                        let Some(iy) = (oy * s.stride[0] + ky)
-                            .checked_sub(s.pads[0])
-                            .filter(|&y| y < h)
-                        else {
-                            continue;
-                        };
-                        for kx in 0..kw {
-                            let Some(ix) = (ox * s.stride[1] + kx)
-                                .checked_sub(s.pads[1])
-                                .filter(|&x| x < w)
-                            else {
-                                continue;
-                            };
-                            let wv = lw.weights[((m * cg + ci) * kh + ky) * kw + kx];
-                            a = mac(a, wv, x[(c * h + iy) * w + ix])?;
+        let mut a = vec![i128::from(lw.bias[m]); oh * ow];
+        for ci in 0..cg {
+            let plane = &x[(g * cg + ci) * h * w..][..h * w];
+            let filter = &lw.weights[(m * cg + ci) * kh * kw..][..kh * kw];
+            for ky in 0..kh {
+                let rows = in_bounds(oh, sh, s.pads[0], ky, h);
+                for kx in 0..kw {
+                    let wv = filter[ky * kw + kx];
+                    if wv == 0 {
+                        continue;
+                    }
+                    let cols = in_bounds(ow, sw, s.pads[1], kx, w);
+                    for oy in rows.clone() {
+                        let input = &plane[(oy * sh + ky - s.pads[0]) * w..][..w];
+                        let out = &mut a[oy * ow..][..ow];
+                        for ox in cols.clone() {
+                            out[ox] = mac(out[ox], wv, input[ox * sw + kx - s.pads[1]])?;
                         }
                     }
                 }
-                acc.push(a);
-                channels.push(m);
             }
         }
+        acc.extend(a);
     }
+    let channels = (0..acc.len()).map(|i| i / (oh * ow)).collect();
     Some((acc, channels))
+}
+
+/// The outputs `o < n` whose input position `o·stride + k − pad` lies in `[0, len)`.
+fn in_bounds(n: usize, stride: usize, pad: usize, k: usize, len: usize) -> std::ops::Range<usize> {
+    let lo = pad.saturating_sub(k).div_ceil(stride);
+    // validate() checks that len + both pads does not overflow.
+    let hi = (len + pad).saturating_sub(k).div_ceil(stride).min(n);
+    lo..hi.max(lo)
 }
 
 /// Matrix product accumulators; element `(r, j)` has channel `j`.
 fn matmul(s: &MatMulShape, lw: &LayerWeights, x: &[i64]) -> Accumulators {
     let mut acc = Vec::with_capacity(s.rows * s.cols);
-    let mut channels = Vec::with_capacity(s.rows * s.cols);
-    for r in 0..s.rows {
-        for j in 0..s.cols {
-            let mut a = i128::from(lw.bias[j]);
-            for i in 0..s.inner {
-                a = mac(a, lw.weights[i * s.cols + j], x[r * s.inner + i])?;
+    for row in x.chunks_exact(s.inner) {
+        let mut a: Vec<i128> = lw.bias.iter().map(|&b| i128::from(b)).collect();
+        // Row i of W is contiguous: walk W in memory order.
+        for (&xi, w_row) in row.iter().zip(lw.weights.chunks_exact(s.cols)) {
+            for (a, &w) in a.iter_mut().zip(w_row) {
+                *a = mac(*a, w, xi)?;
             }
-            acc.push(a);
-            channels.push(j);
         }
+        acc.extend(a);
     }
+    let channels = (0..acc.len()).map(|i| i % s.cols).collect();
     Some((acc, channels))
 }
 

@@ -507,3 +507,67 @@ fn every_op_plan_on_zero_input() {
         assert!(run(&plan, &[v; 32]).is_ok());
     }
 }
+
+/// The convolution formula of `docs/semantics.md`, written as directly as possible, as the
+/// oracle for the executor's weight-stationary loops.
+fn naive_conv(s: &ConvShape, w: &[i32], bias: &[i64], x: &[i64]) -> Vec<i64> {
+    let [oh, ow] = s.out_hw();
+    let (cg, mg) = (s.in_channels / s.groups, s.out_channels / s.groups);
+    let mut y = Vec::new();
+    for m in 0..s.out_channels {
+        let g0 = m / mg * cg;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = bias[m];
+                for c in g0..g0 + cg {
+                    for ky in 0..s.kernel[0] {
+                        for kx in 0..s.kernel[1] {
+                            let iy = (oy * s.stride[0] + ky) as i64 - s.pads[0] as i64;
+                            let ix = (ox * s.stride[1] + kx) as i64 - s.pads[1] as i64;
+                            if iy < 0
+                                || ix < 0
+                                || iy >= s.in_hw[0] as i64
+                                || ix >= s.in_hw[1] as i64
+                            {
+                                continue;
+                            }
+                            let wi = ((m * cg + c - g0) * s.kernel[0] + ky) * s.kernel[1] + kx;
+                            let xi = (c * s.in_hw[0] + iy as usize) * s.in_hw[1] + ix as usize;
+                            acc += i64::from(w[wi]) * x[xi];
+                        }
+                    }
+                }
+                y.push(acc);
+            }
+        }
+    }
+    y
+}
+
+proptest::proptest! {
+    #[test]
+    fn conv_matches_the_direct_formula(
+        groups in 1usize..4, cg in 1usize..3, mg in 1usize..3, h in 1usize..7, w in 1usize..7,
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..4, sw in 1usize..4,
+        pads in proptest::array::uniform4(0usize..3), seed in proptest::prelude::any::<u64>(),
+    ) {
+        let (c, m) = (groups * cg, groups * mg);
+        let s = conv_shape(c, [h, w], m, [kh, kw], [sh, sw], pads, groups);
+        proptest::prop_assume!(h + pads[0] + pads[2] >= kh && w + pads[1] + pads[3] >= kw);
+        let mut state = seed | 1;
+        let mut next = |range: i64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % (2 * range as u64 + 1)) as i64 - range
+        };
+        let weights_: Vec<i32> = (0..s.weight_len()).map(|_| next(127) as i32).collect();
+        let bias: Vec<i64> = (0..m).map(|_| next(1000)).collect();
+        let x: Vec<i64> = (0..c * h * w).map(|_| next(128)).collect();
+        let want = naive_conv(&s, &weights_, &bias, &x);
+        let [oh, ow] = s.out_hw();
+        let mut b = PlanBuilder::new(&[c, h, w], (-128, 128));
+        let y = b.linear(Op::Conv(linear(s, 32, None)), b.input(), weights(&weights_, &bias, &[]), &[m, oh, ow], (-(1 << 30), 1 << 30));
+        proptest::prop_assert_eq!(run(&b.build(y).unwrap(), &x).unwrap(), want);
+    }
+}
