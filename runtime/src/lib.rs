@@ -1,7 +1,7 @@
 //! heq-run: the runtime of heqc plans.
 //!
 //! - [`plan`]: the plan format, shared with the compiler (the one source of truth);
-//! - [`reference`]: the plaintext executor of the plan's integer semantics, the definition every
+//! - [`reference`](mod@reference): the plaintext executor of the plan's integer semantics, the definition every
 //!   two-party run reproduces bit for bit;
 //! - [`cost`]: exact message sizes and rounds of every protocol;
 //! - `npy`: `.npy` sample files for `heq-run` (feature `crypto`);

@@ -3,6 +3,12 @@
 //! A plan file is `PLAN_MAGIC` (8 bytes), the format version (`u32`, little endian), the
 //! BLAKE3 hash of the body (32 bytes), then the body: the postcard encoding of [`Plan`]. A file
 //! is written to a temporary name and renamed, so a failure never leaves a half-written plan.
+//!
+//! Reading never panics and never allocates from a length it has not checked: the header and
+//! hash are checked before decoding; postcard reads every length prefix against the bytes
+//! actually present (serde caps any preallocation); and [`super::validate`] bounds the shapes
+//! and work a decoded plan may ask for. `runtime/tests/plan_io*.rs` exercise this with
+//! truncations, byte flips and body mutations whose hash is recomputed.
 
 use super::{Plan, PublicPlan};
 use crate::error::PlanError;

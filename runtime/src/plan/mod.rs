@@ -13,7 +13,7 @@
 //! value; the real value is `scale · v`. The exact rules each layer applies are written in
 //! `docs/semantics.md` and implemented by [`crate::reference`], which is the definition every
 //! two-party run reproduces bit for bit. In short, a linear layer computes the accumulator
-//! `acc[c] = bias[c] + Σ w·x` over centred values, then [`Requant`]:
+//! `acc[c] = bias[c] + Σ w·x` over centred values, then [`RequantShape`]:
 //! `y = clamp(floor((acc·m[c] + 2^(k−1)) / 2^k), lo, hi)` (`2^(k−1)` is 0 when `k = 0`).
 
 mod io;
