@@ -312,6 +312,24 @@ fn avgpool_count_include_pad() {
 }
 
 #[test]
+fn avgpool_asymmetric_pads() {
+    // x = [[1, 2], [3, 4]], 2×2 windows, stride 1, pads top 0, left 1, bottom 1, right 0:
+    // windows {1, 3} n=2, {1, 2, 3, 4} n=4, {3} n=1, {3, 4} n=2;
+    // (4·128 + 128)>>8 = 2; (10·64 + 128)>>8 = 3; (3·256 + 128)>>8 = 3; (7·128 + 128)>>8 = 4.
+    let op = Op::AvgPool(AvgPoolSpec {
+        pool: pool(1, [2, 2], [2, 2], [1, 1], [0, 1, 1, 0]),
+        count_include_pad: false,
+        multipliers: vec![256, 128, 85, 64],
+        shift: 8,
+        clamp: WIDE,
+    });
+    assert_eq!(
+        run_one(op, &[1, 2, 2], &[1, 2, 2], &[1, 2, 3, 4]).unwrap(),
+        vec![2, 3, 3, 4]
+    );
+}
+
+#[test]
 fn concat_and_reshape() {
     let mut b = PlanBuilder::new(&[1, 2], WIDE);
     let doubled = b.layer(rescale(&[2], 0, WIDE), &[b.input()], &[1, 2], WIDE);
