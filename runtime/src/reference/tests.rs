@@ -532,11 +532,11 @@ fn naive_conv(s: &ConvShape, w: &[i32], bias: &[i64], x: &[i64]) -> Vec<i64> {
     let [oh, ow] = s.out_hw();
     let (cg, mg) = (s.in_channels / s.groups, s.out_channels / s.groups);
     let mut y = Vec::new();
-    for m in 0..s.out_channels {
+    for (m, &b) in bias.iter().enumerate() {
         let g0 = m / mg * cg;
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut acc = bias[m];
+                let mut acc = b;
                 for c in g0..g0 + cg {
                     for ky in 0..s.kernel[0] {
                         for kx in 0..s.kernel[1] {
