@@ -116,6 +116,13 @@ pub enum ExecError {
         /// The layer.
         layer: LayerId,
     },
+    /// A requantization declared tie-free (`Rounding::NoTies`) met a rounding tie (a bug in the
+    /// compiler's tie analysis).
+    #[error("layer {layer}: rounding tie in a requantization the plan declares tie-free")]
+    UnexpectedTie {
+        /// The layer.
+        layer: LayerId,
+    },
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod testutil;
 use crate::error::ExecError;
 use crate::plan::{
     AffineShape, AvgPoolSpec, ConvShape, LayerId, LayerWeights, LinearLayer, MatMulShape, Op, Plan,
-    PoolShape, PublicPlan, TensorId,
+    PoolShape, PublicPlan, Rounding, TensorId,
 };
 
 /// Every value one run computed.
@@ -114,36 +114,23 @@ fn execute(
             Op::Rescale(r) => {
                 let per_channel = x.len() / r.multipliers.len();
                 let y = x.iter().enumerate().map(|(i, &v)| {
-                    requantize(
-                        i128::from(v),
-                        r.multipliers[i / per_channel],
-                        r.shift,
-                        r.clamp,
-                    )
+                    let m = r.multipliers[i / per_channel];
+                    requantize(i128::from(v), m, r.shift, r.clamp, r.rounding)
                 });
-                (
-                    None,
-                    y.collect::<Option<_>>()
-                        .ok_or(ExecError::Overflow { layer: id })?,
-                )
+                (None, y.collect::<Result<_, _>>().map_err(|e| e.at(id))?)
             }
             Op::Add(a) => {
                 let b = &tensors[layer.inputs[1].0 as usize];
                 let y = x.iter().zip(b).map(|(&x, &b)| {
-                    let bm = i128::from(b).checked_mul(i128::from(a.m_b))?;
-                    requantize_sum(i128::from(x), a.m_a, bm, a.shift, a.clamp)
+                    let bm = i128::from(b)
+                        .checked_mul(i128::from(a.m_b))
+                        .ok_or(RoundFail::Overflow)?;
+                    requantize_sum(i128::from(x), a.m_a, bm, a.shift, a.clamp, a.rounding)
                 });
-                (
-                    None,
-                    y.collect::<Option<_>>()
-                        .ok_or(ExecError::Overflow { layer: id })?,
-                )
+                (None, y.collect::<Result<_, _>>().map_err(|e| e.at(id))?)
             }
             Op::MaxPool(s) => (None, max_pool(s, x)),
-            Op::AvgPool(a) => (
-                None,
-                avg_pool(a, x).ok_or(ExecError::Overflow { layer: id })?,
-            ),
+            Op::AvgPool(a) => (None, avg_pool(a, x).map_err(|e| e.at(id))?),
             Op::Concat => {
                 let parts = layer
                     .inputs
@@ -212,29 +199,81 @@ fn linear<S>(
         Some(r) => acc
             .iter()
             .zip(&channels)
-            .map(|(&a, &c)| requantize(i128::from(a), lw.multipliers[c], r.shift, r.clamp))
-            .collect::<Option<_>>()
-            .ok_or(ExecError::Overflow { layer: id })?,
+            .map(|(&a, &c)| {
+                requantize(
+                    i128::from(a),
+                    lw.multipliers[c],
+                    r.shift,
+                    r.clamp,
+                    r.rounding,
+                )
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.at(id))?,
     };
     Ok((Some(acc), y))
 }
 
-/// `clamp(floor((x·m + R) / 2^k), lo, hi)` with `R = 2^(k−1)` (0 if `k = 0`); `None` on
-/// overflow.
-fn requantize(x: i128, m: i64, k: u32, clamp: (i64, i64)) -> Option<i64> {
-    requantize_sum(x, m, 0, k, clamp)
+/// Why a requantization has no result.
+enum RoundFail {
+    /// A value passed 128 bits.
+    Overflow,
+    /// A tie in a requantization the plan declares [`Rounding::NoTies`].
+    Tie,
 }
 
-/// `clamp(floor((x·m + extra + R) / 2^k), lo, hi)`; `None` on overflow.
-fn requantize_sum(x: i128, m: i64, extra: i128, k: u32, (lo, hi): (i64, i64)) -> Option<i64> {
-    let round = if k > 0 { 1i128 << (k - 1) } else { 0 };
+impl RoundFail {
+    fn at(self, layer: LayerId) -> ExecError {
+        match self {
+            RoundFail::Overflow => ExecError::Overflow { layer },
+            RoundFail::Tie => ExecError::UnexpectedTie { layer },
+        }
+    }
+}
+
+/// `clamp(round(x·m / 2^k), lo, hi)`, ties to even.
+fn requantize(
+    x: i128,
+    m: i64,
+    k: u32,
+    clamp: (i64, i64),
+    rounding: Rounding,
+) -> Result<i64, RoundFail> {
+    requantize_sum(x, m, 0, k, clamp, rounding)
+}
+
+/// `clamp(round((x·m + extra) / 2^k), lo, hi)`, ties to even.
+fn requantize_sum(
+    x: i128,
+    m: i64,
+    extra: i128,
+    k: u32,
+    (lo, hi): (i64, i64),
+    rounding: Rounding,
+) -> Result<i64, RoundFail> {
     let t = x
-        .checked_mul(i128::from(m))?
-        .checked_add(extra)?
-        .checked_add(round)?;
-    // `>>` on a signed integer is the floor division by 2^k; validate() keeps k < 64.
-    let y = (t >> k).clamp(i128::from(lo), i128::from(hi));
-    i64::try_from(y).ok()
+        .checked_mul(i128::from(m))
+        .and_then(|t| t.checked_add(extra))
+        .ok_or(RoundFail::Overflow)?;
+    let y = round_shift(t, k, rounding)?.clamp(i128::from(lo), i128::from(hi));
+    i64::try_from(y).map_err(|_| RoundFail::Overflow)
+}
+
+/// `t / 2^k` rounded to nearest, ties to even; validate() keeps `k < 64`.
+fn round_shift(t: i128, k: u32, rounding: Rounding) -> Result<i128, RoundFail> {
+    if k == 0 {
+        return Ok(t);
+    }
+    // `>>` on a signed integer is the floor division by 2^k.
+    let floor = t >> k;
+    let rest = t - (floor << k);
+    let half = 1i128 << (k - 1);
+    Ok(match rest.cmp(&half) {
+        std::cmp::Ordering::Less => floor,
+        std::cmp::Ordering::Greater => floor + 1,
+        std::cmp::Ordering::Equal if rounding == Rounding::NoTies => return Err(RoundFail::Tie),
+        std::cmp::Ordering::Equal => floor + (floor & 1),
+    })
 }
 
 /// `Σ w·x` added to `acc`; `None` on overflow.
@@ -356,21 +395,21 @@ fn max_pool(s: &PoolShape, x: &[i64]) -> Vec<i64> {
 }
 
 /// Average pooling: window sum, then the requantization with the multiplier of the counted
-/// elements; `None` on overflow.
-fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Option<Vec<i64>> {
+/// elements.
+fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Result<Vec<i64>, RoundFail> {
     let full = a.pool.kernel[0] * a.pool.kernel[1];
     let mut y = Vec::new();
-    let mut overflow = false;
+    let mut failure = None;
     for_each_window(&a.pool, x, |values| {
         // At most MAX_LAYER_MACS (2^36) values of 64 bits: the sum cannot overflow.
         let (n, sum) = values.fold((0usize, 0i128), |(n, s), v| (n + 1, s + i128::from(v)));
         let n = if a.count_include_pad { full } else { n };
-        match requantize(sum, a.multipliers[n - 1], a.shift, a.clamp) {
-            Some(v) => y.push(v),
-            None => overflow = true,
+        match requantize(sum, a.multipliers[n - 1], a.shift, a.clamp, a.rounding) {
+            Ok(v) => y.push(v),
+            Err(e) => failure = Some(e),
         }
     });
-    (!overflow).then_some(y)
+    failure.map_or(Ok(y), Err)
 }
 
 #[cfg(test)]

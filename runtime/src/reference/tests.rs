@@ -2,7 +2,7 @@
 
 use super::testutil::{PlanBuilder, linear, requant, weights};
 use super::*;
-use crate::plan::{AddSpec, IntType, PublicRequant};
+use crate::plan::{AddSpec, IntType, PublicRequant, Rounding};
 
 const WIDE: (i64, i64) = (-1000, 1000);
 
@@ -41,6 +41,7 @@ fn rescale(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> Op {
         multipliers: multipliers.to_vec(),
         shift,
         clamp,
+        rounding: Rounding::HalfEven,
     })
 }
 
@@ -177,17 +178,17 @@ fn matmul_plan(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> Plan {
 
 #[test]
 fn matmul_requant_negative_multiplier_and_floor() {
-    // m = [3, −1] by column, k = 2, R = 2:
-    // (5·3 + 2)/4 = 4.25 → 4; (6·−1 + 2)/4 = −1; (−5·3 + 2)/4 = −3.25 → −4; (14 + 2)/4 = 4.
+    // m = [3, −1] by column, k = 2: 15/4 = 3.75 → 4; −6/4 = −1.5 → −2 (tie to even);
+    // −15/4 = −3.75 → −4; 14/4 = 3.5 → 4 (tie to even).
     let plan = matmul_plan(&[3, -1], 2, WIDE);
     let trace = run_traced(&plan, &[1, 2, 3, -4]).unwrap();
     assert_eq!(trace.accumulators, vec![(LayerId(0), vec![5, 6, -5, -14])]);
-    assert_eq!(trace.tensors[1], vec![4, -1, -4, 4]);
+    assert_eq!(trace.tensors[1], vec![4, -2, -4, 4]);
 }
 
 #[test]
 fn matmul_clamp_is_fused_relu_and_clip() {
-    // Same values clamped to [0, 3]: 4 → 3, −1 → 0, −4 → 0, 4 → 3.
+    // Same values clamped to [0, 3]: 4 → 3, −2 → 0, −4 → 0, 4 → 3.
     assert_eq!(
         run(&matmul_plan(&[3, -1], 2, (0, 3)), &[1, 2, 3, -4]).unwrap(),
         vec![3, 0, 0, 3]
@@ -216,8 +217,8 @@ fn affine_per_channel() {
 }
 
 #[test]
-fn rescale_rounds_ties_up_and_floors_negatives() {
-    // (x + 1) >> 1: −1.5 → −1, −1 → −1, −0.5 → 0, 0, 0.5 → 1, 1, 1.5 → 2.
+fn rescale_rounds_ties_to_even() {
+    // x / 2: −1.5 → −2, −1 → −1, −0.5 → 0, 0, 0.5 → 0, 1, 1.5 → 2.
     let y = run_one(
         rescale(&[1], 1, WIDE),
         &[7],
@@ -225,15 +226,30 @@ fn rescale_rounds_ties_up_and_floors_negatives() {
         &[-3, -2, -1, 0, 1, 2, 3],
     )
     .unwrap();
-    assert_eq!(y, vec![-1, -1, 0, 0, 1, 1, 2]);
+    assert_eq!(y, vec![-2, -1, 0, 0, 0, 1, 2]);
 }
 
 #[test]
-fn rescale_shift_zero_has_no_rounding_constant() {
+fn rescale_shift_zero_has_no_rounding() {
     assert_eq!(
         run_one(rescale(&[2], 0, WIDE), &[2], &[2], &[-3, 5]).unwrap(),
         vec![-6, 10]
     );
+}
+
+#[test]
+fn declared_tie_free_rescale_fails_on_a_tie() {
+    let op = Op::Rescale(PublicRequant {
+        multipliers: vec![1],
+        shift: 1,
+        clamp: WIDE,
+        rounding: Rounding::NoTies,
+    });
+    assert_eq!(run_one(op.clone(), &[2], &[2], &[2, -4]).unwrap(), vec![1, -2]);
+    assert!(matches!(
+        run_one(op, &[2], &[2], &[2, 3]),
+        Err(ExecError::UnexpectedTie { layer: LayerId(0) })
+    ));
 }
 
 #[test]
@@ -246,7 +262,7 @@ fn rescale_per_channel() {
 #[test]
 fn add_aligns_scales_and_clamps() {
     // a = x = [1, 4, −3], b = −x = [−1, −4, 3], m_a = 3, m_b = −2, k = 1, clamp [−5, 5]:
-    // (3 + 2 + 1)>>1 = 3; (12 + 8 + 1)>>1 = 10 → 5; (−9 − 6 + 1)>>1 = −7 → −5.
+    // 5/2 = 2.5 → 2 (tie to even); 20/2 = 10 → 5; −15/2 = −7.5 → −8 → −5.
     let mut b = PlanBuilder::new(&[3], WIDE);
     let neg = b.layer(rescale(&[-1], 0, WIDE), &[b.input()], &[3], WIDE);
     let op = Op::Add(AddSpec {
@@ -254,11 +270,12 @@ fn add_aligns_scales_and_clamps() {
         m_b: -2,
         shift: 1,
         clamp: (-5, 5),
+        rounding: Rounding::HalfEven,
     });
     let y = b.layer(op, &[b.input(), neg], &[3], (-5, 5));
     assert_eq!(
         run(&b.build(y).unwrap(), &[1, 4, -3]).unwrap(),
-        vec![3, 5, -5]
+        vec![2, 5, -5]
     );
 }
 
@@ -285,25 +302,26 @@ fn avgpool(count_include_pad: bool) -> Op {
         multipliers: vec![256, 128, 85, 64],
         shift: 8,
         clamp: WIDE,
+        rounding: Rounding::HalfEven,
     })
 }
 
 #[test]
 fn avgpool_border_counts() {
-    // x = 1..9; windows: {1} n=1, {2,3} n=2, {4,7} n=2, {5,6,8,9} n=4; R = 128:
-    // (256 + 128)>>8 = 1; (5·128 + 128)>>8 = 3 (2.5 up); (11·128 + 128)>>8 = 6 (5.5 up);
-    // (28·64 + 128)>>8 = 7 (7.5 → 7: the multiplier 64 is exact, so the 7 + 0.5 floors).
+    // x = 1..9; windows: {1} n=1, {2,3} n=2, {4,7} n=2, {5,6,8,9} n=4:
+    // 256/256 = 1; 5·128/256 = 2.5 → 2 (tie to even); 11·128/256 = 5.5 → 6 (tie to even);
+    // 28·64/256 = 7.
     let x = [1, 2, 3, 4, 5, 6, 7, 8, 9];
     assert_eq!(
         run_one(avgpool(false), &[1, 3, 3], &[1, 2, 2], &x).unwrap(),
-        vec![1, 3, 6, 7]
+        vec![1, 2, 6, 7]
     );
 }
 
 #[test]
 fn avgpool_count_include_pad() {
-    // Every window divides by 4 (m = 64): (64 + 128)>>8 = 0; (320 + 128)>>8 = 1;
-    // (704 + 128)>>8 = 3; (1792 + 128)>>8 = 7.
+    // Every window divides by 4 (m = 64): 64/256 = 0.25 → 0; 320/256 = 1.25 → 1;
+    // 704/256 = 2.75 → 3; 1792/256 = 7.
     let x = [1, 2, 3, 4, 5, 6, 7, 8, 9];
     assert_eq!(
         run_one(avgpool(true), &[1, 3, 3], &[1, 2, 2], &x).unwrap(),
@@ -315,17 +333,18 @@ fn avgpool_count_include_pad() {
 fn avgpool_asymmetric_pads() {
     // x = [[1, 2], [3, 4]], 2×2 windows, stride 1, pads top 0, left 1, bottom 1, right 0:
     // windows {1, 3} n=2, {1, 2, 3, 4} n=4, {3} n=1, {3, 4} n=2;
-    // (4·128 + 128)>>8 = 2; (10·64 + 128)>>8 = 3; (3·256 + 128)>>8 = 3; (7·128 + 128)>>8 = 4.
+    // 4·128/256 = 2; 10·64/256 = 2.5 → 2 (tie to even); 3·256/256 = 3; 7·128/256 = 3.5 → 4.
     let op = Op::AvgPool(AvgPoolSpec {
         pool: pool(1, [2, 2], [2, 2], [1, 1], [0, 1, 1, 0]),
         count_include_pad: false,
         multipliers: vec![256, 128, 85, 64],
         shift: 8,
         clamp: WIDE,
+        rounding: Rounding::HalfEven,
     });
     assert_eq!(
         run_one(op, &[1, 2, 2], &[1, 2, 2], &[1, 2, 3, 4]).unwrap(),
-        vec![2, 3, 3, 4]
+        vec![2, 2, 3, 4]
     );
 }
 
@@ -414,6 +433,7 @@ fn overflow_beyond_128_bits_detected() {
         m_b: i64::MIN,
         shift: 0,
         clamp: full,
+        rounding: Rounding::HalfEven,
     });
     let y = b.layer(op, &[b.input(), b.input()], &[1], full);
     let err = run(&b.build(y).unwrap(), &[i64::MIN]).unwrap_err();

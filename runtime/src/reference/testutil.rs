@@ -6,21 +6,24 @@
 //! builder checks nothing itself: [`PlanBuilder::build`] runs [`crate::plan::validate`].
 //!
 //! ```
-//! use heq_runtime::plan::{Op, PublicRequant};
+//! use heq_runtime::plan::{Op, PublicRequant, Rounding};
 //! use heq_runtime::reference::{self, testutil::PlanBuilder};
 //!
 //! let mut b = PlanBuilder::new(&[4], (-8, 8));
-//! let half = Op::Rescale(PublicRequant { multipliers: vec![1], shift: 1, clamp: (-4, 4) });
+//! let rounding = Rounding::HalfEven;
+//! let half = Op::Rescale(PublicRequant { multipliers: vec![1], shift: 1, clamp: (-4, 4), rounding });
 //! let y = b.layer(half, &[b.input()], &[4], (-4, 4));
 //! let plan = b.build(y).unwrap();
-//! assert_eq!(reference::run(&plan, &[-3, -1, 1, 8]).unwrap(), vec![-1, 0, 1, 4]);
+//! // −1.5, −0.5, 0.5 and 4: ties go to the even neighbour.
+//! assert_eq!(reference::run(&plan, &[-3, -1, 1, 8]).unwrap(), vec![-2, 0, 0, 4]);
 //! ```
 
 use crate::error::PlanError;
 use crate::plan::{
     AddSpec, AffineShape, AvgPoolSpec, ConvShape, GlobalProtocol, HeParams, IntType, IoSpec, Layer,
     LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
-    PoolShape, PublicPlan, PublicRequant, RequantShape, ServerWeights, TensorId, TensorInfo, Tile,
+    PoolShape, PublicPlan, PublicRequant, RequantShape, Rounding, ServerWeights, TensorId,
+    TensorInfo, Tile,
 };
 
 /// Builds a plan layer by layer.
@@ -164,6 +167,7 @@ pub fn requant(shift: u32, clamp: (i64, i64)) -> RequantShape {
     RequantShape {
         shift,
         clamp,
+        rounding: Rounding::HalfEven,
         multiplier_bits: 32,
     }
 }
@@ -243,6 +247,7 @@ pub fn every_op_plan() -> Plan {
         multipliers: (1..=9).map(|n| 256 / n).collect(),
         shift: 8,
         clamp: (0, 15),
+        rounding: Rounding::HalfEven,
     };
     let t3 = b.layer(Op::AvgPool(avg), &[t1], &[2, 2, 2], (0, 15));
     let add = Op::Add(AddSpec {
@@ -250,6 +255,7 @@ pub fn every_op_plan() -> Plan {
         m_b: 1,
         shift: 1,
         clamp: (0, 15),
+        rounding: Rounding::HalfEven,
     });
     let t4 = b.layer(add, &[t2, t3], &[2, 2, 2], (0, 15));
     // |acc| ≤ 3 · 15 + 1 < 2^6.
@@ -291,6 +297,7 @@ pub fn every_op_plan() -> Plan {
         multipliers: vec![1],
         shift: 2,
         clamp: (-128, 127),
+        rounding: Rounding::HalfEven,
     });
     let t9 = b.layer(rescale, &[t8], &[1, 3], (-128, 127));
     b.build(t9).expect("every_op_plan is valid")
