@@ -6,7 +6,7 @@
     reason = "a test fails loudly on an unexpected error"
 )]
 
-use heq_runtime::plan::{IntType, Op, Plan, PublicRequant, write_plan};
+use heq_runtime::plan::{IntType, Op, Plan, PublicRequant, Rounding, write_plan};
 use heq_runtime::reference::testutil::{PlanBuilder, every_op_plan};
 use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ fn write_f32(path: &Path, shape: &[usize], x: &[f32]) {
     std::fs::write(path, npy_bytes("<f4", shape, &data)).unwrap();
 }
 
-/// Input `[2, 2]` as i8 with zero point 1 and scale 0.5; output `y = (3v + 1) >> 1` clamped to
+/// Input `[2, 2]` as i8 with zero point 1 and scale 0.5; output `y = round(3v / 2)` clamped to
 /// the i8 values of zero point −3 and scale 0.25 (`v ∈ [−125, 130]`).
 fn rescale_plan() -> Plan {
     let mut b = PlanBuilder::new(&[2, 2], (-129, 126));
@@ -75,6 +75,7 @@ fn rescale_plan() -> Plan {
         multipliers: vec![3],
         shift: 1,
         clamp: (-125, 130),
+        rounding: Rounding::HalfEven,
     });
     let y = b.layer(op, &[b.input()], &[2, 2], (-125, 130));
     let t = b.tensor_mut(y);
@@ -90,7 +91,7 @@ fn rescale_plan() -> Plan {
 }
 
 // x = [1, −0.75, 2.3, 100]: x/0.5 = 2, −1.5 → −2 (half to even), 4.6 → 5, 200; q = +1 → 3, −1,
-// 6, 201 → 127 (saturated); v = q − 1 = 2, −2, 5, 126. (3v + 1) >> 1 = 3, −3, 8, 189 → 130.
+// 6, 201 → 127 (saturated); v = q − 1 = 2, −2, 5, 126. 3v / 2 = 3, −3, 7.5 → 8, 189 → 130.
 // Float: 0.25 · v = 0.75, −0.75, 2, 32.5. Raw: q = v − 3 = 0, −6, 5, 127.
 const X: [f32; 4] = [1.0, -0.75, 2.3, 100.0];
 const Y: [f32; 4] = [0.75, -0.75, 2.0, 32.5];
@@ -122,8 +123,8 @@ fn batch_raw_float64() {
     let dir = setup("batch", &rescale_plan());
     // Three samples: X, zeros, −X. Zeros: q = 1, v = 0 → (0 + 1) >> 1 = 0 → q = −3.
     // −X / 0.5 = −2, 1.5 → 2, −4.6 → −5, −200; q = +1 → −1, 3, −4, −128 (saturated);
-    // v = −2, 2, −5, −129; (3v + 1) >> 1 = −3 (−2.5 floors), 3, −7, −193 → −125;
-    // q = v − 3 = −6, 0, −10, −128.
+    // v = −2, 2, −5, −129; 3v / 2 = −3, 3, −7.5 → −8 (tie to even), −193.5 → −125;
+    // q = v − 3 = −6, 0, −11, −128.
     let x: Vec<f64> = X
         .iter()
         .map(|&v| f64::from(v))
@@ -140,7 +141,7 @@ fn batch_raw_float64() {
     assert_eq!(y.shape(), [3, 2, 2]);
     let mut want = Q.to_vec();
     want.extend([-3; 4]);
-    want.extend([-6, 0, -10, -128]);
+    want.extend([-6, 0, -11, -128]);
     assert_eq!(y.iter().copied().collect::<Vec<_>>(), want);
 }
 

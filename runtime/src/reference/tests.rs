@@ -245,7 +245,10 @@ fn declared_tie_free_rescale_fails_on_a_tie() {
         clamp: WIDE,
         rounding: Rounding::NoTies,
     });
-    assert_eq!(run_one(op.clone(), &[2], &[2], &[2, -4]).unwrap(), vec![1, -2]);
+    assert_eq!(
+        run_one(op.clone(), &[2], &[2], &[2, -4]).unwrap(),
+        vec![1, -2]
+    );
     assert!(matches!(
         run_one(op, &[2], &[2], &[2, 3]),
         Err(ExecError::UnexpectedTie { layer: LayerId(0) })
