@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use heq_runtime::cost::linear::{LinearCost, affine_cost, conv_cost, matmul_cost, public_key_bytes};
+use heq_runtime::cost::linear::{LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost, public_key_bytes};
 use heq_runtime::he::{Params, PublicKey, SecretKey};
 use heq_runtime::linear::{Layout, LinearClient, LinearError, LinearServer, Query, Response, unpack_words};
 use heq_runtime::plan::{
@@ -58,10 +58,18 @@ fn matmul_ref(s: &MatMulShape, w: &[i32], bias: &[i64], x: &[i64]) -> Vec<i64> {
     out
 }
 
-/// Bits of a signed integer holding every value of `acc`.
-fn signed_bits(acc: &[i64]) -> u32 {
-    let max = acc.iter().map(|v| if *v < 0 { !*v } else { *v }).max().unwrap_or(0);
-    65 - max.leading_zeros()
+/// Largest |x| of [`random_input`].
+const X_MAX: i64 = 16;
+
+/// Sound accumulator bits, as the plan's range analysis gives them: a signed integer of this
+/// width holds `±(|bias| + ‖w‖₁·max|x|)` for every output channel, hence every partial sum too
+/// (the packed fields of smaller edge tiles hold such partial sums).
+fn acc_bits_bound(weights: &LayerWeights, per_channel: impl Fn(usize) -> Vec<usize>) -> u32 {
+    let bound = (0..weights.bias.len())
+        .map(|c| weights.bias[c].abs() + per_channel(c).iter().map(|&i| i64::from(weights.weights[i]).abs()).sum::<i64>() * X_MAX)
+        .max()
+        .unwrap_or(0);
+    65 - bound.leading_zeros()
 }
 
 /// A random HE configuration and rings for an accumulator of `acc_bits` bits.
@@ -183,7 +191,7 @@ fn random_weights(rng: &mut ChaCha20Rng, len: usize, bias_len: usize) -> LayerWe
 }
 
 fn random_input(rng: &mut ChaCha20Rng, len: usize) -> Vec<i64> {
-    (0..len).map(|_| rng.random_range(-16..16)).collect()
+    (0..len).map(|_| rng.random_range(-X_MAX..X_MAX)).collect()
 }
 
 fn pack_dim(rng: &mut ChaCha20Rng) -> Option<PackDim> {
@@ -195,7 +203,10 @@ fn pack_dim(rng: &mut ChaCha20Rng) -> Option<PackDim> {
 }
 
 /// A random convolution case: shape, tile inside `N`, weights and input.
-fn conv_case(seed: u64, depthwise: bool) -> Result<(), TestCaseError> {
+///
+/// With `fold`, the layer folds a random requantization (multipliers, shift) into the HE
+/// computation and outputs `⌊(acc·m[c] + 2^(k−1)) / 2^k⌋ mod 2^out`.
+fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let groups_pick = rng.random_range(1..=3usize);
     let (c, m, groups) = if depthwise {
@@ -209,12 +220,33 @@ fn conv_case(seed: u64, depthwise: bool) -> Result<(), TestCaseError> {
     let in_hw = [rng.random_range(k[0]..=9), rng.random_range(k[1]..=9)];
     let stride = [rng.random_range(1..=3), rng.random_range(1..=3)];
     let shape = ConvShape { in_channels: c, in_hw, out_channels: m, kernel: k, stride, pads, groups };
-    let weights = random_weights(&mut rng, shape.weight_len(), m);
+    let mut weights = random_weights(&mut rng, shape.weight_len(), m);
     let x = random_input(&mut rng, c * in_hw[0] * in_hw[1]);
-    let acc = conv_ref(&shape, &weights.weights, &weights.bias, &x);
-    let acc_bits = signed_bits(&acc);
-    let dim = pack_dim(&mut rng);
-    let cfg = random_config(&mut rng, acc_bits, dim);
+    let mut acc = conv_ref(&shape, &weights.weights, &weights.bias, &x);
+    let per_filter = shape.weight_len() / m;
+    let acc_bits = acc_bits_bound(&weights, |f| (f * per_filter..(f + 1) * per_filter).collect());
+    let (cfg, output) = if fold {
+        let k = rng.random_range(1..=6);
+        weights.multipliers = (0..m).map(|_| rng.random_range(-1000..1000)).collect();
+        let per = acc.len() / m;
+        acc = acc
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (a * weights.multipliers[i / per] + (1 << (k - 1))).div_euclid(1 << k))
+            .collect();
+        let plain = rng.random_range(k + 3..=30);
+        let cfg = Config {
+            he: HeParams { degree: 4096, moduli_bits: vec![60, 49], plain_bits: plain },
+            packing: Packing::none(),
+            in_bits: plain,
+            out_bits: rng.random_range(2..=plain - k - 1),
+            stat_bits: 40,
+        };
+        (cfg, LinearOutput::Requantized { shift: k })
+    } else {
+        let dim = pack_dim(&mut rng);
+        (random_config(&mut rng, acc_bits, dim), LinearOutput::Accumulator)
+    };
     // Effective extents (a 1-wide kernel with stride > 1 sub-samples).
     let eff = |i: usize| {
         let padded = in_hw[i] + pads[i] + pads[i + 2];
@@ -228,8 +260,8 @@ fn conv_case(seed: u64, depthwise: bool) -> Result<(), TestCaseError> {
     let tm = rng.random_range(1..=m.min(n / (th * tw * tc)).max(1));
     let tile = Tile { c: tc, h: th, w: tw, m: tm };
     let layer = layer(shape.clone(), acc_bits, &cfg, tile);
-    let cost = conv_cost(&shape, acc_bits, &layer.protocol).expect("valid config");
-    let layout = Layout::conv(&layer).expect("layout");
+    let cost = conv_cost(&shape, acc_bits, &layer.protocol, output).expect("valid config");
+    let layout = Layout::conv(&layer, output).expect("layout");
     let first = rng.random_bool(0.2);
     run(layout, cost, &weights, &x, &acc, &cfg, first, &mut rng)
 }
@@ -239,12 +271,17 @@ proptest! {
 
     #[test]
     fn conv_matches_plaintext(seed in any::<u64>()) {
-        conv_case(seed, false)?;
+        conv_case(seed, false, false)?;
     }
 
     #[test]
     fn depthwise_matches_plaintext(seed in any::<u64>()) {
-        conv_case(seed, true)?;
+        conv_case(seed, true, false)?;
+    }
+
+    #[test]
+    fn folded_requantization_matches_plaintext(seed in any::<u64>()) {
+        conv_case(seed, seed % 3 == 0, true)?;
     }
 
     #[test]
@@ -258,7 +295,7 @@ proptest! {
         let weights = random_weights(&mut rng, shape.inner * shape.cols, shape.cols);
         let x = random_input(&mut rng, shape.rows * shape.inner);
         let acc = matmul_ref(&shape, &weights.weights, &weights.bias, &x);
-        let acc_bits = signed_bits(&acc);
+        let acc_bits = acc_bits_bound(&weights, |j| (0..shape.inner).map(|i| i * shape.cols + j).collect());
         let dim = pack_dim(&mut rng);
         let cfg = random_config(&mut rng, acc_bits, dim);
         let n = cfg.he.degree;
@@ -267,8 +304,8 @@ proptest! {
         let m = rng.random_range(1..=shape.cols.min(n / (h * c)));
         let tile = Tile { c, h, w: 1, m };
         let layer = layer(shape.clone(), acc_bits, &cfg, tile);
-        let cost = matmul_cost(&shape, acc_bits, &layer.protocol).expect("valid config");
-        run(Layout::matmul(&layer).expect("layout"), cost, &weights, &x, &acc, &cfg, false, &mut rng)?;
+        let cost = matmul_cost(&shape, acc_bits, &layer.protocol, LinearOutput::Accumulator).expect("valid config");
+        run(Layout::matmul(&layer, LinearOutput::Accumulator).expect("layout"), cost, &weights, &x, &acc, &cfg, false, &mut rng)?;
     }
 
     #[test]
@@ -285,7 +322,7 @@ proptest! {
                 i64::from(weights.weights[c]) * v + weights.bias[c]
             })
             .collect();
-        let acc_bits = signed_bits(&acc);
+        let acc_bits = acc_bits_bound(&weights, |c| vec![c]);
         let dim = pack_dim(&mut rng);
     let cfg = random_config(&mut rng, acc_bits, dim);
         let n = cfg.he.degree;
@@ -293,8 +330,8 @@ proptest! {
         let c = rng.random_range(1..=shape.channels.min(n / h));
         let m = rng.random_range(1..=shape.channels.min(n / (h * c)));
         let layer = layer(shape.clone(), acc_bits, &cfg, Tile { c, h, w: 1, m });
-        let cost = affine_cost(&shape, acc_bits, &layer.protocol).expect("valid config");
-        run(Layout::affine(&layer).expect("layout"), cost, &weights, &x, &acc, &cfg, false, &mut rng)?;
+        let cost = affine_cost(&shape, acc_bits, &layer.protocol, LinearOutput::Accumulator).expect("valid config");
+        run(Layout::affine(&layer, LinearOutput::Accumulator).expect("layout"), cost, &weights, &x, &acc, &cfg, false, &mut rng)?;
     }
 }
 
@@ -311,7 +348,7 @@ fn malformed_messages_are_rejected() {
         stat_bits: 12,
     };
     let layer = layer(shape, 10, &cfg, Tile { c: 8, h: 1, w: 1, m: 3 });
-    let layout = Arc::new(Layout::matmul(&layer).expect("layout"));
+    let layout = Arc::new(Layout::matmul(&layer, LinearOutput::Accumulator).expect("layout"));
     let params = Params::new(&cfg.he).expect("params");
     let key = Arc::new(SecretKey::generate(&params, &mut rng).expect("key"));
     let pk = Arc::new(PublicKey::new(&params, &key.public_key(&mut rng).expect("pk")).expect("pk"));

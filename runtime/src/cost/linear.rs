@@ -284,16 +284,57 @@ pub fn public_key_bytes(he: &HeParams) -> Result<usize, ConfigError> {
     Ok(he_budget(he, he.plain_bits)?.request_ct_bytes())
 }
 
-/// How a linear layer's share rings, plaintext and packing fit together: the checks every layer
-/// kind shares, and the decryption width.
+/// What a linear layer outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinearOutput {
+    /// Shares of the accumulator `acc = bias + Σ w·x` mod `2^out_ring_bits` (or packed words).
+    #[default]
+    Accumulator,
+    /// Shares of the requantized value `⌊(acc·m[c] + 2^(k−1)) / 2^k⌋ mod 2^out_ring_bits`
+    /// (`k = shift ≥ 1`, `m[c]` the server-private multipliers), computed exactly inside the
+    /// HE layer: the server encrypts `2·acc·m[c] + 1` (kernel and bias scaled by `2·m[c]`, plus
+    /// one) and the client decrypts at `t' = t / 2^(k+1)`; since
+    /// `round((2V+1)/2^(k+1)) = ⌊(V + 2^(k−1))/2^k⌋` and `(2V+1)/2^(k+1)` is never a rounding
+    /// tie, the noise margin is `q0/t` (decryption width `plain_bits − 1`). Needs
+    /// `out_ring_bits ≤ plain_bits − k − 1` and no packing. The clamp stays with the
+    /// nonlinear layer.
+    Requantized {
+        /// Right shift `k` of the requantization.
+        shift: u32,
+    },
+}
+
+impl LinearOutput {
+    /// Width at which the client rounds: `plain_bits` for the accumulator,
+    /// `plain_bits − shift − 1` for a folded requantization.
+    pub fn decode_bits(self, plain_bits: u32) -> u32 {
+        match self {
+            LinearOutput::Accumulator => plain_bits,
+            LinearOutput::Requantized { shift } => plain_bits.saturating_sub(shift + 1),
+        }
+    }
+
+    /// Width of the noise budget: the decoding width without folding, `plain_bits − 1` with it
+    /// (the rounding boundary is `2^−(k+1)` of a step at `t'`, i.e. half a step at `t/2`).
+    pub fn budget_bits(self, plain_bits: u32) -> u32 {
+        match self {
+            LinearOutput::Accumulator => plain_bits,
+            LinearOutput::Requantized { .. } => plain_bits - 1,
+        }
+    }
+}
+
+/// How a linear layer's share rings, plaintext, packing and output fit together.
 ///
 /// Rules: `in_ring_bits ≥ plain_bits ≥ out_ring_bits` (input shares reduce mod `t`, outputs are
 /// the accumulator mod `2^out`); with packing (`factor > 1`) the output is the packed word, so
-/// `out_ring_bits = plain_bits ≥ factor·field_bits` and `field_bits ≥ acc_bits`.
+/// `out_ring_bits = plain_bits ≥ factor·field_bits` and `field_bits ≥ acc_bits`; a folded
+/// requantization ([`LinearOutput::Requantized`]) needs `shift ≥ 1`, no packing and
+/// `out_ring_bits ≤ plain_bits − shift − 1`.
 ///
 /// # Errors
 /// [`ConfigError::Rings`] or [`ConfigError::Packing`].
-pub fn check_rings(proto: &LinearProtocol, acc_bits: u32) -> Result<(), ConfigError> {
+pub fn check_rings(proto: &LinearProtocol, acc_bits: u32, output: LinearOutput) -> Result<(), ConfigError> {
     let (in_bits, plain_bits, out_bits) =
         (proto.in_ring_bits, proto.he.plain_bits, proto.out_ring_bits);
     let p = &proto.packing;
@@ -303,6 +344,14 @@ pub fn check_rings(proto: &LinearProtocol, acc_bits: u32) -> Result<(), ConfigEr
     }
     if p.factor == 0 {
         return Err(packing_err(proto, acc_bits));
+    }
+    if let LinearOutput::Requantized { shift } = output {
+        if p.factor > 1 {
+            return Err(packing_err(proto, acc_bits));
+        }
+        if shift == 0 || u64::from(out_bits) + u64::from(shift) + 1 > u64::from(plain_bits) {
+            return Err(rings_err);
+        }
     }
     if p.factor > 1 {
         if out_bits != plain_bits {
@@ -585,39 +634,54 @@ impl ConvGeometry {
     }
 }
 
-/// The noise budget of a layer's protocol: decryption at the plaintext width.
+/// The noise budget of a layer's protocol.
 ///
 /// # Errors
 /// As [`he_budget`] and [`check_rings`].
-pub fn layer_budget(proto: &LinearProtocol, acc_bits: u32) -> Result<HeBudget, ConfigError> {
-    check_rings(proto, acc_bits)?;
-    he_budget(&proto.he, proto.he.plain_bits)
+pub fn layer_budget(proto: &LinearProtocol, acc_bits: u32, output: LinearOutput) -> Result<HeBudget, ConfigError> {
+    check_rings(proto, acc_bits, output)?;
+    he_budget(&proto.he, output.budget_bits(proto.he.plain_bits))
 }
 
 /// Exact cost of a convolution (grouped and depthwise included).
 ///
 /// # Errors
 /// [`ConfigError`] when the configuration cannot run.
-pub fn conv_cost(shape: &ConvShape, acc_bits: u32, proto: &LinearProtocol) -> Result<LinearCost, ConfigError> {
-    let budget = layer_budget(proto, acc_bits)?;
+pub fn conv_cost(
+    shape: &ConvShape,
+    acc_bits: u32,
+    proto: &LinearProtocol,
+    output: LinearOutput,
+) -> Result<LinearCost, ConfigError> {
+    let budget = layer_budget(proto, acc_bits, output)?;
     Ok(ConvGeometry::new(shape, proto)?.cost(&budget))
 }
 
 /// Exact cost of a matrix product (FC when `rows = 1`).
 ///
 /// # Errors
-/// [`ConfigError`] when the configuration cannot run (for a matrix product the tile's `w` must
-/// be 1: `c` is the inner block, `h` the row block, `m` the output block).
-pub fn matmul_cost(shape: &MatMulShape, acc_bits: u32, proto: &LinearProtocol) -> Result<LinearCost, ConfigError> {
-    conv_cost(&matmul_as_conv(shape), acc_bits, proto)
+/// [`ConfigError`] when the configuration cannot run. The tile's `c` is the inner block, `h`
+/// the row block, `m` the output block and `w` is 1.
+pub fn matmul_cost(
+    shape: &MatMulShape,
+    acc_bits: u32,
+    proto: &LinearProtocol,
+    output: LinearOutput,
+) -> Result<LinearCost, ConfigError> {
+    conv_cost(&matmul_as_conv(shape), acc_bits, proto, output)
 }
 
 /// Exact cost of a per-channel affine map (stand-alone BatchNorm).
 ///
 /// # Errors
 /// [`ConfigError`] when the configuration cannot run.
-pub fn affine_cost(shape: &AffineShape, acc_bits: u32, proto: &LinearProtocol) -> Result<LinearCost, ConfigError> {
-    conv_cost(&affine_as_conv(shape), acc_bits, proto)
+pub fn affine_cost(
+    shape: &AffineShape,
+    acc_bits: u32,
+    proto: &LinearProtocol,
+    output: LinearOutput,
+) -> Result<LinearCost, ConfigError> {
+    conv_cost(&affine_as_conv(shape), acc_bits, proto, output)
 }
 
 #[cfg(test)]
@@ -667,7 +731,7 @@ mod tests {
             groups: 1,
         };
         let p = proto(4096, vec![60, 49], 37, Tile { c: 3, h: 34, w: 34, m: 1 });
-        let cost = conv_cost(&shape, 20, &p).expect("valid");
+        let cost = conv_cost(&shape, 20, &p, LinearOutput::Accumulator).expect("valid");
         assert_eq!((cost.cts_up, cost.cts_down), (22, 64));
         assert_eq!(cost.bytes_up, 22 * (4096 * 109 / 8 + 32));
         assert_eq!(cost.bytes_down, 64 * ((1024 * 39 + 4096 * 51) / 8));

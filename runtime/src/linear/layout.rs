@@ -5,7 +5,7 @@
 //! Every layer kind is a grouped convolution ([`ConvGeometry`]); a matrix product and a
 //! per-channel affine map only permute the input and output elements.
 
-use crate::cost::linear::{ConvGeometry, HeBudget, affine_as_conv, layer_budget, matmul_as_conv};
+use crate::cost::linear::{ConvGeometry, HeBudget, LinearOutput, affine_as_conv, layer_budget, matmul_as_conv};
 use crate::plan::{AffineShape, ConvShape, LinearLayer, LinearProtocol, MatMulShape};
 
 use super::LinearError;
@@ -61,6 +61,7 @@ pub struct Layout {
     pub(crate) kind: Kind,
     pub(crate) geometry: ConvGeometry,
     pub(crate) proto: LinearProtocol,
+    pub(crate) output: LinearOutput,
     pub(crate) budget: HeBudget,
     pub(crate) in_len: usize,
     pub(crate) out_len: usize,
@@ -71,12 +72,12 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout of a convolution layer (grouped and depthwise included).
+    /// The layout of a convolution layer (grouped and depthwise included), producing `output`.
     ///
     /// # Errors
     /// [`LinearError::Config`] when the protocol configuration cannot run.
-    pub fn conv(layer: &LinearLayer<ConvShape>) -> Result<Self, LinearError> {
-        Self::build(Kind::Conv, &layer.shape, layer.acc_bits, &layer.protocol)
+    pub fn conv(layer: &LinearLayer<ConvShape>, output: LinearOutput) -> Result<Self, LinearError> {
+        Self::build(Kind::Conv, &layer.shape, layer.acc_bits, &layer.protocol, output)
     }
 
     /// The layout of a matrix product (tile: `c` = inner block, `h` = row block, `w` = 1,
@@ -84,10 +85,10 @@ impl Layout {
     ///
     /// # Errors
     /// [`LinearError::Config`] when the protocol configuration cannot run.
-    pub fn matmul(layer: &LinearLayer<MatMulShape>) -> Result<Self, LinearError> {
+    pub fn matmul(layer: &LinearLayer<MatMulShape>, output: LinearOutput) -> Result<Self, LinearError> {
         let s = &layer.shape;
         let kind = Kind::MatMul { rows: s.rows, inner: s.inner, cols: s.cols };
-        Self::build(kind, &matmul_as_conv(s), layer.acc_bits, &layer.protocol)
+        Self::build(kind, &matmul_as_conv(s), layer.acc_bits, &layer.protocol, output)
     }
 
     /// The layout of a per-channel affine map (a depthwise 1×1 convolution; tile `c = m`
@@ -95,12 +96,18 @@ impl Layout {
     ///
     /// # Errors
     /// [`LinearError::Config`] when the protocol configuration cannot run.
-    pub fn affine(layer: &LinearLayer<AffineShape>) -> Result<Self, LinearError> {
-        Self::build(Kind::Affine, &affine_as_conv(&layer.shape), layer.acc_bits, &layer.protocol)
+    pub fn affine(layer: &LinearLayer<AffineShape>, output: LinearOutput) -> Result<Self, LinearError> {
+        Self::build(Kind::Affine, &affine_as_conv(&layer.shape), layer.acc_bits, &layer.protocol, output)
     }
 
-    fn build(kind: Kind, shape: &ConvShape, acc_bits: u32, proto: &LinearProtocol) -> Result<Self, LinearError> {
-        let budget = layer_budget(proto, acc_bits)?;
+    fn build(
+        kind: Kind,
+        shape: &ConvShape,
+        acc_bits: u32,
+        proto: &LinearProtocol,
+        output: LinearOutput,
+    ) -> Result<Self, LinearError> {
+        let budget = layer_budget(proto, acc_bits, output)?;
         let g = ConvGeometry::new(shape, proto)?;
         let [h, w] = shape.in_hw;
         let [ho, wo] = shape.out_hw();
@@ -178,7 +185,7 @@ impl Layout {
                 outputs.push(OutCt { mg, positions, inputs: deps.iter().map(|&ci| (ci * g.n_sg + sg, ci)).collect(), first_word });
             }
         }
-        Ok(Layout { kind, geometry: g, proto: proto.clone(), budget, in_len, out_len, inputs, outputs, fields })
+        Ok(Layout { kind, geometry: g, proto: proto.clone(), output, budget, in_len, out_len, inputs, outputs, fields })
     }
 
     /// Elements of the input tensor (one share vector).
@@ -208,6 +215,11 @@ impl Layout {
     /// The protocol configuration.
     pub fn protocol(&self) -> &LinearProtocol {
         &self.proto
+    }
+
+    /// What the layer outputs.
+    pub fn output(&self) -> LinearOutput {
+        self.output
     }
 
     /// The noise budget and response widths.

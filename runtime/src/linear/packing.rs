@@ -2,7 +2,10 @@
 //!
 //! A packed output word `z ∈ Z_{2^ℓ}` (`ℓ = plain_bits ≥ b·s`) holds `b` fields of `s` bits:
 //! `z = Σ_j 2^{j·s}·(y_j + 2^{s−1})`, each field biased into `[0, 2^s)` by the server (so no
-//! borrow crosses fields). The layer returns additive shares `z = z_C + z_S mod 2^ℓ`.
+//! borrow crosses fields). Every field is biased, also an empty one (`y_j = 0`) and one that
+//! holds a partial sum of a smaller edge tile, so `s` must bound every partial sum
+//! (`field_bits ≥ acc_bits` with the L1-norm range analysis does). The layer returns additive
+//! shares `z = z_C + z_S mod 2^ℓ`.
 //!
 //! # Field extraction on shares (for the nonlinear layer)
 //!

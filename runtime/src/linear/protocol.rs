@@ -6,6 +6,7 @@ use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
+use crate::cost::linear::LinearOutput;
 use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, ResponseCt, SecretKey, SeededCt};
 use crate::plan::LayerWeights;
 
@@ -180,28 +181,37 @@ impl LinearClient {
             return Err(LinearError::Length { what: "response ciphertexts", expected: l.outputs.len(), actual: response.cts.len() });
         }
         let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
+        let decode_bits = l.output.decode_bits(l.proto.he.plain_bits);
         let words: Vec<Vec<u64>> = response
             .cts
             .par_iter()
             .zip(&l.outputs)
-            .map(|(ct, o)| self.key.decrypt(ct, &o.positions, &l.budget, l.proto.he.plain_bits))
+            .map(|(ct, o)| self.key.decrypt(ct, &o.positions, &l.budget, decode_bits))
             .collect::<Result<_, _>>()?;
         Ok(order_words(l, words.into_iter().flatten().map(|w| w & out_mask).collect()))
     }
 }
 
 /// The server of one linear layer: holds the weights, the bias and the client's public key.
-#[derive(Debug)]
 pub struct LinearServer {
     layout: Arc<Layout>,
     params: Arc<Params>,
     pk: Arc<PublicKey>,
     weights: Vec<i32>,
+    /// Factor of each filter's kernel: 1, or `2·m[c]` for a folded requantization.
+    scale: Vec<i64>,
     /// Plaintext added to each output word before masking: bias plus field biases, mod `t`.
     bias_words: Vec<u64>,
     /// `kernels[mg][i]` for `layout.outputs` of filter group `mg`, input `i`; `None` when the
     /// layer is too large to cache.
     kernels: Option<Vec<Vec<Option<Kernel>>>>,
+}
+
+impl std::fmt::Debug for LinearServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The weights are the server's secret: only the layout is printed.
+        f.debug_struct("LinearServer").field("layout", &self.layout).finish_non_exhaustive()
+    }
 }
 
 impl LinearServer {
@@ -210,7 +220,8 @@ impl LinearServer {
     /// of statistical slack per revealed coefficient.
     ///
     /// # Errors
-    /// [`LinearError::Length`] for weights or biases of the wrong length,
+    /// [`LinearError::Length`] for weights or biases of the wrong length (or multipliers, for a
+    /// folded requantization),
     /// [`LinearError::Flooding`] when the moduli cannot flood this kernel,
     /// [`LinearError::KeyMismatch`] for parameters of another layer.
     pub fn new(
@@ -231,11 +242,25 @@ impl LinearServer {
         if weights.bias.len() != shape.out_channels {
             return Err(LinearError::Length { what: "bias", expected: shape.out_channels, actual: weights.bias.len() });
         }
+        let scale = match l.output {
+            LinearOutput::Accumulator => vec![1; shape.out_channels],
+            LinearOutput::Requantized { .. } => {
+                if weights.multipliers.len() != shape.out_channels {
+                    return Err(LinearError::Length {
+                        what: "multipliers",
+                        expected: shape.out_channels,
+                        actual: weights.multipliers.len(),
+                    });
+                }
+                weights.multipliers.iter().map(|m| m.wrapping_mul(2)).collect()
+            }
+        };
         let mut server = LinearServer {
             layout: layout.clone(),
             params,
             pk,
             weights: weights.weights.clone(),
+            scale,
             bias_words: Vec::new(),
             kernels: None,
         };
@@ -277,8 +302,9 @@ impl LinearServer {
                 for r in 0..g.rows.kernel {
                     for q in 0..g.cols.kernel {
                         let w = l.conv_weight(&self.weights, m, c - grp * c_per_group, r, q);
+                        let w = i128::from(w) * i128::from(self.scale[m]);
                         let idx = origin - slot * t.c * hw - cl * hw - r * t.w - q;
-                        coeffs[idx] += i128::from(w) << (field as u32 * g.field_bits);
+                        coeffs[idx] += w << (field as u32 * g.field_bits);
                         any = true;
                     }
                 }
@@ -328,10 +354,16 @@ impl LinearServer {
             .map(|fields| {
                 let mut v = 0u64;
                 for (j, &e) in fields.iter().enumerate() {
-                    if e == NO_ELEMENT {
-                        continue;
+                    // Every field of a packed word is biased, including empty ones and the
+                    // partial sums of smaller edge tiles, so no borrow crosses fields.
+                    let mut field = if g.factor > 1 { 1i64 << (s - 1) } else { 0 };
+                    if e != NO_ELEMENT {
+                        let c = channel(e);
+                        field = field.wrapping_add(match l.output {
+                            LinearOutput::Requantized { .. } => bias[c].wrapping_mul(self.scale[c]).wrapping_add(1),
+                            LinearOutput::Accumulator => bias[c],
+                        });
                     }
-                    let field = if g.factor > 1 { bias[channel(e)].wrapping_add(1i64 << (s - 1)) } else { bias[channel(e)] };
                     v = v.wrapping_add((field as u64).wrapping_shl(j as u32 * s));
                 }
                 v & t_mask
@@ -367,6 +399,9 @@ impl LinearServer {
             .map(|(k, ct)| InputCt::new(p, ct, x.map(|x| encode_input(l, k, x)).as_deref()))
             .collect::<Result<_, _>>()?;
         let t_mask = (1u64 << l.proto.he.plain_bits) - 1;
+        // The mask lives in the decoding ring, scaled up to the plaintext ring.
+        let plain_bits = l.proto.he.plain_bits;
+        let mask_shift = plain_bits - l.output.decode_bits(plain_bits);
         let g = &l.geometry;
         let mut rngs = fork_rngs(rng, l.outputs.len());
         // Filter groups in parallel; within a group the kernels are shared by its spatial groups.
@@ -392,13 +427,15 @@ impl LinearServer {
                                 acc.mul_add(&inputs[k], kernel);
                             }
                         }
-                        let mask: Vec<u64> = o.positions.iter().map(|_| rng.next_u64() & t_mask).collect();
+                        let mask: Vec<u64> = o.positions.iter().map(|_| (rng.next_u64() & t_mask) >> mask_shift).collect();
                         let plain: Vec<(usize, u64)> = o
                             .positions
                             .iter()
                             .zip(&mask)
                             .enumerate()
-                            .map(|(i, (&pos, &r))| (pos, self.bias_words[o.first_word + i].wrapping_sub(r) & t_mask))
+                            .map(|(i, (&pos, &r))| {
+                                (pos, self.bias_words[o.first_word + i].wrapping_sub(r << mask_shift) & t_mask)
+                            })
                             .collect();
                         let ct = acc.into_response(p, &self.pk, &plain, &o.positions, &l.budget, rng)?;
                         Ok((ct, mask))
