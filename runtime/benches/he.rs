@@ -27,10 +27,21 @@ fn ms(start: Instant) -> f64 {
 
 fn per_ct_ops(rng: &mut ChaCha20Rng) {
     println!("## Per-ciphertext operations (mean of 20, one thread)\n");
-    println!("| N | q bits | t | encrypt | absorb (+share, NTT) | ct×pt | respond (re-rand, flood, switch, drop) | decrypt |");
+    println!(
+        "| N | q bits | t | encrypt | absorb (+share, NTT) | ct×pt | respond (re-rand, flood, switch, drop) | decrypt |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
-    for (n, moduli, l) in [(4096, vec![60, 49], 37), (4096, vec![34, 36], 16), (2048, vec![54], 12), (8192, vec![60, 60, 60], 37)] {
-        let he = HeParams { degree: n, moduli_bits: moduli.clone(), plain_bits: l };
+    for (n, moduli, l) in [
+        (4096, vec![60, 49], 37),
+        (4096, vec![34, 36], 16),
+        (2048, vec![54], 12),
+        (8192, vec![60, 60, 60], 37),
+    ] {
+        let he = HeParams {
+            degree: n,
+            moduli_bits: moduli.clone(),
+            plain_bits: l,
+        };
         let p = Params::new(&he).expect("parameters");
         let budget = p.budget(l).expect("budget");
         let sk = SecretKey::generate(&p, rng).expect("key");
@@ -40,20 +51,31 @@ fn per_ct_ops(rng: &mut ChaCha20Rng) {
         let kernel = Kernel::new(&p, &w).expect("kernel");
         let positions: Vec<usize> = (0..n / 4).collect();
         let iters = 20;
+        sk.encrypt(&m, rng).expect("warm-up");
         let t = Instant::now();
-        let cts: Vec<_> = (0..iters).map(|_| sk.encrypt(&m, rng).expect("enc")).collect();
+        let cts: Vec<_> = (0..iters)
+            .map(|_| sk.encrypt(&m, rng).expect("enc"))
+            .collect();
         let enc = ms(t) / iters as f64;
         let t = Instant::now();
-        let inputs: Vec<_> = cts.iter().map(|ct| InputCt::new(&p, ct, Some(&m)).expect("absorb")).collect();
+        let inputs: Vec<_> = cts
+            .iter()
+            .map(|ct| InputCt::new(&p, ct, Some(&m)).expect("absorb"))
+            .collect();
         let absorb = ms(t) / iters as f64;
         let mut accs: Vec<_> = (0..iters).map(|_| Accumulator::new(&p)).collect();
         let t = Instant::now();
-        accs.iter_mut().zip(&inputs).for_each(|(a, i)| a.mul_add(i, &kernel));
+        accs.iter_mut()
+            .zip(&inputs)
+            .for_each(|(a, i)| a.mul_add(i, &kernel));
         let mul = ms(t) / iters as f64;
         let t = Instant::now();
         let resps: Vec<_> = accs
             .into_iter()
-            .map(|a| a.into_response(&p, &pk, &[], &positions, &budget, rng).expect("respond"))
+            .map(|a| {
+                a.into_response(&p, &pk, &[], &positions, &budget, rng)
+                    .expect("respond")
+            })
             .collect();
         let respond = ms(t) / iters as f64;
         let t = Instant::now();
@@ -62,7 +84,9 @@ fn per_ct_ops(rng: &mut ChaCha20Rng) {
         });
         let dec = ms(t) / iters as f64;
         let bits: u32 = moduli.iter().sum();
-        println!("| {n} | {moduli:?} = {bits} | 2^{l} | {enc:.3} ms | {absorb:.3} ms | {mul:.3} ms | {respond:.3} ms | {dec:.3} ms |");
+        println!(
+            "| {n} | {moduli:?} = {bits} | 2^{l} | {enc:.3} ms | {absorb:.3} ms | {mul:.3} ms | {respond:.3} ms | {dec:.3} ms |"
+        );
     }
     println!();
 }
@@ -83,10 +107,22 @@ fn resnet_layers() -> Vec<LayerCase> {
         groups: 1,
     };
     vec![
-        LayerCase { name: "64→64 3×3 @56", shape: conv(64, 56, 64, 3, 1, 1) },
-        LayerCase { name: "256→512 1×1 s2 @56", shape: conv(256, 56, 512, 1, 2, 0) },
-        LayerCase { name: "512→512 3×3 @7", shape: conv(512, 7, 512, 3, 1, 1) },
-        LayerCase { name: "stem 3→64 7×7 s2 @224", shape: conv(3, 224, 64, 7, 2, 3) },
+        LayerCase {
+            name: "64→64 3×3 @56",
+            shape: conv(64, 56, 64, 3, 1, 1),
+        },
+        LayerCase {
+            name: "256→512 1×1 s2 @56",
+            shape: conv(256, 56, 512, 1, 2, 0),
+        },
+        LayerCase {
+            name: "512→512 3×3 @7",
+            shape: conv(512, 7, 512, 3, 1, 1),
+        },
+        LayerCase {
+            name: "stem 3→64 7×7 s2 @224",
+            shape: conv(3, 224, 64, 7, 2, 3),
+        },
     ]
 }
 
@@ -95,10 +131,20 @@ fn resnet_layers() -> Vec<LayerCase> {
 fn cheetah_tile(s: &ConvShape, n: usize) -> Tile {
     let (h, w) = eff_hw(s);
     if h * w <= n {
-        Tile { c: (n / (h * w)).min(s.in_channels), h, w, m: 1 }
+        Tile {
+            c: (n / (h * w)).min(s.in_channels),
+            h,
+            w,
+            m: 1,
+        }
     } else {
         let th = ((n * h / w) as f64).sqrt() as usize;
-        Tile { c: 1, h: th, w: n / th, m: 1 }
+        Tile {
+            c: 1,
+            h: th,
+            w: n / th,
+            m: 1,
+        }
     }
 }
 
@@ -106,7 +152,11 @@ fn cheetah_tile(s: &ConvShape, n: usize) -> Tile {
 fn eff_hw(s: &ConvShape) -> (usize, usize) {
     let eff = |i: usize| {
         let padded = s.in_hw[i] + s.pads[i] + s.pads[i + 2];
-        if s.kernel[i] == 1 && s.stride[i] > 1 { (padded - 1) / s.stride[i] + 1 } else { padded }
+        if s.kernel[i] == 1 && s.stride[i] > 1 {
+            (padded - 1) / s.stride[i] + 1
+        } else {
+            padded
+        }
     };
     (eff(0), eff(1))
 }
@@ -121,16 +171,28 @@ fn split_tile(s: &ConvShape, n: usize) -> Tile {
         return base;
     }
     let [ho, _] = s.out_hw();
-    let k = if s.kernel[0] == 1 && s.stride[0] > 1 { 1 } else { s.kernel[0] };
+    let k = if s.kernel[0] == 1 && s.stride[0] > 1 {
+        1
+    } else {
+        s.kernel[0]
+    };
     let stride = if k == 1 { 1 } else { s.stride[0] };
     let h = (ho.div_ceil(2) - 1) * stride + k;
-    Tile { c: (n / (h * base.w)).min(s.in_channels), h, ..base }
+    Tile {
+        c: (n / (h * base.w)).min(s.in_channels),
+        h,
+        ..base
+    }
 }
 
 /// `(‖w‖₁ max over filters, acc bits)` for activations in `[−2^(b_a−1), 2^(b_a−1))`.
 fn bounds(s: &ConvShape, w: &[i32], act_bits: u32) -> (u64, u32) {
     let per = s.weight_len() / s.out_channels;
-    let l1 = w.chunks(per).map(|f| f.iter().map(|v| u64::from(v.unsigned_abs())).sum::<u64>()).max().unwrap_or(0);
+    let l1 = w
+        .chunks(per)
+        .map(|f| f.iter().map(|v| u64::from(v.unsigned_abs())).sum::<u64>())
+        .max()
+        .unwrap_or(0);
     let acc = l1 << (act_bits - 1);
     (l1, 65 - acc.leading_zeros())
 }
@@ -139,7 +201,9 @@ fn bounds(s: &ConvShape, w: &[i32], act_bits: u32) -> (u64, u32) {
 fn low_bit_moduli(dec: u32, l1: u64) -> Vec<u32> {
     let noise_bits = 64 - (22 * l1).leading_zeros();
     let b0 = dec + 6 + 12;
-    let b1 = (noise_bits + STAT_BITS + 7 + dec).saturating_sub(b0).max(20);
+    let b1 = (noise_bits + STAT_BITS + 7 + dec)
+        .saturating_sub(b0)
+        .max(20);
     vec![b0, b1]
 }
 
@@ -149,35 +213,56 @@ struct Row {
     cts: (usize, usize),
     mb: (f64, f64),
     formula_mb: Option<(f64, f64)>,
-    ms: (f64, f64, f64),
+    ms: (f64, f64, f64, f64),
 }
 
-fn run_layer(case: &LayerCase, proto: LinearProtocol, w_bits: u32, act_bits: u32, rng: &mut ChaCha20Rng) -> Row {
+fn run_layer(
+    case: &LayerCase,
+    proto: LinearProtocol,
+    w_bits: u32,
+    act_bits: u32,
+    rng: &mut ChaCha20Rng,
+) -> Row {
     let s = &case.shape;
     let weights = LayerWeights {
-        weights: (0..s.weight_len()).map(|_| rng.random_range(-(1 << (w_bits - 1))..(1 << (w_bits - 1)))).collect(),
-        bias: (0..s.out_channels).map(|_| rng.random_range(-100..100)).collect(),
+        weights: (0..s.weight_len())
+            .map(|_| rng.random_range(-(1 << (w_bits - 1))..(1 << (w_bits - 1))))
+            .collect(),
+        bias: (0..s.out_channels)
+            .map(|_| rng.random_range(-100..100))
+            .collect(),
         multipliers: Vec::new(),
     };
     let (_, acc_bits) = bounds(s, &weights.weights, act_bits);
     let layer = LinearLayer {
         shape: s.clone(),
-        weight_ty: IntType { bits: w_bits, signed: true },
+        weight_ty: IntType {
+            bits: w_bits,
+            signed: true,
+        },
         acc_bits,
         acc_bits_naive: acc_bits,
         requant: None,
         protocol: proto.clone(),
     };
-    let cost = conv_cost(s, acc_bits, &proto, LinearOutput::Accumulator).expect("valid configuration");
+    let cost =
+        conv_cost(s, acc_bits, &proto, LinearOutput::Accumulator).expect("valid configuration");
     let layout = Arc::new(Layout::conv(&layer, LinearOutput::Accumulator).expect("layout"));
     let params = Params::new(&proto.he).expect("parameters");
     let key = Arc::new(SecretKey::generate(&params, rng).expect("key"));
     let pk = Arc::new(PublicKey::new(&params, &key.public_key(rng).expect("pk")).expect("pk"));
     let client = LinearClient::new(layout.clone(), key).expect("client");
-    let server = LinearServer::new(layout.clone(), params.clone(), pk, &weights, STAT_BITS).expect("server");
+    let t = Instant::now();
+    let server =
+        LinearServer::new(layout.clone(), params.clone(), pk, &weights, STAT_BITS).expect("server");
+    let t_setup = ms(t);
     let in_mask = (1u64 << proto.in_ring_bits) - 1;
-    let x_c: Vec<u64> = (0..layout.input_len()).map(|_| rng.next_u64() & in_mask).collect();
-    let x_s: Vec<u64> = (0..layout.input_len()).map(|_| rng.next_u64() & in_mask).collect();
+    let x_c: Vec<u64> = (0..layout.input_len())
+        .map(|_| rng.next_u64() & in_mask)
+        .collect();
+    let x_s: Vec<u64> = (0..layout.input_len())
+        .map(|_| rng.next_u64() & in_mask)
+        .collect();
     let t = Instant::now();
     let query = client.query(&x_c, rng).expect("query");
     let t_query = ms(t);
@@ -189,10 +274,18 @@ fn run_layer(case: &LayerCase, proto: LinearProtocol, w_bits: u32, act_bits: u32
     let t = Instant::now();
     client.finish(&resp).expect("finish");
     let t_finish = ms(t);
-    assert_eq!((up, down), (cost.bytes_up, cost.bytes_down), "bytes differ from the cost function");
+    assert_eq!(
+        (up, down),
+        (cost.bytes_up, cost.bytes_down),
+        "bytes differ from the cost function"
+    );
     let formula_mb = (proto.packing.factor == 1).then(|| reference_formula_mb(s, &proto));
     let p = &proto.packing;
-    let packing = if p.factor > 1 { format!(", b={}×{} {:?}", p.factor, p.field_bits, p.dim) } else { String::new() };
+    let packing = if p.factor > 1 {
+        format!(", b={}×{} {:?}", p.factor, p.field_bits, p.dim)
+    } else {
+        String::new()
+    };
     let t = proto.tile;
     Row {
         layer: case.name,
@@ -203,7 +296,7 @@ fn run_layer(case: &LayerCase, proto: LinearProtocol, w_bits: u32, act_bits: u32
         cts: (cost.cts_up, cost.cts_down),
         mb: (up as f64 / 1e6, down as f64 / 1e6),
         formula_mb,
-        ms: (t_query, t_respond, t_finish),
+        ms: (t_setup, t_query, t_respond, t_finish),
     }
 }
 
@@ -227,7 +320,13 @@ fn reference_formula_mb(s: &ConvShape, proto: &LinearProtocol) -> (f64, f64) {
 
 fn proto(he: HeParams, tile: Tile, packing: Packing) -> LinearProtocol {
     let l = he.plain_bits;
-    LinearProtocol { he, tile, packing, in_ring_bits: l, out_ring_bits: l }
+    LinearProtocol {
+        he,
+        tile,
+        packing,
+        in_ring_bits: l,
+        out_ring_bits: l,
+    }
 }
 
 fn main() {
@@ -240,27 +339,89 @@ fn main() {
         let s = &case.shape;
         let n = 4096;
         // Cheetah: 8-bit weights (ℓ = 37 leaves 42 bits of flooding slack at 2^22.7 noise).
-        let cheetah = HeParams { degree: n, moduli_bits: vec![60, 49], plain_bits: 37 };
-        rows.push(run_layer(&case, proto(cheetah, cheetah_tile(s, n), Packing::none()), 8, 8, &mut rng));
+        let cheetah = HeParams {
+            degree: n,
+            moduli_bits: vec![60, 49],
+            plain_bits: 37,
+        };
+        rows.push(run_layer(
+            &case,
+            proto(cheetah, cheetah_tile(s, n), Packing::none()),
+            8,
+            8,
+            &mut rng,
+        ));
         // Low bit: 4-bit weights and activations; ℓ = acc bits, minimal two-prime q.
         let w4: Vec<i32> = vec![8; s.weight_len()];
         let (l1, acc) = bounds(s, &w4, 4);
-        let he = HeParams { degree: n, moduli_bits: low_bit_moduli(acc, l1), plain_bits: acc };
+        let he = HeParams {
+            degree: n,
+            moduli_bits: low_bit_moduli(acc, l1),
+            plain_bits: acc,
+        };
         he_budget(&he, acc).expect("low-bit parameters");
-        rows.push(run_layer(&case, proto(he, cheetah_tile(s, n), Packing::none()), 4, 4, &mut rng));
+        rows.push(run_layer(
+            &case,
+            proto(he, cheetah_tile(s, n), Packing::none()),
+            4,
+            4,
+            &mut rng,
+        ));
+        // Low bit with a communication-aware tile: as many filters as channels per ciphertext
+        // (`C_w = M_w`), which trades request count for dense responses.
+        let (h, w) = eff_hw(s);
+        if h * w * 4 <= n {
+            let side = ((n / (h * w)) as f64).sqrt() as usize;
+            let tile = Tile {
+                c: side.min(s.in_channels),
+                h,
+                w,
+                m: side.min(s.out_channels),
+            };
+            let he = HeParams {
+                degree: n,
+                moduli_bits: low_bit_moduli(acc, l1 * side as u64),
+                plain_bits: acc,
+            };
+            rows.push(run_layer(
+                &case,
+                proto(he, tile, Packing::none()),
+                4,
+                4,
+                &mut rng,
+            ));
+        }
         // Packed: two fields of `acc` bits along space, on a tile with two spatial tiles.
         let plain = 2 * acc;
-        let he = HeParams { degree: n, moduli_bits: low_bit_moduli(plain, l1), plain_bits: plain };
-        let packing = Packing { factor: 2, field_bits: acc, dim: PackDim::Spatial };
-        rows.push(run_layer(&case, proto(he, split_tile(s, n), packing), 4, 4, &mut rng));
+        let he = HeParams {
+            degree: n,
+            moduli_bits: low_bit_moduli(plain, l1),
+            plain_bits: plain,
+        };
+        let packing = Packing {
+            factor: 2,
+            field_bits: acc,
+            dim: PackDim::Spatial,
+        };
+        rows.push(run_layer(
+            &case,
+            proto(he, split_tile(s, n), packing),
+            4,
+            4,
+            &mut rng,
+        ));
     }
     println!("## ResNet-50 convolutions, one inference, whole layer (rayon, all threads)\n");
-    println!("| layer | configuration | cts up/down | MB up | MB down | MB total | §5.3 formula MB up/down | client query | server respond | client finish |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| layer | configuration | cts up/down | MB up | MB down | MB total | §5.3 formula MB up/down | server setup (kernels) | client query | server respond | client finish |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let formula = r.formula_mb.map_or("—".into(), |(u, d)| format!("{u:.3} / {d:.3}"));
+        let formula = r
+            .formula_mb
+            .map_or("—".into(), |(u, d)| format!("{u:.3} / {d:.3}"));
         println!(
-            "| {} | {} | {} / {} | {:.3} | {:.3} | {:.3} | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+            "| {} | {} | {} / {} | {:.3} | {:.3} | {:.3} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
             r.layer,
             r.config,
             r.cts.0,
@@ -271,7 +432,8 @@ fn main() {
             formula,
             r.ms.0,
             r.ms.1,
-            r.ms.2
+            r.ms.2,
+            r.ms.3
         );
     }
 }

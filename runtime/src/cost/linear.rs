@@ -21,8 +21,9 @@
 //! total error is below `q0/(2·t_dec) ≥ (15/32)·2^(B0−dec)`. The budget splits it into
 //! `2^(B0−dec−3)` for the `c0` low-bit drop, `2^(B0−dec−3)` for the `c1` low-bit drop (times
 //! `‖s‖₁ ≤ N`, ternary secret), and `2^(B0−dec−4)` for the switched flood, product and
-//! re-randomisation noise plus the switching rounding. Total `≤ (5/16)·2^(B0−dec)`: at least
-//! `(5/32)·2^(B0−dec)` (≈ 2.7 bits below `q0/(2·t_dec)`) of room. See `docs/security.md`.
+//! re-randomisation noise plus the switching rounding. Total `≤ (5/16)·2^(B0−dec)`, at most
+//! 2/3 of the threshold in the worst case (every rounding error aligned with the secret); the
+//! measured errors are far smaller. See `docs/security.md`.
 
 use crate::plan::{AffineShape, ConvShape, HeParams, LinearProtocol, MatMulShape, PackDim, Tile};
 
@@ -220,7 +221,9 @@ pub fn he_budget(he: &HeParams, dec_bits: u32) -> Result<HeBudget, ConfigError> 
         return Err(ConfigError::Insecure { degree, log_q, max });
     }
     if !(2..=45).contains(&he.plain_bits) {
-        return Err(ConfigError::PlainBits { bits: he.plain_bits });
+        return Err(ConfigError::PlainBits {
+            bits: he.plain_bits,
+        });
     }
     let log_n = degree.trailing_zeros();
     let budget_err = |need: u32, have: u32| ConfigError::NoiseBudget {
@@ -334,11 +337,19 @@ impl LinearOutput {
 ///
 /// # Errors
 /// [`ConfigError::Rings`] or [`ConfigError::Packing`].
-pub fn check_rings(proto: &LinearProtocol, acc_bits: u32, output: LinearOutput) -> Result<(), ConfigError> {
+pub fn check_rings(
+    proto: &LinearProtocol,
+    acc_bits: u32,
+    output: LinearOutput,
+) -> Result<(), ConfigError> {
     let (in_bits, plain_bits, out_bits) =
         (proto.in_ring_bits, proto.he.plain_bits, proto.out_ring_bits);
     let p = &proto.packing;
-    let rings_err = ConfigError::Rings { in_bits, plain_bits, out_bits };
+    let rings_err = ConfigError::Rings {
+        in_bits,
+        plain_bits,
+        out_bits,
+    };
     if in_bits < plain_bits || plain_bits < out_bits || out_bits == 0 || in_bits > 64 {
         return Err(rings_err);
     }
@@ -429,14 +440,23 @@ pub struct Axis {
 }
 
 impl Axis {
-    fn new(len: usize, pads: (usize, usize), kernel: usize, stride: usize, tile: usize) -> Option<Self> {
+    fn new(
+        len: usize,
+        pads: (usize, usize),
+        kernel: usize,
+        stride: usize,
+        tile: usize,
+    ) -> Option<Self> {
         let padded = len + pads.0 + pads.1;
         if kernel == 0 || stride == 0 || padded < kernel || tile == 0 {
             return None;
         }
         let out = (padded - kernel) / stride + 1;
-        let (eff_len, kernel_e, stride_e, step) =
-            if kernel == 1 && stride > 1 { (out, 1, 1, stride) } else { (padded, kernel, stride, 1) };
+        let (eff_len, kernel_e, stride_e, step) = if kernel == 1 && stride > 1 {
+            (out, 1, 1, stride)
+        } else {
+            (padded, kernel, stride, 1)
+        };
         if tile < kernel_e {
             return None;
         }
@@ -466,7 +486,9 @@ impl Axis {
         if eff >= self.eff_len {
             return None;
         }
-        (eff * self.step).checked_sub(self.pad).filter(|&i| i < self.len)
+        (eff * self.step)
+            .checked_sub(self.pad)
+            .filter(|&i| i < self.len)
     }
 }
 
@@ -512,7 +534,7 @@ impl ConvGeometry {
         if s.in_channels == 0 || s.out_channels == 0 || s.groups == 0 {
             return Err(ConfigError::Shape("empty channel dimension".into()));
         }
-        if s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0 {
+        if !s.in_channels.is_multiple_of(s.groups) || !s.out_channels.is_multiple_of(s.groups) {
             return Err(ConfigError::Shape(format!(
                 "groups {} do not divide C = {} and M = {}",
                 s.groups, s.in_channels, s.out_channels
@@ -522,13 +544,31 @@ impl ConvGeometry {
             return Err(ConfigError::Shape("empty image".into()));
         }
         let t = proto.tile;
-        let bad_tile = |kernel| ConfigError::Tile { tile: t, degree: proto.he.degree, kernel };
-        let rows = Axis::new(s.in_hw[0], (s.pads[0], s.pads[2]), s.kernel[0], s.stride[0], t.h);
-        let cols = Axis::new(s.in_hw[1], (s.pads[1], s.pads[3]), s.kernel[1], s.stride[1], t.w);
+        let bad_tile = |kernel| ConfigError::Tile {
+            tile: t,
+            degree: proto.he.degree,
+            kernel,
+        };
+        let rows = Axis::new(
+            s.in_hw[0],
+            (s.pads[0], s.pads[2]),
+            s.kernel[0],
+            s.stride[0],
+            t.h,
+        );
+        let cols = Axis::new(
+            s.in_hw[1],
+            (s.pads[1], s.pads[3]),
+            s.kernel[1],
+            s.stride[1],
+            t.w,
+        );
         let (Some(rows), Some(cols)) = (rows, cols) else {
             return Err(bad_tile(s.kernel));
         };
-        let cells = [t.m, t.c, t.h, t.w].iter().try_fold(1usize, |a, &x| a.checked_mul(x));
+        let cells = [t.m, t.c, t.h, t.w]
+            .iter()
+            .try_fold(1usize, |a, &x| a.checked_mul(x));
         if t.c == 0 || t.m == 0 || cells.is_none_or(|c| c > proto.he.degree) {
             return Err(bad_tile([rows.kernel, cols.kernel]));
         }
@@ -553,12 +593,20 @@ impl ConvGeometry {
 
     /// Spatial tiles per input ciphertext (fields along space).
     pub fn spatial_fields(&self) -> usize {
-        if self.dim == PackDim::Spatial { self.factor } else { 1 }
+        if self.dim == PackDim::Spatial {
+            self.factor
+        } else {
+            1
+        }
     }
 
     /// Filters per filter slot (fields along output channels).
     pub fn channel_fields(&self) -> usize {
-        if self.dim == PackDim::OutChannels { self.factor } else { 1 }
+        if self.dim == PackDim::OutChannels {
+            self.factor
+        } else {
+            1
+        }
     }
 
     /// Request ciphertexts.
@@ -590,7 +638,9 @@ impl ConvGeometry {
     pub fn slots(&self, mg: usize) -> usize {
         let b = self.channel_fields();
         let first = mg * self.tile.m * b;
-        (self.shape.out_channels - first).min(self.tile.m * b).div_ceil(b)
+        (self.shape.out_channels - first)
+            .min(self.tile.m * b)
+            .div_ceil(b)
     }
 
     /// Needed coefficients of one filter slot in spatial group `sg`: the union of the output
@@ -601,7 +651,15 @@ impl ConvGeometry {
             .map(|(th, tw)| (self.rows.outputs_of(th), self.cols.outputs_of(tw)))
             .collect();
         let max_h = dims.iter().map(|d| d.0).max().unwrap_or(0);
-        (0..max_h).map(|r| dims.iter().filter(|d| d.0 > r).map(|d| d.1).max().unwrap_or(0)).sum()
+        (0..max_h)
+            .map(|r| {
+                dims.iter()
+                    .filter(|d| d.0 > r)
+                    .map(|d| d.1)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Needed (useful) coefficients of output ciphertext `(mg, sg)`.
@@ -612,16 +670,24 @@ impl ConvGeometry {
     /// Coefficient offset `O_W` of the encoding (`protocols.md` §1.3, several filters).
     pub fn origin(&self) -> usize {
         let hw = self.tile.h * self.tile.w;
-        hw * (self.tile.m * self.tile.c - 1) + self.tile.w * (self.rows.kernel - 1) + self.cols.kernel - 1
+        hw * (self.tile.m * self.tile.c - 1)
+            + self.tile.w * (self.rows.kernel - 1)
+            + self.cols.kernel
+            - 1
     }
 
     /// The exact communication of the layer with the noise budget `budget`.
     pub fn cost(&self, budget: &HeBudget) -> LinearCost {
-        let per_slot: Vec<usize> = (0..self.n_sg).map(|sg| self.positions_per_slot(sg)).collect();
+        let per_slot: Vec<usize> = (0..self.n_sg)
+            .map(|sg| self.positions_per_slot(sg))
+            .collect();
         let bytes_down = (0..self.n_mg)
             .map(|mg| {
                 let slots = self.slots(mg);
-                per_slot.iter().map(|&p| budget.response_ct_bytes(slots * p)).sum::<usize>()
+                per_slot
+                    .iter()
+                    .map(|&p| budget.response_ct_bytes(slots * p))
+                    .sum::<usize>()
             })
             .sum();
         LinearCost {
@@ -638,7 +704,11 @@ impl ConvGeometry {
 ///
 /// # Errors
 /// As [`he_budget`] and [`check_rings`].
-pub fn layer_budget(proto: &LinearProtocol, acc_bits: u32, output: LinearOutput) -> Result<HeBudget, ConfigError> {
+pub fn layer_budget(
+    proto: &LinearProtocol,
+    acc_bits: u32,
+    output: LinearOutput,
+) -> Result<HeBudget, ConfigError> {
     check_rings(proto, acc_bits, output)?;
     he_budget(&proto.he, output.budget_bits(proto.he.plain_bits))
 }
@@ -691,7 +761,11 @@ mod tests {
 
     fn proto(n: usize, moduli: Vec<u32>, l: u32, tile: Tile) -> LinearProtocol {
         LinearProtocol {
-            he: HeParams { degree: n, moduli_bits: moduli, plain_bits: l },
+            he: HeParams {
+                degree: n,
+                moduli_bits: moduli,
+                plain_bits: l,
+            },
             tile,
             packing: Packing::none(),
             in_ring_bits: l,
@@ -701,8 +775,15 @@ mod tests {
 
     #[test]
     fn cheetah_budget_matches_reference_widths() {
-        let b = he_budget(&HeParams { degree: 4096, moduli_bits: vec![60, 49], plain_bits: 37 }, 37)
-            .expect("valid");
+        let b = he_budget(
+            &HeParams {
+                degree: 4096,
+                moduli_bits: vec![60, 49],
+                plain_bits: 37,
+            },
+            37,
+        )
+        .expect("valid");
         // protocols.md §1.5: c0 keeps ℓ + 2 = 39 bits, c1 keeps ℓ + 1 + n_var = 51 bits.
         assert_eq!((b.c0_bits, b.c1_bits), (39, 51));
         assert_eq!(b.flood_bits, 60 - 37 - 6 + 48);
@@ -711,10 +792,32 @@ mod tests {
 
     #[test]
     fn rejects_insecure_and_tight_moduli() {
-        let he = HeParams { degree: 4096, moduli_bits: vec![60, 50], plain_bits: 37 };
-        assert_eq!(he_budget(&he, 37), Err(ConfigError::Insecure { degree: 4096, log_q: 110, max: 109 }));
-        let he = HeParams { degree: 4096, moduli_bits: vec![50, 49], plain_bits: 37 };
-        assert!(matches!(he_budget(&he, 37), Err(ConfigError::NoiseBudget { need: 55, have: 50, .. })));
+        let he = HeParams {
+            degree: 4096,
+            moduli_bits: vec![60, 50],
+            plain_bits: 37,
+        };
+        assert_eq!(
+            he_budget(&he, 37),
+            Err(ConfigError::Insecure {
+                degree: 4096,
+                log_q: 110,
+                max: 109
+            })
+        );
+        let he = HeParams {
+            degree: 4096,
+            moduli_bits: vec![50, 49],
+            plain_bits: 37,
+        };
+        assert!(matches!(
+            he_budget(&he, 37),
+            Err(ConfigError::NoiseBudget {
+                need: 55,
+                have: 50,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -730,7 +833,17 @@ mod tests {
             pads: [1; 4],
             groups: 1,
         };
-        let p = proto(4096, vec![60, 49], 37, Tile { c: 3, h: 34, w: 34, m: 1 });
+        let p = proto(
+            4096,
+            vec![60, 49],
+            37,
+            Tile {
+                c: 3,
+                h: 34,
+                w: 34,
+                m: 1,
+            },
+        );
         let cost = conv_cost(&shape, 20, &p, LinearOutput::Accumulator).expect("valid");
         assert_eq!((cost.cts_up, cost.cts_down), (22, 64));
         assert_eq!(cost.bytes_up, 22 * (4096 * 109 / 8 + 32));
@@ -748,9 +861,22 @@ mod tests {
             pads: [0; 4],
             groups: 1,
         };
-        let p = proto(2048, vec![54], 12, Tile { c: 8, h: 5, w: 5, m: 1 });
+        let p = proto(
+            2048,
+            vec![54],
+            12,
+            Tile {
+                c: 8,
+                h: 5,
+                w: 5,
+                m: 1,
+            },
+        );
         let g = ConvGeometry::new(&shape, &p).expect("valid");
-        assert_eq!((g.rows.eff_len, g.rows.n_tiles, g.n_c, g.n_sg, g.n_mg), (5, 1, 1, 1, 4));
+        assert_eq!(
+            (g.rows.eff_len, g.rows.n_tiles, g.n_c, g.n_sg, g.n_mg),
+            (5, 1, 1, 1, 4)
+        );
         assert_eq!(g.rows.input_index(0, 4), Some(8));
         assert_eq!(g.useful(0, 0), 25);
     }

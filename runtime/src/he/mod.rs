@@ -94,7 +94,10 @@ pub struct Params {
 
 impl fmt::Debug for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Params").field("he", &self.he).field("moduli", &self.moduli).finish()
+        f.debug_struct("Params")
+            .field("he", &self.he)
+            .field("moduli", &self.moduli)
+            .finish()
     }
 }
 
@@ -111,7 +114,12 @@ impl Params {
         let mut moduli: Vec<u64> = Vec::with_capacity(he.moduli_bits.len());
         for &bits in &he.moduli_bits {
             let top = 1u64 << bits;
-            let upper = moduli.iter().copied().filter(|&p| p > top >> 1 && p < top).min().unwrap_or(top);
+            let upper = moduli
+                .iter()
+                .copied()
+                .filter(|&p| p > top >> 1 && p < top)
+                .min()
+                .unwrap_or(top);
             let p = generate_prime(bits as usize, 2 * n as u64, upper)
                 .filter(|&p| p >= top - (top >> 4))
                 .ok_or(HeError::NoPrime { bits, degree: n })?;
@@ -124,9 +132,19 @@ impl Params {
         let t_inv = full
             .moduli_operators()
             .iter()
-            .map(|op| op.inv(op.reduce(1u64 << he.plain_bits)).ok_or_else(|| HeError::Math("t not invertible".into())))
+            .map(|op| {
+                op.inv(op.reduce(1u64 << he.plain_bits))
+                    .ok_or_else(|| HeError::Math("t not invertible".into()))
+            })
             .collect::<Result<_, _>>()?;
-        Ok(Arc::new(Params { he: he.clone(), moduli, full, kept, q_mod_t, t_inv }))
+        Ok(Arc::new(Params {
+            he: he.clone(),
+            moduli,
+            full,
+            kept,
+            q_mod_t,
+            t_inv,
+        }))
     }
 
     /// The plan parameters.
@@ -203,11 +221,14 @@ impl Drop for SecretKey {
 }
 
 fn ternary<R: RngCore + CryptoRng>(n: usize, rng: &mut R) -> Vec<i64> {
-    (0..n).map(|_| i64::from(rng.random_range(0u8..3)) - 1).collect()
+    (0..n)
+        .map(|_| i64::from(rng.random_range(0u8..3)) - 1)
+        .collect()
 }
 
 fn signed_poly(ctx: &Arc<Context>, coeffs: &[i64], to: Representation) -> Result<Poly, HeError> {
-    let mut p = Poly::try_convert_from(coeffs, ctx, false, Representation::PowerBasis).map_err(math)?;
+    let mut p =
+        Poly::try_convert_from(coeffs, ctx, false, Representation::PowerBasis).map_err(math)?;
     p.change_representation(to);
     Ok(p)
 }
@@ -226,7 +247,9 @@ impl SeededCt {
         let n = params.degree();
         let mut w = BitWriter::with_capacity(self.c0.len() * 8 + SEED_BYTES);
         for (i, &bits) in params.he.moduli_bits.iter().enumerate() {
-            self.c0[i * n..(i + 1) * n].iter().for_each(|&c| w.put(c, bits));
+            self.c0[i * n..(i + 1) * n]
+                .iter()
+                .for_each(|&c| w.put(c, bits));
         }
         let mut bytes = w.finish();
         bytes.extend_from_slice(&self.seed);
@@ -243,7 +266,11 @@ impl SeededCt {
         let c0_len = (n * params.he.moduli_bits.iter().sum::<u32>() as usize).div_ceil(8);
         let expected = c0_len + SEED_BYTES;
         if bytes.len() != expected {
-            return Err(HeError::Length { what: "seeded ciphertext", expected, actual: bytes.len() });
+            return Err(HeError::Length {
+                what: "seeded ciphertext",
+                expected,
+                actual: bytes.len(),
+            });
         }
         let mut r = BitReader::new(&bytes[..c0_len]);
         let mut c0 = Vec::with_capacity(n * params.moduli.len());
@@ -251,7 +278,10 @@ impl SeededCt {
             for _ in 0..n {
                 let c = r.get(bits);
                 if c >= q {
-                    return Err(HeError::Unreduced { what: "seeded ciphertext", index: c0.len() });
+                    return Err(HeError::Unreduced {
+                        what: "seeded ciphertext",
+                        index: c0.len(),
+                    });
                 }
                 c0.push(c);
             }
@@ -271,11 +301,19 @@ impl SecretKey {
     ///
     /// # Errors
     /// [`HeError::Math`] only on an internal inconsistency.
-    pub fn generate<R: RngCore + CryptoRng>(params: &Arc<Params>, rng: &mut R) -> Result<Self, HeError> {
+    pub fn generate<R: RngCore + CryptoRng>(
+        params: &Arc<Params>,
+        rng: &mut R,
+    ) -> Result<Self, HeError> {
         let coeffs = ternary(params.degree(), rng);
         let full_ntt = signed_poly(&params.full, &coeffs, Representation::Ntt)?;
         let kept_ntt = signed_poly(&params.kept, &coeffs, Representation::Ntt)?;
-        Ok(SecretKey { params: params.clone(), coeffs, full_ntt, kept_ntt })
+        Ok(SecretKey {
+            params: params.clone(),
+            coeffs,
+            full_ntt,
+            kept_ntt,
+        })
     }
 
     /// The parameters of the key.
@@ -288,23 +326,38 @@ impl SecretKey {
     ///
     /// # Errors
     /// [`HeError::Arity`] if `m` has more than `N` values.
-    pub fn encrypt<R: RngCore + CryptoRng>(&self, m: &[u64], rng: &mut R) -> Result<SeededCt, HeError> {
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        m: &[u64],
+        rng: &mut R,
+    ) -> Result<SeededCt, HeError> {
         let p = &self.params;
         let n = p.degree();
         if m.len() > n {
-            return Err(HeError::Arity { what: "plaintext", expected: n, actual: m.len() });
+            return Err(HeError::Arity {
+                what: "plaintext",
+                expected: n,
+                actual: m.len(),
+            });
         }
         let mut seed = [0u8; SEED_BYTES];
         rng.fill_bytes(&mut seed);
         let a = Poly::random_from_seed(&p.full, Representation::Ntt, seed);
         let mut c0 = -&(&a * &self.full_ntt);
         c0.change_representation(Representation::PowerBasis);
-        c0 += &Poly::small(&p.full, Representation::PowerBasis, ERROR_VARIANCE, rng).map_err(math)?;
+        c0 +=
+            &Poly::small(&p.full, Representation::PowerBasis, ERROR_VARIANCE, rng).map_err(math)?;
         let t_mask = (1u64 << p.he.plain_bits) - 1;
         let mut rns = vec![0u64; n * p.moduli.len()];
-        p.add_scaled(&mut rns, m.iter().enumerate().map(|(i, &v)| (i, v & t_mask)));
+        p.add_scaled(
+            &mut rns,
+            m.iter().enumerate().map(|(i, &v)| (i, v & t_mask)),
+        );
         c0 += &p.poly_from_rns(rns)?;
-        Ok(SeededCt { c0: Vec::<u64>::from(&c0), seed })
+        Ok(SeededCt {
+            c0: Vec::<u64>::from(&c0),
+            seed,
+        })
     }
 
     /// The public key: an encryption of zero, which the server uses to re-randomise responses.
@@ -320,15 +373,36 @@ impl SecretKey {
     ///
     /// # Errors
     /// [`HeError::Arity`] if `positions` does not match the response.
-    pub fn decrypt(&self, ct: &ResponseCt, positions: &[usize], budget: &HeBudget, decode_bits: u32) -> Result<Vec<u64>, HeError> {
+    pub fn decrypt(
+        &self,
+        ct: &ResponseCt,
+        positions: &[usize],
+        budget: &HeBudget,
+        decode_bits: u32,
+    ) -> Result<Vec<u64>, HeError> {
         let p = &self.params;
         if positions.len() != ct.c0.len() {
-            return Err(HeError::Arity { what: "response positions", expected: ct.c0.len(), actual: positions.len() });
+            return Err(HeError::Arity {
+                what: "response positions",
+                expected: ct.c0.len(),
+                actual: positions.len(),
+            });
         }
         let q0 = p.moduli[0];
-        let lift = |c: u64, drop: u32| if drop == 0 { c } else { (c << drop) + (1 << (drop - 1)) };
-        let c1: Vec<u64> = ct.c1.iter().map(|&c| lift(c, budget.c1_drop()) % q0).collect();
-        let mut c1 = Poly::try_convert_from(c1, &p.kept, false, Representation::PowerBasis).map_err(math)?;
+        let lift = |c: u64, drop: u32| {
+            if drop == 0 {
+                c
+            } else {
+                (c << drop) + (1 << (drop - 1))
+            }
+        };
+        let c1: Vec<u64> = ct
+            .c1
+            .iter()
+            .map(|&c| lift(c, budget.c1_drop()) % q0)
+            .collect();
+        let mut c1 =
+            Poly::try_convert_from(c1, &p.kept, false, Representation::PowerBasis).map_err(math)?;
         c1.change_representation(Representation::Ntt);
         c1 *= &self.kept_ntt;
         c1.change_representation(Representation::PowerBasis);
@@ -338,8 +412,9 @@ impl SecretKey {
             .iter()
             .zip(&ct.c0)
             .map(|(&pos, &c)| {
-                let v = (u128::from(lift(c, budget.c0_drop())) + u128::from(c1s[pos])) % u128::from(q0);
-                (((v << decode_bits) + u128::from(q0 / 2)) / u128::from(q0) & mask) as u64
+                let v =
+                    (u128::from(lift(c, budget.c0_drop())) + u128::from(c1s[pos])) % u128::from(q0);
+                ((((v << decode_bits) + u128::from(q0 / 2)) / u128::from(q0)) & mask) as u64
             })
             .collect())
     }
@@ -365,7 +440,10 @@ impl PublicKey {
     pub fn new(params: &Params, key: &SeededCt) -> Result<Self, HeError> {
         let mut p0 = params.poly_from_rns(key.c0.clone())?;
         p0.change_representation(Representation::Ntt);
-        Ok(PublicKey { p0, p1: key.c1(params) })
+        Ok(PublicKey {
+            p0,
+            p1: key.c1(params),
+        })
     }
 }
 
@@ -386,9 +464,17 @@ impl Kernel {
     /// [`HeError::Arity`] if there are more than `N` coefficients.
     pub fn new(params: &Params, coeffs: &[i64]) -> Result<Self, HeError> {
         if coeffs.len() > params.degree() {
-            return Err(HeError::Arity { what: "kernel", expected: params.degree(), actual: coeffs.len() });
+            return Err(HeError::Arity {
+                what: "kernel",
+                expected: params.degree(),
+                actual: coeffs.len(),
+            });
         }
-        Ok(Kernel(signed_poly(&params.full, coeffs, Representation::NttShoup)?))
+        Ok(Kernel(signed_poly(
+            &params.full,
+            coeffs,
+            Representation::NttShoup,
+        )?))
     }
 }
 
@@ -414,14 +500,24 @@ impl InputCt {
         let mut rns = ct.c0.clone();
         if let Some(share) = share {
             if share.len() > n {
-                return Err(HeError::Arity { what: "server share", expected: n, actual: share.len() });
+                return Err(HeError::Arity {
+                    what: "server share",
+                    expected: n,
+                    actual: share.len(),
+                });
             }
             let t_mask = (1u64 << params.he.plain_bits) - 1;
-            params.add_scaled(&mut rns, share.iter().enumerate().map(|(i, &v)| (i, v & t_mask)));
+            params.add_scaled(
+                &mut rns,
+                share.iter().enumerate().map(|(i, &v)| (i, v & t_mask)),
+            );
         }
         let mut c0 = params.poly_from_rns(rns)?;
         c0.change_representation(Representation::Ntt);
-        Ok(InputCt { c0, c1: ct.c1(params) })
+        Ok(InputCt {
+            c0,
+            c1: ct.c1(params),
+        })
     }
 }
 
@@ -440,7 +536,10 @@ impl fmt::Debug for Accumulator {
 impl Accumulator {
     /// The zero ciphertext.
     pub fn new(params: &Params) -> Self {
-        Accumulator { c0: Poly::zero(&params.full, Representation::Ntt), c1: Poly::zero(&params.full, Representation::Ntt) }
+        Accumulator {
+            c0: Poly::zero(&params.full, Representation::Ntt),
+            c1: Poly::zero(&params.full, Representation::Ntt),
+        }
     }
 
     /// `self += ct ⊗ kernel`.
@@ -479,8 +578,20 @@ impl Accumulator {
         c1 += &(&pk.p1 * &u);
         c0.change_representation(Representation::PowerBasis);
         c1.change_representation(Representation::PowerBasis);
-        c0 += &Poly::small(&params.full, Representation::PowerBasis, ERROR_VARIANCE, rng).map_err(math)?;
-        c1 += &Poly::small(&params.full, Representation::PowerBasis, ERROR_VARIANCE, rng).map_err(math)?;
+        c0 += &Poly::small(
+            &params.full,
+            Representation::PowerBasis,
+            ERROR_VARIANCE,
+            rng,
+        )
+        .map_err(math)?;
+        c1 += &Poly::small(
+            &params.full,
+            Representation::PowerBasis,
+            ERROR_VARIANCE,
+            rng,
+        )
+        .map_err(math)?;
         let mut rns = vec![0u64; n * params.moduli.len()];
         let t_mask = (1u64 << params.he.plain_bits) - 1;
         params.add_scaled(&mut rns, plain.iter().map(|&(pos, v)| (pos, v & t_mask)));
@@ -493,18 +604,31 @@ impl Accumulator {
         let c0 = Vec::<u64>::from(&c0);
         let c1 = Vec::<u64>::from(&c1);
         Ok(ResponseCt {
-            c0: positions.iter().map(|&pos| c0[pos] >> budget.c0_drop()).collect(),
+            c0: positions
+                .iter()
+                .map(|&pos| c0[pos] >> budget.c0_drop())
+                .collect(),
             c1: c1.iter().map(|&c| c >> budget.c1_drop()).collect(),
         })
     }
 }
 
 /// Adds uniform noise on `[−2^bits, 2^bits)` to the needed coefficients (RNS, every prime).
-fn add_flood<R: RngCore + CryptoRng>(params: &Params, rns: &mut [u64], positions: &[usize], bits: u32, rng: &mut R) {
+fn add_flood<R: RngCore + CryptoRng>(
+    params: &Params,
+    rns: &mut [u64],
+    positions: &[usize],
+    bits: u32,
+    rng: &mut R,
+) {
     let n = params.degree();
     let limbs = (bits as usize + 1).div_ceil(64);
     let top_bits = (bits + 1) as usize - 64 * (limbs - 1);
-    let top_mask = if top_bits == 64 { u64::MAX } else { (1u64 << top_bits) - 1 };
+    let top_mask = if top_bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << top_bits) - 1
+    };
     let ops = params.full.moduli_operators();
     // 2^bits mod q_i, subtracted to centre the sample.
     let offset: Vec<u64> = ops
@@ -517,7 +641,10 @@ fn add_flood<R: RngCore + CryptoRng>(params: &Params, rns: &mut [u64], positions
         x[limbs - 1] &= top_mask;
         for (i, op) in ops.iter().enumerate() {
             let q = u128::from(**op);
-            let r = x.iter().rev().fold(0u128, |r, &l| ((r << 64) | u128::from(l)) % q) as u64;
+            let r = x
+                .iter()
+                .rev()
+                .fold(0u128, |r, &l| ((r << 64) | u128::from(l)) % q) as u64;
             let v = op.sub(r, offset[i]);
             rns[i * n + pos] = op.add(rns[i * n + pos], v);
         }
@@ -548,7 +675,11 @@ impl ResponseCt {
     pub fn from_bytes(budget: &HeBudget, useful: usize, bytes: &[u8]) -> Result<Self, HeError> {
         let expected = budget.response_ct_bytes(useful);
         if bytes.len() != expected {
-            return Err(HeError::Length { what: "response ciphertext", expected, actual: bytes.len() });
+            return Err(HeError::Length {
+                what: "response ciphertext",
+                expected,
+                actual: bytes.len(),
+            });
         }
         let mut r = BitReader::new(bytes);
         let c0 = (0..useful).map(|_| r.get(budget.c0_bits)).collect();
@@ -564,14 +695,23 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
 
     fn params(n: usize, moduli: Vec<u32>, l: u32) -> Arc<Params> {
-        Params::new(&HeParams { degree: n, moduli_bits: moduli, plain_bits: l }).expect("valid parameters")
+        Params::new(&HeParams {
+            degree: n,
+            moduli_bits: moduli,
+            plain_bits: l,
+        })
+        .expect("valid parameters")
     }
 
     /// Encrypt, multiply by a centred kernel, respond, decrypt: the negacyclic product mod t.
     #[test]
     fn product_round_trip() {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
-        for (n, moduli, l) in [(4096, vec![60, 49], 37), (2048, vec![54], 10), (8192, vec![50, 60, 60], 20)] {
+        for (n, moduli, l) in [
+            (4096, vec![60, 49], 37),
+            (2048, vec![54], 10),
+            (8192, vec![50, 60, 60], 20),
+        ] {
             let p = params(n, moduli, l);
             let t_mask = (1u64 << l) - 1;
             let sk = SecretKey::generate(&p, &mut rng).expect("key");
@@ -588,7 +728,9 @@ mod tests {
             let budget = p.budget(l).expect("budget");
             let positions = [0usize, 5, n - 1];
             let plain = [(5usize, 3u64)];
-            let resp = acc.into_response(&p, &pk, &plain, &positions, &budget, &mut rng).expect("respond");
+            let resp = acc
+                .into_response(&p, &pk, &plain, &positions, &budget, &mut rng)
+                .expect("respond");
             let bytes = resp.to_bytes(&budget);
             assert_eq!(bytes.len(), budget.response_ct_bytes(3));
             let resp = ResponseCt::from_bytes(&budget, 3, &bytes).expect("decode");
@@ -599,12 +741,76 @@ mod tests {
                     let mut acc: i128 = if i == 5 { 3 } else { 0 };
                     for (j, &wj) in w.iter().enumerate() {
                         let xv = i128::from((x[(i + n - j) % n] + xs[(i + n - j) % n]) & t_mask);
-                        acc += if j <= i { xv * i128::from(wj) } else { -xv * i128::from(wj) };
+                        acc += if j <= i {
+                            xv * i128::from(wj)
+                        } else {
+                            -xv * i128::from(wj)
+                        };
                     }
                     (acc as u64) & t_mask
                 })
                 .collect();
             assert_eq!(got, want, "N = {n}");
+        }
+    }
+
+    /// The decryption error of a response stays within the budget's analytic bound
+    /// `(5/16)·2^(B0−dec)` (and so below `q0/(2t)`), with a heavy kernel and many positions.
+    #[test]
+    fn noise_stays_inside_the_margin() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        for (n, moduli, l) in [
+            (4096, vec![60, 49], 37),
+            (4096, vec![34, 36], 16),
+            (2048, vec![54], 12),
+        ] {
+            let p = params(n, moduli.clone(), l);
+            let moduli: Vec<u32> = moduli;
+            let t_mask = (1u64 << l) - 1;
+            let sk = SecretKey::generate(&p, &mut rng).expect("key");
+            let pk = PublicKey::new(&p, &sk.public_key(&mut rng).expect("pk")).expect("pk");
+            let budget = p.budget(l).expect("budget");
+            let x: Vec<u64> = (0..n).map(|_| rng.next_u64() & t_mask).collect();
+            let w: Vec<i64> = (0..n).map(|_| rng.random_range(-128..128)).collect();
+            let input =
+                InputCt::new(&p, &sk.encrypt(&x, &mut rng).expect("enc"), Some(&x)).expect("input");
+            let mut acc = Accumulator::new(&p);
+            acc.mul_add(&input, &Kernel::new(&p, &w).expect("kernel"));
+            let positions: Vec<usize> = (0..n).collect();
+            let resp = acc
+                .into_response(&p, &pk, &[], &positions, &budget, &mut rng)
+                .expect("respond");
+            // Decrypt twice: at 2^dec (the message) and at 2^(dec+guard) to read the error.
+            let guard = 60 - l;
+            let fine = sk
+                .decrypt(&resp, &positions, &budget, l + guard)
+                .expect("decrypt");
+            let coarse = sk.decrypt(&resp, &positions, &budget, l).expect("decrypt");
+            let step = 1i64 << guard;
+            let max_err = fine
+                .iter()
+                .zip(&coarse)
+                .map(|(&f, &c)| {
+                    let diff = (f as i64 - ((c as i64) << guard)).rem_euclid(step << l);
+                    let diff = if diff >= (step << l) / 2 {
+                        diff - (step << l)
+                    } else {
+                        diff
+                    };
+                    diff.abs()
+                })
+                .max()
+                .unwrap_or(0);
+            // The budget bounds the error by (5/16)·2^(B0−dec) ≤ (1/3) of a plaintext step.
+            assert!(
+                max_err * 3 < step,
+                "N = {n}: error {max_err} of a step {step}"
+            );
+            let margin = (step as f64 / 2.0 / max_err.max(1) as f64).log2();
+            eprintln!(
+                "N = {n}, q = {moduli:?}, t = 2^{l}: max error 2^{:.1} of a step, margin {margin:.1} bits",
+                (max_err.max(1) as f64 / step as f64).log2()
+            );
         }
     }
 
@@ -615,10 +821,15 @@ mod tests {
         let sk = SecretKey::generate(&p, &mut rng).expect("key");
         let bytes = sk.encrypt(&[1, 2, 3], &mut rng).expect("enc").to_bytes(&p);
         let err = SeededCt::from_bytes(&p, &bytes[1..]).expect_err("short");
-        assert!(matches!(err, HeError::Length { expected, actual, .. } if expected == bytes.len() && actual == bytes.len() - 1));
+        assert!(
+            matches!(err, HeError::Length { expected, actual, .. } if expected == bytes.len() && actual == bytes.len() - 1)
+        );
         let mut bad = bytes.clone();
         bad[..7].iter_mut().for_each(|b| *b = 0xff);
-        assert!(matches!(SeededCt::from_bytes(&p, &bad), Err(HeError::Unreduced { index: 0, .. })));
+        assert!(matches!(
+            SeededCt::from_bytes(&p, &bad),
+            Err(HeError::Unreduced { index: 0, .. })
+        ));
         assert_eq!(format!("{sk:?}"), "SecretKey(<redacted>)");
     }
 }

@@ -13,7 +13,11 @@ pub(crate) struct BitWriter {
 impl BitWriter {
     /// A writer with room for `bytes` bytes.
     pub(crate) fn with_capacity(bytes: usize) -> Self {
-        BitWriter { bytes: Vec::with_capacity(bytes), acc: 0, filled: 0 }
+        BitWriter {
+            bytes: Vec::with_capacity(bytes),
+            acc: 0,
+            filled: 0,
+        }
     }
 
     /// Appends the low `bits` bits of `value` (`bits ≤ 64`; higher bits must be zero).
@@ -49,7 +53,12 @@ pub(crate) struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     /// A reader over `bytes`.
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, pos: 0, acc: 0, filled: 0 }
+        BitReader {
+            bytes,
+            pos: 0,
+            acc: 0,
+            filled: 0,
+        }
     }
 
     /// The next `bits`-bit value; zero once the bytes are exhausted (callers check the length
@@ -61,7 +70,11 @@ impl<'a> BitReader<'a> {
             self.pos += 1;
             self.filled += 8;
         }
-        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let mask = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
         let v = (self.acc as u64) & mask;
         self.acc >>= bits;
         self.filled -= bits;
@@ -75,7 +88,14 @@ mod tests {
 
     #[test]
     fn round_trip_mixed_widths() {
-        let items = [(5u64, 3u32), (0x1_ffff_ffff, 33), (0, 1), (u64::MAX, 64), (1, 1), (77, 7)];
+        let items = [
+            (5u64, 3u32),
+            (0x1_ffff_ffff, 33),
+            (0, 1),
+            (u64::MAX, 64),
+            (1, 1),
+            (77, 7),
+        ];
         let mut w = BitWriter::default();
         items.iter().for_each(|&(v, b)| w.put(v, b));
         let bytes = w.finish();

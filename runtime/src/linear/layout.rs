@@ -5,7 +5,9 @@
 //! Every layer kind is a grouped convolution ([`ConvGeometry`]); a matrix product and a
 //! per-channel affine map only permute the input and output elements.
 
-use crate::cost::linear::{ConvGeometry, HeBudget, LinearOutput, affine_as_conv, layer_budget, matmul_as_conv};
+use crate::cost::linear::{
+    ConvGeometry, HeBudget, LinearOutput, affine_as_conv, layer_budget, matmul_as_conv,
+};
 use crate::plan::{AffineShape, ConvShape, LinearLayer, LinearProtocol, MatMulShape};
 
 use super::LinearError;
@@ -77,7 +79,13 @@ impl Layout {
     /// # Errors
     /// [`LinearError::Config`] when the protocol configuration cannot run.
     pub fn conv(layer: &LinearLayer<ConvShape>, output: LinearOutput) -> Result<Self, LinearError> {
-        Self::build(Kind::Conv, &layer.shape, layer.acc_bits, &layer.protocol, output)
+        Self::build(
+            Kind::Conv,
+            &layer.shape,
+            layer.acc_bits,
+            &layer.protocol,
+            output,
+        )
     }
 
     /// The layout of a matrix product (tile: `c` = inner block, `h` = row block, `w` = 1,
@@ -85,10 +93,23 @@ impl Layout {
     ///
     /// # Errors
     /// [`LinearError::Config`] when the protocol configuration cannot run.
-    pub fn matmul(layer: &LinearLayer<MatMulShape>, output: LinearOutput) -> Result<Self, LinearError> {
+    pub fn matmul(
+        layer: &LinearLayer<MatMulShape>,
+        output: LinearOutput,
+    ) -> Result<Self, LinearError> {
         let s = &layer.shape;
-        let kind = Kind::MatMul { rows: s.rows, inner: s.inner, cols: s.cols };
-        Self::build(kind, &matmul_as_conv(s), layer.acc_bits, &layer.protocol, output)
+        let kind = Kind::MatMul {
+            rows: s.rows,
+            inner: s.inner,
+            cols: s.cols,
+        };
+        Self::build(
+            kind,
+            &matmul_as_conv(s),
+            layer.acc_bits,
+            &layer.protocol,
+            output,
+        )
     }
 
     /// The layout of a per-channel affine map (a depthwise 1×1 convolution; tile `c = m`
@@ -96,8 +117,17 @@ impl Layout {
     ///
     /// # Errors
     /// [`LinearError::Config`] when the protocol configuration cannot run.
-    pub fn affine(layer: &LinearLayer<AffineShape>, output: LinearOutput) -> Result<Self, LinearError> {
-        Self::build(Kind::Affine, &affine_as_conv(&layer.shape), layer.acc_bits, &layer.protocol, output)
+    pub fn affine(
+        layer: &LinearLayer<AffineShape>,
+        output: LinearOutput,
+    ) -> Result<Self, LinearError> {
+        Self::build(
+            Kind::Affine,
+            &affine_as_conv(&layer.shape),
+            layer.acc_bits,
+            &layer.protocol,
+            output,
+        )
     }
 
     fn build(
@@ -131,9 +161,13 @@ impl Layout {
                 for (field, (th, tw)) in g.spatial_tiles(sg).enumerate() {
                     for (cl, c) in channels.clone().enumerate() {
                         for i in 0..t.h {
-                            let Some(r) = g.rows.input_index(th, i) else { continue };
+                            let Some(r) = g.rows.input_index(th, i) else {
+                                continue;
+                            };
                             for j in 0..t.w {
-                                let Some(col) = g.cols.input_index(tw, j) else { continue };
+                                let Some(col) = g.cols.input_index(tw, j) else {
+                                    continue;
+                                };
                                 entries.push(InEntry {
                                     coef: (cl * hw + i * t.w + j) as u32,
                                     elem: in_map((c * h + r) * w + col) as u32,
@@ -148,7 +182,10 @@ impl Layout {
         }
         let factor = g.factor;
         let origin = g.origin();
-        let (m_per_group, c_per_group) = (shape.out_channels / shape.groups, shape.in_channels / shape.groups);
+        let (m_per_group, c_per_group) = (
+            shape.out_channels / shape.groups,
+            shape.in_channels / shape.groups,
+        );
         let mut outputs = Vec::with_capacity(g.output_cts());
         let mut fields = Vec::new();
         for mg in 0..g.n_mg {
@@ -172,9 +209,11 @@ impl Layout {
                         for oi in 0..g.rows.outputs_of(th) {
                             for oj in 0..g.cols.outputs_of(tw) {
                                 let pos = base + oi * g.rows.stride * t.w + oj * g.cols.stride;
-                                let (yi, yj) = (th * g.rows.tile_out + oi, tw * g.cols.tile_out + oj);
+                                let (yi, yj) =
+                                    (th * g.rows.tile_out + oi, tw * g.cols.tile_out + oj);
                                 let elem = out_map((m * ho + yi) * wo + yj) as u32;
-                                words.entry(pos).or_insert_with(|| vec![NO_ELEMENT; factor])[field] = elem;
+                                words.entry(pos).or_insert_with(|| vec![NO_ELEMENT; factor])
+                                    [field] = elem;
                             }
                         }
                     }
@@ -182,10 +221,26 @@ impl Layout {
                 let first_word = fields.len() / factor;
                 let positions = words.keys().copied().collect();
                 words.into_values().for_each(|f| fields.extend(f));
-                outputs.push(OutCt { mg, positions, inputs: deps.iter().map(|&ci| (ci * g.n_sg + sg, ci)).collect(), first_word });
+                outputs.push(OutCt {
+                    mg,
+                    positions,
+                    inputs: deps.iter().map(|&ci| (ci * g.n_sg + sg, ci)).collect(),
+                    first_word,
+                });
             }
         }
-        Ok(Layout { kind, geometry: g, proto: proto.clone(), output, budget, in_len, out_len, inputs, outputs, fields })
+        Ok(Layout {
+            kind,
+            geometry: g,
+            proto: proto.clone(),
+            output,
+            budget,
+            in_len,
+            out_len,
+            inputs,
+            outputs,
+            fields,
+        })
     }
 
     /// Elements of the input tensor (one share vector).
@@ -201,7 +256,11 @@ impl Layout {
     /// Output words the protocol returns: the output elements in layer order without packing,
     /// packed words in ciphertext order with packing (see [`Layout::word_fields`]).
     pub fn output_words(&self) -> usize {
-        if self.geometry.factor == 1 { self.out_len } else { self.fields.len() / self.geometry.factor }
+        if self.geometry.factor == 1 {
+            self.out_len
+        } else {
+            self.fields.len() / self.geometry.factor
+        }
     }
 
     /// The output element in each field of each output word, in ciphertext order
@@ -239,7 +298,14 @@ impl Layout {
 
     /// The weights in convolution order `[M, C/groups, h, w]` (a matrix product's `W` is
     /// transposed; the others are already in that order).
-    pub(crate) fn conv_weight(&self, weights: &[i32], m: usize, cg: usize, l: usize, l2: usize) -> i64 {
+    pub(crate) fn conv_weight(
+        &self,
+        weights: &[i32],
+        m: usize,
+        cg: usize,
+        l: usize,
+        l2: usize,
+    ) -> i64 {
         let s = &self.geometry.shape;
         let idx = match self.kind {
             Kind::MatMul { cols, .. } => cg * cols + m,

@@ -30,7 +30,13 @@ pub fn extract_field(word: u64, j: u32, field_bits: u32) -> i64 {
 ///
 /// `fields` is `Layout::word_fields`: `words.len() × factor` entries, the output element of
 /// each field or `NO_ELEMENT`. Returns `out_len` values (zero where no field lands).
-pub fn unpack_words(words: &[u64], fields: &[u32], factor: usize, field_bits: u32, out_len: usize) -> Vec<i64> {
+pub fn unpack_words(
+    words: &[u64],
+    fields: &[u32],
+    factor: usize,
+    field_bits: u32,
+    out_len: usize,
+) -> Vec<i64> {
     let mut out = vec![0i64; out_len];
     for (w, word_fields) in words.iter().zip(fields.chunks(factor)) {
         for (j, &e) in word_fields.iter().enumerate() {
@@ -50,7 +56,11 @@ mod tests {
     fn extracts_biased_fields() {
         // Fields of 5 bits: y = [−3, 15, −16].
         let s = 5;
-        let word: u64 = [-3i64, 15, -16].iter().enumerate().map(|(j, &y)| ((y + 16) as u64) << (j as u32 * s)).sum();
+        let word: u64 = [-3i64, 15, -16]
+            .iter()
+            .enumerate()
+            .map(|(j, &y)| ((y + 16) as u64) << (j as u32 * s))
+            .sum();
         assert_eq!([0, 1, 2].map(|j| extract_field(word, j, s)), [-3, 15, -16]);
         let fields = [2, u32::MAX, 0];
         assert_eq!(unpack_words(&[word], &fields, 3, s, 3), vec![-16, 0, -3]);

@@ -6,12 +6,12 @@ use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::cost::linear::LinearOutput;
+use crate::cost::linear::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND};
 use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, ResponseCt, SecretKey, SeededCt};
 use crate::plan::LayerWeights;
 
-use super::layout::{Layout, NO_ELEMENT};
 use super::LinearError;
+use super::layout::{Layout, NO_ELEMENT};
 
 /// Kernels cached per layer up to this many bytes (NTT + Shoup form); larger layers rebuild
 /// each filter group's kernels at every response.
@@ -43,9 +43,16 @@ impl Query {
         let per_ct = layout.budget.request_ct_bytes();
         let expected = per_ct * layout.inputs.len();
         if bytes.len() != expected {
-            return Err(LinearError::Length { what: "query bytes", expected, actual: bytes.len() });
+            return Err(LinearError::Length {
+                what: "query bytes",
+                expected,
+                actual: bytes.len(),
+            });
         }
-        let cts = bytes.chunks(per_ct).map(|c| SeededCt::from_bytes(params, c)).collect::<Result<_, _>>()?;
+        let cts = bytes
+            .chunks(per_ct)
+            .map(|c| SeededCt::from_bytes(params, c))
+            .collect::<Result<_, _>>()?;
         Ok(Query { cts })
     }
 }
@@ -64,7 +71,10 @@ impl Response {
 
     /// Wire encoding: the ciphertexts back to back.
     pub fn to_bytes(&self, layout: &Layout) -> Vec<u8> {
-        self.cts.iter().flat_map(|ct| ct.to_bytes(&layout.budget)).collect()
+        self.cts
+            .iter()
+            .flat_map(|ct| ct.to_bytes(&layout.budget))
+            .collect()
     }
 
     /// Decodes [`Response::to_bytes`] for `layout`.
@@ -73,9 +83,17 @@ impl Response {
     /// [`LinearError::Length`] if the size is not the layout's.
     pub fn from_bytes(layout: &Layout, bytes: &[u8]) -> Result<Self, LinearError> {
         let b = &layout.budget;
-        let expected: usize = layout.outputs.iter().map(|o| b.response_ct_bytes(o.positions.len())).sum();
+        let expected: usize = layout
+            .outputs
+            .iter()
+            .map(|o| b.response_ct_bytes(o.positions.len()))
+            .sum();
         if bytes.len() != expected {
-            return Err(LinearError::Length { what: "response bytes", expected, actual: bytes.len() });
+            return Err(LinearError::Length {
+                what: "response bytes",
+                expected,
+                actual: bytes.len(),
+            });
         }
         let mut rest = bytes;
         let mut cts = Vec::with_capacity(layout.outputs.len());
@@ -115,7 +133,11 @@ fn encode_input(layout: &Layout, k: usize, share: &[u64]) -> Vec<u64> {
 
 fn check_share(layout: &Layout, share: &[u64]) -> Result<(), LinearError> {
     if share.len() != layout.in_len {
-        return Err(LinearError::Length { what: "input share", expected: layout.in_len, actual: share.len() });
+        return Err(LinearError::Length {
+            what: "input share",
+            expected: layout.in_len,
+            actual: share.len(),
+        });
     }
     Ok(())
 }
@@ -159,7 +181,11 @@ impl LinearClient {
     ///
     /// # Errors
     /// [`LinearError::Length`] for a share of the wrong length.
-    pub fn query<R: RngCore + CryptoRng>(&self, x: &[u64], rng: &mut R) -> Result<Query, LinearError> {
+    pub fn query<R: RngCore + CryptoRng>(
+        &self,
+        x: &[u64],
+        rng: &mut R,
+    ) -> Result<Query, LinearError> {
         check_share(&self.layout, x)?;
         let rngs = fork_rngs(rng, self.layout.inputs.len());
         let cts = rngs
@@ -178,7 +204,11 @@ impl LinearClient {
     pub fn finish(&self, response: &Response) -> Result<Vec<u64>, LinearError> {
         let l = &*self.layout;
         if response.cts.len() != l.outputs.len() {
-            return Err(LinearError::Length { what: "response ciphertexts", expected: l.outputs.len(), actual: response.cts.len() });
+            return Err(LinearError::Length {
+                what: "response ciphertexts",
+                expected: l.outputs.len(),
+                actual: response.cts.len(),
+            });
         }
         let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
         let decode_bits = l.output.decode_bits(l.proto.he.plain_bits);
@@ -188,7 +218,10 @@ impl LinearClient {
             .zip(&l.outputs)
             .map(|(ct, o)| self.key.decrypt(ct, &o.positions, &l.budget, decode_bits))
             .collect::<Result<_, _>>()?;
-        Ok(order_words(l, words.into_iter().flatten().map(|w| w & out_mask).collect()))
+        Ok(order_words(
+            l,
+            words.into_iter().flatten().map(|w| w & out_mask).collect(),
+        ))
     }
 }
 
@@ -210,7 +243,9 @@ pub struct LinearServer {
 impl std::fmt::Debug for LinearServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The weights are the server's secret: only the layout is printed.
-        f.debug_struct("LinearServer").field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("LinearServer")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,10 +272,18 @@ impl LinearServer {
         }
         let shape = &l.geometry.shape;
         if weights.weights.len() != shape.weight_len() {
-            return Err(LinearError::Length { what: "weights", expected: shape.weight_len(), actual: weights.weights.len() });
+            return Err(LinearError::Length {
+                what: "weights",
+                expected: shape.weight_len(),
+                actual: weights.weights.len(),
+            });
         }
         if weights.bias.len() != shape.out_channels {
-            return Err(LinearError::Length { what: "bias", expected: shape.out_channels, actual: weights.bias.len() });
+            return Err(LinearError::Length {
+                what: "bias",
+                expected: shape.out_channels,
+                actual: weights.bias.len(),
+            });
         }
         let scale = match l.output {
             LinearOutput::Accumulator => vec![1; shape.out_channels],
@@ -252,7 +295,11 @@ impl LinearServer {
                         actual: weights.multipliers.len(),
                     });
                 }
-                weights.multipliers.iter().map(|m| m.wrapping_mul(2)).collect()
+                weights
+                    .multipliers
+                    .iter()
+                    .map(|m| m.wrapping_mul(2))
+                    .collect()
             }
         };
         let mut server = LinearServer {
@@ -269,12 +316,21 @@ impl LinearServer {
         let noise_bits = 64 - noise.saturating_sub(1).leading_zeros();
         let flood_bits = l.budget.flood_bits;
         if l.budget.flood_slack(noise_bits) < i64::from(stat_bits) {
-            return Err(LinearError::Flooding { noise_bits, flood_bits, stat_bits });
+            return Err(LinearError::Flooding {
+                noise_bits,
+                flood_bits,
+                stat_bits,
+            });
         }
         let g = &l.geometry;
         let poly_bytes = 16 * l.proto.he.degree * l.proto.he.moduli_bits.len();
         if g.n_mg * g.n_c * poly_bytes <= KERNEL_CACHE_BYTES {
-            server.kernels = Some((0..g.n_mg).into_par_iter().map(|mg| server.group_kernels(mg)).collect::<Result<_, _>>()?);
+            server.kernels = Some(
+                (0..g.n_mg)
+                    .into_par_iter()
+                    .map(|mg| server.group_kernels(mg))
+                    .collect::<Result<_, _>>()?,
+            );
         }
         Ok(server)
     }
@@ -312,16 +368,28 @@ impl LinearServer {
         }
         let half = 1i128 << (plain - 1);
         let modulus = 1i128 << plain;
-        any.then(|| coeffs.iter().map(|&c| ((c + half).rem_euclid(modulus) - half) as i64).collect())
+        any.then(|| {
+            coeffs
+                .iter()
+                .map(|&c| ((c + half).rem_euclid(modulus) - half) as i64)
+                .collect()
+        })
     }
 
     fn group_kernels(&self, mg: usize) -> Result<Vec<Option<Kernel>>, LinearError> {
         (0..self.layout.geometry.n_c)
-            .map(|ci| self.kernel_coeffs(mg, ci).map(|c| Kernel::new(&self.params, &c)).transpose().map_err(Into::into))
+            .map(|ci| {
+                self.kernel_coeffs(mg, ci)
+                    .map(|c| Kernel::new(&self.params, &c))
+                    .transpose()
+                    .map_err(Into::into)
+            })
             .collect()
     }
 
-    /// Bound on the noise of a response before flooding: `(B_e + 2)·max ‖kernel‖₁ + 1`.
+    /// Bound on the noise the flood must hide: the product noise `(B_e + 2)·max ‖kernel‖₁ + 1`
+    /// (it depends on the weights) plus the re-randomisation noise `2·B_e·N + B_e` (it depends
+    /// on the server's ternary `u`, which keeps `c1` pseudorandom).
     fn product_noise(&self) -> u64 {
         let g = &self.layout.geometry;
         let max_l1 = (0..g.n_mg)
@@ -334,7 +402,10 @@ impl LinearServer {
             })
             .max()
             .unwrap_or(0);
-        crate::cost::linear::SHARE_NOISE_BOUND.saturating_mul(max_l1).saturating_add(1)
+        let rerandomise = 2 * ERROR_BOUND * self.layout.proto.he.degree as u64 + ERROR_BOUND;
+        SHARE_NOISE_BOUND
+            .saturating_mul(max_l1)
+            .saturating_add(1 + rerandomise)
     }
 
     fn bias_words(&self, bias: &[i64]) -> Vec<u64> {
@@ -360,7 +431,9 @@ impl LinearServer {
                     if e != NO_ELEMENT {
                         let c = channel(e);
                         field = field.wrapping_add(match l.output {
-                            LinearOutput::Requantized { .. } => bias[c].wrapping_mul(self.scale[c]).wrapping_add(1),
+                            LinearOutput::Requantized { .. } => {
+                                bias[c].wrapping_mul(self.scale[c]).wrapping_add(1)
+                            }
                             LinearOutput::Accumulator => bias[c],
                         });
                     }
@@ -386,7 +459,11 @@ impl LinearServer {
     ) -> Result<(Response, Vec<u64>), LinearError> {
         let l = &*self.layout;
         if query.cts.len() != l.inputs.len() {
-            return Err(LinearError::Length { what: "query ciphertexts", expected: l.inputs.len(), actual: query.cts.len() });
+            return Err(LinearError::Length {
+                what: "query ciphertexts",
+                expected: l.inputs.len(),
+                actual: query.cts.len(),
+            });
         }
         if let Some(x) = x {
             check_share(l, x)?;
@@ -427,25 +504,38 @@ impl LinearServer {
                                 acc.mul_add(&inputs[k], kernel);
                             }
                         }
-                        let mask: Vec<u64> = o.positions.iter().map(|_| (rng.next_u64() & t_mask) >> mask_shift).collect();
+                        let mask: Vec<u64> = o
+                            .positions
+                            .iter()
+                            .map(|_| (rng.next_u64() & t_mask) >> mask_shift)
+                            .collect();
                         let plain: Vec<(usize, u64)> = o
                             .positions
                             .iter()
                             .zip(&mask)
                             .enumerate()
                             .map(|(i, (&pos, &r))| {
-                                (pos, self.bias_words[o.first_word + i].wrapping_sub(r << mask_shift) & t_mask)
+                                (
+                                    pos,
+                                    self.bias_words[o.first_word + i].wrapping_sub(r << mask_shift)
+                                        & t_mask,
+                                )
                             })
                             .collect();
-                        let ct = acc.into_response(p, &self.pk, &plain, &o.positions, &l.budget, rng)?;
+                        let ct =
+                            acc.into_response(p, &self.pk, &plain, &o.positions, &l.budget, rng)?;
                         Ok((ct, mask))
                     })
                     .collect::<Result<Vec<_>, LinearError>>()
             })
             .collect::<Result<_, _>>()?;
         let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
-        let (cts, masks): (Vec<ResponseCt>, Vec<Vec<u64>>) = per_group.into_iter().flatten().unzip();
-        let share = order_words(l, masks.into_iter().flatten().map(|r| r & out_mask).collect());
+        let (cts, masks): (Vec<ResponseCt>, Vec<Vec<u64>>) =
+            per_group.into_iter().flatten().unzip();
+        let share = order_words(
+            l,
+            masks.into_iter().flatten().map(|r| r & out_mask).collect(),
+        );
         Ok((Response { cts }, share))
     }
 }
