@@ -199,7 +199,8 @@ fn bounds(s: &ConvShape, w: &[i32], act_bits: u32) -> (u64, u32) {
 
 /// Smallest two-prime modulus for decryption at `2^dec` with 40 bits of flooding slack.
 fn low_bit_moduli(dec: u32, l1: u64) -> Vec<u32> {
-    let noise_bits = 64 - (22 * l1).leading_zeros();
+    // Product noise plus the re-randomisation noise (40N + 20 at N = 4096), as the server checks.
+    let noise_bits = 64 - (22 * l1 + 1 + 40 * 4096 + 20).leading_zeros();
     let b0 = dec + 6 + 12;
     let b1 = (noise_bits + STAT_BITS + 7 + dec)
         .saturating_sub(b0)

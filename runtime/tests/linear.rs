@@ -516,3 +516,95 @@ fn malformed_messages_are_rejected() {
         })
     ));
 }
+
+/// Larger layers once: a 32→32 3×3 convolution at 28×28 with spatial tiles at N = 8192
+/// (`q = 3 × 60` bits), and a first-layer 7×7 stride-2 stem at N = 4096 in Cheetah's
+/// configuration with 8-bit weights.
+#[test]
+#[ignore = "slow: N = 8192 and a 64×64 input"]
+fn larger_layers_match_plaintext() {
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
+    let cases = [
+        (
+            ConvShape {
+                in_channels: 32,
+                in_hw: [28, 28],
+                out_channels: 32,
+                kernel: [3, 3],
+                stride: [1, 1],
+                pads: [1; 4],
+                groups: 1,
+            },
+            HeParams {
+                degree: 8192,
+                moduli_bits: vec![60, 60, 60],
+                plain_bits: 37,
+            },
+            Tile {
+                c: 8,
+                h: 16,
+                w: 30,
+                m: 2,
+            },
+            8,
+            false,
+        ),
+        (
+            ConvShape {
+                in_channels: 3,
+                in_hw: [64, 64],
+                out_channels: 16,
+                kernel: [7, 7],
+                stride: [2, 2],
+                pads: [3; 4],
+                groups: 1,
+            },
+            HeParams {
+                degree: 4096,
+                moduli_bits: vec![60, 49],
+                plain_bits: 37,
+            },
+            Tile {
+                c: 1,
+                h: 64,
+                w: 64,
+                m: 1,
+            },
+            8,
+            true,
+        ),
+    ];
+    for (shape, he, tile, w_bits, first) in cases {
+        let half = 1 << (w_bits - 1);
+        let weights = LayerWeights {
+            weights: (0..shape.weight_len())
+                .map(|_| rng.random_range(-half..half))
+                .collect(),
+            bias: (0..shape.out_channels)
+                .map(|_| rng.random_range(-1000..1000))
+                .collect(),
+            multipliers: Vec::new(),
+        };
+        let x = random_input(
+            &mut rng,
+            shape.in_channels * shape.in_hw[0] * shape.in_hw[1],
+        );
+        let acc = conv_ref(&shape, &weights.weights, &weights.bias, &x);
+        let per_filter = shape.weight_len() / shape.out_channels;
+        let acc_bits = acc_bits_bound(&weights, |f| {
+            (f * per_filter..(f + 1) * per_filter).collect()
+        });
+        let cfg = Config {
+            he: he.clone(),
+            packing: Packing::none(),
+            in_bits: 37,
+            out_bits: 37,
+            stat_bits: 40,
+        };
+        let layer = layer(shape.clone(), acc_bits, &cfg, tile);
+        let cost =
+            conv_cost(&shape, acc_bits, &layer.protocol, LinearOutput::Accumulator).expect("valid");
+        let layout = Layout::conv(&layer, LinearOutput::Accumulator).expect("layout");
+        run(layout, cost, &weights, (&x, &acc), &cfg, first, &mut rng).expect("case");
+    }
+}

@@ -851,6 +851,31 @@ mod tests {
     }
 
     #[test]
+    fn fc_counts_match_cheetah_blocking() {
+        // protocols.md §1.6: ⌈n_i/d1⌉ requests, ⌈n_o/d0⌉ responses with d0 useful coefficients.
+        let shape = MatMulShape {
+            rows: 1,
+            inner: 2048,
+            cols: 1000,
+        };
+        let p = proto(
+            4096,
+            vec![60, 49],
+            37,
+            Tile {
+                c: 512,
+                h: 1,
+                w: 1,
+                m: 8,
+            },
+        );
+        let b = layer_budget(&p, 20, LinearOutput::Accumulator).expect("valid");
+        let cost = matmul_cost(&shape, 20, &p, LinearOutput::Accumulator).expect("valid");
+        assert_eq!((cost.cts_up, cost.cts_down), (4, 125));
+        assert_eq!(cost.bytes_down, 125 * b.response_ct_bytes(8));
+    }
+
+    #[test]
     fn strided_one_by_one_subsamples() {
         let shape = ConvShape {
             in_channels: 8,
