@@ -521,7 +521,6 @@ fn malformed_messages_are_rejected() {
 /// (`q = 3 × 60` bits), and a first-layer 7×7 stride-2 stem at N = 4096 in Cheetah's
 /// configuration with 8-bit weights.
 #[test]
-#[ignore = "slow: N = 8192 and a 64×64 input"]
 fn larger_layers_match_plaintext() {
     let mut rng = ChaCha20Rng::seed_from_u64(99);
     let cases = [

@@ -552,17 +552,15 @@ impl Accumulator {
         self.c1 += &t1;
     }
 
-    /// Turns the sum into a response carrying the coefficients at `positions`:
+    /// Makes the sum safe to reveal at `positions` (circuit privacy, `docs/security.md`):
     /// 1. adds `Δ(plain)` (`(position, value mod t)`: bias minus the server's mask);
     /// 2. re-randomises with a fresh public-key encryption of zero (`u` ternary);
     /// 3. floods every needed `c0` coefficient with uniform noise on
-    ///    `[−2^flood_bits, 2^flood_bits)`;
-    /// 4. switches the modulus down to `q0`;
-    /// 5. keeps the needed `c0` coefficients and all of `c1`, dropping their low bits.
+    ///    `[−2^flood_bits, 2^flood_bits)`.
     ///
     /// # Errors
     /// [`HeError::Math`] only on an internal inconsistency.
-    pub fn into_response<R: RngCore + CryptoRng>(
+    pub fn sanitize<R: RngCore + CryptoRng>(
         self,
         params: &Params,
         pk: &PublicKey,
@@ -570,7 +568,7 @@ impl Accumulator {
         positions: &[usize],
         budget: &HeBudget,
         rng: &mut R,
-    ) -> Result<ResponseCt, HeError> {
+    ) -> Result<Sanitized, HeError> {
         let n = params.degree();
         let Accumulator { mut c0, mut c1 } = self;
         let u = signed_poly(&params.full, &ternary(n, rng), Representation::Ntt)?;
@@ -597,6 +595,35 @@ impl Accumulator {
         params.add_scaled(&mut rns, plain.iter().map(|&(pos, v)| (pos, v & t_mask)));
         add_flood(params, &mut rns, positions, budget.flood_bits, rng);
         c0 += &params.poly_from_rns(rns)?;
+        Ok(Sanitized { c0, c1 })
+    }
+}
+
+/// A flooded, re-randomised ciphertext in power basis at the full modulus, ready to reveal.
+pub struct Sanitized {
+    c0: Poly,
+    c1: Poly,
+}
+
+impl fmt::Debug for Sanitized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sanitized")
+    }
+}
+
+impl Sanitized {
+    /// Switches the modulus down to `q0` and keeps the `c0` coefficients at `positions` and all
+    /// of `c1`, dropping their low bits (public post-processing of the flooded ciphertext).
+    ///
+    /// # Errors
+    /// [`HeError::Math`] only on an internal inconsistency.
+    pub fn into_response(
+        self,
+        params: &Params,
+        positions: &[usize],
+        budget: &HeBudget,
+    ) -> Result<ResponseCt, HeError> {
+        let Sanitized { mut c0, mut c1 } = self;
         for _ in 1..params.moduli.len() {
             c0.switch_down().map_err(math)?;
             c1.switch_down().map_err(math)?;
@@ -729,7 +756,9 @@ mod tests {
             let positions = [0usize, 5, n - 1];
             let plain = [(5usize, 3u64)];
             let resp = acc
-                .into_response(&p, &pk, &plain, &positions, &budget, &mut rng)
+                .sanitize(&p, &pk, &plain, &positions, &budget, &mut rng)
+                .expect("sanitize")
+                .into_response(&p, &positions, &budget)
                 .expect("respond");
             let bytes = resp.to_bytes(&budget);
             assert_eq!(bytes.len(), budget.response_ct_bytes(3));
@@ -778,7 +807,9 @@ mod tests {
             acc.mul_add(&input, &Kernel::new(&p, &w).expect("kernel"));
             let positions: Vec<usize> = (0..n).collect();
             let resp = acc
-                .into_response(&p, &pk, &[], &positions, &budget, &mut rng)
+                .sanitize(&p, &pk, &[], &positions, &budget, &mut rng)
+                .expect("sanitize")
+                .into_response(&p, &positions, &budget)
                 .expect("respond");
             // Decrypt twice: at 2^dec (the message) and at 2^(dec+guard) to read the error.
             let guard = 60 - l;

@@ -522,8 +522,9 @@ impl LinearServer {
                                 )
                             })
                             .collect();
-                        let ct =
-                            acc.into_response(p, &self.pk, &plain, &o.positions, &l.budget, rng)?;
+                        let ct = acc
+                            .sanitize(p, &self.pk, &plain, &o.positions, &l.budget, rng)?
+                            .into_response(p, &o.positions, &l.budget)?;
                         Ok((ct, mask))
                     })
                     .collect::<Result<Vec<_>, LinearError>>()
