@@ -63,11 +63,11 @@ fn per_ct_ops(rng: &mut ChaCha20Rng) {
             .map(|ct| InputCt::new(&p, ct, Some(&m)).expect("absorb"))
             .collect();
         let absorb = ms(t) / iters as f64;
-        let mut accs: Vec<_> = (0..iters).map(|_| Accumulator::new(&p)).collect();
         let t = Instant::now();
-        accs.iter_mut()
-            .zip(&inputs)
-            .for_each(|(a, i)| a.mul_add(i, &kernel));
+        let accs: Vec<_> = inputs
+            .iter()
+            .map(|i| Accumulator::sum_products(&p, [(i, &kernel)].into_iter()).expect("product"))
+            .collect();
         let mul = ms(t) / iters as f64;
         let t = Instant::now();
         let sanitized: Vec<_> = accs

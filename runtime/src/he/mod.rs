@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use fhe_math::rq::traits::TryConvertFrom;
-use fhe_math::rq::{Context, Poly, Representation};
+use fhe_math::rq::{Context, Poly, Representation, dot_product};
 use fhe_math::zq::primes::generate_prime;
 use rand::{CryptoRng, Rng, RngCore};
 
@@ -447,7 +447,7 @@ impl PublicKey {
     }
 }
 
-/// A weight polynomial: centred signed coefficients, cached in NTT (Shoup) form.
+/// A weight polynomial: centred signed coefficients, cached in NTT form.
 pub struct Kernel(Poly);
 
 impl fmt::Debug for Kernel {
@@ -534,22 +534,25 @@ impl fmt::Debug for Accumulator {
 }
 
 impl Accumulator {
-    /// The zero ciphertext.
-    pub fn new(params: &Params) -> Self {
-        Accumulator {
-            c0: Poly::zero(&params.full, Representation::Ntt),
-            c1: Poly::zero(&params.full, Representation::Ntt),
+    /// `Σ ct_i ⊗ kernel_i` over `pairs`, with lazy modular reduction; the zero ciphertext if
+    /// `pairs` is empty.
+    ///
+    /// # Errors
+    /// [`HeError::Math`] only on an internal inconsistency.
+    pub fn sum_products<'a, I>(params: &Params, pairs: I) -> Result<Self, HeError>
+    where
+        I: Iterator<Item = (&'a InputCt, &'a Kernel)> + Clone,
+    {
+        if pairs.clone().next().is_none() {
+            return Ok(Accumulator {
+                c0: Poly::zero(&params.full, Representation::Ntt),
+                c1: Poly::zero(&params.full, Representation::Ntt),
+            });
         }
-    }
-
-    /// `self += ct ⊗ kernel`.
-    pub fn mul_add(&mut self, ct: &InputCt, kernel: &Kernel) {
-        let mut t0 = ct.c0.clone();
-        t0 *= &kernel.0;
-        self.c0 += &t0;
-        let mut t1 = ct.c1.clone();
-        t1 *= &kernel.0;
-        self.c1 += &t1;
+        let kernels = pairs.clone().map(|(_, k)| &k.0);
+        let c0 = dot_product(pairs.clone().map(|(c, _)| &c.c0), kernels.clone()).map_err(math)?;
+        let c1 = dot_product(pairs.map(|(c, _)| &c.c1), kernels).map_err(math)?;
+        Ok(Accumulator { c0, c1 })
     }
 
     /// Makes the sum safe to reveal at `positions` (circuit privacy, `docs/security.md`):
@@ -750,8 +753,9 @@ mod tests {
             let bytes = ct.to_bytes(&p);
             let ct = SeededCt::from_bytes(&p, &bytes).expect("decode");
             let input = InputCt::new(&p, &ct, Some(&xs)).expect("input");
-            let mut acc = Accumulator::new(&p);
-            acc.mul_add(&input, &Kernel::new(&p, &w).expect("kernel"));
+            let kernel = Kernel::new(&p, &w).expect("kernel");
+            let acc =
+                Accumulator::sum_products(&p, [(&input, &kernel)].into_iter()).expect("product");
             let budget = p.budget(l).expect("budget");
             let positions = [0usize, 5, n - 1];
             let plain = [(5usize, 3u64)];
@@ -803,8 +807,9 @@ mod tests {
             let w: Vec<i64> = (0..n).map(|_| rng.random_range(-128..128)).collect();
             let input =
                 InputCt::new(&p, &sk.encrypt(&x, &mut rng).expect("enc"), Some(&x)).expect("input");
-            let mut acc = Accumulator::new(&p);
-            acc.mul_add(&input, &Kernel::new(&p, &w).expect("kernel"));
+            let kernel = Kernel::new(&p, &w).expect("kernel");
+            let acc =
+                Accumulator::sum_products(&p, [(&input, &kernel)].into_iter()).expect("product");
             let positions: Vec<usize> = (0..n).collect();
             let resp = acc
                 .sanitize(&p, &pk, &[], &positions, &budget, &mut rng)

@@ -13,7 +13,7 @@ use crate::plan::LayerWeights;
 use super::LinearError;
 use super::layout::{Layout, NO_ELEMENT};
 
-/// Kernels cached per layer up to this many bytes (NTT + Shoup form); larger layers rebuild
+/// Kernels cached per layer up to this many bytes (NTT form); larger layers rebuild
 /// each filter group's kernels at every response.
 const KERNEL_CACHE_BYTES: usize = 256 << 20;
 
@@ -323,7 +323,7 @@ impl LinearServer {
             });
         }
         let g = &l.geometry;
-        let poly_bytes = 16 * l.proto.he.degree * l.proto.he.moduli_bits.len();
+        let poly_bytes = 8 * l.proto.he.degree * l.proto.he.moduli_bits.len();
         if g.n_mg * g.n_c * poly_bytes <= KERNEL_CACHE_BYTES {
             server.kernels = Some(
                 (0..g.n_mg)
@@ -498,12 +498,10 @@ impl LinearServer {
                 outs.iter()
                     .zip(rngs.iter_mut())
                     .map(|(o, rng)| {
-                        let mut acc = Accumulator::new(p);
-                        for &(k, ci) in &o.inputs {
-                            if let Some(kernel) = &kernels[ci] {
-                                acc.mul_add(&inputs[k], kernel);
-                            }
-                        }
+                        let pairs = o.inputs.iter().filter_map(|&(k, ci)| {
+                            kernels[ci].as_ref().map(|kernel| (&inputs[k], kernel))
+                        });
+                        let acc = Accumulator::sum_products(p, pairs)?;
                         let mask: Vec<u64> = o
                             .positions
                             .iter()
