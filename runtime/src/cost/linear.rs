@@ -13,7 +13,8 @@
 //! * Response ciphertext (after the modulus switch to `q0`): the `u` needed `c0` coefficients at
 //!   [`HeBudget::c0_bits`] bits and all `N` coefficients of `c1` at [`HeBudget::c1_bits`] bits,
 //!   padded to a byte.
-//! * Public key (once per client key and parameter set): same format as a request ciphertext.
+//! * Public key (once per client key and `(N, primes)`, whatever the plaintext modulus): same
+//!   format as a request ciphertext.
 //!
 //! # Noise budget
 //!
@@ -278,8 +279,8 @@ impl LinearCost {
     }
 }
 
-/// Bytes of the client's public key for `he` (sent once per key and parameter set; the server
-/// re-randomises responses with it).
+/// Bytes of the client's public key for `he` (sent once per key and `(N, primes)`, shared by
+/// every plaintext modulus; the server re-randomises responses with it).
 ///
 /// # Errors
 /// As [`he_budget`].

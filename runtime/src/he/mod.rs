@@ -71,6 +71,9 @@ pub enum HeError {
         /// Actual count.
         actual: usize,
     },
+    /// A key was used with parameters of another ring or modulus chain.
+    #[error("the key belongs to another ring degree or modulus chain")]
+    ParamsMismatch,
     /// fhe-math refused an operation (a bug: parameters are validated before use).
     #[error("fhe-math: {0}")]
     Math(String),
@@ -305,7 +308,10 @@ impl SecretKey {
         params: &Arc<Params>,
         rng: &mut R,
     ) -> Result<Self, HeError> {
-        let coeffs = ternary(params.degree(), rng);
+        Self::from_coeffs(params, ternary(params.degree(), rng))
+    }
+
+    fn from_coeffs(params: &Arc<Params>, coeffs: Vec<i64>) -> Result<Self, HeError> {
         let full_ntt = signed_poly(&params.full, &coeffs, Representation::Ntt)?;
         let kept_ntt = signed_poly(&params.kept, &coeffs, Representation::Ntt)?;
         Ok(SecretKey {
@@ -314,6 +320,18 @@ impl SecretKey {
             full_ntt,
             kept_ntt,
         })
+    }
+
+    /// The same secret for other parameters with the same `N` and primes but another plaintext
+    /// modulus, so one key (and one public key) serves every layer of an `(N, q)` context.
+    ///
+    /// # Errors
+    /// [`HeError::ParamsMismatch`] if `N` or the primes differ.
+    pub fn with_params(&self, params: &Arc<Params>) -> Result<Self, HeError> {
+        if params.degree() != self.params.degree() || params.moduli != self.params.moduli {
+            return Err(HeError::ParamsMismatch);
+        }
+        Self::from_coeffs(params, self.coeffs.clone())
     }
 
     /// The parameters of the key.
@@ -437,6 +455,7 @@ impl PublicKey {
     ///
     /// # Errors
     /// [`HeError::Math`] only on an internal inconsistency.
+    /// The public key serves every plaintext modulus of the same `N` and primes.
     pub fn new(params: &Params, key: &SeededCt) -> Result<Self, HeError> {
         let mut p0 = params.poly_from_rns(key.c0.clone())?;
         p0.change_representation(Representation::Ntt);
@@ -848,6 +867,41 @@ mod tests {
                 (max_err.max(1) as f64 / step as f64).log2()
             );
         }
+    }
+
+    /// One secret and public key serve two plaintext moduli of the same `(N, q)`.
+    #[test]
+    fn key_serves_other_plaintext_moduli() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let p37 = params(4096, vec![60, 49], 37);
+        let p12 = params(4096, vec![60, 49], 12);
+        let sk37 = SecretKey::generate(&p37, &mut rng).expect("key");
+        let pk_msg = sk37.public_key(&mut rng).expect("pk");
+        let sk12 = sk37.with_params(&p12).expect("same ring");
+        let pk12 = PublicKey::new(&p12, &pk_msg).expect("pk");
+        let budget = p12.budget(12).expect("budget");
+        let input = InputCt::new(
+            &p12,
+            &sk12.encrypt(&[4095, 7], &mut rng).expect("enc"),
+            None,
+        )
+        .expect("input");
+        let kernel = Kernel::new(&p12, &[3]).expect("kernel");
+        let resp = Accumulator::sum_products(&p12, [(&input, &kernel)].into_iter())
+            .expect("product")
+            .sanitize(&p12, &pk12, &[], &[0, 1], &budget, &mut rng)
+            .expect("sanitize")
+            .into_response(&p12, &[0, 1], &budget)
+            .expect("switch");
+        assert_eq!(
+            sk12.decrypt(&resp, &[0, 1], &budget, 12).expect("decrypt"),
+            vec![4093, 21]
+        );
+        let other = params(4096, vec![50, 49], 12);
+        assert!(matches!(
+            sk37.with_params(&other),
+            Err(HeError::ParamsMismatch)
+        ));
     }
 
     #[test]
