@@ -643,56 +643,54 @@ pub fn max_pool(pairs: &[u64], ring_bits: u32) -> Cost {
         .fold(Cost::default(), |c, &m| c + msb(m, ring_bits) + mux(m, ring_bits))
 }
 
-/// Bytes of OT extension traffic for `count` random OTs in one direction, per backend, with the
-/// sender's and the receiver's bytes: see [`crate::ot`] for how they were derived from the
-/// cryprot-ot 0.3.0 sources.
+/// Bytes of OT extension traffic for `count` random OTs in one direction as produced by
+/// [`crate::ot`]'s cryprot-ot 0.3.0 backends: (OT sender's bytes, OT receiver's bytes),
+/// application payload on the cryprot-net streams (QUIC/TLS framing not included).
 ///
-/// `first` says whether this is the first batch on the connection (IKNP then also runs its 128
-/// base OTs).
+/// `first` says whether this is the first batch of the backend instance (IKNP then also runs its
+/// 128 Simplest-OT base OTs). Derived from the sources (stream ids, bincode varint frames) and
+/// checked against cryprot-net's byte counters in `tests/ot_backends.rs`. x86-64 only (the
+/// PPRF tree grouping follows `AES_PAR_BLOCKS = 8`).
 pub fn ot_extension_bytes(backend: OtBackend, count: u64, first: bool) -> (u64, u64) {
+    if count == 0 {
+        return (0, 0);
+    }
     match backend {
-        OtBackend::Iknp => iknp_bytes(count.next_multiple_of(128), first),
-        OtBackend::Silent => silent_bytes(count, first),
+        // The IKNP instance sits on the backend's sub-connection (depth 1).
+        OtBackend::Iknp => iknp_bytes(count.next_multiple_of(128), first, 1),
+        OtBackend::Silent => {
+            let conf = silent_config(count.max(SILENT_MIN_OTS));
+            // Base OTs for the PPRF by IKNP one level deeper; then the PPRF expansion.
+            let (is, ir) = iknp_bytes(conf.base_ots().next_multiple_of(128), first, 2);
+            let header = stream_header(2);
+            (is + header + conf.pprf_bytes(), ir + header)
+        }
     }
 }
 
-/// Bytes of one cryprot-net stream opening (length-prefixed stream id): `4 + 3 + depth` for
-/// the small ids the OT protocols use.
+/// Bytes of one cryprot-net stream opening (`u32` length + bincode varint stream id) for a
+/// stream on a sub-connection at `depth` with a small id: `4 + 3 + depth`.
 const fn stream_header(depth: u64) -> u64 {
     4 + 3 + depth
 }
 
-/// Simplest-OT base OTs (128): (sender bytes, receiver bytes) of cryprot-ot 0.3.0.
-fn base_ot_bytes(depth: u64) -> (u64, u64) {
-    // Sender: one stream, a length-delimited bincode frame holding the seed point (32 B
-    // compressed Ristretto as a byte sequence with its length) ; receiver: 128 points.
-    let header = stream_header(depth);
-    (header + 4 + 8 + 32, header + 4 + 8 + 128 * (8 + 32))
-}
-
-fn iknp_bytes(count: u64, first: bool) -> (u64, u64) {
-    // Receiver sends 128 rows of count/8 bytes on one byte stream.
-    let (mut s, mut r) = (0, stream_header(2) + 16 * count);
+/// IKNP of `count` (a multiple of 128) OTs on a connection at `depth`: the receiver sends 128
+/// rows of `count/8` bytes on a stream one level deeper, the sender only opens its half. On
+/// first use the extension sender runs 128 Simplest-OT base OTs as receiver (128 compressed
+/// Ristretto points in one varint-length frame) against the extension receiver (point and
+/// seed commitment, then the seed).
+fn iknp_bytes(count: u64, first: bool, depth: u64) -> (u64, u64) {
+    let header = stream_header(depth + 1);
+    let (mut s, mut r) = (header, header + 16 * count);
     if first {
-        let (bs, br) = base_ot_bytes(2);
-        // Base OT roles are reversed: the extension sender is the base-OT receiver.
-        s += br;
-        r += bs;
+        s += header + 4 + 1 + 128 * 32;
+        r += header + (4 + 32 + 32) + (4 + 16);
     }
     (s, r)
 }
 
-fn silent_bytes(count: u64, first: bool) -> (u64, u64) {
-    let conf = silent_config(count);
-    let base = conf.base_ots().next_multiple_of(128);
-    let (is, ir) = iknp_bytes(base, first);
-    // Silent sender = IKNP sender; PPRF sender sends the level sums and the leaf corrections.
-    let pprf = stream_header(2) + conf.pprf_bytes();
-    (is + pprf, ir)
-}
-
 /// Parameters of cryprot-ot's semi-honest silent OT for `count` OTs (`Config::configure` with
-/// the default ExConv7x24 code).
+/// the default ExConv7x24 code, scaler 2, minimum distance 0.15, 128-bit security).
 struct SilentConfig {
     partitions: u64,
     size_per: u64,
@@ -706,9 +704,25 @@ fn silent_config(count: u64) -> SilentConfig {
     if n < 512 {
         t = t.max(64);
     }
-    let partitions = t.next_multiple_of(8);
+    let partitions = t.next_multiple_of(PPRF_PARALLEL_TREES);
     let size_per = 4u64.max(n.div_ceil(partitions).next_multiple_of(2));
     SilentConfig { partitions, size_per }
+}
+
+/// Smallest silent-OT batch the backend requests (`ot::cryprot::SILENT_MIN_OTS`).
+const SILENT_MIN_OTS: u64 = 128;
+
+/// Trees the PPRF expands (and sends) together (`AES_PAR_BLOCKS` on x86-64).
+const PPRF_PARALLEL_TREES: u64 = 8;
+
+/// Length of a bincode varint.
+fn varint_len(v: u64) -> u64 {
+    match v {
+        0..=250 => 1,
+        251..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
 }
 
 impl SilentConfig {
@@ -720,11 +734,18 @@ impl SilentConfig {
         self.partitions * self.depth()
     }
 
+    /// The PPRF sender's frames: per group of trees, the group index, two vectors of
+    /// `depth − 1` level sums of 8 blocks and the leaf-level OT messages (4 blocks per tree).
     fn pprf_bytes(&self) -> u64 {
-        // Per 8 parallel trees and level: 2 sums of 8 blocks; the last level adds a second pair.
-        let groups = self.partitions / 8;
-        let per_level = 2 * 8 * 16;
-        groups * (self.depth() + 1) * per_level
+        let d = self.depth();
+        (0..self.partitions)
+            .step_by(PPRF_PARALLEL_TREES as usize)
+            .map(|g| {
+                let trees = PPRF_PARALLEL_TREES.min(self.partitions - g);
+                let sums = varint_len(d - 1) + (d - 1) * PPRF_PARALLEL_TREES * 16;
+                4 + varint_len(g) + 2 * sums + varint_len(trees) + trees * 64
+            })
+            .sum()
     }
 }
 

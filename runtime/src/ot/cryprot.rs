@@ -3,7 +3,7 @@
 //!
 //! Each party holds one sender and one receiver, each on its own sub-connection: the first
 //! sub-connection carries the OTs with the server as sender, the second those with the client
-//! as sender, so both directions run concurrently. Outputs are the protocols' hashed 128-bit
+//! as sender. Outputs are the protocols' hashed 128-bit
 //! random OTs (the receiver's choices are random); `nonlinear` derandomizes them.
 //!
 //! Traffic per batch of `n` OTs (read from the cryprot-ot 0.3.0 / cryprot-net 0.2.5 sources,
@@ -22,6 +22,10 @@ use cryprot_ot::silent_ot::{SemiHonestSilentOtReceiver, SemiHonestSilentOtSender
 use super::{OtError, OtPads, OtSource, Side};
 use crate::plan::OtBackend;
 
+/// Smallest silent-OT batch requested: cryprot-codes 0.2.3's expand-convolute encoder
+/// underflows for codes of at most 24 positions, so small requests are rounded up.
+pub const SILENT_MIN_OTS: usize = 128;
+
 enum Sender {
     Silent(Box<SemiHonestSilentOtSender>),
     Iknp(Box<SemiHonestOtExtensionSender>),
@@ -36,6 +40,7 @@ enum Receiver {
 pub struct CryprotOt {
     sender: Sender,
     receiver: Receiver,
+    server: bool,
 }
 
 impl CryprotOt {
@@ -52,17 +57,25 @@ impl CryprotOt {
             OtBackend::Silent => CryprotOt {
                 sender: Sender::Silent(Box::new(SemiHonestSilentOtSender::new(send_conn))),
                 receiver: Receiver::Silent(Box::new(SemiHonestSilentOtReceiver::new(recv_conn))),
+                server: side == Side::Server,
             },
             OtBackend::Iknp => CryprotOt {
                 sender: Sender::Iknp(Box::new(SemiHonestOtExtensionSender::new(send_conn))),
                 receiver: Receiver::Iknp(Box::new(SemiHonestOtExtensionReceiver::new(recv_conn))),
+                server: side == Side::Server,
             },
         }
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> OtError {
-    OtError::Backend(e.to_string())
+fn backend(e: impl std::error::Error) -> OtError {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    OtError::Backend(msg)
 }
 
 async fn send(sender: &mut Sender, n: usize) -> Result<Vec<[u128; 2]>, OtError> {
@@ -71,8 +84,8 @@ async fn send(sender: &mut Sender, n: usize) -> Result<Vec<[u128; 2]>, OtError> 
     }
     let blocks: Vec<[u128; 2]> = match sender {
         Sender::Silent(s) => {
-            let buf = s.random_send(n).await.map_err(backend)?;
-            buf.iter().map(|p| [u128::from(p[0]), u128::from(p[1])]).collect()
+            let buf = s.random_send(n.max(SILENT_MIN_OTS)).await.map_err(backend)?;
+            buf.iter().take(n).map(|p| [u128::from(p[0]), u128::from(p[1])]).collect()
         }
         Sender::Iknp(s) => {
             let buf = s.send(n.next_multiple_of(128)).await.map_err(backend)?;
@@ -88,7 +101,7 @@ async fn receive(receiver: &mut Receiver, n: usize) -> Result<(Vec<bool>, Vec<u1
     }
     let (pads, choices): (Vec<u128>, Vec<bool>) = match receiver {
         Receiver::Silent(r) => {
-            let (buf, choices) = r.random_receive(n).await.map_err(backend)?;
+            let (buf, choices) = r.random_receive(n.max(SILENT_MIN_OTS)).await.map_err(backend)?;
             (buf.iter().take(n).map(|&b| u128::from(b)).collect(), choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect())
         }
         Receiver::Iknp(r) => {
@@ -99,10 +112,26 @@ async fn receive(receiver: &mut Receiver, n: usize) -> Result<(Vec<bool>, Vec<u1
     Ok((choices, pads))
 }
 
+impl CryprotOt {
+    /// Whether this source serves the server.
+    fn is_server(&self) -> bool {
+        self.server
+    }
+}
+
 impl OtSource for CryprotOt {
+    /// The two directions run one after the other (server-as-sender first): cryprot-ot's PPRF
+    /// receiver blocks a rayon worker while it waits for the sender's tree groups, so running
+    /// both directions at once can starve the rayon pool on a 2-core machine when both parties
+    /// share a process.
     async fn pads(&mut self, n_send: usize, n_receive: usize) -> Result<OtPads, OtError> {
-        let (sent, (choices, received)) =
-            tokio::try_join!(send(&mut self.sender, n_send), receive(&mut self.receiver, n_receive))?;
+        let (sent, (choices, received)) = if self.is_server() {
+            let sent = send(&mut self.sender, n_send).await?;
+            (sent, receive(&mut self.receiver, n_receive).await?)
+        } else {
+            let got = receive(&mut self.receiver, n_receive).await?;
+            (send(&mut self.sender, n_send).await?, got)
+        };
         Ok(OtPads::new(sent, choices, received))
     }
 }
