@@ -29,9 +29,10 @@ pub mod relu;
 pub mod requant;
 pub mod trunc;
 
-use crate::cost::nonlinear::ParamError;
-use crate::ot::{OtError, OtPads};
-use crate::transport::{Exchange, TransportError};
+use crate::cost::nonlinear::{Cost, ParamError};
+use crate::ot::{OtError, OtPads, OtSource};
+use crate::transport::{BlockingExchange, Exchange, FrameChannel, TransportError};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The two parties. The server is the model owner, the client the input owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub enum ProtocolError {
         /// Received bytes.
         actual: usize,
     },
+    /// The blocking protocol task failed to complete.
+    #[error("protocol task: {0}")]
+    Task(String),
     /// Share vectors of inconsistent lengths.
     #[error("expected {expected} elements, got {actual}")]
     Length {
@@ -200,6 +204,41 @@ impl BitReader {
 /// Checks that a share vector has `n` elements.
 pub(crate) fn check_len(actual: usize, expected: usize) -> Result<(), ProtocolError> {
     if actual == expected { Ok(()) } else { Err(ProtocolError::Length { expected, actual }) }
+}
+
+/// Runs protocol `f` as `role` over an async framed stream: fetches from `ot` exactly the ROTs
+/// `cost` announces, then runs `f` on a blocking thread (`spawn_blocking`) that drives the
+/// channel through the current runtime, which must be multi-threaded. Returns `f`'s output and
+/// the channel.
+///
+/// # Errors
+/// [`ProtocolError`] from the OT backend, the channel or the protocol.
+pub async fn run_async<S, O, T, F>(
+    role: Role,
+    ot: &mut O,
+    channel: FrameChannel<S>,
+    cost: &Cost,
+    f: F,
+) -> Result<(T, FrameChannel<S>), ProtocolError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    O: OtSource,
+    T: Send + 'static,
+    F: FnOnce(&mut Session<'_>) -> Result<T, ProtocolError> + Send + 'static,
+{
+    let (send, receive) = match role {
+        Role::Server => (cost.server_rots, cost.client_rots),
+        Role::Client => (cost.client_rots, cost.server_rots),
+    };
+    let mut pads = ot.pads(send as usize, receive as usize).await?;
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut exchange = BlockingExchange::new(channel, handle);
+        let out = f(&mut Session::new(role, &mut pads, &mut exchange))?;
+        Ok((out, exchange.into_inner()))
+    })
+    .await
+    .map_err(|e| ProtocolError::Task(e.to_string()))?
 }
 
 /// Concatenation (along the channel axis) of share tensors in one ring: local.
