@@ -757,7 +757,7 @@ mod tests {
     fn carry_chain_counts() {
         let c = carry_chain(10, 3);
         // R1: 20 / 30 bits; R2: 10 / 0; two step rounds of 10 / 10.
-        assert_eq!(c, Cost { server_bytes: 3 + 2 + 2 + 2, client_bytes: 4 + 0 + 2 + 2, rounds: 4, server_rots: 30, client_rots: 20 });
+        assert_eq!(c, Cost { server_bytes: 3 + 2 + 2 + 2, client_bytes: 4 + 2 + 2, rounds: 4, server_rots: 30, client_rots: 20 });
         assert_eq!(carry_chain(5, 0), Cost::default());
     }
 

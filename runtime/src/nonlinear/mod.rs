@@ -311,6 +311,22 @@ pub(crate) mod testutil {
     }
 
     #[test]
+    fn wrong_length_peer_message_is_rejected() {
+        let (mut so, _) = IdealOt::pair(1);
+        let mut pads = so.pads_now(100, 100);
+        let (mut se, mut ce) = pipe();
+        let peer = std::thread::spawn(move || {
+            // The real client sends 20 choice corrections (3 bytes) for 10 elements of a 2-bit
+            // millionaire; send 4 bytes.
+            let _ = ce.exchange(vec![0; 4]);
+        });
+        let mut s = Session::new(Role::Server, &mut pads, &mut se);
+        let err = crate::nonlinear::carry::less_than(&mut s, &[1; 10], 2).expect_err("tampered");
+        assert!(matches!(err, ProtocolError::MessageLength { round: 1, expected: 3, actual: 4 }), "{err:?}");
+        peer.join().expect("peer");
+    }
+
+    #[test]
     fn bits_round_trip() {
         let mut w = BitWriter::new();
         w.push(5, 3);

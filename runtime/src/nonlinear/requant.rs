@@ -122,8 +122,8 @@ pub fn unpack(s: &mut Session<'_>, plan: &UnpackPlan, z: &[u64]) -> Result<Vec<u
     let centre = if server { 1u64 << (sb - 1 - k) } else { 0 };
     let mut fields = Vec::with_capacity(n * b as usize);
     for j in 0..b {
-        for i in 0..n {
-            let mut v = small.sub(small.reduce(y[i] >> (j * sb + k)), centre);
+        for (i, &yi) in y.iter().enumerate() {
+            let mut v = small.sub(small.reduce(yi >> (j * sb + k)), centre);
             if j >= first {
                 let idx = (j - first) as usize * n + i;
                 v = small.add(v, small.add(u64::from(flat[idx]), cot[idx]));
@@ -176,6 +176,24 @@ mod tests {
             let got = open(Ring::new(out), &a, &b);
             for i in 0..v.len() {
                 assert_eq!(got[i], reference(v[i], k, clamp), "l {l} k {k} z {}", v[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn activation_widths_2_to_16() {
+        for b in 2u32..=16 {
+            let l = (b + 20).min(45);
+            let range = (-(1i128 << (l - 3)), (1i128 << (l - 3)) - (1 << (l - 4)));
+            let k = l - 3 - b;
+            let clamp = (-(1i128 << (b - 1)), (1i128 << (b - 1)) - 1);
+            let plan = RequantPlan::new(l, range, k, clamp, b).expect("plan");
+            let v = values(range.0, range.1, 300, u64::from(b));
+            let (zs, zc) = share(Ring::new(l), &v, 13);
+            let (a, c) = run(plan.cost(300), move |s| requant(s, &plan, if s.is_server() { &zs } else { &zc }));
+            let got = open(Ring::new(b), &a, &c);
+            for i in 0..v.len() {
+                assert_eq!(got[i], reference(v[i], k, clamp), "b {b} z {}", v[i]);
             }
         }
     }
