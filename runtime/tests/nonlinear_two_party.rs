@@ -17,12 +17,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 fn rayon_pool() {
     // cryprot-ot's PPRF receiver blocks a rayon worker while waiting for the peer.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(8).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(8)
+        .build_global();
 }
 
 fn random_values(range: (i128, i128), n: usize, seed: u64) -> Vec<i128> {
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let mut v: Vec<i128> = [range.0, range.1, 0, -1, 1].into_iter().filter(|x| (range.0..=range.1).contains(x)).collect();
+    let mut v: Vec<i128> = [range.0, range.1, 0, -1, 1]
+        .into_iter()
+        .filter(|x| (range.0..=range.1).contains(x))
+        .collect();
     v.extend((v.len()..n).map(|_| rng.random_range(range.0..=range.1)));
     v
 }
@@ -35,7 +40,10 @@ fn share(ring: Ring, v: &[i128], seed: u64) -> (Vec<u64>, Vec<u64>) {
 }
 
 fn open(ring: Ring, a: &[u64], b: &[u64]) -> Vec<i128> {
-    ring.add_vec(a, b).into_iter().map(|x| i128::from(ring.to_signed(x))).collect()
+    ring.add_vec(a, b)
+        .into_iter()
+        .map(|x| i128::from(ring.to_signed(x)))
+        .collect()
 }
 
 /// Runs `f` as both parties over the given streams and OT sources; checks the payload bytes
@@ -50,16 +58,40 @@ async fn both<S, O, F>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     O: OtSource,
-    F: Fn(&mut Session<'_>, &[u64]) -> Result<Vec<u64>, heq_runtime::nonlinear::ProtocolError> + Send + Sync + Clone + 'static,
+    F: Fn(&mut Session<'_>, &[u64]) -> Result<Vec<u64>, heq_runtime::nonlinear::ProtocolError>
+        + Send
+        + Sync
+        + Clone
+        + 'static,
 {
     let (xs, xc) = inputs;
     let (fs, fc) = (f.clone(), f);
     let (server, client) = tokio::try_join!(
-        run_async(Role::Server, ots.0, FrameChannel::new(streams.0), &cost, move |s| fs(s, &xs)),
-        run_async(Role::Client, ots.1, FrameChannel::new(streams.1), &cost, move |s| fc(s, &xc)),
+        run_async(
+            Role::Server,
+            ots.0,
+            FrameChannel::new(streams.0),
+            &cost,
+            move |s| fs(s, &xs)
+        ),
+        run_async(
+            Role::Client,
+            ots.1,
+            FrameChannel::new(streams.1),
+            &cost,
+            move |s| fc(s, &xc)
+        ),
     )?;
-    assert_eq!(server.1.counters().bytes_sent, cost.server_bytes, "server payload bytes");
-    assert_eq!(client.1.counters().bytes_sent, cost.client_bytes, "client payload bytes");
+    assert_eq!(
+        server.1.counters().bytes_sent,
+        cost.server_bytes,
+        "server payload bytes"
+    );
+    assert_eq!(
+        client.1.counters().bytes_sent,
+        cost.client_bytes,
+        "client payload bytes"
+    );
     assert_eq!(server.1.counters().frames_sent, cost.rounds, "rounds");
     Ok((server.0, client.0))
 }
@@ -74,7 +106,14 @@ async fn relu_37_over_quic_with_silent_ot() -> anyhow::Result<()> {
     let ring = Ring::new(37);
     let n = 10_000;
     let v = random_values((-(1 << 36), (1 << 36) - 1), n, 1);
-    let (a, b) = both((ss.into_inner(), cs.into_inner()), (&mut so, &mut co), cost::relu(n as u64, 37), share(ring, &v, 2), move |s, x| relu::relu(s, ring, x)).await?;
+    let (a, b) = both(
+        (ss.into_inner(), cs.into_inner()),
+        (&mut so, &mut co),
+        cost::relu(n as u64, 37),
+        share(ring, &v, 2),
+        move |s, x| relu::relu(s, ring, x),
+    )
+    .await?;
     let got = open(ring, &a, &b);
     for i in 0..n {
         assert_eq!(got[i], v[i].max(0));
@@ -90,12 +129,20 @@ async fn requant_over_tcp_with_iknp() -> anyhow::Result<()> {
     let mut co = CryprotOt::new(OtBackend::Iknp, Side::Client, &mut cc);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let (accepted, connected) = tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+    let (accepted, connected) =
+        tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
     let range = (-(1i128 << 14) + 1, (1 << 14) - 513);
     let plan = RequantPlan::new(16, range, 10, (0, 15), 5)?;
     let n = 10_000;
     let v = random_values(range, n, 3);
-    let (a, b) = both((accepted?.0, connected?), (&mut so, &mut co), plan.cost(n as u64), share(Ring::new(16), &v, 4), move |s, x| requant::requant(s, &plan, x)).await?;
+    let (a, b) = both(
+        (accepted?.0, connected?),
+        (&mut so, &mut co),
+        plan.cost(n as u64),
+        share(Ring::new(16), &v, 4),
+        move |s, x| requant::requant(s, &plan, x),
+    )
+    .await?;
     let got = open(Ring::new(5), &a, &b);
     for i in 0..n {
         assert_eq!(got[i], ((v[i] + 512) >> 10).clamp(0, 15));
@@ -111,7 +158,14 @@ async fn large_vectors_in_memory() -> anyhow::Result<()> {
     let range = (-(1i128 << 36), (1 << 36) - (1 << 11) - 1);
     let plan = RescalePlan::new(37, range, 12, 37)?;
     let v = random_values(range, n, 6);
-    let (a, b) = both(tokio::io::duplex(1 << 16), (&mut so, &mut co), plan.cost(n as u64), share(Ring::new(37), &v, 7), move |s, x| trunc::rescale(s, &plan, x)).await?;
+    let (a, b) = both(
+        tokio::io::duplex(1 << 16),
+        (&mut so, &mut co),
+        plan.cost(n as u64),
+        share(Ring::new(37), &v, 7),
+        move |s, x| trunc::rescale(s, &plan, x),
+    )
+    .await?;
     let got = open(Ring::new(37), &a, &b);
     for i in 0..n {
         assert_eq!(got[i], (v[i] + 2048) >> 12);
@@ -120,7 +174,14 @@ async fn large_vectors_in_memory() -> anyhow::Result<()> {
     let range = (-(1i128 << 42), 1i128 << 42);
     let plan = RequantPlan::new(45, range, 36, (-50, 50), 8)?;
     let v = random_values(range, n, 8);
-    let (a, b) = both(tokio::io::duplex(1 << 16), (&mut so, &mut co), plan.cost(n as u64), share(Ring::new(45), &v, 9), move |s, x| requant::requant(s, &plan, x)).await?;
+    let (a, b) = both(
+        tokio::io::duplex(1 << 16),
+        (&mut so, &mut co),
+        plan.cost(n as u64),
+        share(Ring::new(45), &v, 9),
+        move |s, x| requant::requant(s, &plan, x),
+    )
+    .await?;
     let got = open(Ring::new(8), &a, &b);
     for i in 0..n {
         assert_eq!(got[i], ((v[i] + (1 << 35)) >> 36).clamp(-50, 50));

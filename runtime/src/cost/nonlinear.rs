@@ -98,7 +98,11 @@ impl Cost {
 
     /// Random OTs only (no message).
     pub fn rots(server_rots: u64, client_rots: u64) -> Cost {
-        Cost { server_rots, client_rots, ..Cost::default() }
+        Cost {
+            server_rots,
+            client_rots,
+            ..Cost::default()
+        }
     }
 
     /// Payload bytes in both directions.
@@ -136,12 +140,19 @@ impl AddAssign for Cost {
 /// # Errors
 /// [`ParamError::RingBits`] outside `2..=MAX_RING_BITS`.
 pub fn check_ring(bits: u32) -> Result<(), ParamError> {
-    if (2..=MAX_RING_BITS).contains(&bits) { Ok(()) } else { Err(ParamError::RingBits { bits }) }
+    if (2..=MAX_RING_BITS).contains(&bits) {
+        Ok(())
+    } else {
+        Err(ParamError::RingBits { bits })
+    }
 }
 
 fn check_range(range: (i128, i128)) -> Result<(), ParamError> {
     if range.0 > range.1 {
-        return Err(ParamError::EmptyRange { lo: range.0, hi: range.1 });
+        return Err(ParamError::EmptyRange {
+            lo: range.0,
+            hi: range.1,
+        });
     }
     Ok(())
 }
@@ -165,7 +176,8 @@ pub fn carry_chain(n: u64, len: u32) -> Cost {
         return Cost::default();
     }
     let k = u64::from(len);
-    let mut c = Cost::round((k - 1) * n, k * n) + Cost::round(n, 0) + Cost::rots(k * n, (k - 1) * n);
+    let mut c =
+        Cost::round((k - 1) * n, k * n) + Cost::round(n, 0) + Cost::rots(k * n, (k - 1) * n);
     for _ in 1..len {
         c += Cost::round(n, n);
     }
@@ -229,13 +241,21 @@ impl ClampPlan {
     /// # Errors
     /// [`ParamError`] if the ring is invalid, a range is empty, or `x − lo` / `x − hi − 1` do not
     /// fit the ring as signed values on the sides that can bind.
-    pub fn new(ring_bits: u32, range: (i128, i128), clamp: (i128, i128)) -> Result<Self, ParamError> {
+    pub fn new(
+        ring_bits: u32,
+        range: (i128, i128),
+        clamp: (i128, i128),
+    ) -> Result<Self, ParamError> {
         check_ring(ring_bits)?;
         check_range(range)?;
         check_range(clamp)?;
         let lower = range.0 < clamp.0;
         let upper = range.1 > clamp.1;
-        let err = ParamError::RangeTooWide { lo: range.0, hi: range.1, bits: ring_bits };
+        let err = ParamError::RangeTooWide {
+            lo: range.0,
+            hi: range.1,
+            bits: ring_bits,
+        };
         if !fits_signed(range, ring_bits) {
             return Err(err);
         }
@@ -245,7 +265,13 @@ impl ClampPlan {
         if upper && !fits_signed((range.0 - clamp.1 - 1, range.1 - clamp.1 - 1), ring_bits) {
             return Err(err);
         }
-        Ok(ClampPlan { ring_bits, range, clamp, lower, upper })
+        Ok(ClampPlan {
+            ring_bits,
+            range,
+            clamp,
+            lower,
+            upper,
+        })
     }
 
     /// Number of comparisons per element (0, 1 or 2).
@@ -312,15 +338,27 @@ impl RescalePlan {
     /// # Errors
     /// [`ParamError`] if a ring is invalid, the shift is not below `l`, or the range (plus the
     /// rounding term) does not fit the input ring, or the result does not fit the output ring.
-    pub fn new(in_bits: u32, range: (i128, i128), shift: u32, out_bits: u32) -> Result<Self, ParamError> {
+    pub fn new(
+        in_bits: u32,
+        range: (i128, i128),
+        shift: u32,
+        out_bits: u32,
+    ) -> Result<Self, ParamError> {
         check_ring(in_bits)?;
         check_ring(out_bits)?;
         check_range(range)?;
         if shift >= in_bits {
-            return Err(ParamError::Shift { shift, bits: in_bits });
+            return Err(ParamError::Shift {
+                shift,
+                bits: in_bits,
+            });
         }
         let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let too_wide = ParamError::RangeTooWide { lo: range.0, hi: range.1, bits: in_bits };
+        let too_wide = ParamError::RangeTooWide {
+            lo: range.0,
+            hi: range.1,
+            bits: in_bits,
+        };
         let (lo, hi) = (range.0 + half, range.1 + half);
         let l = in_bits;
         // (offset, limit on Y, known MSB), cheapest first.
@@ -332,12 +370,21 @@ impl RescalePlan {
         ];
         let (offset, known_msb) = candidates
             .iter()
-            .find(|&&(off, limit, _)| lo + off >= 0 && hi + off < limit && off % (1i128 << shift) == 0)
+            .find(|&&(off, limit, _)| {
+                lo + off >= 0 && hi + off < limit && off % (1i128 << shift) == 0
+            })
             .map(|&(off, _, msb)| (off as u64, msb))
             .ok_or(too_wide)?;
-        let out = (floor_shift(range.0 + half, shift), floor_shift(range.1 + half, shift));
+        let out = (
+            floor_shift(range.0 + half, shift),
+            floor_shift(range.1 + half, shift),
+        );
         if !fits_signed(out, out_bits) {
-            return Err(ParamError::RangeTooWide { lo: out.0, hi: out.1, bits: out_bits });
+            return Err(ParamError::RangeTooWide {
+                lo: out.0,
+                hi: out.1,
+                bits: out_bits,
+            });
         }
         let wrap = if out_bits <= in_bits - shift {
             WrapMode::None
@@ -346,13 +393,27 @@ impl RescalePlan {
         } else {
             WrapMode::Chain
         };
-        Ok(RescalePlan { in_bits, out_bits, shift, range, offset, wrap })
+        Ok(RescalePlan {
+            in_bits,
+            out_bits,
+            shift,
+            range,
+            offset,
+            wrap,
+        })
     }
 
     /// Range of the output values.
     pub fn out_range(&self) -> (i128, i128) {
-        let half = if self.shift == 0 { 0 } else { 1i128 << (self.shift - 1) };
-        (floor_shift(self.range.0 + half, self.shift), floor_shift(self.range.1 + half, self.shift))
+        let half = if self.shift == 0 {
+            0
+        } else {
+            1i128 << (self.shift - 1)
+        };
+        (
+            floor_shift(self.range.0 + half, self.shift),
+            floor_shift(self.range.1 + half, self.shift),
+        )
     }
 
     /// Bits the wrap is needed in (`R − (l − k)`), 0 if not needed.
@@ -419,10 +480,16 @@ impl RequantPlan {
         check_range(range)?;
         check_range(clamp)?;
         if shift >= in_bits {
-            return Err(ParamError::Shift { shift, bits: in_bits });
+            return Err(ParamError::Shift {
+                shift,
+                bits: in_bits,
+            });
         }
         let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let t = (floor_shift(range.0 + half, shift), floor_shift(range.1 + half, shift));
+        let t = (
+            floor_shift(range.0 + half, shift),
+            floor_shift(range.1 + half, shift),
+        );
         let mut need = signed_bits(t).max(out_bits);
         if t.0 < clamp.0 {
             need = need.max(signed_bits((t.0 - clamp.0, t.1 - clamp.0)));
@@ -434,9 +501,17 @@ impl RequantPlan {
         let clamp = ClampPlan::new(need, t, clamp)?;
         let out = clamp.out_range();
         if !fits_signed(out, out_bits) {
-            return Err(ParamError::RangeTooWide { lo: out.0, hi: out.1, bits: out_bits });
+            return Err(ParamError::RangeTooWide {
+                lo: out.0,
+                hi: out.1,
+                bits: out_bits,
+            });
         }
-        Ok(RequantPlan { rescale, clamp, out_bits })
+        Ok(RequantPlan {
+            rescale,
+            clamp,
+            out_bits,
+        })
     }
 
     /// Range of the output values.
@@ -489,26 +564,54 @@ impl UnpackPlan {
     ) -> Result<Self, ParamError> {
         check_ring(in_bits)?;
         check_range(field_range)?;
-        let packing = ParamError::Packing { fields, field_bits, bits: in_bits };
-        if fields == 0 || field_bits < 2 || u64::from(fields) * u64::from(field_bits) > u64::from(in_bits) {
+        let packing = ParamError::Packing {
+            fields,
+            field_bits,
+            bits: in_bits,
+        };
+        if fields == 0
+            || field_bits < 2
+            || u64::from(fields) * u64::from(field_bits) > u64::from(in_bits)
+        {
             return Err(packing);
         }
         if shift + 2 > field_bits {
-            return Err(ParamError::Shift { shift, bits: field_bits });
+            return Err(ParamError::Shift {
+                shift,
+                bits: field_bits,
+            });
         }
         let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
         let s = field_bits;
         if !fits_signed((field_range.0 + half, field_range.1 + half), s) {
-            return Err(ParamError::RangeTooWide { lo: field_range.0, hi: field_range.1, bits: s });
+            return Err(ParamError::RangeTooWide {
+                lo: field_range.0,
+                hi: field_range.1,
+                bits: s,
+            });
         }
-        let t = (floor_shift(field_range.0 + half, shift), floor_shift(field_range.1 + half, shift));
+        let t = (
+            floor_shift(field_range.0 + half, shift),
+            floor_shift(field_range.1 + half, shift),
+        );
         let requant = RequantPlan::new(s - shift, t, 0, clamp, out_bits)?;
-        Ok(UnpackPlan { in_bits, fields, field_bits, shift, field_range, requant })
+        Ok(UnpackPlan {
+            in_bits,
+            fields,
+            field_bits,
+            shift,
+            field_range,
+            requant,
+        })
     }
 
     /// Length of the carry chain.
     pub fn chain_len(&self) -> u32 {
-        if self.shift == 0 { (self.fields - 1) * self.field_bits } else { (self.fields - 1) * self.field_bits + self.shift }
+        if self.shift == 0 {
+            (self.fields - 1) * self.field_bits
+        } else {
+            (self.fields - 1) * self.field_bits + self.shift
+        }
     }
 
     /// Exact cost for `n` packed coefficients (`n·b` outputs).
@@ -516,7 +619,10 @@ impl UnpackPlan {
         let b = u64::from(self.fields);
         let carries = if self.shift == 0 { b - 1 } else { b };
         carry_chain(n, self.chain_len())
-            + client_cots(n * carries, n * carries * u64::from(self.field_bits - self.shift))
+            + client_cots(
+                n * carries,
+                n * carries * u64::from(self.field_bits - self.shift),
+            )
             + self.requant.cost(n * b)
     }
 }
@@ -570,14 +676,26 @@ impl CombinePlan {
             .map(|&(bits, range)| {
                 check_ring(bits)?;
                 if !fits_signed(range, bits.min(ring_bits)) {
-                    return Err(ParamError::RangeTooWide { lo: range.0, hi: range.1, bits: bits.min(ring_bits) });
+                    return Err(ParamError::RangeTooWide {
+                        lo: range.0,
+                        hi: range.1,
+                        bits: bits.min(ring_bits),
+                    });
                 }
-                let ext = if bits < ring_bits { Some(RescalePlan::new(bits, range, 0, ring_bits)?) } else { None };
+                let ext = if bits < ring_bits {
+                    Some(RescalePlan::new(bits, range, 0, ring_bits)?)
+                } else {
+                    None
+                };
                 Ok((bits, range, ext))
             })
             .collect::<Result<Vec<_>, ParamError>>()?;
         let requant = RequantPlan::new(ring_bits, z_range, shift, clamp, out_bits)?;
-        Ok(CombinePlan { inputs, ring_bits, requant })
+        Ok(CombinePlan {
+            inputs,
+            ring_bits,
+            requant,
+        })
     }
 
     /// Exact cost with `input_lens[i]` elements in input `i` and `n_out` outputs.
@@ -640,7 +758,9 @@ pub fn max_pool(pairs: &[u64], ring_bits: u32) -> Cost {
     pairs
         .iter()
         .filter(|&&m| m > 0)
-        .fold(Cost::default(), |c, &m| c + msb(m, ring_bits) + mux(m, ring_bits))
+        .fold(Cost::default(), |c, &m| {
+            c + msb(m, ring_bits) + mux(m, ring_bits)
+        })
 }
 
 /// Bytes of OT extension traffic for `count` random OTs in one direction as produced by
@@ -706,7 +826,10 @@ fn silent_config(count: u64) -> SilentConfig {
     }
     let partitions = t.next_multiple_of(PPRF_PARALLEL_TREES);
     let size_per = 4u64.max(n.div_ceil(partitions).next_multiple_of(2));
-    SilentConfig { partitions, size_per }
+    SilentConfig {
+        partitions,
+        size_per,
+    }
 }
 
 /// Smallest silent-OT batch the backend requests (`ot::cryprot::SILENT_MIN_OTS`).
@@ -757,7 +880,16 @@ mod tests {
     fn carry_chain_counts() {
         let c = carry_chain(10, 3);
         // R1: 20 / 30 bits; R2: 10 / 0; two step rounds of 10 / 10.
-        assert_eq!(c, Cost { server_bytes: 3 + 2 + 2 + 2, client_bytes: 4 + 2 + 2, rounds: 4, server_rots: 30, client_rots: 20 });
+        assert_eq!(
+            c,
+            Cost {
+                server_bytes: 3 + 2 + 2 + 2,
+                client_bytes: 4 + 2 + 2,
+                rounds: 4,
+                server_rots: 30,
+                client_rots: 20
+            }
+        );
         assert_eq!(carry_chain(5, 0), Cost::default());
     }
 
@@ -774,13 +906,17 @@ mod tests {
         assert_eq!((p.offset, p.wrap), (1 << 15, WrapMode::Chain));
         // Unsigned below 2^(l-1): offset 0, known MSB.
         let p = RescalePlan::new(8, (0, 100), 0, 12).expect("valid");
-        assert_eq!((p.offset, p.wrap, p.out_range()), (0, WrapMode::KnownMsb, (0, 100)));
+        assert_eq!(
+            (p.offset, p.wrap, p.out_range()),
+            (0, WrapMode::KnownMsb, (0, 100))
+        );
         assert!(RescalePlan::new(8, (0, 300), 0, 12).is_err());
     }
 
     #[test]
     fn requant_ring_and_sides() {
-        let p = RequantPlan::new(16, (-(1 << 14) + 1, (1 << 14) - 513), 10, (0, 15), 5).expect("valid");
+        let p =
+            RequantPlan::new(16, (-(1 << 14) + 1, (1 << 14) - 513), 10, (0, 15), 5).expect("valid");
         assert_eq!(p.rescale.out_bits, 5);
         assert_eq!((p.clamp.lower, p.clamp.upper), (true, false));
         assert_eq!(p.out_range(), (0, 15));

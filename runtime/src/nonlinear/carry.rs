@@ -17,7 +17,12 @@ use crate::ring::Ring;
 ///
 /// # Errors
 /// [`ProtocolError`] if the OT pads run out or the channel fails.
-pub fn carries(s: &mut Session<'_>, mine: &[u64], len: u32, positions: &[u32]) -> Result<Vec<Vec<bool>>, ProtocolError> {
+pub fn carries(
+    s: &mut Session<'_>,
+    mine: &[u64],
+    len: u32,
+    positions: &[u32],
+) -> Result<Vec<Vec<bool>>, ProtocolError> {
     let n = mine.len();
     let l = len as usize;
     let mut out = Vec::with_capacity(positions.len());
@@ -30,7 +35,10 @@ pub fn carries(s: &mut Session<'_>, mine: &[u64], len: u32, positions: &[u32]) -
             out.push(share.to_vec());
         }
     };
-    let later: Vec<bool> = (1..l).flat_map(|j| (0..n).map(move |i| (j, i))).map(|(j, i)| bit(i, j)).collect();
+    let later: Vec<bool> = (1..l)
+        .flat_map(|j| (0..n).map(move |i| (j, i)))
+        .map(|(j, i)| bit(i, j))
+        .collect();
     if s.is_server() {
         // C_j (client receives, choice b_j): server sends; S_j (j ≥ 1, choice a_j): server receives.
         let mut send = CotSender::take(s, l * n)?;
@@ -40,7 +48,11 @@ pub fn carries(s: &mut Session<'_>, mine: &[u64], len: u32, positions: &[u32]) -
         send.read_corrections(&mut r);
         let mut msg = BitWriter::new();
         let a0: Vec<u64> = (0..n).map(|i| u64::from(bit(i, 0))).collect();
-        let mut u: Vec<bool> = send.respond(0, &a0, 1, &mut msg).into_iter().map(|x| x == 1).collect();
+        let mut u: Vec<bool> = send
+            .respond(0, &a0, 1, &mut msg)
+            .into_iter()
+            .map(|x| x == 1)
+            .collect();
         s.round(msg, 0)?;
         record(0, &u, &mut out);
         for j in 1..l {
@@ -56,13 +68,20 @@ pub fn carries(s: &mut Session<'_>, mine: &[u64], len: u32, positions: &[u32]) -
         }
     } else {
         let mut msg = BitWriter::new();
-        let all: Vec<bool> = (0..l).flat_map(|j| (0..n).map(move |i| (j, i))).map(|(j, i)| bit(i, j)).collect();
+        let all: Vec<bool> = (0..l)
+            .flat_map(|j| (0..n).map(move |i| (j, i)))
+            .map(|(j, i)| bit(i, j))
+            .collect();
         let recv = CotReceiver::start(s, all, &mut msg)?;
         let mut send = CotSender::take(s, (l - 1) * n)?;
         let mut r = s.round(msg, ((l - 1) * n) as u64)?;
         send.read_corrections(&mut r);
         let mut r = s.round(BitWriter::new(), n as u64)?;
-        let mut v: Vec<bool> = recv.finish(0, n, 1, &mut r).into_iter().map(|x| x == 1).collect();
+        let mut v: Vec<bool> = recv
+            .finish(0, n, 1, &mut r)
+            .into_iter()
+            .map(|x| x == 1)
+            .collect();
         record(0, &v, &mut out);
         for j in 1..l {
             let mut msg = BitWriter::new();
@@ -89,7 +108,11 @@ pub fn less_than(s: &mut Session<'_>, mine: &[u64], bits: u32) -> Result<Vec<boo
         return Ok(vec![false; mine.len()]);
     }
     let m = mask(bits);
-    let input: Vec<u64> = if s.is_server() { mine.iter().map(|&x| !x & m).collect() } else { mine.to_vec() };
+    let input: Vec<u64> = if s.is_server() {
+        mine.iter().map(|&x| !x & m).collect()
+    } else {
+        mine.to_vec()
+    };
     let mut c = carries(s, &input, bits, &[bits - 1])?;
     Ok(c.pop().unwrap_or_default())
 }
@@ -102,7 +125,11 @@ pub fn msb(s: &mut Session<'_>, ring: Ring, shares: &[u64]) -> Result<Vec<bool>,
     let l = ring.bits();
     let low: Vec<u64> = shares.iter().map(|&x| x & mask(l - 1)).collect();
     let carry = carries(s, &low, l - 1, &[l - 2])?.pop().unwrap_or_default();
-    Ok(shares.iter().zip(carry).map(|(&x, c)| ring.msb(x) ^ c).collect())
+    Ok(shares
+        .iter()
+        .zip(carry)
+        .map(|(&x, c)| ring.msb(x) ^ c)
+        .collect())
 }
 
 /// XOR shares of DReLU `[x ≥ 0]` of shared signed values in `ring`.
@@ -111,7 +138,10 @@ pub fn msb(s: &mut Session<'_>, ring: Ring, shares: &[u64]) -> Result<Vec<bool>,
 /// As [`carries`].
 pub fn drelu(s: &mut Session<'_>, ring: Ring, shares: &[u64]) -> Result<Vec<bool>, ProtocolError> {
     let server = s.is_server();
-    Ok(msb(s, ring, shares)?.into_iter().map(|b| b ^ server).collect())
+    Ok(msb(s, ring, shares)?
+        .into_iter()
+        .map(|b| b ^ server)
+        .collect())
 }
 
 #[cfg(test)]
@@ -131,11 +161,21 @@ mod tests {
             let xs: Vec<u64> = x.iter().map(|&v| v as u64).collect();
             let ys: Vec<u64> = y.iter().map(|&v| v as u64).collect();
             let (a, b) = run(cost::millionaire(n as u64, bits), move |s| {
-                let mine = if s.is_server() { xs.clone() } else { ys.clone() };
+                let mine = if s.is_server() {
+                    xs.clone()
+                } else {
+                    ys.clone()
+                };
                 less_than(s, &mine, bits)
             });
             for i in 0..n {
-                assert_eq!(a[i] ^ b[i], x[i] < y[i], "bits {bits} x {} y {}", x[i], y[i]);
+                assert_eq!(
+                    a[i] ^ b[i],
+                    x[i] < y[i],
+                    "bits {bits} x {} y {}",
+                    x[i],
+                    y[i]
+                );
             }
         }
     }
@@ -147,7 +187,9 @@ mod tests {
             let half = 1i128 << (l - 1);
             let v = values(-half, half - 1, 500, u64::from(l));
             let (xs, xc) = share(ring, &v, 5);
-            let (a, b) = run(cost::msb(500, l), move |s| drelu(s, ring, if s.is_server() { &xs } else { &xc }));
+            let (a, b) = run(cost::msb(500, l), move |s| {
+                drelu(s, ring, if s.is_server() { &xs } else { &xc })
+            });
             for i in 0..v.len() {
                 assert_eq!(a[i] ^ b[i], v[i] >= 0, "l {l} v {}", v[i]);
             }
@@ -157,7 +199,9 @@ mod tests {
     #[test]
     fn carries_at_several_positions() {
         let (a, b) = (0b1011_0110u64, 0b0110_1011u64);
-        let (sa, sb) = run(cost::carry_chain(1, 8), move |s| carries(s, &[if s.is_server() { a } else { b }], 8, &[2, 5, 7]));
+        let (sa, sb) = run(cost::carry_chain(1, 8), move |s| {
+            carries(s, &[if s.is_server() { a } else { b }], 8, &[2, 5, 7])
+        });
         let carry = |j: u32| ((a & mask(j + 1)) + (b & mask(j + 1))) >> (j + 1) == 1;
         for (k, &j) in [2u32, 5, 7].iter().enumerate() {
             assert_eq!(sa[k][0] ^ sb[k][0], carry(j), "position {j}");

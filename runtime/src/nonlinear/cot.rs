@@ -11,7 +11,11 @@ use super::{BitReader, BitWriter, ProtocolError, Session};
 
 /// `2^w − 1`.
 pub(crate) fn mask(width: u32) -> u64 {
-    if width >= 64 { u64::MAX } else { (1u64 << width) - 1 }
+    if width >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    }
 }
 
 fn low(pad: u128, width: u32) -> u64 {
@@ -26,25 +30,44 @@ pub(crate) struct CotReceiver {
 
 impl CotReceiver {
     /// Takes one receiver ROT per choice and writes the corrections into `msg`.
-    pub(crate) fn start(s: &mut Session<'_>, choices: Vec<bool>, msg: &mut BitWriter) -> Result<Self, ProtocolError> {
+    pub(crate) fn start(
+        s: &mut Session<'_>,
+        choices: Vec<bool>,
+        msg: &mut BitWriter,
+    ) -> Result<Self, ProtocolError> {
         let (random, pads) = s.pads().take_recv(choices.len())?;
         for (&b, &c) in choices.iter().zip(random) {
             msg.push_bit(b ^ c);
         }
-        Ok(CotReceiver { choices, pads: pads.to_vec() })
+        Ok(CotReceiver {
+            choices,
+            pads: pads.to_vec(),
+        })
     }
 
     /// Reads the sender's `len` messages for elements `offset..offset + len`; returns the
     /// receiver's shares `r`.
-    pub(crate) fn finish(&self, offset: usize, len: usize, width: u32, msg: &mut BitReader) -> Vec<u64> {
-        (offset..offset + len).map(|i| self.finish_one(i, width, msg)).collect()
+    pub(crate) fn finish(
+        &self,
+        offset: usize,
+        len: usize,
+        width: u32,
+        msg: &mut BitReader,
+    ) -> Vec<u64> {
+        (offset..offset + len)
+            .map(|i| self.finish_one(i, width, msg))
+            .collect()
     }
 
     /// [`CotReceiver::finish`] for one element.
     pub(crate) fn finish_one(&self, i: usize, width: u32, msg: &mut BitReader) -> u64 {
         let d = msg.read(width);
         let q = low(self.pads[i], width);
-        if self.choices[i] { q.wrapping_add(d) & mask(width) } else { q }
+        if self.choices[i] {
+            q.wrapping_add(d) & mask(width)
+        } else {
+            q
+        }
     }
 }
 
@@ -58,7 +81,10 @@ impl CotSender {
     /// Takes `n` sender ROTs.
     pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
         let pads = s.pads().take_send(n)?.to_vec();
-        Ok(CotSender { pads, flips: Vec::new() })
+        Ok(CotSender {
+            pads,
+            flips: Vec::new(),
+        })
     }
 
     /// Reads the receiver's `n` choice corrections.
@@ -68,8 +94,18 @@ impl CotSender {
 
     /// Writes the messages for elements `offset..offset + deltas.len()` with correlations
     /// `deltas`; returns the sender's shares `s` (`s + r = b·Δ`).
-    pub(crate) fn respond(&self, offset: usize, deltas: &[u64], width: u32, msg: &mut BitWriter) -> Vec<u64> {
-        deltas.iter().enumerate().map(|(j, &delta)| self.respond_one(offset + j, delta, width, msg)).collect()
+    pub(crate) fn respond(
+        &self,
+        offset: usize,
+        deltas: &[u64],
+        width: u32,
+        msg: &mut BitWriter,
+    ) -> Vec<u64> {
+        deltas
+            .iter()
+            .enumerate()
+            .map(|(j, &delta)| self.respond_one(offset + j, delta, width, msg))
+            .collect()
     }
 
     /// [`CotSender::respond`] for one element.
@@ -104,7 +140,9 @@ pub(crate) fn client_cots(
         let mut r = s.round(BitWriter::new(), n as u64)?;
         sender.read_corrections(&mut r);
         let mut msg = BitWriter::new();
-        let out = (0..n).map(|i| sender.respond_one(i, deltas[i], widths[i], &mut msg)).collect();
+        let out = (0..n)
+            .map(|i| sender.respond_one(i, deltas[i], widths[i], &mut msg))
+            .collect();
         s.round(msg, 0)?;
         Ok(out)
     } else {
@@ -113,6 +151,8 @@ pub(crate) fn client_cots(
         let recv = CotReceiver::start(s, choices.to_vec(), &mut msg)?;
         s.round(msg, 0)?;
         let mut r = s.round(BitWriter::new(), total)?;
-        Ok((0..n).map(|i| recv.finish_one(i, widths[i], &mut r)).collect())
+        Ok((0..n)
+            .map(|i| recv.finish_one(i, widths[i], &mut r))
+            .collect())
     }
 }

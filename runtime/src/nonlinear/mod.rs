@@ -90,7 +90,12 @@ pub struct Session<'a> {
 impl<'a> Session<'a> {
     /// A session of `role` consuming `pads` and talking over `exchange`.
     pub fn new(role: Role, pads: &'a mut OtPads, exchange: &'a mut dyn Exchange) -> Self {
-        Session { role, pads, exchange, rounds: 0 }
+        Session {
+            role,
+            pads,
+            exchange,
+            rounds: 0,
+        }
     }
 
     /// This party's role.
@@ -123,9 +128,16 @@ impl<'a> Session<'a> {
         let expected = in_bits.div_ceil(8) as usize;
         self.rounds += 1;
         if incoming.len() != expected {
-            return Err(ProtocolError::MessageLength { round: self.rounds, expected, actual: incoming.len() });
+            return Err(ProtocolError::MessageLength {
+                round: self.rounds,
+                expected,
+                actual: incoming.len(),
+            });
         }
-        Ok(BitReader { bytes: incoming, pos: 0 })
+        Ok(BitReader {
+            bytes: incoming,
+            pos: 0,
+        })
     }
 }
 
@@ -184,7 +196,11 @@ impl BitReader {
         let mut out = 0u64;
         let mut got = 0u32;
         while got < width {
-            let byte = self.bytes.get((self.pos / 8) as usize).copied().unwrap_or(0);
+            let byte = self
+                .bytes
+                .get((self.pos / 8) as usize)
+                .copied()
+                .unwrap_or(0);
             let used = (self.pos % 8) as u32;
             let take = (8 - used).min(width - got);
             let bits = (u64::from(byte) >> used) & ((1u64 << take) - 1);
@@ -203,7 +219,11 @@ impl BitReader {
 
 /// Checks that a share vector has `n` elements.
 pub(crate) fn check_len(actual: usize, expected: usize) -> Result<(), ProtocolError> {
-    if actual == expected { Ok(()) } else { Err(ProtocolError::Length { expected, actual }) }
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ProtocolError::Length { expected, actual })
+    }
 }
 
 /// Runs protocol `f` as `role` over an async framed stream: fetches from `ot` exactly the ROTs
@@ -268,7 +288,10 @@ pub(crate) mod testutil {
 
     /// Reconstructs signed values.
     pub fn open(ring: Ring, a: &[u64], b: &[u64]) -> Vec<i128> {
-        ring.add_vec(a, b).into_iter().map(|v| i128::from(ring.to_signed(v))).collect()
+        ring.add_vec(a, b)
+            .into_iter()
+            .map(|v| i128::from(ring.to_signed(v)))
+            .collect()
     }
 
     /// Runs `f` as both parties with exactly the ROTs `cost` announces; asserts that the
@@ -302,7 +325,10 @@ pub(crate) mod testutil {
     /// Random signed values in `[lo, hi]` with the edge values first.
     pub fn values(lo: i128, hi: i128, n: usize, seed: u64) -> Vec<i128> {
         let mut rng = ChaCha12Rng::seed_from_u64(seed);
-        let mut v: Vec<i128> = [lo, hi, 0, -1, 1, lo + 1, hi - 1].into_iter().filter(|x| (lo..=hi).contains(x)).collect();
+        let mut v: Vec<i128> = [lo, hi, 0, -1, 1, lo + 1, hi - 1]
+            .into_iter()
+            .filter(|x| (lo..=hi).contains(x))
+            .collect();
         while v.len() < n {
             v.push(rng.random_range(lo..=hi));
         }
@@ -322,7 +348,17 @@ pub(crate) mod testutil {
         });
         let mut s = Session::new(Role::Server, &mut pads, &mut se);
         let err = crate::nonlinear::carry::less_than(&mut s, &[1; 10], 2).expect_err("tampered");
-        assert!(matches!(err, ProtocolError::MessageLength { round: 1, expected: 3, actual: 4 }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ProtocolError::MessageLength {
+                    round: 1,
+                    expected: 3,
+                    actual: 4
+                }
+            ),
+            "{err:?}"
+        );
         peer.join().expect("peer");
     }
 
@@ -336,6 +372,9 @@ pub(crate) mod testutil {
         let bytes = w.into_bytes();
         assert_eq!(bytes.len(), (3 + 64 + 1 + 13usize).div_ceil(8));
         let mut r = BitReader { bytes, pos: 0 };
-        assert_eq!((r.read(3), r.read(64), r.read_bit(), r.read(13)), (5, u64::MAX, true, 0x1234));
+        assert_eq!(
+            (r.read(3), r.read(64), r.read_bit(), r.read(13)),
+            (5, u64::MAX, true, 0x1234)
+        );
     }
 }

@@ -27,9 +27,17 @@ pub fn max_pool(
     check_len(x.len(), shape.channels * shape.in_hw[0] * shape.in_hw[1])?;
     let diff = (range.0 - range.1, range.1 - range.0);
     if !fits_signed(diff, ring.bits()) {
-        return Err(ParamError::RangeTooWide { lo: diff.0, hi: diff.1, bits: ring.bits() }.into());
+        return Err(ParamError::RangeTooWide {
+            lo: diff.0,
+            hi: diff.1,
+            bits: ring.bits(),
+        }
+        .into());
     }
-    let mut windows: Vec<Vec<u64>> = pool_windows(shape).into_iter().map(|w| w.iter().map(|&i| x[i]).collect()).collect();
+    let mut windows: Vec<Vec<u64>> = pool_windows(shape)
+        .into_iter()
+        .map(|w| w.iter().map(|&i| x[i]).collect())
+        .collect();
     while windows.iter().any(|w| w.len() > 1) {
         let mut diffs = Vec::new();
         let mut base = Vec::new();
@@ -48,7 +56,10 @@ pub fn max_pool(
             *w = next.by_ref().take(pairs).chain(odd).collect();
         }
     }
-    Ok(windows.into_iter().map(|w| w.first().copied().unwrap_or(0)).collect())
+    Ok(windows
+        .into_iter()
+        .map(|w| w.first().copied().unwrap_or(0))
+        .collect())
 }
 
 /// Average pooling (global average pooling: the window is the whole input) of shares in the
@@ -57,7 +68,12 @@ pub fn max_pool(
 /// # Errors
 /// [`ProtocolError::Length`] if a counted window size has no multiplier; otherwise as
 /// [`requant`].
-pub fn avg_pool(s: &mut Session<'_>, plan: &CombinePlan, spec: &AvgPoolSpec, x: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+pub fn avg_pool(
+    s: &mut Session<'_>,
+    plan: &CombinePlan,
+    spec: &AvgPoolSpec,
+    x: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
     let shape = &spec.pool;
     check_len(x.len(), shape.channels * shape.in_hw[0] * shape.in_hw[1])?;
     let ring = Ring::new(plan.ring_bits);
@@ -67,11 +83,18 @@ pub fn avg_pool(s: &mut Session<'_>, plan: &CombinePlan, spec: &AvgPoolSpec, x: 
     let z = windows
         .iter()
         .map(|w| {
-            let n = if spec.count_include_pad { full } else { w.len() };
+            let n = if spec.count_include_pad {
+                full
+            } else {
+                w.len()
+            };
             let m = *spec
                 .multipliers
                 .get(n.wrapping_sub(1))
-                .ok_or(ProtocolError::Length { expected: n, actual: spec.multipliers.len() })?;
+                .ok_or(ProtocolError::Length {
+                    expected: n,
+                    actual: spec.multipliers.len(),
+                })?;
             let sum = w.iter().fold(0, |acc, &i| ring.add(acc, xa[i]));
             Ok(ring.mul(sum, ring.from_signed(m)))
         })
@@ -84,10 +107,21 @@ pub fn avg_pool_range(spec: &AvgPoolSpec, range: (i128, i128)) -> (i128, i128) {
     let full = spec.pool.kernel[0] * spec.pool.kernel[1];
     let sizes: Vec<usize> = pool_windows(&spec.pool)
         .iter()
-        .map(|w| if spec.count_include_pad { full } else { w.len() })
+        .map(|w| {
+            if spec.count_include_pad {
+                full
+            } else {
+                w.len()
+            }
+        })
         .collect();
     sizes.iter().fold((0, 0), |acc, &n| {
-        let m = i128::from(spec.multipliers.get(n.wrapping_sub(1)).copied().unwrap_or(0));
+        let m = i128::from(
+            spec.multipliers
+                .get(n.wrapping_sub(1))
+                .copied()
+                .unwrap_or(0),
+        );
         let sum = (range.0 * n as i128, range.1 * n as i128);
         let (a, b) = (sum.0 * m, sum.1 * m);
         (acc.0.min(a.min(b)), acc.1.max(a.max(b)))
@@ -101,12 +135,22 @@ mod tests {
     use crate::nonlinear::testutil::{open, run, share, values};
 
     fn shape(c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> PoolShape {
-        PoolShape { channels: c, in_hw: [hw, hw], kernel: [k, k], stride: [stride, stride], pads: [pad; 4] }
+        PoolShape {
+            channels: c,
+            in_hw: [hw, hw],
+            kernel: [k, k],
+            stride: [stride, stride],
+            pads: [pad; 4],
+        }
     }
 
     #[test]
     fn max_pool_exact() {
-        for (sh, bits) in [(shape(3, 8, 2, 2, 0), 8u32), (shape(2, 7, 3, 2, 1), 9), (shape(1, 5, 5, 1, 0), 6)] {
+        for (sh, bits) in [
+            (shape(3, 8, 2, 2, 0), 8u32),
+            (shape(2, 7, 3, 2, 1), 9),
+            (shape(1, 5, 5, 1, 0), 6),
+        ] {
             let ring = Ring::new(bits);
             let q = 1i128 << (bits - 2);
             let range = (-q, q - 1);
@@ -117,7 +161,9 @@ mod tests {
             let sizes: Vec<usize> = wins.iter().map(Vec::len).collect();
             let c = cost::max_pool(&max_pool_levels(&sizes), bits);
             let sh2 = sh.clone();
-            let (a, b) = run(c, move |s| max_pool(s, ring, range, &sh2, if s.is_server() { &xs } else { &xc }));
+            let (a, b) = run(c, move |s| {
+                max_pool(s, ring, range, &sh2, if s.is_server() { &xs } else { &xc })
+            });
             let got = open(ring, &a, &b);
             for (o, w) in wins.iter().enumerate() {
                 let expect = w.iter().map(|&i| v[i]).max().expect("non-empty window");
@@ -129,18 +175,32 @@ mod tests {
     #[test]
     fn avg_pool_exact_with_and_without_padding() {
         let range = (-8i128, 7i128);
-        for (sh, include) in [(shape(2, 6, 3, 2, 1), false), (shape(2, 6, 3, 2, 1), true), (shape(4, 4, 4, 1, 0), true)] {
+        for (sh, include) in [
+            (shape(2, 6, 3, 2, 1), false),
+            (shape(2, 6, 3, 2, 1), true),
+            (shape(4, 4, 4, 1, 0), true),
+        ] {
             let full = sh.kernel[0] * sh.kernel[1];
             // m[n] ≈ 2^12 / n.
             let multipliers: Vec<i64> = (1..=full as i64).map(|n| (4096 + n / 2) / n).collect();
-            let spec = AvgPoolSpec { pool: sh.clone(), count_include_pad: include, multipliers, shift: 12, clamp: (-8, 7) };
-            let plan = CombinePlan::new(&[(4, range)], avg_pool_range(&spec, range), 12, (-8, 7), 4).expect("plan");
+            let spec = AvgPoolSpec {
+                pool: sh.clone(),
+                count_include_pad: include,
+                multipliers,
+                shift: 12,
+                clamp: (-8, 7),
+            };
+            let plan =
+                CombinePlan::new(&[(4, range)], avg_pool_range(&spec, range), 12, (-8, 7), 4)
+                    .expect("plan");
             let n = sh.channels * 36usize.min(sh.in_hw[0] * sh.in_hw[1]);
             let v = values(range.0, range.1, n, 6);
             let (xs, xc) = share(Ring::new(4), &v, 7);
             let wins = pool_windows(&sh);
             let (p, sp) = (plan.clone(), spec.clone());
-            let (a, b) = run(plan.cost(&[n as u64], wins.len() as u64), move |s| avg_pool(s, &p, &sp, if s.is_server() { &xs } else { &xc }));
+            let (a, b) = run(plan.cost(&[n as u64], wins.len() as u64), move |s| {
+                avg_pool(s, &p, &sp, if s.is_server() { &xs } else { &xc })
+            });
             let got = open(Ring::new(4), &a, &b);
             for (o, w) in wins.iter().enumerate() {
                 let cnt = if include { full } else { w.len() };

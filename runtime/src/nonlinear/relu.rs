@@ -16,7 +16,12 @@ use crate::ring::Ring;
 ///
 /// # Errors
 /// [`ProtocolError`] on length mismatch, exhausted OT pads or channel failure.
-pub fn mux(s: &mut Session<'_>, ring: Ring, d: &[bool], x: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+pub fn mux(
+    s: &mut Session<'_>,
+    ring: Ring,
+    d: &[bool],
+    x: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
     let n = x.len();
     check_len(d.len(), n)?;
     if n == 0 {
@@ -28,12 +33,18 @@ pub fn mux(s: &mut Session<'_>, ring: Ring, d: &[bool], x: &[u64]) -> Result<Vec
     let recv = CotReceiver::start(s, d.to_vec(), &mut msg)?;
     let mut r = s.round(msg, n as u64)?;
     send.read_corrections(&mut r);
-    let deltas: Vec<u64> = d.iter().zip(x).map(|(&di, &xi)| if di { ring.neg(xi) } else { xi }).collect();
+    let deltas: Vec<u64> = d
+        .iter()
+        .zip(x)
+        .map(|(&di, &xi)| if di { ring.neg(xi) } else { xi })
+        .collect();
     let mut msg = BitWriter::new();
     let sent = send.respond(0, &deltas, w, &mut msg);
     let mut r = s.round(msg, n as u64 * u64::from(w))?;
     let got = recv.finish(0, n, w, &mut r);
-    Ok((0..n).map(|i| ring.add(ring.add(if d[i] { x[i] } else { 0 }, sent[i]), got[i])).collect())
+    Ok((0..n)
+        .map(|i| ring.add(ring.add(if d[i] { x[i] } else { 0 }, sent[i]), got[i]))
+        .collect())
 }
 
 /// ReLU `max(x, 0)` of shared signed values in `ring`, with no range information.
@@ -55,7 +66,13 @@ pub fn clamp(s: &mut Session<'_>, plan: &ClampPlan, x: &[u64]) -> Result<Vec<u64
     let n = x.len();
     let server = s.is_server();
     // A public constant enters the server's share only.
-    let konst = |c: i128| if server { ring.from_signed(c as i64) } else { 0 };
+    let konst = |c: i128| {
+        if server {
+            ring.from_signed(c as i64)
+        } else {
+            0
+        }
+    };
     let (lo, hi) = plan.clamp;
     let t: Vec<u64> = x.iter().map(|&v| ring.sub(v, konst(lo))).collect();
     let over: Vec<u64> = x.iter().map(|&v| ring.sub(v, konst(hi))).collect();
@@ -77,8 +94,16 @@ pub fn clamp(s: &mut Session<'_>, plan: &ClampPlan, x: &[u64]) -> Result<Vec<u64
     let (low_part, high_part) = m.split_at(if plan.lower { n } else { 0 });
     Ok((0..n)
         .map(|i| {
-            let base = if plan.lower { ring.add(konst(lo), low_part[i]) } else { x[i] };
-            if plan.upper { ring.sub(base, high_part[i]) } else { base }
+            let base = if plan.lower {
+                ring.add(konst(lo), low_part[i])
+            } else {
+                x[i]
+            };
+            if plan.upper {
+                ring.sub(base, high_part[i])
+            } else {
+                base
+            }
         })
         .collect())
 }
@@ -96,7 +121,9 @@ mod tests {
             let half = 1i128 << (l - 1);
             let v = values(-half, half - 1, 400, u64::from(l));
             let (xs, xc) = share(ring, &v, 11);
-            let (a, b) = run(cost::relu(400, l), move |s| relu(s, ring, if s.is_server() { &xs } else { &xc }));
+            let (a, b) = run(cost::relu(400, l), move |s| {
+                relu(s, ring, if s.is_server() { &xs } else { &xc })
+            });
             let got = open(ring, &a, &b);
             for i in 0..v.len() {
                 assert_eq!(got[i], v[i].max(0), "l {l}");
@@ -111,9 +138,14 @@ mod tests {
         let d: Vec<bool> = (0..200).map(|i| i % 3 == 0).collect();
         let (xs, xc) = share(ring, &v, 4);
         let split: Vec<bool> = (0..200).map(|i| i % 5 < 2).collect();
-        let (ds, dc): (Vec<bool>, Vec<bool>) = d.iter().zip(&split).map(|(&a, &r)| (a ^ r, r)).unzip();
+        let (ds, dc): (Vec<bool>, Vec<bool>) =
+            d.iter().zip(&split).map(|(&a, &r)| (a ^ r, r)).unzip();
         let (a, b) = run(cost::mux(200, 13), move |s| {
-            if s.is_server() { mux(s, ring, &ds, &xs) } else { mux(s, ring, &dc, &xc) }
+            if s.is_server() {
+                mux(s, ring, &ds, &xs)
+            } else {
+                mux(s, ring, &dc, &xc)
+            }
         });
         let got = open(ring, &a, &b);
         for i in 0..200 {
@@ -125,11 +157,19 @@ mod tests {
     fn clamp_sides() {
         let ring = Ring::new(11);
         let v = values(-300, 300, 300, 8);
-        for (clamp_to, sides) in [((0, 255), 2u64), ((-7, 400), 1), ((-400, 6), 1), ((-300, 300), 0), ((0, 0), 2)] {
+        for (clamp_to, sides) in [
+            ((0, 255), 2u64),
+            ((-7, 400), 1),
+            ((-400, 6), 1),
+            ((-300, 300), 0),
+            ((0, 0), 2),
+        ] {
             let plan = ClampPlan::new(11, (-300, 300), clamp_to).expect("plan");
             assert_eq!(plan.sides(), sides);
             let (xs, xc) = share(ring, &v, 9);
-            let (a, b) = run(plan.cost(300), move |s| clamp(s, &plan, if s.is_server() { &xs } else { &xc }));
+            let (a, b) = run(plan.cost(300), move |s| {
+                clamp(s, &plan, if s.is_server() { &xs } else { &xc })
+            });
             let got = open(ring, &a, &b);
             for i in 0..v.len() {
                 assert_eq!(got[i], v[i].clamp(clamp_to.0, clamp_to.1), "{clamp_to:?}");

@@ -22,7 +22,11 @@ use crate::ring::Ring;
 ///
 /// # Errors
 /// [`ProtocolError`] on exhausted OT pads or channel failure.
-pub fn requant(s: &mut Session<'_>, plan: &RequantPlan, z: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+pub fn requant(
+    s: &mut Session<'_>,
+    plan: &RequantPlan,
+    z: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
     let t = rescale(s, &plan.rescale, z)?;
     let y = clamp(s, &plan.clamp, &t)?;
     let m = mask(plan.out_bits);
@@ -34,7 +38,12 @@ pub fn requant(s: &mut Session<'_>, plan: &RequantPlan, z: &[u64]) -> Result<Vec
 ///
 /// # Errors
 /// As [`requant`].
-pub fn align(s: &mut Session<'_>, plan: &CombinePlan, input: usize, x: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+pub fn align(
+    s: &mut Session<'_>,
+    plan: &CombinePlan,
+    input: usize,
+    x: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
     match plan.inputs.get(input).and_then(|i| i.2.as_ref()) {
         Some(ext) => rescale(s, ext, x),
         None => Ok(x.iter().map(|&v| v & mask(plan.ring_bits)).collect()),
@@ -64,7 +73,11 @@ pub fn rescale_public(
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            let m = if multipliers.len() == 1 { multipliers[0] } else { multipliers[i / per_channel.max(1)] };
+            let m = if multipliers.len() == 1 {
+                multipliers[0]
+            } else {
+                multipliers[i / per_channel.max(1)]
+            };
             ring.mul(v, ring.from_signed(m))
         })
         .collect();
@@ -75,13 +88,23 @@ pub fn rescale_public(
 ///
 /// # Errors
 /// [`ProtocolError::Length`] if `a` and `b` differ in length; otherwise as [`requant`].
-pub fn add(s: &mut Session<'_>, plan: &CombinePlan, a: &[u64], b: &[u64], m: (i64, i64)) -> Result<Vec<u64>, ProtocolError> {
+pub fn add(
+    s: &mut Session<'_>,
+    plan: &CombinePlan,
+    a: &[u64],
+    b: &[u64],
+    m: (i64, i64),
+) -> Result<Vec<u64>, ProtocolError> {
     check_len(b.len(), a.len())?;
     let ring = Ring::new(plan.ring_bits);
     let aa = align(s, plan, 0, a)?;
     let ba = align(s, plan, 1, b)?;
     let (ma, mb) = (ring.from_signed(m.0), ring.from_signed(m.1));
-    let z: Vec<u64> = aa.iter().zip(&ba).map(|(&x, &y)| ring.add(ring.mul(x, ma), ring.mul(y, mb))).collect();
+    let z: Vec<u64> = aa
+        .iter()
+        .zip(&ba)
+        .map(|(&x, &y)| ring.add(ring.mul(x, ma), ring.mul(y, mb)))
+        .collect();
     requant(s, &plan.requant, &z)
 }
 
@@ -96,14 +119,23 @@ pub fn add(s: &mut Session<'_>, plan: &CombinePlan, a: &[u64], b: &[u64], m: (i6
 ///
 /// # Errors
 /// As [`requant`].
-pub fn unpack(s: &mut Session<'_>, plan: &UnpackPlan, z: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+pub fn unpack(
+    s: &mut Session<'_>,
+    plan: &UnpackPlan,
+    z: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
     let (l, b, sb, k) = (plan.in_bits, plan.fields, plan.field_bits, plan.shift);
     let ring = Ring::new(l);
     let small = Ring::new(sb - k);
     let server = s.is_server();
     let half = if k == 0 { 0 } else { 1u64 << (k - 1) };
-    let bias = (0..b).fold(0u64, |acc, j| ring.add(acc, ring.reduce(((1u64 << (sb - 1)) + half) << (j * sb))));
-    let y: Vec<u64> = z.iter().map(|&v| if server { ring.add(v, bias) } else { v }).collect();
+    let bias = (0..b).fold(0u64, |acc, j| {
+        ring.add(acc, ring.reduce(((1u64 << (sb - 1)) + half) << (j * sb)))
+    });
+    let y: Vec<u64> = z
+        .iter()
+        .map(|&v| if server { ring.add(v, bias) } else { v })
+        .collect();
     let first = u32::from(k == 0);
     let positions: Vec<u32> = (first..b).map(|j| j * sb + k - 1).collect();
     let len = plan.chain_len();
@@ -114,7 +146,10 @@ pub fn unpack(s: &mut Session<'_>, plan: &UnpackPlan, z: &[u64]) -> Result<Vec<u
     let widths = vec![width; n * bits.len()];
     let flat: Vec<bool> = bits.iter().flat_map(|c| c.iter().copied()).collect();
     let (choices, deltas) = if server {
-        (Vec::new(), flat.iter().map(|&c| small.neg(2 * u64::from(c))).collect())
+        (
+            Vec::new(),
+            flat.iter().map(|&c| small.neg(2 * u64::from(c))).collect(),
+        )
     } else {
         (flat.clone(), Vec::new())
     };
@@ -152,7 +187,9 @@ mod tests {
         let ring = Ring::new(16);
         let v = values(range.0, range.1, 2000, 1);
         let (zs, zc) = share(ring, &v, 2);
-        let (a, b) = run(plan.cost(2000), move |s| requant(s, &plan, if s.is_server() { &zs } else { &zc }));
+        let (a, b) = run(plan.cost(2000), move |s| {
+            requant(s, &plan, if s.is_server() { &zs } else { &zc })
+        });
         let got = open(Ring::new(5), &a, &b);
         for i in 0..v.len() {
             assert_eq!(got[i], reference(v[i], 10, (0, 15)), "z {}", v[i]);
@@ -162,7 +199,13 @@ mod tests {
     #[test]
     fn requant_widths_and_clamps() {
         for (l, range, k, clamp, out) in [
-            (37u32, (-(1i128 << 30), 1i128 << 30), 22u32, (-128i128, 127i128), 8u32),
+            (
+                37u32,
+                (-(1i128 << 30), 1i128 << 30),
+                22u32,
+                (-128i128, 127i128),
+                8u32,
+            ),
             (20, (-(1 << 19), (1 << 19) - 2049), 12, (0, 63), 7),
             (24, (-5000, 5000), 0, (-2, 2), 3),
             (45, (-(1 << 43), 1 << 43), 40, (-7, 7), 4),
@@ -172,7 +215,9 @@ mod tests {
             let ring = Ring::new(l);
             let v = values(range.0, range.1, 700, u64::from(l));
             let (zs, zc) = share(ring, &v, 3);
-            let (a, b) = run(plan.cost(700), move |s| requant(s, &plan, if s.is_server() { &zs } else { &zc }));
+            let (a, b) = run(plan.cost(700), move |s| {
+                requant(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
             let got = open(Ring::new(out), &a, &b);
             for i in 0..v.len() {
                 assert_eq!(got[i], reference(v[i], k, clamp), "l {l} k {k} z {}", v[i]);
@@ -190,7 +235,9 @@ mod tests {
             let plan = RequantPlan::new(l, range, k, clamp, b).expect("plan");
             let v = values(range.0, range.1, 300, u64::from(b));
             let (zs, zc) = share(Ring::new(l), &v, 13);
-            let (a, c) = run(plan.cost(300), move |s| requant(s, &plan, if s.is_server() { &zs } else { &zc }));
+            let (a, c) = run(plan.cost(300), move |s| {
+                requant(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
             let got = open(Ring::new(b), &a, &c);
             for i in 0..v.len() {
                 assert_eq!(got[i], reference(v[i], k, clamp), "b {b} z {}", v[i]);
@@ -211,7 +258,11 @@ mod tests {
         let (bs, bc) = share(Ring::new(20), &b, 8);
         let p = plan.clone();
         let (x, y) = run(plan.cost(&[400, 400], 400), move |s| {
-            if s.is_server() { add(s, &p, &as_, &bs, (7, -3)) } else { add(s, &p, &ac, &bc, (7, -3)) }
+            if s.is_server() {
+                add(s, &p, &as_, &bs, (7, -3))
+            } else {
+                add(s, &p, &ac, &bc, (7, -3))
+            }
         });
         let got = open(Ring::new(8), &x, &y);
         for i in 0..400 {
@@ -223,15 +274,22 @@ mod tests {
     fn public_rescale_per_channel() {
         let r = (-50i128, 60i128);
         let ms = [3i64, -5, 11];
-        let z = ms.iter().fold(mul_range(r, 3), |acc, &m| union_range(acc, mul_range(r, i128::from(m))));
+        let z = ms.iter().fold(mul_range(r, 3), |acc, &m| {
+            union_range(acc, mul_range(r, i128::from(m)))
+        });
         let plan = CombinePlan::new(&[(7, r)], z, 2, (0, 127), 8).expect("plan");
         let v = values(r.0, r.1, 300, 9);
         let (xs, xc) = share(Ring::new(7), &v, 10);
         let p = plan.clone();
-        let (a, b) = run(plan.cost(&[300], 300), move |s| rescale_public(s, &p, if s.is_server() { &xs } else { &xc }, &ms, 100));
+        let (a, b) = run(plan.cost(&[300], 300), move |s| {
+            rescale_public(s, &p, if s.is_server() { &xs } else { &xc }, &ms, 100)
+        });
         let got = open(Ring::new(8), &a, &b);
         for i in 0..300 {
-            assert_eq!(got[i], reference(v[i] * i128::from(ms[i / 100]), 2, (0, 127)));
+            assert_eq!(
+                got[i],
+                reference(v[i] * i128::from(ms[i / 100]), 2, (0, 127))
+            );
         }
     }
 
@@ -243,19 +301,36 @@ mod tests {
             (30, 3, 10, 0, (-512, 511), 10),
             (16, 1, 16, 9, (0, 31), 6),
         ] {
-            let fr = (-(1i128 << (s_bits - 1)) + 1, (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) });
+            let fr = (
+                -(1i128 << (s_bits - 1)) + 1,
+                (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) },
+            );
             let plan = UnpackPlan::new(l, fields, s_bits, fr, k, clamp, out).expect("plan");
             let n = 300;
-            let f: Vec<Vec<i128>> = (0..fields).map(|j| values(fr.0, fr.1, n, u64::from(j + 20))).collect();
-            let packed: Vec<i128> = (0..n).map(|i| (0..fields).map(|j| f[j as usize][i] << (j * s_bits)).sum()).collect();
+            let f: Vec<Vec<i128>> = (0..fields)
+                .map(|j| values(fr.0, fr.1, n, u64::from(j + 20)))
+                .collect();
+            let packed: Vec<i128> = (0..n)
+                .map(|i| (0..fields).map(|j| f[j as usize][i] << (j * s_bits)).sum())
+                .collect();
             let ring = Ring::new(l);
-            let wrapped: Vec<i128> = packed.iter().map(|&p| i128::from(ring.to_signed(ring.reduce(p as u64)))).collect();
+            let wrapped: Vec<i128> = packed
+                .iter()
+                .map(|&p| i128::from(ring.to_signed(ring.reduce(p as u64))))
+                .collect();
             let (zs, zc) = share(ring, &wrapped, 12);
-            let (a, b) = run(plan.cost(n as u64), move |s| unpack(s, &plan, if s.is_server() { &zs } else { &zc }));
+            let (a, b) = run(plan.cost(n as u64), move |s| {
+                unpack(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
             let got = open(Ring::new(out), &a, &b);
             for j in 0..fields as usize {
                 for i in 0..n {
-                    assert_eq!(got[j * n + i], reference(f[j][i], k, clamp), "l {l} field {j} z {}", f[j][i]);
+                    assert_eq!(
+                        got[j * n + i],
+                        reference(f[j][i], k, clamp),
+                        "l {l} field {j} z {}",
+                        f[j][i]
+                    );
                 }
             }
         }

@@ -20,13 +20,25 @@ use crate::ring::Ring;
 ///
 /// # Errors
 /// [`ProtocolError`] on exhausted OT pads or channel failure.
-pub fn rescale(s: &mut Session<'_>, plan: &RescalePlan, x: &[u64]) -> Result<Vec<u64>, ProtocolError> {
+pub fn rescale(
+    s: &mut Session<'_>,
+    plan: &RescalePlan,
+    x: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
     let (l, k, r) = (plan.in_bits, plan.shift, plan.out_bits);
     let (in_ring, out_ring) = (Ring::new(l), Ring::new(r));
     let server = s.is_server();
     let half = if k == 0 { 0 } else { 1u64 << (k - 1) };
-    let y: Vec<u64> =
-        x.iter().map(|&v| if server { in_ring.add(v, in_ring.reduce(half.wrapping_add(plan.offset))) } else { v }).collect();
+    let y: Vec<u64> = x
+        .iter()
+        .map(|&v| {
+            if server {
+                in_ring.add(v, in_ring.reduce(half.wrapping_add(plan.offset)))
+            } else {
+                v
+            }
+        })
+        .collect();
     let len = plan.chain_len();
     let mut positions = Vec::new();
     if k > 0 {
@@ -58,11 +70,19 @@ pub fn rescale(s: &mut Session<'_>, plan: &RescalePlan, x: &[u64]) -> Result<Vec
             let b = wrap_share(i);
             choices.push(b);
             let wm = mask(wrap_bits);
-            deltas.push(if plan.wrap == WrapMode::Chain { (2 * u64::from(b)).wrapping_neg() & wm } else { u64::from(b) });
+            deltas.push(if plan.wrap == WrapMode::Chain {
+                (2 * u64::from(b)).wrapping_neg() & wm
+            } else {
+                u64::from(b)
+            });
             widths.push(wrap_bits);
         }
     }
-    let (choices, deltas) = if server { (Vec::new(), deltas) } else { (choices, Vec::new()) };
+    let (choices, deltas) = if server {
+        (Vec::new(), deltas)
+    } else {
+        (choices, Vec::new())
+    };
     let cot = client_cots(s, &choices, &deltas, &widths)?;
     let per = widths.len().checked_div(y.len()).unwrap_or(0);
     let scale = 1u64 << (l - k);
@@ -100,18 +120,31 @@ mod tests {
         let (inr, outr) = (Ring::new(l), Ring::new(r));
         let v = values(range.0, range.1, 500, u64::from(l * 100 + k));
         let (xs, xc) = share(inr, &v, u64::from(r));
-        let (a, b) = run(plan.cost(500), move |s| rescale(s, &plan, if s.is_server() { &xs } else { &xc }));
+        let (a, b) = run(plan.cost(500), move |s| {
+            rescale(s, &plan, if s.is_server() { &xs } else { &xc })
+        });
         let got = open(outr, &a, &b);
         let half = if k == 0 { 0 } else { 1i128 << (k - 1) };
         for i in 0..v.len() {
-            assert_eq!(got[i], floor_shift(v[i] + half, k), "l {l} k {k} r {r} x {}", v[i]);
+            assert_eq!(
+                got[i],
+                floor_shift(v[i] + half, k),
+                "l {l} k {k} r {r} x {}",
+                v[i]
+            );
         }
     }
 
     #[test]
     fn truncation_known_msb_and_general() {
         check(37, (-(1 << 34), 1 << 34), 12, 37, WrapMode::KnownMsb);
-        check(37, (-(1 << 36), (1 << 36) - (1 << 11) - 1), 12, 37, WrapMode::Chain);
+        check(
+            37,
+            (-(1 << 36), (1 << 36) - (1 << 11) - 1),
+            12,
+            37,
+            WrapMode::Chain,
+        );
         check(16, (-(1 << 15), (1 << 15) - 9), 4, 16, WrapMode::Chain);
         check(45, (-(1 << 42), 1 << 42), 20, 45, WrapMode::KnownMsb);
         // Rounding ties: multiples of 2^(k-1).

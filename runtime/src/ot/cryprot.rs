@@ -84,12 +84,21 @@ async fn send(sender: &mut Sender, n: usize) -> Result<Vec<[u128; 2]>, OtError> 
     }
     let blocks: Vec<[u128; 2]> = match sender {
         Sender::Silent(s) => {
-            let buf = s.random_send(n.max(SILENT_MIN_OTS)).await.map_err(backend)?;
-            buf.iter().take(n).map(|p| [u128::from(p[0]), u128::from(p[1])]).collect()
+            let buf = s
+                .random_send(n.max(SILENT_MIN_OTS))
+                .await
+                .map_err(backend)?;
+            buf.iter()
+                .take(n)
+                .map(|p| [u128::from(p[0]), u128::from(p[1])])
+                .collect()
         }
         Sender::Iknp(s) => {
             let buf = s.send(n.next_multiple_of(128)).await.map_err(backend)?;
-            buf.iter().take(n).map(|p| [u128::from(p[0]), u128::from(p[1])]).collect()
+            buf.iter()
+                .take(n)
+                .map(|p| [u128::from(p[0]), u128::from(p[1])])
+                .collect()
         }
     };
     Ok(blocks)
@@ -101,12 +110,24 @@ async fn receive(receiver: &mut Receiver, n: usize) -> Result<(Vec<bool>, Vec<u1
     }
     let (pads, choices): (Vec<u128>, Vec<bool>) = match receiver {
         Receiver::Silent(r) => {
-            let (buf, choices) = r.random_receive(n.max(SILENT_MIN_OTS)).await.map_err(backend)?;
-            (buf.iter().take(n).map(|&b| u128::from(b)).collect(), choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect())
+            let (buf, choices) = r
+                .random_receive(n.max(SILENT_MIN_OTS))
+                .await
+                .map_err(backend)?;
+            (
+                buf.iter().take(n).map(|&b| u128::from(b)).collect(),
+                choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect(),
+            )
         }
         Receiver::Iknp(r) => {
-            let (buf, choices) = r.rand_choice_receive(n.next_multiple_of(128)).await.map_err(backend)?;
-            (buf.iter().take(n).map(|&b| u128::from(b)).collect(), choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect())
+            let (buf, choices) = r
+                .rand_choice_receive(n.next_multiple_of(128))
+                .await
+                .map_err(backend)?;
+            (
+                buf.iter().take(n).map(|&b| u128::from(b)).collect(),
+                choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect(),
+            )
         }
     };
     Ok((choices, pads))

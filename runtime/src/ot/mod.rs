@@ -63,12 +63,21 @@ impl OtPads {
     /// If `choices` and `recv` differ in length.
     pub fn new(send: Vec<[u128; 2]>, choices: Vec<bool>, recv: Vec<u128>) -> Self {
         assert_eq!(choices.len(), recv.len(), "one choice per received pad");
-        OtPads { send, send_pos: 0, choices, recv, recv_pos: 0 }
+        OtPads {
+            send,
+            send_pos: 0,
+            choices,
+            recv,
+            recv_pos: 0,
+        }
     }
 
     /// ROTs left as (sender, receiver).
     pub fn remaining(&self) -> (usize, usize) {
-        (self.send.len() - self.send_pos, self.recv.len() - self.recv_pos)
+        (
+            self.send.len() - self.send_pos,
+            self.recv.len() - self.recv_pos,
+        )
     }
 
     /// Takes the next `n` sender ROTs.
@@ -78,7 +87,11 @@ impl OtPads {
     pub fn take_send(&mut self, n: usize) -> Result<&[[u128; 2]], OtError> {
         let left = self.send.len() - self.send_pos;
         if n > left {
-            return Err(OtError::Exhausted { need: n, left, dir: "sender" });
+            return Err(OtError::Exhausted {
+                need: n,
+                left,
+                dir: "sender",
+            });
         }
         self.send_pos += n;
         Ok(&self.send[self.send_pos - n..self.send_pos])
@@ -91,7 +104,11 @@ impl OtPads {
     pub fn take_recv(&mut self, n: usize) -> Result<(&[bool], &[u128]), OtError> {
         let left = self.recv.len() - self.recv_pos;
         if n > left {
-            return Err(OtError::Exhausted { need: n, left, dir: "receiver" });
+            return Err(OtError::Exhausted {
+                need: n,
+                left,
+                dir: "receiver",
+            });
         }
         self.recv_pos += n;
         let r = self.recv_pos - n..self.recv_pos;
@@ -107,7 +124,11 @@ pub trait OtSource {
     ///
     /// # Errors
     /// [`OtError::Backend`] if the OT protocol fails.
-    fn pads(&mut self, send: usize, receive: usize) -> impl Future<Output = Result<OtPads, OtError>> + Send;
+    fn pads(
+        &mut self,
+        send: usize,
+        receive: usize,
+    ) -> impl Future<Output = Result<OtPads, OtError>> + Send;
 }
 
 /// Which party an [`IdealOt`] serves.
@@ -139,7 +160,11 @@ impl IdealOt {
             s2c.set_stream(1);
             let mut c2s = ChaCha12Rng::seed_from_u64(seed);
             c2s.set_stream(2);
-            IdealOt { side, server_to_client: s2c, client_to_server: c2s }
+            IdealOt {
+                side,
+                server_to_client: s2c,
+                client_to_server: c2s,
+            }
         };
         (make(Side::Server), make(Side::Client))
     }
@@ -167,7 +192,11 @@ fn draw(rng: &mut ChaCha12Rng) -> ([u128; 2], bool) {
 }
 
 impl OtSource for IdealOt {
-    fn pads(&mut self, send: usize, receive: usize) -> impl Future<Output = Result<OtPads, OtError>> + Send {
+    fn pads(
+        &mut self,
+        send: usize,
+        receive: usize,
+    ) -> impl Future<Output = Result<OtPads, OtError>> + Send {
         let pads = self.pads_now(send, receive);
         async move { Ok(pads) }
     }
@@ -192,6 +221,13 @@ mod tests {
         for i in 0..50 {
             assert_eq!(got[i], sent[i][usize::from(ch[i])]);
         }
-        assert!(matches!(sp.take_send(1), Err(OtError::Exhausted { need: 1, left: 0, .. })));
+        assert!(matches!(
+            sp.take_send(1),
+            Err(OtError::Exhausted {
+                need: 1,
+                left: 0,
+                ..
+            })
+        ));
     }
 }

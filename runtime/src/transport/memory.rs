@@ -17,8 +17,16 @@ pub fn pipe() -> (PipeEnd, PipeEnd) {
     let (tx_a, rx_b) = channel();
     let (tx_b, rx_a) = channel();
     (
-        PipeEnd { tx: tx_a, rx: rx_a, counters: Counters::default() },
-        PipeEnd { tx: tx_b, rx: rx_b, counters: Counters::default() },
+        PipeEnd {
+            tx: tx_a,
+            rx: rx_a,
+            counters: Counters::default(),
+        },
+        PipeEnd {
+            tx: tx_b,
+            rx: rx_b,
+            counters: Counters::default(),
+        },
     )
 }
 
@@ -50,7 +58,15 @@ mod tests {
         assert_eq!(a.exchange(vec![1, 2]).expect("exchange"), vec![9; 5]);
         let (got, cb) = t.join().expect("thread");
         assert_eq!(got, vec![1, 2]);
-        assert_eq!(cb, Counters { bytes_sent: 5, bytes_received: 2, frames_sent: 1, frames_received: 1 });
+        assert_eq!(
+            cb,
+            Counters {
+                bytes_sent: 5,
+                bytes_received: 2,
+                frames_sent: 1,
+                frames_received: 1
+            }
+        );
     }
 
     #[test]

@@ -84,7 +84,10 @@ pub struct FrameChannel<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameChannel<S> {
     /// Wraps a stream.
     pub fn new(stream: S) -> Self {
-        FrameChannel { stream, counters: Counters::default() }
+        FrameChannel {
+            stream,
+            counters: Counters::default(),
+        }
     }
 
     /// Counters so far.
@@ -99,7 +102,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameChannel<S> {
     /// [`TransportError`] on I/O failure, a closed stream or an oversized frame.
     pub async fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         if out.len() > MAX_FRAME_BYTES {
-            return Err(TransportError::FrameTooLarge { len: out.len(), max: MAX_FRAME_BYTES });
+            return Err(TransportError::FrameTooLarge {
+                len: out.len(),
+                max: MAX_FRAME_BYTES,
+            });
         }
         let (mut rd, mut wr) = tokio::io::split(&mut self.stream);
         let write = async {
@@ -117,7 +123,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameChannel<S> {
             rd.read_exact(&mut len).await.map_err(closed)?;
             let len = u32::from_le_bytes(len) as usize;
             if len > MAX_FRAME_BYTES {
-                return Err(TransportError::FrameTooLarge { len, max: MAX_FRAME_BYTES });
+                return Err(TransportError::FrameTooLarge {
+                    len,
+                    max: MAX_FRAME_BYTES,
+                });
             }
             let mut buf = vec![0u8; len];
             rd.read_exact(&mut buf).await.map_err(closed)?;
@@ -135,7 +144,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameChannel<S> {
 }
 
 fn closed(e: std::io::Error) -> TransportError {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof { TransportError::Closed } else { TransportError::Io(e) }
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        TransportError::Closed
+    } else {
+        TransportError::Io(e)
+    }
 }
 
 /// A [`FrameChannel`] driven from a blocking thread (e.g. `tokio::task::spawn_blocking`), so the
@@ -176,10 +189,19 @@ mod tests {
         let (a, b) = tokio::io::duplex(16);
         let (mut a, mut b) = (FrameChannel::new(a), FrameChannel::new(b));
         let big = vec![7u8; 1000];
-        let (ra, rb) = tokio::try_join!(a.exchange(big.clone()), b.exchange(vec![1, 2, 3])).expect("exchange");
+        let (ra, rb) =
+            tokio::try_join!(a.exchange(big.clone()), b.exchange(vec![1, 2, 3])).expect("exchange");
         assert_eq!((ra, rb), (vec![1, 2, 3], big));
         let c = a.counters();
-        assert_eq!(c, Counters { bytes_sent: 1000, bytes_received: 3, frames_sent: 1, frames_received: 1 });
+        assert_eq!(
+            c,
+            Counters {
+                bytes_sent: 1000,
+                bytes_received: 3,
+                frames_sent: 1,
+                frames_received: 1
+            }
+        );
     }
 
     #[tokio::test]
@@ -192,7 +214,9 @@ mod tests {
             let mut skip = [0u8; 4];
             b.read_exact(&mut skip).await.expect("read");
         });
-        assert!(matches!(res, Err(TransportError::FrameTooLarge { len, .. }) if len == MAX_FRAME_BYTES + 1));
+        assert!(
+            matches!(res, Err(TransportError::FrameTooLarge { len, .. }) if len == MAX_FRAME_BYTES + 1)
+        );
     }
 
     #[tokio::test]

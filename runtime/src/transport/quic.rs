@@ -14,7 +14,9 @@ pub type QuicStream = Join<ReceiveStreamBytes, SendStreamBytes>;
 ///
 /// # Errors
 /// [`TransportError::Io`] if the stream cannot be opened.
-pub async fn frame_channel(conn: &mut Connection) -> Result<FrameChannel<QuicStream>, TransportError> {
+pub async fn frame_channel(
+    conn: &mut Connection,
+) -> Result<FrameChannel<QuicStream>, TransportError> {
     let (send, recv) = conn.byte_stream().await.map_err(std::io::Error::other)?;
     Ok(FrameChannel::new(tokio::io::join(recv, send)))
 }
