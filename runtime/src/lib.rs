@@ -1,9 +1,10 @@
 //! heq-run: the runtime of heqc plans.
 //!
 //! - [`plan`]: the plan format, shared with the compiler (the one source of truth);
-//! - [`reference`]: the plaintext executor of the plan's integer semantics, the definition every
+//! - [`reference`](mod@reference): the plaintext executor of the plan's integer semantics, the definition every
 //!   two-party run reproduces bit for bit;
 //! - [`cost`]: exact message sizes and rounds of every protocol;
+//! - `npy`: `.npy` sample files for `heq-run` (feature `crypto`);
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
 //!   (feature `crypto`).
@@ -22,6 +23,8 @@ pub mod he;
 pub mod linear;
 #[cfg(feature = "crypto")]
 pub mod nonlinear;
+#[cfg(feature = "crypto")]
+pub mod npy;
 #[cfg(feature = "crypto")]
 pub mod ot;
 #[cfg(feature = "crypto")]

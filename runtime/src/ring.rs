@@ -28,7 +28,11 @@ impl Ring {
 
     /// `2^l − 1`.
     pub fn mask(self) -> u64 {
-        if self.bits == 64 { u64::MAX } else { (1u64 << self.bits) - 1 }
+        if self.bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.bits) - 1
+        }
     }
 
     /// Reduces a word modulo `2^l`.
@@ -87,8 +91,16 @@ impl Ring {
     /// # Panics
     /// If the lengths differ.
     pub fn share_with_mask(self, values: &[u64], mask: &[u64]) -> (Vec<u64>, Vec<u64>) {
-        assert_eq!(values.len(), mask.len(), "values and mask of different lengths");
-        let first = values.iter().zip(mask).map(|(&v, &r)| self.sub(v, r)).collect();
+        assert_eq!(
+            values.len(),
+            mask.len(),
+            "values and mask of different lengths"
+        );
+        let first = values
+            .iter()
+            .zip(mask)
+            .map(|(&v, &r)| self.sub(v, r))
+            .collect();
         (first, mask.iter().map(|&r| self.reduce(r)).collect())
     }
 }
@@ -101,8 +113,16 @@ mod tests {
     fn signed_round_trip_and_wrap() {
         for bits in [1, 2, 5, 37, 63, 64] {
             let r = Ring::new(bits);
-            let lo = if bits == 64 { i64::MIN } else { -(1i64 << (bits - 1)) };
-            let hi = if bits == 64 { i64::MAX } else { (1i64 << (bits - 1)) - 1 };
+            let lo = if bits == 64 {
+                i64::MIN
+            } else {
+                -(1i64 << (bits - 1))
+            };
+            let hi = if bits == 64 {
+                i64::MAX
+            } else {
+                (1i64 << (bits - 1)) - 1
+            };
             for v in [lo, -1, 0, 1, hi] {
                 if (lo..=hi).contains(&v) {
                     assert_eq!(r.to_signed(r.from_signed(v)), v, "bits {bits} v {v}");
@@ -116,7 +136,10 @@ mod tests {
     #[test]
     fn shares_reconstruct() {
         let r = Ring::new(13);
-        let vals: Vec<u64> = [-5i64, 0, 4095, -4096].iter().map(|&v| r.from_signed(v)).collect();
+        let vals: Vec<u64> = [-5i64, 0, 4095, -4096]
+            .iter()
+            .map(|&v| r.from_signed(v))
+            .collect();
         let mask = vec![8191, 1, 77, 4096];
         let (a, b) = r.share_with_mask(&vals, &mask);
         assert_eq!(r.add_vec(&a, &b), vals);

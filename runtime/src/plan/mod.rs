@@ -13,14 +13,19 @@
 //! value; the real value is `scale · v`. The exact rules each layer applies are written in
 //! `docs/semantics.md` and implemented by [`crate::reference`], which is the definition every
 //! two-party run reproduces bit for bit. In short, a linear layer computes the accumulator
-//! `acc[c] = bias[c] + Σ w·x` over centred values, then [`Requant`]:
-//! `y = clamp(floor((acc·m[c] + 2^(k−1)) / 2^k), lo, hi)` (`2^(k−1)` is 0 when `k = 0`).
+//! `acc[c] = bias[c] + Σ w·x` over centred values, then [`RequantShape`]:
+//! `y = clamp(round(acc·m[c] / 2^k), lo, hi)`, rounding to nearest with ties to even (see
+//! [`Rounding`]).
 
 mod io;
 mod validate;
 
-pub use io::{PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes};
-pub use validate::validate;
+#[cfg(feature = "crypto")]
+pub(crate) use io::write_atomically;
+pub use io::{
+    PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes,
+};
+pub use validate::{MAX_LAYER_MACS, MAX_TENSOR_ELEMENTS, MAX_TOTAL_ELEMENTS, validate};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -96,12 +101,20 @@ pub struct IntType {
 impl IntType {
     /// Smallest representable quantized value.
     pub fn min(self) -> i64 {
-        if self.signed { -(1i64 << (self.bits - 1)) } else { 0 }
+        if self.signed {
+            -(1i64 << (self.bits - 1))
+        } else {
+            0
+        }
     }
 
     /// Largest representable quantized value.
     pub fn max(self) -> i64 {
-        if self.signed { (1i64 << (self.bits - 1)) - 1 } else { (1i64 << self.bits) - 1 }
+        if self.signed {
+            (1i64 << (self.bits - 1)) - 1
+        } else {
+            (1i64 << self.bits) - 1
+        }
     }
 }
 
@@ -167,10 +180,10 @@ pub enum Op {
     /// Per-channel `acc[c] = a[c]·x + bias[c]` (a stand-alone BatchNormalization), then
     /// requantization.
     Affine(LinearLayer<AffineShape>),
-    /// Public rescaling of one tensor: `y = clamp(floor((x·m + 2^(k−1)) / 2^k), lo, hi)`
+    /// Public rescaling of one tensor: `y = clamp(round(x·m / 2^k), lo, hi)`
     /// (a Q→DQ→Q chain, a ReLU between two quantizations, a Concat input with another scale).
     Rescale(PublicRequant),
-    /// `y = clamp(floor((a·m_a + b·m_b + 2^(k−1)) / 2^k), lo, hi)` with public multipliers.
+    /// `y = clamp(round((a·m_a + b·m_b) / 2^k), lo, hi)` with public multipliers.
     Add(AddSpec),
     /// Max pooling over windows; padding never wins the maximum.
     MaxPool(PoolShape),
@@ -234,8 +247,22 @@ pub struct RequantShape {
     pub shift: u32,
     /// Output clamp `[lo, hi]` on centred values (ReLU/Clip fused here).
     pub clamp: (i64, i64),
+    /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
+    pub rounding: Rounding,
     /// Bits of the largest `|m[c]|`.
     pub multiplier_bits: u32,
+}
+
+/// The tie rule of a requantization `x·m / 2^k`. Every requantization rounds to nearest with
+/// ties to even (as ONNX `QuantizeLinear` and onnxruntime do); the variants differ in what a
+/// protocol may assume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rounding {
+    /// Ties can occur and round to the even neighbour.
+    HalfEven,
+    /// The compiler proved that no value the tensor ranges allow hits a tie, so rounding half up
+    /// gives the same result (cheaper on shares). The reference executor fails on a tie.
+    NoTies,
 }
 
 /// A requantization whose multipliers are public (they depend on activation scales only).
@@ -247,6 +274,8 @@ pub struct PublicRequant {
     pub shift: u32,
     /// Output clamp `[lo, hi]` on centred values.
     pub clamp: (i64, i64),
+    /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
+    pub rounding: Rounding,
 }
 
 /// Residual add with scale alignment.
@@ -260,6 +289,8 @@ pub struct AddSpec {
     pub shift: u32,
     /// Output clamp `[lo, hi]` on centred values.
     pub clamp: (i64, i64),
+    /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
+    pub rounding: Rounding,
 }
 
 /// Convolution dimensions (one sample, NCHW without N).
@@ -286,7 +317,10 @@ impl ConvShape {
     pub fn out_hw(&self) -> [usize; 2] {
         let h = self.in_hw[0] + self.pads[0] + self.pads[2];
         let w = self.in_hw[1] + self.pads[1] + self.pads[3];
-        [(h - self.kernel[0]) / self.stride[0] + 1, (w - self.kernel[1]) / self.stride[1] + 1]
+        [
+            (h - self.kernel[0]) / self.stride[0] + 1,
+            (w - self.kernel[1]) / self.stride[1] + 1,
+        ]
     }
 
     /// Whether every group has one input and one output channel.
@@ -340,12 +374,15 @@ impl PoolShape {
     pub fn out_hw(&self) -> [usize; 2] {
         let h = self.in_hw[0] + self.pads[0] + self.pads[2];
         let w = self.in_hw[1] + self.pads[1] + self.pads[3];
-        [(h - self.kernel[0]) / self.stride[0] + 1, (w - self.kernel[1]) / self.stride[1] + 1]
+        [
+            (h - self.kernel[0]) / self.stride[0] + 1,
+            (w - self.kernel[1]) / self.stride[1] + 1,
+        ]
     }
 }
 
 /// Average pooling: the sum over the counted window elements, then
-/// `y = clamp(floor((sum·m[n] + 2^(k−1)) / 2^k), lo, hi)` where `n` is the number of elements
+/// `y = clamp(round(sum·m[n] / 2^k), lo, hi)` where `n` is the number of elements
 /// counted (the whole window if `count_include_pad`, else the ones inside the input).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AvgPoolSpec {
@@ -359,6 +396,8 @@ pub struct AvgPoolSpec {
     pub shift: u32,
     /// Output clamp `[lo, hi]` on centred values.
     pub clamp: (i64, i64),
+    /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
+    pub rounding: Rounding,
 }
 
 /// How a linear layer runs under HE: parameters, tiling, packing and the share rings.
@@ -425,7 +464,11 @@ pub struct Packing {
 impl Packing {
     /// No packing.
     pub fn none() -> Self {
-        Packing { factor: 1, field_bits: 0, dim: PackDim::Spatial }
+        Packing {
+            factor: 1,
+            field_bits: 0,
+            dim: PackDim::Spatial,
+        }
     }
 }
 
