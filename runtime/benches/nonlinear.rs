@@ -14,7 +14,7 @@ use heq_runtime::cost::nonlinear::{self as cost, Cost, RequantPlan, RescalePlan}
 use heq_runtime::nonlinear::{ProtocolError, Role, Session, relu, requant, run_async, trunc};
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{IdealOt, Side};
-use heq_runtime::plan::OtBackend;
+use heq_runtime::plan::{OtBackend, Rounding};
 use heq_runtime::ring::Ring;
 use heq_runtime::transport::{memory, quic};
 use rand::{Rng, SeedableRng};
@@ -37,15 +37,19 @@ const TRUNC_RANGE: (i128, i128) = (-(1 << 36), (1 << 36) - (1 << 11) - 1);
 const TRUNC_MSB_RANGE: (i128, i128) = (-(1 << 34), 1 << 34);
 
 fn requant_plan() -> RequantPlan {
-    RequantPlan::new(16, REQUANT_RANGE, 10, (0, 15), 5).expect("valid plan")
+    RequantPlan::new(16, REQUANT_RANGE, 10, (0, 15), 5, Rounding::NoTies).expect("valid plan")
+}
+
+fn requant_even_plan() -> RequantPlan {
+    RequantPlan::new(16, REQUANT_RANGE, 10, (0, 15), 5, Rounding::HalfEven).expect("valid plan")
 }
 
 fn trunc_plan() -> RescalePlan {
-    RescalePlan::new(37, TRUNC_RANGE, 12, 37).expect("valid plan")
+    RescalePlan::new(37, TRUNC_RANGE, 12, 37, Rounding::NoTies).expect("valid plan")
 }
 
 fn trunc_msb_plan() -> RescalePlan {
-    RescalePlan::new(37, TRUNC_MSB_RANGE, 12, 37).expect("valid plan")
+    RescalePlan::new(37, TRUNC_MSB_RANGE, 12, 37, Rounding::NoTies).expect("valid plan")
 }
 
 fn cases() -> Vec<Case> {
@@ -58,25 +62,32 @@ fn cases() -> Vec<Case> {
             run: |s, x| relu::relu(s, Ring::new(37), x),
         },
         Case {
-            name: "trunc l=37 k=12 (general)",
+            name: "trunc l=37 k=12 general",
             ring: Ring::new(37),
             range: TRUNC_RANGE,
             cost: |n| trunc_plan().cost(n),
             run: |s, x| trunc::rescale(s, &trunc_plan(), x),
         },
         Case {
-            name: "trunc l=37 k=12 (known MSB)",
+            name: "trunc l=37 k=12 known MSB",
             ring: Ring::new(37),
             range: TRUNC_MSB_RANGE,
             cost: |n| trunc_msb_plan().cost(n),
             run: |s, x| trunc::rescale(s, &trunc_msb_plan(), x),
         },
         Case {
-            name: "requant 16->4 + relu",
+            name: "requant 16->4 + relu NoTies",
             ring: Ring::new(16),
             range: REQUANT_RANGE,
             cost: |n| requant_plan().cost(n),
             run: |s, x| requant::requant(s, &requant_plan(), x),
+        },
+        Case {
+            name: "requant 16->4 + relu HalfEven",
+            ring: Ring::new(16),
+            range: REQUANT_RANGE,
+            cost: |n| requant_even_plan().cost(n),
+            run: |s, x| requant::requant(s, &requant_even_plan(), x),
         },
     ]
 }

@@ -8,7 +8,7 @@ use heq_runtime::cost::nonlinear::{self as cost, Cost, RequantPlan, RescalePlan}
 use heq_runtime::nonlinear::{Role, Session, relu, requant, run_async, trunc};
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{IdealOt, OtSource, Side};
-use heq_runtime::plan::OtBackend;
+use heq_runtime::plan::{OtBackend, Rounding};
 use heq_runtime::ring::Ring;
 use heq_runtime::transport::{FrameChannel, quic};
 use rand::{Rng, SeedableRng};
@@ -30,6 +30,25 @@ fn random_values(range: (i128, i128), n: usize, seed: u64) -> Vec<i128> {
         .collect();
     v.extend((v.len()..n).map(|_| rng.random_range(range.0..=range.1)));
     v
+}
+
+/// `x / 2^k` rounded to nearest, ties to even (the plan semantics).
+fn round_even(x: i128, k: u32) -> i128 {
+    let floor = x >> k;
+    let rest = x - (floor << k);
+    let half = 1i128 << (k - 1);
+    match rest.cmp(&half) {
+        std::cmp::Ordering::Less => floor,
+        std::cmp::Ordering::Equal => floor + (floor & 1),
+        std::cmp::Ordering::Greater => floor + 1,
+    }
+}
+
+/// Puts ties `q·2^k + 2^(k−1)` (both parities of `q`, `q` around 0) at indices 5..45.
+fn add_ties(v: &mut [i128], k: u32) {
+    for (j, slot) in v.iter_mut().skip(5).take(40).enumerate() {
+        *slot = ((j as i128 - 20) << k) + (1 << (k - 1));
+    }
 }
 
 fn share(ring: Ring, v: &[i128], seed: u64) -> (Vec<u64>, Vec<u64>) {
@@ -132,9 +151,10 @@ async fn requant_over_tcp_with_iknp() -> anyhow::Result<()> {
     let (accepted, connected) =
         tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
     let range = (-(1i128 << 14) + 1, (1 << 14) - 513);
-    let plan = RequantPlan::new(16, range, 10, (0, 15), 5)?;
+    let plan = RequantPlan::new(16, range, 10, (0, 15), 5, Rounding::HalfEven)?;
     let n = 10_000;
-    let v = random_values(range, n, 3);
+    let mut v = random_values(range, n, 3);
+    add_ties(&mut v, 10);
     let (a, b) = both(
         (accepted?.0, connected?),
         (&mut so, &mut co),
@@ -145,7 +165,7 @@ async fn requant_over_tcp_with_iknp() -> anyhow::Result<()> {
     .await?;
     let got = open(Ring::new(5), &a, &b);
     for i in 0..n {
-        assert_eq!(got[i], ((v[i] + 512) >> 10).clamp(0, 15));
+        assert_eq!(got[i], round_even(v[i], 10).clamp(0, 15));
     }
     Ok(())
 }
@@ -156,8 +176,9 @@ async fn large_vectors_in_memory() -> anyhow::Result<()> {
     let (mut so, mut co) = IdealOt::pair(5);
     // Truncation at the Cheetah width, general (full-range) variant.
     let range = (-(1i128 << 36), (1 << 36) - (1 << 11) - 1);
-    let plan = RescalePlan::new(37, range, 12, 37)?;
-    let v = random_values(range, n, 6);
+    let plan = RescalePlan::new(37, range, 12, 37, Rounding::HalfEven)?;
+    let mut v = random_values(range, n, 6);
+    add_ties(&mut v, 12);
     let (a, b) = both(
         tokio::io::duplex(1 << 16),
         (&mut so, &mut co),
@@ -168,12 +189,13 @@ async fn large_vectors_in_memory() -> anyhow::Result<()> {
     .await?;
     let got = open(Ring::new(37), &a, &b);
     for i in 0..n {
-        assert_eq!(got[i], (v[i] + 2048) >> 12);
+        assert_eq!(got[i], round_even(v[i], 12));
     }
     // Requantization 45-bit accumulator to 8 bits with both clamp sides.
     let range = (-(1i128 << 42), 1i128 << 42);
-    let plan = RequantPlan::new(45, range, 36, (-50, 50), 8)?;
-    let v = random_values(range, n, 8);
+    let plan = RequantPlan::new(45, range, 36, (-50, 50), 8, Rounding::HalfEven)?;
+    let mut v = random_values(range, n, 8);
+    add_ties(&mut v, 36);
     let (a, b) = both(
         tokio::io::duplex(1 << 16),
         (&mut so, &mut co),
@@ -184,7 +206,7 @@ async fn large_vectors_in_memory() -> anyhow::Result<()> {
     .await?;
     let got = open(Ring::new(8), &a, &b);
     for i in 0..n {
-        assert_eq!(got[i], ((v[i] + (1 << 35)) >> 36).clamp(-50, 50));
+        assert_eq!(got[i], round_even(v[i], 36).clamp(-50, 50));
     }
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! protocols execute a plan, and its `cost` is the cost of that execution. Protocol background:
 //! `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{OtBackend, PoolShape};
+use crate::plan::{OtBackend, PoolShape, Rounding};
 use std::ops::{Add, AddAssign};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
@@ -308,9 +308,11 @@ pub enum WrapMode {
     Chain,
 }
 
-/// `y = floor((x + 2^(k−1)) / 2^k)` (no rounding term when `k = 0`) from shares in `Z_{2^l}` to
-/// shares in `Z_{2^R}`: truncation (`R = l`), truncate-and-reduce (`R ≤ l − k`) and signed or
-/// unsigned extension (`k = 0`, `R > l`), exact (SiRNN-style).
+/// `y = round(x / 2^k)` from shares in `Z_{2^l}` to shares in `Z_{2^R}`: truncation (`R = l`),
+/// truncate-and-reduce (`R ≤ l − k`) and signed or unsigned extension (`k = 0`, `R > l`), exact
+/// (SiRNN-style). Ties round to even ([`Rounding::HalfEven`], the plan semantics) or, where the
+/// compiler proved that no tie occurs ([`Rounding::NoTies`]), half up, i.e.
+/// `floor((x + 2^(k−1)) / 2^k)`, which is cheaper.
 ///
 /// The server adds `2^(k−1) + offset` to its share so that the value `Y` is a non-negative
 /// integer below `2^l` (or below `2^(l−1)`, the known-MSB case). Then
@@ -330,6 +332,8 @@ pub struct RescalePlan {
     pub offset: u64,
     /// How the wrap is computed.
     pub wrap: WrapMode,
+    /// Tie rule; ties cost a second carry chain on `k` bits and one AND (only when `k > 0`).
+    pub rounding: Rounding,
 }
 
 impl RescalePlan {
@@ -343,6 +347,7 @@ impl RescalePlan {
         range: (i128, i128),
         shift: u32,
         out_bits: u32,
+        rounding: Rounding,
     ) -> Result<Self, ParamError> {
         check_ring(in_bits)?;
         check_ring(out_bits)?;
@@ -400,7 +405,13 @@ impl RescalePlan {
             range,
             offset,
             wrap,
+            rounding,
         })
+    }
+
+    /// Whether ties to even need the extra tie test.
+    pub fn tie_test(&self) -> bool {
+        self.shift > 0 && self.rounding == Rounding::HalfEven
     }
 
     /// Range of the output values.
@@ -436,11 +447,15 @@ impl RescalePlan {
     pub fn cost(&self, n: u64) -> Cost {
         let carry = u64::from(self.shift > 0);
         let wrap = u64::from(self.wrap != WrapMode::None);
-        carry_chain(n, self.chain_len())
-            + client_cots(
-                n * (carry + wrap),
-                n * (carry * u64::from(self.out_bits) + wrap * u64::from(self.wrap_bits())),
-            )
+        let tie = u64::from(self.tie_test());
+        let mut c = carry_chain(n, self.chain_len());
+        if self.tie_test() {
+            c += carry_chain(n, self.shift) + mux(n, 1);
+        }
+        c + client_cots(
+            n * (carry + tie + wrap),
+            n * ((carry + tie) * u64::from(self.out_bits) + wrap * u64::from(self.wrap_bits())),
+        )
     }
 }
 
@@ -449,7 +464,7 @@ pub fn floor_shift(x: i128, k: u32) -> i128 {
     x >> k
 }
 
-/// Requantization `y = clamp(floor((z + 2^(k−1)) / 2^k), lo, hi)` of shares of `z` in
+/// Requantization `y = clamp(round(z / 2^k), lo, hi)` (ties as [`RescalePlan`]) of shares of `z` in
 /// `Z_{2^l}` (any multiplier already applied), output in `Z_{2^R}`: a truncate-and-reduce into
 /// the smallest ring the clamp needs (extending only if the output ring is wider), then the
 /// clamp on that small ring.
@@ -475,6 +490,7 @@ impl RequantPlan {
         shift: u32,
         clamp: (i128, i128),
         out_bits: u32,
+        rounding: Rounding,
     ) -> Result<Self, ParamError> {
         check_ring(out_bits)?;
         check_range(range)?;
@@ -497,7 +513,7 @@ impl RequantPlan {
         if t.1 > clamp.1 {
             need = need.max(signed_bits((t.0 - clamp.1 - 1, t.1 - clamp.1 - 1)));
         }
-        let rescale = RescalePlan::new(in_bits, range, shift, need)?;
+        let rescale = RescalePlan::new(in_bits, range, shift, need, rounding)?;
         let clamp = ClampPlan::new(need, t, clamp)?;
         let out = clamp.out_range();
         if !fits_signed(out, out_bits) {
@@ -538,11 +554,13 @@ pub struct UnpackPlan {
     pub fields: u32,
     /// Bits per field `s`.
     pub field_bits: u32,
-    /// Shift `k` of the requantization.
+    /// Shift applied while extracting: the requantization shift `k` under
+    /// [`Rounding::NoTies`] (fused, round half up); 0 under [`Rounding::HalfEven`], where
+    /// [`UnpackPlan::requant`] then rounds each extracted field with ties to even.
     pub shift: u32,
     /// Range of each field value `z_j`.
     pub field_range: (i128, i128),
-    /// Requantization of the extracted, truncated field (input ring `s − k`, shift 0).
+    /// Requantization of the extracted field (input ring `s − shift`).
     pub requant: RequantPlan,
 }
 
@@ -561,6 +579,7 @@ impl UnpackPlan {
         shift: u32,
         clamp: (i128, i128),
         out_bits: u32,
+        rounding: Rounding,
     ) -> Result<Self, ParamError> {
         check_ring(in_bits)?;
         check_range(field_range)?;
@@ -590,11 +609,22 @@ impl UnpackPlan {
                 bits: s,
             });
         }
-        let t = (
-            floor_shift(field_range.0 + half, shift),
-            floor_shift(field_range.1 + half, shift),
-        );
-        let requant = RequantPlan::new(s - shift, t, 0, clamp, out_bits)?;
+        let (requant, shift) = match rounding {
+            Rounding::NoTies => {
+                let t = (
+                    floor_shift(field_range.0 + half, shift),
+                    floor_shift(field_range.1 + half, shift),
+                );
+                (
+                    RequantPlan::new(s - shift, t, 0, clamp, out_bits, rounding)?,
+                    shift,
+                )
+            }
+            Rounding::HalfEven => (
+                RequantPlan::new(s, field_range, shift, clamp, out_bits, rounding)?,
+                0,
+            ),
+        };
         Ok(UnpackPlan {
             in_bits,
             fields,
@@ -666,6 +696,7 @@ impl CombinePlan {
         shift: u32,
         clamp: (i128, i128),
         out_bits: u32,
+        rounding: Rounding,
     ) -> Result<Self, ParamError> {
         check_range(z_range)?;
         let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
@@ -683,14 +714,20 @@ impl CombinePlan {
                     });
                 }
                 let ext = if bits < ring_bits {
-                    Some(RescalePlan::new(bits, range, 0, ring_bits)?)
+                    Some(RescalePlan::new(
+                        bits,
+                        range,
+                        0,
+                        ring_bits,
+                        Rounding::NoTies,
+                    )?)
                 } else {
                     None
                 };
                 Ok((bits, range, ext))
             })
             .collect::<Result<Vec<_>, ParamError>>()?;
-        let requant = RequantPlan::new(ring_bits, z_range, shift, clamp, out_bits)?;
+        let requant = RequantPlan::new(ring_bits, z_range, shift, clamp, out_bits, rounding)?;
         Ok(CombinePlan {
             inputs,
             ring_bits,
@@ -896,27 +933,34 @@ mod tests {
     #[test]
     fn rescale_picks_cheapest_variant() {
         // Small range: known MSB with offset 2^(l−2).
-        let p = RescalePlan::new(16, (-1000, 1000), 4, 16).expect("valid");
+        let p = RescalePlan::new(16, (-1000, 1000), 4, 16, Rounding::NoTies).expect("valid");
         assert_eq!((p.offset, p.wrap), (1 << 14, WrapMode::KnownMsb));
         // Truncate-and-reduce never needs the wrap.
-        let p = RescalePlan::new(16, (-30000, 30000), 4, 12).expect("valid");
+        let p = RescalePlan::new(16, (-30000, 30000), 4, 12, Rounding::NoTies).expect("valid");
         assert_eq!(p.wrap, WrapMode::None);
         // Full range: general.
-        let p = RescalePlan::new(16, (-32768, 32000), 4, 16).expect("valid");
+        let p = RescalePlan::new(16, (-32768, 32000), 4, 16, Rounding::NoTies).expect("valid");
         assert_eq!((p.offset, p.wrap), (1 << 15, WrapMode::Chain));
         // Unsigned below 2^(l-1): offset 0, known MSB.
-        let p = RescalePlan::new(8, (0, 100), 0, 12).expect("valid");
+        let p = RescalePlan::new(8, (0, 100), 0, 12, Rounding::NoTies).expect("valid");
         assert_eq!(
             (p.offset, p.wrap, p.out_range()),
             (0, WrapMode::KnownMsb, (0, 100))
         );
-        assert!(RescalePlan::new(8, (0, 300), 0, 12).is_err());
+        assert!(RescalePlan::new(8, (0, 300), 0, 12, Rounding::NoTies).is_err());
     }
 
     #[test]
     fn requant_ring_and_sides() {
-        let p =
-            RequantPlan::new(16, (-(1 << 14) + 1, (1 << 14) - 513), 10, (0, 15), 5).expect("valid");
+        let p = RequantPlan::new(
+            16,
+            (-(1 << 14) + 1, (1 << 14) - 513),
+            10,
+            (0, 15),
+            5,
+            Rounding::NoTies,
+        )
+        .expect("valid");
         assert_eq!(p.rescale.out_bits, 5);
         assert_eq!((p.clamp.lower, p.clamp.upper), (true, false));
         assert_eq!(p.out_range(), (0, 15));

@@ -273,6 +273,7 @@ pub(crate) mod testutil {
     use super::*;
     use crate::cost::nonlinear::Cost;
     use crate::ot::IdealOt;
+    use crate::plan::Rounding;
     use crate::ring::Ring;
     use crate::transport::memory::pipe;
     use rand::{Rng, SeedableRng};
@@ -320,6 +321,36 @@ pub(crate) mod testutil {
         assert_eq!(sc.frames_sent, cost.rounds, "rounds");
         assert_eq!((sp.remaining(), cleft), ((0, 0), (0, 0)), "unused ROTs");
         (out, cout)
+    }
+
+    /// `x / 2^k` rounded to nearest; ties up (`NoTies`, the cheap protocols' rule) or to even.
+    pub fn round_shift(x: i128, k: u32, rounding: Rounding) -> i128 {
+        if k == 0 {
+            return x;
+        }
+        let floor = x >> k;
+        let rest = x - (floor << k);
+        let half = 1i128 << (k - 1);
+        match (rest.cmp(&half), rounding) {
+            (std::cmp::Ordering::Less, _) => floor,
+            (std::cmp::Ordering::Equal, Rounding::HalfEven) => floor + (floor & 1),
+            _ => floor + 1,
+        }
+    }
+
+    /// Replaces values from index 7 on by up to 40 ties `q·2^k + 2^(k−1)` inside `range`
+    /// (both parities of `q`).
+    pub fn with_ties(v: &mut [i128], range: (i128, i128), k: u32) {
+        if k == 0 {
+            return;
+        }
+        let mid = ((range.0 / 2 + range.1 / 2) >> k) << k;
+        let ties = (-20i128..20)
+            .map(|j| mid + (j << k) + (1 << (k - 1)))
+            .filter(|t| (range.0..=range.1).contains(t));
+        for (slot, t) in v.iter_mut().skip(7).zip(ties) {
+            *slot = t;
+        }
     }
 
     /// Random signed values in `[lo, hi]` with the edge values first.

@@ -102,8 +102,31 @@ pub fn avg_pool(
     requant(s, &plan.requant, &z)
 }
 
-/// Range of the window sums times their multipliers, for planning an [`avg_pool`].
-pub fn avg_pool_range(spec: &AvgPoolSpec, range: (i128, i128)) -> (i128, i128) {
+/// The [`CombinePlan`] of an [`avg_pool`] of `spec` on shares in `Z_{2^in_bits}` whose values lie
+/// in `range`, with output ring `out_bits`.
+///
+/// # Errors
+/// [`ParamError`] as for [`CombinePlan::new`].
+pub fn avg_pool_plan(
+    spec: &AvgPoolSpec,
+    in_bits: u32,
+    range: (i128, i128),
+    out_bits: u32,
+) -> Result<CombinePlan, ParamError> {
+    let clamp = (i128::from(spec.clamp.0), i128::from(spec.clamp.1));
+    let z = avg_pool_range(spec, range);
+    CombinePlan::new(
+        &[(in_bits, range)],
+        z,
+        spec.shift,
+        clamp,
+        out_bits,
+        spec.rounding,
+    )
+}
+
+/// Range of the window sums times their multipliers.
+fn avg_pool_range(spec: &AvgPoolSpec, range: (i128, i128)) -> (i128, i128) {
     let full = spec.pool.kernel[0] * spec.pool.kernel[1];
     let sizes: Vec<usize> = pool_windows(&spec.pool)
         .iter()
@@ -131,8 +154,9 @@ pub fn avg_pool_range(spec: &AvgPoolSpec, range: (i128, i128)) -> (i128, i128) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::{self as cost, floor_shift, max_pool_levels};
-    use crate::nonlinear::testutil::{open, run, share, values};
+    use crate::cost::nonlinear::{self as cost, max_pool_levels};
+    use crate::nonlinear::testutil::{open, round_shift, run, share, values};
+    use crate::plan::Rounding;
 
     fn shape(c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> PoolShape {
         PoolShape {
@@ -189,10 +213,9 @@ mod tests {
                 multipliers,
                 shift: 12,
                 clamp: (-8, 7),
+                rounding: Rounding::HalfEven,
             };
-            let plan =
-                CombinePlan::new(&[(4, range)], avg_pool_range(&spec, range), 12, (-8, 7), 4)
-                    .expect("plan");
+            let plan = avg_pool_plan(&spec, 4, range, 4).expect("plan");
             let n = sh.channels * 36usize.min(sh.in_hw[0] * sh.in_hw[1]);
             let v = values(range.0, range.1, n, 6);
             let (xs, xc) = share(Ring::new(4), &v, 7);
@@ -206,7 +229,7 @@ mod tests {
                 let cnt = if include { full } else { w.len() };
                 let sum: i128 = w.iter().map(|&i| v[i]).sum();
                 let z = sum * i128::from(spec.multipliers[cnt - 1]);
-                assert_eq!(got[o], floor_shift(z + 2048, 12).clamp(-8, 7));
+                assert_eq!(got[o], round_shift(z, 12, Rounding::HalfEven).clamp(-8, 7));
             }
         }
     }

@@ -172,18 +172,18 @@ pub fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::{floor_shift, mul_range, union_range};
-    use crate::nonlinear::testutil::{open, run, share, values};
+    use crate::cost::nonlinear::{mul_range, union_range};
+    use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::plan::Rounding;
 
-    fn reference(z: i128, k: u32, clamp: (i128, i128)) -> i128 {
-        let half = if k == 0 { 0 } else { 1i128 << (k - 1) };
-        floor_shift(z + half, k).clamp(clamp.0, clamp.1)
+    fn reference(z: i128, k: u32, clamp: (i128, i128), rounding: Rounding) -> i128 {
+        round_shift(z, k, rounding).clamp(clamp.0, clamp.1)
     }
 
     #[test]
     fn requant_16_to_4_fused_relu() {
         let range = (-(1i128 << 14) + 1, (1 << 14) - 513);
-        let plan = RequantPlan::new(16, range, 10, (0, 15), 5).expect("plan");
+        let plan = RequantPlan::new(16, range, 10, (0, 15), 5, Rounding::NoTies).expect("plan");
         let ring = Ring::new(16);
         let v = values(range.0, range.1, 2000, 1);
         let (zs, zc) = share(ring, &v, 2);
@@ -192,7 +192,12 @@ mod tests {
         });
         let got = open(Ring::new(5), &a, &b);
         for i in 0..v.len() {
-            assert_eq!(got[i], reference(v[i], 10, (0, 15)), "z {}", v[i]);
+            assert_eq!(
+                got[i],
+                reference(v[i], 10, (0, 15), Rounding::NoTies),
+                "z {}",
+                v[i]
+            );
         }
     }
 
@@ -211,16 +216,20 @@ mod tests {
             (45, (-(1 << 43), 1 << 43), 40, (-7, 7), 4),
             (12, (-2048, 2043), 3, (-1000, 1000), 12),
         ] {
-            let plan = RequantPlan::new(l, range, k, clamp, out).expect("plan");
-            let ring = Ring::new(l);
-            let v = values(range.0, range.1, 700, u64::from(l));
-            let (zs, zc) = share(ring, &v, 3);
-            let (a, b) = run(plan.cost(700), move |s| {
-                requant(s, &plan, if s.is_server() { &zs } else { &zc })
-            });
-            let got = open(Ring::new(out), &a, &b);
-            for i in 0..v.len() {
-                assert_eq!(got[i], reference(v[i], k, clamp), "l {l} k {k} z {}", v[i]);
+            for rounding in [Rounding::NoTies, Rounding::HalfEven] {
+                let plan = RequantPlan::new(l, range, k, clamp, out, rounding).expect("plan");
+                let ring = Ring::new(l);
+                let mut v = values(range.0, range.1, 700, u64::from(l));
+                with_ties(&mut v, range, k);
+                let (zs, zc) = share(ring, &v, 3);
+                let (a, b) = run(plan.cost(700), move |s| {
+                    requant(s, &plan, if s.is_server() { &zs } else { &zc })
+                });
+                let got = open(Ring::new(out), &a, &b);
+                for i in 0..v.len() {
+                    let want = reference(v[i], k, clamp, rounding);
+                    assert_eq!(got[i], want, "l {l} k {k} z {} {rounding:?}", v[i]);
+                }
             }
         }
     }
@@ -232,15 +241,17 @@ mod tests {
             let range = (-(1i128 << (l - 3)), (1i128 << (l - 3)) - (1 << (l - 4)));
             let k = l - 3 - b;
             let clamp = (-(1i128 << (b - 1)), (1i128 << (b - 1)) - 1);
-            let plan = RequantPlan::new(l, range, k, clamp, b).expect("plan");
-            let v = values(range.0, range.1, 300, u64::from(b));
+            let plan = RequantPlan::new(l, range, k, clamp, b, Rounding::HalfEven).expect("plan");
+            let mut v = values(range.0, range.1, 300, u64::from(b));
+            with_ties(&mut v, range, k);
             let (zs, zc) = share(Ring::new(l), &v, 13);
             let (a, c) = run(plan.cost(300), move |s| {
                 requant(s, &plan, if s.is_server() { &zs } else { &zc })
             });
             let got = open(Ring::new(b), &a, &c);
             for i in 0..v.len() {
-                assert_eq!(got[i], reference(v[i], k, clamp), "b {b} z {}", v[i]);
+                let want = reference(v[i], k, clamp, Rounding::HalfEven);
+                assert_eq!(got[i], want, "b {b} z {}", v[i]);
             }
         }
     }
@@ -251,9 +262,20 @@ mod tests {
         let (ra, rb) = ((-100i128, 100i128), (-3000i128, 3000i128));
         let (za, zb) = (mul_range(ra, 7), mul_range(rb, -3));
         let z = (za.0 + zb.0, za.1 + zb.1);
-        let plan = CombinePlan::new(&[(8, ra), (20, rb)], z, 5, (-128, 127), 8).expect("plan");
-        let a = values(ra.0, ra.1, 400, 5);
-        let b = values(rb.0, rb.1, 400, 6);
+        let plan = CombinePlan::new(
+            &[(8, ra), (20, rb)],
+            z,
+            5,
+            (-128, 127),
+            8,
+            Rounding::HalfEven,
+        )
+        .expect("plan");
+        let mut a = values(ra.0, ra.1, 400, 5);
+        // Ties: 7·1 − 3·(−3) = 16 = 0.5·32 and 7·3 − 3·(−9) = 48 = 1.5·32.
+        (a[10], a[11]) = (1, 3);
+        let mut b = values(rb.0, rb.1, 400, 6);
+        (b[10], b[11]) = (-3, -9);
         let (as_, ac) = share(Ring::new(8), &a, 7);
         let (bs, bc) = share(Ring::new(20), &b, 8);
         let p = plan.clone();
@@ -266,7 +288,8 @@ mod tests {
         });
         let got = open(Ring::new(8), &x, &y);
         for i in 0..400 {
-            assert_eq!(got[i], reference(7 * a[i] - 3 * b[i], 5, (-128, 127)));
+            let want = reference(7 * a[i] - 3 * b[i], 5, (-128, 127), Rounding::HalfEven);
+            assert_eq!(got[i], want);
         }
     }
 
@@ -277,7 +300,8 @@ mod tests {
         let z = ms.iter().fold(mul_range(r, 3), |acc, &m| {
             union_range(acc, mul_range(r, i128::from(m)))
         });
-        let plan = CombinePlan::new(&[(7, r)], z, 2, (0, 127), 8).expect("plan");
+        let plan =
+            CombinePlan::new(&[(7, r)], z, 2, (0, 127), 8, Rounding::HalfEven).expect("plan");
         let v = values(r.0, r.1, 300, 9);
         let (xs, xc) = share(Ring::new(7), &v, 10);
         let p = plan.clone();
@@ -288,7 +312,12 @@ mod tests {
         for i in 0..300 {
             assert_eq!(
                 got[i],
-                reference(v[i] * i128::from(ms[i / 100]), 2, (0, 127))
+                reference(
+                    v[i] * i128::from(ms[i / 100]),
+                    2,
+                    (0, 127),
+                    Rounding::HalfEven
+                )
             );
         }
     }
@@ -301,36 +330,43 @@ mod tests {
             (30, 3, 10, 0, (-512, 511), 10),
             (16, 1, 16, 9, (0, 31), 6),
         ] {
-            let fr = (
-                -(1i128 << (s_bits - 1)) + 1,
-                (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) },
-            );
-            let plan = UnpackPlan::new(l, fields, s_bits, fr, k, clamp, out).expect("plan");
-            let n = 300;
-            let f: Vec<Vec<i128>> = (0..fields)
-                .map(|j| values(fr.0, fr.1, n, u64::from(j + 20)))
-                .collect();
-            let packed: Vec<i128> = (0..n)
-                .map(|i| (0..fields).map(|j| f[j as usize][i] << (j * s_bits)).sum())
-                .collect();
-            let ring = Ring::new(l);
-            let wrapped: Vec<i128> = packed
-                .iter()
-                .map(|&p| i128::from(ring.to_signed(ring.reduce(p as u64))))
-                .collect();
-            let (zs, zc) = share(ring, &wrapped, 12);
-            let (a, b) = run(plan.cost(n as u64), move |s| {
-                unpack(s, &plan, if s.is_server() { &zs } else { &zc })
-            });
-            let got = open(Ring::new(out), &a, &b);
-            for j in 0..fields as usize {
-                for i in 0..n {
-                    assert_eq!(
-                        got[j * n + i],
-                        reference(f[j][i], k, clamp),
-                        "l {l} field {j} z {}",
-                        f[j][i]
-                    );
+            for rounding in [Rounding::NoTies, Rounding::HalfEven] {
+                let fr = (
+                    -(1i128 << (s_bits - 1)) + 1,
+                    (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) },
+                );
+                let plan =
+                    UnpackPlan::new(l, fields, s_bits, fr, k, clamp, out, rounding).expect("plan");
+                let n = 300;
+                let f: Vec<Vec<i128>> = (0..fields)
+                    .map(|j| {
+                        let mut v = values(fr.0, fr.1, n, u64::from(j + 20));
+                        with_ties(&mut v, fr, k);
+                        v
+                    })
+                    .collect();
+                let packed: Vec<i128> = (0..n)
+                    .map(|i| (0..fields).map(|j| f[j as usize][i] << (j * s_bits)).sum())
+                    .collect();
+                let ring = Ring::new(l);
+                let wrapped: Vec<i128> = packed
+                    .iter()
+                    .map(|&p| i128::from(ring.to_signed(ring.reduce(p as u64))))
+                    .collect();
+                let (zs, zc) = share(ring, &wrapped, 12);
+                let (a, b) = run(plan.cost(n as u64), move |s| {
+                    unpack(s, &plan, if s.is_server() { &zs } else { &zc })
+                });
+                let got = open(Ring::new(out), &a, &b);
+                for j in 0..fields as usize {
+                    for i in 0..n {
+                        assert_eq!(
+                            got[j * n + i],
+                            reference(f[j][i], k, clamp, rounding),
+                            "l {l} field {j} z {}",
+                            f[j][i]
+                        );
+                    }
                 }
             }
         }

@@ -1,6 +1,6 @@
-//! Exact rescaling `y = floor((x + 2^(k−1)) / 2^k)` from `Z_{2^l}` to `Z_{2^R}` (SiRNN-style):
-//! truncation with rounding, its cheap known-MSB variant, truncate-and-reduce and signed or
-//! unsigned bit-width extension (`k = 0`).
+//! Exact rescaling `y = round(x / 2^k)` from `Z_{2^l}` to `Z_{2^R}` (SiRNN-style): truncation
+//! with rounding, its cheap known-MSB variant, truncate-and-reduce and signed or unsigned
+//! bit-width extension (`k = 0`).
 //!
 //! The server adds `2^(k−1) + offset` so that the value `Y` is an integer in `[0, 2^l)`; with
 //! `Y_i = H_i·2^k + lo_i`, `y = H0 + H1 + c − w·2^(l−k) − offset/2^k` where `c` is the carry of
@@ -8,7 +8,11 @@
 //! ring of at most `l − k` bits (truncate-and-reduce). When the plan's range puts `Y` below
 //! `2^(l−1)` (MSB known to be 0), `w = m0 ∨ m1` of the shares' MSBs: one correlated OT instead of
 //! a chain over all `l` bits. `c` and `w` become arithmetic by one correlated OT each (B2A).
-//! Plan and cost: [`RescalePlan`].
+//!
+//! This computes `floor((x + 2^(k−1)) / 2^k)` (half up). Ties to even subtract
+//! `d = tie ∧ odd(y)`: `tie` (the low `k` bits of `Y` are zero) is `c ⊕ c' ⊕ [lo0 = 0]` with `c'`
+//! the carry of `(lo0 − 1 mod 2^k) + lo1` (a second chain), `odd(y)` is local given `c`, and the
+//! AND is one multiplexer over `Z_2`. Plan and cost: [`RescalePlan`].
 
 use super::carry::carries;
 use super::cot::{client_cots, mask};
@@ -50,6 +54,10 @@ pub fn rescale(
     let low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
     let bits = carries(s, &low, len, &positions)?;
     let carry = if k > 0 { bits.first() } else { None };
+    let ties = match carry {
+        Some(c) if plan.tie_test() => Some(tie_correction(s, plan, &y, c)?),
+        _ => None,
+    };
     let wrap_bits = plan.wrap_bits();
     let wrap_share = |i: usize| match plan.wrap {
         WrapMode::Chain => bits.last().is_some_and(|w| w[i]),
@@ -64,6 +72,11 @@ pub fn rescale(
         if let Some(c) = carry {
             choices.push(c[i]);
             deltas.push(out_ring.neg(2 * u64::from(c[i])));
+            widths.push(r);
+        }
+        if let Some(d) = &ties {
+            choices.push(d[i] == 1);
+            deltas.push(out_ring.neg(2 * d[i]));
             widths.push(r);
         }
         if plan.wrap != WrapMode::None {
@@ -95,6 +108,10 @@ pub fn rescale(
                 v = out_ring.add(v, out_ring.add(u64::from(c[i]), cot[j]));
                 j += 1;
             }
+            if let Some(d) = &ties {
+                v = out_ring.sub(v, out_ring.add(d[i], cot[j]));
+                j += 1;
+            }
             if plan.wrap != WrapMode::None {
                 let b = u64::from(wrap_share(i));
                 let w = match plan.wrap {
@@ -108,28 +125,74 @@ pub fn rescale(
         .collect())
 }
 
+/// XOR shares of `tie ∧ odd(floor((x + 2^(k−1)) / 2^k))` given the shifted shares `y` and the
+/// carry shares `c` of their low `k` bits.
+fn tie_correction(
+    s: &mut Session<'_>,
+    plan: &RescalePlan,
+    y: &[u64],
+    c: &[bool],
+) -> Result<Vec<u64>, ProtocolError> {
+    let k = plan.shift;
+    let server = s.is_server();
+    let m = mask(k);
+    let low: Vec<u64> = y
+        .iter()
+        .map(|&v| {
+            if server {
+                (v & m).wrapping_sub(1) & m
+            } else {
+                v & m
+            }
+        })
+        .collect();
+    let c2 = carries(s, &low, k, &[k - 1])?.pop().unwrap_or_default();
+    let odd_offset = server && (plan.offset >> k) & 1 == 1;
+    let tie: Vec<bool> = (0..y.len())
+        .map(|i| c[i] ^ c2[i] ^ (server && y[i] & m == 0))
+        .collect();
+    let odd: Vec<u64> = (0..y.len())
+        .map(|i| u64::from(((y[i] >> k) & 1 == 1) ^ c[i] ^ odd_offset))
+        .collect();
+    super::relu::mux(s, Ring::new(1), &tie, &odd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::floor_shift;
-    use crate::nonlinear::testutil::{open, run, share, values};
+    use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::plan::Rounding;
 
     fn check(l: u32, range: (i128, i128), k: u32, r: u32, expect_wrap: WrapMode) {
-        let plan = RescalePlan::new(l, range, k, r).expect("plan");
+        check_rounding(l, range, k, r, expect_wrap, Rounding::NoTies);
+        if k > 0 {
+            check_rounding(l, range, k, r, expect_wrap, Rounding::HalfEven);
+        }
+    }
+
+    fn check_rounding(
+        l: u32,
+        range: (i128, i128),
+        k: u32,
+        r: u32,
+        expect_wrap: WrapMode,
+        rounding: Rounding,
+    ) {
+        let plan = RescalePlan::new(l, range, k, r, rounding).expect("plan");
         assert_eq!(plan.wrap, expect_wrap, "l {l} k {k} r {r} {range:?}");
         let (inr, outr) = (Ring::new(l), Ring::new(r));
-        let v = values(range.0, range.1, 500, u64::from(l * 100 + k));
+        let mut v = values(range.0, range.1, 500, u64::from(l * 100 + k));
+        with_ties(&mut v, range, k);
         let (xs, xc) = share(inr, &v, u64::from(r));
         let (a, b) = run(plan.cost(500), move |s| {
             rescale(s, &plan, if s.is_server() { &xs } else { &xc })
         });
         let got = open(outr, &a, &b);
-        let half = if k == 0 { 0 } else { 1i128 << (k - 1) };
         for i in 0..v.len() {
             assert_eq!(
                 got[i],
-                floor_shift(v[i] + half, k),
-                "l {l} k {k} r {r} x {}",
+                round_shift(v[i], k, rounding),
+                "l {l} k {k} r {r} x {} {rounding:?}",
                 v[i]
             );
         }
