@@ -44,10 +44,11 @@ fn round_even(x: i128, k: u32) -> i128 {
     }
 }
 
-/// Puts ties `q·2^k + 2^(k−1)` (both parities of `q`, `q` around 0) at indices 5..45.
+/// Puts ties `q·2^k + 2^(k−1)` for `q` in `−8..8` at indices 5..21 (inside every range used
+/// here).
 fn add_ties(v: &mut [i128], k: u32) {
-    for (j, slot) in v.iter_mut().skip(5).take(40).enumerate() {
-        *slot = ((j as i128 - 20) << k) + (1 << (k - 1));
+    for (j, slot) in v.iter_mut().skip(5).take(16).enumerate() {
+        *slot = ((j as i128 - 8) << k) + (1 << (k - 1));
     }
 }
 

@@ -183,21 +183,20 @@ mod tests {
     #[test]
     fn requant_16_to_4_fused_relu() {
         let range = (-(1i128 << 14) + 1, (1 << 14) - 513);
-        let plan = RequantPlan::new(16, range, 10, (0, 15), 5, Rounding::NoTies).expect("plan");
-        let ring = Ring::new(16);
-        let v = values(range.0, range.1, 2000, 1);
-        let (zs, zc) = share(ring, &v, 2);
-        let (a, b) = run(plan.cost(2000), move |s| {
-            requant(s, &plan, if s.is_server() { &zs } else { &zc })
-        });
-        let got = open(Ring::new(5), &a, &b);
-        for i in 0..v.len() {
-            assert_eq!(
-                got[i],
-                reference(v[i], 10, (0, 15), Rounding::NoTies),
-                "z {}",
-                v[i]
-            );
+        for rounding in [Rounding::NoTies, Rounding::HalfEven] {
+            let plan = RequantPlan::new(16, range, 10, (0, 15), 5, rounding).expect("plan");
+            let ring = Ring::new(16);
+            let mut v = values(range.0, range.1, 2000, 1);
+            with_ties(&mut v, range, 10);
+            let (zs, zc) = share(ring, &v, 2);
+            let (a, b) = run(plan.cost(2000), move |s| {
+                requant(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
+            let got = open(Ring::new(5), &a, &b);
+            for i in 0..v.len() {
+                let want = reference(v[i], 10, (0, 15), rounding);
+                assert_eq!(got[i], want, "z {} {rounding:?}", v[i]);
+            }
         }
     }
 
