@@ -1,1 +1,233 @@
-//! Oblivious transfer: the `OtSource` abstraction and its cryprot-ot backends.
+//! Oblivious transfer: the [`OtSource`] abstraction, the [`IdealOt`] dealer for tests and the
+//! cryprot-ot backends ([`cryprot`]).
+//!
+//! Every nonlinear protocol consumes *random OTs* (ROTs): the OT sender gets two random 128-bit
+//! pads `(p0, p1)`, the receiver a random choice bit `c` and `p_c`. The protocols derive from them
+//! the correlated OTs over `Z_{2^k}` with chosen choices they need (one choice-correction bit
+//! from the receiver, one `k`-bit message from the sender; see `nonlinear`), so the backend only
+//! has to produce ROTs in bulk before a protocol runs. Silent OT produces ROTs natively (random
+//! choices); IKNP produces ROTs for receiver-chosen random choices.
+//!
+//! Background: `protocols.md` §1.8, `dependencies.md` §2b (cryprot-ot 0.3.0).
+
+pub mod cryprot;
+
+use std::future::Future;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+/// Why OT material could not be produced or consumed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OtError {
+    /// A protocol asked for more ROTs than were fetched for it (a bug in the cost accounting).
+    #[error("OT pads exhausted: need {need} more {dir} ROTs, {left} left")]
+    Exhausted {
+        /// ROTs requested.
+        need: usize,
+        /// ROTs left.
+        left: usize,
+        /// `"sender"` or `"receiver"`.
+        dir: &'static str,
+    },
+    /// The OT extension backend failed.
+    #[error("OT backend: {0}")]
+    Backend(String),
+}
+
+/// The ROTs one party holds for one protocol run: those where it is the OT sender and those
+/// where it is the receiver, consumed in order.
+///
+/// # Security
+/// The pads are secret; `Debug` prints only the counts.
+pub struct OtPads {
+    send: Vec<[u128; 2]>,
+    send_pos: usize,
+    choices: Vec<bool>,
+    recv: Vec<u128>,
+    recv_pos: usize,
+}
+
+impl std::fmt::Debug for OtPads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, r) = self.remaining();
+        write!(f, "OtPads {{ send_left: {s}, recv_left: {r} }}")
+    }
+}
+
+impl OtPads {
+    /// Pads from sender ROTs and receiver ROTs (choices and chosen pads).
+    ///
+    /// # Panics
+    /// If `choices` and `recv` differ in length.
+    pub fn new(send: Vec<[u128; 2]>, choices: Vec<bool>, recv: Vec<u128>) -> Self {
+        assert_eq!(choices.len(), recv.len(), "one choice per received pad");
+        OtPads {
+            send,
+            send_pos: 0,
+            choices,
+            recv,
+            recv_pos: 0,
+        }
+    }
+
+    /// ROTs left as (sender, receiver).
+    pub fn remaining(&self) -> (usize, usize) {
+        (
+            self.send.len() - self.send_pos,
+            self.recv.len() - self.recv_pos,
+        )
+    }
+
+    /// Takes the next `n` sender ROTs.
+    ///
+    /// # Errors
+    /// [`OtError::Exhausted`] if fewer are left.
+    pub fn take_send(&mut self, n: usize) -> Result<&[[u128; 2]], OtError> {
+        let left = self.send.len() - self.send_pos;
+        if n > left {
+            return Err(OtError::Exhausted {
+                need: n,
+                left,
+                dir: "sender",
+            });
+        }
+        self.send_pos += n;
+        Ok(&self.send[self.send_pos - n..self.send_pos])
+    }
+
+    /// Takes the next `n` receiver ROTs as (choices, pads).
+    ///
+    /// # Errors
+    /// [`OtError::Exhausted`] if fewer are left.
+    pub fn take_recv(&mut self, n: usize) -> Result<(&[bool], &[u128]), OtError> {
+        let left = self.recv.len() - self.recv_pos;
+        if n > left {
+            return Err(OtError::Exhausted {
+                need: n,
+                left,
+                dir: "receiver",
+            });
+        }
+        self.recv_pos += n;
+        let r = self.recv_pos - n..self.recv_pos;
+        Ok((&self.choices[r.clone()], &self.recv[r]))
+    }
+}
+
+/// A producer of random OTs for one party. The peer's source must be asked for the matching
+/// counts (this party's `send` = the peer's `receive`) in the same order.
+pub trait OtSource {
+    /// Produces `send` ROTs with this party as sender and `receive` ROTs with this party as
+    /// receiver (the two directions run concurrently on network backends).
+    ///
+    /// # Errors
+    /// [`OtError::Backend`] if the OT protocol fails.
+    fn pads(
+        &mut self,
+        send: usize,
+        receive: usize,
+    ) -> impl Future<Output = Result<OtPads, OtError>> + Send;
+}
+
+/// Which party an [`IdealOt`] serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The model owner.
+    Server,
+    /// The input owner.
+    Client,
+}
+
+/// Ideal ROT functionality for tests: both parties' halves come from one seeded PRG per
+/// direction, so matching requests yield matching pads without any communication.
+///
+/// # Security
+/// None: each half can recompute the other's pads. Tests and benchmarks of the protocol logic
+/// only.
+pub struct IdealOt {
+    side: Side,
+    server_to_client: ChaCha12Rng,
+    client_to_server: ChaCha12Rng,
+}
+
+impl IdealOt {
+    /// The two halves (server, client) of a dealer seeded with `seed`.
+    pub fn pair(seed: u64) -> (IdealOt, IdealOt) {
+        let make = |side| {
+            let mut s2c = ChaCha12Rng::seed_from_u64(seed);
+            s2c.set_stream(1);
+            let mut c2s = ChaCha12Rng::seed_from_u64(seed);
+            c2s.set_stream(2);
+            IdealOt {
+                side,
+                server_to_client: s2c,
+                client_to_server: c2s,
+            }
+        };
+        (make(Side::Server), make(Side::Client))
+    }
+
+    /// The pads without async (the dealer never waits).
+    pub fn pads_now(&mut self, send: usize, receive: usize) -> OtPads {
+        let (send_rng, recv_rng) = match self.side {
+            Side::Server => (&mut self.server_to_client, &mut self.client_to_server),
+            Side::Client => (&mut self.client_to_server, &mut self.server_to_client),
+        };
+        let sent = (0..send).map(|_| draw(send_rng).0).collect();
+        let (choices, recv) = (0..receive)
+            .map(|_| {
+                let (p, c) = draw(recv_rng);
+                (c, p[usize::from(c)])
+            })
+            .unzip();
+        OtPads::new(sent, choices, recv)
+    }
+}
+
+fn draw(rng: &mut ChaCha12Rng) -> ([u128; 2], bool) {
+    let p = [rng.random::<u128>(), rng.random::<u128>()];
+    (p, rng.random::<bool>())
+}
+
+impl OtSource for IdealOt {
+    fn pads(
+        &mut self,
+        send: usize,
+        receive: usize,
+    ) -> impl Future<Output = Result<OtPads, OtError>> + Send {
+        let pads = self.pads_now(send, receive);
+        async move { Ok(pads) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ideal_halves_match() {
+        let (mut s, mut c) = IdealOt::pair(7);
+        let mut sp = s.pads_now(100, 50);
+        let mut cp = c.pads_now(50, 100);
+        let sent = sp.take_send(100).expect("enough").to_vec();
+        let (ch, got) = cp.take_recv(100).expect("enough");
+        for i in 0..100 {
+            assert_eq!(got[i], sent[i][usize::from(ch[i])]);
+        }
+        let sent = cp.take_send(50).expect("enough").to_vec();
+        let (ch, got) = sp.take_recv(50).expect("enough");
+        for i in 0..50 {
+            assert_eq!(got[i], sent[i][usize::from(ch[i])]);
+        }
+        assert!(matches!(
+            sp.take_send(1),
+            Err(OtError::Exhausted {
+                need: 1,
+                left: 0,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! Correlated OT with chosen choices over `Z_{2^w}`, derived from random OTs.
+//!
+//! With a ROT (sender pads `p0, p1`, receiver choice `c` and `p_c`) and the receiver's real
+//! choice `b`: the receiver sends `e = b ⊕ c`; with `Q_t = low_w(p_{t⊕e})` the sender sends
+//! `d = Q_0 − Q_1 + Δ` and keeps `s = −Q_0`; the receiver computes `r = Q_b + b·d`. Then
+//! `s + r = b·Δ (mod 2^w)`; for `w = 1` these are XOR shares of `b ∧ Δ`. Cost: 1 bit up, `w`
+//! bits down. The receiver learns nothing about `Δ` beyond `b·Δ` (the other pad is hidden by
+//! the ROT); the sender sees `e`, a one-time pad of `b`.
+
+use super::{BitReader, BitWriter, ProtocolError, Session};
+
+/// `2^w − 1`.
+pub(crate) fn mask(width: u32) -> u64 {
+    if width >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    }
+}
+
+fn low(pad: u128, width: u32) -> u64 {
+    (pad as u64) & mask(width)
+}
+
+/// Receiver half of a batch.
+pub(crate) struct CotReceiver {
+    choices: Vec<bool>,
+    pads: Vec<u128>,
+}
+
+impl CotReceiver {
+    /// Takes one receiver ROT per choice and writes the corrections into `msg`.
+    pub(crate) fn start(
+        s: &mut Session<'_>,
+        choices: Vec<bool>,
+        msg: &mut BitWriter,
+    ) -> Result<Self, ProtocolError> {
+        let (random, pads) = s.pads().take_recv(choices.len())?;
+        for (&b, &c) in choices.iter().zip(random) {
+            msg.push_bit(b ^ c);
+        }
+        Ok(CotReceiver {
+            choices,
+            pads: pads.to_vec(),
+        })
+    }
+
+    /// Reads the sender's `len` messages for elements `offset..offset + len`; returns the
+    /// receiver's shares `r`.
+    pub(crate) fn finish(
+        &self,
+        offset: usize,
+        len: usize,
+        width: u32,
+        msg: &mut BitReader,
+    ) -> Vec<u64> {
+        (offset..offset + len)
+            .map(|i| self.finish_one(i, width, msg))
+            .collect()
+    }
+
+    /// [`CotReceiver::finish`] for one element.
+    pub(crate) fn finish_one(&self, i: usize, width: u32, msg: &mut BitReader) -> u64 {
+        let d = msg.read(width);
+        let q = low(self.pads[i], width);
+        if self.choices[i] {
+            q.wrapping_add(d) & mask(width)
+        } else {
+            q
+        }
+    }
+}
+
+/// Sender half of a batch.
+pub(crate) struct CotSender {
+    pads: Vec<[u128; 2]>,
+    flips: Vec<bool>,
+}
+
+impl CotSender {
+    /// Takes `n` sender ROTs.
+    pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
+        let pads = s.pads().take_send(n)?.to_vec();
+        Ok(CotSender {
+            pads,
+            flips: Vec::new(),
+        })
+    }
+
+    /// Reads the receiver's `n` choice corrections.
+    pub(crate) fn read_corrections(&mut self, msg: &mut BitReader) {
+        self.flips = (0..self.pads.len()).map(|_| msg.read_bit()).collect();
+    }
+
+    /// Writes the messages for elements `offset..offset + deltas.len()` with correlations
+    /// `deltas`; returns the sender's shares `s` (`s + r = b·Δ`).
+    pub(crate) fn respond(
+        &self,
+        offset: usize,
+        deltas: &[u64],
+        width: u32,
+        msg: &mut BitWriter,
+    ) -> Vec<u64> {
+        deltas
+            .iter()
+            .enumerate()
+            .map(|(j, &delta)| self.respond_one(offset + j, delta, width, msg))
+            .collect()
+    }
+
+    /// [`CotSender::respond`] for one element.
+    pub(crate) fn respond_one(&self, i: usize, delta: u64, width: u32, msg: &mut BitWriter) -> u64 {
+        let m = mask(width);
+        let e = usize::from(self.flips[i]);
+        let q0 = low(self.pads[i][e], width);
+        let q1 = low(self.pads[i][1 ^ e], width);
+        msg.push(q0.wrapping_sub(q1).wrapping_add(delta) & m, width);
+        q0.wrapping_neg() & m
+    }
+}
+
+/// A batch of correlated OTs with the client as receiver, in two rounds: the client's choices
+/// `b` (client side) against the server's `deltas` (server side), each element with its own
+/// width. Returns this party's additive shares of `b·Δ` per element, each modulo `2^width`.
+/// The party that does not hold an input passes an empty slice for it.
+pub(crate) fn client_cots(
+    s: &mut Session<'_>,
+    choices: &[bool],
+    deltas: &[u64],
+    widths: &[u32],
+) -> Result<Vec<u64>, ProtocolError> {
+    let n = widths.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let total: u64 = widths.iter().map(|&w| u64::from(w)).sum();
+    if s.is_server() {
+        super::check_len(deltas.len(), n)?;
+        let mut sender = CotSender::take(s, n)?;
+        let mut r = s.round(BitWriter::new(), n as u64)?;
+        sender.read_corrections(&mut r);
+        let mut msg = BitWriter::new();
+        let out = (0..n)
+            .map(|i| sender.respond_one(i, deltas[i], widths[i], &mut msg))
+            .collect();
+        s.round(msg, 0)?;
+        Ok(out)
+    } else {
+        super::check_len(choices.len(), n)?;
+        let mut msg = BitWriter::new();
+        let recv = CotReceiver::start(s, choices.to_vec(), &mut msg)?;
+        s.round(msg, 0)?;
+        let mut r = s.round(BitWriter::new(), total)?;
+        Ok((0..n)
+            .map(|i| recv.finish_one(i, widths[i], &mut r))
+            .collect())
+    }
+}

@@ -1,0 +1,373 @@
+//! The plan's requantizations on shares, low precision first: truncate-and-reduce into the
+//! smallest ring the clamp needs, clamp there, and widen only when the output ring asks for it.
+//!
+//! - [`requant`]: `y = clamp(floor((z + 2^(k−1)) / 2^k), lo, hi)` of shares of `z` (linear
+//!   layers: the HE layer has already applied the server-private multipliers);
+//! - [`rescale_public`], [`add`]: the plan's `Rescale` and residual `Add` (public multipliers,
+//!   computed locally after aligning the inputs' rings, see [`CombinePlan`]);
+//! - [`unpack`]: HEQuant packed fields (`protocols.md` §3.5) fused with requantization.
+//!
+//! Zero points are handled at the I/O boundary (plan values are centred), so no zero-point
+//! addition appears here; the clamp bounds are arbitrary.
+
+use super::carry::carries;
+use super::cot::{client_cots, mask};
+use super::relu::clamp;
+use super::trunc::rescale;
+use super::{ProtocolError, Session, check_len};
+use crate::cost::nonlinear::{CombinePlan, RequantPlan, UnpackPlan};
+use crate::ring::Ring;
+
+/// Runs a [`RequantPlan`]: shares of `z` in `Z_{2^l}` to shares of `y` in `Z_{2^R}`.
+///
+/// # Errors
+/// [`ProtocolError`] on exhausted OT pads or channel failure.
+pub fn requant(
+    s: &mut Session<'_>,
+    plan: &RequantPlan,
+    z: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
+    let t = rescale(s, &plan.rescale, z)?;
+    let y = clamp(s, &plan.clamp, &t)?;
+    let m = mask(plan.out_bits);
+    Ok(y.into_iter().map(|v| v & m).collect())
+}
+
+/// Brings input `input` of a [`CombinePlan`] into the combination ring: extension if its ring
+/// is narrower, local reduction otherwise.
+///
+/// # Errors
+/// As [`requant`].
+pub fn align(
+    s: &mut Session<'_>,
+    plan: &CombinePlan,
+    input: usize,
+    x: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
+    match plan.inputs.get(input).and_then(|i| i.2.as_ref()) {
+        Some(ext) => rescale(s, ext, x),
+        None => Ok(x.iter().map(|&v| v & mask(plan.ring_bits)).collect()),
+    }
+}
+
+/// The plan's `Rescale`: `y = clamp(floor((x·m[c] + 2^(k−1)) / 2^k), lo, hi)` with public
+/// per-channel multipliers (`multipliers.len() == 1`: one for the whole tensor; otherwise
+/// element `i` is in channel `i / per_channel`).
+///
+/// # Errors
+/// [`ProtocolError::Length`] if the multipliers do not cover the channels; otherwise as
+/// [`requant`].
+pub fn rescale_public(
+    s: &mut Session<'_>,
+    plan: &CombinePlan,
+    x: &[u64],
+    multipliers: &[i64],
+    per_channel: usize,
+) -> Result<Vec<u64>, ProtocolError> {
+    if multipliers.len() != 1 {
+        check_len(x.len(), multipliers.len() * per_channel)?;
+    }
+    let ring = Ring::new(plan.ring_bits);
+    let xa = align(s, plan, 0, x)?;
+    let z: Vec<u64> = xa
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let m = if multipliers.len() == 1 {
+                multipliers[0]
+            } else {
+                multipliers[i / per_channel.max(1)]
+            };
+            ring.mul(v, ring.from_signed(m))
+        })
+        .collect();
+    requant(s, &plan.requant, &z)
+}
+
+/// Residual add: `y = clamp(floor((a·m_a + b·m_b + 2^(k−1)) / 2^k), lo, hi)`.
+///
+/// # Errors
+/// [`ProtocolError::Length`] if `a` and `b` differ in length; otherwise as [`requant`].
+pub fn add(
+    s: &mut Session<'_>,
+    plan: &CombinePlan,
+    a: &[u64],
+    b: &[u64],
+    m: (i64, i64),
+) -> Result<Vec<u64>, ProtocolError> {
+    check_len(b.len(), a.len())?;
+    let ring = Ring::new(plan.ring_bits);
+    let aa = align(s, plan, 0, a)?;
+    let ba = align(s, plan, 1, b)?;
+    let (ma, mb) = (ring.from_signed(m.0), ring.from_signed(m.1));
+    let z: Vec<u64> = aa
+        .iter()
+        .zip(&ba)
+        .map(|(&x, &y)| ring.add(ring.mul(x, ma), ring.mul(y, mb)))
+        .collect();
+    requant(s, &plan.requant, &z)
+}
+
+/// HEQuant unpacking fused with requantization: shares in `Z_{2^l}` of `Σ_j 2^(j·s)·z_j` (`n`
+/// coefficients of `b` fields) to the requantized fields, field-major: output `j·n + i` is field
+/// `j` of coefficient `i`.
+///
+/// The server adds `Σ_j 2^(j·s)·(2^(s−1) + 2^(k−1))`, which makes every field a non-negative
+/// `s`-bit integer with no borrow across fields; one carry chain then gives each field's
+/// truncation carry, and field `j` is `(Y0 >> (js+k)) + (Y1 >> (js+k)) + c_j − 2^(s−1−k)` in
+/// `Z_{2^(s−k)}` (the higher fields and the ring wrap vanish modulo `2^(s−k)`).
+///
+/// # Errors
+/// As [`requant`].
+pub fn unpack(
+    s: &mut Session<'_>,
+    plan: &UnpackPlan,
+    z: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
+    let (l, b, sb, k) = (plan.in_bits, plan.fields, plan.field_bits, plan.shift);
+    let ring = Ring::new(l);
+    let small = Ring::new(sb - k);
+    let server = s.is_server();
+    let half = if k == 0 { 0 } else { 1u64 << (k - 1) };
+    let bias = (0..b).fold(0u64, |acc, j| {
+        ring.add(acc, ring.reduce(((1u64 << (sb - 1)) + half) << (j * sb)))
+    });
+    let y: Vec<u64> = z
+        .iter()
+        .map(|&v| if server { ring.add(v, bias) } else { v })
+        .collect();
+    let first = u32::from(k == 0);
+    let positions: Vec<u32> = (first..b).map(|j| j * sb + k - 1).collect();
+    let len = plan.chain_len();
+    let low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
+    let bits = carries(s, &low, len, &positions)?;
+    let n = y.len();
+    let width = sb - k;
+    let widths = vec![width; n * bits.len()];
+    let flat: Vec<bool> = bits.iter().flat_map(|c| c.iter().copied()).collect();
+    let (choices, deltas) = if server {
+        (
+            Vec::new(),
+            flat.iter().map(|&c| small.neg(2 * u64::from(c))).collect(),
+        )
+    } else {
+        (flat.clone(), Vec::new())
+    };
+    let cot = client_cots(s, &choices, &deltas, &widths)?;
+    let centre = if server { 1u64 << (sb - 1 - k) } else { 0 };
+    let mut fields = Vec::with_capacity(n * b as usize);
+    for j in 0..b {
+        for (i, &yi) in y.iter().enumerate() {
+            let mut v = small.sub(small.reduce(yi >> (j * sb + k)), centre);
+            if j >= first {
+                let idx = (j - first) as usize * n + i;
+                v = small.add(v, small.add(u64::from(flat[idx]), cot[idx]));
+            }
+            fields.push(v);
+        }
+    }
+    requant(s, &plan.requant, &fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::nonlinear::{mul_range, union_range};
+    use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::plan::Rounding;
+
+    fn reference(z: i128, k: u32, clamp: (i128, i128), rounding: Rounding) -> i128 {
+        round_shift(z, k, rounding).clamp(clamp.0, clamp.1)
+    }
+
+    #[test]
+    fn requant_16_to_4_fused_relu() {
+        let range = (-(1i128 << 14) + 1, (1 << 14) - 513);
+        for rounding in [Rounding::NoTies, Rounding::HalfEven] {
+            let plan = RequantPlan::new(16, range, 10, (0, 15), 5, rounding).expect("plan");
+            let ring = Ring::new(16);
+            let mut v = values(range.0, range.1, 2000, 1);
+            with_ties(&mut v, range, 10);
+            let (zs, zc) = share(ring, &v, 2);
+            let (a, b) = run(plan.cost(2000), move |s| {
+                requant(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
+            let got = open(Ring::new(5), &a, &b);
+            for i in 0..v.len() {
+                let want = reference(v[i], 10, (0, 15), rounding);
+                assert_eq!(got[i], want, "z {} {rounding:?}", v[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn requant_widths_and_clamps() {
+        for (l, range, k, clamp, out) in [
+            (
+                37u32,
+                (-(1i128 << 30), 1i128 << 30),
+                22u32,
+                (-128i128, 127i128),
+                8u32,
+            ),
+            (20, (-(1 << 19), (1 << 19) - 2049), 12, (0, 63), 7),
+            (24, (-5000, 5000), 0, (-2, 2), 3),
+            (45, (-(1 << 43), 1 << 43), 40, (-7, 7), 4),
+            (12, (-2048, 2043), 3, (-1000, 1000), 12),
+        ] {
+            for rounding in [Rounding::NoTies, Rounding::HalfEven] {
+                let plan = RequantPlan::new(l, range, k, clamp, out, rounding).expect("plan");
+                let ring = Ring::new(l);
+                let mut v = values(range.0, range.1, 700, u64::from(l));
+                with_ties(&mut v, range, k);
+                let (zs, zc) = share(ring, &v, 3);
+                let (a, b) = run(plan.cost(700), move |s| {
+                    requant(s, &plan, if s.is_server() { &zs } else { &zc })
+                });
+                let got = open(Ring::new(out), &a, &b);
+                for i in 0..v.len() {
+                    let want = reference(v[i], k, clamp, rounding);
+                    assert_eq!(got[i], want, "l {l} k {k} z {} {rounding:?}", v[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activation_widths_2_to_16() {
+        for b in 2u32..=16 {
+            let l = (b + 20).min(45);
+            let range = (-(1i128 << (l - 3)), (1i128 << (l - 3)) - (1 << (l - 4)));
+            let k = l - 3 - b;
+            let clamp = (-(1i128 << (b - 1)), (1i128 << (b - 1)) - 1);
+            let plan = RequantPlan::new(l, range, k, clamp, b, Rounding::HalfEven).expect("plan");
+            let mut v = values(range.0, range.1, 300, u64::from(b));
+            with_ties(&mut v, range, k);
+            let (zs, zc) = share(Ring::new(l), &v, 13);
+            let (a, c) = run(plan.cost(300), move |s| {
+                requant(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
+            let got = open(Ring::new(b), &a, &c);
+            for i in 0..v.len() {
+                let want = reference(v[i], k, clamp, Rounding::HalfEven);
+                assert_eq!(got[i], want, "b {b} z {}", v[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn residual_add_with_alignment() {
+        // a: 8-bit ring (range ±100), b: 20-bit ring (range ±3000); z = 7a − 3b.
+        let (ra, rb) = ((-100i128, 100i128), (-3000i128, 3000i128));
+        let (za, zb) = (mul_range(ra, 7), mul_range(rb, -3));
+        let z = (za.0 + zb.0, za.1 + zb.1);
+        let plan = CombinePlan::new(
+            &[(8, ra), (20, rb)],
+            z,
+            5,
+            (-128, 127),
+            8,
+            Rounding::HalfEven,
+        )
+        .expect("plan");
+        let mut a = values(ra.0, ra.1, 400, 5);
+        // Ties: 7·1 − 3·(−3) = 16 = 0.5·32 and 7·3 − 3·(−9) = 48 = 1.5·32.
+        (a[10], a[11]) = (1, 3);
+        let mut b = values(rb.0, rb.1, 400, 6);
+        (b[10], b[11]) = (-3, -9);
+        let (as_, ac) = share(Ring::new(8), &a, 7);
+        let (bs, bc) = share(Ring::new(20), &b, 8);
+        let p = plan.clone();
+        let (x, y) = run(plan.cost(&[400, 400], 400), move |s| {
+            if s.is_server() {
+                add(s, &p, &as_, &bs, (7, -3))
+            } else {
+                add(s, &p, &ac, &bc, (7, -3))
+            }
+        });
+        let got = open(Ring::new(8), &x, &y);
+        for i in 0..400 {
+            let want = reference(7 * a[i] - 3 * b[i], 5, (-128, 127), Rounding::HalfEven);
+            assert_eq!(got[i], want);
+        }
+    }
+
+    #[test]
+    fn public_rescale_per_channel() {
+        let r = (-50i128, 60i128);
+        let ms = [3i64, -5, 11];
+        let z = ms.iter().fold(mul_range(r, 3), |acc, &m| {
+            union_range(acc, mul_range(r, i128::from(m)))
+        });
+        let plan =
+            CombinePlan::new(&[(7, r)], z, 2, (0, 127), 8, Rounding::HalfEven).expect("plan");
+        let v = values(r.0, r.1, 300, 9);
+        let (xs, xc) = share(Ring::new(7), &v, 10);
+        let p = plan.clone();
+        let (a, b) = run(plan.cost(&[300], 300), move |s| {
+            rescale_public(s, &p, if s.is_server() { &xs } else { &xc }, &ms, 100)
+        });
+        let got = open(Ring::new(8), &a, &b);
+        for i in 0..300 {
+            assert_eq!(
+                got[i],
+                reference(
+                    v[i] * i128::from(ms[i / 100]),
+                    2,
+                    (0, 127),
+                    Rounding::HalfEven
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn unpack_fields_fused() {
+        for (l, fields, s_bits, k, clamp, out) in [
+            (37u32, 2u32, 18u32, 6u32, (0i128, 15i128), 5u32),
+            (45, 3, 15, 4, (-8, 7), 4),
+            (30, 3, 10, 0, (-512, 511), 10),
+            (16, 1, 16, 9, (0, 31), 6),
+        ] {
+            for rounding in [Rounding::NoTies, Rounding::HalfEven] {
+                let fr = (
+                    -(1i128 << (s_bits - 1)) + 1,
+                    (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) },
+                );
+                let plan =
+                    UnpackPlan::new(l, fields, s_bits, fr, k, clamp, out, rounding).expect("plan");
+                let n = 300;
+                let f: Vec<Vec<i128>> = (0..fields)
+                    .map(|j| {
+                        let mut v = values(fr.0, fr.1, n, u64::from(j + 20));
+                        with_ties(&mut v, fr, k);
+                        v
+                    })
+                    .collect();
+                let packed: Vec<i128> = (0..n)
+                    .map(|i| (0..fields).map(|j| f[j as usize][i] << (j * s_bits)).sum())
+                    .collect();
+                let ring = Ring::new(l);
+                let wrapped: Vec<i128> = packed
+                    .iter()
+                    .map(|&p| i128::from(ring.to_signed(ring.reduce(p as u64))))
+                    .collect();
+                let (zs, zc) = share(ring, &wrapped, 12);
+                let (a, b) = run(plan.cost(n as u64), move |s| {
+                    unpack(s, &plan, if s.is_server() { &zs } else { &zc })
+                });
+                let got = open(Ring::new(out), &a, &b);
+                for j in 0..fields as usize {
+                    for i in 0..n {
+                        assert_eq!(
+                            got[j * n + i],
+                            reference(f[j][i], k, clamp, rounding),
+                            "l {l} field {j} z {}",
+                            f[j][i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Exact rescaling `y = round(x / 2^k)` from `Z_{2^l}` to `Z_{2^R}` (SiRNN-style): truncation
+//! with rounding, its cheap known-MSB variant, truncate-and-reduce and signed or unsigned
+//! bit-width extension (`k = 0`).
+//!
+//! The server adds `2^(k−1) + offset` so that the value `Y` is an integer in `[0, 2^l)`; with
+//! `Y_i = H_i·2^k + lo_i`, `y = H0 + H1 + c − w·2^(l−k) − offset/2^k` where `c` is the carry of
+//! `lo0 + lo1` (a carry chain on `k` bits) and `w` the wrap of `Y0 + Y1`. The wrap vanishes in a
+//! ring of at most `l − k` bits (truncate-and-reduce). When the plan's range puts `Y` below
+//! `2^(l−1)` (MSB known to be 0), `w = m0 ∨ m1` of the shares' MSBs: one correlated OT instead of
+//! a chain over all `l` bits. `c` and `w` become arithmetic by one correlated OT each (B2A).
+//!
+//! This computes `floor((x + 2^(k−1)) / 2^k)` (half up). Ties to even subtract
+//! `d = tie ∧ odd(y)`: `tie` (the low `k` bits of `Y` are zero) is `c ⊕ c' ⊕ [lo0 = 0]` with `c'`
+//! the carry of `(lo0 − 1 mod 2^k) + lo1` (a second chain), `odd(y)` is local given `c`, and the
+//! AND is one multiplexer over `Z_2`. Plan and cost: [`RescalePlan`].
+
+use super::carry::carries;
+use super::cot::{client_cots, mask};
+use super::{ProtocolError, Session};
+use crate::cost::nonlinear::{RescalePlan, WrapMode};
+use crate::ring::Ring;
+
+/// Runs a [`RescalePlan`] on shares `x` in `Z_{2^l}`; returns shares in `Z_{2^R}`.
+///
+/// # Errors
+/// [`ProtocolError`] on exhausted OT pads or channel failure.
+pub fn rescale(
+    s: &mut Session<'_>,
+    plan: &RescalePlan,
+    x: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
+    let (l, k, r) = (plan.in_bits, plan.shift, plan.out_bits);
+    let (in_ring, out_ring) = (Ring::new(l), Ring::new(r));
+    let server = s.is_server();
+    let half = if k == 0 { 0 } else { 1u64 << (k - 1) };
+    let y: Vec<u64> = x
+        .iter()
+        .map(|&v| {
+            if server {
+                in_ring.add(v, in_ring.reduce(half.wrapping_add(plan.offset)))
+            } else {
+                v
+            }
+        })
+        .collect();
+    let len = plan.chain_len();
+    let mut positions = Vec::new();
+    if k > 0 {
+        positions.push(k - 1);
+    }
+    if plan.wrap == WrapMode::Chain {
+        positions.push(l - 1);
+    }
+    let low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
+    let bits = carries(s, &low, len, &positions)?;
+    let carry = if k > 0 { bits.first() } else { None };
+    let ties = match carry {
+        Some(c) if plan.tie_test() => Some(tie_correction(s, plan, &y, c)?),
+        _ => None,
+    };
+    let wrap_bits = plan.wrap_bits();
+    let wrap_share = |i: usize| match plan.wrap {
+        WrapMode::Chain => bits.last().is_some_and(|w| w[i]),
+        _ => in_ring.msb(y[i]),
+    };
+    // One B2A per needed bit: client choices are its bits, server correlations −2·b0 (B2A) or m0
+    // (the AND of the two MSBs).
+    let mut choices = Vec::new();
+    let mut deltas = Vec::new();
+    let mut widths = Vec::new();
+    for i in 0..y.len() {
+        if let Some(c) = carry {
+            choices.push(c[i]);
+            deltas.push(out_ring.neg(2 * u64::from(c[i])));
+            widths.push(r);
+        }
+        if let Some(d) = &ties {
+            choices.push(d[i] == 1);
+            deltas.push(out_ring.neg(2 * d[i]));
+            widths.push(r);
+        }
+        if plan.wrap != WrapMode::None {
+            let b = wrap_share(i);
+            choices.push(b);
+            let wm = mask(wrap_bits);
+            deltas.push(if plan.wrap == WrapMode::Chain {
+                (2 * u64::from(b)).wrapping_neg() & wm
+            } else {
+                u64::from(b)
+            });
+            widths.push(wrap_bits);
+        }
+    }
+    let (choices, deltas) = if server {
+        (Vec::new(), deltas)
+    } else {
+        (choices, Vec::new())
+    };
+    let cot = client_cots(s, &choices, &deltas, &widths)?;
+    let per = widths.len().checked_div(y.len()).unwrap_or(0);
+    let scale = 1u64 << (l - k);
+    let offset_hi = if server { plan.offset >> k } else { 0 };
+    Ok((0..y.len())
+        .map(|i| {
+            let mut v = out_ring.sub(out_ring.reduce(y[i] >> k), out_ring.reduce(offset_hi));
+            let mut j = i * per;
+            if let Some(c) = carry {
+                v = out_ring.add(v, out_ring.add(u64::from(c[i]), cot[j]));
+                j += 1;
+            }
+            if let Some(d) = &ties {
+                v = out_ring.sub(v, out_ring.add(d[i], cot[j]));
+                j += 1;
+            }
+            if plan.wrap != WrapMode::None {
+                let b = u64::from(wrap_share(i));
+                let w = match plan.wrap {
+                    WrapMode::Chain => b.wrapping_add(cot[j]),
+                    _ => b.wrapping_sub(cot[j]),
+                } & mask(wrap_bits);
+                v = out_ring.sub(v, out_ring.mul(w, scale));
+            }
+            v
+        })
+        .collect())
+}
+
+/// XOR shares of `tie ∧ odd(floor((x + 2^(k−1)) / 2^k))` given the shifted shares `y` and the
+/// carry shares `c` of their low `k` bits.
+fn tie_correction(
+    s: &mut Session<'_>,
+    plan: &RescalePlan,
+    y: &[u64],
+    c: &[bool],
+) -> Result<Vec<u64>, ProtocolError> {
+    let k = plan.shift;
+    let server = s.is_server();
+    let m = mask(k);
+    let low: Vec<u64> = y
+        .iter()
+        .map(|&v| {
+            if server {
+                (v & m).wrapping_sub(1) & m
+            } else {
+                v & m
+            }
+        })
+        .collect();
+    let c2 = carries(s, &low, k, &[k - 1])?.pop().unwrap_or_default();
+    let odd_offset = server && (plan.offset >> k) & 1 == 1;
+    let tie: Vec<bool> = (0..y.len())
+        .map(|i| c[i] ^ c2[i] ^ (server && y[i] & m == 0))
+        .collect();
+    let odd: Vec<u64> = (0..y.len())
+        .map(|i| u64::from(((y[i] >> k) & 1 == 1) ^ c[i] ^ odd_offset))
+        .collect();
+    super::relu::mux(s, Ring::new(1), &tie, &odd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::plan::Rounding;
+
+    fn check(l: u32, range: (i128, i128), k: u32, r: u32, expect_wrap: WrapMode) {
+        check_rounding(l, range, k, r, expect_wrap, Rounding::NoTies);
+        if k > 0 {
+            check_rounding(l, range, k, r, expect_wrap, Rounding::HalfEven);
+        }
+    }
+
+    fn check_rounding(
+        l: u32,
+        range: (i128, i128),
+        k: u32,
+        r: u32,
+        expect_wrap: WrapMode,
+        rounding: Rounding,
+    ) {
+        let plan = RescalePlan::new(l, range, k, r, rounding).expect("plan");
+        assert_eq!(plan.wrap, expect_wrap, "l {l} k {k} r {r} {range:?}");
+        let (inr, outr) = (Ring::new(l), Ring::new(r));
+        let mut v = values(range.0, range.1, 500, u64::from(l * 100 + k));
+        with_ties(&mut v, range, k);
+        let (xs, xc) = share(inr, &v, u64::from(r));
+        let (a, b) = run(plan.cost(500), move |s| {
+            rescale(s, &plan, if s.is_server() { &xs } else { &xc })
+        });
+        let got = open(outr, &a, &b);
+        for i in 0..v.len() {
+            assert_eq!(
+                got[i],
+                round_shift(v[i], k, rounding),
+                "l {l} k {k} r {r} x {} {rounding:?}",
+                v[i]
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_known_msb_and_general() {
+        check(37, (-(1 << 34), 1 << 34), 12, 37, WrapMode::KnownMsb);
+        check(
+            37,
+            (-(1 << 36), (1 << 36) - (1 << 11) - 1),
+            12,
+            37,
+            WrapMode::Chain,
+        );
+        check(16, (-(1 << 15), (1 << 15) - 9), 4, 16, WrapMode::Chain);
+        check(45, (-(1 << 42), 1 << 42), 20, 45, WrapMode::KnownMsb);
+        // Rounding ties: multiples of 2^(k-1).
+        check(10, (-512, 503), 4, 10, WrapMode::Chain);
+        check(10, (-256, 247), 4, 10, WrapMode::KnownMsb);
+    }
+
+    #[test]
+    fn truncate_and_reduce() {
+        check(16, (-(1 << 14), (1 << 14) - 1), 10, 6, WrapMode::None);
+        check(37, (-(1 << 35), 1 << 35), 12, 25, WrapMode::None);
+        check(20, (-(1 << 19), (1 << 19) - 513), 10, 10, WrapMode::None);
+    }
+
+    #[test]
+    fn extension_signed_and_unsigned() {
+        check(4, (-8, 7), 0, 16, WrapMode::Chain);
+        check(5, (-8, 7), 0, 37, WrapMode::KnownMsb);
+        check(4, (0, 15), 0, 9, WrapMode::Chain);
+        check(8, (0, 127), 0, 20, WrapMode::KnownMsb);
+        check(2, (-2, 1), 0, 45, WrapMode::Chain);
+    }
+}

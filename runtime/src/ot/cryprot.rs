@@ -1,0 +1,158 @@
+//! cryprot-ot 0.3.0 backends of [`OtSource`]: semi-honest silent OT (BCG+19 with expand-convolute
+//! codes; the default) and semi-honest IKNP, over a `cryprot_net::Connection`.
+//!
+//! Each party holds one sender and one receiver, each on its own sub-connection: the first
+//! sub-connection carries the OTs with the server as sender, the second those with the client
+//! as sender. Outputs are the protocols' hashed 128-bit
+//! random OTs (the receiver's choices are random); `nonlinear` derandomizes them.
+//!
+//! Traffic per batch of `n` OTs (read from the cryprot-ot 0.3.0 / cryprot-net 0.2.5 sources,
+//! checked by measurement in the tests; [`crate::cost::nonlinear::ot_extension_bytes`]):
+//! IKNP sends `16·⌈n/128⌉·128` bytes from receiver to sender plus a stream header, and 128
+//! Simplest-OT base OTs on first use; silent OT runs one IKNP batch for its PPRF base OTs and
+//! a GGM-tree expansion whose size is logarithmic in `n`, so large batches cost a fraction of a
+//! bit per OT.
+
+use cryprot_net::Connection;
+use cryprot_ot::RandChoiceRotReceiver;
+use cryprot_ot::RotSender;
+use cryprot_ot::extension::{SemiHonestOtExtensionReceiver, SemiHonestOtExtensionSender};
+use cryprot_ot::silent_ot::{SemiHonestSilentOtReceiver, SemiHonestSilentOtSender};
+
+use super::{OtError, OtPads, OtSource, Side};
+use crate::plan::OtBackend;
+
+/// Smallest silent-OT batch requested: cryprot-codes 0.2.3's expand-convolute encoder
+/// underflows for codes of at most 24 positions, so small requests are rounded up.
+pub const SILENT_MIN_OTS: usize = 128;
+
+enum Sender {
+    Silent(Box<SemiHonestSilentOtSender>),
+    Iknp(Box<SemiHonestOtExtensionSender>),
+}
+
+enum Receiver {
+    Silent(Box<SemiHonestSilentOtReceiver>),
+    Iknp(Box<SemiHonestOtExtensionReceiver>),
+}
+
+/// Random OTs from cryprot-ot for one party.
+pub struct CryprotOt {
+    sender: Sender,
+    receiver: Receiver,
+    server: bool,
+}
+
+impl CryprotOt {
+    /// A source for `side` using `backend`, on two new sub-connections of `conn` (the peer must
+    /// create its source at the same point of its connection's life).
+    pub fn new(backend: OtBackend, side: Side, conn: &mut Connection) -> Self {
+        let first = conn.sub_connection();
+        let second = conn.sub_connection();
+        let (send_conn, recv_conn) = match side {
+            Side::Server => (first, second),
+            Side::Client => (second, first),
+        };
+        match backend {
+            OtBackend::Silent => CryprotOt {
+                sender: Sender::Silent(Box::new(SemiHonestSilentOtSender::new(send_conn))),
+                receiver: Receiver::Silent(Box::new(SemiHonestSilentOtReceiver::new(recv_conn))),
+                server: side == Side::Server,
+            },
+            OtBackend::Iknp => CryprotOt {
+                sender: Sender::Iknp(Box::new(SemiHonestOtExtensionSender::new(send_conn))),
+                receiver: Receiver::Iknp(Box::new(SemiHonestOtExtensionReceiver::new(recv_conn))),
+                server: side == Side::Server,
+            },
+        }
+    }
+}
+
+fn backend(e: impl std::error::Error) -> OtError {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    OtError::Backend(msg)
+}
+
+async fn send(sender: &mut Sender, n: usize) -> Result<Vec<[u128; 2]>, OtError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let blocks: Vec<[u128; 2]> = match sender {
+        Sender::Silent(s) => {
+            let buf = s
+                .random_send(n.max(SILENT_MIN_OTS))
+                .await
+                .map_err(backend)?;
+            buf.iter()
+                .take(n)
+                .map(|p| [u128::from(p[0]), u128::from(p[1])])
+                .collect()
+        }
+        Sender::Iknp(s) => {
+            let buf = s.send(n.next_multiple_of(128)).await.map_err(backend)?;
+            buf.iter()
+                .take(n)
+                .map(|p| [u128::from(p[0]), u128::from(p[1])])
+                .collect()
+        }
+    };
+    Ok(blocks)
+}
+
+async fn receive(receiver: &mut Receiver, n: usize) -> Result<(Vec<bool>, Vec<u128>), OtError> {
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (pads, choices): (Vec<u128>, Vec<bool>) = match receiver {
+        Receiver::Silent(r) => {
+            let (buf, choices) = r
+                .random_receive(n.max(SILENT_MIN_OTS))
+                .await
+                .map_err(backend)?;
+            (
+                buf.iter().take(n).map(|&b| u128::from(b)).collect(),
+                choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect(),
+            )
+        }
+        Receiver::Iknp(r) => {
+            let (buf, choices) = r
+                .rand_choice_receive(n.next_multiple_of(128))
+                .await
+                .map_err(backend)?;
+            (
+                buf.iter().take(n).map(|&b| u128::from(b)).collect(),
+                choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect(),
+            )
+        }
+    };
+    Ok((choices, pads))
+}
+
+impl CryprotOt {
+    /// Whether this source serves the server.
+    fn is_server(&self) -> bool {
+        self.server
+    }
+}
+
+impl OtSource for CryprotOt {
+    /// The two directions run one after the other (server-as-sender first): cryprot-ot's PPRF
+    /// receiver blocks a rayon worker while it waits for the sender's tree groups, so running
+    /// both directions at once can starve the rayon pool on a 2-core machine when both parties
+    /// share a process.
+    async fn pads(&mut self, n_send: usize, n_receive: usize) -> Result<OtPads, OtError> {
+        let (sent, (choices, received)) = if self.is_server() {
+            let sent = send(&mut self.sender, n_send).await?;
+            (sent, receive(&mut self.receiver, n_receive).await?)
+        } else {
+            let got = receive(&mut self.receiver, n_receive).await?;
+            (send(&mut self.sender, n_send).await?, got)
+        };
+        Ok(OtPads::new(sent, choices, received))
+    }
+}
