@@ -42,6 +42,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True
 import nn  # noqa: E402
 from nn import F32, V  # noqa: E402
 
@@ -208,7 +209,7 @@ def predict(fwd, P, S, x, hook=ident, bs=256):
     return np.concatenate(outs)
 
 
-def train(name, xtr, ytr, xte, yte, epochs, lr, bs=32, P=None, S=None, hook=ident, log_prefix=""):
+def train(name, xtr, ytr, xte, yte, epochs, lr, bs=32, P=None, S=None, hook=ident, log_prefix="", epoch_cb=None):
     init, fwd = ARCH[name]
     if P is None:
         P, S = init(np.random.default_rng(INIT_SEEDS[name]))
@@ -218,6 +219,8 @@ def train(name, xtr, ytr, xte, yte, epochs, lr, bs=32, P=None, S=None, hook=iden
     total = epochs * steps_per_epoch
     t0 = time.time()
     for ep in range(epochs):
+        if epoch_cb is not None:
+            epoch_cb(P, S)
         perm = rng.permutation(len(xtr))
         tot = 0.0
         for it in range(steps_per_epoch):
@@ -228,6 +231,8 @@ def train(name, xtr, ytr, xte, yte, epochs, lr, bs=32, P=None, S=None, hook=iden
             loss, g = nn.softmax_xent(out, ytr[idx])
             nn.backward(out, g)
             opt.step()
+            if S:
+                clamp_bn_scales(P)
             tot += loss * len(idx)
         if S:
             recompute_bn_stats(fwd, P, S, xtr)
@@ -394,7 +399,7 @@ def session(path_or_bytes):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    so.log_severity_level = 4
     src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
@@ -451,17 +456,776 @@ def op_set(m: onnx.ModelProto):
 
 
 def q_elem_types(m: onnx.ModelProto):
-    """Element types of every QuantizeLinear output / DequantizeLinear input / integer initializer."""
+    """Integer element types: "weights" = integer initializers read by DequantizeLinear plus the zero-point type of
+    every QuantizeLinear applied to an initializer (QCDQ weights); "activations" = zero-point types of the
+    QuantizeLinear nodes applied to computed tensors, plus integer activations of QOperator graphs."""
     inits = {t.name: t for t in m.graph.initializer}
     types = {"weights": set(), "activations": set()}
-    vi = {v.name: v for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)}
     for n in m.graph.node:
-        if n.op_type == "DequantizeLinear":
-            src = n.input[0]
-            if src in inits:
-                types["weights"].add(TensorProto.DataType.Name(inits[src].data_type))
-        if n.op_type == "QuantizeLinear":
-            zp = n.input[2] if len(n.input) > 2 else ""
-            if zp in inits:
-                types["activations"].add(TensorProto.DataType.Name(inits[zp].data_type))
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            types["weights"].add(TensorProto.DataType.Name(inits[n.input[0]].data_type))
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits:
+            kind = "weights" if n.input[0] in inits else "activations"
+            types[kind].add(TensorProto.DataType.Name(inits[n.input[2]].data_type))
+        if n.op_type.startswith("QLinear") or n.op_type == "QGemm":
+            for i in n.input:
+                if i in inits and inits[i].data_type not in (TensorProto.FLOAT,) and i.endswith("_quantized"):
+                    types["weights"].add(TensorProto.DataType.Name(inits[i].data_type))
     return {k: sorted(v) for k, v in types.items()}
+
+
+# ============================================================================ QCDQ (brevitas-style) models
+
+
+WEIGHT_P2_MODE = "round"  # weights beyond the range are clipped by the Clip node
+ACT_P2_MODE = "round"
+
+
+class QcdqSpec:
+    """Bit widths of a hand-built QCDQ model.
+
+    weights: name -> (qmin, qmax, scale_rule) with per-output-channel symmetric scales, zero point 0;
+             scale_rule "max" = max|w_c| / qmax, "ternary" = 1.2 * mean|w_c| (2-bit narrow, values -1/0/+1).
+    acts:    tensor tag -> (qmin, qmax, signed); per-tensor scale from calibration, zero point 0:
+             unsigned: max / qmax; signed: max|x| / qmax.  "pool*" tags reuse the scale of the tensor
+             feeding the pool (like ORT's QDQ AveragePool handling).
+    """
+
+    def __init__(self, weights, acts, pow2=False, input_scale=None):
+        self.weights, self.acts, self.pow2 = weights, acts, pow2
+        # pow2: inputs k/16 are exact on the 2^-7 grid (q in 0..128); otherwise the ORT-like 1/255.
+        self.input_scale = input_scale if input_scale is not None else (2.0**-7 if pow2 else 1.0 / 255.0)
+        self.act_scale = {}
+
+    def p2(self, s, mode):
+        """Round a scale up ("ceil": no saturation) or to the nearest power of two ("round")."""
+        if not self.pow2:
+            return s
+        e = np.log2(np.maximum(s, 1e-30))
+        return np.exp2(np.ceil(e) if mode == "ceil" else np.round(e))
+
+    def weight_scale(self, name, w):
+        qmin, qmax, rule = self.weights[name]
+        flat = np.abs(w.reshape(w.shape[0], -1))
+        if rule == "ternary":
+            s = self.p2(1.2 * flat.mean(axis=1), "round")
+        else:
+            s = self.p2(flat.max(axis=1) / qmax, WEIGHT_P2_MODE)
+        return np.maximum(s, 1e-8).astype(F32)
+
+
+class QcdqHook:
+    def __init__(self, spec: QcdqSpec, mode: str):
+        self.spec, self.mode = spec, mode  # mode: "observe" (float, record max) or "quant"
+        self.maxes = {}
+
+    def __call__(self, kind, name, v):
+        if kind == "w":
+            if self.mode == "observe":
+                return v
+            qmin, qmax, _ = self.spec.weights[name]
+            return nn.fake_quant(v, self.spec.weight_scale(name, v.v), qmin, qmax, axis=0)
+        if name == "input_q":
+            if self.mode == "observe":
+                return v
+            return nn.fake_quant(v, self.spec.input_scale, 0, 255)
+        qmin, qmax, signed = self.spec.acts[name]
+        if self.mode == "observe":
+            m = float(np.abs(v.v).max() if signed else v.v.max())
+            self.maxes[name] = max(self.maxes.get(name, 0.0), m)
+            return v
+        return nn.fake_quant(v, self.spec.act_scale[name], qmin, qmax)
+
+
+def calibrate_qcdq(spec, fwd, P, S, calib):
+    h = QcdqHook(spec, "observe")
+    predict(fwd, P, S, calib, h)
+    for tag, (qmin, qmax, signed) in spec.acts.items():
+        src = tag.replace("pool", "relu")
+        spec.act_scale[tag] = F32(spec.p2(max(h.maxes[src], 1e-6) / qmax, ACT_P2_MODE))
+
+
+def quantize_biases(spec, P, in_scales):
+    """Round biases to int32 grid s_in * s_w (what the exported DequantizeLinear(int32) encodes)."""
+    out = {}
+    for wname, in_tag in in_scales.items():
+        bname = wname.replace(".weight", ".bias")
+        s_in = spec.input_scale if in_tag == "input_q" else spec.act_scale[in_tag]
+        sb = (F32(s_in) * spec.weight_scale(wname, P[wname].v)).astype(F32)
+        q = np.round(P[bname].v / sb).astype(np.int32)
+        P[bname].v = (q.astype(F32) * sb).astype(F32)
+        out[bname] = (q, sb)
+    return out
+
+
+class QcdqBuilder(GraphBuilder):
+    """Emits QuantizeLinear -> Clip -> DequantizeLinear chains (Clip omitted when the range is the full type)."""
+
+    def qcdq(self, x, tag, scale, qmin, qmax, signed, axis=None, node_prefix=None, out=None):
+        elem = np.int8 if signed else np.uint8
+        full = (qmin, qmax) == ((-128, 127) if signed else (0, 255))
+        p = node_prefix or tag
+        s = self.init(f"{p}.scale", np.asarray(scale, F32))
+        shape = np.asarray(scale).shape
+        z = self.init(f"{p}.zero_point", np.zeros(shape, elem))
+        ax = {} if axis is None else {"axis": axis}
+        q = self.node("QuantizeLinear", [x, s, z], [f"{p}.q"], f"{p}.QuantizeLinear", **ax)
+        if not full:
+            lo = self.init(f"{p}.clip_min", np.asarray(qmin, elem))
+            hi = self.init(f"{p}.clip_max", np.asarray(qmax, elem))
+            q = self.node("Clip", [q, lo, hi], [f"{p}.clip"], f"{p}.Clip")
+        return self.node("DequantizeLinear", [q, s, z], [out or f"{p}.dq"], f"{p}.DequantizeLinear", **ax)
+
+    def qweight(self, spec, name, w):
+        qmin, qmax, _ = spec.weights[name]
+        self.init(name, w.astype(F32))
+        return self.qcdq(name, name, spec.weight_scale(name, w), qmin, qmax, True, axis=0, node_prefix=name)
+
+    def qbias(self, bname, q, sb):
+        self.init(bname + ".int32", q)
+        s = self.init(bname + ".scale", sb)
+        z = self.init(bname + ".zero_point", np.zeros(sb.shape, np.int32))
+        return self.node("DequantizeLinear", [bname + ".int32", s, z], [bname + ".dq"], bname + ".DequantizeLinear", axis=0)
+
+    def qact(self, spec, x, tag, out=None):
+        qmin, qmax, signed = spec.acts[tag]
+        return self.qcdq(x, tag, spec.act_scale[tag], qmin, qmax, signed, out=out)
+
+
+def export_qcdq_cnn_avg(spec, P, qb, opset=13):
+    b = QcdqBuilder()
+    x = b.qcdq("input", "input_q", spec.input_scale, 0, 255, False)
+    w = b.qweight(spec, "conv1.weight", P["conv1.weight"].v)
+    bb = b.qbias("conv1.bias", *qb["conv1.bias"])
+    h = b.node("Conv", [x, w, bb], ["conv1_out"], "conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = b.node("Relu", [h], ["relu1_out"], "relu1")
+    h = b.qact(spec, h, "relu1")
+    h = b.node("AveragePool", [h], ["pool1_out"], "pool1", kernel_shape=[2, 2], strides=[2, 2])
+    h = b.qact(spec, h, "pool1")
+    w = b.qweight(spec, "conv2.weight", P["conv2.weight"].v)
+    bb = b.qbias("conv2.bias", *qb["conv2.bias"])
+    h = b.node("Conv", [h, w, bb], ["conv2_out"], "conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = b.node("Relu", [h], ["relu2_out"], "relu2")
+    h = b.qact(spec, h, "relu2")
+    h = b.node("AveragePool", [h], ["pool2_out"], "pool2", kernel_shape=[2, 2], strides=[2, 2])
+    h = b.qact(spec, h, "pool2")
+    h = b.node("Flatten", [h], ["flat_out"], "flatten", axis=1)
+    w = b.qweight(spec, "fc.weight", P["fc.weight"].v)
+    bb = b.qbias("fc.bias", *qb["fc.bias"])
+    h = b.node("Gemm", [h, w, bb], ["fc_out"], "fc", transB=1)
+    b.qact(spec, h, "logits", out="logits")
+    return b.model("cnn_avg_qcdq_w4a4", opset, doc="brevitas-style QCDQ export of cnn_avg: 4-bit narrow weights, 4-bit activations")
+
+
+def export_qcdq_tiny(spec, P, qb, opset=13):
+    b = QcdqBuilder()
+    x = b.qcdq("input", "input_q", spec.input_scale, 0, 255, False)
+    w = b.qweight(spec, "conv1.weight", P["conv1.weight"].v)
+    bb = b.qbias("conv1.bias", *qb["conv1.bias"])
+    h = b.node("Conv", [x, w, bb], ["conv1_out"], "conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])
+    h = b.node("Relu", [h], ["relu1_out"], "relu1")
+    h = b.qact(spec, h, "relu1")
+    w = b.qweight(spec, "conv2.weight", P["conv2.weight"].v)
+    bb = b.qbias("conv2.bias", *qb["conv2.bias"])
+    h = b.node("Conv", [h, w, bb], ["conv2_out"], "conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])
+    h = b.node("Relu", [h], ["relu2_out"], "relu2")
+    h = b.qact(spec, h, "relu2")
+    h = b.node("Flatten", [h], ["flat_out"], "flatten", axis=1)
+    w = b.qweight(spec, "fc.weight", P["fc.weight"].v)
+    bb = b.qbias("fc.bias", *qb["fc.bias"])
+    h = b.node("Gemm", [h, w, bb], ["fc_out"], "fc", transB=1)
+    b.qact(spec, h, "logits", out="logits")
+    return b.model("tiny_qcdq_w2", opset, doc="QCDQ tiny CNN: conv 8-bit w, conv ternary (2-bit narrow) w, fc 8-bit w, 4-bit activations")
+
+
+# ============================================================================ ONNX backend node cases
+
+NODE_CASE_OPS = ["QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"]
+
+# ONNX element types that numpy cannot hold natively: how they are stored in the .npy files.
+_NARROW_INT = {
+    TensorProto.INT4: np.int8,
+    TensorProto.INT2: np.int8,
+    TensorProto.UINT4: np.uint8,
+    TensorProto.UINT2: np.uint8,
+}
+_FLOAT_EXOTIC = {
+    TensorProto.FLOAT8E4M3FN,
+    TensorProto.FLOAT8E4M3FNUZ,
+    TensorProto.FLOAT8E5M2,
+    TensorProto.FLOAT8E5M2FNUZ,
+    TensorProto.FLOAT4E2M1,
+}
+
+
+def _case_array(value, elem_type):
+    """Return (numpy array to store, storage note)."""
+    if isinstance(value, TensorProto):
+        arr = numpy_helper.to_array(value)
+    else:
+        arr = np.asarray(value)
+    if elem_type in _NARROW_INT:
+        dt = _NARROW_INT[elem_type]
+        return arr.astype(dt), f"stored as {np.dtype(dt).name} (values of the {TensorProto.DataType.Name(elem_type)} tensor)"
+    if elem_type in _FLOAT_EXOTIC:
+        return arr.astype(np.float32), f"stored as float32 (decoded values of the {TensorProto.DataType.Name(elem_type)} tensor)"
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"unexpected dtype {arr.dtype}")
+    return np.ascontiguousarray(arr), None
+
+
+def export_node_cases():
+    from onnx.backend.test.case.node import collect_testcases
+
+    if CASES.exists():
+        shutil.rmtree(CASES)
+    CASES.mkdir(parents=True)
+    import warnings
+
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = collect_testcases(None)
+    for c in sorted(cases, key=lambda c: c.name):
+        ops = {n.op_type for n in c.model.graph.node}
+        if c.kind != "node" or not ops or not ops <= set(NODE_CASE_OPS):
+            continue
+        d = CASES / c.name
+        d.mkdir()
+        onnx.save(c.model, d / "model.onnx")
+        assert len(c.data_sets) == 1, c.name
+        ins, outs = c.data_sets[0]
+        meta = {
+            "name": c.name,
+            "op_types": sorted(ops),
+            "opset": {(o.domain or "ai.onnx"): o.version for o in c.model.opset_import},
+            "ir_version": c.model.ir_version,
+            "attributes": {
+                a.name: _attr_json(helper.get_attribute_value(a)) for n in c.model.graph.node for a in n.attribute
+            },
+            "inputs": [],
+            "outputs": [],
+        }
+        for kind, vals, vis in (("input", ins, c.model.graph.input), ("output", outs, c.model.graph.output)):
+            for i, (val, vi) in enumerate(zip(vals, vis)):
+                et = vi.type.tensor_type.elem_type
+                arr, note = _case_array(val, et)
+                np.save(d / f"{kind}_{i}.npy", arr, allow_pickle=False)
+                e = {"index": i, "name": vi.name, "elem_type": TensorProto.DataType.Name(et), "shape": list(arr.shape), "npy_dtype": arr.dtype.name}
+                if note:
+                    e["note"] = note
+                meta[kind + "s"].append(e)
+        meta["onnxruntime"] = _ort_check(c.model, ins, outs)
+        opset = meta["opset"].get("ai.onnx", 0)
+        if opset > 21 and "refused" in meta["onnxruntime"]:
+            # Same operator semantics for these types at opset 21: check ORT there (model file stays unchanged).
+            m21 = onnx.ModelProto.FromString(c.model.SerializeToString())
+            for o in m21.opset_import:
+                if o.domain in ("", "ai.onnx"):
+                    o.version = 21
+            m21.ir_version = 10
+            meta["onnxruntime_opset21"] = _ort_check(m21, ins, outs) + " (opset_import rewritten to 21 in memory only)"
+        (d / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        rows.append(meta)
+    return rows
+
+
+def _ort_checkable(model, ins):
+    """Copy of a node-case model that the ORT Python API can feed and fetch: inputs of types numpy cannot
+    hold (int4, float8, ...) become initializers, outputs of such types get a Cast to their .npy storage type."""
+    m = onnx.ModelProto.FromString(model.SerializeToString())
+    g = m.graph
+    feeds = {}
+    keep = []
+    for v, vi in zip(ins, list(g.input)):
+        if isinstance(v, TensorProto):
+            t = onnx.TensorProto()
+            t.CopyFrom(v)
+            t.name = vi.name
+            g.initializer.append(t)
+        else:
+            feeds[vi.name] = np.asarray(v)
+            keep.append(vi)
+    del g.input[:]
+    g.input.extend(keep)
+    for vo in g.output:
+        et = vo.type.tensor_type.elem_type
+        if et in _NARROW_INT or et in _FLOAT_EXOTIC:
+            to = {np.int8: TensorProto.INT8, np.uint8: TensorProto.UINT8}.get(_NARROW_INT.get(et), TensorProto.FLOAT)
+            raw = vo.name + "_raw"
+            for n in g.node:
+                for i, o in enumerate(n.output):
+                    if o == vo.name:
+                        n.output[i] = raw
+            g.node.append(helper.make_node("Cast", [raw], [vo.name], to=to))
+            vo.type.tensor_type.elem_type = to
+    return m, feeds
+
+
+def _ort_check(model, ins, outs):
+    types = [vi.type.tensor_type.elem_type for vi in model.graph.output]
+    try:
+        m, feeds = _ort_checkable(model, ins)
+        got = session(m.SerializeToString()).run(None, feeds)
+        ok = all(
+            np.array_equal(np.asarray(g).astype(np.float64), _case_array(o, et)[0].astype(np.float64), equal_nan=True)
+            for g, o, et in zip(got, outs, types)
+        )
+        return f"onnxruntime {ort.__version__}: " + ("runs, output matches" if ok else "runs, output DIFFERS from the reference")
+    except Exception as e:  # noqa: BLE001
+        msg = str(e).replace("\n", " ")
+        msg = msg.split("Status Message:")[-1].strip()
+        if len(msg) > 160:  # keep the human-readable end (ORT prefixes source paths and signatures)
+            msg = "..." + msg[-160:]
+        return f"onnxruntime {ort.__version__}: refused ({msg})"
+
+
+def _ort_feed(v):
+    if isinstance(v, TensorProto):
+        return numpy_helper.to_array(v)
+    return np.asarray(v)
+
+
+def _attr_json(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, (list, tuple)):
+        return [_attr_json(x) for x in v]
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return v
+
+
+# ============================================================================ fixtures
+
+TRAIN_CFG = {"cnn_avg": (20, 5e-3), "resnet": (12, 1e-2), "mpdw": (20, 5e-3), "tiny": (15, 5e-3)}
+TINY_QAT = (6, 2e-3)
+
+Q8 = dict(act=QuantType.QUInt8, wt=QuantType.QInt8)
+Q4 = dict(act=QuantType.QUInt8, wt=QuantType.QInt4)
+
+
+def resnet_mixed_overrides(pre_model: onnx.ModelProto):
+    """TensorQuantOverrides for the pre-processed (BN-folded) resnet: stem/fc weights int8 (default),
+    inner conv weights int4 per channel, two inner activations uint4, first residual output uint16."""
+    ov = {}
+    convs = [n for n in pre_model.graph.node if n.op_type == "Conv"]
+    for n in convs:
+        if n.name != "stem.conv":
+            ov[n.input[1]] = [{"quant_type": QuantType.QInt4, "axis": 0}]
+    for t in ("block1_relu1_out", "block2_relu1_out"):
+        ov[t] = [{"quant_type": QuantType.QUInt4}]
+    ov["block1_out"] = [{"quant_type": QuantType.QUInt16}]
+    return ov
+
+
+def preprocessed(float_model):
+    with tempfile.TemporaryDirectory(prefix="heqc-pre-") as td:
+        src, dst = Path(td) / "f.onnx", Path(td) / "p.onnx"
+        onnx.save(float_model, src)
+        quant_pre_process(str(src), str(dst), skip_optimization=False)
+        return onnx.load(dst)
+
+
+def strip_unused_opsets(m: onnx.ModelProto) -> onnx.ModelProto:
+    """ORT's optimizer (quant_pre_process) adds opset imports for every domain it knows; keep only used ones."""
+    used = {n.domain for n in m.graph.node} | {""}
+    keep = [o for o in m.opset_import if o.domain in used or (o.domain == "ai.onnx" and "" in used)]
+    del m.opset_import[:]
+    m.opset_import.extend(keep)
+    return m
+
+
+def output_qparams(m: onnx.ModelProto):
+    """scale / zero point / integer type of the DequantizeLinear that produces the graph output."""
+    inits = {t.name: t for t in m.graph.initializer}
+    out = m.graph.output[0].name
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and n.output[0] == out:
+            s = numpy_helper.to_array(inits[n.input[1]])
+            z = inits[n.input[2]]
+            return {
+                "scale": float(s),
+                "zero_point": int(numpy_helper.to_array(z)),
+                "elem_type": TensorProto.DataType.Name(z.data_type),
+            }
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only-node-cases", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger().setLevel(logging.ERROR)  # ORT quantization warnings (pre-processing hints, opset bumps)
+    logging.getLogger("make_models").setLevel(logging.INFO)
+    ort.set_default_logger_severity(4)
+    t0 = time.time()
+
+    cases = export_node_cases()
+    log.info("wrote %d ONNX node cases", len(cases))
+    write_cases_readme(cases)
+    if args.only_node_cases:
+        return
+
+    for f in list(HERE.glob("*.onnx")) + list(HERE.glob("*.expected.npy")):
+        f.unlink()
+    INPUTS.mkdir(exist_ok=True)
+    xtr, ytr, xte, yte, calib = load_data()
+    xfix, yfix = xte[:N_TEST_FIXTURE], yte[:N_TEST_FIXTURE]
+    np.save(INPUTS / "digits_test_x.npy", xfix, allow_pickle=False)
+    np.save(INPUTS / "digits_test_y.npy", yfix, allow_pickle=False)
+    np.save(INPUTS / "one.npy", xte[:1], allow_pickle=False)
+
+    rows = []
+
+    def record(fname, m, fmt, wbits, abits, per_channel, float_acc, notes=""):
+        path = HERE / fname
+        m = strip_unused_opsets(m)
+        onnx.checker.check_model(m, full_check=True)
+        onnx.save(m, path)
+        y_all = run(path, xte)
+        y64 = y_all[:N_TEST_FIXTURE]
+        y_again = run(path, xfix)
+        assert np.array_equal(y64, y_again), fname  # batch-size independent
+        np.save(HERE / (fname[:-5] + ".expected.npy"), y64.astype(F32), allow_pickle=False)
+        row = {
+            "file": fname,
+            "format": fmt,
+            "opset": {(o.domain or "ai.onnx"): o.version for o in m.opset_import},
+            "ir_version": m.ir_version,
+            "weight_bits": wbits,
+            "act_bits": abits,
+            "per_channel": per_channel,
+            "acc64": float((y64.argmax(1) == yfix).mean()),
+            "acc_all": float((y_all.argmax(1) == yte).mean()),
+            "float_acc": float_acc,
+            "size_kb": round(path.stat().st_size / 1024, 1),
+            "ops": op_set(m),
+            "int_types": q_elem_types(m),
+            "output_qparams": output_qparams(m),
+            "notes": notes,
+        }
+        rows.append(row)
+        log.info("%-28s acc64 %.3f acc_all %.3f %s", fname, row["acc64"], row["acc_all"], row["ops"])
+        return row
+
+    float_acc = {}
+    trained = {}
+    for name in ("cnn_avg", "resnet", "mpdw"):
+        ep, lr = TRAIN_CFG[name]
+        P, S = train(name, xtr, ytr, xte, yte, ep, lr)
+        trained[name] = (P, S)
+        f13 = EXPORT[name](P, S, 13)
+        ynp = predict(ARCH[name][1], P, S, xte)
+        yort = run(f13.SerializeToString(), xte)
+        assert np.abs(ynp - yort).max() < 1e-3, name
+        float_acc[name] = float((yort.argmax(1) == yte).mean())
+        record(f"{name}_float.onnx", f13, "float", "fp32", "fp32", "-", float_acc[name], "float reference")
+
+    for name in ("cnn_avg", "resnet", "mpdw"):
+        P, S = trained[name]
+        f13, f21 = EXPORT[name](P, S, 13), EXPORT[name](P, S, 21)
+        fa = float_acc[name]
+        with tempfile.TemporaryDirectory(prefix="heqc-") as td:
+            tmp = Path(td) / "q.onnx"
+            m = quantize(f13, tmp, calib, QuantFormat.QDQ, **Q8)
+            record(f"{name}_qdq_u8s8.onnx", m, "QDQ", "8 (int8, symmetric)", "8 (uint8, asymmetric)", "yes", fa)
+            m = quantize(f21, tmp, calib, QuantFormat.QDQ, **Q4)
+            record(f"{name}_qdq_w4.onnx", m, "QDQ", "4 (int4 [-8,7], symmetric)", "8 (uint8, asymmetric)", "yes", fa)
+            m = quantize(f13, tmp, calib, QuantFormat.QOperator, **Q8)
+            record(f"{name}_qop.onnx", m, "QOperator", "8 (int8, symmetric)", "8 (uint8, asymmetric)", "yes", fa)
+            if name == "resnet":
+                ov = resnet_mixed_overrides(preprocessed(f21))
+                m = quantize(f21, tmp, calib, QuantFormat.QDQ, **Q8, extra={"TensorQuantOverrides": ov})
+                record(
+                    "resnet_qdq_mixed.onnx", m, "QDQ",
+                    "8 (stem conv, fc) / 4 (other convs)",
+                    "8; uint4: block1_relu1_out, block2_relu1_out; uint16: block1_out", "yes", fa,
+                    "`extra_options={'TensorQuantOverrides': ...}`: int4 per-channel on the five non-stem conv weights, "
+                    "QUInt4 on block1_relu1_out and block2_relu1_out, QUInt16 on block1_out (first residual output)",
+                )
+                m = quantize(f13, tmp, calib, QuantFormat.QDQ, **Q8, preprocess=False)
+                record(
+                    "resnet_bn_qdq_u8s8.onnx", m, "QDQ", "8 (int8; BN scale int8 per-tensor)", "8 (uint8, asymmetric)",
+                    "yes (conv/fc)", fa,
+                    "no quant_pre_process: BatchNormalization kept (scale int8 per-tensor, bias int32, mean/var float)",
+                )
+            if name == "cnn_avg":
+                head = with_head(f13)
+                m = quantize(head, tmp, calib, QuantFormat.QDQ, **Q8)
+                record("unsupported.onnx", m, "QDQ", "8 (int8)", "8 (uint8)", "yes", fa, "Sigmoid 'head_sigmoid' + Softmax 'head_softmax'")
+
+    # ---- QCDQ, brevitas style
+    def sim_vs_ort(fwd, P, S, spec, fname):
+        """Compare the numpy fake-quant simulation with ORT on the held-out split (in output LSBs)."""
+        ys = predict(fwd, P, S, xte, QcdqHook(spec, "quant"))
+        yo = run(HERE / fname, xte)
+        lsb = np.abs(ys - yo) / spec.act_scale["logits"]
+        return float((lsb == 0).mean()), float(lsb.max()), float((ys.argmax(1) == yo.argmax(1)).mean())
+
+    for pow2 in (False, True):
+        P, S = trained["cnn_avg"]
+        P = {k: V(v.v.copy()) for k, v in P.items()}
+        spec = QcdqSpec(
+            {"conv1.weight": (-7, 7, "max"), "conv2.weight": (-7, 7, "max"), "fc.weight": (-7, 7, "max")},
+            {"relu1": (0, 15, False), "pool1": (0, 15, False), "relu2": (0, 15, False), "pool2": (0, 15, False), "logits": (-128, 127, True)},
+            pow2=pow2,
+        )
+        calibrate_qcdq(spec, fwd_cnn_avg, P, S, calib)
+        qb = quantize_biases(spec, P, {"conv1.weight": "input_q", "conv2.weight": "pool1", "fc.weight": "pool2"})
+        fname = "cnn_avg_qcdq_w4a4_p2.onnx" if pow2 else "cnn_avg_qcdq_w4a4.onnx"
+        row = record(
+            fname, export_qcdq_cnn_avg(spec, P, qb), "QCDQ", "4 (int8 container, Clip [-7,7])",
+            "4 (uint8 container, Clip [0,15]); input uint8; logits int8", "yes", float_acc["cnn_avg"],
+            "post-training quantization of `cnn_avg_float`, hand-built graph; "
+            + ("all scales powers of two (input 2^-7)" if pow2 else "scales max/7, max/15, max/127, input 1/255"),
+        )
+        eq, mx, am = sim_vs_ort(fwd_cnn_avg, P, S, spec, fname)
+        if pow2:
+            assert eq == 1.0, (fname, eq, mx)
+        row["sim_vs_ort"] = {"equal_fraction": eq, "max_lsb": mx, "argmax_agree": am}
+        row["notes"] += (
+            f"; numpy fake-quant simulation vs ORT on the held-out split: {eq * 100:.1f} % of outputs identical, "
+            f"max {mx:.0f} LSB, argmax agrees on {am * 100:.1f} %"
+        )
+
+    ep, lr = TRAIN_CFG["tiny"]
+    P, S = train("tiny", xtr, ytr, xte, yte, ep, lr)
+    tiny_float = float((predict(fwd_tiny, P, S, xte).argmax(1) == yte).mean())
+    spec = QcdqSpec(
+        {"conv1.weight": (-127, 127, "max"), "conv2.weight": (-1, 1, "ternary"), "fc.weight": (-127, 127, "max")},
+        {"relu1": (0, 15, False), "relu2": (0, 15, False), "logits": (-128, 127, True)},
+        pow2=True,
+    )
+    calibrate_qcdq(spec, fwd_tiny, P, S, calib)
+    ptq = float((predict(fwd_tiny, P, S, xte, QcdqHook(spec, "quant")).argmax(1) == yte).mean())
+    ep, lr = TINY_QAT
+    train("tiny", xtr, ytr, xte, yte, ep, lr, P=P, S=S, hook=QcdqHook(spec, "quant"), log_prefix="QAT ",
+          epoch_cb=lambda P_, S_: calibrate_qcdq(spec, fwd_tiny, P_, S_, calib))
+    calibrate_qcdq(spec, fwd_tiny, P, S, calib)
+    qb = quantize_biases(spec, P, {"conv1.weight": "input_q", "conv2.weight": "relu1", "fc.weight": "relu2"})
+    row = record(
+        "tiny_qcdq_w2.onnx", export_qcdq_tiny(spec, P, qb), "QCDQ",
+        "8 narrow (conv1, fc; Clip [-127,127]) / 2 narrow ternary (conv2; int8 container, Clip [-1,1])",
+        "4 (uint8 container, Clip [0,15]); input uint8; logits int8", "yes", tiny_float,
+        f"{TINY_QAT[0]} epochs QAT (STE) after float training of the `tiny` model (float column = that float model, "
+        f"not committed); ternary PTQ alone gave {ptq * 100:.1f} % on the held-out split; all scales powers of two",
+    )
+    eq, mx, am = sim_vs_ort(fwd_tiny, P, S, spec, "tiny_qcdq_w2.onnx")
+    assert eq == 1.0, ("tiny", eq, mx)
+    row["sim_vs_ort"] = {"equal_fraction": eq, "max_lsb": mx, "argmax_agree": am}
+    row["notes"] += f"; numpy fake-quant simulation vs ORT: {eq * 100:.1f} % of outputs identical (bit-exact)"
+
+    (HERE / "manifest.json").write_text(json.dumps({"models": rows}, indent=1) + "\n")
+    write_readme(rows, cases, len(xtr), len(xte))
+    log.info("done in %.1fs", time.time() - t0)
+
+
+# ============================================================================ READMEs
+
+
+def write_cases_readme(cases):
+    lines = [
+        "# ONNX backend node cases (generated)",
+        "",
+        "Regenerated by `python3 models/make_models.py` (or `--only-node-cases`) from",
+        f"`onnx.backend.test.case.node.collect_testcases()` of onnx {onnx.__version__}; only cases whose graph",
+        "consists solely of " + ", ".join(f"`{o}`" for o in NODE_CASE_OPS) + ".",
+        "",
+        "Each directory holds `model.onnx` (unchanged from the onnx package), `input_<i>.npy` / `output_<i>.npy`",
+        "in graph input/output order, and `meta.json` (ONNX element type of every tensor, shapes, attributes, opset).",
+        "",
+        "Storage of types numpy cannot hold: INT4/INT2 -> int8 `.npy`, UINT4/UINT2 -> uint8 `.npy` (the plain values),",
+        "FLOAT8*/FLOAT4E2M1 -> float32 `.npy` (decoded values). Everything else keeps its dtype (float16 included).",
+        "",
+        "The Q/DQ models are generated at the newest opset onnx knows (28); onnxruntime "
+        f"{ort.__version__} has no kernels for that opset, so `meta.json` also records a check with the opset import",
+        "rewritten to 21 in memory (the committed model is not changed). INT2/UINT2/FLOAT4E2M1 do not exist at opset 21.",
+        "",
+        "| case | op | opset | input types | output types | onnxruntime |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cases:
+        ort_s = c["onnxruntime"].split(": ", 1)[1]
+        if "onnxruntime_opset21" in c:
+            o21 = c["onnxruntime_opset21"].split(": ", 1)[1].split(" (opset_import")[0]
+            if "INVALID_GRAPH" in o21 and "Type Error" in o21:
+                o21 = "refused, element type not valid at opset 21"
+            ort_s = f"opset {c['opset']['ai.onnx']}: not implemented; at opset 21: {o21}"
+        if "refused" in ort_s and "per-tensor" in ort_s:
+            ort_s = "refused: ORT ConvInteger supports only a per-tensor weight zero point (this case has one per channel)"
+        ort_s = ort_s.replace("|", "/")
+        if len(ort_s) > 110:
+            ort_s = ort_s[:107] + "..."
+        lines.append(
+            f"| `{c['name']}` | {'/'.join(c['op_types'])} | {c['opset'].get('ai.onnx')} | "
+            f"{', '.join(i['elem_type'] for i in c['inputs'])} | {', '.join(o['elem_type'] for o in c['outputs'])} | {ort_s} |"
+        )
+    (CASES / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def _fmt_ops(ops):
+    return ", ".join(ops)
+
+
+def write_readme(rows, cases, ntrain, ntest):
+    tbl = [
+        "| file | format | opset | weight bits | activation bits | per-channel | top-1 (64 fixture inputs) "
+        f"| top-1 (held-out, {ntest}) | float top-1 (held-out) | KB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        op = ", ".join(f"{k} {v}" for k, v in r["opset"].items())
+        tbl.append(
+            f"| `{r['file']}` | {r['format']} | {op} | {r['weight_bits']} | {r['act_bits']} | {r['per_channel']} | "
+            f"{r['acc64'] * 100:.1f} % | {r['acc_all'] * 100:.1f} % | {r['float_acc'] * 100:.1f} % | {r['size_kb']} |"
+        )
+    ops = ["| file | op types (domain:op) | integer types (weights/bias; activation zero points) | output Q params |", "|---|---|---|---|"]
+    for r in rows:
+        it = r["int_types"]
+        oq = r["output_qparams"]
+        oqs = f"{oq['elem_type']} scale {oq['scale']:.6g} zp {oq['zero_point']}" if oq else "-"
+        ops.append(
+            f"| `{r['file']}` | {_fmt_ops(r['ops'])} | {'/'.join(it['weights']) or '-'}; {'/'.join(it['activations']) or '-'} | {oqs} |"
+        )
+    notes = [f"* `{r['file']}`: {r['notes']}" for r in rows if r["notes"] and r["format"] != "float"]
+    ri = {t.name: numpy_helper.to_array(t) for t in onnx.load(HERE / "resnet_float.onnx").graph.initializer}
+    bns = [k[: -len(".scale")] for k in ri if k.endswith(".scale")]
+    gam = np.concatenate([np.abs(ri[b + ".scale"]) for b in bns])
+    eff = np.concatenate([np.abs(ri[b + ".scale"]) / np.sqrt(ri[b + ".var"] + 1e-5) for b in bns])
+    mus = np.concatenate([ri[b + ".mean"] for b in bns])
+    notes.append(
+        f"* `resnet_float.onnx` BatchNormalization parameters ({len(bns)} nodes, epsilon 1e-5): |gamma| in "
+        f"[{gam.min():.2f}, {gam.max():.2f}], |gamma|/sqrt(var+eps) in [{eff.min():.2f}, {eff.max():.2f}], "
+        f"running means in [{mus.min():.2f}, {mus.max():.2f}], beta non-zero."
+    )
+    text = README_TEMPLATE.format(
+        table="\n".join(tbl),
+        ops="\n".join(ops),
+        notes="\n".join(notes),
+        ntrain=ntrain,
+        ntest=ntest,
+        ncases=len(cases),
+        versions=f"numpy {np.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}, scikit-learn {__import__('sklearn').__version__}",
+        seeds=f"split random_state={DATA_SEED} (stratified, test_size=0.25); calibration subset seed {CALIB_SEED}; "
+        f"init seeds {INIT_SEEDS}; shuffle seed = init seed + {SHUFFLE_SEED_OFFSET}",
+        train_cfg=", ".join(f"{k}: {v[0]} epochs, lr {v[1]}" for k, v in TRAIN_CFG.items()),
+    )
+    (HERE / "README.md").write_text(text)
+
+
+README_TEMPLATE = """# heqc model fixtures
+
+Small quantized CNNs (ONNX) for the heqc front end and end-to-end tests, plus ONNX backend node cases.
+Everything in this folder is generated; Python is used only here. Rust tests read the committed
+`.onnx` / `.npy` / `.json` files.
+
+## Regenerate
+
+```
+python3 models/make_models.py          # everything, ~1 minute on 2 cores
+python3 models/make_models.py --only-node-cases
+```
+
+Generated with {versions}. The script is deterministic: fixed seeds, numpy training on one BLAS thread,
+ORT MinMax calibration (order independent), ORT sessions with one thread. Re-running it rewrites byte-identical files
+(with the same package versions).
+
+## Files
+
+* `make_models.py`, `nn.py`: generator and a tiny numpy autograd (im2col conv, BN, pools, Adam, fake-quant/STE).
+* `inputs/digits_test_x.npy`: float32 `[64,1,16,16]`, the first 64 images of the held-out split; `inputs/digits_test_y.npy`:
+  int64 `[64]` labels; `inputs/one.npy`: float32 `[1,1,16,16]` (= first image of `digits_test_x`, label `digits_test_y[0]`).
+* `<model>.onnx` and `<model>.expected.npy`: onnxruntime output (float32 `[64,10]`) on `digits_test_x.npy`, computed with
+  `graph_optimization_level = ORT_DISABLE_ALL`, CPU EP, 1 thread. The script asserts that running the 64 images alone
+  and inside the full held-out batch gives bit-identical outputs.
+* `manifest.json`: the table below in machine-readable form (op sets, integer types, output scale / zero point).
+* `onnx_node_cases/`: {ncases} ONNX backend node cases (see its README).
+
+All models: input `input` float32 `[N,1,16,16]` (dynamic batch `N`, values in [0,1]), output `logits` float32 `[N,10]`.
+In every quantized model the output is the `DequantizeLinear` of an integer tensor, so one output LSB is the scale in
+the "output Q params" column (QDQ/QOperator: uint8 asymmetric; QCDQ: int8 symmetric).
+
+## Models
+
+* `cnn_avg`: Conv(1->8, 3x3, pad 1) + ReLU -> AveragePool 2x2 -> Conv(8->16, 3x3, pad 1) + ReLU -> AveragePool 2x2 -> Flatten -> Gemm(256->10).
+* `resnet`: stem Conv(1->8, 3x3) + BN + ReLU; basic block (Conv-BN-ReLU-Conv-BN, Add identity, ReLU); downsampling block
+  (Conv 3x3 stride 2 -BN-ReLU-Conv 3x3-BN, projection Conv 1x1 stride 2 + BN, Add, ReLU) to 16 channels at 8x8;
+  GlobalAveragePool -> Flatten -> Gemm(16->10). Convs have no bias; BN gammas are kept at |gamma| >= 0.25 during training.
+* `mpdw`: Conv(1->8, 3x3, pad 1) + ReLU -> MaxPool 2x2 -> depthwise Conv(8->8, 3x3, pad 1, group 8) + ReLU -> pointwise
+  Conv(8->16, 1x1) + ReLU -> MaxPool 2x2 -> Flatten -> Gemm(256->10).
+* `tiny` (only as `tiny_qcdq_w2.onnx`): Conv(1->8, 3x3, stride 2, pad 1) + ReLU -> Conv(8->16, 3x3, stride 2, pad 1) + ReLU -> Flatten -> Gemm(256->10).
+
+{table}
+
+Op types and integer types per file:
+
+{ops}
+
+Notes:
+
+{notes}
+
+## How the files were quantized (what the front end will see)
+
+* ORT files: `onnxruntime.quantization.quantize_static`, `CalibrationMethod.MinMax` over 200 training images (seed above),
+  `per_channel=True`, activations QUInt8 (asymmetric), weights QInt8/QInt4 (symmetric, zero point 0, axis 0 for Conv
+  and for the Gemm weight `[10,K]` with `transB=1`). Biases are int32 `DequantizeLinear` with per-channel scale
+  `s_x * s_w[c]` and zero point 0. Int4 weights use the full range [-8, 7].
+* All ORT files except `resnet_bn_qdq_u8s8.onnx` went through `quant_pre_process` first (shape inference + ORT basic
+  optimisations), which folds BatchNormalization into the preceding Conv (initializers renamed `ConvBnFusion_W_*` /
+  `ConvBnFusion_BN_B_*`). Opset imports the ORT optimizer adds for unused domains were removed afterwards; nothing else
+  was edited.
+* QDQ: ORT removes every ReLU that follows a quantized op: the ReLU is implicit in the uint8 `QuantizeLinear` with zero
+  point 0 on the producer's output (the quantized tensor keeps the ReLU output's name, e.g. `relu1_out`). AveragePool,
+  MaxPool and Flatten outputs get their own Q/DQ pair that reuses the input's scale and zero point. Add and
+  GlobalAveragePool outputs get fresh Q/DQ parameters. The logits always get a Q/DQ pair.
+* QOperator: `QLinearConv` (ai.onnx) with per-channel int8 weights and int32 bias; ReLU is folded into the output range
+  of the producing `QLinearConv` / `com.microsoft:QLinearAdd` (zero point 0). Gemm becomes `com.microsoft:QGemm`
+  (per-channel), AveragePool `com.microsoft:QLinearAveragePool` (own output scale), GlobalAveragePool
+  `com.microsoft:QLinearGlobalAveragePool`, Add `com.microsoft:QLinearAdd`; MaxPool and Flatten run directly on uint8.
+  The graph starts with `QuantizeLinear` and ends with `DequantizeLinear(uint8)`. No QLinearConcat/QLinearMatMul appears
+  (no Concat/MatMul in these models).
+* QCDQ (hand-built, brevitas style, opset 13): every weight is a float initializer followed by
+  `QuantizeLinear(int8, per-channel scale, axis 0, zp 0) -> Clip(int8 min, int8 max) -> DequantizeLinear(axis 0)`;
+  4-bit narrow = Clip [-7, 7], scale max|w_c|/7; ternary (2-bit narrow) = Clip [-1, 1], scale 1.2 * mean|w_c|; 8-bit
+  narrow = Clip [-127, 127], scale max|w_c|/127 (tiny's conv1 and fc). Activations after every ReLU (and after every
+  AveragePool, same scale as the pool input): `QuantizeLinear(uint8, zp 0) -> Clip(0, 15) -> DequantizeLinear` with
+  scale max/15 measured on the float model over the calibration images. Input: uint8 Q/DQ, no Clip. Logits: int8 Q/DQ,
+  scale max|logit|/127, no Clip. Biases: int32 `DequantizeLinear` with scale s_x * s_w[c], zp 0. ReLU nodes stay
+  explicit; Flatten sits between the last activation DQ and the Gemm. Node names: `<tensor>.QuantizeLinear`,
+  `<tensor>.Clip`, `<tensor>.DequantizeLinear`; initializers `<tensor>.scale`, `.zero_point`, `.clip_min`, `.clip_max`,
+  biases `<layer>.bias.int32`.
+  * `cnn_avg_qcdq_w4a4.onnx`: scales exactly as above, input scale 1/255.
+  * `cnn_avg_qcdq_w4a4_p2.onnx` and `tiny_qcdq_w2.onnx`: every scale rounded to the nearest power of two
+    (2^round(log2(.))), input scale 2^-7 (the k/16 digit pixels are exact). Then every DequantizeLinear value, product
+    and partial sum is exact in float32, so ORT's float evaluation equals exact integer arithmetic (requantization =
+    shift with round-half-to-even, saturation by the Clip/Q range); the script asserts bit equality of ORT with a
+    numpy fake-quant simulation. Use these two for bit-exact end-to-end tests.
+
+## Bit-exactness and tolerances
+
+ORT evaluates QDQ graphs in float (DequantizeLinear -> float op -> QuantizeLinear with round-half-to-even), and its
+QOperator kernels requantize with a float multiplier. With arbitrary float scales an exact integer implementation can
+land on the other side of a rounding boundary; this is frequent after a 2x2 AveragePool re-quantized with the input
+scale (the mean of four grid values is often exactly x.5 LSB, and float error decides the direction): for
+`cnn_avg_qcdq_w4a4.onnx` the numpy simulation agrees with ORT on only part of the outputs (see notes, up to a few
+output LSBs after propagation; argmax agreement is in the notes). Compare the ORT-quantized fixtures with a tolerance of a few
+output LSBs and on the argmax; only the power-of-two QCDQ files are bit-exact references.
+
+* `unsupported.onnx`: `cnn_avg` float graph + `Sigmoid` (node name `head_sigmoid`) + `Softmax` (`head_softmax`, axis 1)
+  on the logits, QDQ-quantized by ORT (both ops get Q/DQ around them).
+
+## Provenance
+
+* Data: scikit-learn's bundled `load_digits` (1797 8x8 images, 0..16), divided by 16 and upsampled to 16x16 by
+  nearest-neighbour `np.kron`; {ntrain} train / {ntest} held-out images.
+* Training: numpy only (`nn.py`), Adam with cosine decay, batch 32, weight decay 1e-4, softmax cross-entropy
+  ({train_cfg}). BN statistics are recomputed on the full training set after each epoch.
+* Seeds: {seeds}.
+"""
+
+
+if __name__ == "__main__":
+    main()
