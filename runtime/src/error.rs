@@ -36,12 +36,42 @@ pub enum PlanError {
     Invalid(Vec<String>),
 }
 
+/// Why an `.npy` sample file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NpyError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a well-formed `.npy` file.
+    #[error("{0}")]
+    Format(String),
+    /// The array has an element type heq-run does not read.
+    #[error("unsupported dtype '{0}': heq-run reads float32 or float64 .npy files")]
+    Dtype(String),
+    /// The data does not have the size the shape announces.
+    #[error("the .npy header announces shape {shape:?}, but the file holds {actual} data bytes")]
+    Length {
+        /// Shape in the header.
+        shape: Vec<usize>,
+        /// Data bytes (or elements, when writing) actually present.
+        actual: usize,
+    },
+}
+
 /// Why the reference executor could not run a plan on an input.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecError {
     /// The input has the wrong number of elements.
-    #[error("input has {actual} elements per sample, the plan expects {expected} (shape {shape:?})")]
+    #[error(
+        "input has {actual} elements per sample, the plan expects {expected} (shape {shape:?})"
+    )]
     InputShape {
         /// Elements the plan expects.
         expected: usize,
@@ -50,6 +80,9 @@ pub enum ExecError {
         /// The plan's input shape.
         shape: Vec<usize>,
     },
+    /// The plan breaks a structural rule.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     /// A server-side computation was asked of a plan without weights.
     #[error("layer {0} needs the server's weights, but this plan has none (a client plan)")]
     MissingWeights(LayerId),
@@ -65,4 +98,59 @@ pub enum ExecError {
         /// Declared upper bound.
         hi: i64,
     },
+    /// A linear layer's accumulator does not fit the width the plan declares (a bug in the
+    /// compiler's range analysis).
+    #[error("layer {layer}: accumulator {value} does not fit in {bits} signed bits")]
+    AccOverflow {
+        /// The linear layer.
+        layer: LayerId,
+        /// The offending accumulator.
+        value: i128,
+        /// Declared accumulator width `acc_bits`.
+        bits: u32,
+    },
+    /// An intermediate product or sum left the 128-bit range (only a hostile or broken plan
+    /// with extreme multipliers and ranges can cause this).
+    #[error("layer {layer}: arithmetic overflow in 128-bit intermediate values")]
+    Overflow {
+        /// The layer.
+        layer: LayerId,
+    },
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_error_messages() {
+        let e = ExecError::AccOverflow {
+            layer: LayerId(3),
+            value: -128,
+            bits: 8,
+        };
+        assert_eq!(
+            e.to_string(),
+            "layer l3: accumulator -128 does not fit in 8 signed bits"
+        );
+        let e = ExecError::Overflow { layer: LayerId(1) };
+        assert_eq!(
+            e.to_string(),
+            "layer l1: arithmetic overflow in 128-bit intermediate values"
+        );
+        let e = ExecError::OutOfRange {
+            tensor: TensorId(2),
+            value: 9,
+            lo: -1,
+            hi: 1,
+        };
+        assert_eq!(
+            e.to_string(),
+            "tensor t2: value 9 outside its declared range [-1, 1]"
+        );
+    }
 }

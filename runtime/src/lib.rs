@@ -4,6 +4,7 @@
 //! - [`reference`]: the plaintext executor of the plan's integer semantics, the definition every
 //!   two-party run reproduces bit for bit;
 //! - [`cost`]: exact message sizes and rounds of every protocol;
+//! - `npy`: `.npy` sample files for `heq-run` (feature `crypto`);
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
 //!   (feature `crypto`).
@@ -22,6 +23,8 @@ pub mod he;
 pub mod linear;
 #[cfg(feature = "crypto")]
 pub mod nonlinear;
+#[cfg(feature = "crypto")]
+pub mod npy;
 #[cfg(feature = "crypto")]
 pub mod ot;
 #[cfg(feature = "crypto")]

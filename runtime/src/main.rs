@@ -1,1 +1,29 @@
-fn main() {}
+//! `heq-run`: executes a heqc plan. Policy only: parse the arguments, run, print an error once.
+//! Exit codes: 0 success, 1 failure, 2 usage error.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            // `--help` and `--version` are "errors" that print to stdout and succeed.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("heq-run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

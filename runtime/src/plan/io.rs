@@ -41,16 +41,24 @@ pub fn read_plan_bytes(bytes: &[u8]) -> Result<Plan, PlanError> {
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != PLAN_FORMAT_VERSION {
-        return Err(PlanError::Version { found: version, expected: PLAN_FORMAT_VERSION });
+        return Err(PlanError::Version {
+            found: version,
+            expected: PLAN_FORMAT_VERSION,
+        });
     }
     let body = &bytes[HEADER_LEN..];
     if blake3::hash(body).as_bytes()[..] != bytes[12..HEADER_LEN] {
-        return Err(PlanError::Corrupt("content hash mismatch (truncated or modified file)".into()));
+        return Err(PlanError::Corrupt(
+            "content hash mismatch (truncated or modified file)".into(),
+        ));
     }
     let (plan, rest): (Plan, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| PlanError::Corrupt(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(PlanError::Corrupt(format!("{} trailing bytes after the plan", rest.len())));
+        return Err(PlanError::Corrupt(format!(
+            "{} trailing bytes after the plan",
+            rest.len()
+        )));
     }
     super::validate(&plan)?;
     Ok(plan)
@@ -62,17 +70,32 @@ pub fn read_plan_bytes(bytes: &[u8]) -> Result<Plan, PlanError> {
 /// Encoding or I/O failures, with the path.
 pub fn write_plan(plan: &Plan, path: &Path) -> Result<(), PlanError> {
     let bytes = write_plan_bytes(plan)?;
-    let io_err = |e: std::io::Error| PlanError::Io { path: path.display().to_string(), source: e };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    write_atomically(path, &bytes).map_err(|e| PlanError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it to `path`, so
+/// readers see the old file or the whole new one, never a part; the temporary file is removed
+/// on failure.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
         .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io_err)
+    result
 }
 
 /// Reads and validates a plan file.
@@ -80,8 +103,10 @@ pub fn write_plan(plan: &Plan, path: &Path) -> Result<(), PlanError> {
 /// # Errors
 /// I/O failures with the path, and everything [`read_plan_bytes`] rejects.
 pub fn read_plan(path: &Path) -> Result<Plan, PlanError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| PlanError::Io { path: path.display().to_string(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| PlanError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     read_plan_bytes(&bytes)
 }
 
@@ -96,6 +121,9 @@ impl PublicPlan {
 impl Plan {
     /// The same plan without the server-only part, for the client.
     pub fn to_client(&self) -> Plan {
-        Plan { public: self.public.clone(), weights: None }
+        Plan {
+            public: self.public.clone(),
+            weights: None,
+        }
     }
 }

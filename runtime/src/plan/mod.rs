@@ -20,7 +20,9 @@ mod io;
 mod validate;
 
 pub use io::{PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes};
-pub use validate::validate;
+#[cfg(feature = "crypto")]
+pub(crate) use io::write_atomically;
+pub use validate::{MAX_LAYER_MACS, MAX_TENSOR_ELEMENTS, MAX_TOTAL_ELEMENTS, validate};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,0 +1,297 @@
+//! Builders for small hand-made plans, for tests and examples.
+//!
+//! A [`PlanBuilder`] starts from the input tensor `t0` and appends layers, each with a fresh
+//! output tensor (`t1`, `t2`, …). Every tensor is `i32` with zero point 0 and scale 1 unless
+//! changed through [`PlanBuilder::tensor_mut`]; linear layers get [`default_protocol`]. The
+//! builder checks nothing itself: [`PlanBuilder::build`] runs [`crate::plan::validate`].
+//!
+//! ```
+//! use heq_runtime::plan::{Op, PublicRequant};
+//! use heq_runtime::reference::{self, testutil::PlanBuilder};
+//!
+//! let mut b = PlanBuilder::new(&[4], (-8, 8));
+//! let half = Op::Rescale(PublicRequant { multipliers: vec![1], shift: 1, clamp: (-4, 4) });
+//! let y = b.layer(half, &[b.input()], &[4], (-4, 4));
+//! let plan = b.build(y).unwrap();
+//! assert_eq!(reference::run(&plan, &[-3, -1, 1, 8]).unwrap(), vec![-1, 0, 1, 4]);
+//! ```
+
+use crate::error::PlanError;
+use crate::plan::{
+    AddSpec, AffineShape, AvgPoolSpec, ConvShape, GlobalProtocol, HeParams, IntType, IoSpec, Layer,
+    LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
+    PoolShape, PublicPlan, PublicRequant, RequantShape, ServerWeights, TensorId, TensorInfo, Tile,
+};
+
+/// Builds a plan layer by layer.
+#[derive(Clone, Debug)]
+pub struct PlanBuilder {
+    plan: Plan,
+}
+
+impl PlanBuilder {
+    /// A plan with one tensor, the input `t0`, of the given shape and centred range.
+    pub fn new(input_shape: &[usize], range: (i64, i64)) -> Self {
+        let io = |name: &str| IoSpec {
+            name: name.into(),
+            tensor: TensorId(0),
+            shape: input_shape.to_vec(),
+        };
+        let public = PublicPlan {
+            model_name: "testutil".into(),
+            input: io("input"),
+            output: io("output"),
+            tensors: vec![],
+            layers: vec![],
+            protocol: GlobalProtocol {
+                ot: OtBackend::Silent,
+                stat_bits: 40,
+                profile: "default".into(),
+            },
+        };
+        let mut b = PlanBuilder {
+            plan: Plan {
+                public,
+                weights: Some(ServerWeights::default()),
+            },
+        };
+        b.add_tensor(input_shape, range);
+        b
+    }
+
+    /// The input tensor.
+    pub fn input(&self) -> TensorId {
+        self.plan.public.input.tensor
+    }
+
+    /// Appends a layer without weights whose output is a new tensor of the given shape and
+    /// range; returns that tensor.
+    pub fn layer(
+        &mut self,
+        op: Op,
+        inputs: &[TensorId],
+        shape: &[usize],
+        range: (i64, i64),
+    ) -> TensorId {
+        let output = self.add_tensor(shape, range);
+        let id = LayerId(self.plan.public.layers.len() as u32);
+        self.plan.public.layers.push(Layer {
+            id,
+            name: id.to_string(),
+            op,
+            inputs: inputs.to_vec(),
+            output,
+        });
+        output
+    }
+
+    /// Appends a linear layer (`op` is `Conv`, `MatMul` or `Affine`) with its weights, like
+    /// [`PlanBuilder::layer`].
+    pub fn linear(
+        &mut self,
+        op: Op,
+        input: TensorId,
+        weights: LayerWeights,
+        shape: &[usize],
+        range: (i64, i64),
+    ) -> TensorId {
+        let id = LayerId(self.plan.public.layers.len() as u32);
+        if let Some(w) = &mut self.plan.weights {
+            w.layers.push((id, weights));
+        }
+        self.layer(op, &[input], shape, range)
+    }
+
+    /// The description of a tensor, to change its element type, zero point or scale.
+    ///
+    /// # Panics
+    /// If the tensor does not exist.
+    pub fn tensor_mut(&mut self, t: TensorId) -> &mut TensorInfo {
+        &mut self.plan.public.tensors[t.0 as usize]
+    }
+
+    /// Makes `output` the model output and validates the plan.
+    ///
+    /// # Errors
+    /// Whatever [`crate::plan::validate`] reports.
+    pub fn build(mut self, output: TensorId) -> Result<Plan, PlanError> {
+        let p = &mut self.plan.public;
+        p.output.tensor = output;
+        p.output.shape = p
+            .tensors
+            .get(output.0 as usize)
+            .map(|t| t.shape.clone())
+            .unwrap_or_default();
+        crate::plan::validate(&self.plan)?;
+        Ok(self.plan)
+    }
+
+    fn add_tensor(&mut self, shape: &[usize], range: (i64, i64)) -> TensorId {
+        let id = TensorId(self.plan.public.tensors.len() as u32);
+        self.plan.public.tensors.push(TensorInfo {
+            name: id.to_string(),
+            shape: shape.to_vec(),
+            ty: IntType {
+                bits: 32,
+                signed: true,
+            },
+            zero_point: 0,
+            scale: 1.0,
+            range,
+        });
+        id
+    }
+}
+
+/// A linear layer of the given shape with `i8` weights, accumulator width `acc_bits` (also
+/// used as the naive width) and [`default_protocol`].
+pub fn linear<S>(shape: S, acc_bits: u32, requant: Option<RequantShape>) -> LinearLayer<S> {
+    LinearLayer {
+        shape,
+        weight_ty: IntType {
+            bits: 8,
+            signed: true,
+        },
+        acc_bits,
+        acc_bits_naive: acc_bits,
+        requant,
+        protocol: default_protocol(),
+    }
+}
+
+/// A requantization with shift `k` and the given clamp (`multiplier_bits` = 32).
+pub fn requant(shift: u32, clamp: (i64, i64)) -> RequantShape {
+    RequantShape {
+        shift,
+        clamp,
+        multiplier_bits: 32,
+    }
+}
+
+/// Weights, biases and multipliers of one linear layer.
+pub fn weights(weights: &[i32], bias: &[i64], multipliers: &[i64]) -> LayerWeights {
+    LayerWeights {
+        weights: weights.to_vec(),
+        bias: bias.to_vec(),
+        multipliers: multipliers.to_vec(),
+    }
+}
+
+/// Cheetah's default linear-layer protocol: N = 4096, 37-bit rings, 1×1×1×1 tile, no packing.
+pub fn default_protocol() -> LinearProtocol {
+    LinearProtocol {
+        he: HeParams {
+            degree: 4096,
+            moduli_bits: vec![60, 49],
+            plain_bits: 37,
+        },
+        tile: Tile {
+            c: 1,
+            h: 1,
+            w: 1,
+            m: 1,
+        },
+        packing: Packing::none(),
+        in_ring_bits: 37,
+        out_ring_bits: 37,
+    }
+}
+
+/// A small valid plan that uses every operation once, with sound ranges for every input in
+/// `[−8, 8]` (shape `[2, 4, 4]`, output `[1, 3]`):
+///
+/// `conv 3×3 pad 1 (requant, ReLU) → maxpool 2×2 ‖ avgpool 3×3 s2 pad 1 → add → affine →
+/// concat(add, affine) → reshape → matmul (raw accumulators) → rescale`.
+pub fn every_op_plan() -> Plan {
+    // Deterministic small weights in [−2, 2].
+    let w = |n: usize| (0..n).map(|i| (i * 7 % 5) as i32 - 2).collect::<Vec<_>>();
+    let pool = |kernel, stride, pads| PoolShape {
+        channels: 2,
+        in_hw: [4, 4],
+        kernel,
+        stride,
+        pads,
+    };
+    let mut b = PlanBuilder::new(&[2, 4, 4], (-8, 8));
+    // |acc| ≤ 8 · 18 · 2 + 1 < 2^9.
+    let conv = ConvShape {
+        in_channels: 2,
+        in_hw: [4, 4],
+        out_channels: 2,
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1, 1, 1, 1],
+        groups: 1,
+    };
+    let conv = Op::Conv(linear(conv, 10, Some(requant(4, (0, 15)))));
+    let t1 = b.linear(
+        conv,
+        b.input(),
+        weights(&w(36), &[1, -1], &[16, 8]),
+        &[2, 4, 4],
+        (0, 15),
+    );
+    let t2 = b.layer(
+        Op::MaxPool(pool([2, 2], [2, 2], [0; 4])),
+        &[t1],
+        &[2, 2, 2],
+        (0, 15),
+    );
+    let avg = AvgPoolSpec {
+        pool: pool([3, 3], [2, 2], [1, 1, 1, 1]),
+        count_include_pad: false,
+        multipliers: (1..=9).map(|n| 256 / n).collect(),
+        shift: 8,
+        clamp: (0, 15),
+    };
+    let t3 = b.layer(Op::AvgPool(avg), &[t1], &[2, 2, 2], (0, 15));
+    let add = Op::Add(AddSpec {
+        m_a: 1,
+        m_b: 1,
+        shift: 1,
+        clamp: (0, 15),
+    });
+    let t4 = b.layer(add, &[t2, t3], &[2, 2, 2], (0, 15));
+    // |acc| ≤ 3 · 15 + 1 < 2^6.
+    let affine = Op::Affine(linear(
+        AffineShape {
+            channels: 2,
+            per_channel: 4,
+        },
+        7,
+        Some(requant(2, (-16, 16))),
+    ));
+    let t5 = b.linear(
+        affine,
+        t4,
+        weights(&[3, -2], &[1, -1], &[1, 1]),
+        &[2, 2, 2],
+        (-16, 16),
+    );
+    let t6 = b.layer(Op::Concat, &[t4, t5], &[4, 2, 2], (-16, 16));
+    let t7 = b.layer(Op::Reshape, &[t6], &[1, 16], (-16, 16));
+    // |acc| ≤ 16 · 16 · 2 + 1 < 2^10.
+    let matmul = Op::MatMul(linear(
+        MatMulShape {
+            rows: 1,
+            inner: 16,
+            cols: 3,
+        },
+        11,
+        None,
+    ));
+    let t8 = b.linear(
+        matmul,
+        t7,
+        weights(&w(48), &[1, 0, -1], &[]),
+        &[1, 3],
+        (-1023, 1023),
+    );
+    let rescale = Op::Rescale(PublicRequant {
+        multipliers: vec![1],
+        shift: 2,
+        clamp: (-128, 127),
+    });
+    let t9 = b.layer(rescale, &[t8], &[1, 3], (-128, 127));
+    b.build(t9).expect("every_op_plan is valid")
+}
