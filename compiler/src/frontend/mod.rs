@@ -345,7 +345,7 @@ impl Ctx {
                 let ConstData::Float(v) = &c.data else {
                     return Err(unsupported(node, "quantizing an integer constant"));
                 };
-                let axis = normalize_axis(node, q.axis, c.dims.len())?;
+                let axis = if q.scale.len() > 1 { normalize_axis(node, q.axis, c.dims.len())? } else { 0 };
                 let mut qc = QConst { dims: c.dims.clone(), values: Vec::new(), ty: q.ty, scale: q.scale.clone(), zero_point: q.zero_point.clone(), axis };
                 if q.scale.len() > 1 && c.dims.get(axis) != Some(&q.scale.len()) {
                     return Err(Error::model(&node.name, &node.op_type, "scale length does not match the axis"));
@@ -410,7 +410,7 @@ impl Ctx {
                 Ok(Value::Real(t))
             }
             Value::Const(Const { dims, data: ConstData::Int { ty, values } }) => {
-                let axis = normalize_axis(node, q.axis, dims.len())?;
+                let axis = if q.scale.len() > 1 { normalize_axis(node, q.axis, dims.len())? } else { 0 };
                 if q.scale.len() > 1 && dims.get(axis) != Some(&q.scale.len()) {
                     return Err(Error::model(&node.name, &node.op_type, "scale length does not match the axis"));
                 }

@@ -8,6 +8,10 @@ use crate::frontend::{Ctx, LinearDraft, LinearKind, Pending, PendingOp, RealClam
 use heq_runtime::plan::{AffineShape, IntType};
 use tract_onnx::pb::NodeProto;
 
+/// Weight of a stand-alone BatchNormalization channel whose scale is a float: `±2^14`, the
+/// accumulator step then being `|a_c|·s_x / 2^14`.
+const AFFINE_ONE: i32 = 1 << 14;
+
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
     r.register(ONNX, "BatchNormalization", batch_norm);
@@ -60,14 +64,18 @@ fn batch_norm(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
             let fact = cx.graph.tensor(t).clone();
             let sx = f64::from(fact.scale);
             let (weights, weight_ty, acc_scale): (Vec<i32>, IntType, Vec<f64>) = match cx.input(node, 1)? {
-                Some(Value::ConstReal(q)) if q.zero_point.iter().all(|&z| z == 0) && q.values.iter().all(|v| i32::try_from(*v).is_ok()) => {
-                    let w: Vec<i32> = q.values.iter().map(|&v| v as i32).collect();
-                    let s = (0..c).map(|i| if w[i] == 0 { sx } else { sx * a[i] / f64::from(w[i]) }).collect();
-                    (w, q.ty, s)
+                Some(Value::ConstReal(q)) if q.zero_point.iter().all(|&z| z == 0) && q.values.iter().all(|v| v.abs() < 1 << 15) => {
+                    // The quantized gamma, scaled up to 15 bits: the finer accumulator step
+                    // makes the bias (rounded to accumulator units) as exact as the float BN.
+                    let max = q.values.iter().map(|v| v.unsigned_abs()).max().unwrap_or(1).max(1);
+                    let f = 1i64 << (15 - (64 - max.leading_zeros())).min(15);
+                    let w: Vec<i32> = q.values.iter().map(|&v| (v * f) as i32).collect();
+                    let s = (0..c).map(|i| sx * a[i] / f64::from(w[i])).collect();
+                    (w, IntType { bits: 16, signed: true }, s)
                 }
                 _ => {
-                    let w = a.iter().map(|a| if *a > 0.0 { 127 } else { -127 }).collect();
-                    (w, IntType { bits: 8, signed: true }, a.iter().map(|a| sx * a.abs() / 127.0).collect())
+                    let w = a.iter().map(|a| if *a > 0.0 { AFFINE_ONE } else { -AFFINE_ONE }).collect();
+                    (w, IntType { bits: 16, signed: true }, a.iter().map(|a| sx * a.abs() / f64::from(AFFINE_ONE)).collect())
                 }
             };
             let bias = (0..c).map(|i| to_acc(b[i], acc_scale[i])).collect::<Result<Vec<_>>>()?;
