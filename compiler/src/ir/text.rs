@@ -2,8 +2,12 @@
 //! [`LayerGraph::order`], with layer ids as the plan will number them. Used in snapshots and
 //! error messages; never prints weights.
 
-use super::{LayerGraph, LayerOp, TensorFact, TensorId};
+use super::{AccBits, LayerGraph, LayerOp, TensorFact, TensorId};
 use std::fmt::Write;
+
+fn acc(a: Option<AccBits>) -> String {
+    a.map_or_else(|| "?".into(), |a| format!("{}/{}", a.sound, a.naive))
+}
 
 fn fact(t: TensorId, f: &TensorFact) -> String {
     format!("{t}:{}{:?} zp={} s={:e} r=[{}, {}]", f.ty, f.shape, f.zero_point, f.scale, f.range.0, f.range.1)
@@ -22,21 +26,21 @@ pub fn print(g: &LayerGraph) -> String {
                 let ins: Vec<String> = l.inputs.iter().map(ToString::to_string).collect();
                 let detail = match &l.op {
                     LayerOp::Conv(c) => format!(
-                        " w={} k={:?} s={:?} p={:?} g={} acc={:?}",
-                        c.weight_ty, c.shape.kernel, c.shape.stride, c.shape.pads, c.shape.groups, c.acc
+                        " w={} kernel={:?} stride={:?} pads={:?} groups={} acc={}",
+                        c.weight_ty, c.shape.kernel, c.shape.stride, c.shape.pads, c.shape.groups, acc(c.acc)
                     ),
-                    LayerOp::MatMul(c) => format!(" w={} {}x{}x{} acc={:?}", c.weight_ty, c.shape.rows, c.shape.inner, c.shape.cols, c.acc),
-                    LayerOp::Affine(c) => format!(" w={} acc={:?}", c.weight_ty, c.acc),
-                    LayerOp::Rescale(r) => format!(" m={:?} k={} clamp={:?}", r.multipliers, r.shift, r.clamp),
-                    LayerOp::Add(a) => format!(" m=({}, {}) k={} clamp={:?}", a.m_a, a.m_b, a.shift, a.clamp),
-                    LayerOp::MaxPool(p) => format!(" k={:?} s={:?} p={:?}", p.kernel, p.stride, p.pads),
+                    LayerOp::MatMul(c) => format!(" w={} {}x{}x{} acc={}", c.weight_ty, c.shape.rows, c.shape.inner, c.shape.cols, acc(c.acc)),
+                    LayerOp::Affine(c) => format!(" w={} acc={}", c.weight_ty, acc(c.acc)),
+                    LayerOp::Rescale(r) => format!(" m={:?} shift={} clamp={:?}", r.multipliers, r.shift, r.clamp),
+                    LayerOp::Add(a) => format!(" m=({}, {}) shift={} clamp={:?}", a.m_a, a.m_b, a.shift, a.clamp),
+                    LayerOp::MaxPool(p) => format!(" kernel={:?} stride={:?} pads={:?}", p.kernel, p.stride, p.pads),
                     LayerOp::AvgPool(a) => format!(
-                        " k={:?} s={:?} p={:?} shift={} clamp={:?}",
+                        " kernel={:?} stride={:?} pads={:?} shift={} clamp={:?}",
                         a.pool.kernel, a.pool.stride, a.pool.pads, a.shift, a.clamp
                     ),
                     LayerOp::Concat | LayerOp::Reshape => String::new(),
                 };
-                let rq = l.op.linear().and_then(|v| v.requant.map(|r| format!(" k={} clamp={:?}", r.shift, r.clamp))).unwrap_or_default();
+                let rq = l.op.linear().and_then(|v| v.requant.map(|r| format!(" shift={} clamp={:?}", r.shift, r.clamp))).unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "l{i} {} '{}' ({}) -> {}{detail}{rq}",

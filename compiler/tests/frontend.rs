@@ -1,0 +1,81 @@
+//! Frontend tests on the fixture models: every quantized model compiles, the unsupported one
+//! names every unsupported node, damaged files give errors (never panics), and snapshots of the
+//! IR text and the explain report.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use heqc::Error;
+
+#[test]
+fn every_quantized_model_compiles_and_float_models_are_refused() {
+    for path in common::all_models() {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        match heqc::compile_path(&path) {
+            Ok(c) => {
+                assert!(!common::is_float(&path) && stem != "unsupported", "{stem} should not compile");
+                assert!(c.plan.public.layers.iter().any(|l| l.op.is_linear()), "{stem}: no linear layer");
+            }
+            Err(Error::Unsupported(nodes)) if common::is_float(&path) => {
+                assert_eq!(nodes[0].reason.as_deref(), Some("the input is not a dequantized integer tensor"), "{stem}");
+            }
+            Err(Error::Unsupported(_)) if stem == "unsupported" => {}
+            Err(e) => panic!("{stem}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn unsupported_nodes_are_reported_together() {
+    let e = heqc::compile_path(&common::models_dir().join("unsupported.onnx")).unwrap_err();
+    let Error::Unsupported(nodes) = &e else { panic!("{e}") };
+    let names: Vec<_> = nodes.iter().map(|n| (n.name.as_str(), n.op_type.as_str(), n.domain.as_str())).collect();
+    assert_eq!(names, [("head_sigmoid", "Sigmoid", "ai.onnx"), ("head_softmax", "Softmax", "ai.onnx")]);
+    assert_eq!(e.to_string(), "2 unsupported node(s): 'head_sigmoid' (ai.onnx:Sigmoid); 'head_softmax' (ai.onnx:Softmax);");
+}
+
+/// Deterministic xorshift, so that a failing mutation is reproducible.
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+#[test]
+fn damaged_models_give_errors_not_panics() {
+    for name in ["cnn_avg_qdq_u8s8", "resnet_qop", "cnn_avg_qcdq_w4a4", "resnet_qdq_mixed"] {
+        let bytes = std::fs::read(common::models_dir().join(format!("{name}.onnx"))).unwrap();
+        let mut errors = 0;
+        for len in (0..bytes.len()).step_by(bytes.len() / 150 + 1) {
+            errors += usize::from(heqc::compile_bytes(&bytes[..len], name, "<truncated>").is_err());
+        }
+        assert!(errors > 100, "{name}: only {errors} truncations rejected");
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..400 {
+            let mut m = bytes.clone();
+            for _ in 0..1 + xorshift(&mut seed) % 4 {
+                let i = (xorshift(&mut seed) % m.len() as u64) as usize;
+                m[i] ^= 1 << (xorshift(&mut seed) % 8);
+            }
+            // Either outcome is fine; a panic fails the test.
+            let _ = heqc::compile_bytes(&m, name, "<mutated>");
+        }
+    }
+}
+
+#[test]
+fn not_onnx_is_a_decode_error() {
+    let e = heqc::compile_bytes(b"\xff\xff\xff\xff garbage", "x", "x.onnx").unwrap_err();
+    assert!(matches!(e, Error::Decode { .. }), "{e}");
+}
+
+#[test]
+fn snapshots_of_ir_and_explain() {
+    for name in ["cnn_avg_qdq_u8s8", "resnet_qdq_mixed", "cnn_avg_qcdq_w4a4"] {
+        let c = heqc::compile_path(&common::models_dir().join(format!("{name}.onnx"))).unwrap();
+        insta::assert_snapshot!(format!("{name}.ir"), c.ir_text);
+        insta::assert_snapshot!(format!("{name}.explain"), heqc::explain::render(&c.plan, heqc::explain::Format::Text).unwrap());
+        insta::assert_yaml_snapshot!(format!("{name}.report"), heqc::explain::report(&c.plan));
+    }
+}
