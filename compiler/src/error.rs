@@ -70,7 +70,11 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::Model`].
     pub(crate) fn model(node: &str, op_type: &str, reason: impl Into<String>) -> Self {
-        Error::Model { node: node.to_string(), op_type: op_type.to_string(), reason: reason.into() }
+        Error::Model {
+            node: node.to_string(),
+            op_type: op_type.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -91,7 +91,10 @@ pub enum Format {
 }
 
 fn shape_str(s: &[usize]) -> String {
-    s.iter().map(ToString::to_string).collect::<Vec<_>>().join("x")
+    s.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 /// Builds the report of a plan.
@@ -100,10 +103,22 @@ pub fn report(plan: &Plan) -> Report {
     let tensor = |t: TensorId| &p.tensors[t.0 as usize];
     let io = |name: &str, t: TensorId| {
         let f = tensor(t);
-        format!("{name} [{}] {} scale={:e} zp={}", shape_str(&f.shape), f.ty, f.scale, f.zero_point)
+        format!(
+            "{name} [{}] {} scale={:e} zp={}",
+            shape_str(&f.shape),
+            f.ty,
+            f.scale,
+            f.zero_point
+        )
     };
     let mut rows = Vec::with_capacity(p.layers.len());
-    let mut totals = Totals { layers: p.layers.len(), linear_layers: 0, weights: plan.weights.as_ref().map(|_| 0), macs: 0, acc_bits_saved: 0 };
+    let mut totals = Totals {
+        layers: p.layers.len(),
+        linear_layers: 0,
+        weights: plan.weights.as_ref().map(|_| 0),
+        macs: 0,
+        acc_bits_saved: 0,
+    };
     for l in &p.layers {
         let out = tensor(l.output);
         let mut row = LayerRow {
@@ -123,9 +138,18 @@ pub fn report(plan: &Plan) -> Report {
             tile: None,
             degree: None,
             ring_bits: None,
-            weights: plan.weights.as_ref().and_then(|w| w.get(l.id)).map(|w| w.weights.len()),
+            weights: plan
+                .weights
+                .as_ref()
+                .and_then(|w| w.get(l.id))
+                .map(|w| w.weights.len()),
         };
-        let mut linear = |weight_ty: heq_runtime::plan::IntType, acc: u32, naive: u32, rq: Option<(u32, u32)>, proto: &LinearProtocol, macs: u64| {
+        let mut linear = |weight_ty: heq_runtime::plan::IntType,
+                          acc: u32,
+                          naive: u32,
+                          rq: Option<(u32, u32)>,
+                          proto: &LinearProtocol,
+                          macs: u64| {
             row.weight_bits = Some(weight_ty.to_string());
             row.acc_bits = Some(acc);
             row.acc_bits_naive = Some(naive);
@@ -145,26 +169,61 @@ pub fn report(plan: &Plan) -> Report {
             Op::Conv(c) => {
                 let [oh, ow] = c.shape.out_hw();
                 let macs = (c.shape.weight_len() * oh * ow) as u64;
-                linear(c.weight_ty, c.acc_bits, c.acc_bits_naive, c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)), &c.protocol, macs);
+                linear(
+                    c.weight_ty,
+                    c.acc_bits,
+                    c.acc_bits_naive,
+                    c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)),
+                    &c.protocol,
+                    macs,
+                );
             }
             Op::MatMul(c) => {
                 let macs = (c.shape.rows * c.shape.inner * c.shape.cols) as u64;
-                linear(c.weight_ty, c.acc_bits, c.acc_bits_naive, c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)), &c.protocol, macs);
+                linear(
+                    c.weight_ty,
+                    c.acc_bits,
+                    c.acc_bits_naive,
+                    c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)),
+                    &c.protocol,
+                    macs,
+                );
             }
             Op::Affine(c) => {
                 let macs = (c.shape.channels * c.shape.per_channel) as u64;
-                linear(c.weight_ty, c.acc_bits, c.acc_bits_naive, c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)), &c.protocol, macs);
+                linear(
+                    c.weight_ty,
+                    c.acc_bits,
+                    c.acc_bits_naive,
+                    c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)),
+                    &c.protocol,
+                    macs,
+                );
             }
             Op::Rescale(r) => {
-                row.multiplier_bits = r.multipliers.iter().map(|m| 64 - m.unsigned_abs().leading_zeros()).max();
+                row.multiplier_bits = r
+                    .multipliers
+                    .iter()
+                    .map(|m| 64 - m.unsigned_abs().leading_zeros())
+                    .max();
                 row.shift = Some(r.shift);
             }
             Op::Add(a) => {
-                row.multiplier_bits = Some(64 - a.m_a.unsigned_abs().max(a.m_b.unsigned_abs()).leading_zeros());
+                row.multiplier_bits = Some(
+                    64 - a
+                        .m_a
+                        .unsigned_abs()
+                        .max(a.m_b.unsigned_abs())
+                        .leading_zeros(),
+                );
                 row.shift = Some(a.shift);
             }
             Op::AvgPool(a) => {
-                row.multiplier_bits = a.multipliers.iter().map(|m| 64 - m.unsigned_abs().leading_zeros()).max();
+                row.multiplier_bits = a
+                    .multipliers
+                    .iter()
+                    .map(|m| 64 - m.unsigned_abs().leading_zeros())
+                    .max();
                 row.shift = Some(a.shift);
             }
             Op::MaxPool(_) | Op::Concat | Op::Reshape => {}
@@ -186,24 +245,56 @@ pub fn report(plan: &Plan) -> Report {
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string)
 }
 
 /// The fixed-width text table.
 pub fn text(r: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "model {} (profile {}, {} plan)", r.model, r.profile, if r.server_plan { "server" } else { "client" });
+    let _ = writeln!(
+        out,
+        "model {} (profile {}, {} plan)",
+        r.model,
+        r.profile,
+        if r.server_plan { "server" } else { "client" }
+    );
     let _ = writeln!(out, "input  {}", r.input);
     let _ = writeln!(out, "output {}", r.output);
     let _ = writeln!(
         out,
         "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6}",
-        "id", "name", "op", "in", "out", "in_ty", "w", "acc", "naive", "out", "m_bit", "shift", "tile", "N", "ring"
+        "id",
+        "name",
+        "op",
+        "in",
+        "out",
+        "in_ty",
+        "w",
+        "acc",
+        "naive",
+        "out",
+        "m_bit",
+        "shift",
+        "tile",
+        "N",
+        "ring"
     );
     for l in &r.layers {
-        let name = if l.name.len() > 24 { format!("{}~", &l.name[..23]) } else { l.name.clone() };
-        let ins = l.inputs.iter().map(|s| shape_str(s)).collect::<Vec<_>>().join(",");
-        let ring = l.ring_bits.map_or_else(|| "-".to_string(), |(a, b)| format!("{a}/{b}"));
+        let name = if l.name.len() > 24 {
+            format!("{}~", &l.name[..23])
+        } else {
+            l.name.clone()
+        };
+        let ins = l
+            .inputs
+            .iter()
+            .map(|s| shape_str(s))
+            .collect::<Vec<_>>()
+            .join(",");
+        let ring = l
+            .ring_bits
+            .map_or_else(|| "-".to_string(), |(a, b)| format!("{a}/{b}"));
         let _ = writeln!(
             out,
             "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6}",
@@ -246,6 +337,8 @@ pub fn render(plan: &Plan, format: Format) -> Result<String> {
     match format {
         Format::Text => Ok(text(&r)),
         Format::Yaml => serde_norway::to_string(&r).map_err(|e| Error::Format(e.to_string())),
-        Format::Json => serde_json::to_string_pretty(&r).map(|s| s + "\n").map_err(|e| Error::Format(e.to_string())),
+        Format::Json => serde_json::to_string_pretty(&r)
+            .map(|s| s + "\n")
+            .map_err(|e| Error::Format(e.to_string())),
     }
 }

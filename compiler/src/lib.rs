@@ -49,8 +49,14 @@ pub struct Compiled {
 /// cannot express, and internal invariant violations.
 pub fn compile_path(path: &Path) -> Result<Compiled> {
     let start = Instant::now();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     let mut c = compile_bytes(&bytes, &name, &path.display().to_string())?;
     c.timings.insert(0, ("read".into(), start.elapsed()));
     Ok(c)
@@ -85,5 +91,9 @@ pub fn compile_proto(model: &ModelProto, name: &str) -> Result<Compiled> {
     let start = Instant::now();
     let plan = lower::lower(&graph)?;
     timings.push(("lower".to_string(), start.elapsed()));
-    Ok(Compiled { plan, ir_text: ir::text::print(&graph), timings })
+    Ok(Compiled {
+        plan,
+        ir_text: ir::text::print(&graph),
+        timings,
+    })
 }

@@ -19,7 +19,9 @@ use ndarray::{Array2, Array4, Axis};
 use ndarray_npy::read_npy;
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
 }
 
 /// Models with exact rounding ties: (name, minimum identical top-1 of 64, maximum LSB).
@@ -39,14 +41,18 @@ fn every_quantized_model_matches_onnxruntime() {
     for path in common::quantized_models() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         let expected: Array2<f32> = read_npy(dir.join(format!("{stem}.expected.npy"))).unwrap();
-        let plan = heqc::compile_path(&path).unwrap_or_else(|e| panic!("{stem}: {e}")).plan;
+        let plan = heqc::compile_path(&path)
+            .unwrap_or_else(|e| panic!("{stem}: {e}"))
+            .plan;
         let out = &plan.public.tensors[plan.public.output.tensor.0 as usize];
         let (scale, zp) = (out.scale, out.zero_point);
-        let (mut max_lsb, mut differing, mut top1_agree, mut total) = (0i64, 0usize, 0usize, 0usize);
+        let (mut max_lsb, mut differing, mut top1_agree, mut total) =
+            (0i64, 0usize, 0usize, 0usize);
         for (i, sample) in x.axis_iter(Axis(0)).enumerate() {
             let flat: Vec<f32> = sample.iter().copied().collect();
             let input = reference::quantize_input(&plan.public, &flat);
-            let trace = reference::run_traced(&plan, &input).unwrap_or_else(|e| panic!("{stem} sample {i}: {e}"));
+            let trace = reference::run_traced(&plan, &input)
+                .unwrap_or_else(|e| panic!("{stem} sample {i}: {e}"));
             let y = &trace.tensors[plan.public.output.tensor.0 as usize];
             let ours = reference::dequantize_output(&plan.public, y);
             let want: Vec<f32> = expected.row(i).to_vec();
@@ -60,7 +66,10 @@ fn every_quantized_model_matches_onnxruntime() {
             top1_agree += usize::from(argmax(&ours) == argmax(&want));
         }
         let pct = 100.0 * differing as f64 / total as f64;
-        println!("{stem}: top-1 {top1_agree}/{} identical, max {max_lsb} LSB, {differing}/{total} elements differ ({pct:.3} %), output zp {zp}", x.len_of(Axis(0)));
+        println!(
+            "{stem}: top-1 {top1_agree}/{} identical, max {max_lsb} LSB, {differing}/{total} elements differ ({pct:.3} %), output zp {zp}",
+            x.len_of(Axis(0))
+        );
         let (min_top1, max_allowed, max_pct) = match TIES.iter().find(|(n, _, _)| *n == stem) {
             Some((_, t, m)) => (*t, *m, 100.0),
             None => (x.len_of(Axis(0)), 1, 0.1),
@@ -69,5 +78,9 @@ fn every_quantized_model_matches_onnxruntime() {
             failures.push(format!("{stem}: top-1 {top1_agree}/64, max {max_lsb} LSB, {differing}/{total} ({pct:.3} %) differ"));
         }
     }
-    assert!(failures.is_empty(), "fidelity failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fidelity failures:\n{}",
+        failures.join("\n")
+    );
 }

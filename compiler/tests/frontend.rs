@@ -13,11 +13,21 @@ fn every_quantized_model_compiles_and_float_models_are_refused() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         match heqc::compile_path(&path) {
             Ok(c) => {
-                assert!(!common::is_float(&path) && stem != "unsupported", "{stem} should not compile");
-                assert!(c.plan.public.layers.iter().any(|l| l.op.is_linear()), "{stem}: no linear layer");
+                assert!(
+                    !common::is_float(&path) && stem != "unsupported",
+                    "{stem} should not compile"
+                );
+                assert!(
+                    c.plan.public.layers.iter().any(|l| l.op.is_linear()),
+                    "{stem}: no linear layer"
+                );
             }
             Err(Error::Unsupported(nodes)) if common::is_float(&path) => {
-                assert_eq!(nodes[0].reason.as_deref(), Some("the input is not a dequantized integer tensor"), "{stem}");
+                assert_eq!(
+                    nodes[0].reason.as_deref(),
+                    Some("the input is not a dequantized integer tensor"),
+                    "{stem}"
+                );
             }
             Err(Error::Unsupported(_)) if stem == "unsupported" => {}
             Err(e) => panic!("{stem}: {e}"),
@@ -28,10 +38,24 @@ fn every_quantized_model_compiles_and_float_models_are_refused() {
 #[test]
 fn unsupported_nodes_are_reported_together() {
     let e = heqc::compile_path(&common::models_dir().join("unsupported.onnx")).unwrap_err();
-    let Error::Unsupported(nodes) = &e else { panic!("{e}") };
-    let names: Vec<_> = nodes.iter().map(|n| (n.name.as_str(), n.op_type.as_str(), n.domain.as_str())).collect();
-    assert_eq!(names, [("head_sigmoid", "Sigmoid", "ai.onnx"), ("head_softmax", "Softmax", "ai.onnx")]);
-    assert_eq!(e.to_string(), "2 unsupported node(s): 'head_sigmoid' (ai.onnx:Sigmoid); 'head_softmax' (ai.onnx:Softmax);");
+    let Error::Unsupported(nodes) = &e else {
+        panic!("{e}")
+    };
+    let names: Vec<_> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.op_type.as_str(), n.domain.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("head_sigmoid", "Sigmoid", "ai.onnx"),
+            ("head_softmax", "Softmax", "ai.onnx")
+        ]
+    );
+    assert_eq!(
+        e.to_string(),
+        "2 unsupported node(s): 'head_sigmoid' (ai.onnx:Sigmoid); 'head_softmax' (ai.onnx:Softmax);"
+    );
 }
 
 /// Deterministic xorshift, so that a failing mutation is reproducible.
@@ -44,7 +68,12 @@ fn xorshift(s: &mut u64) -> u64 {
 
 #[test]
 fn damaged_models_give_errors_not_panics() {
-    for name in ["cnn_avg_qdq_u8s8", "resnet_qop", "cnn_avg_qcdq_w4a4", "resnet_qdq_mixed"] {
+    for name in [
+        "cnn_avg_qdq_u8s8",
+        "resnet_qop",
+        "cnn_avg_qcdq_w4a4",
+        "resnet_qdq_mixed",
+    ] {
         let bytes = std::fs::read(common::models_dir().join(format!("{name}.onnx"))).unwrap();
         let mut errors = 0;
         for len in (0..bytes.len()).step_by(bytes.len() / 150 + 1) {
@@ -75,7 +104,10 @@ fn snapshots_of_ir_and_explain() {
     for name in ["cnn_avg_qdq_u8s8", "resnet_qdq_mixed", "cnn_avg_qcdq_w4a4"] {
         let c = heqc::compile_path(&common::models_dir().join(format!("{name}.onnx"))).unwrap();
         insta::assert_snapshot!(format!("{name}.ir"), c.ir_text);
-        insta::assert_snapshot!(format!("{name}.explain"), heqc::explain::render(&c.plan, heqc::explain::Format::Text).unwrap());
+        insta::assert_snapshot!(
+            format!("{name}.explain"),
+            heqc::explain::render(&c.plan, heqc::explain::Format::Text).unwrap()
+        );
         insta::assert_yaml_snapshot!(format!("{name}.report"), heqc::explain::report(&c.plan));
     }
 }

@@ -76,7 +76,12 @@ fn read_values(path: &Path, npy_dtype: &str) -> (Vec<usize>, Vec<f64>) {
 
 /// A TensorProto holding `values` as ONNX type `code` (sub-byte types packed, low bits first).
 fn tensor_proto(name: &str, code: i32, dims: &[usize], values: &[f64]) -> TensorProto {
-    let mut t = TensorProto { name: name.into(), data_type: code, dims: dims.iter().map(|&d| d as i64).collect(), ..Default::default() };
+    let mut t = TensorProto {
+        name: name.into(),
+        data_type: code,
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        ..Default::default()
+    };
     match code {
         1 => t.float_data = values.iter().map(|&v| v as f32).collect(),
         7 => t.int64_data = values.iter().map(|&v| v as i64).collect(),
@@ -96,7 +101,8 @@ fn tensor_proto(name: &str, code: i32, dims: &[usize], values: &[f64]) -> Tensor
 
 /// Compiles a case and runs it; `Err` carries the compile error.
 fn run_case(dir: &Path) -> Result<(Vec<f64>, Vec<f64>), heqc::Error> {
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let bytes = std::fs::read(dir.join("model.onnx")).unwrap();
     let mut model = heqc::frontend::tensor::decode_model(&bytes, "model.onnx")?;
     let inputs = meta["inputs"].as_array().unwrap();
@@ -106,11 +112,21 @@ fn run_case(dir: &Path) -> Result<(Vec<f64>, Vec<f64>), heqc::Error> {
         let code = elem_code(inp["elem_type"].as_str().unwrap());
         if inp["npy_dtype"] == "float16" {
             // heqc reads no float16 constants; an empty payload of that type is refused alike.
-            let dims: Vec<usize> = inp["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let dims: Vec<usize> = inp["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
             graph.initializer.push(tensor_proto(name, code, &dims, &[]));
         } else {
-            let (dims, values) = read_values(&dir.join(format!("input_{}.npy", inp["index"])), inp["npy_dtype"].as_str().unwrap());
-            graph.initializer.push(tensor_proto(name, code, &dims, &values));
+            let (dims, values) = read_values(
+                &dir.join(format!("input_{}.npy", inp["index"])),
+                inp["npy_dtype"].as_str().unwrap(),
+            );
+            graph
+                .initializer
+                .push(tensor_proto(name, code, &dims, &values));
         }
         graph.input.retain(|i| i.name != name);
     }
@@ -118,9 +134,15 @@ fn run_case(dir: &Path) -> Result<(Vec<f64>, Vec<f64>), heqc::Error> {
     let x0 = &inputs[0];
     let (xdims, x) = read_values(&dir.join("input_0.npy"), x0["npy_dtype"].as_str().unwrap());
     let out = &meta["outputs"][0];
-    let (_, want) = read_values(&dir.join("output_0.npy"), out["npy_dtype"].as_str().unwrap());
+    let (_, want) = read_values(
+        &dir.join("output_0.npy"),
+        out["npy_dtype"].as_str().unwrap(),
+    );
     let p = &plan.public;
-    let (tin, tout) = (&p.tensors[p.input.tensor.0 as usize], &p.tensors[p.output.tensor.0 as usize]);
+    let (tin, tout) = (
+        &p.tensors[p.input.tensor.0 as usize],
+        &p.tensors[p.output.tensor.0 as usize],
+    );
     let float_out = out["elem_type"] == "FLOAT";
     let batch = xdims.first().copied().unwrap_or(1);
     let per = x.len() / batch;
@@ -134,7 +156,11 @@ fn run_case(dir: &Path) -> Result<(Vec<f64>, Vec<f64>), heqc::Error> {
         };
         let y = reference::run(&plan, &v).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         if float_out {
-            got.extend(reference::dequantize_output(p, &y).iter().map(|&v| f64::from(v)));
+            got.extend(
+                reference::dequantize_output(p, &y)
+                    .iter()
+                    .map(|&v| f64::from(v)),
+            );
         } else {
             got.extend(y.iter().map(|&v| (v + tout.zero_point) as f64));
         }
@@ -145,7 +171,11 @@ fn run_case(dir: &Path) -> Result<(Vec<f64>, Vec<f64>), heqc::Error> {
 #[test]
 fn node_cases_in_scope_match_exactly_and_the_rest_fail_cleanly() {
     let root = common::models_dir().join("onnx_node_cases");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     let mut exact = Vec::new();
     for dir in dirs {

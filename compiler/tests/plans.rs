@@ -24,7 +24,9 @@ fn plans_are_up_to_date() {
     let mut wanted = BTreeSet::new();
     for model in common::quantized_models() {
         let stem = model.file_stem().unwrap().to_string_lossy().into_owned();
-        let plan = heqc::compile_path(&model).unwrap_or_else(|e| panic!("{stem}: {e}")).plan;
+        let plan = heqc::compile_path(&model)
+            .unwrap_or_else(|e| panic!("{stem}: {e}"))
+            .plan;
         let yaml = heqc::explain::render(&plan, heqc::explain::Format::Yaml).unwrap();
         let path = dir.join(format!("{stem}.yaml"));
         wanted.insert(path.clone());
@@ -46,5 +48,8 @@ fn plans_are_up_to_date() {
             }
         }
     }
-    assert!(stale.is_empty(), "stale plans (run `HEQC_UPDATE_PLANS=1 cargo test -p heqc --test plans`): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale plans (run `HEQC_UPDATE_PLANS=1 cargo test -p heqc --test plans`): {stale:?}"
+    );
 }

@@ -13,13 +13,23 @@ use crate::ir::{AccBits, LayerGraph, LayerOp, LinearView};
 
 /// Smallest signed width (sign included) holding every value of `[lo, hi]`.
 pub fn signed_bits(lo: i64, hi: i64) -> u32 {
-    let need = |v: i64| if v >= 0 { 65 - v.leading_zeros() } else { 65 - (!v).leading_zeros() };
+    let need = |v: i64| {
+        if v >= 0 {
+            65 - v.leading_zeros()
+        } else {
+            65 - (!v).leading_zeros()
+        }
+    };
     need(lo).max(need(hi)).max(1)
 }
 
 /// `⌈log2 n⌉` (0 for `n ≤ 1`).
 pub fn ceil_log2(n: usize) -> u32 {
-    if n <= 1 { 0 } else { usize::BITS - (n - 1).leading_zeros() }
+    if n <= 1 {
+        0
+    } else {
+        usize::BITS - (n - 1).leading_zeros()
+    }
 }
 
 /// Sound accumulator bounds of a linear layer whose input lies in `input`.
@@ -43,7 +53,10 @@ pub fn acc_range(v: &LinearView<'_>, input: (i64, i64)) -> (i64, i64) {
 /// Sound and naive accumulator widths of a linear layer.
 pub fn acc_bits(v: &LinearView<'_>, input: (i64, i64), input_bits: u32) -> AccBits {
     let (lo, hi) = acc_range(v, input);
-    AccBits { sound: signed_bits(lo, hi), naive: v.weight_ty.bits + input_bits + ceil_log2(v.shape.terms()) + 1 }
+    AccBits {
+        sound: signed_bits(lo, hi),
+        naive: v.weight_ty.bits + input_bits + ceil_log2(v.shape.terms()) + 1,
+    }
 }
 
 /// Computes every tensor range and every accumulator width, in place.
@@ -70,7 +83,11 @@ pub fn infer(g: &mut LayerGraph) {
             LayerOp::Add(a) => a.clamp,
             LayerOp::AvgPool(a) => a.clamp,
             LayerOp::MaxPool(_) | LayerOp::Reshape => input.range,
-            LayerOp::Concat => layer.inputs.iter().map(|t| g.tensor(*t).range).fold(input.range, |a, b| (a.0.min(b.0), a.1.max(b.1))),
+            LayerOp::Concat => layer
+                .inputs
+                .iter()
+                .map(|t| g.tensor(*t).range)
+                .fold(input.range, |a, b| (a.0.min(b.0), a.1.max(b.1))),
         };
         g.tensor_mut(layer.output).range = range;
     }
@@ -99,8 +116,15 @@ mod tests {
     fn acc_bounds_use_signs_of_weights_and_bias() {
         // Two outputs; column 0 has weights [3, -2], column 1 [-1, -1]; input in [0, 255].
         let l = Linear {
-            shape: MatMulShape { rows: 1, inner: 2, cols: 2 },
-            weight_ty: IntType { bits: 8, signed: true },
+            shape: MatMulShape {
+                rows: 1,
+                inner: 2,
+                cols: 2,
+            },
+            weight_ty: IntType {
+                bits: 8,
+                signed: true,
+            },
             weights: vec![3, -1, -2, -1],
             bias: vec![10, -5],
             requant: None,
@@ -110,6 +134,12 @@ mod tests {
         let v = l.view();
         // col 0: max 10 + 3·255 = 775, min 10 − 2·255 = −500; col 1: min −5 − 510 = −515.
         assert_eq!(acc_range(&v, (0, 255)), (-515, 775));
-        assert_eq!(acc_bits(&v, (0, 255), 8), AccBits { sound: 11, naive: 8 + 8 + 1 + 1 });
+        assert_eq!(
+            acc_bits(&v, (0, 255), 8),
+            AccBits {
+                sound: 11,
+                naive: 8 + 8 + 1 + 1
+            }
+        );
     }
 }

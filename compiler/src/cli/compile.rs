@@ -31,17 +31,26 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         tracing::info!("phase {}: {phase} {:.3} ms", i + 1, t.as_secs_f64() * 1e3);
     }
     let plan = &compiled.plan;
-    heq_runtime::plan::write_plan(plan, &a.output).with_context(|| format!("writing {}", a.output.display()))?;
+    heq_runtime::plan::write_plan(plan, &a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
     if let Some(c) = &a.client_out {
-        heq_runtime::plan::write_plan(&plan.to_client(), c).with_context(|| format!("writing {}", c.display()))?;
+        heq_runtime::plan::write_plan(&plan.to_client(), c)
+            .with_context(|| format!("writing {}", c.display()))?;
     }
     let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
-    let weights: usize = plan.weights.as_ref().map_or(0, |w| w.layers.iter().map(|(_, l)| l.weights.len()).sum());
+    let weights: usize = plan
+        .weights
+        .as_ref()
+        .map_or(0, |w| w.layers.iter().map(|(_, l)| l.weights.len()).sum());
     println!(
         "{}: {} layers ({} linear), {} weights, plan {} bytes -> {}",
         plan.public.model_name,
         plan.public.layers.len(),
-        plan.public.layers.iter().filter(|l| l.op.is_linear()).count(),
+        plan.public
+            .layers
+            .iter()
+            .filter(|l| l.op.is_linear())
+            .count(),
         weights,
         size,
         a.output.display()

@@ -33,7 +33,8 @@ pub struct Args {
 /// # Errors
 /// Unreadable or invalid plans.
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let plan = heq_runtime::plan::read_plan(&a.plan).with_context(|| format!("reading {}", a.plan.display()))?;
+    let plan = heq_runtime::plan::read_plan(&a.plan)
+        .with_context(|| format!("reading {}", a.plan.display()))?;
     let format = match a.format {
         FormatArg::Text => Format::Text,
         FormatArg::Yaml => Format::Yaml,

@@ -17,11 +17,18 @@ pub mod registry;
 pub mod tensor;
 
 use crate::error::{Error, Result, UnsupportedNode};
-use crate::ir::{LayerGraph, LayerOp, Layer, Linear, Port, Requant, TensorFact, TensorId, type_range};
-use heq_runtime::plan::{AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant};
+use crate::ir::{
+    Layer, LayerGraph, LayerOp, Linear, Port, Requant, TensorFact, TensorId, type_range,
+};
+use heq_runtime::plan::{
+    AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant,
+};
 use std::collections::HashMap;
 use tensor::{Const, ConstData};
-use tract_onnx::pb::{ModelProto, NodeProto, attribute_proto::AttributeType, tensor_shape_proto::dimension, type_proto};
+use tract_onnx::pb::{
+    ModelProto, NodeProto, attribute_proto::AttributeType, tensor_shape_proto::dimension,
+    type_proto,
+};
 
 /// Significant bits of the largest requantization multiplier.
 pub const MULTIPLIER_BITS: u32 = 24;
@@ -41,13 +48,20 @@ pub fn multipliers(ms: &[f64]) -> (Vec<i64>, u32) {
         k = k.clamp(0, 62);
     }
     let scale = 2f64.powi(k);
-    (ms.iter().map(|m| (m * scale).round() as i64).collect(), k as u32)
+    (
+        ms.iter().map(|m| (m * scale).round() as i64).collect(),
+        k as u32,
+    )
 }
 
 /// Round half to even of a float, as ONNX QuantizeLinear rounds.
 pub(crate) fn round_half_even(x: f64) -> f64 {
     let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 { 2.0 * (x / 2.0).round() } else { r }
+    if (x - x.trunc()).abs() == 0.5 {
+        2.0 * (x / 2.0).round()
+    } else {
+        r
+    }
 }
 
 /// A constant with per-axis quantization parameters (a weight or a bias).
@@ -111,7 +125,10 @@ impl RealClamp {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        RealClamp { lo: max(self.lo, o.lo), hi: min(self.hi, o.hi) }
+        RealClamp {
+            lo: max(self.lo, o.lo),
+            hi: min(self.hi, o.hi),
+        }
     }
 }
 
@@ -146,11 +163,38 @@ pub struct LinearDraft {
 impl LinearDraft {
     /// The layer operation, with `requant` fused.
     pub fn into_op(self, requant: Option<Requant>) -> LayerOp {
-        let LinearDraft { kind, weights, weight_ty, bias, .. } = self;
+        let LinearDraft {
+            kind,
+            weights,
+            weight_ty,
+            bias,
+            ..
+        } = self;
         match kind {
-            LinearKind::Conv(shape) => LayerOp::Conv(Linear { shape, weight_ty, weights, bias, requant, acc: None }),
-            LinearKind::MatMul(shape) => LayerOp::MatMul(Linear { shape, weight_ty, weights, bias, requant, acc: None }),
-            LinearKind::Affine(shape) => LayerOp::Affine(Linear { shape, weight_ty, weights, bias, requant, acc: None }),
+            LinearKind::Conv(shape) => LayerOp::Conv(Linear {
+                shape,
+                weight_ty,
+                weights,
+                bias,
+                requant,
+                acc: None,
+            }),
+            LinearKind::MatMul(shape) => LayerOp::MatMul(Linear {
+                shape,
+                weight_ty,
+                weights,
+                bias,
+                requant,
+                acc: None,
+            }),
+            LinearKind::Affine(shape) => LayerOp::Affine(Linear {
+                shape,
+                weight_ty,
+                weights,
+                bias,
+                requant,
+                acc: None,
+            }),
         }
     }
 }
@@ -261,7 +305,13 @@ impl Ctx {
     /// # Errors
     /// If no earlier node or initializer defines it.
     pub fn value(&self, node: &NodeProto, name: &str) -> Result<&Value> {
-        self.values.get(name).ok_or_else(|| Error::model(&node.name, &node.op_type, format!("input '{name}' is not defined before the node")))
+        self.values.get(name).ok_or_else(|| {
+            Error::model(
+                &node.name,
+                &node.op_type,
+                format!("input '{name}' is not defined before the node"),
+            )
+        })
     }
 
     /// Input `i` of a node, if present and non-empty.
@@ -277,7 +327,9 @@ impl Ctx {
     /// # Errors
     /// If it is missing or undefined.
     pub fn required(&self, node: &NodeProto, i: usize) -> Result<Value> {
-        self.input(node, i)?.cloned().ok_or_else(|| Error::model(&node.name, &node.op_type, format!("input {i} is missing")))
+        self.input(node, i)?
+            .cloned()
+            .ok_or_else(|| Error::model(&node.name, &node.op_type, format!("input {i} is missing")))
     }
 
     /// Binds output `i` of a node.
@@ -295,7 +347,10 @@ impl Ctx {
         match self.input(node, i)? {
             None => Ok(None),
             Some(Value::Const(c)) => Ok(Some(c.clone())),
-            Some(_) => Err(unsupported(node, &format!("input {i} must be a constant initializer"))),
+            Some(_) => Err(unsupported(
+                node,
+                &format!("input {i} must be a constant initializer"),
+            )),
         }
     }
 
@@ -304,34 +359,78 @@ impl Ctx {
     ///
     /// # Errors
     /// If they are not constants of matching sizes.
-    pub fn qparams(&self, node: &NodeProto, si: usize, zi: usize, default_ty: IntType) -> Result<QParams> {
+    pub fn qparams(
+        &self,
+        node: &NodeProto,
+        si: usize,
+        zi: usize,
+        default_ty: IntType,
+    ) -> Result<QParams> {
         let bad = |r: &str| Error::model(&node.name, &node.op_type, r.to_string());
         let scale = match self.const_input(node, si)? {
-            Some(Const { data: ConstData::Float(v), .. }) => v,
+            Some(Const {
+                data: ConstData::Float(v),
+                ..
+            }) => v,
             _ => return Err(bad("the scale must be a float constant")),
         };
         let (zero_point, ty) = match self.const_input(node, zi)? {
-            Some(Const { data: ConstData::Int { ty, values }, .. }) => (values, ty),
+            Some(Const {
+                data: ConstData::Int { ty, values },
+                ..
+            }) => (values, ty),
             Some(_) => return Err(bad("the zero point must be an integer constant")),
             None => (vec![0; scale.len()], default_ty),
         };
-        if scale.is_empty() || scale.len() != zero_point.len() || scale.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+        if scale.is_empty()
+            || scale.len() != zero_point.len()
+            || scale.iter().any(|s| !s.is_finite() || *s <= 0.0)
+        {
             return Err(bad("scales must be positive and match the zero points"));
         }
         let axis = attr_int(node, "axis").unwrap_or(1);
-        Ok(QParams { scale, zero_point, ty, axis })
+        Ok(QParams {
+            scale,
+            zero_point,
+            ty,
+            axis,
+        })
     }
 
     /// Adds a tensor for the output of a node.
-    pub fn tensor(&mut self, name: &str, shape: Vec<usize>, ty: IntType, zero_point: i64, scale: f32) -> TensorId {
-        self.graph.add_tensor(TensorFact::new(name, shape, ty, zero_point, scale))
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        shape: Vec<usize>,
+        ty: IntType,
+        zero_point: i64,
+        scale: f32,
+    ) -> TensorId {
+        self.graph
+            .add_tensor(TensorFact::new(name, shape, ty, zero_point, scale))
     }
 
     /// Adds a layer producing a new tensor shaped and quantized like `like` (shape `shape`).
-    pub fn layer_like(&mut self, name: &str, op: LayerOp, inputs: Vec<TensorId>, like: TensorId, shape: Vec<usize>) -> TensorId {
+    pub fn layer_like(
+        &mut self,
+        name: &str,
+        op: LayerOp,
+        inputs: Vec<TensorId>,
+        like: TensorId,
+        shape: Vec<usize>,
+    ) -> TensorId {
         let f = self.graph.tensor(like).clone();
-        let out = self.graph.add_tensor(TensorFact { name: name.to_string(), shape, ..f });
-        self.graph.add_layer(Layer { name: name.to_string(), op, inputs, output: out });
+        let out = self.graph.add_tensor(TensorFact {
+            name: name.to_string(),
+            shape,
+            ..f
+        });
+        self.graph.add_layer(Layer {
+            name: name.to_string(),
+            op,
+            inputs,
+            output: out,
+        });
         out
     }
 
@@ -339,23 +438,45 @@ impl Ctx {
     ///
     /// # Errors
     /// Values that cannot be quantized, per-axis activation quantization.
-    pub fn quantize(&mut self, node: &NodeProto, x: Value, q: &QParams, out_name: &str) -> Result<Value> {
+    pub fn quantize(
+        &mut self,
+        node: &NodeProto,
+        x: Value,
+        q: &QParams,
+        out_name: &str,
+    ) -> Result<Value> {
         match x {
             Value::Const(c) => {
                 let ConstData::Float(v) = &c.data else {
                     return Err(unsupported(node, "quantizing an integer constant"));
                 };
-                let axis = if q.scale.len() > 1 { normalize_axis(node, q.axis, c.dims.len())? } else { 0 };
-                let mut qc = QConst { dims: c.dims.clone(), values: Vec::new(), ty: q.ty, scale: q.scale.clone(), zero_point: q.zero_point.clone(), axis };
+                let axis = if q.scale.len() > 1 {
+                    normalize_axis(node, q.axis, c.dims.len())?
+                } else {
+                    0
+                };
+                let mut qc = QConst {
+                    dims: c.dims.clone(),
+                    values: Vec::new(),
+                    ty: q.ty,
+                    scale: q.scale.clone(),
+                    zero_point: q.zero_point.clone(),
+                    axis,
+                };
                 if q.scale.len() > 1 && c.dims.get(axis) != Some(&q.scale.len()) {
-                    return Err(Error::model(&node.name, &node.op_type, "scale length does not match the axis"));
+                    return Err(Error::model(
+                        &node.name,
+                        &node.op_type,
+                        "scale length does not match the axis",
+                    ));
                 }
                 qc.values = v
                     .iter()
                     .enumerate()
                     .map(|(i, &x)| {
                         let s = qc.slice_of(i);
-                        let r = round_half_even(f64::from(x / qc.scale[s])) as i64 + qc.zero_point[s];
+                        let r =
+                            round_half_even(f64::from(x / qc.scale[s])) as i64 + qc.zero_point[s];
                         r.clamp(q.ty.min(), q.ty.max())
                     })
                     .collect();
@@ -368,7 +489,10 @@ impl Ctx {
                 }
                 let input_name = node.input[0].clone();
                 let t = self.tensor(&input_name, shape.clone(), q.ty, zp, s);
-                self.graph.input = Port { name: input_name, tensor: t };
+                self.graph.input = Port {
+                    name: input_name,
+                    tensor: t,
+                };
                 self.input_defined = true;
                 Ok(Value::Quant(t))
             }
@@ -378,14 +502,22 @@ impl Ctx {
                 if f.scale == s && f.zero_point == zp && f.ty == q.ty {
                     return Ok(Value::Quant(t));
                 }
-                let p = Pending { op: PendingOp::Clamp(t), shape: f.shape.clone(), clamp: RealClamp::default(), names: vec![] };
+                let p = Pending {
+                    op: PendingOp::Clamp(t),
+                    shape: f.shape.clone(),
+                    clamp: RealClamp::default(),
+                    names: vec![],
+                };
                 self.finish(node, p, s, zp, q.ty, out_name)
             }
             Value::Pending(p) => {
                 let (s, zp) = q.per_tensor(node)?;
                 self.finish(node, p, s, zp, q.ty, out_name)
             }
-            _ => Err(unsupported(node, "QuantizeLinear of an already quantized value")),
+            _ => Err(unsupported(
+                node,
+                "QuantizeLinear of an already quantized value",
+            )),
         }
     }
 
@@ -405,64 +537,143 @@ impl Ctx {
                     f.range = type_range(f.ty, zp);
                     self.input_defined = true;
                 } else if f.scale != s || f.zero_point != zp {
-                    return Err(unsupported(node, "dequantization parameters differ from the tensor's quantization"));
+                    return Err(unsupported(
+                        node,
+                        "dequantization parameters differ from the tensor's quantization",
+                    ));
                 }
                 Ok(Value::Real(t))
             }
-            Value::Const(Const { dims, data: ConstData::Int { ty, values } }) => {
-                let axis = if q.scale.len() > 1 { normalize_axis(node, q.axis, dims.len())? } else { 0 };
+            Value::Const(Const {
+                dims,
+                data: ConstData::Int { ty, values },
+            }) => {
+                let axis = if q.scale.len() > 1 {
+                    normalize_axis(node, q.axis, dims.len())?
+                } else {
+                    0
+                };
                 if q.scale.len() > 1 && dims.get(axis) != Some(&q.scale.len()) {
-                    return Err(Error::model(&node.name, &node.op_type, "scale length does not match the axis"));
+                    return Err(Error::model(
+                        &node.name,
+                        &node.op_type,
+                        "scale length does not match the axis",
+                    ));
                 }
-                Ok(Value::ConstReal(QConst { dims, values, ty, scale: q.scale.clone(), zero_point: q.zero_point.clone(), axis }))
+                Ok(Value::ConstReal(QConst {
+                    dims,
+                    values,
+                    ty,
+                    scale: q.scale.clone(),
+                    zero_point: q.zero_point.clone(),
+                    axis,
+                }))
             }
             Value::ConstQuant(mut c) => {
                 c.scale = q.scale.clone();
                 c.zero_point = q.zero_point.clone();
                 Ok(Value::ConstReal(c))
             }
-            _ => Err(unsupported(node, "DequantizeLinear of a value that is not an integer tensor")),
+            _ => Err(unsupported(
+                node,
+                "DequantizeLinear of a value that is not an integer tensor",
+            )),
         }
     }
 
     /// Turns a pending computation into integer layers whose output has scale `s`, zero point
     /// `zp` and type `ty`.
-    fn finish(&mut self, node: &NodeProto, p: Pending, s: f32, zp: i64, ty: IntType, out_name: &str) -> Result<Value> {
+    fn finish(
+        &mut self,
+        node: &NodeProto,
+        p: Pending,
+        s: f32,
+        zp: i64,
+        ty: IntType,
+        out_name: &str,
+    ) -> Result<Value> {
         let (tlo, thi) = type_range(ty, zp);
         let sy = f64::from(s);
-        let bound = |b: Option<f32>, default: i64| b.map(|b| (round_half_even(f64::from(b) / sy) as i64).clamp(tlo, thi)).unwrap_or(default);
-        let clamp = (bound(p.clamp.lo, tlo).max(tlo), bound(p.clamp.hi, thi).min(thi));
+        let bound = |b: Option<f32>, default: i64| {
+            b.map(|b| (round_half_even(f64::from(b) / sy) as i64).clamp(tlo, thi))
+                .unwrap_or(default)
+        };
+        let clamp = (
+            bound(p.clamp.lo, tlo).max(tlo),
+            bound(p.clamp.hi, thi).min(thi),
+        );
         if clamp.0 > clamp.1 {
-            return Err(unsupported(node, "the fused clip leaves no representable value"));
+            return Err(unsupported(
+                node,
+                "the fused clip leaves no representable value",
+            ));
         }
         let mut names = p.names.clone();
         if names.is_empty() {
             names.push(node.name.clone());
         }
         let name = names.join("+");
-        let out = self.graph.add_tensor(TensorFact::new(out_name, p.shape.clone(), ty, zp, s));
+        let out = self
+            .graph
+            .add_tensor(TensorFact::new(out_name, p.shape.clone(), ty, zp, s));
         let scale_of = |g: &LayerGraph, t: TensorId| f64::from(g.tensor(t).scale);
         let (op, inputs) = match p.op {
             PendingOp::Linear(d) => {
                 let ms: Vec<f64> = d.acc_scale.iter().map(|a| a / sy).collect();
                 let (multipliers, shift) = multipliers(&ms);
                 let input = d.input;
-                (d.into_op(Some(Requant { multipliers, shift, clamp })), vec![input])
+                (
+                    d.into_op(Some(Requant {
+                        multipliers,
+                        shift,
+                        clamp,
+                    })),
+                    vec![input],
+                )
             }
             PendingOp::Add(a, b) => {
-                let (m, shift) = multipliers(&[scale_of(&self.graph, a) / sy, scale_of(&self.graph, b) / sy]);
-                (LayerOp::Add(AddSpec { m_a: m[0], m_b: m[1], shift, clamp }), vec![a, b])
+                let (m, shift) =
+                    multipliers(&[scale_of(&self.graph, a) / sy, scale_of(&self.graph, b) / sy]);
+                (
+                    LayerOp::Add(AddSpec {
+                        m_a: m[0],
+                        m_b: m[1],
+                        shift,
+                        clamp,
+                    }),
+                    vec![a, b],
+                )
             }
-            PendingOp::AvgPool { input, pool, count_include_pad } => {
+            PendingOp::AvgPool {
+                input,
+                pool,
+                count_include_pad,
+            } => {
                 let sx = scale_of(&self.graph, input);
                 let n = pool.kernel[0] * pool.kernel[1];
                 let ms: Vec<f64> = (1..=n).map(|c| sx / (sy * c as f64)).collect();
                 let (multipliers, shift) = multipliers(&ms);
-                (LayerOp::AvgPool(AvgPoolSpec { pool, count_include_pad, multipliers, shift, clamp }), vec![input])
+                (
+                    LayerOp::AvgPool(AvgPoolSpec {
+                        pool,
+                        count_include_pad,
+                        multipliers,
+                        shift,
+                        clamp,
+                    }),
+                    vec![input],
+                )
             }
             PendingOp::Clamp(t) => {
                 let (multipliers, shift) = multipliers(&[scale_of(&self.graph, t) / sy]);
-                (LayerOp::Rescale(PublicRequant { multipliers, shift, clamp }), vec![t])
+                (
+                    LayerOp::Rescale(PublicRequant {
+                        multipliers,
+                        shift,
+                        clamp,
+                    }),
+                    vec![t],
+                )
             }
             PendingOp::Concat(ts) => {
                 let mut inputs = Vec::with_capacity(ts.len());
@@ -473,15 +684,35 @@ impl Ctx {
                         continue;
                     }
                     let (multipliers, shift) = multipliers(&[f64::from(f.scale) / sy]);
-                    let r = self.graph.add_tensor(TensorFact::new(format!("{}.rescaled", f.name), f.shape.clone(), ty, zp, s));
-                    let op = LayerOp::Rescale(PublicRequant { multipliers, shift, clamp });
-                    self.graph.add_layer(Layer { name: format!("{name}.{}", f.name), op, inputs: vec![t], output: r });
+                    let r = self.graph.add_tensor(TensorFact::new(
+                        format!("{}.rescaled", f.name),
+                        f.shape.clone(),
+                        ty,
+                        zp,
+                        s,
+                    ));
+                    let op = LayerOp::Rescale(PublicRequant {
+                        multipliers,
+                        shift,
+                        clamp,
+                    });
+                    self.graph.add_layer(Layer {
+                        name: format!("{name}.{}", f.name),
+                        op,
+                        inputs: vec![t],
+                        output: r,
+                    });
                     inputs.push(r);
                 }
                 (LayerOp::Concat, inputs)
             }
         };
-        self.graph.add_layer(Layer { name, op, inputs, output: out });
+        self.graph.add_layer(Layer {
+            name,
+            op,
+            inputs,
+            output: out,
+        });
         Ok(Value::Quant(out))
     }
 
@@ -492,35 +723,66 @@ impl Ctx {
     /// If the pending computation is not a linear layer with unit accumulator scale.
     pub fn finish_raw(&mut self, node: &NodeProto, p: Pending) -> Result<Value> {
         let PendingOp::Linear(d) = p.op else {
-            return Err(unsupported(node, "only linear layers can output their raw accumulator"));
+            return Err(unsupported(
+                node,
+                "only linear layers can output their raw accumulator",
+            ));
         };
         if d.acc_scale.iter().any(|&s| s != 1.0) || !p.clamp.is_none() {
-            return Err(unsupported(node, "a raw accumulator output must have unit scale"));
+            return Err(unsupported(
+                node,
+                "a raw accumulator output must have unit scale",
+            ));
         }
         let out_name = node.output.first().cloned().unwrap_or_default();
-        let out = self.tensor(&out_name, p.shape, IntType { bits: 32, signed: true }, 0, 1.0);
+        let out = self.tensor(
+            &out_name,
+            p.shape,
+            IntType {
+                bits: 32,
+                signed: true,
+            },
+            0,
+            1.0,
+        );
         let input = d.input;
-        self.graph.add_layer(Layer { name: node.name.clone(), op: d.into_op(None), inputs: vec![input], output: out });
+        self.graph.add_layer(Layer {
+            name: node.name.clone(),
+            op: d.into_op(None),
+            inputs: vec![input],
+            output: out,
+        });
         Ok(Value::Quant(out))
     }
 
     /// Tightens the clamp of the layer producing `t` (a Clip right after a QuantizeLinear), or
     /// adds a clamping rescale when `t` has no such producer; narrows the type to `ty`.
-    pub fn clip_quant(&mut self, node: &NodeProto, t: TensorId, lo: i64, hi: i64, ty: IntType) -> Result<Value> {
+    pub fn clip_quant(
+        &mut self,
+        node: &NodeProto,
+        t: TensorId,
+        lo: i64,
+        hi: i64,
+        ty: IntType,
+    ) -> Result<Value> {
         let f = self.graph.tensor(t).clone();
         let (clo, chi) = (lo - f.zero_point, hi - f.zero_point);
-        let tightened = self.graph.producer(t).filter(|_| self.graph.consumers(t).is_empty()).is_some_and(|p| {
-            let c = match &mut self.graph.layer_mut(p).op {
-                LayerOp::Conv(l) => l.requant.as_mut().map(|r| &mut r.clamp),
-                LayerOp::MatMul(l) => l.requant.as_mut().map(|r| &mut r.clamp),
-                LayerOp::Affine(l) => l.requant.as_mut().map(|r| &mut r.clamp),
-                LayerOp::Rescale(r) => Some(&mut r.clamp),
-                LayerOp::Add(a) => Some(&mut a.clamp),
-                LayerOp::AvgPool(a) => Some(&mut a.clamp),
-                _ => None,
-            };
-            c.map(|c| *c = (c.0.max(clo), c.1.min(chi))).is_some()
-        });
+        let tightened = self
+            .graph
+            .producer(t)
+            .filter(|_| self.graph.consumers(t).is_empty())
+            .is_some_and(|p| {
+                let c = match &mut self.graph.layer_mut(p).op {
+                    LayerOp::Conv(l) => l.requant.as_mut().map(|r| &mut r.clamp),
+                    LayerOp::MatMul(l) => l.requant.as_mut().map(|r| &mut r.clamp),
+                    LayerOp::Affine(l) => l.requant.as_mut().map(|r| &mut r.clamp),
+                    LayerOp::Rescale(r) => Some(&mut r.clamp),
+                    LayerOp::Add(a) => Some(&mut a.clamp),
+                    LayerOp::AvgPool(a) => Some(&mut a.clamp),
+                    _ => None,
+                };
+                c.map(|c| *c = (c.0.max(clo), c.1.min(chi))).is_some()
+            });
         if tightened {
             let f = self.graph.tensor_mut(t);
             f.ty = ty;
@@ -530,9 +792,28 @@ impl Ctx {
             }
             return Ok(Value::Quant(t));
         }
-        let out = self.graph.add_tensor(TensorFact { ty, range: (clo, chi), ..TensorFact::new(node.output[0].clone(), f.shape.clone(), ty, f.zero_point, f.scale) });
-        let op = LayerOp::Rescale(PublicRequant { multipliers: vec![1], shift: 0, clamp: (clo, chi) });
-        self.graph.add_layer(Layer { name: node.name.clone(), op, inputs: vec![t], output: out });
+        let out = self.graph.add_tensor(TensorFact {
+            ty,
+            range: (clo, chi),
+            ..TensorFact::new(
+                node.output[0].clone(),
+                f.shape.clone(),
+                ty,
+                f.zero_point,
+                f.scale,
+            )
+        });
+        let op = LayerOp::Rescale(PublicRequant {
+            multipliers: vec![1],
+            shift: 0,
+            clamp: (clo, chi),
+        });
+        self.graph.add_layer(Layer {
+            name: node.name.clone(),
+            op,
+            inputs: vec![t],
+            output: out,
+        });
         Ok(Value::Quant(out))
     }
 }
@@ -557,23 +838,36 @@ pub(crate) fn normalize_axis(node: &NodeProto, axis: i64, rank: usize) -> Result
     if (0..r.max(1)).contains(&a) {
         Ok(a as usize)
     } else {
-        Err(Error::model(&node.name, &node.op_type, format!("axis {axis} out of range for rank {rank}")))
+        Err(Error::model(
+            &node.name,
+            &node.op_type,
+            format!("axis {axis} out of range for rank {rank}"),
+        ))
     }
 }
 
 /// An integer attribute.
 pub fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
-    node.attribute.iter().find(|a| a.name == name && a.r#type == AttributeType::Int as i32).map(|a| a.i)
+    node.attribute
+        .iter()
+        .find(|a| a.name == name && a.r#type == AttributeType::Int as i32)
+        .map(|a| a.i)
 }
 
 /// A float attribute.
 pub fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
-    node.attribute.iter().find(|a| a.name == name && a.r#type == AttributeType::Float as i32).map(|a| a.f)
+    node.attribute
+        .iter()
+        .find(|a| a.name == name && a.r#type == AttributeType::Float as i32)
+        .map(|a| a.f)
 }
 
 /// An integer-list attribute.
 pub fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    node.attribute.iter().find(|a| a.name == name && a.r#type == AttributeType::Ints as i32).map(|a| a.ints.clone())
+    node.attribute
+        .iter()
+        .find(|a| a.name == name && a.r#type == AttributeType::Ints as i32)
+        .map(|a| a.ints.clone())
 }
 
 /// A string attribute.
@@ -600,7 +894,10 @@ pub fn sizes(node: &NodeProto, v: &[i64]) -> Result<Vec<usize>> {
 /// # Errors
 /// Every unsupported node at once ([`Error::Unsupported`]), or the first malformed node.
 pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
-    let graph = model.graph.as_ref().ok_or_else(|| Error::Decode { path: name.to_string(), reason: "the model has no graph".into() })?;
+    let graph = model.graph.as_ref().ok_or_else(|| Error::Decode {
+        path: name.to_string(),
+        reason: "the model has no graph".into(),
+    })?;
     let registry = registry::OpRegistry::standard();
     let missing: Vec<UnsupportedNode> = graph
         .node
@@ -608,7 +905,11 @@ pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
         .enumerate()
         .filter(|(_, n)| registry.get(&n.domain, &n.op_type).is_none())
         .map(|(i, n)| UnsupportedNode {
-            name: if n.name.is_empty() { format!("<unnamed #{i}>") } else { n.name.clone() },
+            name: if n.name.is_empty() {
+                format!("<unnamed #{i}>")
+            } else {
+                n.name.clone()
+            },
             op_type: n.op_type.clone(),
             domain: domain_name(&n.domain).to_string(),
             reason: None,
@@ -617,26 +918,60 @@ pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
     if !missing.is_empty() {
         return Err(Error::Unsupported(missing));
     }
-    let opset = model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).unwrap_or(21);
-    let mut cx = Ctx { values: HashMap::new(), graph: LayerGraph::new(name), input_defined: false, opset };
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(21);
+    let mut cx = Ctx {
+        values: HashMap::new(),
+        graph: LayerGraph::new(name),
+        input_defined: false,
+        opset,
+    };
     for t in &graph.initializer {
-        cx.values.insert(t.name.clone(), Value::Const(tensor::decode(t)?));
+        cx.values
+            .insert(t.name.clone(), Value::Const(tensor::decode(t)?));
     }
-    let inputs: Vec<_> = graph.input.iter().filter(|i| !cx.values.contains_key(&i.name)).collect();
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !cx.values.contains_key(&i.name))
+        .collect();
     let [input] = inputs.as_slice() else {
-        return Err(Error::model(name, "graph", format!("{} graph inputs besides initializers; heqc compiles models with exactly one", inputs.len())));
+        return Err(Error::model(
+            name,
+            "graph",
+            format!(
+                "{} graph inputs besides initializers; heqc compiles models with exactly one",
+                inputs.len()
+            ),
+        ));
     };
     let bad_input = |r: &str| Error::model(&input.name, "graph input", r.to_string());
-    let Some(type_proto::Value::TensorType(tt)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+    let Some(type_proto::Value::TensorType(tt)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
         return Err(bad_input("not a tensor"));
     };
-    let dims = tt.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
+    let dims = tt
+        .shape
+        .as_ref()
+        .map(|s| s.dim.as_slice())
+        .unwrap_or_default();
     let mut shape = Vec::new();
     for (i, d) in dims.iter().enumerate() {
         match &d.value {
-            Some(dimension::Value::DimValue(v)) if *v >= 0 && *v < 1 << 24 => shape.push(*v as usize),
+            Some(dimension::Value::DimValue(v)) if *v >= 0 && *v < 1 << 24 => {
+                shape.push(*v as usize)
+            }
             _ if i == 0 => shape.push(1),
-            _ => return Err(bad_input("symbolic or invalid dimension after the batch dimension")),
+            _ => {
+                return Err(bad_input(
+                    "symbolic or invalid dimension after the batch dimension",
+                ));
+            }
         }
     }
     if shape.is_empty() {
@@ -647,28 +982,57 @@ pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
         Value::FloatInput(sample)
     } else if let Some(ty) = tensor::int_type(tt.elem_type) {
         let t = cx.tensor(&input.name, sample, ty, 0, 1.0);
-        cx.graph.input = Port { name: input.name.clone(), tensor: t };
+        cx.graph.input = Port {
+            name: input.name.clone(),
+            tensor: t,
+        };
         Value::Quant(t)
     } else {
-        return Err(bad_input("element type is neither float nor an integer type"));
+        return Err(bad_input(
+            "element type is neither float nor an integer type",
+        ));
     };
     cx.values.insert(input.name.clone(), v);
     for node in &graph.node {
-        let b = registry.get(&node.domain, &node.op_type).expect("checked above");
+        let b = registry
+            .get(&node.domain, &node.op_type)
+            .expect("checked above");
         b(&mut cx, node)?;
     }
     let [output] = graph.output.as_slice() else {
-        return Err(Error::model(name, "graph", format!("{} graph outputs; heqc compiles models with exactly one", graph.output.len())));
+        return Err(Error::model(
+            name,
+            "graph",
+            format!(
+                "{} graph outputs; heqc compiles models with exactly one",
+                graph.output.len()
+            ),
+        ));
     };
     let t = match cx.values.get(&output.name) {
         Some(Value::Real(t) | Value::Quant(t)) => *t,
-        Some(_) => return Err(Error::model(&output.name, "graph output", "the output is not a quantized tensor")),
-        None => return Err(Error::model(&output.name, "graph output", "no node computes the output")),
+        Some(_) => {
+            return Err(Error::model(
+                &output.name,
+                "graph output",
+                "the output is not a quantized tensor",
+            ));
+        }
+        None => {
+            return Err(Error::model(
+                &output.name,
+                "graph output",
+                "no node computes the output",
+            ));
+        }
     };
     if cx.graph.tensors().is_empty() {
         return Err(bad_input("the float input is never quantized"));
     }
-    cx.graph.output = Port { name: output.name.clone(), tensor: t };
+    cx.graph.output = Port {
+        name: output.name.clone(),
+        tensor: t,
+    };
     Ok(cx.graph)
 }
 
@@ -677,15 +1041,26 @@ pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
 ///
 /// # Errors
 /// Per-axis quantization along another axis; weights beyond 32 bits.
-pub(crate) fn weight_parts(node: &NodeProto, w: &QConst, out_axis: usize) -> Result<(Vec<i32>, IntType, Vec<f64>)> {
-    let m = *w.dims.get(out_axis).ok_or_else(|| Error::model(&node.name, &node.op_type, "weight rank too small"))?;
+pub(crate) fn weight_parts(
+    node: &NodeProto,
+    w: &QConst,
+    out_axis: usize,
+) -> Result<(Vec<i32>, IntType, Vec<f64>)> {
+    let m = *w
+        .dims
+        .get(out_axis)
+        .ok_or_else(|| Error::model(&node.name, &node.op_type, "weight rank too small"))?;
     if w.scale.len() > 1 && w.axis != out_axis {
-        return Err(unsupported(node, "weights quantized per slice along an axis other than the output channels"));
+        return Err(unsupported(
+            node,
+            "weights quantized per slice along an axis other than the output channels",
+        ));
     }
     let mut centred = Vec::with_capacity(w.values.len());
     for i in 0..w.values.len() {
         let c = w.centred(i);
-        centred.push(i32::try_from(c).map_err(|_| unsupported(node, "weights wider than 32 bits"))?);
+        centred
+            .push(i32::try_from(c).map_err(|_| unsupported(node, "weights wider than 32 bits"))?);
     }
     let ty = if w.zero_point.iter().all(|&z| z == 0) {
         w.ty
@@ -694,7 +1069,9 @@ pub(crate) fn weight_parts(node: &NodeProto, w: &QConst, out_axis: usize) -> Res
         let hi = centred.iter().copied().max().unwrap_or(0);
         type_for_range(i64::from(lo.min(-1)), i64::from(hi))
     };
-    let scales = (0..m).map(|c| f64::from(w.scale[if w.scale.len() == 1 { 0 } else { c }])).collect();
+    let scales = (0..m)
+        .map(|c| f64::from(w.scale[if w.scale.len() == 1 { 0 } else { c }]))
+        .collect();
     Ok((centred, ty, scales))
 }
 
@@ -702,25 +1079,54 @@ pub(crate) fn weight_parts(node: &NodeProto, w: &QConst, out_axis: usize) -> Res
 ///
 /// # Errors
 /// A bias that is not a constant of one value per output channel.
-pub(crate) fn bias_acc(node: &NodeProto, bias: Option<Value>, acc_scale: &[f64]) -> Result<Vec<i64>> {
+pub(crate) fn bias_acc(
+    node: &NodeProto,
+    bias: Option<Value>,
+    acc_scale: &[f64],
+) -> Result<Vec<i64>> {
     let m = acc_scale.len();
-    let bad = || Error::model(&node.name, &node.op_type, format!("the bias must be a constant of {m} values"));
+    let bad = || {
+        Error::model(
+            &node.name,
+            &node.op_type,
+            format!("the bias must be a constant of {m} values"),
+        )
+    };
     let to_acc = |real: f64, c: usize| -> Result<i64> {
         let v = (real / acc_scale[c]).round();
-        if v.is_finite() && v.abs() < 2f64.powi(62) { Ok(v as i64) } else { Err(unsupported(node, "bias out of range")) }
+        if v.is_finite() && v.abs() < 2f64.powi(62) {
+            Ok(v as i64)
+        } else {
+            Err(unsupported(node, "bias out of range"))
+        }
     };
     match bias {
         None => Ok(vec![0; m]),
         Some(Value::ConstReal(b)) if b.values.len() == m => (0..m)
             .map(|c| {
                 let s = f64::from(b.scale[b.slice_of(c)]);
-                if (s / acc_scale[c] - 1.0).abs() < 1e-6 { Ok(b.centred(c)) } else { to_acc(b.real(c), c) }
+                if (s / acc_scale[c] - 1.0).abs() < 1e-6 {
+                    Ok(b.centred(c))
+                } else {
+                    to_acc(b.real(c), c)
+                }
             })
             .collect(),
-        Some(Value::Const(Const { data: ConstData::Int { values, .. }, .. })) if values.len() == m => Ok(values),
-        Some(Value::Const(c @ Const { data: ConstData::Float(_), .. })) if c.len() == m => {
-            c.to_f64().into_iter().enumerate().map(|(i, r)| to_acc(r, i)).collect()
-        }
+        Some(Value::Const(Const {
+            data: ConstData::Int { values, .. },
+            ..
+        })) if values.len() == m => Ok(values),
+        Some(Value::Const(
+            c @ Const {
+                data: ConstData::Float(_),
+                ..
+            },
+        )) if c.len() == m => c
+            .to_f64()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| to_acc(r, i))
+            .collect(),
         _ => Err(bad()),
     }
 }
@@ -729,14 +1135,21 @@ pub(crate) fn bias_acc(node: &NodeProto, bias: Option<Value>, acc_scale: &[f64])
 ///
 /// # Errors
 /// Malformed padding attributes.
-pub(crate) fn pads_2d(node: &NodeProto, in_hw: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> Result<[usize; 4]> {
+pub(crate) fn pads_2d(
+    node: &NodeProto,
+    in_hw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> Result<[usize; 4]> {
     let auto = attr_str(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
     match auto.as_str() {
         "NOTSET" => match attr_ints(node, "pads") {
             None => Ok([0; 4]),
             Some(p) => {
                 let p = sizes(node, &p)?;
-                <[usize; 4]>::try_from(p).map_err(|_| Error::model(&node.name, &node.op_type, "pads must have 4 entries"))
+                <[usize; 4]>::try_from(p).map_err(|_| {
+                    Error::model(&node.name, &node.op_type, "pads must have 4 entries")
+                })
             }
         },
         "VALID" => Ok([0; 4]),
@@ -746,13 +1159,21 @@ pub(crate) fn pads_2d(node: &NodeProto, in_hw: [usize; 2], kernel: [usize; 2], s
                 let out = in_hw[d].div_ceil(stride[d]);
                 let total = ((out - 1) * stride[d] + kernel[d]).saturating_sub(in_hw[d]);
                 let small = total / 2;
-                let (begin, end) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                let (begin, end) = if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
                 p[d] = begin;
                 p[d + 2] = end;
             }
             Ok(p)
         }
-        other => Err(Error::model(&node.name, &node.op_type, format!("auto_pad '{other}'"))),
+        other => Err(Error::model(
+            &node.name,
+            &node.op_type,
+            format!("auto_pad '{other}'"),
+        )),
     }
 }
 
@@ -784,5 +1205,10 @@ pub(crate) fn strides_2d(node: &NodeProto) -> Result<[usize; 2]> {
 /// # Errors
 /// Tensors that are not 3-D per sample.
 pub(crate) fn chw(node: &NodeProto, shape: &[usize]) -> Result<[usize; 3]> {
-    <[usize; 3]>::try_from(shape).map_err(|_| unsupported(node, &format!("input shape {shape:?} is not [C, H, W] per sample")))
+    <[usize; 3]>::try_from(shape).map_err(|_| {
+        unsupported(
+            node,
+            &format!("input shape {shape:?} is not [C, H, W] per sample"),
+        )
+    })
 }

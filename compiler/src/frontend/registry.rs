@@ -24,18 +24,25 @@ pub struct OpRegistry {
 impl OpRegistry {
     /// Registers a builder.
     pub fn register(&mut self, domain: &str, op_type: &str, b: Builder) {
-        self.builders.insert((domain.to_string(), op_type.to_string()), b);
+        self.builders
+            .insert((domain.to_string(), op_type.to_string()), b);
     }
 
     /// The builder of an operator (`""` and `ai.onnx` are the same domain).
     pub fn get(&self, domain: &str, op_type: &str) -> Option<Builder> {
         let domain = if domain.is_empty() { ONNX } else { domain };
-        self.builders.get(&(domain.to_string(), op_type.to_string())).copied()
+        self.builders
+            .get(&(domain.to_string(), op_type.to_string()))
+            .copied()
     }
 
     /// Every operator heqc supports, sorted as `domain:op_type`.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.builders.keys().map(|(d, o)| format!("{d}:{o}")).collect();
+        let mut v: Vec<String> = self
+            .builders
+            .keys()
+            .map(|(d, o)| format!("{d}:{o}"))
+            .collect();
         v.sort();
         v
     }

@@ -97,12 +97,18 @@ impl Const {
 /// [`Error::Tensor`] for unsupported element types, external data, negative or oversized
 /// dimensions, and payloads whose size does not match the dimensions.
 pub fn decode(t: &TensorProto) -> Result<Const> {
-    let err = |reason: String| Error::Tensor { name: t.name.clone(), reason };
+    let err = |reason: String| Error::Tensor {
+        name: t.name.clone(),
+        reason,
+    };
     let mut dims = Vec::with_capacity(t.dims.len());
     let mut n: usize = 1;
     for &d in &t.dims {
         let d = usize::try_from(d).map_err(|_| err(format!("negative dimension {d}")))?;
-        n = n.checked_mul(d).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| err("too many elements".into()))?;
+        n = n
+            .checked_mul(d)
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| err("too many elements".into()))?;
         dims.push(d);
     }
     if t.data_location == Some(1) {
@@ -125,13 +131,23 @@ pub fn decode(t: &TensorProto) -> Result<Const> {
                 .map(|i| {
                     let raw = (bytes[i / per_byte] >> ((i % per_byte) as u32 * ty.bits)) & mask;
                     let v = i64::from(raw);
-                    if ty.signed && v >= 1 << (ty.bits - 1) { v - (1 << ty.bits) } else { v }
+                    if ty.signed && v >= 1 << (ty.bits - 1) {
+                        v - (1 << ty.bits)
+                    } else {
+                        v
+                    }
                 })
                 .collect();
             ConstData::Int { ty, values }
         }
-        dtype::FLOAT | dtype::DOUBLE | dtype::UINT8 | dtype::INT8 | dtype::UINT16 | dtype::INT16
-        | dtype::INT32 | dtype::INT64 => {
+        dtype::FLOAT
+        | dtype::DOUBLE
+        | dtype::UINT8
+        | dtype::INT8
+        | dtype::UINT16
+        | dtype::INT16
+        | dtype::INT32
+        | dtype::INT64 => {
             let (size, typed_len) = match t.data_type {
                 dtype::FLOAT => (4, t.float_data.len()),
                 dtype::DOUBLE => (8, t.double_data.len()),
@@ -140,7 +156,11 @@ pub fn decode(t: &TensorProto) -> Result<Const> {
                 dtype::UINT16 | dtype::INT16 => (2, t.int32_data.len()),
                 _ => (4, t.int32_data.len()),
             };
-            let ok = if t.raw_data.is_empty() { typed_len == n } else { t.raw_data.len() == n * size };
+            let ok = if t.raw_data.is_empty() {
+                typed_len == n
+            } else {
+                t.raw_data.len() == n * size
+            };
             if !ok {
                 return Err(err(format!("payload does not hold {n} elements")));
             }
@@ -155,19 +175,38 @@ pub fn decode(t: &TensorProto) -> Result<Const> {
 }
 
 fn convert(tensor: &Tensor, data_type: i32) -> std::result::Result<ConstData, String> {
-    fn ints<T: Copy + Into<i64> + tract_onnx::prelude::Datum>(t: &Tensor) -> std::result::Result<Vec<i64>, String> {
-        Ok(t.to_plain_array_view::<T>().map_err(|e| e.to_string())?.iter().map(|&v| v.into()).collect())
+    fn ints<T: Copy + Into<i64> + tract_onnx::prelude::Datum>(
+        t: &Tensor,
+    ) -> std::result::Result<Vec<i64>, String> {
+        Ok(t.to_plain_array_view::<T>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|&v| v.into())
+            .collect())
     }
     let int = |values| {
-        let ty = int_type(data_type).unwrap_or(IntType { bits: 64, signed: true });
+        let ty = int_type(data_type).unwrap_or(IntType {
+            bits: 64,
+            signed: true,
+        });
         Ok(ConstData::Int { ty, values })
     };
     match data_type {
         dtype::FLOAT => Ok(ConstData::Float(
-            tensor.to_plain_array_view::<f32>().map_err(|e| e.to_string())?.iter().copied().collect(),
+            tensor
+                .to_plain_array_view::<f32>()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .copied()
+                .collect(),
         )),
         dtype::DOUBLE => Ok(ConstData::Float(
-            tensor.to_plain_array_view::<f64>().map_err(|e| e.to_string())?.iter().map(|&v| v as f32).collect(),
+            tensor
+                .to_plain_array_view::<f64>()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
         )),
         dtype::UINT8 => int(ints::<u8>(tensor)?),
         dtype::INT8 => int(ints::<i8>(tensor)?),
@@ -186,7 +225,10 @@ pub fn decode_model(bytes: &[u8], path: &str) -> Result<tract_onnx::pb::ModelPro
     let onnx = tract_onnx::onnx();
     let mut reader = bytes;
     onnx.proto_model_for_read(&mut reader)
-        .map_err(|e| Error::Decode { path: path.to_string(), reason: format!("{e:#}") })
+        .map_err(|e| Error::Decode {
+            path: path.to_string(),
+            reason: format!("{e:#}"),
+        })
 }
 
 #[cfg(test)]
@@ -194,32 +236,69 @@ mod tests {
     use super::*;
 
     fn proto(data_type: i32, dims: Vec<i64>, raw: Vec<u8>) -> TensorProto {
-        TensorProto { name: "w".into(), data_type, dims, raw_data: raw, ..Default::default() }
+        TensorProto {
+            name: "w".into(),
+            data_type,
+            dims,
+            raw_data: raw,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn int4_unpacks_low_nibble_first_with_sign() {
         let c = decode(&proto(dtype::INT4, vec![3], vec![0x8F, 0x07])).expect("decodes");
-        assert_eq!(c.data, ConstData::Int { ty: IntType { bits: 4, signed: true }, values: vec![-1, -8, 7] });
+        assert_eq!(
+            c.data,
+            ConstData::Int {
+                ty: IntType {
+                    bits: 4,
+                    signed: true
+                },
+                values: vec![-1, -8, 7]
+            }
+        );
     }
 
     #[test]
     fn uint2_unpacks_four_per_byte() {
         let c = decode(&proto(dtype::UINT2, vec![5], vec![0b1110_0100, 0b11])).expect("decodes");
-        assert_eq!(c.data, ConstData::Int { ty: IntType { bits: 2, signed: false }, values: vec![0, 1, 2, 3, 3] });
+        assert_eq!(
+            c.data,
+            ConstData::Int {
+                ty: IntType {
+                    bits: 2,
+                    signed: false
+                },
+                values: vec![0, 1, 2, 3, 3]
+            }
+        );
     }
 
     #[test]
     fn int8_raw_data_goes_through_tract() {
         let c = decode(&proto(dtype::INT8, vec![2, 2], vec![1, 255, 128, 7])).expect("decodes");
         assert_eq!(c.dims, vec![2, 2]);
-        assert_eq!(c.data, ConstData::Int { ty: IntType { bits: 8, signed: true }, values: vec![1, -1, -128, 7] });
+        assert_eq!(
+            c.data,
+            ConstData::Int {
+                ty: IntType {
+                    bits: 8,
+                    signed: true
+                },
+                values: vec![1, -1, -128, 7]
+            }
+        );
     }
 
     #[test]
     fn short_payload_is_an_error() {
-        let e = decode(&proto(dtype::FLOAT, vec![2], vec![0; 7])).expect_err("7 bytes for 2 floats");
-        assert_eq!(e.to_string(), "initializer 'w': payload does not hold 2 elements");
+        let e =
+            decode(&proto(dtype::FLOAT, vec![2], vec![0; 7])).expect_err("7 bytes for 2 floats");
+        assert_eq!(
+            e.to_string(),
+            "initializer 'w': payload does not hold 2 elements"
+        );
         let e = decode(&proto(dtype::INT8, vec![-1], vec![])).expect_err("negative dim");
         assert_eq!(e.to_string(), "initializer 'w': negative dimension -1");
     }

@@ -23,9 +23,22 @@ pub struct TensorFact {
 
 impl TensorFact {
     /// A tensor whose range is everything its type can hold.
-    pub fn new(name: impl Into<String>, shape: Vec<usize>, ty: IntType, zero_point: i64, scale: f32) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        ty: IntType,
+        zero_point: i64,
+        scale: f32,
+    ) -> Self {
         let range = type_range(ty, zero_point);
-        TensorFact { name: name.into(), shape, ty, zero_point, scale, range }
+        TensorFact {
+            name: name.into(),
+            shape,
+            ty,
+            zero_point,
+            scale,
+            range,
+        }
     }
 
     /// Number of elements of one sample.

@@ -1,6 +1,9 @@
 //! `Layer`: one integer operation of the layer graph, with its server-private data inline.
 
-use heq_runtime::plan::{AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant, TensorId};
+use heq_runtime::plan::{
+    AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant,
+    TensorId,
+};
 
 /// One layer of the graph.
 #[derive(Clone, Debug, PartialEq)]

@@ -44,8 +44,17 @@ pub struct LayerGraph {
 impl LayerGraph {
     /// An empty graph; the frontend sets [`LayerGraph::input`] and [`LayerGraph::output`].
     pub fn new(name: impl Into<String>) -> Self {
-        let port = Port { name: String::new(), tensor: TensorId(0) };
-        LayerGraph { name: name.into(), graph: StableDiGraph::new(), tensors: Vec::new(), input: port.clone(), output: port }
+        let port = Port {
+            name: String::new(),
+            tensor: TensorId(0),
+        };
+        LayerGraph {
+            name: name.into(),
+            graph: StableDiGraph::new(),
+            tensors: Vec::new(),
+            input: port.clone(),
+            output: port,
+        }
     }
 
     /// Adds a tensor.
@@ -89,12 +98,17 @@ impl LayerGraph {
 
     /// The layer producing a tensor (`None` for the graph input or an unknown tensor).
     pub fn producer(&self, t: TensorId) -> Option<NodeIndex> {
-        self.graph.node_indices().find(|&n| self.graph[n].output == t)
+        self.graph
+            .node_indices()
+            .find(|&n| self.graph[n].output == t)
     }
 
     /// Layers reading a tensor.
     pub fn consumers(&self, t: TensorId) -> Vec<NodeIndex> {
-        self.graph.node_indices().filter(|&n| self.graph[n].inputs.contains(&t)).collect()
+        self.graph
+            .node_indices()
+            .filter(|&n| self.graph[n].inputs.contains(&t))
+            .collect()
     }
 
     /// A layer.
@@ -126,7 +140,9 @@ impl LayerGraph {
     /// Removes a layer whose output equals its only input in value, redirecting every use of
     /// its output (and the graph output) to that input.
     pub fn bypass(&mut self, n: NodeIndex) {
-        let Some(layer) = self.graph.remove_node(n) else { return };
+        let Some(layer) = self.graph.remove_node(n) else {
+            return;
+        };
         let (old, new) = (layer.output, layer.inputs[0]);
         for node in self.graph.node_indices().collect::<Vec<_>>() {
             for t in &mut self.graph[node].inputs {
@@ -155,15 +171,30 @@ impl LayerGraph {
 
     /// Layers in topological order, ties broken by insertion order. `None` if there is a cycle.
     pub fn order(&self) -> Option<Vec<NodeIndex>> {
-        let mut indegree: std::collections::HashMap<NodeIndex, usize> =
-            self.graph.node_indices().map(|n| (n, self.graph.neighbors_directed(n, Direction::Incoming).count())).collect();
-        let mut ready: BinaryHeap<Reverse<NodeIndex>> =
-            indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| Reverse(*n)).collect();
+        let mut indegree: std::collections::HashMap<NodeIndex, usize> = self
+            .graph
+            .node_indices()
+            .map(|n| {
+                (
+                    n,
+                    self.graph
+                        .neighbors_directed(n, Direction::Incoming)
+                        .count(),
+                )
+            })
+            .collect();
+        let mut ready: BinaryHeap<Reverse<NodeIndex>> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| Reverse(*n))
+            .collect();
         let mut order = Vec::with_capacity(indegree.len());
         while let Some(Reverse(n)) = ready.pop() {
             order.push(n);
             for m in self.graph.neighbors_directed(n, Direction::Outgoing) {
-                let d = indegree.get_mut(&m).expect("every node has an indegree entry");
+                let d = indegree
+                    .get_mut(&m)
+                    .expect("every node has an indegree entry");
                 *d -= 1;
                 if *d == 0 {
                     ready.push(Reverse(m));

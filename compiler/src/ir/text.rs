@@ -10,14 +10,22 @@ fn acc(a: Option<AccBits>) -> String {
 }
 
 fn fact(t: TensorId, f: &TensorFact) -> String {
-    format!("{t}:{}{:?} zp={} s={:e} r=[{}, {}]", f.ty, f.shape, f.zero_point, f.scale, f.range.0, f.range.1)
+    format!(
+        "{t}:{}{:?} zp={} s={:e} r=[{}, {}]",
+        f.ty, f.shape, f.zero_point, f.scale, f.range.0, f.range.1
+    )
 }
 
 /// Prints the graph.
 pub fn print(g: &LayerGraph) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "graph {}", g.name);
-    let _ = writeln!(out, "input {} {}", g.input.name, fact(g.input.tensor, g.tensor(g.input.tensor)));
+    let _ = writeln!(
+        out,
+        "input {} {}",
+        g.input.name,
+        fact(g.input.tensor, g.tensor(g.input.tensor))
+    );
     match g.order() {
         None => out.push_str("<cycle>\n"),
         Some(order) => {
@@ -27,20 +35,47 @@ pub fn print(g: &LayerGraph) -> String {
                 let detail = match &l.op {
                     LayerOp::Conv(c) => format!(
                         " w={} kernel={:?} stride={:?} pads={:?} groups={} acc={}",
-                        c.weight_ty, c.shape.kernel, c.shape.stride, c.shape.pads, c.shape.groups, acc(c.acc)
+                        c.weight_ty,
+                        c.shape.kernel,
+                        c.shape.stride,
+                        c.shape.pads,
+                        c.shape.groups,
+                        acc(c.acc)
                     ),
-                    LayerOp::MatMul(c) => format!(" w={} {}x{}x{} acc={}", c.weight_ty, c.shape.rows, c.shape.inner, c.shape.cols, acc(c.acc)),
+                    LayerOp::MatMul(c) => format!(
+                        " w={} {}x{}x{} acc={}",
+                        c.weight_ty,
+                        c.shape.rows,
+                        c.shape.inner,
+                        c.shape.cols,
+                        acc(c.acc)
+                    ),
                     LayerOp::Affine(c) => format!(" w={} acc={}", c.weight_ty, acc(c.acc)),
-                    LayerOp::Rescale(r) => format!(" m={:?} shift={} clamp={:?}", r.multipliers, r.shift, r.clamp),
-                    LayerOp::Add(a) => format!(" m=({}, {}) shift={} clamp={:?}", a.m_a, a.m_b, a.shift, a.clamp),
-                    LayerOp::MaxPool(p) => format!(" kernel={:?} stride={:?} pads={:?}", p.kernel, p.stride, p.pads),
+                    LayerOp::Rescale(r) => format!(
+                        " m={:?} shift={} clamp={:?}",
+                        r.multipliers, r.shift, r.clamp
+                    ),
+                    LayerOp::Add(a) => format!(
+                        " m=({}, {}) shift={} clamp={:?}",
+                        a.m_a, a.m_b, a.shift, a.clamp
+                    ),
+                    LayerOp::MaxPool(p) => format!(
+                        " kernel={:?} stride={:?} pads={:?}",
+                        p.kernel, p.stride, p.pads
+                    ),
                     LayerOp::AvgPool(a) => format!(
                         " kernel={:?} stride={:?} pads={:?} shift={} clamp={:?}",
                         a.pool.kernel, a.pool.stride, a.pool.pads, a.shift, a.clamp
                     ),
                     LayerOp::Concat | LayerOp::Reshape => String::new(),
                 };
-                let rq = l.op.linear().and_then(|v| v.requant.map(|r| format!(" shift={} clamp={:?}", r.shift, r.clamp))).unwrap_or_default();
+                let rq =
+                    l.op.linear()
+                        .and_then(|v| {
+                            v.requant
+                                .map(|r| format!(" shift={} clamp={:?}", r.shift, r.clamp))
+                        })
+                        .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "l{i} {} '{}' ({}) -> {}{detail}{rq}",

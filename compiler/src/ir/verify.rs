@@ -54,12 +54,20 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
         if let Some(v) = l.op.linear() {
             let m = v.shape.out_channels();
             if v.weights.len() != v.shape.weight_len() || v.bias.len() != m {
-                errs.push(format!("{at}: {} weights and {} biases for {m} channels", v.weights.len(), v.bias.len()));
+                errs.push(format!(
+                    "{at}: {} weights and {} biases for {m} channels",
+                    v.weights.len(),
+                    v.bias.len()
+                ));
             }
             if let Some(r) = v.requant
                 && (r.multipliers.len() != m || r.clamp.0 > r.clamp.1)
             {
-                errs.push(format!("{at}: {} multipliers for {m} channels, clamp {:?}", r.multipliers.len(), r.clamp));
+                errs.push(format!(
+                    "{at}: {} multipliers for {m} channels, clamp {:?}",
+                    r.multipliers.len(),
+                    r.clamp
+                ));
             }
         }
         let shape_ok = match &l.op {
@@ -68,14 +76,21 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
                 in_len == c.shape.in_channels * c.shape.in_hw[0] * c.shape.in_hw[1]
                     && out_len == c.shape.out_channels * oh * ow
             }
-            LayerOp::MatMul(c) => in_len == c.shape.rows * c.shape.inner && out_len == c.shape.rows * c.shape.cols,
-            LayerOp::Affine(c) => in_len == c.shape.channels * c.shape.per_channel && out_len == in_len,
-            LayerOp::MaxPool(p) | LayerOp::AvgPool(heq_runtime::plan::AvgPoolSpec { pool: p, .. }) => {
+            LayerOp::MatMul(c) => {
+                in_len == c.shape.rows * c.shape.inner && out_len == c.shape.rows * c.shape.cols
+            }
+            LayerOp::Affine(c) => {
+                in_len == c.shape.channels * c.shape.per_channel && out_len == in_len
+            }
+            LayerOp::MaxPool(p)
+            | LayerOp::AvgPool(heq_runtime::plan::AvgPoolSpec { pool: p, .. }) => {
                 let [oh, ow] = p.out_hw();
                 in_len == p.channels * p.in_hw[0] * p.in_hw[1] && out_len == p.channels * oh * ow
             }
             LayerOp::Add(_) => g.tensor(l.inputs[1]).len() == in_len && out_len == in_len,
-            LayerOp::Concat => l.inputs.iter().map(|t| g.tensor(*t).len()).sum::<usize>() == out_len,
+            LayerOp::Concat => {
+                l.inputs.iter().map(|t| g.tensor(*t).len()).sum::<usize>() == out_len
+            }
             LayerOp::Rescale(_) | LayerOp::Reshape => in_len == out_len,
         };
         if !shape_ok {
@@ -93,7 +108,9 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
             errs.push(format!("{at}: clamp [{lo}, {hi}] is empty"));
         }
     }
-    if !exists(g.output.tensor) || (g.output.tensor != g.input.tensor && !produced.contains(&g.output.tensor)) {
+    if !exists(g.output.tensor)
+        || (g.output.tensor != g.input.tensor && !produced.contains(&g.output.tensor))
+    {
         errs.push(format!("output {} is never computed", g.output.tensor));
     }
     errs

@@ -21,7 +21,9 @@ fn is_identity(g: &LayerGraph, n: petgraph::stable_graph::NodeIndex) -> bool {
         LayerOp::Reshape => {
             i.shape == o.shape
                 || g.producer(l.inputs[0]).is_some_and(|p| {
-                    matches!(g.layer(p).op, LayerOp::Reshape) && g.consumers(l.inputs[0]).len() == 1 && l.inputs[0] != g.output.tensor
+                    matches!(g.layer(p).op, LayerOp::Reshape)
+                        && g.consumers(l.inputs[0]).len() == 1
+                        && l.inputs[0] != g.output.tensor
                 })
         }
         LayerOp::Rescale(r) => {
@@ -43,12 +45,20 @@ impl Pass for DropIdentity {
     fn run(&mut self, g: &mut LayerGraph) -> Result<bool> {
         let mut changed = false;
         loop {
-            let Some(order) = g.order() else { return Ok(changed) };
-            let Some(n) = order.into_iter().find(|&n| is_identity(g, n)) else { return Ok(changed) };
+            let Some(order) = g.order() else {
+                return Ok(changed);
+            };
+            let Some(n) = order.into_iter().find(|&n| is_identity(g, n)) else {
+                return Ok(changed);
+            };
             let l = g.layer(n).clone();
-            if matches!(l.op, LayerOp::Reshape) && g.tensor(l.inputs[0]).shape != g.tensor(l.output).shape {
+            if matches!(l.op, LayerOp::Reshape)
+                && g.tensor(l.inputs[0]).shape != g.tensor(l.output).shape
+            {
                 // Reshape of a reshape: the first one goes, this one reads its input.
-                let p = g.producer(l.inputs[0]).expect("is_identity checked the producer");
+                let p = g
+                    .producer(l.inputs[0])
+                    .expect("is_identity checked the producer");
                 g.bypass(p);
             } else {
                 g.bypass(n);

@@ -64,5 +64,9 @@ impl PassManager {
 
 fn check(g: &LayerGraph, pass: &'static str) -> Result<()> {
     let violations = verify::verify(g);
-    if violations.is_empty() { Ok(()) } else { Err(Error::Invariant { pass, violations }) }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invariant { pass, violations })
+    }
 }

@@ -26,5 +26,8 @@ pub fn is_float(p: &std::path::Path) -> bool {
 
 /// Every quantized model heqc must compile.
 pub fn quantized_models() -> Vec<PathBuf> {
-    all_models().into_iter().filter(|p| !is_float(p) && p.file_stem().unwrap() != "unsupported").collect()
+    all_models()
+        .into_iter()
+        .filter(|p| !is_float(p) && p.file_stem().unwrap() != "unsupported")
+        .collect()
 }

@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use crate::frontend::registry::{ONNX, OpRegistry};
 use crate::frontend::tensor::{Const, ConstData};
-use crate::frontend::{Ctx, Pending, PendingOp, RealClamp, Value, attr_float, type_for_range, unsupported};
+use crate::frontend::{
+    Ctx, Pending, PendingOp, RealClamp, Value, attr_float, type_for_range, unsupported,
+};
 use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
@@ -15,7 +17,15 @@ pub fn register(r: &mut OpRegistry) {
 
 fn relu(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     let x = cx.required(node, 0)?;
-    let v = clamp_real(cx, node, x, RealClamp { lo: Some(0.0), hi: None })?;
+    let v = clamp_real(
+        cx,
+        node,
+        x,
+        RealClamp {
+            lo: Some(0.0),
+            hi: None,
+        },
+    )?;
     cx.set_output(node, 0, v);
     Ok(())
 }
@@ -34,7 +44,10 @@ fn clamp_real(cx: &Ctx, node: &NodeProto, x: Value, c: RealClamp) -> Result<Valu
             clamp: c,
             names: vec![node.name.clone()],
         })),
-        _ => Err(unsupported(node, "activation of a value that is neither dequantized nor pending")),
+        _ => Err(unsupported(
+            node,
+            "activation of a value that is neither dequantized nor pending",
+        )),
     }
 }
 
@@ -47,7 +60,11 @@ fn clip(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
         match cx.const_input(node, i)? {
             None => Ok(None),
             Some(c) if c.len() == 1 => Ok(c.to_f64().first().copied()),
-            Some(_) => Err(Error::model(&node.name, &node.op_type, "clip bounds must be scalars")),
+            Some(_) => Err(Error::model(
+                &node.name,
+                &node.op_type,
+                "clip bounds must be scalars",
+            )),
         }
     };
     let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
@@ -67,13 +84,30 @@ fn clip(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
             c.ty = type_for_range(lo, hi);
             Value::ConstQuant(c)
         }
-        Value::Const(Const { dims, data: ConstData::Int { ty, values } }) => {
+        Value::Const(Const {
+            dims,
+            data: ConstData::Int { ty, values },
+        }) => {
             let lo = lo.map_or(ty.min(), |v| v as i64).max(ty.min());
             let hi = hi.map_or(ty.max(), |v| v as i64).min(ty.max());
             let values = values.iter().map(|v| (*v).clamp(lo, hi)).collect();
-            Value::Const(Const { dims, data: ConstData::Int { ty: type_for_range(lo, hi), values } })
+            Value::Const(Const {
+                dims,
+                data: ConstData::Int {
+                    ty: type_for_range(lo, hi),
+                    values,
+                },
+            })
         }
-        x => clamp_real(cx, node, x, RealClamp { lo: lo.map(|v| v as f32), hi: hi.map(|v| v as f32) })?,
+        x => clamp_real(
+            cx,
+            node,
+            x,
+            RealClamp {
+                lo: lo.map(|v| v as f32),
+                hi: hi.map(|v| v as f32),
+            },
+        )?,
     };
     cx.set_output(node, 0, v);
     Ok(())

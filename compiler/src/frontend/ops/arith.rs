@@ -18,22 +18,54 @@ fn add_values(cx: &Ctx, node: &NodeProto, a: Value, b: Value) -> Result<Value> {
         (Value::Real(a), Value::Real(b)) => {
             let (fa, fb) = (cx.graph.tensor(a), cx.graph.tensor(b));
             if fa.shape != fb.shape {
-                return Err(unsupported(node, &format!("broadcasting add of {:?} and {:?}", fa.shape, fb.shape)));
+                return Err(unsupported(
+                    node,
+                    &format!("broadcasting add of {:?} and {:?}", fa.shape, fb.shape),
+                ));
             }
-            Ok(Value::Pending(Pending { op: PendingOp::Add(a, b), shape: fa.shape.clone(), clamp: RealClamp::default(), names: vec![node.name.clone()] }))
+            Ok(Value::Pending(Pending {
+                op: PendingOp::Add(a, b),
+                shape: fa.shape.clone(),
+                clamp: RealClamp::default(),
+                names: vec![node.name.clone()],
+            }))
         }
-        (Value::Pending(Pending { op: PendingOp::Linear(mut d), shape, clamp, mut names }), c @ (Value::Const(_) | Value::ConstReal(_)))
-        | (c @ (Value::Const(_) | Value::ConstReal(_)), Value::Pending(Pending { op: PendingOp::Linear(mut d), shape, clamp, mut names }))
-            if clamp.is_none() =>
-        {
+        (
+            Value::Pending(Pending {
+                op: PendingOp::Linear(mut d),
+                shape,
+                clamp,
+                mut names,
+            }),
+            c @ (Value::Const(_) | Value::ConstReal(_)),
+        )
+        | (
+            c @ (Value::Const(_) | Value::ConstReal(_)),
+            Value::Pending(Pending {
+                op: PendingOp::Linear(mut d),
+                shape,
+                clamp,
+                mut names,
+            }),
+        ) if clamp.is_none() => {
             let extra = bias_acc(node, Some(c), &d.acc_scale)?;
             for (b, e) in d.bias.iter_mut().zip(extra) {
-                *b = b.checked_add(e).ok_or_else(|| Error::model(&node.name, &node.op_type, "bias overflow"))?;
+                *b = b
+                    .checked_add(e)
+                    .ok_or_else(|| Error::model(&node.name, &node.op_type, "bias overflow"))?;
             }
             names.push(node.name.clone());
-            Ok(Value::Pending(Pending { op: PendingOp::Linear(d), shape, clamp, names }))
+            Ok(Value::Pending(Pending {
+                op: PendingOp::Linear(d),
+                shape,
+                clamp,
+                names,
+            }))
         }
-        _ => Err(unsupported(node, "Add of values that are not two dequantized tensors")),
+        _ => Err(unsupported(
+            node,
+            "Add of values that are not two dequantized tensors",
+        )),
     }
 }
 

@@ -4,7 +4,10 @@
 use crate::error::{Error, Result};
 use crate::frontend::ops::conv::{dq_operand, int_operands, q_result};
 use crate::frontend::registry::{MICROSOFT, ONNX, OpRegistry};
-use crate::frontend::{Ctx, LinearDraft, LinearKind, Pending, PendingOp, RealClamp, Value, attr_float, attr_int, bias_acc, unsupported, weight_parts};
+use crate::frontend::{
+    Ctx, LinearDraft, LinearKind, Pending, PendingOp, RealClamp, Value, attr_float, attr_int,
+    bias_acc, unsupported, weight_parts,
+};
 use heq_runtime::plan::MatMulShape;
 use tract_onnx::pb::NodeProto;
 
@@ -18,12 +21,26 @@ pub fn register(r: &mut OpRegistry) {
 }
 
 /// The pending product `x · W (+ bias)`; `trans_b` when the constant is stored `[N, K]`.
-fn matmul_pending(cx: &Ctx, node: &NodeProto, x: Value, w: Value, bias: Option<Value>, trans_b: bool, alpha: f64) -> Result<Pending> {
+fn matmul_pending(
+    cx: &Ctx,
+    node: &NodeProto,
+    x: Value,
+    w: Value,
+    bias: Option<Value>,
+    trans_b: bool,
+    alpha: f64,
+) -> Result<Pending> {
     let Value::Real(t) = x else {
-        return Err(unsupported(node, "the input is not a dequantized integer tensor"));
+        return Err(unsupported(
+            node,
+            "the input is not a dequantized integer tensor",
+        ));
     };
     let Value::ConstReal(w) = w else {
-        return Err(unsupported(node, "the weight matrix is not a dequantized integer constant"));
+        return Err(unsupported(
+            node,
+            "the weight matrix is not a dequantized integer constant",
+        ));
     };
     let fact = cx.graph.tensor(t);
     let (rows, inner) = match fact.shape.as_slice() {
@@ -31,19 +48,41 @@ fn matmul_pending(cx: &Ctx, node: &NodeProto, x: Value, w: Value, bias: Option<V
         [r, k] => (*r, *k),
         s => return Err(unsupported(node, &format!("input shape {s:?} per sample"))),
     };
-    let [d0, d1] = <[usize; 2]>::try_from(w.dims.as_slice()).map_err(|_| unsupported(node, "the weight matrix is not 2-D"))?;
+    let [d0, d1] = <[usize; 2]>::try_from(w.dims.as_slice())
+        .map_err(|_| unsupported(node, "the weight matrix is not 2-D"))?;
     let (k, cols) = if trans_b { (d1, d0) } else { (d0, d1) };
     if k != inner {
-        return Err(Error::model(&node.name, &node.op_type, format!("inner dimensions {inner} and {k} differ")));
+        return Err(Error::model(
+            &node.name,
+            &node.op_type,
+            format!("inner dimensions {inner} and {k} differ"),
+        ));
     }
     let (centred, weight_ty, w_scale) = weight_parts(node, &w, usize::from(!trans_b))?;
-    let weights = if trans_b { (0..k * cols).map(|i| centred[(i % cols) * k + i / cols]).collect() } else { centred };
+    let weights = if trans_b {
+        (0..k * cols)
+            .map(|i| centred[(i % cols) * k + i / cols])
+            .collect()
+    } else {
+        centred
+    };
     let sx = f64::from(fact.scale);
     let acc_scale: Vec<f64> = w_scale.iter().map(|s| sx * s * alpha).collect();
     let bias = bias_acc(node, bias, &acc_scale)?;
-    let shape = if fact.shape.len() == 1 { vec![cols] } else { vec![rows, cols] };
+    let shape = if fact.shape.len() == 1 {
+        vec![cols]
+    } else {
+        vec![rows, cols]
+    };
     Ok(Pending {
-        op: PendingOp::Linear(LinearDraft { kind: LinearKind::MatMul(MatMulShape { rows, inner, cols }), input: t, weights, weight_ty, bias, acc_scale }),
+        op: PendingOp::Linear(LinearDraft {
+            kind: LinearKind::MatMul(MatMulShape { rows, inner, cols }),
+            input: t,
+            weights,
+            weight_ty,
+            bias,
+            acc_scale,
+        }),
         shape,
         clamp: RealClamp::default(),
         names: vec![node.name.clone()],
@@ -57,12 +96,19 @@ fn gemm_attrs(node: &NodeProto) -> Result<(bool, f64)> {
     if attr_float(node, "beta").is_some_and(|b| b != 1.0) {
         return Err(unsupported(node, "beta other than 1"));
     }
-    Ok((attr_int(node, "transB").unwrap_or(0) != 0, f64::from(attr_float(node, "alpha").unwrap_or(1.0))))
+    Ok((
+        attr_int(node, "transB").unwrap_or(0) != 0,
+        f64::from(attr_float(node, "alpha").unwrap_or(1.0)),
+    ))
 }
 
 fn gemm(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     let (trans_b, alpha) = gemm_attrs(node)?;
-    let (x, w, b) = (cx.required(node, 0)?, cx.required(node, 1)?, cx.input(node, 2)?.cloned());
+    let (x, w, b) = (
+        cx.required(node, 0)?,
+        cx.required(node, 1)?,
+        cx.input(node, 2)?.cloned(),
+    );
     let p = matmul_pending(cx, node, x, w, b, trans_b, alpha)?;
     cx.set_output(node, 0, Value::Pending(p));
     Ok(())

@@ -5,7 +5,10 @@
 use crate::error::{Error, Result};
 use crate::frontend::ops::conv::{dq_operand, q_result};
 use crate::frontend::registry::{MICROSOFT, ONNX, OpRegistry};
-use crate::frontend::{Ctx, Pending, PendingOp, RealClamp, Value, attr_int, attr_ints, chw, pads_2d, sizes, strides_2d, unsupported};
+use crate::frontend::{
+    Ctx, Pending, PendingOp, RealClamp, Value, attr_int, attr_ints, chw, pads_2d, sizes,
+    strides_2d, unsupported,
+};
 use crate::ir::LayerOp;
 use heq_runtime::plan::PoolShape;
 use tract_onnx::pb::NodeProto;
@@ -26,16 +29,33 @@ fn pool_shape(node: &NodeProto, shape: &[usize]) -> Result<PoolShape> {
         if attr_int(node, "channels_last").is_some_and(|v| v != 0) {
             return Err(unsupported(node, "channels_last"));
         }
-        return Ok(PoolShape { channels: c, in_hw: [h, w], kernel: [h, w], stride: [1, 1], pads: [0; 4] });
+        return Ok(PoolShape {
+            channels: c,
+            in_hw: [h, w],
+            kernel: [h, w],
+            stride: [1, 1],
+            pads: [0; 4],
+        });
     }
     let kernel = sizes(node, &attr_ints(node, "kernel_shape").unwrap_or_default())?;
-    let [kh, kw] = <[usize; 2]>::try_from(kernel).map_err(|_| unsupported(node, "a kernel that is not 2-D"))?;
+    let [kh, kw] = <[usize; 2]>::try_from(kernel)
+        .map_err(|_| unsupported(node, "a kernel that is not 2-D"))?;
     let stride = strides_2d(node)?;
     let pads = pads_2d(node, [h, w], [kh, kw], stride)?;
     if kh == 0 || kw == 0 || h + pads[0] + pads[2] < kh || w + pads[1] + pads[3] < kw {
-        return Err(Error::model(&node.name, &node.op_type, "the window does not fit the padded input"));
+        return Err(Error::model(
+            &node.name,
+            &node.op_type,
+            "the window does not fit the padded input",
+        ));
     }
-    Ok(PoolShape { channels: c, in_hw: [h, w], kernel: [kh, kw], stride, pads })
+    Ok(PoolShape {
+        channels: c,
+        in_hw: [h, w],
+        kernel: [kh, kw],
+        stride,
+        pads,
+    })
 }
 
 fn max_pool(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
@@ -44,7 +64,10 @@ fn max_pool(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     }
     let x = cx.required(node, 0)?;
     let (Value::Real(t) | Value::Quant(t)) = x else {
-        return Err(unsupported(node, "MaxPool of a value that is not an integer tensor"));
+        return Err(unsupported(
+            node,
+            "MaxPool of a value that is not an integer tensor",
+        ));
     };
     let pool = pool_shape(node, &cx.graph.tensor(t).shape)?;
     let [oh, ow] = pool.out_hw();
@@ -52,20 +75,35 @@ fn max_pool(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     let shape = vec![pool.channels, oh, ow];
     let out = cx.layer_like(&node.name, LayerOp::MaxPool(pool), vec![t], t, shape);
     cx.graph.tensor_mut(out).name = out_name;
-    cx.set_output(node, 0, if matches!(x, Value::Real(_)) { Value::Real(out) } else { Value::Quant(out) });
+    cx.set_output(
+        node,
+        0,
+        if matches!(x, Value::Real(_)) {
+            Value::Real(out)
+        } else {
+            Value::Quant(out)
+        },
+    );
     Ok(())
 }
 
 fn avg_pending(cx: &Ctx, node: &NodeProto, x: Value) -> Result<Value> {
     let Value::Real(t) = x else {
-        return Err(unsupported(node, "average pooling of a value that is not dequantized"));
+        return Err(unsupported(
+            node,
+            "average pooling of a value that is not dequantized",
+        ));
     };
     let pool = pool_shape(node, &cx.graph.tensor(t).shape)?;
     let [oh, ow] = pool.out_hw();
     let count_include_pad = attr_int(node, "count_include_pad").unwrap_or(0) != 0;
     Ok(Value::Pending(Pending {
         shape: vec![pool.channels, oh, ow],
-        op: PendingOp::AvgPool { input: t, pool, count_include_pad },
+        op: PendingOp::AvgPool {
+            input: t,
+            pool,
+            count_include_pad,
+        },
         clamp: RealClamp::default(),
         names: vec![node.name.clone()],
     }))

@@ -13,7 +13,10 @@ pub fn register(r: &mut OpRegistry) {
     r.register(ONNX, "DequantizeLinear", dequantize_linear);
 }
 
-const UINT8: IntType = IntType { bits: 8, signed: false };
+const UINT8: IntType = IntType {
+    bits: 8,
+    signed: false,
+};
 
 fn quantize_linear(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     if attr_int(node, "block_size").is_some_and(|b| b != 0) {
