@@ -1212,3 +1212,77 @@ pub(crate) fn chw(node: &NodeProto, shape: &[usize]) -> Result<[usize; 3]> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipliers_keep_24_significant_bits() {
+        // 0.25 = 2^-2: k = 23 + 2 = 25, m = 2^23.
+        assert_eq!(multipliers(&[0.25]), (vec![1 << 23], 25));
+        // The largest sets k; the others share it (and may be negative).
+        let (m, k) = multipliers(&[0.75, -0.1]);
+        assert_eq!(k, 24);
+        assert_eq!(m, vec![12_582_912, -1_677_722]);
+        // Multipliers ≥ 2^24 keep k = 0.
+        assert_eq!(multipliers(&[3.0e7]), (vec![30_000_000], 0));
+        assert_eq!(multipliers(&[0.0]), (vec![0], 0));
+    }
+
+    #[test]
+    fn rounding_and_types() {
+        assert_eq!(
+            [0.5, 1.5, 2.5, -0.5, -1.5, 2.4].map(round_half_even),
+            [0.0, 2.0, 2.0, 0.0, -2.0, 2.0]
+        );
+        assert_eq!(
+            type_for_range(-7, 7),
+            IntType {
+                bits: 4,
+                signed: true
+            }
+        );
+        assert_eq!(
+            type_for_range(0, 15),
+            IntType {
+                bits: 4,
+                signed: false
+            }
+        );
+        assert_eq!(
+            type_for_range(-1, 1),
+            IntType {
+                bits: 2,
+                signed: true
+            }
+        );
+        assert_eq!(
+            type_for_range(-127, 127),
+            IntType {
+                bits: 8,
+                signed: true
+            }
+        );
+    }
+
+    #[test]
+    fn per_axis_constants_index_their_slice() {
+        let c = QConst {
+            dims: vec![2, 3],
+            values: vec![1, 2, 3, 4, 5, 6],
+            ty: IntType {
+                bits: 8,
+                signed: true,
+            },
+            scale: vec![0.5, 2.0],
+            zero_point: vec![1, -1],
+            axis: 0,
+        };
+        assert_eq!(
+            (0..6).map(|i| c.centred(i)).collect::<Vec<_>>(),
+            vec![0, 1, 2, 5, 6, 7]
+        );
+        assert_eq!(c.real(4), 12.0);
+    }
+}

@@ -67,3 +67,63 @@ impl Pass for DropIdentity {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Layer, Port, TensorFact, TensorId};
+    use heq_runtime::plan::{IntType, PublicRequant};
+
+    #[test]
+    fn identity_rescale_and_reshape_chains_go() {
+        let u8t = IntType {
+            bits: 8,
+            signed: false,
+        };
+        let mut g = LayerGraph::new("g");
+        let x = g.add_tensor(TensorFact::new("x", vec![2, 2, 2], u8t, 0, 0.5));
+        let a = g.add_tensor(TensorFact::new("a", vec![8], u8t, 0, 0.5));
+        let b = g.add_tensor(TensorFact::new("b", vec![2, 4], u8t, 0, 0.5));
+        let c = g.add_tensor(TensorFact::new("c", vec![2, 4], u8t, 0, 0.5));
+        g.input = Port {
+            name: "x".into(),
+            tensor: x,
+        };
+        g.output = Port {
+            name: "c".into(),
+            tensor: c,
+        };
+        g.add_layer(Layer {
+            name: "flat".into(),
+            op: LayerOp::Reshape,
+            inputs: vec![x],
+            output: a,
+        });
+        g.add_layer(Layer {
+            name: "view".into(),
+            op: LayerOp::Reshape,
+            inputs: vec![a],
+            output: b,
+        });
+        let rq = PublicRequant {
+            multipliers: vec![1 << 4],
+            shift: 4,
+            clamp: (0, 255),
+        };
+        g.add_layer(Layer {
+            name: "same".into(),
+            op: LayerOp::Rescale(rq),
+            inputs: vec![b],
+            output: c,
+        });
+        assert!(DropIdentity.run(&mut g).expect("runs"));
+        let order = g.order().expect("acyclic");
+        let names: Vec<_> = order
+            .iter()
+            .map(|&n| (g.layer(n).name.as_str(), g.layer(n).inputs.clone()))
+            .collect();
+        assert_eq!(names, vec![("view", vec![TensorId(0)])]);
+        assert_eq!(g.output.tensor, b);
+        assert!(crate::ir::verify::verify(&g).is_empty());
+    }
+}

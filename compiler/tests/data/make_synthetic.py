@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Generate compiler/tests/data/synthetic.onnx and its onnxruntime outputs.
+
+A hand-built QDQ graph exercising what the digit fixtures do not: a grouped, strided conv with
+auto_pad SAME_UPPER followed directly by a float BatchNormalization and a Relu (BN folded into
+the requantization), MaxPool on the dequantized tensor, a Concat of two differently quantized
+branches (rescaled), Flatten, MatMul + Add of a float bias, an int8 output with a zero point.
+Deterministic (seed 7); onnxruntime with ORT_DISABLE_ALL on one thread.
+
+    python3 compiler/tests/data/make_synthetic.py
+"""
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = Path(__file__).resolve().parent
+rng = np.random.default_rng(7)
+F32 = np.float32
+inits, nodes = [], []
+
+
+def init(name, arr):
+    inits.append(numpy_helper.from_array(np.asarray(arr), name))
+    return name
+
+
+def node(op, ins, outs, name, **attrs):
+    nodes.append(helper.make_node(op, ins, outs, name=name, **attrs))
+    return outs[0]
+
+
+def qdq(x, tag, scale, zp, dtype=np.uint8):
+    init(f"{tag}.s", F32(scale))
+    init(f"{tag}.z", dtype(zp))
+    q = node("QuantizeLinear", [x, f"{tag}.s", f"{tag}.z"], [f"{tag}.q"], f"{tag}.Q")
+    return node("DequantizeLinear", [q, f"{tag}.s", f"{tag}.z"], [f"{tag}.dq"], f"{tag}.DQ")
+
+
+def qweight(name, w, axis):
+    s = (np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != axis)) / 127).astype(F32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / s.reshape(shape)), -127, 127).astype(np.int8)
+    init(name + ".q", q)
+    init(name + ".s", s)
+    init(name + ".z", np.zeros_like(s, dtype=np.int8))
+    return node("DequantizeLinear", [name + ".q", name + ".s", name + ".z"], [name + ".dq"], name + ".DQ", axis=axis)
+
+
+x = qdq("input", "in", 1 / 255, 0)
+w1 = qweight("conv1.w", rng.normal(0, 0.4, (8, 2, 3, 3)).astype(F32), 0)
+h = node("Conv", [x, w1], ["conv1_out"], "conv1", group=2, strides=[2, 2], auto_pad="SAME_UPPER")
+init("bn.gamma", rng.uniform(0.5, 1.5, 8).astype(F32))
+init("bn.beta", rng.normal(0, 0.2, 8).astype(F32))
+init("bn.mean", rng.normal(0, 0.2, 8).astype(F32))
+init("bn.var", rng.uniform(0.5, 2.0, 8).astype(F32))
+h = node("BatchNormalization", [h, "bn.gamma", "bn.beta", "bn.mean", "bn.var"], ["bn_out"], "bn", epsilon=1e-5)
+h = node("Relu", [h], ["relu_out"], "relu")
+a = qdq(h, "a", 0.0213, 0)
+p = node("MaxPool", [a], ["pool_out"], "pool", kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1])
+p = qdq(p, "p", 0.0213, 0)
+w2 = qweight("conv2.w", rng.normal(0, 0.3, (4, 8, 1, 1)).astype(F32), 0)
+b = node("Conv", [p, w2], ["conv2_out"], "conv2")
+b = qdq(b, "b", 0.0377, 131)
+c = node("Concat", [p, b], ["cat_out"], "cat", axis=1)
+c = qdq(c, "c", 0.0311, 120)
+f = node("Flatten", [c], ["flat_out"], "flatten", axis=1)
+w3 = qweight("fc.w", rng.normal(0, 0.05, (12 * 5 * 5, 10)).astype(F32), 1)
+m = node("MatMul", [f, w3], ["mm_out"], "fc")
+init("fc.bias", rng.normal(0, 0.3, 10).astype(F32))
+o = node("Add", [m, "fc.bias"], ["add_out"], "fc_bias")
+init("out.s", F32(0.0517))
+init("out.z", np.int8(3))
+q = node("QuantizeLinear", [o, "out.s", "out.z"], ["out.q"], "out.Q")
+node("DequantizeLinear", [q, "out.s", "out.z"], ["y"], "out.DQ")
+
+g = helper.make_graph(
+    nodes, "synthetic",
+    [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 9, 9])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+    initializer=inits,
+)
+model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 3)])
+model.ir_version = 8
+onnx.checker.check_model(model, full_check=True)
+onnx.save(model, HERE / "synthetic.onnx")
+xs = rng.uniform(0, 1, (16, 4, 9, 9)).astype(F32)
+so = ort.SessionOptions()
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+so.intra_op_num_threads = 1
+y = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": xs})[0]
+np.save(HERE / "synthetic_x.npy", xs)
+np.save(HERE / "synthetic.expected.npy", y.astype(F32))
