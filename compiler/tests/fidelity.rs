@@ -85,16 +85,13 @@ fn every_quantized_model_matches_onnxruntime() {
     );
 }
 
-/// The hand-built QDQ graph of `tests/data/make_synthetic.py` (grouped strided conv with
-/// SAME_UPPER padding, a float BatchNormalization folded into it, ReLU, MaxPool, a Concat of
-/// differently quantized branches, MatMul + float bias, int8 output): identical to onnxruntime
-/// on 16 random inputs.
-#[test]
-fn synthetic_graph_matches_onnxruntime() {
+/// Runs `tests/data/<name>.onnx` on `<name>_x.npy`; returns (max LSB difference, elements
+/// differing) against `<name>.expected.npy`.
+fn synthetic(name: &str) -> (i64, usize) {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let x: Array4<f32> = read_npy(dir.join("synthetic_x.npy")).unwrap();
-    let expected: Array2<f32> = read_npy(dir.join("synthetic.expected.npy")).unwrap();
-    let plan = heqc::compile_path(&dir.join("synthetic.onnx"))
+    let x: Array4<f32> = read_npy(dir.join(format!("{name}_x.npy"))).unwrap();
+    let expected: Array2<f32> = read_npy(dir.join(format!("{name}.expected.npy"))).unwrap();
+    let plan = heqc::compile_path(&dir.join(format!("{name}.onnx")))
         .unwrap()
         .plan;
     let scale = plan.public.tensors[plan.public.output.tensor.0 as usize].scale;
@@ -102,13 +99,34 @@ fn synthetic_graph_matches_onnxruntime() {
     for (i, sample) in x.axis_iter(Axis(0)).enumerate() {
         let input =
             reference::quantize_input(&plan.public, &sample.iter().copied().collect::<Vec<_>>());
-        let y = reference::run(&plan, &input).unwrap();
+        let y = reference::run_traced(&plan, &input).unwrap().tensors
+            [plan.public.output.tensor.0 as usize]
+            .clone();
         for (v, w) in y.iter().zip(expected.row(i)) {
             let d = (v - (w / scale).round() as i64).abs();
             max_lsb = max_lsb.max(d);
             differing += usize::from(d != 0);
         }
     }
-    println!("synthetic: max {max_lsb} LSB, {differing}/160 elements differ");
-    assert_eq!((max_lsb, differing), (0, 0));
+    println!(
+        "{name}: max {max_lsb} LSB, {differing}/{} elements differ",
+        expected.len()
+    );
+    (max_lsb, differing)
+}
+
+/// The hand-built QDQ graph of `tests/data/make_synthetic.py` (grouped strided conv with
+/// SAME_UPPER padding, a float BatchNormalization folded into it, ReLU, MaxPool, a Concat of
+/// differently quantized branches, MatMul + float bias, int8 output): identical to onnxruntime
+/// on 16 random inputs.
+#[test]
+fn synthetic_qdq_graph_matches_onnxruntime() {
+    assert_eq!(synthetic("synthetic"), (0, 0));
+}
+
+/// The hand-built QOperator graph (QLinearConv branches, com.microsoft QLinearConcat rescaling
+/// them, MaxPool on uint8, Flatten, QLinearMatMul): identical to onnxruntime.
+#[test]
+fn synthetic_qoperator_graph_matches_onnxruntime() {
+    assert_eq!(synthetic("synthetic_qop"), (0, 0));
 }

@@ -94,3 +94,57 @@ so.intra_op_num_threads = 1
 y = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": xs})[0]
 np.save(HERE / "synthetic_x.npy", xs)
 np.save(HERE / "synthetic.expected.npy", y.astype(F32))
+
+
+# ---- QOperator graph: QLinearConv branches joined by com.microsoft QLinearConcat, MaxPool on
+# uint8, Flatten, QLinearMatMul, DequantizeLinear.
+inits, nodes = [], []
+
+
+def qconv(x, xs, xz, name, cin, cout, ys, yz):
+    w = rng.normal(0, 0.3, (cout, cin, 3, 3)).astype(F32)
+    s = (np.abs(w).reshape(cout, -1).max(1) / 127).astype(F32)
+    init(name + ".w", np.clip(np.round(w / s[:, None, None, None]), -127, 127).astype(np.int8))
+    init(name + ".ws", s)
+    init(name + ".wz", np.zeros(cout, np.int8))
+    init(name + ".b", rng.integers(-3000, 3000, cout).astype(np.int32))
+    init(name + ".ys", F32(ys))
+    init(name + ".yz", np.uint8(yz))
+    return node("QLinearConv", [x, xs, xz, name + ".w", name + ".ws", name + ".wz", name + ".ys", name + ".yz", name + ".b"],
+                [name + ".out"], name, pads=[1, 1, 1, 1])
+
+
+init("in.s", F32(1 / 255))
+init("in.z", np.uint8(0))
+x = node("QuantizeLinear", ["input", "in.s", "in.z"], ["in.q"], "in.Q")
+a = qconv(x, "in.s", "in.z", "qa", 2, 3, 0.0291, 17)
+b = qconv(x, "in.s", "in.z", "qb", 2, 5, 0.0437, 140)
+init("cat.s", F32(0.0371))
+init("cat.z", np.uint8(90))
+nodes.append(helper.make_node("QLinearConcat", ["cat.s", "cat.z", a, "qa.ys", "qa.yz", b, "qb.ys", "qb.yz"], ["cat.out"],
+                              name="qcat", domain="com.microsoft", axis=1))
+p = node("MaxPool", ["cat.out"], ["pool.out"], "qpool", kernel_shape=[2, 2], strides=[2, 2])
+f = node("Flatten", [p], ["flat.out"], "qflat", axis=1)
+wm = rng.normal(0, 0.05, (8 * 3 * 3, 10)).astype(F32)
+sm = (np.abs(wm).max(0) / 127).astype(F32)
+init("mm.w", np.clip(np.round(wm / sm), -127, 127).astype(np.int8))
+init("mm.ws", sm)
+init("mm.wz", np.zeros(10, np.int8))
+init("mm.ys", F32(0.0611))
+init("mm.yz", np.uint8(128))
+m = node("QLinearMatMul", [f, "cat.s", "cat.z", "mm.w", "mm.ws", "mm.wz", "mm.ys", "mm.yz"], ["mm.out"], "qmm")
+node("DequantizeLinear", [m, "mm.ys", "mm.yz"], ["y"], "out.DQ")
+g = helper.make_graph(
+    nodes, "synthetic_qop",
+    [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 2, 6, 6])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+    initializer=inits,
+)
+model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, HERE / "synthetic_qop.onnx")
+xs = rng.uniform(0, 1, (16, 2, 6, 6)).astype(F32)
+y = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": xs})[0]
+np.save(HERE / "synthetic_qop_x.npy", xs)
+np.save(HERE / "synthetic_qop.expected.npy", y.astype(F32))
