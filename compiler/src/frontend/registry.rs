@@ -36,17 +36,6 @@ impl OpRegistry {
             .copied()
     }
 
-    /// Every operator heqc supports, sorted as `domain:op_type`.
-    pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .builders
-            .keys()
-            .map(|(d, o)| format!("{d}:{o}"))
-            .collect();
-        v.sort();
-        v
-    }
-
     /// The registry with every op family.
     pub fn standard() -> Self {
         let mut r = OpRegistry::default();
