@@ -30,6 +30,9 @@ use tract_onnx::pb::{
     type_proto,
 };
 
+/// Largest input sample heqc compiles (elements).
+const MAX_INPUT_ELEMENTS: usize = 1 << 28;
+
 /// Significant bits of the largest requantization multiplier.
 pub const MULTIPLIER_BITS: u32 = 24;
 
@@ -978,6 +981,13 @@ pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
         return Err(bad_input("a scalar input has no batch dimension"));
     }
     let sample = shape[1..].to_vec();
+    if sample
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .is_none_or(|n| n > MAX_INPUT_ELEMENTS)
+    {
+        return Err(bad_input("more than 2^28 elements per sample"));
+    }
     let v = if tt.elem_type == tensor::dtype::FLOAT {
         Value::FloatInput(sample)
     } else if let Some(ty) = tensor::int_type(tt.elem_type) {

@@ -13,6 +13,9 @@ use crate::ir::LayerOp;
 use heq_runtime::plan::PoolShape;
 use tract_onnx::pb::NodeProto;
 
+/// Largest pooling window (elements): average pooling keeps one multiplier per count.
+const MAX_WINDOW: usize = 1 << 16;
+
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
     r.register(ONNX, "MaxPool", max_pool);
@@ -29,6 +32,12 @@ fn pool_shape(node: &NodeProto, shape: &[usize]) -> Result<PoolShape> {
         if attr_int(node, "channels_last").is_some_and(|v| v != 0) {
             return Err(unsupported(node, "channels_last"));
         }
+        if h * w > MAX_WINDOW {
+            return Err(unsupported(
+                node,
+                "a pooling window of more than 2^16 elements",
+            ));
+        }
         return Ok(PoolShape {
             channels: c,
             in_hw: [h, w],
@@ -42,7 +51,12 @@ fn pool_shape(node: &NodeProto, shape: &[usize]) -> Result<PoolShape> {
         .map_err(|_| unsupported(node, "a kernel that is not 2-D"))?;
     let stride = strides_2d(node)?;
     let pads = pads_2d(node, [h, w], [kh, kw], stride)?;
-    if kh == 0 || kw == 0 || h + pads[0] + pads[2] < kh || w + pads[1] + pads[3] < kw {
+    if kh == 0
+        || kw == 0
+        || h + pads[0] + pads[2] < kh
+        || w + pads[1] + pads[3] < kw
+        || kh * kw > MAX_WINDOW
+    {
         return Err(Error::model(
             &node.name,
             &node.op_type,
