@@ -14,6 +14,7 @@
 
 mod common;
 
+use heq_runtime::plan::Op;
 use heq_runtime::reference;
 use ndarray::{Array2, Array4, Axis};
 use ndarray_npy::read_npy;
@@ -48,11 +49,18 @@ fn every_quantized_model_matches_onnxruntime() {
         let (scale, zp) = (out.scale, out.zero_point);
         let (mut max_lsb, mut differing, mut top1_agree, mut total) =
             (0i64, 0usize, 0usize, 0usize);
+        let mut acc_seen: std::collections::BTreeMap<u32, (i64, i64)> = Default::default();
         for (i, sample) in x.axis_iter(Axis(0)).enumerate() {
             let flat: Vec<f32> = sample.iter().copied().collect();
             let input = reference::quantize_input(&plan.public, &flat);
             let trace = reference::run_traced(&plan, &input)
                 .unwrap_or_else(|e| panic!("{stem} sample {i}: {e}"));
+            for (id, accs) in &trace.accumulators {
+                let e = acc_seen.entry(id.0).or_insert((0, 0));
+                for &a in accs {
+                    *e = (e.0.min(a), e.1.max(a));
+                }
+            }
             let y = &trace.tensors[plan.public.output.tensor.0 as usize];
             let ours = reference::dequantize_output(&plan.public, y);
             let want: Vec<f32> = expected.row(i).to_vec();
@@ -65,6 +73,23 @@ fn every_quantized_model_matches_onnxruntime() {
             }
             top1_agree += usize::from(argmax(&ours) == argmax(&want));
         }
+        let widths: Vec<String> = acc_seen
+            .iter()
+            .map(|(id, (lo, hi))| {
+                let used = heqc::analysis::ranges::signed_bits(*lo, *hi);
+                let (sound, naive) = match &plan.public.layers[*id as usize].op {
+                    Op::Conv(l) => (l.acc_bits, l.acc_bits_naive),
+                    Op::MatMul(l) => (l.acc_bits, l.acc_bits_naive),
+                    Op::Affine(l) => (l.acc_bits, l.acc_bits_naive),
+                    _ => (0, 0),
+                };
+                format!("l{id} {used}/{sound}/{naive}")
+            })
+            .collect();
+        println!(
+            "{stem}: accumulator bits used/declared/naive: {}",
+            widths.join(", ")
+        );
         let pct = 100.0 * differing as f64 / total as f64;
         println!(
             "{stem}: top-1 {top1_agree}/{} identical, max {max_lsb} LSB, {differing}/{total} elements differ ({pct:.3} %), output zp {zp}",
