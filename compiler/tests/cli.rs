@@ -172,3 +172,16 @@ fn failures_exit_1_and_verbose_prints_phases() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn ir_prints_the_layer_graph() {
+    let model = common::models_dir().join("mpdw_qdq_u8s8.onnx");
+    let out = heqc(&["ir", model.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, heqc::compile_path(&model).unwrap().ir_text);
+    assert!(
+        text.lines().any(|l| l.starts_with("l1 maxpool 'pool1'")),
+        "{text}"
+    );
+}

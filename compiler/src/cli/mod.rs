@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod explain;
+pub mod ir;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ pub enum Command {
     Compile(compile::Args),
     /// Print a per-layer report of a plan file (server or client plan).
     Explain(explain::Args),
+    /// Print the layer IR of a model after the compiler passes.
+    Ir(ir::Args),
 }
 
 /// Runs a parsed command line.
@@ -35,5 +38,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Compile(a) => compile::run(a),
         Command::Explain(a) => explain::run(a),
+        Command::Ir(a) => ir::run(a),
     }
 }
