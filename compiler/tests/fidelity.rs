@@ -155,3 +155,12 @@ fn synthetic_qdq_graph_matches_onnxruntime() {
 fn synthetic_qoperator_graph_matches_onnxruntime() {
     assert_eq!(synthetic("synthetic_qop"), (0, 0));
 }
+
+/// The hand-built QCDQ graph (Clip after the input QuantizeLinear, 4- and 5-bit activations
+/// from Clip bounds, 4-bit narrow weights, a residual Add of differently quantized branches,
+/// AveragePool with counted padding, GlobalAveragePool, Gemm with transB, int8 output):
+/// identical to onnxruntime.
+#[test]
+fn synthetic_qcdq_graph_matches_onnxruntime() {
+    assert_eq!(synthetic("synthetic_qcdq"), (0, 0));
+}

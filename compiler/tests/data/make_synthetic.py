@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate compiler/tests/data/synthetic.onnx and its onnxruntime outputs.
+"""Generate compiler/tests/data/synthetic{,_qop,_qcdq}.onnx and their onnxruntime outputs.
 
 A hand-built QDQ graph exercising what the digit fixtures do not: a grouped, strided conv with
 auto_pad SAME_UPPER followed directly by a float BatchNormalization and a Relu (BN folded into
@@ -148,3 +148,67 @@ xs = rng.uniform(0, 1, (16, 2, 6, 6)).astype(F32)
 y = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": xs})[0]
 np.save(HERE / "synthetic_qop_x.npy", xs)
 np.save(HERE / "synthetic_qop.expected.npy", y.astype(F32))
+
+
+# ---- QCDQ graph: a Clip right after the input QuantizeLinear (a clamping rescale), 4-bit
+# activations from Q -> Clip(0, 15) -> DQ after a Relu, a residual Add of two branches with
+# different scales, AveragePool 3x3 with padding counted (count_include_pad = 1), then
+# GlobalAveragePool, Flatten, Gemm (transB) and an int8 output.
+inits, nodes = [], []
+
+
+def qcdq(x, tag, scale, zp, lo, hi, dtype=np.uint8):
+    init(f"{tag}.s", F32(scale))
+    init(f"{tag}.z", dtype(zp))
+    init(f"{tag}.lo", dtype(lo))
+    init(f"{tag}.hi", dtype(hi))
+    q = node("QuantizeLinear", [x, f"{tag}.s", f"{tag}.z"], [f"{tag}.q"], f"{tag}.Q")
+    c = node("Clip", [q, f"{tag}.lo", f"{tag}.hi"], [f"{tag}.c"], f"{tag}.Clip")
+    return node("DequantizeLinear", [c, f"{tag}.s", f"{tag}.z"], [f"{tag}.dq"], f"{tag}.DQ")
+
+
+def qcdq_weight(name, w, lo, hi):
+    s = (np.abs(w).reshape(w.shape[0], -1).max(1) / hi).astype(F32)
+    init(name, w)
+    init(name + ".s", s)
+    init(name + ".z", np.zeros_like(s, dtype=np.int8))
+    init(name + ".lo", np.int8(lo))
+    init(name + ".hi", np.int8(hi))
+    q = node("QuantizeLinear", [name, name + ".s", name + ".z"], [name + ".q"], name + ".Q", axis=0)
+    c = node("Clip", [q, name + ".lo", name + ".hi"], [name + ".c"], name + ".Clip")
+    return node("DequantizeLinear", [c, name + ".s", name + ".z"], [name + ".dq"], name + ".DQ", axis=0)
+
+
+x = qcdq("input", "cin", 1 / 255, 0, 10, 240)
+w1 = qcdq_weight("c1.w", rng.normal(0, 0.4, (6, 3, 3, 3)).astype(F32), -7, 7)
+h = node("Conv", [x, w1], ["c1.out"], "c1", pads=[1, 1, 1, 1])
+h = node("Relu", [h], ["r1.out"], "r1")
+a = qcdq(h, "a1", 0.0733, 0, 0, 15)
+w2 = qcdq_weight("c2.w", rng.normal(0, 0.3, (6, 6, 3, 3)).astype(F32), -7, 7)
+b = node("Conv", [a, w2], ["c2.out"], "c2", pads=[1, 1, 1, 1])
+b = qcdq(b, "b2", 0.0517, 9, 0, 255)
+s = node("Add", [a, b], ["add.out"], "add")
+s = qcdq(s, "s", 0.0891, 4, 0, 31)
+p = node("AveragePool", [s], ["ap.out"], "ap", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=1)
+p = qcdq(p, "p", 0.0413, 0, 0, 255)
+gp = node("GlobalAveragePool", [p], ["gap.out"], "gap")
+gp = qcdq(gp, "g", 0.0297, 0, 0, 255)
+f = node("Flatten", [gp], ["flat.out"], "flat", axis=1)
+w3 = qcdq_weight("fc.w", rng.normal(0, 0.5, (10, 6)).astype(F32), -127, 127)
+o = node("Gemm", [f, w3], ["fc.out"], "fc", transB=1)
+qcdq(o, "out", 0.0371, 0, -128, 127, np.int8)
+nodes[-1].output[0] = "y"
+g = helper.make_graph(
+    nodes, "synthetic_qcdq",
+    [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 7, 7])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+    initializer=inits,
+)
+model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.checker.check_model(model, full_check=True)
+onnx.save(model, HERE / "synthetic_qcdq.onnx")
+xs = rng.uniform(0, 1, (16, 3, 7, 7)).astype(F32)
+y = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": xs})[0]
+np.save(HERE / "synthetic_qcdq_x.npy", xs)
+np.save(HERE / "synthetic_qcdq.expected.npy", y.astype(F32))
