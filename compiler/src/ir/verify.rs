@@ -115,3 +115,56 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
     }
     errs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Layer, Linear, Port, TensorFact};
+    use heq_runtime::plan::{IntType, MatMulShape};
+
+    #[test]
+    fn reports_every_violation() {
+        let i8t = IntType {
+            bits: 8,
+            signed: true,
+        };
+        let mut g = LayerGraph::new("bad");
+        let x = g.add_tensor(TensorFact::new("x", vec![4], i8t, 0, 1.0));
+        let orphan = g.add_tensor(TensorFact::new("orphan", vec![4], i8t, 0, 1.0));
+        let y = g.add_tensor(TensorFact::new("y", vec![2], i8t, 0, 1.0));
+        g.input = Port {
+            name: "x".into(),
+            tensor: x,
+        };
+        g.output = Port {
+            name: "y".into(),
+            tensor: TensorId(9),
+        };
+        let fc = Linear {
+            shape: MatMulShape {
+                rows: 1,
+                inner: 4,
+                cols: 2,
+            },
+            weight_ty: i8t,
+            weights: vec![1; 7],
+            bias: vec![0; 2],
+            requant: None,
+            acc: None,
+        };
+        g.add_layer(Layer {
+            name: "fc".into(),
+            op: LayerOp::MatMul(fc),
+            inputs: vec![orphan],
+            output: y,
+        });
+        assert_eq!(
+            verify(&g),
+            vec![
+                "'fc' (matmul): input t1 has no producer".to_string(),
+                "'fc' (matmul): 7 weights and 2 biases for 2 channels".to_string(),
+                "output t9 is never computed".to_string(),
+            ]
+        );
+    }
+}
