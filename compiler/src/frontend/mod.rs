@@ -85,6 +85,39 @@ pub struct QConst {
 }
 
 impl QConst {
+    /// A constant quantized with `q`, checking that per-slice parameters match the axis.
+    ///
+    /// # Errors
+    /// An axis out of range, or per-slice parameters whose count is not the axis length.
+    pub fn new(
+        node: &NodeProto,
+        dims: Vec<usize>,
+        values: Vec<i64>,
+        ty: IntType,
+        q: &QParams,
+    ) -> Result<QConst> {
+        let axis = if q.scale.len() > 1 {
+            normalize_axis(node, q.axis, dims.len())?
+        } else {
+            0
+        };
+        if q.scale.len() > 1 && dims.get(axis) != Some(&q.scale.len()) {
+            return Err(Error::model(
+                &node.name,
+                &node.op_type,
+                "scale length does not match the axis",
+            ));
+        }
+        Ok(QConst {
+            dims,
+            values,
+            ty,
+            scale: q.scale.clone(),
+            zero_point: q.zero_point.clone(),
+            axis,
+        })
+    }
+
     /// Index into `scale`/`zero_point` of element `i`.
     pub fn slice_of(&self, i: usize) -> usize {
         if self.scale.len() == 1 {
@@ -381,8 +414,8 @@ impl Ctx {
             Some(Const {
                 data: ConstData::Int { ty, values },
                 ..
-            }) => (values, ty),
-            Some(_) => return Err(bad("the zero point must be an integer constant")),
+            }) if ty.bits <= 32 => (values, ty),
+            Some(_) => return Err(bad("the zero point must be an integer constant of at most 32 bits")),
             None => (vec![0; scale.len()], default_ty),
         };
         if scale.is_empty()
@@ -453,26 +486,7 @@ impl Ctx {
                 let ConstData::Float(v) = &c.data else {
                     return Err(unsupported(node, "quantizing an integer constant"));
                 };
-                let axis = if q.scale.len() > 1 {
-                    normalize_axis(node, q.axis, c.dims.len())?
-                } else {
-                    0
-                };
-                let mut qc = QConst {
-                    dims: c.dims.clone(),
-                    values: Vec::new(),
-                    ty: q.ty,
-                    scale: q.scale.clone(),
-                    zero_point: q.zero_point.clone(),
-                    axis,
-                };
-                if q.scale.len() > 1 && c.dims.get(axis) != Some(&q.scale.len()) {
-                    return Err(Error::model(
-                        &node.name,
-                        &node.op_type,
-                        "scale length does not match the axis",
-                    ));
-                }
+                let mut qc = QConst::new(node, c.dims.clone(), Vec::new(), q.ty, q)?;
                 qc.values = v
                     .iter()
                     .enumerate()
@@ -550,33 +564,10 @@ impl Ctx {
             Value::Const(Const {
                 dims,
                 data: ConstData::Int { ty, values },
-            }) => {
-                let axis = if q.scale.len() > 1 {
-                    normalize_axis(node, q.axis, dims.len())?
-                } else {
-                    0
-                };
-                if q.scale.len() > 1 && dims.get(axis) != Some(&q.scale.len()) {
-                    return Err(Error::model(
-                        &node.name,
-                        &node.op_type,
-                        "scale length does not match the axis",
-                    ));
-                }
-                Ok(Value::ConstReal(QConst {
-                    dims,
-                    values,
-                    ty,
-                    scale: q.scale.clone(),
-                    zero_point: q.zero_point.clone(),
-                    axis,
-                }))
-            }
-            Value::ConstQuant(mut c) => {
-                c.scale = q.scale.clone();
-                c.zero_point = q.zero_point.clone();
-                Ok(Value::ConstReal(c))
-            }
+            }) => Ok(Value::ConstReal(QConst::new(node, dims, values, ty, q)?)),
+            Value::ConstQuant(c) => Ok(Value::ConstReal(QConst::new(
+                node, c.dims, c.values, c.ty, q,
+            )?)),
             _ => Err(unsupported(
                 node,
                 "DequantizeLinear of a value that is not an integer tensor",

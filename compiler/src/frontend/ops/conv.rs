@@ -190,15 +190,13 @@ pub(crate) fn int_operands(
             dims,
             data: crate::frontend::tensor::ConstData::Int { ty, values },
         }) => {
-            let axis = if wz.len() > 1 { out_axis } else { 0 };
-            Value::ConstReal(QConst {
-                dims,
-                values,
-                ty,
+            let wq = QParams {
                 scale: vec![1.0; wz.len()],
                 zero_point: wz,
-                axis,
-            })
+                ty,
+                axis: out_axis as i64,
+            };
+            Value::ConstReal(QConst::new(node, dims, values, ty, &wq)?)
         }
         _ => return Err(unsupported(node, "the weights are not an integer constant")),
     };
