@@ -111,3 +111,62 @@ fn snapshots_of_ir_and_explain() {
         insta::assert_yaml_snapshot!(format!("{name}.report"), heqc::explain::report(&c.plan));
     }
 }
+
+/// Structural mutations of decoded models (attribute values, initializer dims, node inputs):
+/// every one compiles or fails with an error, none panics.
+#[test]
+fn mutated_graph_structures_give_errors_not_panics() {
+    let hostile = [0i64, -1, 1, 2, 3, 7, 1 << 20, i64::MAX, i64::MIN];
+    for name in [
+        "cnn_avg_qdq_u8s8",
+        "resnet_qop",
+        "mpdw_qdq_w4",
+        "cnn_avg_qcdq_w4a4",
+    ] {
+        let bytes = std::fs::read(common::models_dir().join(format!("{name}.onnx"))).unwrap();
+        let model = heqc::frontend::tensor::decode_model(&bytes, name).unwrap();
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..300 {
+            let mut m = model.clone();
+            let g = m.graph.as_mut().unwrap();
+            match xorshift(&mut seed) % 4 {
+                0 => {
+                    let n = (xorshift(&mut seed) % g.node.len() as u64) as usize;
+                    if let Some(a) = g.node[n].attribute.first_mut() {
+                        let v = hostile[(xorshift(&mut seed) % hostile.len() as u64) as usize];
+                        a.i = v;
+                        for x in &mut a.ints {
+                            *x = v;
+                        }
+                    }
+                }
+                1 => {
+                    let t = (xorshift(&mut seed) % g.initializer.len() as u64) as usize;
+                    let v = hostile[(xorshift(&mut seed) % hostile.len() as u64) as usize];
+                    if let Some(d) = g.initializer[t].dims.first_mut() {
+                        *d = v;
+                    } else {
+                        g.initializer[t].dims.push(v);
+                    }
+                }
+                2 => {
+                    let n = (xorshift(&mut seed) % g.node.len() as u64) as usize;
+                    let k = (xorshift(&mut seed) % g.node.len() as u64) as usize;
+                    if let (Some(a), Some(b)) = (
+                        g.node[n].input.first().cloned(),
+                        g.node[k].input.last().cloned(),
+                    ) {
+                        g.node[n].input[0] = b;
+                        let last = g.node[k].input.len() - 1;
+                        g.node[k].input[last] = a;
+                    }
+                }
+                _ => {
+                    let n = (xorshift(&mut seed) % g.node.len() as u64) as usize;
+                    g.node.remove(n);
+                }
+            }
+            let _ = heqc::compile_proto(&m, name);
+        }
+    }
+}

@@ -415,7 +415,11 @@ impl Ctx {
                 data: ConstData::Int { ty, values },
                 ..
             }) if ty.bits <= 32 => (values, ty),
-            Some(_) => return Err(bad("the zero point must be an integer constant of at most 32 bits")),
+            Some(_) => {
+                return Err(bad(
+                    "the zero point must be an integer constant of at most 32 bits",
+                ));
+            }
             None => (vec![0; scale.len()], default_ty),
         };
         if scale.is_empty()
