@@ -53,12 +53,13 @@ pub fn compile_path(path: &Path) -> Result<Compiled> {
         path: path.display().to_string(),
         source: e,
     })?;
+    let read = start.elapsed();
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     let mut c = compile_bytes(&bytes, &name, &path.display().to_string())?;
-    c.timings.insert(0, ("read".into(), start.elapsed()));
+    c.timings.insert(0, ("read".into(), read));
     Ok(c)
 }
 

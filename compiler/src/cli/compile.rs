@@ -3,12 +3,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 
-/// Compile a quantized ONNX model into a plan.
-///
-/// Accepts QDQ (QuantizeLinear/DequantizeLinear around Conv, Gemm, MatMul, Add, pooling, ...),
-/// QCDQ (Quantize → Clip → Dequantize, the clip giving the bit width) and QOperator models
-/// (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, ...). Operators heqc cannot compile are all
-/// listed in one error (exit code 2).
+/// Arguments of `heqc compile`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The ONNX model.

@@ -15,10 +15,7 @@ pub enum FormatArg {
     Json,
 }
 
-/// Print, per layer: id, ONNX node name, operation, input/output shapes, input/weight/
-/// accumulator/output bit widths (sound accumulator width vs the naive bound), requantization
-/// multiplier bits and shift, tile, ring degree and share ring; then totals. Works on server
-/// and client plans.
+/// Arguments of `heqc explain`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The plan file.

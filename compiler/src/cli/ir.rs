@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Print the layer IR of a model after the compiler passes: one line per layer with its
-/// inputs, output tensor (type, shape, zero point, scale, range), geometry, accumulator widths
-/// (sound/naive) and requantization shift and clamp. Weights are never printed.
+/// Arguments of `heqc ir`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The ONNX model.
