@@ -7,6 +7,7 @@ use crate::frontend::tensor::{Const, ConstData};
 use crate::frontend::{
     Ctx, Pending, PendingOp, RealClamp, Value, attr_float, type_for_range, unsupported,
 };
+use heq_runtime::plan::IntType;
 use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
@@ -68,16 +69,23 @@ fn clip(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
         }
     };
     let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
+    // Integer bounds within the type of a quantized value; an empty interval is refused.
+    let int_bounds = |ty: IntType| -> Result<(i64, i64)> {
+        let l = lo.map_or(ty.min(), |v| v as i64).max(ty.min());
+        let h = hi.map_or(ty.max(), |v| v as i64).min(ty.max());
+        if l > h {
+            Err(unsupported(node, "the clip leaves no representable value"))
+        } else {
+            Ok((l, h))
+        }
+    };
     let v = match x {
         Value::Quant(t) => {
-            let f = cx.graph.tensor(t).clone();
-            let lo = lo.map_or(f.ty.min(), |v| v as i64).max(f.ty.min());
-            let hi = hi.map_or(f.ty.max(), |v| v as i64).min(f.ty.max());
+            let (lo, hi) = int_bounds(cx.graph.tensor(t).ty)?;
             cx.clip_quant(node, t, lo, hi, type_for_range(lo, hi))?
         }
         Value::ConstQuant(mut c) => {
-            let lo = lo.map_or(c.ty.min(), |v| v as i64).max(c.ty.min());
-            let hi = hi.map_or(c.ty.max(), |v| v as i64).min(c.ty.max());
+            let (lo, hi) = int_bounds(c.ty)?;
             for v in &mut c.values {
                 *v = (*v).clamp(lo, hi);
             }
@@ -88,8 +96,7 @@ fn clip(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
             dims,
             data: ConstData::Int { ty, values },
         }) => {
-            let lo = lo.map_or(ty.min(), |v| v as i64).max(ty.min());
-            let hi = hi.map_or(ty.max(), |v| v as i64).min(ty.max());
+            let (lo, hi) = int_bounds(ty)?;
             let values = values.iter().map(|v| (*v).clamp(lo, hi)).collect();
             Value::Const(Const {
                 dims,

@@ -57,10 +57,14 @@ fn flatten(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     let x = cx.required(node, 0)?;
     let (t, _) = int_tensor(node, &x)?;
     let sample = cx.graph.tensor(t).shape.clone();
-    let axis = normalize_axis(node, attr_int(node, "axis").unwrap_or(1), sample.len() + 2)?;
-    if axis == 0 || axis > sample.len() + 1 {
+    // ONNX axis in [-r, r] over the full rank r (batch included).
+    let rank = sample.len() as i64 + 1;
+    let a = attr_int(node, "axis").unwrap_or(1);
+    let axis = if a < 0 { a + rank } else { a };
+    if !(1..=rank).contains(&axis) {
         return Err(unsupported(node, "Flatten across the batch dimension"));
     }
+    let axis = axis as usize;
     let outer: usize = sample[..axis - 1].iter().product();
     let inner: usize = sample[axis - 1..].iter().product();
     let shape = if axis == 1 {
