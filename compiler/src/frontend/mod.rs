@@ -794,7 +794,7 @@ impl Ctx {
             ty,
             range: (clo, chi),
             ..TensorFact::new(
-                node.output[0].clone(),
+                node.output.first().cloned().unwrap_or_default(),
                 f.shape.clone(),
                 ty,
                 f.zero_point,
