@@ -97,6 +97,11 @@ fn shape_str(s: &[usize]) -> String {
         .join("x")
 }
 
+/// Saturating product (plan files are untrusted input).
+fn product(v: &[usize]) -> u64 {
+    v.iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))
+}
+
 /// Builds the report of a plan.
 pub fn report(plan: &Plan) -> Report {
     let p = &plan.public;
@@ -162,13 +167,13 @@ pub fn report(plan: &Plan) -> Report {
             row.degree = Some(proto.he.degree);
             row.ring_bits = Some((proto.in_ring_bits, proto.out_ring_bits));
             totals.linear_layers += 1;
-            totals.macs += macs;
+            totals.macs = totals.macs.saturating_add(macs);
             totals.acc_bits_saved += naive.saturating_sub(acc);
         };
         match &l.op {
             Op::Conv(c) => {
                 let [oh, ow] = c.shape.out_hw();
-                let macs = (c.shape.weight_len() * oh * ow) as u64;
+                let macs = product(&[c.shape.weight_len(), oh, ow]);
                 linear(
                     c.weight_ty,
                     c.acc_bits,
@@ -179,7 +184,7 @@ pub fn report(plan: &Plan) -> Report {
                 );
             }
             Op::MatMul(c) => {
-                let macs = (c.shape.rows * c.shape.inner * c.shape.cols) as u64;
+                let macs = product(&[c.shape.rows, c.shape.inner, c.shape.cols]);
                 linear(
                     c.weight_ty,
                     c.acc_bits,
@@ -190,7 +195,7 @@ pub fn report(plan: &Plan) -> Report {
                 );
             }
             Op::Affine(c) => {
-                let macs = (c.shape.channels * c.shape.per_channel) as u64;
+                let macs = product(&[c.shape.channels, c.shape.per_channel]);
                 linear(
                     c.weight_ty,
                     c.acc_bits,
@@ -229,7 +234,7 @@ pub fn report(plan: &Plan) -> Report {
             Op::MaxPool(_) | Op::Concat | Op::Reshape => {}
         }
         if let (Some(total), Some(w)) = (totals.weights.as_mut(), row.weights) {
-            *total += w;
+            *total = total.saturating_add(w);
         }
         rows.push(row);
     }

@@ -86,7 +86,9 @@ fn batch_norm(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
         }) if clamp.is_none() => {
             for i in 0..c {
                 d.acc_scale[i] *= a[i];
-                d.bias[i] += to_acc(b[i], d.acc_scale[i])?;
+                d.bias[i] = d.bias[i]
+                    .checked_add(to_acc(b[i], d.acc_scale[i])?)
+                    .ok_or_else(|| unsupported(node, "BatchNormalization bias out of range"))?;
             }
             names.push(node.name.clone());
             Value::Pending(Pending {
