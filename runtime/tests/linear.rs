@@ -216,6 +216,11 @@ fn run(
     let r_bytes = resp.to_bytes(&layout);
     prop_assert_eq!(r_bytes.len(), cost.bytes_down);
     prop_assert_eq!(resp.ciphertexts(), cost.cts_down);
+    // Every revealed coefficient is one output word.
+    prop_assert_eq!(
+        layout.word_fields().len() / cfg.packing.factor as usize,
+        cost.coeffs_down
+    );
     let resp = Response::from_bytes(&layout, &r_bytes).expect("decode response");
     let y_c = client.finish(&resp).expect("finish");
     prop_assert_eq!(y_c.len(), layout.output_words());

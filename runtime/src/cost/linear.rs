@@ -268,6 +268,9 @@ pub struct LinearCost {
     pub cts_up: usize,
     /// Response ciphertexts.
     pub cts_down: usize,
+    /// `c0` coefficients revealed to the client (each flooded): the `n` of the per-layer
+    /// statistical bound `n·2^(−stat_bits)` (`docs/security.md` §1.2).
+    pub coeffs_down: usize,
     /// Round trips.
     pub rounds: u32,
 }
@@ -691,11 +694,13 @@ impl ConvGeometry {
                     .sum::<usize>()
             })
             .sum();
+        let slots: usize = (0..self.n_mg).map(|mg| self.slots(mg)).sum();
         LinearCost {
             bytes_up: self.input_cts() * budget.request_ct_bytes(),
             bytes_down,
             cts_up: self.input_cts(),
             cts_down: self.output_cts(),
+            coeffs_down: slots * per_slot.iter().sum::<usize>(),
             rounds: ROUNDS,
         }
     }
@@ -846,7 +851,10 @@ mod tests {
             },
         );
         let cost = conv_cost(&shape, 20, &p, LinearOutput::Accumulator).expect("valid");
-        assert_eq!((cost.cts_up, cost.cts_down), (22, 64));
+        assert_eq!(
+            (cost.cts_up, cost.cts_down, cost.coeffs_down),
+            (22, 64, 64 * 1024)
+        );
         assert_eq!(cost.bytes_up, 22 * (4096 * 109 / 8 + 32));
         assert_eq!(cost.bytes_down, 64 * ((1024 * 39 + 4096 * 51) / 8));
     }

@@ -366,12 +366,13 @@ impl LinearServer {
                 }
             }
         }
+        // Centred reduction mod t = 2^plain (two's complement: a mask instead of a division).
         let half = 1i128 << (plain - 1);
-        let modulus = 1i128 << plain;
+        let mask = (1i128 << plain) - 1;
         any.then(|| {
             coeffs
                 .iter()
-                .map(|&c| ((c + half).rem_euclid(modulus) - half) as i64)
+                .map(|&c| (((c + half) & mask) - half) as i64)
                 .collect()
         })
     }
