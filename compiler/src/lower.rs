@@ -111,6 +111,7 @@ fn linear<S: LinearShape + Clone>(
     let requant = l.requant.as_ref().map(|r| RequantShape {
         shift: r.shift,
         clamp: r.clamp,
+        rounding: r.rounding,
         multiplier_bits: r
             .multipliers
             .iter()

@@ -5,11 +5,13 @@
 //! range and every accumulator width (the executor errors on overflow), so the range analysis
 //! is sound on every fixture input.
 //!
-//! Known gap: onnxruntime rounds half to even, the plan's requantization
-//! (`floor((x·m + 2^(k−1)) / 2^k)`) half up. Models with exact ties (2×2 average pools: a sum
-//! ≡ 2 mod 4; power-of-two scales in the QCDQ models) therefore differ by 1 LSB at some
-//! intermediate tensors, which later layers amplify. For them ([`TIES`]) the test holds the
-//! measured bounds instead, so that any further drift fails.
+//! Known gap: onnxruntime evaluates a QDQ graph in float32. Where the exact result is a
+//! rounding tie — a 2×2 average pool re-quantized at its input scale (a window sum ≡ 2 mod 4) —
+//! float32 rounding error in `DequantizeLinear`, the pool sum and the division decides the
+//! direction, element by element; the plan rounds exact ties to even. With power-of-two scales
+//! (the `_p2` and `tiny` QCDQ models) float32 is exact and the outputs agree bit for bit; with
+//! arbitrary scales and such pools ([`FLOAT_TIES`]) the test holds the measured bounds, so any
+//! further drift fails.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -25,13 +27,12 @@ fn argmax(v: &[f32]) -> usize {
         .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
 }
 
-/// Models with exact rounding ties: (name, minimum identical top-1 of 64, maximum LSB).
-const TIES: &[(&str, usize, i64)] = &[
-    ("cnn_avg_qcdq_w4a4", 64, 15),
-    ("cnn_avg_qcdq_w4a4_p2", 63, 12),
+/// Models whose onnxruntime outputs depend on float32 tie-breaking: (name, minimum identical
+/// top-1 of 64, maximum LSB).
+const FLOAT_TIES: &[(&str, usize, i64)] = &[
+    ("cnn_avg_qcdq_w4a4", 64, 5),
     ("cnn_avg_qdq_u8s8", 64, 1),
     ("cnn_avg_qdq_w4", 64, 1),
-    ("tiny_qcdq_w2", 64, 5),
 ];
 
 #[test]
@@ -95,7 +96,8 @@ fn every_quantized_model_matches_onnxruntime() {
             "{stem}: top-1 {top1_agree}/{} identical, max {max_lsb} LSB, {differing}/{total} elements differ ({pct:.3} %), output zp {zp}",
             x.len_of(Axis(0))
         );
-        let (min_top1, max_allowed, max_pct) = match TIES.iter().find(|(n, _, _)| *n == stem) {
+        let (min_top1, max_allowed, max_pct) = match FLOAT_TIES.iter().find(|(n, _, _)| *n == stem)
+        {
             Some((_, t, m)) => (*t, *m, 100.0),
             None => (x.len_of(Axis(0)), 1, 0.1),
         };

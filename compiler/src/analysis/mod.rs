@@ -1,3 +1,4 @@
 //! Read-only analyses of the layer graph.
 
 pub mod ranges;
+pub mod ties;

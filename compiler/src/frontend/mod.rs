@@ -22,6 +22,7 @@ use crate::ir::{
 };
 use heq_runtime::plan::{
     AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant,
+    Rounding,
 };
 use std::collections::HashMap;
 use tensor::{Const, ConstData};
@@ -625,6 +626,7 @@ impl Ctx {
                         multipliers,
                         shift,
                         clamp,
+                        rounding: Rounding::HalfEven,
                     })),
                     vec![input],
                 )
@@ -638,6 +640,7 @@ impl Ctx {
                         m_b: m[1],
                         shift,
                         clamp,
+                        rounding: Rounding::HalfEven,
                     }),
                     vec![a, b],
                 )
@@ -658,6 +661,7 @@ impl Ctx {
                         multipliers,
                         shift,
                         clamp,
+                        rounding: Rounding::HalfEven,
                     }),
                     vec![input],
                 )
@@ -669,6 +673,7 @@ impl Ctx {
                         multipliers,
                         shift,
                         clamp,
+                        rounding: Rounding::HalfEven,
                     }),
                     vec![t],
                 )
@@ -693,6 +698,7 @@ impl Ctx {
                         multipliers,
                         shift,
                         clamp,
+                        rounding: Rounding::HalfEven,
                     });
                     self.graph.add_layer(Layer {
                         name: format!("{name}.{}", f.name),
@@ -805,6 +811,7 @@ impl Ctx {
             multipliers: vec![1],
             shift: 0,
             clamp: (clo, chi),
+            rounding: Rounding::HalfEven,
         });
         self.graph.add_layer(Layer {
             name: node.name.clone(),

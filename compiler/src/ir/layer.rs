@@ -2,7 +2,7 @@
 
 use heq_runtime::plan::{
     AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant,
-    TensorId,
+    Rounding, TensorId,
 };
 
 /// One layer of the graph.
@@ -96,7 +96,7 @@ pub struct Linear<S> {
     pub acc: Option<AccBits>,
 }
 
-/// Requantization `y = clamp(floor((acc·m[c] + 2^(k−1)) / 2^k), lo, hi)`.
+/// Requantization `y = clamp(round(acc·m[c] / 2^k), lo, hi)` (ties to even).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Requant {
     /// Multiplier per output channel.
@@ -105,6 +105,8 @@ pub struct Requant {
     pub shift: u32,
     /// Output clamp on centred values.
     pub clamp: (i64, i64),
+    /// Tie rule: `HalfEven` until [`crate::passes::ProveNoTies`] proves no tie occurs.
+    pub rounding: Rounding,
 }
 
 /// Accumulator widths of a linear layer (signed bits, sign included).

@@ -109,6 +109,7 @@ mod tests {
             multipliers: vec![1 << 4],
             shift: 4,
             clamp: (0, 255),
+            rounding: heq_runtime::plan::Rounding::HalfEven,
         };
         g.add_layer(Layer {
             name: "same".into(),

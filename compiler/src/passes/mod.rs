@@ -3,9 +3,11 @@
 
 mod drop_identity;
 mod infer_ranges;
+mod prove_no_ties;
 
 pub use drop_identity::DropIdentity;
 pub use infer_ranges::InferRanges;
+pub use prove_no_ties::ProveNoTies;
 
 use crate::error::{Error, Result};
 use crate::ir::{LayerGraph, verify};
@@ -31,12 +33,13 @@ pub struct PassManager {
 }
 
 impl PassManager {
-    /// The standard pipeline: ranges, identity removal, ranges again.
+    /// The standard pipeline: ranges, identity removal, ranges again, tie analysis.
     pub fn standard() -> Self {
         let mut pm = PassManager::default();
         pm.add(InferRanges);
         pm.add(DropIdentity);
         pm.add(InferRanges);
+        pm.add(ProveNoTies);
         pm
     }
 

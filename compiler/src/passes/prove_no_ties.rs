@@ -1,0 +1,76 @@
+//! `ProveNoTies`: marks every requantization that provably never meets a rounding tie
+//! [`Rounding::NoTies`] (see [`crate::analysis::ties`]); the others stay `HalfEven`. Runs after
+//! range analysis, on the final ranges and accumulator widths.
+
+use super::Pass;
+use crate::analysis::ties::{max_abs, single_term, sum_of_terms};
+use crate::error::Result;
+use crate::ir::{LayerGraph, LayerOp};
+use heq_runtime::plan::Rounding;
+
+/// Tie analysis as a pass.
+pub struct ProveNoTies;
+
+impl Pass for ProveNoTies {
+    fn name(&self) -> &'static str {
+        "prove_no_ties"
+    }
+
+    fn run(&mut self, g: &mut LayerGraph) -> Result<bool> {
+        let mut changed = false;
+        for n in g.order().unwrap_or_default() {
+            let layer = g.layer(n);
+            let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
+            let rounding = match &layer.op {
+                LayerOp::Conv(l) => l.acc.zip(l.requant.as_ref()).map(|(acc, r)| (acc, r)),
+                LayerOp::MatMul(l) => l.acc.zip(l.requant.as_ref()),
+                LayerOp::Affine(l) => l.acc.zip(l.requant.as_ref()),
+                _ => None,
+            }
+            .map(|(acc, r)| single_term(&r.multipliers, r.shift, acc_max_abs(acc.sound)))
+            .or_else(|| match &layer.op {
+                LayerOp::Rescale(r) => Some(single_term(&r.multipliers, r.shift, input(0))),
+                LayerOp::Add(a) => Some(sum_of_terms(
+                    &[(input(0), a.m_a), (input(1), a.m_b)],
+                    a.shift,
+                )),
+                LayerOp::AvgPool(a) => Some(avg_pool_rounding(&a.multipliers, a.shift, input(0))),
+                _ => None,
+            });
+            let Some(rounding) = rounding else { continue };
+            let slot = match &mut g.layer_mut(n).op {
+                LayerOp::Conv(l) => l.requant.as_mut().map(|r| &mut r.rounding),
+                LayerOp::MatMul(l) => l.requant.as_mut().map(|r| &mut r.rounding),
+                LayerOp::Affine(l) => l.requant.as_mut().map(|r| &mut r.rounding),
+                LayerOp::Rescale(r) => Some(&mut r.rounding),
+                LayerOp::Add(a) => Some(&mut a.rounding),
+                LayerOp::AvgPool(a) => Some(&mut a.rounding),
+                _ => None,
+            };
+            if let Some(slot) = slot
+                && *slot != rounding
+            {
+                *slot = rounding;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// `|acc| < 2^(bits−1)`.
+fn acc_max_abs(bits: u32) -> i128 {
+    (1i128 << bits.saturating_sub(1).min(126)) - 1
+}
+
+/// Average pooling divides the sum of `n` values by `multipliers[n − 1]`.
+fn avg_pool_rounding(multipliers: &[i64], shift: u32, x_max_abs: i128) -> Rounding {
+    let tie_free = multipliers.iter().zip(1..).all(|(&m, n): (&i64, i128)| {
+        single_term(&[m], shift, x_max_abs.saturating_mul(n)) == Rounding::NoTies
+    });
+    if tie_free {
+        Rounding::NoTies
+    } else {
+        Rounding::HalfEven
+    }
+}
