@@ -178,7 +178,7 @@ pub fn report(plan: &Plan) -> Report {
                     c.weight_ty,
                     c.acc_bits,
                     c.acc_bits_naive,
-                    c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)),
+                    c.requant.as_ref().map(|r| (r.multiplier_bits(), r.shift)),
                     &c.protocol,
                     macs,
                 );
@@ -189,7 +189,7 @@ pub fn report(plan: &Plan) -> Report {
                     c.weight_ty,
                     c.acc_bits,
                     c.acc_bits_naive,
-                    c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)),
+                    c.requant.as_ref().map(|r| (r.multiplier_bits(), r.shift)),
                     &c.protocol,
                     macs,
                 );
@@ -200,7 +200,7 @@ pub fn report(plan: &Plan) -> Report {
                     c.weight_ty,
                     c.acc_bits,
                     c.acc_bits_naive,
-                    c.requant.as_ref().map(|r| (r.multiplier_bits, r.shift)),
+                    c.requant.as_ref().map(|r| (r.multiplier_bits(), r.shift)),
                     &c.protocol,
                     macs,
                 );

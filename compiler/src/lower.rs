@@ -112,12 +112,7 @@ fn linear<S: LinearShape + Clone>(
         shift: r.shift,
         clamp: r.clamp,
         rounding: r.rounding,
-        multiplier_bits: r
-            .multipliers
-            .iter()
-            .map(|m| 64 - m.unsigned_abs().leading_zeros())
-            .max()
-            .unwrap_or(0),
+        multipliers: r.multipliers.clone(),
     });
     let public = LinearLayer {
         shape: l.shape.clone(),
@@ -130,11 +125,6 @@ fn linear<S: LinearShape + Clone>(
     let weights = LayerWeights {
         weights: l.weights.clone(),
         bias: l.bias.clone(),
-        multipliers: l
-            .requant
-            .as_ref()
-            .map(|r| r.multipliers.clone())
-            .unwrap_or_default(),
     };
     Ok((public, weights))
 }

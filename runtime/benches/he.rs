@@ -238,7 +238,6 @@ fn run_layer(
         bias: (0..s.out_channels)
             .map(|_| rng.random_range(-100..100))
             .collect(),
-        multipliers: Vec::new(),
     };
     let (_, acc_bits) = bounds(s, &weights.weights, act_bits);
     let layer = LinearLayer {

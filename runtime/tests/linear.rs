@@ -14,7 +14,7 @@ use heq_runtime::linear::{
 };
 use heq_runtime::plan::{
     AffineShape, ConvShape, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol,
-    MatMulShape, PackDim, Packing, Tile,
+    MatMulShape, PackDim, Packing, RequantShape, Rounding, Tile,
 };
 use proptest::prelude::*;
 use rand::{Rng, RngCore, SeedableRng};
@@ -250,7 +250,6 @@ fn random_weights(rng: &mut ChaCha20Rng, len: usize, bias_len: usize) -> LayerWe
     LayerWeights {
         weights: (0..len).map(|_| rng.random_range(-8..8)).collect(),
         bias: (0..bias_len).map(|_| rng.random_range(-100..100)).collect(),
-        multipliers: Vec::new(),
     }
 }
 
@@ -296,21 +295,24 @@ fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError
         pads,
         groups,
     };
-    let mut weights = random_weights(&mut rng, shape.weight_len(), m);
+    let weights = random_weights(&mut rng, shape.weight_len(), m);
     let x = random_input(&mut rng, c * in_hw[0] * in_hw[1]);
     let mut acc = conv_ref(&shape, &weights.weights, &weights.bias, &x);
     let per_filter = shape.weight_len() / m;
     let acc_bits = acc_bits_bound(&weights, |f| {
         (f * per_filter..(f + 1) * per_filter).collect()
     });
+    let mut multipliers = Vec::new();
     let (cfg, output) = if fold {
         let k = rng.random_range(1..=6);
-        weights.multipliers = (0..m).map(|_| rng.random_range(-1000..1000)).collect();
+        multipliers = (0..m)
+            .map(|_| rng.random_range(-1000..1000))
+            .collect::<Vec<i64>>();
         let per = acc.len() / m;
         acc = acc
             .iter()
             .enumerate()
-            .map(|(i, &a)| (a * weights.multipliers[i / per] + (1 << (k - 1))).div_euclid(1 << k))
+            .map(|(i, &a)| (a * multipliers[i / per] + (1 << (k - 1))).div_euclid(1 << k))
             .collect();
         let plain = rng.random_range(k + 3..=30);
         let cfg = Config {
@@ -353,7 +355,15 @@ fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError
         w: tw,
         m: tm,
     };
-    let layer = layer(shape.clone(), acc_bits, &cfg, tile);
+    let mut layer = layer(shape.clone(), acc_bits, &cfg, tile);
+    if let LinearOutput::Requantized { shift } = output {
+        layer.requant = Some(RequantShape {
+            shift,
+            clamp: (i64::MIN, i64::MAX),
+            rounding: Rounding::NoTies,
+            multipliers,
+        });
+    }
     let cost = conv_cost(&shape, acc_bits, &layer.protocol, output).expect("valid config");
     let layout = Layout::conv(&layer, output).expect("layout");
     let first = rng.random_bool(0.2);
@@ -500,7 +510,6 @@ fn malformed_messages_are_rejected() {
     let heavy = LayerWeights {
         weights: vec![2047; 24],
         bias: vec![0; 3],
-        multipliers: Vec::new(),
     };
     let pk2 = Arc::new(
         PublicKey::new(
@@ -587,7 +596,6 @@ fn larger_layers_match_plaintext() {
             bias: (0..shape.out_channels)
                 .map(|_| rng.random_range(-1000..1000))
                 .collect(),
-            multipliers: Vec::new(),
         };
         let x = random_input(
             &mut rng,

@@ -138,9 +138,8 @@ fn mutate(p: &mut Plan, field: usize, pick: usize) {
             let w = p.weights.as_mut().unwrap();
             let n = w.layers.len();
             let lw = &mut w.layers[pick % n].1;
-            match pick % 3 {
+            match pick % 2 {
                 0 => lw.bias[0] = value,
-                1 => lw.multipliers.iter_mut().for_each(|m| *m = value),
                 _ => lw.weights[0] = value as i32,
             }
         }
@@ -153,7 +152,12 @@ fn mutate(p: &mut Plan, field: usize, pick: usize) {
             let Op::Conv(l) = &mut layers[0].op else {
                 unreachable!()
             };
-            l.requant.as_mut().unwrap().clamp = (value, VALUES[(pick / 12) % VALUES.len()]);
+            let r = l.requant.as_mut().unwrap();
+            if pick % 2 == 0 {
+                r.clamp = (value, VALUES[(pick / 12) % VALUES.len()]);
+            } else {
+                r.multipliers.iter_mut().for_each(|m| *m = value);
+            }
         }
     }
 }

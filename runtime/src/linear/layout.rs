@@ -64,6 +64,9 @@ pub struct Layout {
     pub(crate) geometry: ConvGeometry,
     pub(crate) proto: LinearProtocol,
     pub(crate) output: LinearOutput,
+    /// Per-output-channel factor the server folds into the kernel and bias: 1 for the
+    /// accumulator, `2·m[c]` for a folded requantization.
+    pub(crate) scale: Vec<i64>,
     pub(crate) budget: HeBudget,
     pub(crate) in_len: usize,
     pub(crate) out_len: usize,
@@ -79,13 +82,7 @@ impl Layout {
     /// # Errors
     /// [`LinearError::Config`] when the protocol configuration cannot run.
     pub fn conv(layer: &LinearLayer<ConvShape>, output: LinearOutput) -> Result<Self, LinearError> {
-        Self::build(
-            Kind::Conv,
-            &layer.shape,
-            layer.acc_bits,
-            &layer.protocol,
-            output,
-        )
+        Self::build(Kind::Conv, &layer.shape, layer, output)
     }
 
     /// The layout of a matrix product (tile: `c` = inner block, `h` = row block, `w` = 1,
@@ -103,13 +100,7 @@ impl Layout {
             inner: s.inner,
             cols: s.cols,
         };
-        Self::build(
-            kind,
-            &matmul_as_conv(s),
-            layer.acc_bits,
-            &layer.protocol,
-            output,
-        )
+        Self::build(kind, &matmul_as_conv(s), layer, output)
     }
 
     /// The layout of a per-channel affine map (a depthwise 1×1 convolution; tile `c = m`
@@ -121,23 +112,31 @@ impl Layout {
         layer: &LinearLayer<AffineShape>,
         output: LinearOutput,
     ) -> Result<Self, LinearError> {
-        Self::build(
-            Kind::Affine,
-            &affine_as_conv(&layer.shape),
-            layer.acc_bits,
-            &layer.protocol,
-            output,
-        )
+        Self::build(Kind::Affine, &affine_as_conv(&layer.shape), layer, output)
     }
 
-    fn build(
+    fn build<S>(
         kind: Kind,
         shape: &ConvShape,
-        acc_bits: u32,
-        proto: &LinearProtocol,
+        layer: &LinearLayer<S>,
         output: LinearOutput,
     ) -> Result<Self, LinearError> {
+        let (acc_bits, proto) = (layer.acc_bits, &layer.protocol);
         let budget = layer_budget(proto, acc_bits, output)?;
+        let scale = match output {
+            LinearOutput::Accumulator => vec![1; shape.out_channels],
+            LinearOutput::Requantized { .. } => {
+                let multipliers = layer.requant.as_ref().map_or(&[][..], |r| &r.multipliers);
+                if multipliers.len() != shape.out_channels {
+                    return Err(LinearError::Length {
+                        what: "multipliers",
+                        expected: shape.out_channels,
+                        actual: multipliers.len(),
+                    });
+                }
+                multipliers.iter().map(|m| m.wrapping_mul(2)).collect()
+            }
+        };
         let g = ConvGeometry::new(shape, proto)?;
         let [h, w] = shape.in_hw;
         let [ho, wo] = shape.out_hw();
@@ -234,6 +233,7 @@ impl Layout {
             geometry: g,
             proto: proto.clone(),
             output,
+            scale,
             budget,
             in_len,
             out_len,

@@ -255,8 +255,7 @@ impl LinearServer {
     /// of statistical slack per revealed coefficient.
     ///
     /// # Errors
-    /// [`LinearError::Length`] for weights or biases of the wrong length (or multipliers, for a
-    /// folded requantization),
+    /// [`LinearError::Length`] for weights or biases of the wrong length,
     /// [`LinearError::Flooding`] when the moduli cannot flood this kernel,
     /// [`LinearError::KeyMismatch`] for parameters of another layer.
     pub fn new(
@@ -285,29 +284,12 @@ impl LinearServer {
                 actual: weights.bias.len(),
             });
         }
-        let scale = match l.output {
-            LinearOutput::Accumulator => vec![1; shape.out_channels],
-            LinearOutput::Requantized { .. } => {
-                if weights.multipliers.len() != shape.out_channels {
-                    return Err(LinearError::Length {
-                        what: "multipliers",
-                        expected: shape.out_channels,
-                        actual: weights.multipliers.len(),
-                    });
-                }
-                weights
-                    .multipliers
-                    .iter()
-                    .map(|m| m.wrapping_mul(2))
-                    .collect()
-            }
-        };
         let mut server = LinearServer {
             layout: layout.clone(),
             params,
             pk,
             weights: weights.weights.clone(),
-            scale,
+            scale: l.scale.clone(),
             bias_words: Vec::new(),
             kernels: None,
         };

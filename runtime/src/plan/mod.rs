@@ -3,8 +3,8 @@
 //!
 //! A plan has a **public part** ([`PublicPlan`]: architecture, shapes, bit widths, activation
 //! scales, protocol parameters), which both parties hold and whose hash they compare before a
-//! run, and a **server-only part** ([`ServerWeights`]: weights, biases, requantization
-//! multipliers), which never leaves the server. A client plan is a [`Plan`] whose `weights` is
+//! run, and a **server-only part** ([`ServerWeights`]: weights and biases), which never leaves
+//! the server. A client plan is a [`Plan`] whose `weights` is
 //! `None`.
 //!
 //! # Integer semantics
@@ -169,7 +169,7 @@ pub struct Layer {
 }
 
 /// The operation of a layer. Linear layers (`Conv`, `MatMul`, `Affine`) run under HE; their
-/// weights, biases and requantization multipliers are in [`ServerWeights`].
+/// weights and biases are in [`ServerWeights`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// 2-D convolution (grouped and depthwise included), followed by requantization.
@@ -239,8 +239,9 @@ pub struct LinearLayer<S> {
     pub protocol: LinearProtocol,
 }
 
-/// The public side of a linear layer's requantization; the per-channel multipliers `m[c]` are
-/// server-private ([`LayerWeights::multipliers`]).
+/// The requantization of a linear layer's accumulator. Its parameters are public: both parties
+/// scale their shares by `m[c]` (the secret is the weights and biases, not the quantization
+/// scales they were trained with; see `docs/security.md`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequantShape {
     /// Right shift `k`.
@@ -249,8 +250,19 @@ pub struct RequantShape {
     pub clamp: (i64, i64),
     /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
     pub rounding: Rounding,
+    /// Multiplier `m[c]` per output channel.
+    pub multipliers: Vec<i64>,
+}
+
+impl RequantShape {
     /// Bits of the largest `|m[c]|`.
-    pub multiplier_bits: u32,
+    pub fn multiplier_bits(&self) -> u32 {
+        self.multipliers
+            .iter()
+            .map(|m| 64 - m.unsigned_abs().leading_zeros())
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// The tie rule of a requantization `x·m / 2^k`. Every requantization rounds to nearest with
@@ -265,7 +277,7 @@ pub enum Rounding {
     NoTies,
 }
 
-/// A requantization whose multipliers are public (they depend on activation scales only).
+/// A requantization of one activation tensor (no linear layer before it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PublicRequant {
     /// Multiplier `m`, one per channel or a single one for the whole tensor.
@@ -513,6 +525,4 @@ pub struct LayerWeights {
     pub weights: Vec<i32>,
     /// Bias per output channel, in accumulator units.
     pub bias: Vec<i64>,
-    /// Requantization multiplier per output channel (empty when the layer has no requant).
-    pub multipliers: Vec<i64>,
 }

@@ -18,8 +18,8 @@
 //!   has one multiplier per possible window count (`kernel_h · kernel_w`);
 //! - linear layers have a valid tile (`M_w·C_w·H_w·W_w ≤ N`) and `N ∈ {2048, 4096, 8192}`;
 //! - when weights are present, every linear layer has exactly one entry (sorted by layer), with
-//!   exactly its number of weights (each within the layer's weight type), biases and
-//!   multipliers, and nothing else has weights.
+//!   exactly its number of weights (each within the layer's weight type) and biases, and
+//!   nothing else has weights; requantizations have one multiplier per output channel.
 //!
 //! The limits keep a hostile plan from making a reader allocate or compute without bound; they
 //! are far above what two-party inference can run (ResNet-50 at 224×224: 2^19.6 elements in its
@@ -238,6 +238,13 @@ fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
     }
 }
 
+/// Whether a linear layer's requantization has one multiplier per output channel.
+fn requant_channels(requant: &Option<super::RequantShape>, channels: usize) -> bool {
+    requant
+        .as_ref()
+        .is_none_or(|r| r.multipliers.len() == channels)
+}
+
 /// The multiply-accumulates (or window reads) a layer needs, or `None` if the shapes of its
 /// inputs (`ins`, element counts) and output (`out`) do not fit the operation.
 fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<usize> {
@@ -256,6 +263,7 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
                         .checked_mul(s.in_hw[1])?,
             )?;
             fits(out == s.out_channels.checked_mul(oh)?.checked_mul(ow)?)?;
+            fits(requant_channels(&l.requant, s.out_channels))?;
             let per_output = (s.in_channels / s.groups)
                 .checked_mul(s.kernel[0])?
                 .checked_mul(s.kernel[1])?;
@@ -264,10 +272,12 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
         Op::MatMul(l) => {
             let s = &l.shape;
             fits(input == s.rows.checked_mul(s.inner)? && out == s.rows.checked_mul(s.cols)?)?;
+            fits(requant_channels(&l.requant, s.cols))?;
             out.checked_mul(s.inner)
         }
         Op::Affine(l) => {
             fits(input == l.shape.channels.checked_mul(l.shape.per_channel)? && out == input)?;
+            fits(requant_channels(&l.requant, l.shape.channels))?;
             Some(out)
         }
         Op::MaxPool(s) | Op::AvgPool(super::AvgPoolSpec { pool: s, .. }) => {
@@ -350,7 +360,7 @@ fn check_weights(plan: &Plan, entries: &[(super::LayerId, LayerWeights)], errs: 
             errs.push(format!("weights for missing layer {id}"));
             continue;
         };
-        let (n_w, n_out, has_requant) = match &layer.op {
+        let (n_w, n_out) = match &layer.op {
             Op::Conv(l) => {
                 let s = &l.shape;
                 let per_filter = s
@@ -358,31 +368,21 @@ fn check_weights(plan: &Plan, entries: &[(super::LayerId, LayerWeights)], errs: 
                     .checked_div(s.groups)
                     .and_then(|c| c.checked_mul(s.kernel[0])?.checked_mul(s.kernel[1]));
                 let n = per_filter.and_then(|f| f.checked_mul(s.out_channels));
-                (n, s.out_channels, l.requant.is_some())
+                (n, s.out_channels)
             }
-            Op::MatMul(l) => (
-                l.shape.inner.checked_mul(l.shape.cols),
-                l.shape.cols,
-                l.requant.is_some(),
-            ),
-            Op::Affine(l) => (
-                Some(l.shape.channels),
-                l.shape.channels,
-                l.requant.is_some(),
-            ),
+            Op::MatMul(l) => (l.shape.inner.checked_mul(l.shape.cols), l.shape.cols),
+            Op::Affine(l) => (Some(l.shape.channels), l.shape.channels),
             _ => {
                 errs.push(format!("{id}: a {} layer has no weights", layer.op.kind()));
                 continue;
             }
         };
-        let n_m = if has_requant { n_out } else { 0 };
-        if Some(lw.weights.len()) != n_w || lw.bias.len() != n_out || lw.multipliers.len() != n_m {
+        if Some(lw.weights.len()) != n_w || lw.bias.len() != n_out {
             let n_w = n_w.map_or_else(|| "too many".to_string(), |n| n.to_string());
             errs.push(format!(
-                "{id}: {} weights, {} biases, {} multipliers; expected {n_w}, {n_out}, {n_m}",
+                "{id}: {} weights, {} biases; expected {n_w}, {n_out}",
                 lw.weights.len(),
                 lw.bias.len(),
-                lw.multipliers.len()
             ));
         }
         if let Some((_, ty)) = linear_acc(&layer.op)
@@ -472,7 +472,7 @@ mod tests {
     fn zero_stride_and_kernel_are_rejected_without_dividing() {
         let shapes = "l0 (l0): shapes do not fit the conv operation";
         assert_eq!(errors(|p| conv(p).stride = [0, 1]), vec![shapes]);
-        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 0, 2, 2";
+        let weights = "l0: 36 weights, 2 biases; expected 0, 2";
         assert_eq!(errors(|p| conv(p).kernel = [0, 3]), vec![shapes, weights]);
         let pool = "l2 (l2): shapes do not fit the avgpool operation";
         assert_eq!(errors(|p| avgpool(p).pool.stride = [1, 0]), vec![pool]);
@@ -481,15 +481,15 @@ mod tests {
     #[test]
     fn kernel_larger_than_padded_input_is_rejected_without_underflow() {
         let shapes = "l0 (l0): shapes do not fit the conv operation";
-        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 84, 2, 2";
+        let weights = "l0: 36 weights, 2 biases; expected 84, 2";
         assert_eq!(errors(|p| conv(p).kernel = [7, 3]), vec![shapes, weights]);
         assert_eq!(
             errors(|p| conv(p).pads = [usize::MAX, 0, usize::MAX, 0]),
             vec![shapes]
         );
-        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected too many, 2, 2";
+        let weights = "l0: 36 weights, 2 biases; expected too many, 2";
         assert_eq!(errors(|p| conv(p).groups = 0), vec![shapes, weights]);
-        let weights = "l0: 36 weights, 2 biases, 2 multipliers; expected 0, 2, 2";
+        let weights = "l0: 36 weights, 2 biases; expected 0, 2";
         assert_eq!(errors(|p| conv(p).groups = 3), vec![shapes, weights]);
     }
 
@@ -592,10 +592,14 @@ mod tests {
     #[test]
     fn weight_counts_and_types_are_checked() {
         let errs = errors(|p| p.weights.as_mut().unwrap().layers[0].1.weights.push(0));
-        assert_eq!(
-            errs,
-            vec!["l0: 37 weights, 2 biases, 2 multipliers; expected 36, 2, 2"]
-        );
+        assert_eq!(errs, vec!["l0: 37 weights, 2 biases; expected 36, 2"]);
+        let errs = errors(|p| {
+            let Op::Conv(l) = &mut p.public.layers[0].op else {
+                unreachable!()
+            };
+            l.requant.as_mut().map(|r| r.multipliers.pop());
+        });
+        assert_eq!(errs, vec!["l0 (l0): shapes do not fit the conv operation"]);
         let errs = errors(|p| p.weights.as_mut().unwrap().layers[1].1.weights[0] = 128);
         assert_eq!(errs, vec!["l4: weight 128 does not fit i8"]);
         let errs = errors(|p| p.weights.as_mut().unwrap().layers.swap(0, 1));

@@ -202,7 +202,7 @@ fn linear<S>(
             .map(|(&a, &c)| {
                 requantize(
                     i128::from(a),
-                    lw.multipliers[c],
+                    r.multipliers[c],
                     r.shift,
                     r.clamp,
                     r.rounding,

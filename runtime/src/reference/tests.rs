@@ -64,7 +64,7 @@ fn padded_conv_plan(acc_bits: u32) -> Plan {
     let y = b.linear(
         Op::Conv(linear(s, acc_bits, None)),
         b.input(),
-        weights(&[1, 2, 3, 4], &[10], &[]),
+        weights(&[1, 2, 3, 4], &[10]),
         &[1, 2, 2],
         WIDE,
     );
@@ -101,7 +101,7 @@ fn conv_accumulator_overflow_detected() {
     );
     // |acc| < 2^(bits−1) is strict: −64 fails 7 bits although it is a 7-bit two's complement.
     let mut plan = padded_conv_plan(7);
-    plan.weights.as_mut().unwrap().layers[0].1 = weights(&[0, 0, 0, 0], &[-64], &[]);
+    plan.weights.as_mut().unwrap().layers[0].1 = weights(&[0, 0, 0, 0], &[-64]);
     let err = run(&plan, &[0; 9]).unwrap_err();
     assert!(
         matches!(
@@ -125,7 +125,7 @@ fn conv_groups() {
     let y = b.linear(
         Op::Conv(linear(s, 16, None)),
         b.input(),
-        weights(&[1, 10, -100, 3], &[0, 0], &[]),
+        weights(&[1, 10, -100, 3], &[0, 0]),
         &[2, 1, 1],
         WIDE,
     );
@@ -143,8 +143,8 @@ fn conv_depthwise_with_requant() {
     // (14+1)>>1 = 7 → 6; channel 1: (3 + 1)>>1 = 2.
     let mut b = PlanBuilder::new(&[2, 3, 3], WIDE);
     let s = conv_shape(2, [3, 3], 2, [2, 2], [1, 1], [0; 4], 2);
-    let lw = weights(&[1, 0, 0, 1, 1, 1, 1, 1], &[0, 5], &[1, 3]);
-    let op = Op::Conv(linear(s, 8, Some(requant(1, (0, 6)))));
+    let lw = weights(&[1, 0, 0, 1, 1, 1, 1, 1], &[0, 5]);
+    let op = Op::Conv(linear(s, 8, Some(requant(&[1, 3], 1, (0, 6)))));
     assert_eq!(op.kind(), "dwconv");
     let y = b.linear(op, b.input(), lw, &[2, 2, 2], (0, 6));
     let plan = b.build(y).unwrap();
@@ -165,9 +165,9 @@ fn matmul_plan(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> Plan {
         inner: 2,
         cols: 2,
     };
-    let lw = weights(&[1, -1, 2, 3], &[0, 1], multipliers);
+    let lw = weights(&[1, -1, 2, 3], &[0, 1]);
     let y = b.linear(
-        Op::MatMul(linear(s, 8, Some(requant(shift, clamp)))),
+        Op::MatMul(linear(s, 8, Some(requant(multipliers, shift, clamp)))),
         b.input(),
         lw,
         &[2, 2],
@@ -206,7 +206,7 @@ fn affine_per_channel() {
     let y = b.linear(
         Op::Affine(linear(s, 8, None)),
         b.input(),
-        weights(&[2, -3], &[1, 0], &[]),
+        weights(&[2, -3], &[1, 0]),
         &[2, 2],
         WIDE,
     );
@@ -608,7 +608,7 @@ proptest::proptest! {
         let want = naive_conv(&s, &weights_, &bias, &x);
         let [oh, ow] = s.out_hw();
         let mut b = PlanBuilder::new(&[c, h, w], (-128, 128));
-        let y = b.linear(Op::Conv(linear(s, 32, None)), b.input(), weights(&weights_, &bias, &[]), &[m, oh, ow], (-(1 << 30), 1 << 30));
+        let y = b.linear(Op::Conv(linear(s, 32, None)), b.input(), weights(&weights_, &bias), &[m, oh, ow], (-(1 << 30), 1 << 30));
         proptest::prop_assert_eq!(run(&b.build(y).unwrap(), &x).unwrap(), want);
     }
 }

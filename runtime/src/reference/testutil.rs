@@ -162,22 +162,21 @@ pub fn linear<S>(shape: S, acc_bits: u32, requant: Option<RequantShape>) -> Line
     }
 }
 
-/// A requantization with shift `k` and the given clamp (`multiplier_bits` = 32).
-pub fn requant(shift: u32, clamp: (i64, i64)) -> RequantShape {
+/// A requantization with per-channel multipliers, shift `k` and the given clamp, ties to even.
+pub fn requant(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> RequantShape {
     RequantShape {
         shift,
         clamp,
         rounding: Rounding::HalfEven,
-        multiplier_bits: 32,
+        multipliers: multipliers.to_vec(),
     }
 }
 
-/// Weights, biases and multipliers of one linear layer.
-pub fn weights(weights: &[i32], bias: &[i64], multipliers: &[i64]) -> LayerWeights {
+/// Weights and biases of one linear layer.
+pub fn weights(weights: &[i32], bias: &[i64]) -> LayerWeights {
     LayerWeights {
         weights: weights.to_vec(),
         bias: bias.to_vec(),
-        multipliers: multipliers.to_vec(),
     }
 }
 
@@ -227,11 +226,11 @@ pub fn every_op_plan() -> Plan {
         pads: [1, 1, 1, 1],
         groups: 1,
     };
-    let conv = Op::Conv(linear(conv, 10, Some(requant(4, (0, 15)))));
+    let conv = Op::Conv(linear(conv, 10, Some(requant(&[16, 8], 4, (0, 15)))));
     let t1 = b.linear(
         conv,
         b.input(),
-        weights(&w(36), &[1, -1], &[16, 8]),
+        weights(&w(36), &[1, -1]),
         &[2, 4, 4],
         (0, 15),
     );
@@ -265,12 +264,12 @@ pub fn every_op_plan() -> Plan {
             per_channel: 4,
         },
         7,
-        Some(requant(2, (-16, 16))),
+        Some(requant(&[1, 1], 2, (-16, 16))),
     ));
     let t5 = b.linear(
         affine,
         t4,
-        weights(&[3, -2], &[1, -1], &[1, 1]),
+        weights(&[3, -2], &[1, -1]),
         &[2, 2, 2],
         (-16, 16),
     );
@@ -289,7 +288,7 @@ pub fn every_op_plan() -> Plan {
     let t8 = b.linear(
         matmul,
         t7,
-        weights(&w(48), &[1, 0, -1], &[]),
+        weights(&w(48), &[1, 0, -1]),
         &[1, 3],
         (-1023, 1023),
     );
