@@ -15,7 +15,7 @@
 //! protocols execute a plan, and its `cost` is the cost of that execution. Protocol background:
 //! `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{OtBackend, PoolShape, Rounding};
+use crate::plan::{OtBackend, Packing, PoolShape, Rounding};
 use std::ops::{Add, AddAssign};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
@@ -573,14 +573,14 @@ impl UnpackPlan {
     /// [`RequantPlan::new`].
     pub fn new(
         in_bits: u32,
-        fields: u32,
-        field_bits: u32,
+        packing: Packing,
         field_range: (i128, i128),
         shift: u32,
         clamp: (i128, i128),
         out_bits: u32,
         rounding: Rounding,
     ) -> Result<Self, ParamError> {
+        let (fields, field_bits) = (packing.factor, packing.field_bits);
         check_ring(in_bits)?;
         check_range(field_range)?;
         let packing = ParamError::Packing {

@@ -174,7 +174,15 @@ mod tests {
     use super::*;
     use crate::cost::nonlinear::{mul_range, union_range};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
-    use crate::plan::Rounding;
+    use crate::plan::{PackDim, Packing, Rounding};
+
+    fn packing(factor: u32, field_bits: u32) -> Packing {
+        Packing {
+            factor,
+            field_bits,
+            dim: PackDim::Spatial,
+        }
+    }
 
     fn reference(z: i128, k: u32, clamp: (i128, i128), rounding: Rounding) -> i128 {
         round_shift(z, k, rounding).clamp(clamp.0, clamp.1)
@@ -334,8 +342,8 @@ mod tests {
                     -(1i128 << (s_bits - 1)) + 1,
                     (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) },
                 );
-                let plan =
-                    UnpackPlan::new(l, fields, s_bits, fr, k, clamp, out, rounding).expect("plan");
+                let plan = UnpackPlan::new(l, packing(fields, s_bits), fr, k, clamp, out, rounding)
+                    .expect("plan");
                 let n = 300;
                 let f: Vec<Vec<i128>> = (0..fields)
                     .map(|j| {
