@@ -394,6 +394,15 @@ pub(crate) mod testutil {
     }
 
     #[test]
+    fn concat_is_local() {
+        let ring = Ring::new(9);
+        let (a0, a1) = share(ring, &[-5, 100], 1);
+        let (b0, b1) = share(ring, &[7], 2);
+        let (s, c) = (concat(&[&a0, &b0]), concat(&[&a1, &b1]));
+        assert_eq!(open(ring, &s, &c), vec![-5, 100, 7]);
+    }
+
+    #[test]
     fn bits_round_trip() {
         let mut w = BitWriter::new();
         w.push(5, 3);
