@@ -13,8 +13,10 @@
 //!   `l − 1` bits) and the truncation carry. It trades rounds for bytes: CrypTFlow2's radix-16
 //!   tree costs ≈ 11 bits per bit in `O(log l)` rounds (`protocols.md` §1.8), this chain 4.
 //! - [`relu`]: multiplexer, ReLU and clamps (only the sides the value range lets bind).
-//! - [`trunc`]: SiRNN-style rescaling `floor((x + 2^(k−1))/2^k)` into any ring: truncation, the
-//!   cheap known-MSB variant, truncate-and-reduce, signed/unsigned extension.
+//! - [`trunc`]: SiRNN-style rescaling `round(x / 2^k)` into any ring: truncation, the cheap
+//!   known-MSB variant, truncate-and-reduce, signed/unsigned extension. Ties round to even as
+//!   the plan semantics require (a second `k`-bit chain and one AND), or half up where the plan
+//!   says `Rounding::NoTies`.
 //! - [`requant`]: the plan's requantizations (linear layers, Rescale, Add, AvgPool) and HEQuant
 //!   unpacking fused with requantization (`protocols.md` §3.5); [`pool`]: max and average pooling.
 //!
