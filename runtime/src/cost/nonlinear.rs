@@ -332,7 +332,8 @@ pub struct RescalePlan {
     pub offset: u64,
     /// How the wrap is computed.
     pub wrap: WrapMode,
-    /// Tie rule; ties cost a second carry chain on `k` bits and one AND (only when `k > 0`).
+    /// Tie rule; ties cost a second carry chain on `k` bits (in the same rounds as the main one
+    /// unless the wrap needs the long chain) and one AND (only when `k > 0`).
     pub rounding: Rounding,
 }
 
@@ -414,6 +415,11 @@ impl RescalePlan {
         self.shift > 0 && self.rounding == Rounding::HalfEven
     }
 
+    /// Whether the tie test's chain runs batched with the main chain (both are `k` bits long).
+    pub fn tie_test_fused(&self) -> bool {
+        self.tie_test() && self.chain_len() == self.shift
+    }
+
     /// Range of the output values.
     pub fn out_range(&self) -> (i128, i128) {
         let half = if self.shift == 0 {
@@ -448,9 +454,16 @@ impl RescalePlan {
         let carry = u64::from(self.shift > 0);
         let wrap = u64::from(self.wrap != WrapMode::None);
         let tie = u64::from(self.tie_test());
-        let mut c = carry_chain(n, self.chain_len());
+        let mut c = if self.tie_test_fused() {
+            carry_chain(2 * n, self.shift)
+        } else {
+            carry_chain(n, self.chain_len())
+        };
         if self.tie_test() {
-            c += carry_chain(n, self.shift) + mux(n, 1);
+            if !self.tie_test_fused() {
+                c += carry_chain(n, self.shift);
+            }
+            c += mux(n, 1);
         }
         c + client_cots(
             n * (carry + tie + wrap),
