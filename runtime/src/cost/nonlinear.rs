@@ -15,7 +15,9 @@
 //! protocols execute a plan, and its `cost` is the cost of that execution. Protocol background:
 //! `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{OtBackend, Packing, PoolShape, Rounding};
+use crate::plan::{
+    AddSpec, AvgPoolSpec, OtBackend, Packing, PoolShape, PublicRequant, RequantShape, Rounding,
+};
 use std::ops::{Add, AddAssign};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
@@ -758,6 +760,122 @@ impl CombinePlan {
             .fold(Cost::default(), |a, c| a + c);
         align + self.requant.cost(n_out)
     }
+}
+
+fn clamp_of(c: (i64, i64)) -> (i128, i128) {
+    (i128::from(c.0), i128::from(c.1))
+}
+
+/// The [`RequantPlan`] of a linear layer's requantization: shares of `z = acc·m[c]` (the HE
+/// layer applied the server-private multipliers) in `Z_{2^in_bits}` with values in `z_range`.
+///
+/// # Errors
+/// As [`RequantPlan::new`].
+pub fn linear_requant_plan(
+    shape: &RequantShape,
+    in_bits: u32,
+    z_range: (i128, i128),
+    out_bits: u32,
+) -> Result<RequantPlan, ParamError> {
+    RequantPlan::new(
+        in_bits,
+        z_range,
+        shape.shift,
+        clamp_of(shape.clamp),
+        out_bits,
+        shape.rounding,
+    )
+}
+
+/// The [`CombinePlan`] of the plan's `Rescale` of an input given as (ring bits, value range).
+///
+/// # Errors
+/// As [`CombinePlan::new`].
+pub fn rescale_plan(
+    spec: &PublicRequant,
+    input: (u32, (i128, i128)),
+    out_bits: u32,
+) -> Result<CombinePlan, ParamError> {
+    let z = spec
+        .multipliers
+        .iter()
+        .map(|&m| mul_range(input.1, i128::from(m)))
+        .reduce(union_range)
+        .unwrap_or((0, 0));
+    CombinePlan::new(
+        &[input],
+        z,
+        spec.shift,
+        clamp_of(spec.clamp),
+        out_bits,
+        spec.rounding,
+    )
+}
+
+/// The [`CombinePlan`] of the plan's residual `Add` of two inputs given as (ring bits, range).
+///
+/// # Errors
+/// As [`CombinePlan::new`].
+pub fn add_plan(
+    spec: &AddSpec,
+    a: (u32, (i128, i128)),
+    b: (u32, (i128, i128)),
+    out_bits: u32,
+) -> Result<CombinePlan, ParamError> {
+    let (za, zb) = (
+        mul_range(a.1, i128::from(spec.m_a)),
+        mul_range(b.1, i128::from(spec.m_b)),
+    );
+    let z = (za.0 + zb.0, za.1 + zb.1);
+    CombinePlan::new(
+        &[a, b],
+        z,
+        spec.shift,
+        clamp_of(spec.clamp),
+        out_bits,
+        spec.rounding,
+    )
+}
+
+/// The [`CombinePlan`] of the plan's `AvgPool` on shares in `Z_{2^in_bits}` whose values lie in
+/// `range`: the window sums times the multiplier of their counted size.
+///
+/// # Errors
+/// As [`CombinePlan::new`].
+pub fn avg_pool_plan(
+    spec: &AvgPoolSpec,
+    in_bits: u32,
+    range: (i128, i128),
+    out_bits: u32,
+) -> Result<CombinePlan, ParamError> {
+    let full = spec.pool.kernel[0] * spec.pool.kernel[1];
+    let z = pool_windows(&spec.pool)
+        .iter()
+        .map(|w| {
+            let n = if spec.count_include_pad {
+                full
+            } else {
+                w.len()
+            };
+            let m = i128::from(
+                spec.multipliers
+                    .get(n.wrapping_sub(1))
+                    .copied()
+                    .unwrap_or(0),
+            );
+            mul_range((range.0 * n as i128, range.1 * n as i128), m)
+        })
+        .reduce(union_range)
+        .unwrap_or((0, 0));
+    let clamp = clamp_of(spec.clamp);
+    CombinePlan::new(
+        &[(in_bits, range)],
+        z,
+        spec.shift,
+        clamp,
+        out_bits,
+        spec.rounding,
+    )
 }
 
 /// The input indices of every pooling window (row-major `[C, H, W]` input, outputs in
