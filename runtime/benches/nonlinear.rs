@@ -214,6 +214,7 @@ fn print_table(n: usize) {
         13 * 37,
         13.0 * 37.0 / 5.0
     );
+    println!("trunc rows round half up (plan Rounding::NoTies)");
     println!(
         "b/el = bits per element, both directions, payload on the streams (QUIC framing excluded)\n"
     );
