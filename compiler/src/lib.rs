@@ -1,1 +1,100 @@
-//! heqc
+//! heqc: compiles quantized ONNX models into two-party private-inference plans.
+//!
+//! Pipeline (each phase is timed; `heqc compile -v` prints them):
+//!
+//! 1. **decode**: the raw ONNX `ModelProto` (tract-onnx's protobuf types, never decluttered);
+//! 2. **frontend** ([`frontend`]): QDQ, QCDQ and QOperator graphs → a [`ir::LayerGraph`] of
+//!    integer layers on centred values, with requantization multipliers fused into linear layers;
+//! 3. **passes** ([`passes`]): range analysis ([`analysis::ranges`]: tensor ranges and sound
+//!    accumulator widths) and identity removal, the IR verified after each pass;
+//! 4. **lower** ([`lower`]): the plan of `heq_runtime::plan`, with the default HE protocol.
+//!
+//! ```no_run
+//! let compiled = heqc::compile_path(std::path::Path::new("models/cnn_avg_qdq_u8s8.onnx"))?;
+//! println!("{} layers", compiled.plan.public.layers.len());
+//! print!("{}", heqc::explain::render(&compiled.plan, heqc::explain::Format::Text)?);
+//! # Ok::<(), heqc::Error>(())
+//! ```
+
+pub mod analysis;
+pub mod error;
+pub mod explain;
+pub mod frontend;
+pub mod ir;
+pub mod lower;
+pub mod passes;
+
+pub use error::{Error, Result, UnsupportedNode};
+
+use heq_runtime::plan::Plan;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tract_onnx::pb::ModelProto;
+
+/// A compiled model: the plan and how long each phase took.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The plan (public part and server weights).
+    pub plan: Plan,
+    /// The layer graph after the passes, in the IR text form.
+    pub ir_text: String,
+    /// Phase name and wall time, in order.
+    pub timings: Vec<(String, Duration)>,
+}
+
+/// Compiles an ONNX file; the model is named after the file stem.
+///
+/// # Errors
+/// I/O errors, undecodable files, unsupported operators (all of them at once), models heqc
+/// cannot express, and internal invariant violations.
+pub fn compile_path(path: &Path) -> Result<Compiled> {
+    let start = Instant::now();
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let read = start.elapsed();
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let mut c = compile_bytes(&bytes, &name, &path.display().to_string())?;
+    c.timings.insert(0, ("read".into(), read));
+    Ok(c)
+}
+
+/// Compiles the bytes of an ONNX file; `path` only names the source in errors.
+///
+/// # Errors
+/// As [`compile_path`].
+pub fn compile_bytes(bytes: &[u8], name: &str, path: &str) -> Result<Compiled> {
+    let start = Instant::now();
+    let model = frontend::tensor::decode_model(bytes, path)?;
+    let decode = start.elapsed();
+    let mut c = compile_proto(&model, name)?;
+    c.timings.insert(0, ("decode".into(), decode));
+    Ok(c)
+}
+
+/// Compiles a decoded model.
+///
+/// # Errors
+/// As [`compile_path`], except I/O and decoding.
+pub fn compile_proto(model: &ModelProto, name: &str) -> Result<Compiled> {
+    let mut timings = Vec::new();
+    let start = Instant::now();
+    let mut graph = frontend::build(model, name)?;
+    timings.push(("frontend".to_string(), start.elapsed()));
+    tracing::info!(layers = graph.len(), "frontend done");
+    let mut pm = passes::PassManager::standard();
+    pm.run(&mut graph)?;
+    timings.extend(pm.timings.iter().map(|(n, d)| (format!("pass {n}"), *d)));
+    let start = Instant::now();
+    let plan = lower::lower(&graph)?;
+    timings.push(("lower".to_string(), start.elapsed()));
+    Ok(Compiled {
+        plan,
+        ir_text: ir::text::print(&graph),
+        timings,
+    })
+}

@@ -1,1 +1,64 @@
-//! Sans-IO two-party protocols of the linear layers (conv, depthwise, matmul, affine).
+//! Sans-IO two-party protocols of the linear layers (conv, grouped/depthwise conv, matmul/FC,
+//! per-channel affine), Cheetah-style (Huang et al., USENIX Security'22, ePrint 2022/207;
+//! `protocols.md` §1.3–1.7) with HEQuant intra-coefficient packing (arXiv 2401.15970;
+//! `protocols.md` §3.5).
+//!
+//! One layer is one round trip, and no socket is touched here:
+//!
+//! ```text
+//! client.query(&x_client, rng)        -> Query       (seeded RLWE ciphertexts of the shares)
+//! server.respond(&query, x_server, rng) -> (Response, y_server)
+//! client.finish(&response)            -> y_client    (y_client + y_server = acc mod 2^out)
+//! ```
+//!
+//! The layer's index maps ([`Layout`]) come from the public plan; the server's weights never
+//! leave [`LinearServer`]. The exact message sizes are `crate::cost::linear`'s.
+
+mod layout;
+mod packing;
+mod protocol;
+
+pub use layout::{Kind, Layout, NO_ELEMENT};
+pub use packing::{extract_field, unpack_words};
+pub use protocol::{LinearClient, LinearServer, Query, Response};
+
+use crate::cost::linear::ConfigError;
+use crate::he::HeError;
+
+/// Errors of the linear-layer protocols.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinearError {
+    /// The configuration cannot run.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The RLWE layer failed (including malformed ciphertexts from the peer).
+    #[error(transparent)]
+    He(#[from] HeError),
+    /// A vector has the wrong length (a share, the weights, the bias, a message).
+    #[error("{what}: expected {expected}, got {actual}")]
+    Length {
+        /// What was checked.
+        what: &'static str,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        actual: usize,
+    },
+    /// The flooding noise cannot hide the product noise with the required statistical slack.
+    #[error(
+        "flooding: the product noise needs {noise_bits} bits, the flood has {flood_bits}, \
+         {stat_bits} bits of statistical slack are required (enlarge q or shrink the kernel)"
+    )]
+    Flooding {
+        /// Bits of the product noise bound.
+        noise_bits: u32,
+        /// Bits of the flood.
+        flood_bits: u32,
+        /// Required slack.
+        stat_bits: u32,
+    },
+    /// The key or public key was made for other HE parameters than the layer's.
+    #[error("the key is for other HE parameters than this layer's")]
+    KeyMismatch,
+}

@@ -1,0 +1,3 @@
+//! Read-only analyses of the layer graph.
+
+pub mod ranges;

@@ -1,0 +1,42 @@
+//! `heqc explain`.
+
+use anyhow::Context;
+use heqc::explain::Format;
+use std::path::PathBuf;
+
+/// Report formats.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Fixed-width table.
+    Text,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `heqc explain`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The plan file.
+    pub plan: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+}
+
+/// Reads the plan and prints the report on stdout.
+///
+/// # Errors
+/// Unreadable or invalid plans.
+pub fn run(a: &Args) -> anyhow::Result<()> {
+    let plan = heq_runtime::plan::read_plan(&a.plan)
+        .with_context(|| format!("reading {}", a.plan.display()))?;
+    let format = match a.format {
+        FormatArg::Text => Format::Text,
+        FormatArg::Yaml => Format::Yaml,
+        FormatArg::Json => Format::Json,
+    };
+    print!("{}", heqc::explain::render(&plan, format)?);
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The `heqc` command line: clap derive, one module per subcommand.
+
+pub mod compile;
+pub mod explain;
+pub mod ir;
+
+use clap::{Parser, Subcommand};
+
+/// heqc compiles quantized ONNX models (QDQ, QCDQ, QOperator) into plans for two-party private
+/// inference (HE for linear layers, OT for the rest), and explains plans.
+#[derive(Debug, Parser)]
+#[command(name = "heqc", version, propagate_version = true)]
+pub struct Cli {
+    /// More output on stderr: -v prints the compiler phases with timings, -vv the passes.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile an ONNX model into a plan file.
+    ///
+    /// Accepts QDQ (QuantizeLinear/DequantizeLinear around Conv, Gemm, MatMul, Add, Relu/Clip,
+    /// pooling, Concat, Flatten/Reshape, BatchNormalization), QCDQ (Quantize → Clip →
+    /// Dequantize, the clip bounds giving the bit width) and QOperator models (QLinearConv,
+    /// QLinearMatMul, ConvInteger, MatMulInteger, com.microsoft QGemm, QLinearAdd,
+    /// QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat). Prints a one-line summary;
+    /// with -v the compiler phases and their times. Operators heqc cannot compile are all listed
+    /// in one error, with exit code 2.
+    Compile(compile::Args),
+    /// Print a per-layer report of a plan file (server or client plan).
+    ///
+    /// Per layer: id, ONNX node name(s), operation, input/output shapes, the bit widths of
+    /// input, weights, accumulator and output (the sound accumulator width next to the naive
+    /// bound),
+    /// requantization multiplier bits and shift, tile, ring degree N and share ring bits; then
+    /// totals. Client plans have no weights; their weight counts show as "-".
+    Explain(explain::Args),
+    /// Print the layer IR of a model after the compiler passes.
+    ///
+    /// One line per layer with its inputs, output tensor (type, shape, zero point, scale,
+    /// range), geometry, accumulator widths (sound/naive) and requantization shift and clamp.
+    /// Weights are never printed.
+    Ir(ir::Args),
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the subcommand reports.
+pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Compile(a) => compile::run(a),
+        Command::Explain(a) => explain::run(a),
+        Command::Ir(a) => ir::run(a),
+    }
+}

@@ -1,0 +1,84 @@
+//! Add (QDQ: two dequantized tensors, or a linear layer plus a constant bias) and
+//! com.microsoft QLinearAdd.
+
+use crate::error::{Error, Result};
+use crate::frontend::ops::conv::{dq_operand, q_result};
+use crate::frontend::registry::{MICROSOFT, ONNX, OpRegistry};
+use crate::frontend::{Ctx, Pending, PendingOp, RealClamp, Value, bias_acc, unsupported};
+use tract_onnx::pb::NodeProto;
+
+/// Registers the builders.
+pub fn register(r: &mut OpRegistry) {
+    r.register(ONNX, "Add", add);
+    r.register(MICROSOFT, "QLinearAdd", qlinear_add);
+}
+
+fn add_values(cx: &Ctx, node: &NodeProto, a: Value, b: Value) -> Result<Value> {
+    match (a, b) {
+        (Value::Real(a), Value::Real(b)) => {
+            let (fa, fb) = (cx.graph.tensor(a), cx.graph.tensor(b));
+            if fa.shape != fb.shape {
+                return Err(unsupported(
+                    node,
+                    &format!("broadcasting add of {:?} and {:?}", fa.shape, fb.shape),
+                ));
+            }
+            Ok(Value::Pending(Pending {
+                op: PendingOp::Add(a, b),
+                shape: fa.shape.clone(),
+                clamp: RealClamp::default(),
+                names: vec![node.name.clone()],
+            }))
+        }
+        (
+            Value::Pending(Pending {
+                op: PendingOp::Linear(mut d),
+                shape,
+                clamp,
+                mut names,
+            }),
+            c @ (Value::Const(_) | Value::ConstReal(_)),
+        )
+        | (
+            c @ (Value::Const(_) | Value::ConstReal(_)),
+            Value::Pending(Pending {
+                op: PendingOp::Linear(mut d),
+                shape,
+                clamp,
+                mut names,
+            }),
+        ) if clamp.is_none() => {
+            let extra = bias_acc(node, Some(c), &d.acc_scale)?;
+            for (b, e) in d.bias.iter_mut().zip(extra) {
+                *b = b
+                    .checked_add(e)
+                    .ok_or_else(|| Error::model(&node.name, &node.op_type, "bias overflow"))?;
+            }
+            names.push(node.name.clone());
+            Ok(Value::Pending(Pending {
+                op: PendingOp::Linear(d),
+                shape,
+                clamp,
+                names,
+            }))
+        }
+        _ => Err(unsupported(
+            node,
+            "Add of values that are not two dequantized tensors",
+        )),
+    }
+}
+
+fn add(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
+    let (a, b) = (cx.required(node, 0)?, cx.required(node, 1)?);
+    let v = add_values(cx, node, a, b)?;
+    cx.set_output(node, 0, v);
+    Ok(())
+}
+
+fn qlinear_add(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
+    let a = dq_operand(cx, node, 0, 1, 2, None)?;
+    let b = dq_operand(cx, node, 3, 4, 5, None)?;
+    let v = add_values(cx, node, a, b)?;
+    q_result(cx, node, v, 6, 7)
+}

@@ -1,0 +1,24 @@
+//! Op families, one file each; every file has a `register` function.
+
+pub mod activation;
+pub mod arith;
+pub mod conv;
+pub mod gemm;
+pub mod norm;
+pub mod pool;
+pub mod qdq;
+pub mod shape;
+
+use super::registry::OpRegistry;
+
+/// Registers every supported operator.
+pub fn register_all(r: &mut OpRegistry) {
+    activation::register(r);
+    arith::register(r);
+    conv::register(r);
+    gemm::register(r);
+    norm::register(r);
+    pool::register(r);
+    qdq::register(r);
+    shape::register(r);
+}

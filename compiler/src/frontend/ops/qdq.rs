@@ -1,0 +1,46 @@
+//! QuantizeLinear and DequantizeLinear (opsets 10–25: per-tensor and per-axis, every integer
+//! type from int2 to int32).
+
+use crate::error::Result;
+use crate::frontend::registry::{ONNX, OpRegistry};
+use crate::frontend::{Ctx, attr_int, tensor, unsupported};
+use heq_runtime::plan::IntType;
+use tract_onnx::pb::NodeProto;
+
+/// Registers the builders.
+pub fn register(r: &mut OpRegistry) {
+    r.register(ONNX, "QuantizeLinear", quantize_linear);
+    r.register(ONNX, "DequantizeLinear", dequantize_linear);
+}
+
+const UINT8: IntType = IntType {
+    bits: 8,
+    signed: false,
+};
+
+fn quantize_linear(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
+    if attr_int(node, "block_size").is_some_and(|b| b != 0) {
+        return Err(unsupported(node, "blocked quantization"));
+    }
+    let default_ty = match attr_int(node, "output_dtype").filter(|&d| d != 0) {
+        Some(d) => tensor::int_type(d as i32).ok_or_else(|| unsupported(node, "output type"))?,
+        None => UINT8,
+    };
+    let q = cx.qparams(node, 1, 2, default_ty)?;
+    let x = cx.required(node, 0)?;
+    let out = node.output.first().cloned().unwrap_or_default();
+    let v = cx.quantize(node, x, &q, &out)?;
+    cx.set_output(node, 0, v);
+    Ok(())
+}
+
+fn dequantize_linear(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
+    if attr_int(node, "block_size").is_some_and(|b| b != 0) {
+        return Err(unsupported(node, "blocked quantization"));
+    }
+    let q = cx.qparams(node, 1, 2, UINT8)?;
+    let x = cx.required(node, 0)?;
+    let v = cx.dequantize(node, x, &q)?;
+    cx.set_output(node, 0, v);
+    Ok(())
+}

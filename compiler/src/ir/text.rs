@@ -1,0 +1,92 @@
+//! Stable text form of a layer graph: one line per tensor the layers produce, in
+//! [`LayerGraph::order`], with layer ids as the plan will number them. Used in snapshots and
+//! error messages; never prints weights.
+
+use super::{AccBits, LayerGraph, LayerOp, TensorFact, TensorId};
+use std::fmt::Write;
+
+fn acc(a: Option<AccBits>) -> String {
+    a.map_or_else(|| "?".into(), |a| format!("{}/{}", a.sound, a.naive))
+}
+
+fn fact(t: TensorId, f: &TensorFact) -> String {
+    format!(
+        "{t}:{}{:?} zp={} s={:e} r=[{}, {}]",
+        f.ty, f.shape, f.zero_point, f.scale, f.range.0, f.range.1
+    )
+}
+
+/// Prints the graph.
+pub fn print(g: &LayerGraph) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "graph {}", g.name);
+    let _ = writeln!(
+        out,
+        "input {} {}",
+        g.input.name,
+        fact(g.input.tensor, g.tensor(g.input.tensor))
+    );
+    match g.order() {
+        None => out.push_str("<cycle>\n"),
+        Some(order) => {
+            for (i, n) in order.into_iter().enumerate() {
+                let l = g.layer(n);
+                let ins: Vec<String> = l.inputs.iter().map(ToString::to_string).collect();
+                let detail = match &l.op {
+                    LayerOp::Conv(c) => format!(
+                        " w={} kernel={:?} stride={:?} pads={:?} groups={} acc={}",
+                        c.weight_ty,
+                        c.shape.kernel,
+                        c.shape.stride,
+                        c.shape.pads,
+                        c.shape.groups,
+                        acc(c.acc)
+                    ),
+                    LayerOp::MatMul(c) => format!(
+                        " w={} {}x{}x{} acc={}",
+                        c.weight_ty,
+                        c.shape.rows,
+                        c.shape.inner,
+                        c.shape.cols,
+                        acc(c.acc)
+                    ),
+                    LayerOp::Affine(c) => format!(" w={} acc={}", c.weight_ty, acc(c.acc)),
+                    LayerOp::Rescale(r) => format!(
+                        " m={:?} shift={} clamp={:?}",
+                        r.multipliers, r.shift, r.clamp
+                    ),
+                    LayerOp::Add(a) => format!(
+                        " m=({}, {}) shift={} clamp={:?}",
+                        a.m_a, a.m_b, a.shift, a.clamp
+                    ),
+                    LayerOp::MaxPool(p) => format!(
+                        " kernel={:?} stride={:?} pads={:?}",
+                        p.kernel, p.stride, p.pads
+                    ),
+                    LayerOp::AvgPool(a) => format!(
+                        " kernel={:?} stride={:?} pads={:?} shift={} clamp={:?}",
+                        a.pool.kernel, a.pool.stride, a.pool.pads, a.shift, a.clamp
+                    ),
+                    LayerOp::Concat | LayerOp::Reshape => String::new(),
+                };
+                let rq =
+                    l.op.linear()
+                        .and_then(|v| {
+                            v.requant
+                                .map(|r| format!(" shift={} clamp={:?}", r.shift, r.clamp))
+                        })
+                        .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "l{i} {} '{}' ({}) -> {}{detail}{rq}",
+                    l.op.kind(),
+                    l.name,
+                    ins.join(", "),
+                    fact(l.output, g.tensor(l.output))
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "output {} {}", g.output.name, g.output.tensor);
+    out
+}

@@ -1,0 +1,170 @@
+//! IR verifier, run after every pass.
+//!
+//! Invariants (every violation is reported):
+//! - the graph is acyclic and every tensor id a layer or port names exists;
+//! - every layer input is the graph input or produced by a layer, and no tensor is produced twice;
+//! - the graph output is the graph input or produced by a layer;
+//! - a linear layer has exactly its number of weights and biases, one multiplier per output
+//!   channel when it requantizes, and its input/output element counts match its shape;
+//! - every clamp is ordered; every tensor range is non-empty;
+//! - `Add` has two inputs, `Concat` at least one, everything else exactly one.
+
+use super::{LayerGraph, LayerOp, TensorId};
+use std::collections::HashSet;
+
+/// Returns every violated invariant (empty when the graph is well formed).
+pub fn verify(g: &LayerGraph) -> Vec<String> {
+    let mut errs = Vec::new();
+    let n_tensors = g.tensors().len();
+    let exists = |t: TensorId| (t.0 as usize) < n_tensors;
+    let Some(order) = g.order() else {
+        return vec!["the layer graph has a cycle".into()];
+    };
+    let mut produced = HashSet::new();
+    for (i, t) in g.tensors().iter().enumerate() {
+        if t.range.0 > t.range.1 {
+            errs.push(format!("t{i}: empty range {:?}", t.range));
+        }
+    }
+    for &n in &order {
+        let l = g.layer(n);
+        let at = format!("'{}' ({})", l.name, l.op.kind());
+        if !exists(l.output) || l.inputs.iter().any(|t| !exists(*t)) {
+            errs.push(format!("{at}: refers to a missing tensor"));
+            continue;
+        }
+        if !produced.insert(l.output) || l.output == g.input.tensor {
+            errs.push(format!("{at}: output {} is produced twice", l.output));
+        }
+        for t in &l.inputs {
+            if *t != g.input.tensor && g.producer(*t).is_none() {
+                errs.push(format!("{at}: input {t} has no producer"));
+            }
+        }
+        let arity_ok = match l.op {
+            LayerOp::Add(_) => l.inputs.len() == 2,
+            LayerOp::Concat => !l.inputs.is_empty(),
+            _ => l.inputs.len() == 1,
+        };
+        if !arity_ok {
+            errs.push(format!("{at}: {} inputs", l.inputs.len()));
+            continue;
+        }
+        let (in_len, out_len) = (g.tensor(l.inputs[0]).len(), g.tensor(l.output).len());
+        if let Some(v) = l.op.linear() {
+            let m = v.shape.out_channels();
+            if v.weights.len() != v.shape.weight_len() || v.bias.len() != m {
+                errs.push(format!(
+                    "{at}: {} weights and {} biases for {m} channels",
+                    v.weights.len(),
+                    v.bias.len()
+                ));
+            }
+            if let Some(r) = v.requant
+                && (r.multipliers.len() != m || r.clamp.0 > r.clamp.1)
+            {
+                errs.push(format!(
+                    "{at}: {} multipliers for {m} channels, clamp {:?}",
+                    r.multipliers.len(),
+                    r.clamp
+                ));
+            }
+        }
+        let shape_ok = match &l.op {
+            LayerOp::Conv(c) => {
+                let [oh, ow] = c.shape.out_hw();
+                in_len == c.shape.in_channels * c.shape.in_hw[0] * c.shape.in_hw[1]
+                    && out_len == c.shape.out_channels * oh * ow
+            }
+            LayerOp::MatMul(c) => {
+                in_len == c.shape.rows * c.shape.inner && out_len == c.shape.rows * c.shape.cols
+            }
+            LayerOp::Affine(c) => {
+                in_len == c.shape.channels * c.shape.per_channel && out_len == in_len
+            }
+            LayerOp::MaxPool(p)
+            | LayerOp::AvgPool(heq_runtime::plan::AvgPoolSpec { pool: p, .. }) => {
+                let [oh, ow] = p.out_hw();
+                in_len == p.channels * p.in_hw[0] * p.in_hw[1] && out_len == p.channels * oh * ow
+            }
+            LayerOp::Add(_) => g.tensor(l.inputs[1]).len() == in_len && out_len == in_len,
+            LayerOp::Concat => {
+                l.inputs.iter().map(|t| g.tensor(*t).len()).sum::<usize>() == out_len
+            }
+            LayerOp::Rescale(_) | LayerOp::Reshape => in_len == out_len,
+        };
+        if !shape_ok {
+            errs.push(format!("{at}: element counts do not fit the operation"));
+        }
+        let clamp = match &l.op {
+            LayerOp::Rescale(r) => Some(r.clamp),
+            LayerOp::Add(a) => Some(a.clamp),
+            LayerOp::AvgPool(a) => Some(a.clamp),
+            _ => None,
+        };
+        if let Some((lo, hi)) = clamp
+            && lo > hi
+        {
+            errs.push(format!("{at}: clamp [{lo}, {hi}] is empty"));
+        }
+    }
+    if !exists(g.output.tensor)
+        || (g.output.tensor != g.input.tensor && !produced.contains(&g.output.tensor))
+    {
+        errs.push(format!("output {} is never computed", g.output.tensor));
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Layer, Linear, Port, TensorFact};
+    use heq_runtime::plan::{IntType, MatMulShape};
+
+    #[test]
+    fn reports_every_violation() {
+        let i8t = IntType {
+            bits: 8,
+            signed: true,
+        };
+        let mut g = LayerGraph::new("bad");
+        let x = g.add_tensor(TensorFact::new("x", vec![4], i8t, 0, 1.0));
+        let orphan = g.add_tensor(TensorFact::new("orphan", vec![4], i8t, 0, 1.0));
+        let y = g.add_tensor(TensorFact::new("y", vec![2], i8t, 0, 1.0));
+        g.input = Port {
+            name: "x".into(),
+            tensor: x,
+        };
+        g.output = Port {
+            name: "y".into(),
+            tensor: TensorId(9),
+        };
+        let fc = Linear {
+            shape: MatMulShape {
+                rows: 1,
+                inner: 4,
+                cols: 2,
+            },
+            weight_ty: i8t,
+            weights: vec![1; 7],
+            bias: vec![0; 2],
+            requant: None,
+            acc: None,
+        };
+        g.add_layer(Layer {
+            name: "fc".into(),
+            op: LayerOp::MatMul(fc),
+            inputs: vec![orphan],
+            output: y,
+        });
+        assert_eq!(
+            verify(&g),
+            vec![
+                "'fc' (matmul): input t1 has no producer".to_string(),
+                "'fc' (matmul): 7 weights and 2 biases for 2 channels".to_string(),
+                "output t9 is never computed".to_string(),
+            ]
+        );
+    }
+}

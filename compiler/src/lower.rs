@@ -1,0 +1,329 @@
+//! Lowering: layer graph → [`Plan`]; the only code that builds plans.
+//!
+//! Until the optimizer exists every linear layer gets the fixed default protocol of
+//! OpenCheetah (protocols.md §1.2, §1.4): `N = 4096`, primes of 60 and 49 bits, `t = 2^37`,
+//! share rings of 37 bits, no packing, and OpenCheetah's tiling heuristic.
+
+use crate::error::{Error, Result};
+use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
+use heq_runtime::plan::{
+    self, AffineShape, ConvShape, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights,
+    LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan, PublicPlan,
+    RequantShape, ServerWeights, TensorInfo, Tile,
+};
+use std::collections::HashMap;
+
+/// Ring degree of the default protocol.
+pub const DEFAULT_DEGREE: usize = 4096;
+/// Ciphertext primes of the default protocol.
+pub const DEFAULT_MODULI_BITS: [u32; 2] = [60, 49];
+/// Plaintext and share ring width of the default protocol.
+pub const DEFAULT_RING_BITS: u32 = 37;
+
+/// OpenCheetah's convolution tile: the whole padded image when it fits, as many channels as fit
+/// (`C_w = min(⌊N/HW⌋, C, ⌊N/h²⌋)`); otherwise one channel and a spatial tile of about
+/// `√(N·H/W) × N/H_w`.
+pub fn conv_tile(s: &ConvShape, n: usize) -> Tile {
+    let hp = s.in_hw[0] + s.pads[0] + s.pads[2];
+    let wp = s.in_hw[1] + s.pads[1] + s.pads[3];
+    let k2 = (s.kernel[0] * s.kernel[1]).max(1);
+    if hp * wp <= n {
+        let c = (n / (hp * wp)).min(s.in_channels).min(n / k2).max(1);
+        Tile {
+            c,
+            h: hp,
+            w: wp,
+            m: 1,
+        }
+    } else {
+        let h = ((n as f64 * hp as f64 / wp as f64).sqrt() as usize)
+            .clamp(s.kernel[0].max(1), hp)
+            .min(n);
+        let w = (n / h).min(wp).max(1);
+        Tile { c: 1, h, w, m: 1 }
+    }
+}
+
+/// OpenCheetah's matrix split: `d0·d1 ≤ N` minimising `⌈inner/d1⌉ + ⌈cols/d0⌉`, as the tile
+/// `c = d1`, `m = d0`, `h = w = 1`.
+pub fn matmul_tile(s: &MatMulShape, n: usize) -> Tile {
+    let mut best = (
+        usize::MAX,
+        Tile {
+            c: 1,
+            h: 1,
+            w: 1,
+            m: 1,
+        },
+    );
+    for d1 in 1..=s.inner.clamp(1, n) {
+        let d0 = (n / d1).min(s.cols.max(1));
+        let cost = s.inner.div_ceil(d1) + s.cols.div_ceil(d0);
+        if cost < best.0 {
+            best = (
+                cost,
+                Tile {
+                    c: d1,
+                    h: 1,
+                    w: 1,
+                    m: d0,
+                },
+            );
+        }
+    }
+    best.1
+}
+
+/// Tile of a per-channel affine layer: whole channels per ciphertext while they fit.
+pub fn affine_tile(s: &AffineShape, n: usize) -> Tile {
+    let h = s.per_channel.clamp(1, n);
+    Tile {
+        c: (n / h).min(s.channels).max(1),
+        h,
+        w: 1,
+        m: 1,
+    }
+}
+
+fn protocol(tile: Tile) -> LinearProtocol {
+    LinearProtocol {
+        he: HeParams {
+            degree: DEFAULT_DEGREE,
+            moduli_bits: DEFAULT_MODULI_BITS.to_vec(),
+            plain_bits: DEFAULT_RING_BITS,
+        },
+        tile,
+        packing: Packing::none(),
+        in_ring_bits: DEFAULT_RING_BITS,
+        out_ring_bits: DEFAULT_RING_BITS,
+    }
+}
+
+fn linear<S: LinearShape + Clone>(
+    l: &Linear<S>,
+    name: &str,
+    tile: Tile,
+) -> Result<(LinearLayer<S>, LayerWeights)> {
+    let acc = l.acc.ok_or_else(|| Error::Invariant {
+        pass: "lower",
+        violations: vec![format!("'{name}': no accumulator width")],
+    })?;
+    let requant = l.requant.as_ref().map(|r| RequantShape {
+        shift: r.shift,
+        clamp: r.clamp,
+        multiplier_bits: r
+            .multipliers
+            .iter()
+            .map(|m| 64 - m.unsigned_abs().leading_zeros())
+            .max()
+            .unwrap_or(0),
+    });
+    let public = LinearLayer {
+        shape: l.shape.clone(),
+        weight_ty: l.weight_ty,
+        acc_bits: acc.sound,
+        acc_bits_naive: acc.naive,
+        requant,
+        protocol: protocol(tile),
+    };
+    let weights = LayerWeights {
+        weights: l.weights.clone(),
+        bias: l.bias.clone(),
+        multipliers: l
+            .requant
+            .as_ref()
+            .map(|r| r.multipliers.clone())
+            .unwrap_or_default(),
+    };
+    Ok((public, weights))
+}
+
+/// Lowers an analysed graph to a plan (public part and server weights), then validates it.
+///
+/// # Errors
+/// [`Error::Invariant`] when the graph was not analysed; [`Error::Plan`] when the plan breaks a
+/// structural rule.
+pub fn lower(g: &LayerGraph) -> Result<Plan> {
+    let order = g.order().ok_or_else(|| Error::Invariant {
+        pass: "lower",
+        violations: vec!["cycle".into()],
+    })?;
+    let mut ids: HashMap<TensorId, TensorId> = HashMap::new();
+    let mut tensors = Vec::new();
+    let mut map = |t: TensorId, tensors: &mut Vec<TensorInfo>| -> TensorId {
+        *ids.entry(t).or_insert_with(|| {
+            let f = g.tensor(t);
+            tensors.push(TensorInfo {
+                name: f.name.clone(),
+                shape: f.shape.clone(),
+                ty: f.ty,
+                zero_point: f.zero_point,
+                scale: f.scale,
+                range: f.range,
+            });
+            TensorId((tensors.len() - 1) as u32)
+        })
+    };
+    let input = map(g.input.tensor, &mut tensors);
+    let mut layers = Vec::with_capacity(order.len());
+    let mut weights = Vec::new();
+    for (i, n) in order.into_iter().enumerate() {
+        let l = g.layer(n);
+        let id = LayerId(i as u32);
+        let inputs = l.inputs.iter().map(|t| map(*t, &mut tensors)).collect();
+        let output = map(l.output, &mut tensors);
+        let op = match &l.op {
+            LayerOp::Conv(c) => {
+                let (p, w) = linear(c, &l.name, conv_tile(&c.shape, DEFAULT_DEGREE))?;
+                weights.push((id, w));
+                Op::Conv(p)
+            }
+            LayerOp::MatMul(c) => {
+                let (p, w) = linear(c, &l.name, matmul_tile(&c.shape, DEFAULT_DEGREE))?;
+                weights.push((id, w));
+                Op::MatMul(p)
+            }
+            LayerOp::Affine(c) => {
+                let (p, w) = linear(c, &l.name, affine_tile(&c.shape, DEFAULT_DEGREE))?;
+                weights.push((id, w));
+                Op::Affine(p)
+            }
+            LayerOp::Rescale(r) => Op::Rescale(r.clone()),
+            LayerOp::Add(a) => Op::Add(a.clone()),
+            LayerOp::MaxPool(p) => Op::MaxPool(p.clone()),
+            LayerOp::AvgPool(a) => Op::AvgPool(a.clone()),
+            LayerOp::Concat => Op::Concat,
+            LayerOp::Reshape => Op::Reshape,
+        };
+        layers.push(Layer {
+            id,
+            name: l.name.clone(),
+            op,
+            inputs,
+            output,
+        });
+    }
+    let output = map(g.output.tensor, &mut tensors);
+    let io = |name: &str, t: TensorId, tensors: &[TensorInfo]| IoSpec {
+        name: name.to_string(),
+        tensor: t,
+        shape: tensors[t.0 as usize].shape.clone(),
+    };
+    let public = PublicPlan {
+        model_name: g.name.clone(),
+        input: io(&g.input.name, input, &tensors),
+        output: io(&g.output.name, output, &tensors),
+        layers,
+        tensors,
+        protocol: GlobalProtocol {
+            ot: OtBackend::Silent,
+            stat_bits: 40,
+            profile: "default".into(),
+        },
+    };
+    let plan = Plan {
+        public,
+        weights: Some(ServerWeights { layers: weights }),
+    };
+    plan::validate(&plan)?;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_tile_follows_opencheetah() {
+        // 16×16 input padded to 18×18 = 324 ≤ 4096: C_w = min(4096/324 = 12, C, 4096/9).
+        let s = ConvShape {
+            in_channels: 8,
+            in_hw: [16, 16],
+            out_channels: 8,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pads: [1; 4],
+            groups: 1,
+        };
+        assert_eq!(
+            conv_tile(&s, 4096),
+            Tile {
+                c: 8,
+                h: 18,
+                w: 18,
+                m: 1
+            }
+        );
+        let s = ConvShape {
+            in_channels: 32,
+            ..s
+        };
+        assert_eq!(
+            conv_tile(&s, 4096),
+            Tile {
+                c: 12,
+                h: 18,
+                w: 18,
+                m: 1
+            }
+        );
+        // 100×50 > 4096: H_w = ⌊√(4096·100/50)⌋ = 90, W_w = min(⌊4096/90⌋, 50) = 45.
+        let s = ConvShape {
+            in_channels: 3,
+            in_hw: [100, 50],
+            out_channels: 4,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pads: [0; 4],
+            groups: 1,
+        };
+        assert_eq!(
+            conv_tile(&s, 4096),
+            Tile {
+                c: 1,
+                h: 90,
+                w: 45,
+                m: 1
+            }
+        );
+    }
+
+    #[test]
+    fn matmul_tile_minimises_ciphertexts() {
+        // 128 inputs, 10 outputs: d1 = 128 fits with d0 = 10 → 1 + 1 ciphertexts.
+        assert_eq!(
+            matmul_tile(
+                &MatMulShape {
+                    rows: 1,
+                    inner: 128,
+                    cols: 10
+                },
+                4096
+            ),
+            Tile {
+                c: 128,
+                h: 1,
+                w: 1,
+                m: 10
+            }
+        );
+        // 8192 inputs: d1 = 4096, d0 = 1 → 2 + 10 = 12; d1 = 2048, d0 = 2 → 4 + 5 = 9 (best).
+        let t = matmul_tile(
+            &MatMulShape {
+                rows: 1,
+                inner: 8192,
+                cols: 10,
+            },
+            4096,
+        );
+        assert_eq!(
+            t,
+            Tile {
+                c: 2048,
+                h: 1,
+                w: 1,
+                m: 2
+            }
+        );
+    }
+}

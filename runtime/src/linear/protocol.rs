@@ -1,0 +1,540 @@
+//! The client and server of one linear layer and their messages.
+
+use std::sync::Arc;
+
+use rand::{CryptoRng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+
+use crate::cost::linear::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND};
+use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, ResponseCt, SecretKey, SeededCt};
+use crate::plan::LayerWeights;
+
+use super::LinearError;
+use super::layout::{Layout, NO_ELEMENT};
+
+/// Kernels cached per layer up to this many bytes (NTT form); larger layers rebuild
+/// each filter group's kernels at every response.
+const KERNEL_CACHE_BYTES: usize = 256 << 20;
+
+/// The client's query: one seeded ciphertext per request tile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    cts: Vec<SeededCt>,
+}
+
+impl Query {
+    /// Request ciphertexts.
+    pub fn ciphertexts(&self) -> usize {
+        self.cts.len()
+    }
+
+    /// Wire encoding: the ciphertexts back to back (each `c0` then its seed).
+    pub fn to_bytes(&self, params: &Params) -> Vec<u8> {
+        self.cts.iter().flat_map(|ct| ct.to_bytes(params)).collect()
+    }
+
+    /// Decodes [`Query::to_bytes`] for `layout`.
+    ///
+    /// # Errors
+    /// [`LinearError::Length`] if the size is not the layout's, [`LinearError::He`] for an
+    /// unreduced coefficient.
+    pub fn from_bytes(params: &Params, layout: &Layout, bytes: &[u8]) -> Result<Self, LinearError> {
+        let per_ct = layout.budget.request_ct_bytes();
+        let expected = per_ct * layout.inputs.len();
+        if bytes.len() != expected {
+            return Err(LinearError::Length {
+                what: "query bytes",
+                expected,
+                actual: bytes.len(),
+            });
+        }
+        let cts = bytes
+            .chunks(per_ct)
+            .map(|c| SeededCt::from_bytes(params, c))
+            .collect::<Result<_, _>>()?;
+        Ok(Query { cts })
+    }
+}
+
+/// The server's response: one truncated ciphertext per output tile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    cts: Vec<ResponseCt>,
+}
+
+impl Response {
+    /// Response ciphertexts.
+    pub fn ciphertexts(&self) -> usize {
+        self.cts.len()
+    }
+
+    /// Wire encoding: the ciphertexts back to back.
+    pub fn to_bytes(&self, layout: &Layout) -> Vec<u8> {
+        self.cts
+            .iter()
+            .flat_map(|ct| ct.to_bytes(&layout.budget))
+            .collect()
+    }
+
+    /// Decodes [`Response::to_bytes`] for `layout`.
+    ///
+    /// # Errors
+    /// [`LinearError::Length`] if the size is not the layout's.
+    pub fn from_bytes(layout: &Layout, bytes: &[u8]) -> Result<Self, LinearError> {
+        let b = &layout.budget;
+        let expected: usize = layout
+            .outputs
+            .iter()
+            .map(|o| b.response_ct_bytes(o.positions.len()))
+            .sum();
+        if bytes.len() != expected {
+            return Err(LinearError::Length {
+                what: "response bytes",
+                expected,
+                actual: bytes.len(),
+            });
+        }
+        let mut rest = bytes;
+        let mut cts = Vec::with_capacity(layout.outputs.len());
+        for o in &layout.outputs {
+            let (ct, tail) = rest.split_at(b.response_ct_bytes(o.positions.len()));
+            cts.push(ResponseCt::from_bytes(b, o.positions.len(), ct)?);
+            rest = tail;
+        }
+        Ok(Response { cts })
+    }
+}
+
+/// One independent generator per ciphertext, seeded from `rng`, so rayon can run them in
+/// parallel and a seeded run stays reproducible.
+fn fork_rngs<R: RngCore + CryptoRng>(rng: &mut R, count: usize) -> Vec<ChaCha20Rng> {
+    (0..count)
+        .map(|_| {
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            ChaCha20Rng::from_seed(seed)
+        })
+        .collect()
+}
+
+/// The plaintext of request ciphertext `k`: the share's elements at their coefficients, packed
+/// fields shifted by `j·s`, mod `t`.
+fn encode_input(layout: &Layout, k: usize, share: &[u64]) -> Vec<u64> {
+    let t_mask = (1u64 << layout.proto.he.plain_bits) - 1;
+    let s = layout.geometry.field_bits;
+    let mut m = vec![0u64; layout.proto.he.degree];
+    for e in &layout.inputs[k] {
+        let v = share[e.elem as usize].wrapping_shl(e.field * s);
+        m[e.coef as usize] = m[e.coef as usize].wrapping_add(v) & t_mask;
+    }
+    m
+}
+
+fn check_share(layout: &Layout, share: &[u64]) -> Result<(), LinearError> {
+    if share.len() != layout.in_len {
+        return Err(LinearError::Length {
+            what: "input share",
+            expected: layout.in_len,
+            actual: share.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Puts output words in the order the layer returns them: layer order without packing
+/// (each element is the single field of one word), ciphertext order with packing.
+fn order_words(layout: &Layout, words: Vec<u64>) -> Vec<u64> {
+    if layout.geometry.factor > 1 {
+        return words;
+    }
+    let mut out = vec![0u64; layout.out_len];
+    for (w, &e) in words.into_iter().zip(&layout.fields) {
+        if e != NO_ELEMENT {
+            out[e as usize] = w;
+        }
+    }
+    out
+}
+
+/// The client of one linear layer: holds the secret key.
+#[derive(Debug)]
+pub struct LinearClient {
+    layout: Arc<Layout>,
+    key: Arc<SecretKey>,
+}
+
+impl LinearClient {
+    /// A client for `layout` with `key`.
+    ///
+    /// # Errors
+    /// [`LinearError::KeyMismatch`] if the key is for other HE parameters.
+    pub fn new(layout: Arc<Layout>, key: Arc<SecretKey>) -> Result<Self, LinearError> {
+        if key.params().he() != &layout.proto.he {
+            return Err(LinearError::KeyMismatch);
+        }
+        Ok(LinearClient { layout, key })
+    }
+
+    /// Encrypts the client's share `x` (input ring, layer order), or the plain input of the
+    /// first layer (the server then passes no share).
+    ///
+    /// # Errors
+    /// [`LinearError::Length`] for a share of the wrong length.
+    pub fn query<R: RngCore + CryptoRng>(
+        &self,
+        x: &[u64],
+        rng: &mut R,
+    ) -> Result<Query, LinearError> {
+        check_share(&self.layout, x)?;
+        let rngs = fork_rngs(rng, self.layout.inputs.len());
+        let cts = rngs
+            .into_par_iter()
+            .enumerate()
+            .map(|(k, mut r)| self.key.encrypt(&encode_input(&self.layout, k, x), &mut r))
+            .collect::<Result<_, _>>()?;
+        Ok(Query { cts })
+    }
+
+    /// Decrypts the response into the client's output share (`output_words` values in
+    /// `Z_{2^out_ring_bits}`).
+    ///
+    /// # Errors
+    /// [`LinearError::Length`] for a response with the wrong number of ciphertexts.
+    pub fn finish(&self, response: &Response) -> Result<Vec<u64>, LinearError> {
+        let l = &*self.layout;
+        if response.cts.len() != l.outputs.len() {
+            return Err(LinearError::Length {
+                what: "response ciphertexts",
+                expected: l.outputs.len(),
+                actual: response.cts.len(),
+            });
+        }
+        let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
+        let decode_bits = l.output.decode_bits(l.proto.he.plain_bits);
+        let words: Vec<Vec<u64>> = response
+            .cts
+            .par_iter()
+            .zip(&l.outputs)
+            .map(|(ct, o)| self.key.decrypt(ct, &o.positions, &l.budget, decode_bits))
+            .collect::<Result<_, _>>()?;
+        Ok(order_words(
+            l,
+            words.into_iter().flatten().map(|w| w & out_mask).collect(),
+        ))
+    }
+}
+
+/// The server of one linear layer: holds the weights, the bias and the client's public key.
+pub struct LinearServer {
+    layout: Arc<Layout>,
+    params: Arc<Params>,
+    pk: Arc<PublicKey>,
+    weights: Vec<i32>,
+    /// Factor of each filter's kernel: 1, or `2·m[c]` for a folded requantization.
+    scale: Vec<i64>,
+    /// Plaintext added to each output word before masking: bias plus field biases, mod `t`.
+    bias_words: Vec<u64>,
+    /// `kernels[mg][i]` for `layout.outputs` of filter group `mg`, input `i`; `None` when the
+    /// layer is too large to cache.
+    kernels: Option<Vec<Vec<Option<Kernel>>>>,
+}
+
+impl std::fmt::Debug for LinearServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The weights are the server's secret: only the layout is printed.
+        f.debug_struct("LinearServer")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinearServer {
+    /// A server for `layout` with the layer's weights; builds (and caches) the centred kernel
+    /// polynomials and checks that the flooding hides the product noise with `stat_bits` bits
+    /// of statistical slack per revealed coefficient.
+    ///
+    /// # Errors
+    /// [`LinearError::Length`] for weights or biases of the wrong length (or multipliers, for a
+    /// folded requantization),
+    /// [`LinearError::Flooding`] when the moduli cannot flood this kernel,
+    /// [`LinearError::KeyMismatch`] for parameters of another layer.
+    pub fn new(
+        layout: Arc<Layout>,
+        params: Arc<Params>,
+        pk: Arc<PublicKey>,
+        weights: &LayerWeights,
+        stat_bits: u32,
+    ) -> Result<Self, LinearError> {
+        let l = &*layout;
+        if params.he() != &l.proto.he {
+            return Err(LinearError::KeyMismatch);
+        }
+        let shape = &l.geometry.shape;
+        if weights.weights.len() != shape.weight_len() {
+            return Err(LinearError::Length {
+                what: "weights",
+                expected: shape.weight_len(),
+                actual: weights.weights.len(),
+            });
+        }
+        if weights.bias.len() != shape.out_channels {
+            return Err(LinearError::Length {
+                what: "bias",
+                expected: shape.out_channels,
+                actual: weights.bias.len(),
+            });
+        }
+        let scale = match l.output {
+            LinearOutput::Accumulator => vec![1; shape.out_channels],
+            LinearOutput::Requantized { .. } => {
+                if weights.multipliers.len() != shape.out_channels {
+                    return Err(LinearError::Length {
+                        what: "multipliers",
+                        expected: shape.out_channels,
+                        actual: weights.multipliers.len(),
+                    });
+                }
+                weights
+                    .multipliers
+                    .iter()
+                    .map(|m| m.wrapping_mul(2))
+                    .collect()
+            }
+        };
+        let mut server = LinearServer {
+            layout: layout.clone(),
+            params,
+            pk,
+            weights: weights.weights.clone(),
+            scale,
+            bias_words: Vec::new(),
+            kernels: None,
+        };
+        server.bias_words = server.bias_words(&weights.bias);
+        let noise = server.product_noise();
+        let noise_bits = 64 - noise.saturating_sub(1).leading_zeros();
+        let flood_bits = l.budget.flood_bits;
+        if l.budget.flood_slack(noise_bits) < i64::from(stat_bits) {
+            return Err(LinearError::Flooding {
+                noise_bits,
+                flood_bits,
+                stat_bits,
+            });
+        }
+        let g = &l.geometry;
+        let poly_bytes = 8 * l.proto.he.degree * l.proto.he.moduli_bits.len();
+        if g.n_mg * g.n_c * poly_bytes <= KERNEL_CACHE_BYTES {
+            server.kernels = Some(
+                (0..g.n_mg)
+                    .into_par_iter()
+                    .map(|mg| server.group_kernels(mg))
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+        Ok(server)
+    }
+
+    /// The centred coefficients of the kernel of filter group `mg` against channel tile `ci`
+    /// (`None` if all zero), reduced to `(−t/2, t/2]`.
+    fn kernel_coeffs(&self, mg: usize, ci: usize) -> Option<Vec<i64>> {
+        let l = &*self.layout;
+        let g = &l.geometry;
+        let s = &g.shape;
+        let t = g.tile;
+        let hw = t.h * t.w;
+        let (m_per_group, c_per_group) = (s.out_channels / s.groups, s.in_channels / s.groups);
+        let origin = g.origin();
+        let plain = l.proto.he.plain_bits;
+        let mut coeffs = vec![0i128; l.proto.he.degree];
+        let mut any = false;
+        for (slot, field, m) in g.filters(mg) {
+            let grp = m / m_per_group;
+            for cl in 0..t.c {
+                let c = ci * t.c + cl;
+                if c >= s.in_channels || c / c_per_group != grp {
+                    continue;
+                }
+                for r in 0..g.rows.kernel {
+                    for q in 0..g.cols.kernel {
+                        let w = l.conv_weight(&self.weights, m, c - grp * c_per_group, r, q);
+                        let w = i128::from(w) * i128::from(self.scale[m]);
+                        let idx = origin - slot * t.c * hw - cl * hw - r * t.w - q;
+                        coeffs[idx] += w << (field as u32 * g.field_bits);
+                        any = true;
+                    }
+                }
+            }
+        }
+        let half = 1i128 << (plain - 1);
+        let modulus = 1i128 << plain;
+        any.then(|| {
+            coeffs
+                .iter()
+                .map(|&c| ((c + half).rem_euclid(modulus) - half) as i64)
+                .collect()
+        })
+    }
+
+    fn group_kernels(&self, mg: usize) -> Result<Vec<Option<Kernel>>, LinearError> {
+        (0..self.layout.geometry.n_c)
+            .map(|ci| {
+                self.kernel_coeffs(mg, ci)
+                    .map(|c| Kernel::new(&self.params, &c))
+                    .transpose()
+                    .map_err(Into::into)
+            })
+            .collect()
+    }
+
+    /// Bound on the noise the flood must hide: the product noise `(B_e + 2)·max ‖kernel‖₁ + 1`
+    /// (it depends on the weights) plus the re-randomisation noise `2·B_e·N + B_e` (it depends
+    /// on the server's ternary `u`, which keeps `c1` pseudorandom).
+    fn product_noise(&self) -> u64 {
+        let g = &self.layout.geometry;
+        let max_l1 = (0..g.n_mg)
+            .into_par_iter()
+            .map(|mg| {
+                (0..g.n_c)
+                    .filter_map(|ci| self.kernel_coeffs(mg, ci))
+                    .map(|c| c.iter().map(|v| v.unsigned_abs()).sum::<u64>())
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0);
+        let rerandomise = 2 * ERROR_BOUND * self.layout.proto.he.degree as u64 + ERROR_BOUND;
+        SHARE_NOISE_BOUND
+            .saturating_mul(max_l1)
+            .saturating_add(1 + rerandomise)
+    }
+
+    fn bias_words(&self, bias: &[i64]) -> Vec<u64> {
+        let l = &*self.layout;
+        let g = &l.geometry;
+        let t_mask = (1u64 << l.proto.he.plain_bits) - 1;
+        let s = g.field_bits;
+        let channel = |e: u32| {
+            let e = e as usize;
+            match l.kind {
+                super::Kind::MatMul { cols, .. } => e % cols,
+                _ => e / (l.out_len / g.shape.out_channels),
+            }
+        };
+        l.fields
+            .chunks(g.factor)
+            .map(|fields| {
+                let mut v = 0u64;
+                for (j, &e) in fields.iter().enumerate() {
+                    // Every field of a packed word is biased, including empty ones and the
+                    // partial sums of smaller edge tiles, so no borrow crosses fields.
+                    let mut field = if g.factor > 1 { 1i64 << (s - 1) } else { 0 };
+                    if e != NO_ELEMENT {
+                        let c = channel(e);
+                        field = field.wrapping_add(match l.output {
+                            LinearOutput::Requantized { .. } => {
+                                bias[c].wrapping_mul(self.scale[c]).wrapping_add(1)
+                            }
+                            LinearOutput::Accumulator => bias[c],
+                        });
+                    }
+                    v = v.wrapping_add((field as u64).wrapping_shl(j as u32 * s));
+                }
+                v & t_mask
+            })
+            .collect()
+    }
+
+    /// Evaluates the layer on the query: adds the server's share `x` (input ring, layer order;
+    /// `None` for the first layer, whose query encrypts the plain input), multiplies by the
+    /// kernels, and masks each output word with a fresh uniform value, which is the server's
+    /// output share (`output_words` values in `Z_{2^out_ring_bits}`).
+    ///
+    /// # Errors
+    /// [`LinearError::Length`] for a query or share of the wrong size.
+    pub fn respond<R: RngCore + CryptoRng>(
+        &self,
+        query: &Query,
+        x: Option<&[u64]>,
+        rng: &mut R,
+    ) -> Result<(Response, Vec<u64>), LinearError> {
+        let l = &*self.layout;
+        if query.cts.len() != l.inputs.len() {
+            return Err(LinearError::Length {
+                what: "query ciphertexts",
+                expected: l.inputs.len(),
+                actual: query.cts.len(),
+            });
+        }
+        if let Some(x) = x {
+            check_share(l, x)?;
+        }
+        let p = &*self.params;
+        let inputs: Vec<InputCt> = query
+            .cts
+            .par_iter()
+            .enumerate()
+            .map(|(k, ct)| InputCt::new(p, ct, x.map(|x| encode_input(l, k, x)).as_deref()))
+            .collect::<Result<_, _>>()?;
+        let t_mask = (1u64 << l.proto.he.plain_bits) - 1;
+        // The mask lives in the decoding ring, scaled up to the plaintext ring.
+        let plain_bits = l.proto.he.plain_bits;
+        let mask_shift = plain_bits - l.output.decode_bits(plain_bits);
+        let g = &l.geometry;
+        let mut rngs = fork_rngs(rng, l.outputs.len());
+        // Filter groups in parallel; within a group the kernels are shared by its spatial groups.
+        let per_group: Vec<Vec<(ResponseCt, Vec<u64>)>> = rngs
+            .par_chunks_mut(g.n_sg)
+            .zip(l.outputs.par_chunks(g.n_sg))
+            .map(|(rngs, outs)| {
+                let mg = outs[0].mg;
+                let built;
+                let kernels = match &self.kernels {
+                    Some(k) => &k[mg],
+                    None => {
+                        built = self.group_kernels(mg)?;
+                        &built
+                    }
+                };
+                outs.iter()
+                    .zip(rngs.iter_mut())
+                    .map(|(o, rng)| {
+                        let pairs = o.inputs.iter().filter_map(|&(k, ci)| {
+                            kernels[ci].as_ref().map(|kernel| (&inputs[k], kernel))
+                        });
+                        let acc = Accumulator::sum_products(p, pairs)?;
+                        let mask: Vec<u64> = o
+                            .positions
+                            .iter()
+                            .map(|_| (rng.next_u64() & t_mask) >> mask_shift)
+                            .collect();
+                        let plain: Vec<(usize, u64)> = o
+                            .positions
+                            .iter()
+                            .zip(&mask)
+                            .enumerate()
+                            .map(|(i, (&pos, &r))| {
+                                (
+                                    pos,
+                                    self.bias_words[o.first_word + i].wrapping_sub(r << mask_shift)
+                                        & t_mask,
+                                )
+                            })
+                            .collect();
+                        let ct = acc
+                            .sanitize(p, &self.pk, &plain, &o.positions, &l.budget, rng)?
+                            .into_response(p, &o.positions, &l.budget)?;
+                        Ok((ct, mask))
+                    })
+                    .collect::<Result<Vec<_>, LinearError>>()
+            })
+            .collect::<Result<_, _>>()?;
+        let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
+        let (cts, masks): (Vec<ResponseCt>, Vec<Vec<u64>>) =
+            per_group.into_iter().flatten().unzip();
+        let share = order_words(
+            l,
+            masks.into_iter().flatten().map(|r| r & out_mask).collect(),
+        );
+        Ok((Response { cts }, share))
+    }
+}
