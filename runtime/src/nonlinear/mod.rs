@@ -252,7 +252,26 @@ where
         Role::Server => (cost.server_rots, cost.client_rots),
         Role::Client => (cost.client_rots, cost.server_rots),
     };
-    let mut pads = ot.pads(send as usize, receive as usize).await?;
+    let pads = ot.pads(send as usize, receive as usize).await?;
+    run_with_pads(role, pads, channel, f).await
+}
+
+/// [`run_async`] with ROTs already fetched (e.g. split off a large batch with
+/// [`OtPads::split`]).
+///
+/// # Errors
+/// [`ProtocolError`] from the channel or the protocol.
+pub async fn run_with_pads<S, T, F>(
+    role: Role,
+    mut pads: OtPads,
+    channel: FrameChannel<S>,
+    f: F,
+) -> Result<(T, FrameChannel<S>), ProtocolError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut Session<'_>) -> Result<T, ProtocolError> + Send + 'static,
+{
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut exchange = BlockingExchange::new(channel, handle);

@@ -80,6 +80,18 @@ impl OtPads {
         )
     }
 
+    /// Moves the next `send` sender and `receive` receiver ROTs into a new [`OtPads`], so one
+    /// large OT batch (cheap per OT with silent OT) can serve many protocol runs; the peer must
+    /// split its pads the same way.
+    ///
+    /// # Errors
+    /// [`OtError::Exhausted`] if fewer are left.
+    pub fn split(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
+        let sent = self.take_send(send)?.to_vec();
+        let (choices, recv) = self.take_recv(receive)?;
+        Ok(OtPads::new(sent, choices.to_vec(), recv.to_vec()))
+    }
+
     /// Takes the next `n` sender ROTs.
     ///
     /// # Errors
