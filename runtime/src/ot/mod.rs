@@ -242,4 +242,24 @@ mod tests {
             })
         ));
     }
+
+    #[test]
+    fn split_pads_stay_paired() {
+        let (mut s, mut c) = IdealOt::pair(8);
+        let (mut sp, mut cp) = (s.pads_now(30, 0), c.pads_now(0, 30));
+        let _ = (
+            sp.split(10, 0).expect("split"),
+            cp.split(0, 10).expect("split"),
+        );
+        let (mut s2, mut c2) = (
+            sp.split(20, 0).expect("split"),
+            cp.split(0, 20).expect("split"),
+        );
+        let sent = s2.take_send(20).expect("enough").to_vec();
+        let (ch, got) = c2.take_recv(20).expect("enough");
+        for i in 0..20 {
+            assert_eq!(got[i], sent[i][usize::from(ch[i])]);
+        }
+        assert!(sp.split(1, 0).is_err());
+    }
 }
