@@ -132,7 +132,7 @@ impl OtPads {
 /// counts (this party's `send` = the peer's `receive`) in the same order.
 pub trait OtSource {
     /// Produces `send` ROTs with this party as sender and `receive` ROTs with this party as
-    /// receiver (the two directions run concurrently on network backends).
+    /// receiver.
     ///
     /// # Errors
     /// [`OtError::Backend`] if the OT protocol fails.
