@@ -192,6 +192,29 @@ pub fn millionaire(n: u64, bits: u32) -> Cost {
     carry_chain(n, bits)
 }
 
+/// Carry-select carry out of `len` bits with `block`-bit digits
+/// ([`crate::nonlinear::carry::carry_out_blocked`]): one batched chain over `2·⌈len/block⌉ − 1`
+/// digit instances, then a tree of multiplexers over `Z_2`.
+pub fn carry_out_blocked(n: u64, len: u32, block: u32) -> Cost {
+    if len == 0 {
+        return Cost::default();
+    }
+    let b = block.clamp(1, len);
+    let nb = u64::from(len.div_ceil(b));
+    let mut c = carry_chain(n * (2 * nb - 1), b);
+    let mut blocks = nb;
+    while blocks > 1 {
+        c += mux(2 * n * (blocks / 2), 1);
+        blocks = blocks.div_ceil(2);
+    }
+    c
+}
+
+/// ReLU in `Z_{2^l}` with the carry-select DReLU (fewer rounds, more bytes than [`relu`]).
+pub fn relu_blocked(n: u64, ring_bits: u32, block: u32) -> Cost {
+    carry_out_blocked(n, ring_bits - 1, block) + mux(n, ring_bits)
+}
+
 /// MSB (and DReLU = 1 − MSB) of `n` shares in `Z_{2^l}`: a carry chain on the low `l − 1` bits.
 pub fn msb(n: u64, ring_bits: u32) -> Cost {
     carry_chain(n, ring_bits - 1)
