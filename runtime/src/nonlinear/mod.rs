@@ -12,6 +12,8 @@
 //!   is the millionaire protocol (`[x < y]` = carry of `¬x + y`), the MSB (carry of the low
 //!   `l − 1` bits) and the truncation carry. It trades rounds for bytes: CrypTFlow2's radix-16
 //!   tree costs ≈ 11 bits per bit in `O(log l)` rounds (`protocols.md` §1.8), this chain 4.
+//!   [`carry::carry_out_blocked`] (carry-select over `B`-bit digits, used by
+//!   [`relu::relu_blocked`]) needs `B + 1 + 2·⌈log2(l/B)⌉` rounds for about 8 bits per bit.
 //! - [`relu`]: multiplexer, ReLU and clamps (only the sides the value range lets bind).
 //! - [`trunc`]: SiRNN-style rescaling `round(x / 2^k)` into any ring: truncation, the cheap
 //!   known-MSB variant, truncate-and-reduce, signed/unsigned extension. Ties round to even as
