@@ -63,7 +63,8 @@ pub fn max_pool(
 }
 
 /// Average pooling (global average pooling: the window is the whole input) of shares in the
-/// ring of `plan`'s single input; `plan` was built for the window sums times the multipliers.
+/// ring of `plan`'s single input; `plan` comes from
+/// [`avg_pool_plan`](crate::cost::nonlinear::avg_pool_plan) for the same `spec`.
 ///
 /// # Errors
 /// [`ProtocolError::Length`] if a counted window size has no multiplier; otherwise as
@@ -102,59 +103,10 @@ pub fn avg_pool(
     requant(s, &plan.requant, &z)
 }
 
-/// The [`CombinePlan`] of an [`avg_pool`] of `spec` on shares in `Z_{2^in_bits}` whose values lie
-/// in `range`, with output ring `out_bits`.
-///
-/// # Errors
-/// [`ParamError`] as for [`CombinePlan::new`].
-pub fn avg_pool_plan(
-    spec: &AvgPoolSpec,
-    in_bits: u32,
-    range: (i128, i128),
-    out_bits: u32,
-) -> Result<CombinePlan, ParamError> {
-    let clamp = (i128::from(spec.clamp.0), i128::from(spec.clamp.1));
-    let z = avg_pool_range(spec, range);
-    CombinePlan::new(
-        &[(in_bits, range)],
-        z,
-        spec.shift,
-        clamp,
-        out_bits,
-        spec.rounding,
-    )
-}
-
-/// Range of the window sums times their multipliers.
-fn avg_pool_range(spec: &AvgPoolSpec, range: (i128, i128)) -> (i128, i128) {
-    let full = spec.pool.kernel[0] * spec.pool.kernel[1];
-    let sizes: Vec<usize> = pool_windows(&spec.pool)
-        .iter()
-        .map(|w| {
-            if spec.count_include_pad {
-                full
-            } else {
-                w.len()
-            }
-        })
-        .collect();
-    sizes.iter().fold((0, 0), |acc, &n| {
-        let m = i128::from(
-            spec.multipliers
-                .get(n.wrapping_sub(1))
-                .copied()
-                .unwrap_or(0),
-        );
-        let sum = (range.0 * n as i128, range.1 * n as i128);
-        let (a, b) = (sum.0 * m, sum.1 * m);
-        (acc.0.min(a.min(b)), acc.1.max(a.max(b)))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::{self as cost, max_pool_levels};
+    use crate::cost::nonlinear::{self as cost, avg_pool_plan, max_pool_levels};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values};
     use crate::plan::Rounding;
 
