@@ -19,6 +19,8 @@
 
 mod client;
 mod server;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use client::run_client;
 pub use server::run_server;
@@ -71,6 +73,12 @@ pub enum PartyError {
     /// The channel failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The OT extension failed.
+    #[error(transparent)]
+    Ot(#[from] crate::ot::OtError),
+    /// The local connection or a party thread of a simulation failed.
+    #[error("simulation: {0}")]
+    Sim(String),
     /// The peer sent a message of the wrong size.
     #[error("{what}: peer message of {actual} bytes, expected {expected}")]
     MessageLength {
