@@ -33,7 +33,7 @@ use crate::cost::nonlinear::{
     self as nl, CombinePlan, Cost, ParamError, avg_pool_plan, max_pool_levels, mul_range,
     pool_windows, signed_bits, union_range,
 };
-use crate::plan::{HeParams, LayerId, LinearProtocol, Op, PublicPlan, TensorId};
+use crate::plan::{HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, TensorId};
 
 /// Why a plan cannot be scheduled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,12 +120,18 @@ pub enum StepKind {
         /// `Z_{2^out_ring_bits}`), output in the output tensor's ring.
         requant: Option<CombinePlan>,
     },
-    /// `Rescale`, `Add` (two inputs) or `AvgPool`: a requantized public combination.
-    Combine(CombinePlan),
+    /// `Rescale`: the input times its public multipliers, requantized.
+    Rescale(CombinePlan),
+    /// `Add`: `a·m_a + b·m_b`, requantized.
+    Add(CombinePlan),
+    /// `AvgPool`: the window sums times their multipliers, requantized.
+    AvgPool(CombinePlan),
     /// Max pooling by a comparison tree in the input ring.
     MaxPool {
         /// Ring of the comparisons (the input tensor's ring).
         ring_bits: u32,
+        /// Range of the input values.
+        range: (i128, i128),
         /// Comparisons per tree level.
         levels: Vec<u64>,
     },
@@ -144,11 +150,13 @@ impl Step {
                 .as_ref()
                 .map(|p| p.cost(&[n_out], n_out))
                 .unwrap_or_default(),
-            StepKind::Combine(p) => {
+            StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => {
                 let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
                 p.cost(&lens, n_out)
             }
-            StepKind::MaxPool { ring_bits, levels } => nl::max_pool(levels, *ring_bits),
+            StepKind::MaxPool {
+                ring_bits, levels, ..
+            } => nl::max_pool(levels, *ring_bits),
             StepKind::Local => Cost::default(),
         }
     }
@@ -302,63 +310,25 @@ fn step_kind(
             });
         }
     }
+    let linear = |he: Result<LinearCost, ConfigError>, l: LinearParts<'_>| {
+        let he = he.map_err(|source| ScheduleError::Linear { layer: id, source })?;
+        linear_step(id, first == plan.input.tensor, he, l, out_bits)
+    };
+    let output = LinearOutput::Accumulator;
     Ok(match &layer.op {
-        Op::Conv(_) | Op::MatMul(_) | Op::Affine(_) => {
-            let output = LinearOutput::Accumulator;
-            let linear = |source| ScheduleError::Linear { layer: id, source };
-            let (he, acc_bits, proto, requant) = match &layer.op {
-                Op::Conv(l) => (
-                    conv_cost(&l.shape, l.acc_bits, &l.protocol, output),
-                    l.acc_bits,
-                    &l.protocol,
-                    &l.requant,
-                ),
-                Op::MatMul(l) => (
-                    matmul_cost(&l.shape, l.acc_bits, &l.protocol, output),
-                    l.acc_bits,
-                    &l.protocol,
-                    &l.requant,
-                ),
-                Op::Affine(l) => (
-                    affine_cost(&l.shape, l.acc_bits, &l.protocol, output),
-                    l.acc_bits,
-                    &l.protocol,
-                    &l.requant,
-                ),
-                _ => unreachable!("matched a linear op"),
-            };
-            let he = he.map_err(linear)?;
-            if acc_bits > proto.out_ring_bits {
-                return Err(ScheduleError::Accumulator {
-                    layer: id,
-                    acc_bits,
-                    ring_bits: proto.out_ring_bits,
-                });
-            }
-            let bound = (1i128 << (acc_bits - 1)) - 1;
-            let acc = (-bound, bound);
-            let requant = requant
-                .as_ref()
-                .map(|r| {
-                    let z = combined_range(acc, &r.multipliers);
-                    CombinePlan::new(
-                        &[(proto.out_ring_bits, acc)],
-                        z,
-                        r.shift,
-                        clamp(r.clamp),
-                        out_bits,
-                        r.rounding,
-                    )
-                })
-                .transpose()
-                .map_err(param)?;
-            StepKind::Linear {
-                plain_input: first == plan.input.tensor,
-                he,
-                requant,
-            }
-        }
-        Op::Rescale(r) => StepKind::Combine(
+        Op::Conv(l) => linear(
+            conv_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            (l.acc_bits, &l.protocol, &l.requant),
+        )?,
+        Op::MatMul(l) => linear(
+            matmul_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            (l.acc_bits, &l.protocol, &l.requant),
+        )?,
+        Op::Affine(l) => linear(
+            affine_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            (l.acc_bits, &l.protocol, &l.requant),
+        )?,
+        Op::Rescale(r) => StepKind::Rescale(
             CombinePlan::new(
                 &[input],
                 combined_range(input.1, &r.multipliers),
@@ -380,22 +350,64 @@ fn step_kind(
                 mul_range(b.1, i128::from(a.m_b)),
             );
             let z = (ra.0 + rb.0, ra.1 + rb.1);
-            StepKind::Combine(
+            StepKind::Add(
                 CombinePlan::new(&[input, b], z, a.shift, clamp(a.clamp), out_bits, a.rounding)
                     .map_err(param)?,
             )
         }
-        Op::AvgPool(spec) => StepKind::Combine(
+        Op::AvgPool(spec) => StepKind::AvgPool(
             avg_pool_plan(spec, input.0, input.1, out_bits).map_err(param)?,
         ),
         Op::MaxPool(shape) => {
             let sizes: Vec<usize> = pool_windows(shape).iter().map(Vec::len).collect();
             StepKind::MaxPool {
                 ring_bits: input.0,
+                range: input.1,
                 levels: max_pool_levels(&sizes),
             }
         }
         Op::Concat | Op::Reshape => StepKind::Local,
+    })
+}
+
+/// Accumulator bits, protocol and requantization of a linear layer.
+type LinearParts<'a> = (u32, &'a LinearProtocol, &'a Option<RequantShape>);
+
+/// The step of a linear layer whose HE cost is `he`.
+fn linear_step(
+    id: LayerId,
+    plain_input: bool,
+    he: LinearCost,
+    (acc_bits, proto, requant): LinearParts<'_>,
+    out_bits: u32,
+) -> Result<StepKind, ScheduleError> {
+    if acc_bits > proto.out_ring_bits || acc_bits == 0 {
+        return Err(ScheduleError::Accumulator {
+            layer: id,
+            acc_bits,
+            ring_bits: proto.out_ring_bits,
+        });
+    }
+    let bound = (1i128 << (acc_bits - 1)) - 1;
+    let acc = (-bound, bound);
+    let requant = requant
+        .as_ref()
+        .map(|r| {
+            CombinePlan::new(
+                &[(proto.out_ring_bits, acc)],
+                combined_range(acc, &r.multipliers),
+                r.shift,
+                (i128::from(r.clamp.0), i128::from(r.clamp.1)),
+                out_bits,
+                r.rounding,
+            )
+        })
+        .transpose()
+        .map_err(|source| ScheduleError::Param { layer: id, source })?;
+    Ok(StepKind::Linear {
+        plain_input,
+        he,
+        requant,
     })
 }
 

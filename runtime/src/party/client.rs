@@ -135,10 +135,7 @@ impl<R: RngCore + CryptoRng> LinearParty for Client<'_, R> {
         let id = layer.id;
         let linear = |source| PartyError::Linear { layer: id, source };
         let he = layout.protocol().he.clone();
-        let key = self.key(&he)?.ok_or(PartyError::MissingTensor {
-            layer: id,
-            tensor: layer.inputs[0],
-        })?;
+        let key = self.key(&he)?.ok_or(PartyError::MissingKey(id))?;
         let params = key.params().clone();
         let client = LinearClient::new(layout.clone(), key).map_err(linear)?;
         let query = client.query(x, self.rng).map_err(linear)?;

@@ -100,6 +100,13 @@ pub enum PartyError {
         /// Elements given.
         actual: usize,
     },
+    /// The schedule does not fit the layer (a schedule built for another plan).
+    #[error("layer {0}: the schedule does not match the plan")]
+    StepMismatch(LayerId),
+    /// No HE key was set up for a linear layer's parameters (a schedule built for another
+    /// plan).
+    #[error("layer {0}: no HE key for its parameters")]
+    MissingKey(LayerId),
     /// The plan reads a tensor no earlier layer computes (an invalid plan).
     #[error("layer {layer} reads tensor {tensor}, which is not computed before it")]
     MissingTensor {
@@ -399,68 +406,60 @@ fn walk(
             .collect::<Result<Vec<&[u64]>, _>>()?;
         let out_bits = sched.rings[layer.output.0 as usize];
         let protocol = |source| PartyError::Protocol { layer: id, source };
-        let y = match &step.kind {
-            StepKind::Linear {
-                plain_input,
-                requant: rq,
-                ..
-            } => {
-                let layout =
-                    Arc::new(layout(layer).map_err(|source| PartyError::Linear { layer: id, source })?);
-                let in_bits = layout.protocol().in_ring_bits;
-                let x = reduce(inputs[0], in_bits);
+        let y = match (&step.kind, &layer.op) {
+            (
+                StepKind::Linear {
+                    plain_input,
+                    requant: rq,
+                    ..
+                },
+                op,
+            ) => {
+                let layout = Arc::new(
+                    layout(layer).map_err(|source| PartyError::Linear { layer: id, source })?,
+                );
+                let x = reduce(inputs[0], layout.protocol().in_ring_bits);
                 let acc = party.linear(layer, layout, &x, *plain_input, exchange)?;
                 match rq {
                     Some(p) => {
-                        let m = linear_multipliers(&layer.op, acc.len());
+                        let m = linear_multipliers(op, acc.len());
                         let mut s = Session::new(role, &mut pads, exchange);
                         scale_requant(&mut s, p, &acc, &m).map_err(protocol)?
                     }
                     None => acc,
                 }
             }
-            StepKind::Combine(p) => {
+            (StepKind::Rescale(p), Op::Rescale(r)) => {
+                let per = (inputs[0].len() / r.multipliers.len().max(1)).max(1);
+                let m: Vec<i64> = (0..inputs[0].len())
+                    .map(|i| r.multipliers.get(i / per).copied().unwrap_or(0))
+                    .collect();
                 let mut s = Session::new(role, &mut pads, exchange);
-                match &layer.op {
-                    Op::Rescale(r) => {
-                        let per = inputs[0].len() / r.multipliers.len().max(1);
-                        let m: Vec<i64> = (0..inputs[0].len())
-                            .map(|i| {
-                                r.multipliers
-                                    .get(i / per.max(1))
-                                    .copied()
-                                    .unwrap_or(0)
-                            })
-                            .collect();
-                        scale_requant(&mut s, p, inputs[0], &m)
-                    }
-                    Op::Add(a) => add(&mut s, p, inputs[0], inputs[1], (a.m_a, a.m_b)),
-                    Op::AvgPool(spec) => pool::avg_pool(&mut s, p, spec, inputs[0]),
-                    _ => Err(ProtocolError::Length {
-                        expected: 0,
-                        actual: inputs.len(),
-                    }),
-                }
-                .map_err(protocol)?
+                scale_requant(&mut s, p, inputs[0], &m).map_err(protocol)?
             }
-            StepKind::MaxPool { ring_bits, .. } => {
-                let Op::MaxPool(shape) = &layer.op else {
-                    return Err(PartyError::MissingTensor {
-                        layer: id,
-                        tensor: layer.output,
-                    });
-                };
-                let t = &plan.tensors[layer.inputs[0].0 as usize];
-                let range = (i128::from(t.range.0), i128::from(t.range.1));
+            (StepKind::Add(p), Op::Add(a)) => {
                 let mut s = Session::new(role, &mut pads, exchange);
-                let y = pool::max_pool(&mut s, Ring::new(*ring_bits), range, shape, inputs[0])
-                    .map_err(protocol)?;
-                reduce(&y, out_bits)
+                add(&mut s, p, inputs[0], inputs[1], (a.m_a, a.m_b)).map_err(protocol)?
             }
-            StepKind::Local => {
+            (StepKind::AvgPool(p), Op::AvgPool(spec)) => {
+                let mut s = Session::new(role, &mut pads, exchange);
+                pool::avg_pool(&mut s, p, spec, inputs[0]).map_err(protocol)?
+            }
+            (
+                StepKind::MaxPool {
+                    ring_bits, range, ..
+                },
+                Op::MaxPool(shape),
+            ) => {
+                let mut s = Session::new(role, &mut pads, exchange);
+                pool::max_pool(&mut s, Ring::new(*ring_bits), *range, shape, inputs[0])
+                    .map_err(protocol)?
+            }
+            (StepKind::Local, Op::Concat | Op::Reshape) => {
                 let parts: Vec<Vec<u64>> = inputs.iter().map(|x| reduce(x, out_bits)).collect();
                 parts.concat()
             }
+            _ => return Err(PartyError::StepMismatch(id)),
         };
         let y = reduce(&y, out_bits);
         tensors[layer.output.0 as usize] = Some(y);

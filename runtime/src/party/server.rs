@@ -115,7 +115,7 @@ impl<R: RngCore + CryptoRng> LinearParty for Server<'_, R> {
             .iter()
             .find(|(k, _)| same_context(k, he))
             .map(|(_, pk)| pk.clone())
-            .ok_or(PartyError::MissingWeights(id))?;
+            .ok_or(PartyError::MissingKey(id))?;
         let server = LinearServer::new(layout.clone(), params.clone(), pk, weights, self.stat_bits)
             .map_err(linear)?;
         let query = exchange.exchange(Vec::new())?;
