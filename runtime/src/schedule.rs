@@ -419,3 +419,92 @@ fn combined_range(x: (i128, i128), multipliers: &[i64]) -> (i128, i128) {
         .reduce(union_range)
         .unwrap_or((0, 0))
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+    use crate::plan::{MatMulShape, PublicRequant, Rounding};
+    use crate::reference::testutil::{PlanBuilder, linear, weights};
+
+    fn rescale(shift: u32, clamp: (i64, i64)) -> Op {
+        Op::Rescale(PublicRequant {
+            multipliers: vec![3],
+            shift,
+            clamp,
+            rounding: Rounding::HalfEven,
+        })
+    }
+
+    fn matmul(out_ring_bits: u32) -> Op {
+        let mut l = linear(
+            MatMulShape {
+                rows: 1,
+                inner: 4,
+                cols: 2,
+            },
+            8,
+            None,
+        );
+        l.protocol.tile.c = 4;
+        l.protocol.tile.m = 2;
+        l.protocol.out_ring_bits = out_ring_bits;
+        Op::MatMul(l)
+    }
+
+    #[test]
+    fn rings_are_the_widest_consumer_need() {
+        // t0 [-8, 8] feeds a Rescale (5 bits) and a MaxPool-free Reshape of t1.
+        let mut b = PlanBuilder::new(&[4], (-8, 8));
+        let t1 = b.layer(rescale(1, (-4, 4)), &[b.input()], &[4], (-4, 4));
+        let t2 = b.layer(Op::Reshape, &[t1], &[1, 4], (-4, 4));
+        let t3 = b.linear(matmul(37), t2, weights(&[1; 8], &[0, 0]), &[1, 2], (-127, 127));
+        let t4 = b.layer(rescale(2, (-100, 100)), &[t3], &[1, 2], (-100, 100));
+        let plan = b.build(t4).unwrap();
+        let s = schedule(&plan.public).unwrap();
+        // Input: its values; t1, t2: the matmul's input ring through the reshape; t3: the
+        // accumulator ring; t4 (output): its values.
+        assert_eq!(s.rings, vec![5, 37, 37, 37, 8]);
+        assert_eq!(s.keys, vec![crate::reference::testutil::default_protocol().he]);
+        assert!(matches!(
+            &s.steps[2].kind,
+            StepKind::Linear {
+                plain_input: false,
+                requant: None,
+                ..
+            }
+        ));
+        assert_eq!(s.steps[1].kind, StepKind::Local);
+        // z = t0·3 ∈ [−24, 24] plus the rounding half: 6 bits, one more for the known MSB.
+        let StepKind::Rescale(p) = &s.steps[0].kind else {
+            panic!("rescale step");
+        };
+        assert_eq!(p.ring_bits, 7);
+        assert_eq!(p.requant.out_bits, 37);
+    }
+
+    #[test]
+    fn a_narrow_accumulator_ring_cannot_feed_a_wider_consumer() {
+        let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
+        let t1 = b.linear(matmul(20), b.input(), weights(&[1; 8], &[0, 0]), &[1, 2], (-64, 64));
+        let t2 = b.layer(Op::Reshape, &[t1], &[1, 2], (-64, 64));
+        let mut m = matmul(37);
+        if let Op::MatMul(l) = &mut m {
+            l.shape.inner = 2;
+            l.protocol.tile.c = 2;
+        }
+        let t3 = b.linear(m, t2, weights(&[1; 4], &[0, 0]), &[1, 2], (-128, 128));
+        let plan = b.build(t3).unwrap();
+        assert_eq!(
+            schedule(&plan.public),
+            Err(ScheduleError::RingTooNarrow {
+                tensor: TensorId(1),
+                have: 20,
+                need: 37
+            })
+        );
+    }
+}
