@@ -3,7 +3,8 @@
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use heq_runtime::npy::{self, NpyArray};
-use heq_runtime::plan::{Plan, read_plan};
+use heq_runtime::party::{Prepared, sim};
+use heq_runtime::plan::{OtBackend, Plan, read_plan};
 use heq_runtime::reference;
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -29,6 +30,30 @@ pub struct Cli {
     /// Write the quantized outputs `q = v + zero_point` as int32 instead of dequantized floats.
     #[arg(long)]
     pub raw: bool,
+    /// OT backend of `--mode sim` (default: the plan's).
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub ot: Option<OtArg>,
+    /// Seed of both parties' randomness in `--mode sim` (default: from the OS).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// OT backend on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OtArg {
+    /// Silent OT (least communication).
+    Silent,
+    /// IKNP OT extension.
+    Iknp,
+}
+
+impl From<OtArg> for OtBackend {
+    fn from(a: OtArg) -> Self {
+        match a {
+            OtArg::Silent => OtBackend::Silent,
+            OtArg::Iknp => OtBackend::Iknp,
+        }
+    }
 }
 
 /// Execution mode.
@@ -37,6 +62,10 @@ pub enum Mode {
     /// The plaintext reference executor in this process: bit-exact with what the two-party
     /// protocols compute, without cryptography or network.
     Plain,
+    /// Both parties in this process (two threads, in-memory channel, real OT over a loopback
+    /// QUIC connection): bit-exact with `plain`; prints the per-layer traffic, measured and
+    /// predicted, on stderr.
+    Sim,
 }
 
 /// Runs the command.
@@ -47,30 +76,82 @@ pub enum Mode {
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
     match cli.mode {
         Mode::Plain => run_plain(cli),
+        Mode::Sim => run_sim(cli),
     }
 }
 
 /// `--mode plain`: quantize, run the reference executor per sample, write the outputs.
 fn run_plain(cli: &Cli) -> anyhow::Result<()> {
-    let plan =
-        read_plan(&cli.plan).with_context(|| format!("reading plan {}", cli.plan.display()))?;
-    let input = npy::read_f32(&cli.input)
-        .with_context(|| format!("reading input {}", cli.input.display()))?;
-    let p = &plan.public;
-    let batch = batch_size(&input.shape, &p.input.shape)
-        .with_context(|| format!("input {}", cli.input.display()))?;
-    if let Some(i) = input.data.iter().position(|x| x.is_nan()) {
-        bail!("input {}: element {i} is NaN", cli.input.display());
-    }
-    let sample_len = p.input.shape.iter().product::<usize>();
+    let (plan, input) = read_inputs(cli)?;
+    let sample_len = plan.public.input.shape.iter().product::<usize>();
     let outputs = input
         .data
         .par_chunks(sample_len.max(1))
         .enumerate()
         .map(|(i, x)| run_sample(&plan, x).with_context(|| format!("sample {i}")))
         .collect::<anyhow::Result<Vec<Vec<i64>>>>()?;
+    write_outputs(cli, &plan, &input.shape, &outputs)
+}
+
+/// `--mode sim`: quantize, run both parties on each sample one after the other, print the
+/// per-layer traffic, write the outputs.
+fn run_sim(cli: &Cli) -> anyhow::Result<()> {
+    let (plan, input) = read_inputs(cli)?;
+    let p = &plan.public;
+    let sample_len = p.input.shape.iter().product::<usize>();
+    let samples: Vec<Vec<i64>> = input
+        .data
+        .chunks(sample_len.max(1))
+        .map(|x| reference::quantize_input(p, x))
+        .collect();
+    let backend = cli.ot.map_or(p.protocol.ot, OtBackend::from);
+    let seed = cli.seed.unwrap_or_else(rand::random);
+    let start = std::time::Instant::now();
+    let runs = sim::run(&plan, &samples, backend, seed).context("two-party run")?;
+    let prepared = Prepared::with_backend(p, backend)?;
+    for (i, run) in runs.iter().enumerate() {
+        eprintln!("sample {i} (client view):");
+        eprint!("{}", run.client.table());
+    }
+    let ot = prepared.cost.ot_extension;
+    eprintln!(
+        "OT extension per sample ({backend:?}, predicted): {} ROTs server->client, {} client->server, \
+         {} bytes up, {} bytes down; wall time {:.2} s for {} samples",
+        prepared.cost.server_rots,
+        prepared.cost.client_rots,
+        ot.bytes_up,
+        ot.bytes_down,
+        start.elapsed().as_secs_f64(),
+        runs.len()
+    );
+    let outputs: Vec<Vec<i64>> = runs.into_iter().map(|r| r.output).collect();
+    write_outputs(cli, &plan, &input.shape, &outputs)
+}
+
+/// Reads the plan and the input samples; checks the batch shape and rejects NaN.
+fn read_inputs(cli: &Cli) -> anyhow::Result<(Plan, NpyArray<f32>)> {
+    let plan =
+        read_plan(&cli.plan).with_context(|| format!("reading plan {}", cli.plan.display()))?;
+    let input = npy::read_f32(&cli.input)
+        .with_context(|| format!("reading input {}", cli.input.display()))?;
+    batch_size(&input.shape, &plan.public.input.shape)
+        .with_context(|| format!("input {}", cli.input.display()))?;
+    if let Some(i) = input.data.iter().position(|x| x.is_nan()) {
+        bail!("input {}: element {i} is NaN", cli.input.display());
+    }
+    Ok((plan, input))
+}
+
+/// Writes the centred outputs of every sample (dequantized, or raw with `--raw`).
+fn write_outputs(
+    cli: &Cli,
+    plan: &Plan,
+    input_shape: &[usize],
+    outputs: &[Vec<i64>],
+) -> anyhow::Result<()> {
+    let p = &plan.public;
     let mut shape = p.output.shape.clone();
-    if let Some(n) = batch {
+    if let Some(n) = batch_size(input_shape, &p.input.shape)? {
         shape.insert(0, n);
     }
     let values = outputs.concat();

@@ -3,11 +3,13 @@
 //! - [`plan`]: the plan format, shared with the compiler (the one source of truth);
 //! - [`reference`](mod@reference): the plaintext executor of the plan's integer semantics, the definition every
 //!   two-party run reproduces bit for bit;
-//! - [`cost`]: exact message sizes and rounds of every protocol;
+//! - [`cost`]: exact message sizes and rounds of every protocol, and of a whole plan;
+//! - [`schedule`]: the per-layer protocols and share rings both parties derive from a plan;
 //! - `npy`: `.npy` sample files for `heq-run` (feature `crypto`);
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
-//!   (feature `crypto`).
+//!   (feature `crypto`);
+//! - `party`: the server and client drivers that run a whole plan (feature `crypto`).
 //!
 //! Threat model: semi-honest server and client. See `docs/security.md`.
 
@@ -16,6 +18,7 @@ pub mod error;
 pub mod plan;
 pub mod reference;
 pub mod ring;
+pub mod schedule;
 
 #[cfg(feature = "crypto")]
 pub mod he;
@@ -27,5 +30,7 @@ pub mod nonlinear;
 pub mod npy;
 #[cfg(feature = "crypto")]
 pub mod ot;
+#[cfg(feature = "crypto")]
+pub mod party;
 #[cfg(feature = "crypto")]
 pub mod transport;

@@ -19,6 +19,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    // cryprot-ot's silent OT receiver blocks a rayon worker while it waits: with both parties
+    // in one process (`--mode sim`) a pool of the 2 default threads could starve.
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
     match cli::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

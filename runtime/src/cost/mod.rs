@@ -4,3 +4,4 @@
 
 pub mod linear;
 pub mod nonlinear;
+pub mod plan;

@@ -195,6 +195,11 @@ pub struct BitReader {
 }
 
 impl BitReader {
+    /// A reader over a message whose length the caller has checked.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        BitReader { bytes, pos: 0 }
+    }
+
     /// Reads `width` (≤ 64) bits.
     pub fn read(&mut self, width: u32) -> u64 {
         let mut out = 0u64;

@@ -1,0 +1,518 @@
+//! The two parties' drivers: run a whole plan, layer by layer, as its [`Schedule`] says, over
+//! one [`Exchange`] channel, and measure what each layer puts on the wire.
+//!
+//! ```text
+//! let prepared = Prepared::new(&plan.public)?;            // both parties, no communication
+//! let (send, receive) = prepared.rots(Role::Server);      // ROTs of the whole inference
+//! let pads = ot.pads(send, receive).await?;               // one OT-extension batch each way
+//! let report = run_server(&plan, &prepared, &mut exchange, pads, &mut rng)?;
+//! // the client: run_client(&plan.public, &input, &prepared, &mut exchange, pads, &mut rng)
+//! ```
+//!
+//! The client generates the HE keys and sends one public key per HE context; each linear layer
+//! is a query and a response (`protocols.md` §1.5); the nonlinear steps are the sessions of
+//! [`crate::nonlinear`] on the precomputed ROTs; the server reveals its output share to the
+//! client at the end. The client learns only the output; the server learns nothing. Every
+//! peer message is length-checked before use: a malformed message is a [`PartyError`], never a
+//! panic. The predicted traffic of every step comes from [`crate::cost::plan`], and
+//! [`Report`] holds both the measured and the predicted numbers.
+
+mod client;
+mod server;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+pub use client::run_client;
+pub use server::run_server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cost::linear::{ConfigError, LinearOutput};
+use crate::cost::nonlinear::CombinePlan;
+use crate::cost::plan::{PlanCost, Traffic, plan_cost};
+use crate::he::{HeError, Params};
+use crate::linear::{Layout, LinearError};
+use crate::nonlinear::requant::{add, align, requant};
+use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool};
+use crate::ot::OtPads;
+use crate::plan::{HeParams, Layer, LayerId, Op, OtBackend, PublicPlan, TensorId};
+use crate::ring::Ring;
+use crate::schedule::{Schedule, ScheduleError, StepKind, schedule};
+use crate::transport::{Counters, Exchange, TransportError};
+
+/// Why a two-party run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartyError {
+    /// The plan cannot be scheduled.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// An HE configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Key setup failed (including a malformed public key from the client).
+    #[error("HE setup: {0}")]
+    He(#[from] HeError),
+    /// A linear layer failed (including malformed ciphertexts from the peer).
+    #[error("layer {layer}: {source}")]
+    Linear {
+        /// The layer.
+        layer: LayerId,
+        /// Why.
+        source: LinearError,
+    },
+    /// A nonlinear protocol failed (including malformed messages from the peer).
+    #[error("layer {layer}: {source}")]
+    Protocol {
+        /// The layer.
+        layer: LayerId,
+        /// Why.
+        source: ProtocolError,
+    },
+    /// The channel failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The OT extension failed.
+    #[error(transparent)]
+    Ot(#[from] crate::ot::OtError),
+    /// The local connection or a party thread of a simulation failed.
+    #[error("simulation: {0}")]
+    Sim(String),
+    /// The peer sent a message of the wrong size.
+    #[error("{what}: peer message of {actual} bytes, expected {expected}")]
+    MessageLength {
+        /// Which message.
+        what: &'static str,
+        /// Expected bytes.
+        expected: usize,
+        /// Received bytes.
+        actual: usize,
+    },
+    /// The server plan has no weights for a linear layer.
+    #[error("layer {0}: the server plan has no weights for it")]
+    MissingWeights(LayerId),
+    /// The client's input has the wrong number of elements.
+    #[error("input of {actual} elements, the plan expects {expected}")]
+    InputLength {
+        /// Elements of the plan's input.
+        expected: usize,
+        /// Elements given.
+        actual: usize,
+    },
+    /// The schedule does not fit the layer (a schedule built for another plan).
+    #[error("layer {0}: the schedule does not match the plan")]
+    StepMismatch(LayerId),
+    /// No HE key was set up for a linear layer's parameters (a schedule built for another
+    /// plan).
+    #[error("layer {0}: no HE key for its parameters")]
+    MissingKey(LayerId),
+    /// The plan reads a tensor no earlier layer computes (an invalid plan).
+    #[error("layer {layer} reads tensor {tensor}, which is not computed before it")]
+    MissingTensor {
+        /// The layer.
+        layer: LayerId,
+        /// The tensor.
+        tensor: TensorId,
+    },
+}
+
+/// The schedule and predicted cost of a plan, which both parties derive before a run.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Per-layer protocols and share rings.
+    pub schedule: Schedule,
+    /// Predicted traffic.
+    pub cost: PlanCost,
+}
+
+impl Prepared {
+    /// Schedules `plan` and predicts its cost with the plan's OT backend.
+    ///
+    /// # Errors
+    /// [`PartyError::Schedule`] or [`PartyError::Config`] if the plan cannot run.
+    pub fn new(plan: &PublicPlan) -> Result<Self, PartyError> {
+        Self::with_backend(plan, plan.protocol.ot)
+    }
+
+    /// As [`Prepared::new`] with another OT backend.
+    ///
+    /// # Errors
+    /// As [`Prepared::new`].
+    pub fn with_backend(plan: &PublicPlan, backend: OtBackend) -> Result<Self, PartyError> {
+        let schedule = schedule(plan)?;
+        let cost = plan_cost(plan, &schedule, backend)?;
+        Ok(Prepared { schedule, cost })
+    }
+
+    /// ROTs `role` must bring to a run: (as OT sender, as OT receiver).
+    pub fn rots(&self, role: Role) -> (usize, usize) {
+        let (s, c) = (
+            self.cost.server_rots as usize,
+            self.cost.client_rots as usize,
+        );
+        match role {
+            Role::Server => (s, c),
+            Role::Client => (c, s),
+        }
+    }
+}
+
+/// Measured and predicted numbers of one part of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// `"setup"`, `"reveal"` or the layer's op kind.
+    pub name: String,
+    /// The layer, if the row is one.
+    pub layer: Option<LayerId>,
+    /// What went over the channel.
+    pub measured: Traffic,
+    /// What [`crate::cost::plan`] predicted.
+    pub predicted: Traffic,
+    /// Wall time of this party.
+    pub time: Duration,
+}
+
+/// What one party measured during a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Setup, one row per layer, reveal.
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// Whether every row's measured traffic equals the prediction.
+    pub fn matches_prediction(&self) -> bool {
+        self.rows.iter().all(|r| r.measured == r.predicted)
+    }
+
+    /// Total measured traffic.
+    pub fn measured(&self) -> Traffic {
+        self.rows
+            .iter()
+            .fold(Traffic::default(), |t, r| t + r.measured)
+    }
+
+    /// Total wall time.
+    pub fn time(&self) -> Duration {
+        self.rows.iter().map(|r| r.time).sum()
+    }
+
+    /// A table: layer, op, bytes up/down measured and predicted, rounds, milliseconds.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<7} {:<8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>9}\n",
+            "layer", "op", "up", "up pred", "down", "down pred", "rounds", "ms"
+        );
+        for r in &self.rows {
+            let layer = r.layer.map_or("-".to_string(), |l| l.to_string());
+            s += &format!(
+                "{:<7} {:<8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>9.1}\n",
+                layer,
+                r.name,
+                r.measured.bytes_up,
+                r.predicted.bytes_up,
+                r.measured.bytes_down,
+                r.predicted.bytes_down,
+                r.measured.rounds,
+                r.time.as_secs_f64() * 1e3
+            );
+        }
+        let m = self.measured();
+        s += &format!(
+            "{:<16} {:>12} {:>12} {:>12} {:>12} {:>6} {:>9.1}\n",
+            "total",
+            m.bytes_up,
+            "",
+            m.bytes_down,
+            "",
+            m.rounds,
+            self.time().as_secs_f64() * 1e3
+        );
+        s
+    }
+}
+
+/// What differs between the parties: the HE half of a linear layer and the setup/reveal
+/// messages. Everything else (the nonlinear steps) is the same code for both.
+trait LinearParty {
+    /// This party's role.
+    fn role(&self) -> Role;
+
+    /// Runs the HE part of linear layer `layer` on this party's input share (`plain`: the
+    /// input is the model input the client holds in the clear) and returns its share of the
+    /// accumulator in `Z_{2^out_ring_bits}`.
+    fn linear(
+        &mut self,
+        layer: &Layer,
+        layout: Arc<Layout>,
+        x: &[u64],
+        plain: bool,
+        exchange: &mut dyn Exchange,
+    ) -> Result<Vec<u64>, PartyError>;
+}
+
+/// The parameters of `he`, built once per distinct parameter set.
+#[derive(Default)]
+struct ParamsCache(Vec<Arc<Params>>);
+
+impl ParamsCache {
+    fn get(&mut self, he: &HeParams) -> Result<Arc<Params>, HeError> {
+        if let Some(p) = self.0.iter().find(|p| p.he() == he) {
+            return Ok(p.clone());
+        }
+        let p = Params::new(he)?;
+        self.0.push(p.clone());
+        Ok(p)
+    }
+}
+
+/// Whether two parameter sets share `N` and the primes (one key serves both).
+fn same_context(a: &HeParams, b: &HeParams) -> bool {
+    a.degree == b.degree && a.moduli_bits == b.moduli_bits
+}
+
+/// The layout of a linear layer (accumulator output).
+fn layout(layer: &Layer) -> Result<Layout, LinearError> {
+    let out = LinearOutput::Accumulator;
+    match &layer.op {
+        Op::Conv(l) => Layout::conv(l, out),
+        Op::MatMul(l) => Layout::matmul(l, out),
+        Op::Affine(l) => Layout::affine(l, out),
+        _ => Err(LinearError::Length {
+            what: "linear layer",
+            expected: 1,
+            actual: 0,
+        }),
+    }
+}
+
+/// Sends `out` and receives the peer's message, which must have `expected` bytes.
+fn exchange_checked(
+    exchange: &mut dyn Exchange,
+    out: Vec<u8>,
+    expected: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, PartyError> {
+    let got = exchange.exchange(out)?;
+    if got.len() != expected {
+        return Err(PartyError::MessageLength {
+            what,
+            expected,
+            actual: got.len(),
+        });
+    }
+    Ok(got)
+}
+
+/// Bit-packs shares of `bits` bits.
+fn pack(values: &[u64], bits: u32) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    for &v in values {
+        w.push(v, bits);
+    }
+    w.into_bytes()
+}
+
+/// Reads `n` shares of `bits` bits from a length-checked message.
+fn unpack(bytes: Vec<u8>, n: usize, bits: u32) -> Vec<u64> {
+    let mut r = BitReader::from_bytes(bytes);
+    (0..n).map(|_| r.read(bits)).collect()
+}
+
+/// The multiplier of every accumulator element of a linear layer with a requantization.
+fn linear_multipliers(op: &Op, n: usize) -> Vec<i64> {
+    let (multipliers, channel): (&[i64], Box<dyn Fn(usize) -> usize>) = match op {
+        Op::Conv(l) => {
+            let [oh, ow] = l.shape.out_hw();
+            let per = (oh * ow).max(1);
+            (mults(&l.requant), Box::new(move |i| i / per))
+        }
+        Op::MatMul(l) => {
+            let cols = l.shape.cols.max(1);
+            (mults(&l.requant), Box::new(move |i| i % cols))
+        }
+        Op::Affine(l) => {
+            let per = l.shape.per_channel.max(1);
+            (mults(&l.requant), Box::new(move |i| i / per))
+        }
+        _ => (&[], Box::new(|_| 0)),
+    };
+    (0..n)
+        .map(|i| multipliers.get(channel(i)).copied().unwrap_or(0))
+        .collect()
+}
+
+fn mults(r: &Option<crate::plan::RequantShape>) -> &[i64] {
+    r.as_ref().map_or(&[], |r| r.multipliers.as_slice())
+}
+
+/// `y = requant(x·m[i])` of a [`CombinePlan`] with one input and per-element public
+/// multipliers.
+fn scale_requant(
+    s: &mut Session<'_>,
+    plan: &CombinePlan,
+    x: &[u64],
+    multipliers: &[i64],
+) -> Result<Vec<u64>, ProtocolError> {
+    let ring = Ring::new(plan.ring_bits);
+    let xa = align(s, plan, 0, x)?;
+    let z: Vec<u64> = xa
+        .iter()
+        .zip(multipliers)
+        .map(|(&v, &m)| ring.mul(v, ring.from_signed(m)))
+        .collect();
+    requant(s, &plan.requant, &z)
+}
+
+/// Shares reduced into `Z_{2^bits}`.
+fn reduce(x: &[u64], bits: u32) -> Vec<u64> {
+    let ring = Ring::new(bits);
+    x.iter().map(|&v| ring.reduce(v)).collect()
+}
+
+/// Walks the schedule: the shared body of [`run_server`] and [`run_client`]. `input` is this
+/// party's share of the model input in its tensor's ring. Returns this party's share of the
+/// output (in the output tensor's ring) and the per-layer rows.
+fn walk(
+    party: &mut dyn LinearParty,
+    plan: &PublicPlan,
+    prepared: &Prepared,
+    input: Vec<u64>,
+    exchange: &mut dyn Exchange,
+    mut pads: OtPads,
+) -> Result<(Vec<u64>, Vec<Row>), PartyError> {
+    let sched = &prepared.schedule;
+    let role = party.role();
+    let mut tensors: Vec<Option<Vec<u64>>> = vec![None; plan.tensors.len()];
+    tensors[plan.input.tensor.0 as usize] = Some(input);
+    let mut rows = Vec::with_capacity(sched.steps.len());
+    for (step, cost) in sched.steps.iter().zip(&prepared.cost.layers) {
+        let layer = &plan.layers[step.layer.0 as usize];
+        let id = layer.id;
+        let start = Instant::now();
+        let before = exchange.counters();
+        let inputs = layer
+            .inputs
+            .iter()
+            .map(|&t| {
+                tensors[t.0 as usize]
+                    .as_deref()
+                    .ok_or(PartyError::MissingTensor {
+                        layer: id,
+                        tensor: t,
+                    })
+            })
+            .collect::<Result<Vec<&[u64]>, _>>()?;
+        let out_bits = sched.rings[layer.output.0 as usize];
+        let protocol = |source| PartyError::Protocol { layer: id, source };
+        let y = match (&step.kind, &layer.op) {
+            (
+                StepKind::Linear {
+                    plain_input,
+                    requant: rq,
+                    ..
+                },
+                op,
+            ) => {
+                let layout = Arc::new(
+                    layout(layer).map_err(|source| PartyError::Linear { layer: id, source })?,
+                );
+                let x = reduce(inputs[0], layout.protocol().in_ring_bits);
+                let acc = party.linear(layer, layout, &x, *plain_input, exchange)?;
+                match rq {
+                    Some(p) => {
+                        let m = linear_multipliers(op, acc.len());
+                        let mut s = Session::new(role, &mut pads, exchange);
+                        scale_requant(&mut s, p, &acc, &m).map_err(protocol)?
+                    }
+                    None => acc,
+                }
+            }
+            (StepKind::Rescale(p), Op::Rescale(r)) => {
+                let per = (inputs[0].len() / r.multipliers.len().max(1)).max(1);
+                let m: Vec<i64> = (0..inputs[0].len())
+                    .map(|i| r.multipliers.get(i / per).copied().unwrap_or(0))
+                    .collect();
+                let mut s = Session::new(role, &mut pads, exchange);
+                scale_requant(&mut s, p, inputs[0], &m).map_err(protocol)?
+            }
+            (StepKind::Add(p), Op::Add(a)) => {
+                let mut s = Session::new(role, &mut pads, exchange);
+                add(&mut s, p, inputs[0], inputs[1], (a.m_a, a.m_b)).map_err(protocol)?
+            }
+            (StepKind::AvgPool(p), Op::AvgPool(spec)) => {
+                let mut s = Session::new(role, &mut pads, exchange);
+                pool::avg_pool(&mut s, p, spec, inputs[0]).map_err(protocol)?
+            }
+            (
+                StepKind::MaxPool {
+                    ring_bits, range, ..
+                },
+                Op::MaxPool(shape),
+            ) => {
+                let mut s = Session::new(role, &mut pads, exchange);
+                pool::max_pool(&mut s, Ring::new(*ring_bits), *range, shape, inputs[0])
+                    .map_err(protocol)?
+            }
+            (StepKind::Local, Op::Concat | Op::Reshape) => {
+                let parts: Vec<Vec<u64>> = inputs.iter().map(|x| reduce(x, out_bits)).collect();
+                parts.concat()
+            }
+            _ => return Err(PartyError::StepMismatch(id)),
+        };
+        let y = reduce(&y, out_bits);
+        tensors[layer.output.0 as usize] = Some(y);
+        rows.push(Row {
+            name: layer.op.kind().to_string(),
+            layer: Some(id),
+            measured: traffic(role, before, exchange.counters()),
+            predicted: cost.traffic,
+            time: start.elapsed(),
+        });
+    }
+    let out = plan.output.tensor;
+    let y = tensors[out.0 as usize]
+        .take()
+        .ok_or(PartyError::MissingTensor {
+            layer: LayerId(plan.layers.len() as u32),
+            tensor: out,
+        })?;
+    Ok((y, rows))
+}
+
+/// The traffic between two counter readings of `role`'s endpoint.
+fn traffic(role: Role, before: Counters, after: Counters) -> Traffic {
+    let sent = after.bytes_sent - before.bytes_sent;
+    let received = after.bytes_received - before.bytes_received;
+    let (bytes_up, bytes_down) = match role {
+        Role::Client => (sent, received),
+        Role::Server => (received, sent),
+    };
+    Traffic {
+        bytes_up,
+        bytes_down,
+        rounds: after.frames_sent - before.frames_sent,
+    }
+}
+
+/// Runs `f` and returns its result with a row named `name` measured around it.
+fn measured<T>(
+    name: &str,
+    role: Role,
+    predicted: Traffic,
+    exchange: &mut dyn Exchange,
+    f: impl FnOnce(&mut dyn Exchange) -> Result<T, PartyError>,
+) -> Result<(T, Row), PartyError> {
+    let start = Instant::now();
+    let before = exchange.counters();
+    let out = f(exchange)?;
+    let row = Row {
+        name: name.to_string(),
+        layer: None,
+        measured: traffic(role, before, exchange.counters()),
+        predicted,
+        time: start.elapsed(),
+    };
+    Ok((out, row))
+}

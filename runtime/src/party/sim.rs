@@ -1,0 +1,93 @@
+//! Both parties in one process (`heq-run --mode sim`): the server and the client on two
+//! threads over an in-memory channel, with real cryprot-ot random OTs over a loopback QUIC
+//! connection (cryprot-net's `local_conn`, whose demo certificate serves tests and simulation
+//! only).
+//!
+//! The OT extension runs once per sample and direction, for exactly the ROTs the plan's
+//! schedule predicts ([`Prepared::rots`]).
+
+use cryprot_net::testing::local_conn;
+
+use super::{PartyError, Prepared, Report, run_client, run_server};
+use crate::nonlinear::Role;
+use crate::ot::cryprot::CryprotOt;
+use crate::ot::{OtSource, Side};
+use crate::plan::{OtBackend, Plan};
+use crate::transport::memory::pipe;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// The result of one simulated sample.
+#[derive(Clone, Debug)]
+pub struct SimRun {
+    /// Centred output values the client reconstructed.
+    pub output: Vec<i64>,
+    /// The server's report.
+    pub server: Report,
+    /// The client's report.
+    pub client: Report,
+}
+
+/// Runs every sample of `inputs` (centred values) through both parties with OT `backend`;
+/// `seed` seeds both parties' randomness (sample `i` uses `seed + 2i` and `seed + 2i + 1`).
+///
+/// The cryprot-ot silent OT receiver blocks a rayon worker while it waits for the peer: with
+/// both parties in one process the global rayon pool needs at least 4 threads.
+///
+/// # Errors
+/// [`PartyError`] from scheduling, the connection, the OT extension or either party.
+pub fn run(
+    plan: &Plan,
+    inputs: &[Vec<i64>],
+    backend: OtBackend,
+    seed: u64,
+) -> Result<Vec<SimRun>, PartyError> {
+    let prepared = Prepared::with_backend(&plan.public, backend)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| PartyError::Sim(e.to_string()))?;
+    let (mut sc, mut cc) = rt
+        .block_on(local_conn())
+        .map_err(|e| PartyError::Sim(format!("{e:#}")))?;
+    let _enter = rt.enter();
+    let mut server_ot = CryprotOt::new(backend, Side::Server, &mut sc);
+    let mut client_ot = CryprotOt::new(backend, Side::Client, &mut cc);
+    let (s_send, s_recv) = prepared.rots(Role::Server);
+    let (c_send, c_recv) = prepared.rots(Role::Client);
+    let mut runs = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let (s_pads, c_pads) = rt.block_on(async {
+            tokio::try_join!(
+                server_ot.pads(s_send, s_recv),
+                client_ot.pads(c_send, c_recv)
+            )
+        })?;
+        let (mut se, mut ce) = pipe();
+        let s_seed = seed.wrapping_add(2 * i as u64);
+        let prepared = &prepared;
+        let (server, client) = std::thread::scope(|scope| {
+            let server = scope.spawn(move || {
+                let mut rng = ChaCha20Rng::seed_from_u64(s_seed);
+                run_server(plan, prepared, &mut se, s_pads, &mut rng)
+            });
+            let mut rng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(1));
+            let client = run_client(&plan.public, input, prepared, &mut ce, c_pads, &mut rng);
+            // A failed client drops its channel end, so the server fails too instead of
+            // waiting.
+            drop(ce);
+            let server = server
+                .join()
+                .map_err(|_| PartyError::Sim("the server thread panicked".into()));
+            (server, client)
+        });
+        let (output, client) = client?;
+        runs.push(SimRun {
+            output,
+            server: server??,
+            client,
+        });
+    }
+    Ok(runs)
+}

@@ -1,0 +1,510 @@
+//! The execution schedule of a plan: which protocols run, in which share rings, with which
+//! parameters. Both parties derive it from the [`PublicPlan`] alone, so they agree on every
+//! message size without talking.
+//!
+//! Share rings. Every tensor is held as additive shares in one ring `Z_{2^r}`; `r` is the widest
+//! ring any consumer needs (a smaller ring is a free local reduction):
+//!
+//! - a linear layer needs its `in_ring_bits` (the HE input ring);
+//! - `Rescale`, `Add`, `AvgPool` need the tensor's values as signed integers
+//!   ([`CombinePlan`] extends or reduces them into its combination ring);
+//! - `MaxPool` needs the differences of two values as signed integers, and at least its output
+//!   tensor's ring (the comparison tree runs in the input ring);
+//! - `Concat` and `Reshape` need their output tensor's ring;
+//! - the model output needs its values as signed integers.
+//!
+//! A producer delivers its tensor in that ring: requantizations (linear layers with `requant`,
+//! `Rescale`, `Add`, `AvgPool`) output into it directly; a linear layer without requantization
+//! outputs its accumulator ring `out_ring_bits`, which must then be wide enough.
+//!
+//! Per layer (`protocols.md` §1.5, §1.8; `docs/semantics.md` §2–4): a linear layer is one HE
+//! round trip ([`crate::cost::linear::LinearOutput::Accumulator`]: shares of the accumulator
+//! modulo `2^out_ring_bits`) and, with a requantization, a [`CombinePlan`] that multiplies the
+//! shares by the public per-channel multipliers and rounds exactly; `Rescale`, `Add` and
+//! `AvgPool` are [`CombinePlan`]s, `MaxPool` a comparison tree, `Concat` and `Reshape` are
+//! local. The model input is held by the client in the clear (its server share is zero, and a
+//! linear layer reading it encrypts the plain input); the server reveals its output share to
+//! the client at the end.
+
+use crate::cost::linear::{
+    ConfigError, LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost,
+};
+use crate::cost::nonlinear::{
+    self as nl, CombinePlan, Cost, ParamError, avg_pool_plan, max_pool_levels, mul_range,
+    pool_windows, signed_bits, union_range,
+};
+use crate::plan::{HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, TensorId};
+
+/// Why a plan cannot be scheduled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// A linear layer's HE configuration cannot run.
+    #[error("layer {layer}: {source}")]
+    Linear {
+        /// The layer.
+        layer: LayerId,
+        /// Why.
+        source: ConfigError,
+    },
+    /// The nonlinear protocol parameters of a layer cannot be planned.
+    #[error("layer {layer}: {source}")]
+    Param {
+        /// The layer.
+        layer: LayerId,
+        /// Why.
+        source: ParamError,
+    },
+    /// A tensor produced in a ring narrower than a consumer needs.
+    #[error("tensor {tensor}: produced in a {have}-bit ring, a consumer needs {need} bits")]
+    RingTooNarrow {
+        /// The tensor.
+        tensor: TensorId,
+        /// Bits the producer delivers.
+        have: u32,
+        /// Bits a consumer needs.
+        need: u32,
+    },
+    /// A linear layer's accumulator does not fit its output ring.
+    #[error("layer {layer}: {acc_bits}-bit accumulator in a {ring_bits}-bit output ring")]
+    Accumulator {
+        /// The layer.
+        layer: LayerId,
+        /// Accumulator bits.
+        acc_bits: u32,
+        /// Output ring bits.
+        ring_bits: u32,
+    },
+    /// The plan references a tensor or weights inconsistently (an invalid plan).
+    #[error("layer {layer}: malformed layer ({what})")]
+    Malformed {
+        /// The layer.
+        layer: LayerId,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+/// The schedule of a whole plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// Share ring bits of every tensor, indexed by [`TensorId`].
+    pub rings: Vec<u32>,
+    /// One step per layer, in plan order.
+    pub steps: Vec<Step>,
+    /// The HE contexts the client sends a public key for: the parameters of the first linear
+    /// layer of each distinct `(N, primes)`, in plan order (one key serves every plaintext
+    /// modulus of a context).
+    pub keys: Vec<HeParams>,
+}
+
+/// What runs for one layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The layer.
+    pub layer: LayerId,
+    /// The protocols.
+    pub kind: StepKind,
+}
+
+/// The protocols of one layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    /// An HE linear layer, then the requantization of its accumulator if any.
+    Linear {
+        /// Whether the input is the model input, which the client holds in the clear.
+        plain_input: bool,
+        /// Exact HE message sizes.
+        he: LinearCost,
+        /// Requantization of the accumulator shares (one input: the accumulator in
+        /// `Z_{2^out_ring_bits}`), output in the output tensor's ring.
+        requant: Option<CombinePlan>,
+    },
+    /// `Rescale`: the input times its public multipliers, requantized.
+    Rescale(CombinePlan),
+    /// `Add`: `a·m_a + b·m_b`, requantized.
+    Add(CombinePlan),
+    /// `AvgPool`: the window sums times their multipliers, requantized.
+    AvgPool(CombinePlan),
+    /// Max pooling by a comparison tree in the input ring.
+    MaxPool {
+        /// Ring of the comparisons (the input tensor's ring).
+        ring_bits: u32,
+        /// Range of the input values.
+        range: (i128, i128),
+        /// Comparisons per tree level.
+        levels: Vec<u64>,
+    },
+    /// `Concat` or `Reshape`: local.
+    Local,
+}
+
+impl Step {
+    /// The exact nonlinear cost of the step (zero for the HE part and local steps).
+    pub fn nonlinear_cost(&self, plan: &PublicPlan) -> Cost {
+        let layer = &plan.layers[self.layer.0 as usize];
+        let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
+        let n_out = len(layer.output);
+        match &self.kind {
+            StepKind::Linear { requant, .. } => requant
+                .as_ref()
+                .map(|p| p.cost(&[n_out], n_out))
+                .unwrap_or_default(),
+            StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => {
+                let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
+                p.cost(&lens, n_out)
+            }
+            StepKind::MaxPool {
+                ring_bits, levels, ..
+            } => nl::max_pool(levels, *ring_bits),
+            StepKind::Local => Cost::default(),
+        }
+    }
+}
+
+/// The linear protocol and accumulator width of a linear op.
+pub fn linear_protocol(op: &Op) -> Option<(&LinearProtocol, u32)> {
+    match op {
+        Op::Conv(l) => Some((&l.protocol, l.acc_bits)),
+        Op::MatMul(l) => Some((&l.protocol, l.acc_bits)),
+        Op::Affine(l) => Some((&l.protocol, l.acc_bits)),
+        _ => None,
+    }
+}
+
+/// Value range of a tensor as `i128`.
+fn range(plan: &PublicPlan, t: TensorId) -> (i128, i128) {
+    let (lo, hi) = plan.tensors[t.0 as usize].range;
+    (i128::from(lo), i128::from(hi))
+}
+
+/// Ring bits that hold every value of `r` as a signed integer (at least 2).
+fn value_bits(r: (i128, i128)) -> u32 {
+    signed_bits(r).max(2)
+}
+
+/// Derives the schedule of a plan.
+///
+/// # Errors
+/// [`ScheduleError`] if a layer's protocols cannot be planned (ring or range constraints of
+/// the protocols, an HE configuration that cannot run).
+pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
+    let rings = tensor_rings(plan)?;
+    let steps = plan
+        .layers
+        .iter()
+        .map(|layer| {
+            let kind = step_kind(plan, &rings, layer)?;
+            Ok(Step {
+                layer: layer.id,
+                kind,
+            })
+        })
+        .collect::<Result<_, ScheduleError>>()?;
+    let mut keys: Vec<HeParams> = Vec::new();
+    for (p, _) in plan.layers.iter().filter_map(|l| linear_protocol(&l.op)) {
+        let same = |k: &HeParams| k.degree == p.he.degree && k.moduli_bits == p.he.moduli_bits;
+        if !keys.iter().any(same) {
+            keys.push(p.he.clone());
+        }
+    }
+    Ok(Schedule { rings, steps, keys })
+}
+
+/// The ring of every tensor: the widest need of its consumers (see the module doc).
+fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
+    let mut rings = vec![0u32; plan.tensors.len()];
+    let out = plan.output.tensor.0 as usize;
+    let get = |t: TensorId| -> Result<usize, ScheduleError> {
+        let i = t.0 as usize;
+        if i < plan.tensors.len() {
+            Ok(i)
+        } else {
+            Err(ScheduleError::Malformed {
+                layer: LayerId(u32::MAX),
+                what: "tensor index",
+            })
+        }
+    };
+    rings[get(plan.output.tensor)?] = value_bits(range(plan, plan.output.tensor));
+    // Consumers come after producers: walk backwards so that Concat/Reshape/MaxPool outputs
+    // are known before their inputs.
+    for layer in plan.layers.iter().rev() {
+        let out_ring = rings[get(layer.output)?];
+        for &t in &layer.inputs {
+            let need = match &layer.op {
+                op if op.is_linear() => linear_protocol(op).map_or(0, |(p, _)| p.in_ring_bits),
+                Op::MaxPool(_) => {
+                    let (lo, hi) = range(plan, t);
+                    value_bits((lo - hi, hi - lo)).max(out_ring)
+                }
+                Op::Concat | Op::Reshape => out_ring,
+                _ => value_bits(range(plan, t)),
+            };
+            let i = get(t)?;
+            rings[i] = rings[i].max(need);
+        }
+    }
+    // A linear layer without requantization delivers its accumulator ring.
+    for layer in &plan.layers {
+        if let Some((p, _)) = linear_protocol(&layer.op)
+            && !has_requant(&layer.op)
+        {
+            let i = get(layer.output)?;
+            if rings[i] > p.out_ring_bits {
+                return Err(ScheduleError::RingTooNarrow {
+                    tensor: layer.output,
+                    have: p.out_ring_bits,
+                    need: rings[i],
+                });
+            }
+            rings[i] = p.out_ring_bits;
+        }
+    }
+    // A tensor nothing reads (not the output) is still produced: in the ring of its values.
+    for (i, r) in rings.iter_mut().enumerate() {
+        if *r == 0 && i != out {
+            *r = value_bits(range(plan, TensorId(i as u32)));
+        }
+    }
+    Ok(rings)
+}
+
+fn has_requant(op: &Op) -> bool {
+    match op {
+        Op::Conv(l) => l.requant.is_some(),
+        Op::MatMul(l) => l.requant.is_some(),
+        Op::Affine(l) => l.requant.is_some(),
+        _ => false,
+    }
+}
+
+/// The step of one layer.
+fn step_kind(
+    plan: &PublicPlan,
+    rings: &[u32],
+    layer: &crate::plan::Layer,
+) -> Result<StepKind, ScheduleError> {
+    let id = layer.id;
+    let param = |source| ScheduleError::Param { layer: id, source };
+    let ring = |t: TensorId| rings[t.0 as usize];
+    let out_bits = ring(layer.output);
+    let first = *layer.inputs.first().ok_or(ScheduleError::Malformed {
+        layer: id,
+        what: "no input",
+    })?;
+    let input = (ring(first), range(plan, first));
+    let clamp = |c: (i64, i64)| (i128::from(c.0), i128::from(c.1));
+    // Ring-narrowing checks for local reductions.
+    for &t in &layer.inputs {
+        let need = match &layer.op {
+            Op::Concat | Op::Reshape => out_bits,
+            op if op.is_linear() => linear_protocol(op).map_or(0, |(p, _)| p.in_ring_bits),
+            _ => 0,
+        };
+        if ring(t) < need {
+            return Err(ScheduleError::RingTooNarrow {
+                tensor: t,
+                have: ring(t),
+                need,
+            });
+        }
+    }
+    let linear = |he: Result<LinearCost, ConfigError>, l: LinearParts<'_>| {
+        let he = he.map_err(|source| ScheduleError::Linear { layer: id, source })?;
+        linear_step(id, first == plan.input.tensor, he, l, out_bits)
+    };
+    let output = LinearOutput::Accumulator;
+    Ok(match &layer.op {
+        Op::Conv(l) => linear(
+            conv_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            (l.acc_bits, &l.protocol, &l.requant),
+        )?,
+        Op::MatMul(l) => linear(
+            matmul_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            (l.acc_bits, &l.protocol, &l.requant),
+        )?,
+        Op::Affine(l) => linear(
+            affine_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            (l.acc_bits, &l.protocol, &l.requant),
+        )?,
+        Op::Rescale(r) => StepKind::Rescale(
+            CombinePlan::new(
+                &[input],
+                combined_range(input.1, &r.multipliers),
+                r.shift,
+                clamp(r.clamp),
+                out_bits,
+                r.rounding,
+            )
+            .map_err(param)?,
+        ),
+        Op::Add(a) => {
+            let second = *layer.inputs.get(1).ok_or(ScheduleError::Malformed {
+                layer: id,
+                what: "add needs two inputs",
+            })?;
+            let b = (ring(second), range(plan, second));
+            let (ra, rb) = (
+                mul_range(input.1, i128::from(a.m_a)),
+                mul_range(b.1, i128::from(a.m_b)),
+            );
+            let z = (ra.0 + rb.0, ra.1 + rb.1);
+            StepKind::Add(
+                CombinePlan::new(&[input, b], z, a.shift, clamp(a.clamp), out_bits, a.rounding)
+                    .map_err(param)?,
+            )
+        }
+        Op::AvgPool(spec) => StepKind::AvgPool(
+            avg_pool_plan(spec, input.0, input.1, out_bits).map_err(param)?,
+        ),
+        Op::MaxPool(shape) => {
+            let sizes: Vec<usize> = pool_windows(shape).iter().map(Vec::len).collect();
+            StepKind::MaxPool {
+                ring_bits: input.0,
+                range: input.1,
+                levels: max_pool_levels(&sizes),
+            }
+        }
+        Op::Concat | Op::Reshape => StepKind::Local,
+    })
+}
+
+/// Accumulator bits, protocol and requantization of a linear layer.
+type LinearParts<'a> = (u32, &'a LinearProtocol, &'a Option<RequantShape>);
+
+/// The step of a linear layer whose HE cost is `he`.
+fn linear_step(
+    id: LayerId,
+    plain_input: bool,
+    he: LinearCost,
+    (acc_bits, proto, requant): LinearParts<'_>,
+    out_bits: u32,
+) -> Result<StepKind, ScheduleError> {
+    if acc_bits > proto.out_ring_bits || acc_bits == 0 {
+        return Err(ScheduleError::Accumulator {
+            layer: id,
+            acc_bits,
+            ring_bits: proto.out_ring_bits,
+        });
+    }
+    let bound = (1i128 << (acc_bits - 1)) - 1;
+    let acc = (-bound, bound);
+    let requant = requant
+        .as_ref()
+        .map(|r| {
+            CombinePlan::new(
+                &[(proto.out_ring_bits, acc)],
+                combined_range(acc, &r.multipliers),
+                r.shift,
+                (i128::from(r.clamp.0), i128::from(r.clamp.1)),
+                out_bits,
+                r.rounding,
+            )
+        })
+        .transpose()
+        .map_err(|source| ScheduleError::Param { layer: id, source })?;
+    Ok(StepKind::Linear {
+        plain_input,
+        he,
+        requant,
+    })
+}
+
+/// The range of `x·m[c]` over every channel multiplier.
+fn combined_range(x: (i128, i128), multipliers: &[i64]) -> (i128, i128) {
+    multipliers
+        .iter()
+        .map(|&m| mul_range(x, i128::from(m)))
+        .reduce(union_range)
+        .unwrap_or((0, 0))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+    use crate::plan::{MatMulShape, PublicRequant, Rounding};
+    use crate::reference::testutil::{PlanBuilder, linear, weights};
+
+    fn rescale(shift: u32, clamp: (i64, i64)) -> Op {
+        Op::Rescale(PublicRequant {
+            multipliers: vec![3],
+            shift,
+            clamp,
+            rounding: Rounding::HalfEven,
+        })
+    }
+
+    fn matmul(out_ring_bits: u32) -> Op {
+        let mut l = linear(
+            MatMulShape {
+                rows: 1,
+                inner: 4,
+                cols: 2,
+            },
+            8,
+            None,
+        );
+        l.protocol.tile.c = 4;
+        l.protocol.tile.m = 2;
+        l.protocol.out_ring_bits = out_ring_bits;
+        Op::MatMul(l)
+    }
+
+    #[test]
+    fn rings_are_the_widest_consumer_need() {
+        // t0 [-8, 8] feeds a Rescale (5 bits) and a MaxPool-free Reshape of t1.
+        let mut b = PlanBuilder::new(&[4], (-8, 8));
+        let t1 = b.layer(rescale(1, (-4, 4)), &[b.input()], &[4], (-4, 4));
+        let t2 = b.layer(Op::Reshape, &[t1], &[1, 4], (-4, 4));
+        let t3 = b.linear(matmul(37), t2, weights(&[1; 8], &[0, 0]), &[1, 2], (-127, 127));
+        let t4 = b.layer(rescale(2, (-100, 100)), &[t3], &[1, 2], (-100, 100));
+        let plan = b.build(t4).unwrap();
+        let s = schedule(&plan.public).unwrap();
+        // Input: its values; t1, t2: the matmul's input ring through the reshape; t3: the
+        // accumulator ring; t4 (output): its values.
+        assert_eq!(s.rings, vec![5, 37, 37, 37, 8]);
+        assert_eq!(s.keys, vec![crate::reference::testutil::default_protocol().he]);
+        assert!(matches!(
+            &s.steps[2].kind,
+            StepKind::Linear {
+                plain_input: false,
+                requant: None,
+                ..
+            }
+        ));
+        assert_eq!(s.steps[1].kind, StepKind::Local);
+        // z = t0·3 ∈ [−24, 24] plus the rounding half: 6 bits, one more for the known MSB.
+        let StepKind::Rescale(p) = &s.steps[0].kind else {
+            panic!("rescale step");
+        };
+        assert_eq!(p.ring_bits, 7);
+        assert_eq!(p.requant.out_bits, 37);
+    }
+
+    #[test]
+    fn a_narrow_accumulator_ring_cannot_feed_a_wider_consumer() {
+        let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
+        let t1 = b.linear(matmul(20), b.input(), weights(&[1; 8], &[0, 0]), &[1, 2], (-64, 64));
+        let t2 = b.layer(Op::Reshape, &[t1], &[1, 2], (-64, 64));
+        let mut m = matmul(37);
+        if let Op::MatMul(l) = &mut m {
+            l.shape.inner = 2;
+            l.protocol.tile.c = 2;
+        }
+        let t3 = b.linear(m, t2, weights(&[1; 4], &[0, 0]), &[1, 2], (-128, 128));
+        let plan = b.build(t3).unwrap();
+        assert_eq!(
+            schedule(&plan.public),
+            Err(ScheduleError::RingTooNarrow {
+                tensor: TensorId(1),
+                have: 20,
+                need: 37
+            })
+        );
+    }
+}

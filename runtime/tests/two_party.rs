@@ -1,0 +1,119 @@
+//! Whole plans between the two parties (in-memory channel, ideal OT): the reconstructed output
+//! equals the reference executor's exactly, and every layer's measured traffic equals the
+//! prediction of `cost::plan`.
+
+use heq_runtime::cost::plan::Traffic;
+use heq_runtime::nonlinear::Role;
+use heq_runtime::ot::IdealOt;
+use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
+use heq_runtime::plan::{Op, Plan};
+use heq_runtime::reference::{self, testutil::every_op_plan};
+use heq_runtime::transport::memory::pipe;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// Runs `plan` on `input` with both parties; returns the output and both reports.
+fn run_both(plan: &Plan, input: &[i64], seed: u64) -> (Vec<i64>, Report, Report) {
+    let prepared = Prepared::new(&plan.public).expect("schedulable");
+    let (mut so, mut co) = IdealOt::pair(seed);
+    let (s_send, s_recv) = prepared.rots(Role::Server);
+    let (c_send, c_recv) = prepared.rots(Role::Client);
+    let s_pads = so.pads_now(s_send, s_recv);
+    let c_pads = co.pads_now(c_send, c_recv);
+    let (mut se, mut ce) = pipe();
+    let (y, server, client) = std::thread::scope(|scope| {
+        let server = scope.spawn(|| {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            run_server(plan, &prepared, &mut se, s_pads, &mut rng).expect("server")
+        });
+        let mut rng = ChaCha20Rng::seed_from_u64(seed + 1);
+        let (y, client) = run_client(&plan.public, input, &prepared, &mut ce, c_pads, &mut rng)
+            .expect("client");
+        (y, server.join().expect("server thread"), client)
+    });
+    (y, server, client)
+}
+
+/// Both reports agree with each other and with the prediction on every row.
+fn check_reports(server: &Report, client: &Report) {
+    for (s, c) in server.rows.iter().zip(&client.rows) {
+        assert_eq!(s.measured, s.predicted, "server {} {:?}", s.name, s.layer);
+        assert_eq!(c.measured, c.predicted, "client {} {:?}", c.name, c.layer);
+    }
+    assert_eq!(server.rows.len(), client.rows.len());
+}
+
+/// `every_op_plan` with tiles the default protocol can run (the testutil default is a 1×1×1
+/// tile, which a 3×3 kernel cannot use): the whole padded input per ciphertext.
+fn every_op_runnable() -> Plan {
+    let mut plan = every_op_plan();
+    for layer in &mut plan.public.layers {
+        match &mut layer.op {
+            Op::Conv(l) => {
+                l.protocol.tile.c = l.shape.in_channels;
+                l.protocol.tile.h = l.shape.in_hw[0] + l.shape.pads[0] + l.shape.pads[2];
+                l.protocol.tile.w = l.shape.in_hw[1] + l.shape.pads[1] + l.shape.pads[3];
+            }
+            Op::MatMul(l) => {
+                l.protocol.tile.c = l.shape.inner;
+                l.protocol.tile.m = l.shape.cols;
+            }
+            Op::Affine(l) => {
+                l.protocol.tile.c = l.shape.channels;
+                l.protocol.tile.m = l.shape.channels;
+                l.protocol.tile.h = l.shape.per_channel;
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
+#[test]
+fn every_op_plan_is_bit_exact_with_predicted_traffic() {
+    let plan = every_op_runnable();
+    for (seed, input) in [
+        (1u64, (0..32).map(|i| (i * 5 % 17) - 8).collect::<Vec<i64>>()),
+        (2, vec![8; 32]),
+        (3, vec![-8; 32]),
+    ] {
+        let want = reference::run(&plan, &input).expect("reference");
+        let (got, server, client) = run_both(&plan, &input, seed);
+        assert_eq!(got, want, "seed {seed}");
+        check_reports(&server, &client);
+        eprint!("{}", client.table());
+    }
+}
+
+#[test]
+fn predicted_traffic_of_every_op_plan() {
+    let plan = every_op_runnable();
+    let prepared = Prepared::new(&plan.public).expect("schedulable");
+    let rows: Vec<(u32, Traffic)> = prepared
+        .cost
+        .layers
+        .iter()
+        .map(|l| (l.layer.0, l.traffic))
+        .collect();
+    eprintln!("{rows:?} rings {:?}", prepared.schedule.rings);
+    // The linear layers are one query and one response; the other layers' rounds come from
+    // their nonlinear protocols; concat and reshape are local.
+    assert_eq!(rows[5].1, Traffic::default(), "concat");
+    assert_eq!(rows[6].1, Traffic::default(), "reshape");
+    assert_eq!(prepared.cost.reveal.bytes_down, (3 * 8u64).div_ceil(8));
+}
+
+#[test]
+fn wrong_input_length_is_an_error() {
+    let plan = every_op_runnable();
+    let prepared = Prepared::new(&plan.public).expect("schedulable");
+    let (_, mut ce) = pipe();
+    let (_, mut co) = IdealOt::pair(1);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let err = run_client(&plan.public, &[0; 5], &prepared, &mut ce, co.pads_now(0, 0), &mut rng)
+        .expect_err("short input");
+    assert!(
+        matches!(err, PartyError::InputLength { expected: 32, actual: 5 }),
+        "{err:?}"
+    );
+}

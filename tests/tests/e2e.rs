@@ -1,0 +1,33 @@
+//! Model → plan (heqc, default profile) → both parties (silent OT over loopback QUIC) on two
+//! digits samples: outputs bit-exact with the reference executor, traffic equal to the
+//! prediction on every layer.
+
+use heq_runtime::plan::OtBackend;
+use heq_tests::{check_model, compile, init_rayon};
+
+fn e2e(name: &str) {
+    init_rayon();
+    let plan = compile(name).expect("compiles");
+    let runs = check_model(&plan, 2, OtBackend::Silent).expect("two-party run");
+    eprintln!("{name}:\n{}", runs[0].client.table());
+}
+
+#[test]
+fn tiny_qcdq_w2() {
+    e2e("tiny_qcdq_w2");
+}
+
+#[test]
+fn cnn_avg_qdq_u8s8() {
+    e2e("cnn_avg_qdq_u8s8");
+}
+
+#[test]
+fn mpdw_qdq_u8s8() {
+    e2e("mpdw_qdq_u8s8");
+}
+
+#[test]
+fn resnet_qdq_u8s8() {
+    e2e("resnet_qdq_u8s8");
+}
