@@ -67,8 +67,7 @@ impl Select {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.cmd {
         Command::Models { out, select } => {
-            std::fs::create_dir_all(out)
-                .with_context(|| format!("creating {}", out.display()))?;
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             for (a, p) in select.models() {
                 let name = zoo::model_name(a, p);
                 let path = out.join(format!("{name}.onnx"));

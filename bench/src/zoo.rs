@@ -245,8 +245,26 @@ impl Net {
     /// ReLU(conv-conv + shortcut) with a 1×1 projection when the shape changes.
     fn basic_block(&mut self, name: &str, x: &Act, out: usize, stride: usize) -> Act {
         let (relu, linear) = (self.relu(), self.linear());
-        let y = self.conv(&format!("{name}.conv1"), x, out, 3, stride, 1, Place::Inner, relu);
-        let y = self.conv(&format!("{name}.conv2"), &y, out, 3, 1, 1, Place::Inner, linear);
+        let y = self.conv(
+            &format!("{name}.conv1"),
+            x,
+            out,
+            3,
+            stride,
+            1,
+            Place::Inner,
+            relu,
+        );
+        let y = self.conv(
+            &format!("{name}.conv2"),
+            &y,
+            out,
+            3,
+            1,
+            1,
+            Place::Inner,
+            linear,
+        );
         let sc = if stride != 1 || x.shape[0] != out {
             let n = format!("{name}.downsample");
             self.conv(&n, x, out, 1, stride, 1, Place::Inner, linear)
@@ -272,9 +290,36 @@ impl Net {
     fn bottleneck(&mut self, name: &str, x: &Act, width: usize, stride: usize) -> Act {
         let (relu, linear) = (self.relu(), self.linear());
         let out = 4 * width;
-        let y = self.conv(&format!("{name}.conv1"), x, width, 1, 1, 1, Place::Inner, relu);
-        let y = self.conv(&format!("{name}.conv2"), &y, width, 3, stride, 1, Place::Inner, relu);
-        let y = self.conv(&format!("{name}.conv3"), &y, out, 1, 1, 1, Place::Inner, linear);
+        let y = self.conv(
+            &format!("{name}.conv1"),
+            x,
+            width,
+            1,
+            1,
+            1,
+            Place::Inner,
+            relu,
+        );
+        let y = self.conv(
+            &format!("{name}.conv2"),
+            &y,
+            width,
+            3,
+            stride,
+            1,
+            Place::Inner,
+            relu,
+        );
+        let y = self.conv(
+            &format!("{name}.conv3"),
+            &y,
+            out,
+            1,
+            1,
+            1,
+            Place::Inner,
+            linear,
+        );
         let sc = if stride != 1 || x.shape[0] != out {
             let n = format!("{name}.downsample");
             self.conv(&n, x, out, 1, stride, 1, Place::Inner, linear)
@@ -340,7 +385,16 @@ impl Net {
                 i += 1;
             }
         }
-        let y = self.conv(&format!("features.{i}"), &y, 1280, 1, 1, 1, Place::Inner, relu6);
+        let y = self.conv(
+            &format!("features.{i}"),
+            &y,
+            1280,
+            1,
+            1,
+            1,
+            Place::Inner,
+            relu6,
+        );
         self.head(&y, classes)
     }
 
@@ -348,9 +402,36 @@ impl Net {
     /// quantized with `out` (one quantization for both, as Concat needs).
     fn fire(&mut self, name: &str, x: &Act, sq: usize, e: usize, out: ActQuant) -> Act {
         let relu = self.relu();
-        let s = self.conv(&format!("{name}.squeeze"), x, sq, 1, 1, 1, Place::Inner, relu);
-        let a = self.conv(&format!("{name}.expand1x1"), &s, e, 1, 1, 1, Place::Inner, out);
-        let b = self.conv(&format!("{name}.expand3x3"), &s, e, 3, 1, 1, Place::Inner, out);
+        let s = self.conv(
+            &format!("{name}.squeeze"),
+            x,
+            sq,
+            1,
+            1,
+            1,
+            Place::Inner,
+            relu,
+        );
+        let a = self.conv(
+            &format!("{name}.expand1x1"),
+            &s,
+            e,
+            1,
+            1,
+            1,
+            Place::Inner,
+            out,
+        );
+        let b = self.conv(
+            &format!("{name}.expand3x3"),
+            &s,
+            e,
+            3,
+            1,
+            1,
+            Place::Inner,
+            out,
+        );
         self.g.concat(&format!("{name}.concat"), &[&a, &b])
     }
 
