@@ -78,12 +78,13 @@ pub struct ActQuant {
 }
 
 impl ActQuant {
-    /// After a ReLU6-like range `[0, 6]`: zero point 0, scale `6/(2^bits − 1)`, so the ReLU is
-    /// the lower end of the integer range (onnxruntime removes such ReLUs).
-    pub fn relu(bits: u32) -> Self {
+    /// After a ReLU, over `[0, range]`: zero point 0, scale `range/(2^bits − 1)`, so the ReLU
+    /// is the lower end of the integer range (onnxruntime removes such ReLUs; a ReLU6 is also
+    /// the upper end when `range ≤ 6`).
+    pub fn relu_range(bits: u32, range: f32) -> Self {
         ActQuant {
             bits,
-            scale: 6.0 / ((1u32 << bits) - 1) as f32,
+            scale: range / ((1u32 << bits) - 1) as f32,
             zero_point: 0,
         }
     }
@@ -543,7 +544,7 @@ mod tests {
     #[test]
     fn activation_quantization() {
         assert_eq!(
-            ActQuant::relu(4),
+            ActQuant::relu_range(4, 6.0),
             ActQuant {
                 bits: 4,
                 scale: 0.4,
