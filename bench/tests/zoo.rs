@@ -1,0 +1,259 @@
+//! The zoo's models compile with heqc, have the layer structure of their architecture, keep the
+//! first and last layers at 8 bits, and run through the reference executor without range or
+//! accumulator errors.
+
+use heq_bench::zoo::{self, Arch, Precision};
+use heq_runtime::plan::{Op, Plan};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Layer structure of one architecture: (convs, depthwise convs, matmuls, adds, concats,
+/// max pools, MACs, weights).
+struct Shape {
+    convs: usize,
+    depthwise: usize,
+    matmuls: usize,
+    adds: usize,
+    concats: usize,
+    max_pools: usize,
+    macs: u64,
+    weights: u64,
+}
+
+fn count(plan: &Plan, f: impl Fn(&Op) -> bool) -> usize {
+    plan.public.layers.iter().filter(|l| f(&l.op)).count()
+}
+
+/// Compiles every precision of `arch`, checks the structure, and returns the plans.
+fn compile_all(arch: Arch, want: &Shape) -> Vec<(Precision, Plan)> {
+    let mut plans = Vec::new();
+    for p in Precision::ALL {
+        let model = zoo::build(arch, p, 1);
+        let (row, plan) = heq_bench::compile(&model, arch, p)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", zoo::model_name(arch, p)));
+        let name = &row.model;
+        assert_eq!(row.convs, want.convs, "{name} convs");
+        assert_eq!(row.matmuls, want.matmuls, "{name} matmuls");
+        assert_eq!(row.linear_layers, want.convs + want.matmuls, "{name}");
+        assert_eq!(row.macs, want.macs, "{name} MACs");
+        assert_eq!(row.weights, want.weights, "{name} weights");
+        let dw = count(
+            &plan,
+            |o| matches!(o, Op::Conv(l) if l.shape.is_depthwise()),
+        );
+        assert_eq!(dw, want.depthwise, "{name} depthwise convs");
+        assert_eq!(
+            count(&plan, |o| matches!(o, Op::Add(_))),
+            want.adds,
+            "{name}"
+        );
+        assert_eq!(count(&plan, |o| matches!(o, Op::Concat)), want.concats);
+        assert_eq!(
+            count(&plan, |o| matches!(o, Op::MaxPool(_))),
+            want.max_pools
+        );
+        assert!(row.max_acc_bits <= row.max_acc_bits_naive, "{name}");
+        check_widths(&plan, p);
+        plans.push((p, plan));
+    }
+    plans
+}
+
+/// First and last linear layers have 8-bit weights and 8-bit inputs; the others the
+/// precision's widths.
+fn check_widths(plan: &Plan, p: Precision) {
+    let linear: Vec<_> = plan
+        .public
+        .layers
+        .iter()
+        .filter(|l| l.op.is_linear())
+        .collect();
+    let last = linear.len() - 1;
+    for (i, l) in linear.iter().enumerate() {
+        let weight_bits = match &l.op {
+            Op::Conv(c) => c.weight_ty.bits,
+            Op::MatMul(m) => m.weight_ty.bits,
+            other => panic!("unexpected linear layer {}", other.kind()),
+        };
+        let input_bits = plan.public.tensors[l.inputs[0].0 as usize].ty.bits;
+        let edge = i == 0 || i == last;
+        let want = if edge { 8 } else { p.weight_bits() };
+        assert_eq!(weight_bits, want, "{} weights", l.name);
+        if edge {
+            assert_eq!(input_bits, 8, "{} input", l.name);
+        } else {
+            assert!(input_bits <= p.act_bits(), "{} input", l.name);
+        }
+    }
+}
+
+/// Runs a plan on one seeded random input in [−1, 1].
+fn run_reference(plan: &Plan, seed: u64) -> Vec<i64> {
+    let n = plan.public.input.shape.iter().product();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let input = heq_runtime::reference::quantize_input(&plan.public, &x);
+    heq_runtime::reference::run(plan, &input).expect("the reference executor runs the plan")
+}
+
+const RESNET20: Shape = Shape {
+    convs: 21,
+    depthwise: 0,
+    matmuls: 1,
+    adds: 9,
+    concats: 0,
+    max_pools: 0,
+    macs: 40_813_184,
+    weights: 270_896,
+};
+
+#[test]
+fn resnet20_compiles_and_runs() {
+    for (p, plan) in compile_all(Arch::ResNet20, &RESNET20) {
+        let y = run_reference(&plan, 7);
+        assert_eq!(y.len(), 10, "{p:?}");
+        assert!(y.iter().any(|&v| v != y[0]), "{p:?}: constant logits {y:?}");
+    }
+}
+
+#[test]
+fn resnet32_compiles() {
+    compile_all(
+        Arch::ResNet32,
+        &Shape {
+            convs: 33,
+            adds: 15,
+            macs: 69_124_736,
+            weights: 464_432,
+            ..RESNET20
+        },
+    );
+}
+
+#[test]
+fn resnet18_compiles() {
+    compile_all(
+        Arch::ResNet18Cifar,
+        &Shape {
+            convs: 20,
+            adds: 8,
+            macs: 555_422_720,
+            weights: 11_164_352,
+            ..RESNET20
+        },
+    );
+}
+
+#[test]
+fn mobilenet_v2_compiles_and_runs() {
+    let plans = compile_all(
+        Arch::MobileNetV2,
+        &Shape {
+            convs: 52,
+            depthwise: 17,
+            matmuls: 1,
+            adds: 10,
+            concats: 0,
+            max_pools: 0,
+            macs: 98_050_048,
+            weights: 2_445_760,
+        },
+    );
+    let (_, plan) = &plans[0];
+    assert_eq!(run_reference(plan, 8).len(), 200);
+}
+
+#[test]
+fn squeezenet_compiles() {
+    compile_all(
+        Arch::SqueezeNet,
+        &Shape {
+            convs: 26,
+            depthwise: 0,
+            matmuls: 0,
+            adds: 0,
+            concats: 8,
+            max_pools: 3,
+            macs: 818_924_576,
+            weights: 1_244_448,
+        },
+    );
+}
+
+const RESNET50: Shape = Shape {
+    convs: 53,
+    depthwise: 0,
+    matmuls: 1,
+    adds: 16,
+    concats: 0,
+    max_pools: 1,
+    macs: 4_089_184_256,
+    weights: 25_502_912,
+};
+
+#[test]
+fn resnet50_compiles() {
+    compile_all(Arch::ResNet50, &RESNET50);
+}
+
+#[test]
+#[ignore = "slow: 4 GMACs per precision through the i128 reference executor"]
+fn resnet50_runs() {
+    for (p, plan) in compile_all(Arch::ResNet50, &RESNET50) {
+        assert_eq!(run_reference(&plan, 9).len(), 1000, "{p:?}");
+    }
+}
+
+#[test]
+fn models_are_seeded() {
+    let encode =
+        |seed| prost::Message::encode_to_vec(&zoo::build(Arch::ResNet20, Precision::W2A2, seed));
+    assert_eq!(encode(3), encode(3));
+    assert_ne!(encode(3), encode(4));
+}
+
+#[test]
+fn serialized_models_compile_to_the_same_plan() {
+    let model = zoo::build(Arch::ResNet20, Precision::W4A4, 1);
+    let bytes = prost::Message::encode_to_vec(&model);
+    let from_bytes = heqc::compile_bytes(&bytes, "resnet20_w4a4", "memory").expect("compiles");
+    let (_, plan) = heq_bench::compile(&model, Arch::ResNet20, Precision::W4A4).expect("compiles");
+    assert_eq!(from_bytes.plan, plan);
+}
+
+#[test]
+fn cli_writes_models_heqc_reads() {
+    let dir = std::env::temp_dir().join(format!("heq-bench-{}", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heq-bench"))
+        .args([
+            "models",
+            "--arch",
+            "resnet20",
+            "--precision",
+            "w8a8,w2a2",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("heq-bench runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in ["w8a8", "w2a2"] {
+        let path = dir.join(format!("resnet20_{p}.onnx"));
+        let c = heqc::compile_path(&path).expect("heqc compiles the written file");
+        assert_eq!(c.plan.public.model_name, format!("resnet20_{p}"));
+    }
+    std::fs::remove_dir_all(&dir).expect("removes the temporary directory");
+}
+
+#[test]
+fn cli_rejects_unknown_architectures() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heq-bench"))
+        .args(["compile", "--arch", "vgg16"])
+        .output()
+        .expect("heq-bench runs");
+    assert_eq!(out.status.code(), Some(2));
+}
