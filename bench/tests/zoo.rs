@@ -25,7 +25,7 @@ fn count(plan: &Plan, f: impl Fn(&Op) -> bool) -> usize {
 }
 
 /// Compiles every precision of `arch`, checks the structure, and returns the plans.
-fn compile_all(arch: Arch, want: &Shape) -> Vec<(Precision, Plan)> {
+fn compile_all(arch: Arch, want: &Shape) -> Vec<(heq_bench::Row, Plan)> {
     let mut plans = Vec::new();
     for p in Precision::ALL {
         let model = zoo::build(arch, p, 1);
@@ -54,7 +54,7 @@ fn compile_all(arch: Arch, want: &Shape) -> Vec<(Precision, Plan)> {
         );
         assert!(row.max_acc_bits <= row.max_acc_bits_naive, "{name}");
         check_widths(&plan, p);
-        plans.push((p, plan));
+        plans.push((row, plan));
     }
     plans
 }
@@ -109,11 +109,24 @@ const RESNET20: Shape = Shape {
 
 #[test]
 fn resnet20_compiles_and_runs() {
-    for (p, plan) in compile_all(Arch::ResNet20, &RESNET20) {
+    let mut accs = Vec::new();
+    for (row, plan) in compile_all(Arch::ResNet20, &RESNET20) {
         let y = run_reference(&plan, 7);
-        assert_eq!(y.len(), 10, "{p:?}");
-        assert!(y.iter().any(|&v| v != y[0]), "{p:?}: constant logits {y:?}");
+        assert_eq!(y.len(), 10, "{}", row.model);
+        assert!(
+            y.iter().any(|&v| v != y[0]),
+            "{}: constant logits {y:?}",
+            row.model
+        );
+        accs.push([
+            row.max_acc_bits,
+            row.max_acc_bits_naive,
+            row.inner_acc_bits,
+            row.inner_acc_bits_naive,
+        ]);
     }
+    // Sound/naive accumulator widths, all layers and inner layers (seed 1).
+    assert_eq!(accs, [[24, 27, 24, 27], [21, 23, 16, 19], [21, 23, 11, 15]]);
 }
 
 #[test]
@@ -159,13 +172,14 @@ fn mobilenet_v2_compiles_and_runs() {
             weights: 2_445_760,
         },
     );
-    let (_, plan) = &plans[0];
-    assert_eq!(run_reference(plan, 8).len(), 200);
+    for (row, plan) in &plans {
+        assert_eq!(run_reference(plan, 8).len(), 200, "{}", row.model);
+    }
 }
 
 #[test]
-fn squeezenet_compiles() {
-    compile_all(
+fn squeezenet_compiles_and_runs() {
+    let plans = compile_all(
         Arch::SqueezeNet,
         &Shape {
             convs: 26,
@@ -178,6 +192,8 @@ fn squeezenet_compiles() {
             weights: 1_244_448,
         },
     );
+    let (row, plan) = &plans[1];
+    assert_eq!(run_reference(plan, 10).len(), 1000, "{}", row.model);
 }
 
 const RESNET50: Shape = Shape {
@@ -199,8 +215,8 @@ fn resnet50_compiles() {
 #[test]
 #[ignore = "slow: 4 GMACs per precision through the i128 reference executor"]
 fn resnet50_runs() {
-    for (p, plan) in compile_all(Arch::ResNet50, &RESNET50) {
-        assert_eq!(run_reference(&plan, 9).len(), 1000, "{p:?}");
+    for (row, plan) in compile_all(Arch::ResNet50, &RESNET50) {
+        assert_eq!(run_reference(&plan, 9).len(), 1000, "{}", row.model);
     }
 }
 
