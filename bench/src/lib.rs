@@ -74,6 +74,11 @@ pub struct Row {
     pub max_acc_bits: u32,
     /// Widest naive accumulator bound over the linear layers (bits).
     pub max_acc_bits_naive: u32,
+    /// Widest sound accumulator over the inner linear layers (all but the first and the last,
+    /// which stay 8-bit), 0 when there are none.
+    pub inner_acc_bits: u32,
+    /// Widest naive accumulator bound over the inner linear layers.
+    pub inner_acc_bits_naive: u32,
 }
 
 /// Compiles a model with heqc and measures the plan.
@@ -110,7 +115,10 @@ pub fn compile(model: &ModelProto, arch: Arch, precision: Precision) -> Result<(
         compile_time,
         max_acc_bits: 0,
         max_acc_bits_naive: 0,
+        inner_acc_bits: 0,
+        inner_acc_bits_naive: 0,
     };
+    let mut accs = Vec::new();
     for layer in &plan.public.layers {
         let (macs, weights, acc, naive) = match &layer.op {
             Op::Conv(l) => {
@@ -135,16 +143,24 @@ pub fn compile(model: &ModelProto, arch: Arch, precision: Precision) -> Result<(
         row.linear_layers += 1;
         row.macs += macs;
         row.weights += weights;
-        row.max_acc_bits = row.max_acc_bits.max(acc);
-        row.max_acc_bits_naive = row.max_acc_bits_naive.max(naive);
+        accs.push((acc, naive));
+    }
+    let widest = |a: &[(u32, u32)]| {
+        a.iter()
+            .fold((0, 0), |(s, n), &(a, b)| (s.max(a), n.max(b)))
+    };
+    (row.max_acc_bits, row.max_acc_bits_naive) = widest(&accs);
+    if accs.len() > 2 {
+        (row.inner_acc_bits, row.inner_acc_bits_naive) = widest(&accs[1..accs.len() - 1]);
     }
     Ok((row, plan))
 }
 
-/// The table `heq-bench compile` prints: one line per row, fixed-width columns.
+/// The table `heq-bench compile` prints: one line per row, fixed-width columns; accumulator
+/// widths as `sound/naive` bits.
 pub fn render_table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<14} {:<5} {:>6} {:>6} {:>7} {:>9} {:>9} {:>11} {:>10} {:>10}\n",
+        "{:<12} {:<5} {:>6} {:>6} {:>7} {:>8} {:>9} {:>10} {:>10} {:>9} {:>8} {:>9}\n",
         "arch",
         "prec",
         "linear",
@@ -152,14 +168,16 @@ pub fn render_table(rows: &[Row]) -> String {
         "matmuls",
         "MMACs",
         "weights",
-        "plan bytes",
+        "onnx B",
+        "plan B",
         "compile s",
-        "acc bits"
+        "acc max",
+        "acc inner"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<14} {:<5} {:>6} {:>6} {:>7} {:>9.1} {:>9} {:>11} {:>10.2} {:>10}",
+            "{:<12} {:<5} {:>6} {:>6} {:>7} {:>8.1} {:>9} {:>10} {:>10} {:>9.2} {:>8} {:>9}",
             r.arch.name(),
             r.precision.name(),
             r.linear_layers,
@@ -167,9 +185,11 @@ pub fn render_table(rows: &[Row]) -> String {
             r.matmuls,
             r.macs as f64 / 1e6,
             r.weights,
+            r.onnx_bytes,
             r.plan_bytes,
             r.compile_time.as_secs_f64(),
             format!("{}/{}", r.max_acc_bits, r.max_acc_bits_naive),
+            format!("{}/{}", r.inner_acc_bits, r.inner_acc_bits_naive),
         );
     }
     s

@@ -323,6 +323,17 @@ impl Net {
             .gemm("fc", &f, &w, &b, ActQuant::signed(8, LOGIT_RANGE))
     }
 
+    /// The residual shortcut: identity, or a 1×1 projection when the shape changes.
+    fn shortcut(&mut self, name: &str, x: &Act, out: usize, stride: usize) -> Act {
+        if stride != 1 || x.shape[0] != out {
+            let n = format!("{name}.downsample");
+            let linear = self.linear();
+            self.conv(&n, x, out, same(1, stride, 1), Place::Inner, linear)
+        } else {
+            x.clone()
+        }
+    }
+
     /// ReLU(conv-conv + shortcut) with a 1×1 projection when the shape changes.
     fn basic_block(&mut self, name: &str, x: &Act, out: usize, stride: usize) -> Act {
         let (relu, linear) = (self.relu(), self.linear());
@@ -342,12 +353,7 @@ impl Net {
             Place::Inner,
             linear,
         );
-        let sc = if stride != 1 || x.shape[0] != out {
-            let n = format!("{name}.downsample");
-            self.conv(&n, x, out, same(1, stride, 1), Place::Inner, linear)
-        } else {
-            x.clone()
-        };
+        let sc = self.shortcut(name, x, out, stride);
         self.add(&format!("{name}.add"), &y, &sc, relu)
     }
 
@@ -391,12 +397,7 @@ impl Net {
             Place::Inner,
             linear,
         );
-        let sc = if stride != 1 || x.shape[0] != out {
-            let n = format!("{name}.downsample");
-            self.conv(&n, x, out, same(1, stride, 1), Place::Inner, linear)
-        } else {
-            x.clone()
-        };
+        let sc = self.shortcut(name, x, out, stride);
         self.add(&format!("{name}.add"), &y, &sc, relu)
     }
 
