@@ -27,8 +27,8 @@ fn run_both(plan: &Plan, input: &[i64], seed: u64) -> (Vec<i64>, Report, Report)
             run_server(plan, &prepared, &mut se, s_pads, &mut rng).expect("server")
         });
         let mut rng = ChaCha20Rng::seed_from_u64(seed + 1);
-        let (y, client) = run_client(&plan.public, input, &prepared, &mut ce, c_pads, &mut rng)
-            .expect("client");
+        let (y, client) =
+            run_client(&plan.public, input, &prepared, &mut ce, c_pads, &mut rng).expect("client");
         (y, server.join().expect("server thread"), client)
     });
     (y, server, client)
@@ -73,7 +73,10 @@ fn every_op_runnable() -> Plan {
 fn every_op_plan_is_bit_exact_with_predicted_traffic() {
     let plan = every_op_runnable();
     for (seed, input) in [
-        (1u64, (0..32).map(|i| (i * 5 % 17) - 8).collect::<Vec<i64>>()),
+        (
+            1u64,
+            (0..32).map(|i| (i * 5 % 17) - 8).collect::<Vec<i64>>(),
+        ),
         (2, vec![8; 32]),
         (3, vec![-8; 32]),
     ] {
@@ -110,10 +113,23 @@ fn wrong_input_length_is_an_error() {
     let (_, mut ce) = pipe();
     let (_, mut co) = IdealOt::pair(1);
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let err = run_client(&plan.public, &[0; 5], &prepared, &mut ce, co.pads_now(0, 0), &mut rng)
-        .expect_err("short input");
+    let err = run_client(
+        &plan.public,
+        &[0; 5],
+        &prepared,
+        &mut ce,
+        co.pads_now(0, 0),
+        &mut rng,
+    )
+    .expect_err("short input");
     assert!(
-        matches!(err, PartyError::InputLength { expected: 32, actual: 5 }),
+        matches!(
+            err,
+            PartyError::InputLength {
+                expected: 32,
+                actual: 5
+            }
+        ),
         "{err:?}"
     );
 }
