@@ -51,7 +51,7 @@ pub fn compile_path(path: &Path) -> Result<Compiled> {
     let start = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
-        source: e,
+        error: e,
     })?;
     let read = start.elapsed();
     let name = path

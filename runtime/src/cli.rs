@@ -130,10 +130,8 @@ fn run_sim(cli: &Cli) -> anyhow::Result<()> {
 
 /// Reads the plan and the input samples; checks the batch shape and rejects NaN.
 fn read_inputs(cli: &Cli) -> anyhow::Result<(Plan, NpyArray<f32>)> {
-    let plan =
-        read_plan(&cli.plan).with_context(|| format!("reading plan {}", cli.plan.display()))?;
-    let input = npy::read_f32(&cli.input)
-        .with_context(|| format!("reading input {}", cli.input.display()))?;
+    let plan = read_plan(&cli.plan).context("reading the plan")?;
+    let input = npy::read_f32(&cli.input).context("reading the input")?;
     batch_size(&input.shape, &plan.public.input.shape)
         .with_context(|| format!("input {}", cli.input.display()))?;
     if let Some(i) = input.data.iter().position(|x| x.is_nan()) {
@@ -170,7 +168,7 @@ fn write_outputs(
         let data = reference::dequantize_output(p, &values);
         npy::write(&cli.output, NpyArray { shape, data })
     };
-    written.with_context(|| format!("writing output {}", cli.output.display()))
+    written.context("writing the output")
 }
 
 /// One sample: quantize, run, return the centred outputs.

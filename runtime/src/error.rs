@@ -24,12 +24,12 @@ pub enum PlanError {
     #[error("cannot encode the plan: {0}")]
     Encode(String),
     /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The plan decodes but breaks a structural rule.
     #[error("invalid plan: {}", .0.join("; "))]
@@ -41,12 +41,12 @@ pub enum PlanError {
 #[non_exhaustive]
 pub enum NpyError {
     /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a well-formed `.npy` file.
     #[error("{0}")]

@@ -87,10 +87,10 @@ pub fn write<T: WritableElement>(path: &Path, array: NpyArray<T>) -> Result<(), 
     crate::plan::write_atomically(path, &bytes).map_err(|e| io_error(path, e))
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> NpyError {
+fn io_error(path: &Path, error: std::io::Error) -> NpyError {
     NpyError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 

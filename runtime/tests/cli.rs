@@ -189,7 +189,7 @@ fn wrong_dtype_and_shape() {
         &dir,
         &RUN,
         1,
-        "heq-run: reading input x.npy: unsupported dtype '<i4': heq-run reads float32 or float64 .npy files",
+        "heq-run: reading the input: unsupported dtype '<i4': heq-run reads float32 or float64 .npy files",
     );
     write_f32(&dir.join("x.npy"), &[4], &X);
     fails(
@@ -203,7 +203,7 @@ fn wrong_dtype_and_shape() {
         &dir,
         &RUN,
         1,
-        "heq-run: reading input x.npy: not an .npy file (bad magic)",
+        "heq-run: reading the input: not an .npy file (bad magic)",
     );
     write_f32(&dir.join("x.npy"), &[2, 2], &[0.0, f32::NAN, 0.0, 0.0]);
     fails(&dir, &RUN, 1, "heq-run: input x.npy: element 1 is NaN");
@@ -216,7 +216,7 @@ fn missing_and_corrupt_files() {
         &dir,
         &RUN,
         1,
-        "heq-run: reading input x.npy: x.npy: No such file or directory",
+        "heq-run: reading the input: x.npy: No such file or directory",
     );
     write_f32(&dir.join("x.npy"), &[2, 2], &X);
     let mut bytes = std::fs::read(dir.join("plan.bin")).unwrap();
@@ -227,14 +227,14 @@ fn missing_and_corrupt_files() {
         &dir,
         &RUN,
         1,
-        "heq-run: reading plan plan.bin: corrupt plan file: content hash mismatch",
+        "heq-run: reading the plan: corrupt plan file: content hash mismatch",
     );
     std::fs::remove_file(dir.join("plan.bin")).unwrap();
     fails(
         &dir,
         &RUN,
         1,
-        "heq-run: reading plan plan.bin: plan.bin: No such file or directory",
+        "heq-run: reading the plan: plan.bin: No such file or directory",
     );
 }
 
@@ -269,10 +269,10 @@ fn usage_errors_exit_2() {
     fails(
         &dir,
         &[
-            "--plan", "p", "--mode", "sim", "--input", "x", "--output", "y",
+            "--plan", "p", "--mode", "fast", "--input", "x", "--output", "y",
         ],
         2,
-        "invalid value 'sim'",
+        "invalid value 'fast'",
     );
     let out = heq_run(&dir, &["--help"]);
     assert_eq!(out.status.code(), Some(0));

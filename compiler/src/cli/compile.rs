@@ -26,11 +26,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         tracing::info!("phase {}: {phase} {:.3} ms", i + 1, t.as_secs_f64() * 1e3);
     }
     let plan = &compiled.plan;
-    heq_runtime::plan::write_plan(plan, &a.output)
-        .with_context(|| format!("writing {}", a.output.display()))?;
+    heq_runtime::plan::write_plan(plan, &a.output).context("writing the plan")?;
     if let Some(c) = &a.client_out {
-        heq_runtime::plan::write_plan(&plan.to_client(), c)
-            .with_context(|| format!("writing {}", c.display()))?;
+        heq_runtime::plan::write_plan(&plan.to_client(), c).context("writing the client plan")?;
     }
     let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
     let weights: usize = plan

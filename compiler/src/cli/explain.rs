@@ -30,8 +30,7 @@ pub struct Args {
 /// # Errors
 /// Unreadable or invalid plans.
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let plan = heq_runtime::plan::read_plan(&a.plan)
-        .with_context(|| format!("reading {}", a.plan.display()))?;
+    let plan = heq_runtime::plan::read_plan(&a.plan).context("reading the plan")?;
     let format = match a.format {
         FormatArg::Text => Format::Text,
         FormatArg::Yaml => Format::Yaml,

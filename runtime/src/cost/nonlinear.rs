@@ -871,22 +871,12 @@ pub fn avg_pool_plan(
     range: (i128, i128),
     out_bits: u32,
 ) -> Result<CombinePlan, ParamError> {
-    let full = spec.pool.kernel[0] * spec.pool.kernel[1];
     let z = pool_windows(&spec.pool)
         .iter()
         .map(|w| {
-            let n = if spec.count_include_pad {
-                full
-            } else {
-                w.len()
-            };
-            let m = i128::from(
-                spec.multipliers
-                    .get(n.wrapping_sub(1))
-                    .copied()
-                    .unwrap_or(0),
-            );
-            mul_range((range.0 * n as i128, range.1 * n as i128), m)
+            let m = i128::from(spec.multiplier(w.len()).unwrap_or(0));
+            let n = w.len() as i128;
+            mul_range((range.0 * n, range.1 * n), m)
         })
         .reduce(union_range)
         .unwrap_or((0, 0));

@@ -80,22 +80,13 @@ pub fn avg_pool(
     let ring = Ring::new(plan.ring_bits);
     let xa = align(s, plan, 0, x)?;
     let windows = pool_windows(shape);
-    let full = shape.kernel[0] * shape.kernel[1];
     let z = windows
         .iter()
         .map(|w| {
-            let n = if spec.count_include_pad {
-                full
-            } else {
-                w.len()
-            };
-            let m = *spec
-                .multipliers
-                .get(n.wrapping_sub(1))
-                .ok_or(ProtocolError::Length {
-                    expected: n,
-                    actual: spec.multipliers.len(),
-                })?;
+            let m = spec.multiplier(w.len()).ok_or(ProtocolError::Length {
+                expected: w.len(),
+                actual: spec.multipliers.len(),
+            })?;
             let sum = w.iter().fold(0, |acc, &i| ring.add(acc, xa[i]));
             Ok(ring.mul(sum, ring.from_signed(m)))
         })

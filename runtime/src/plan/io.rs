@@ -78,7 +78,7 @@ pub fn write_plan(plan: &Plan, path: &Path) -> Result<(), PlanError> {
     let bytes = write_plan_bytes(plan)?;
     write_atomically(path, &bytes).map_err(|e| PlanError::Io {
         path: path.display().to_string(),
-        source: e,
+        error: e,
     })
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 pub fn read_plan(path: &Path) -> Result<Plan, PlanError> {
     let bytes = std::fs::read(path).map_err(|e| PlanError::Io {
         path: path.display().to_string(),
-        source: e,
+        error: e,
     })?;
     read_plan_bytes(&bytes)
 }

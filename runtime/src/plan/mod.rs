@@ -412,6 +412,19 @@ pub struct AvgPoolSpec {
     pub rounding: Rounding,
 }
 
+impl AvgPoolSpec {
+    /// The multiplier of a window with `in_bounds` elements inside the input: the one for the
+    /// whole window if `count_include_pad`, else for `in_bounds` (`None` if out of the table).
+    pub fn multiplier(&self, in_bounds: usize) -> Option<i64> {
+        let n = if self.count_include_pad {
+            self.pool.kernel[0] * self.pool.kernel[1]
+        } else {
+            in_bounds
+        };
+        self.multipliers.get(n.checked_sub(1)?).copied()
+    }
+}
+
 /// How a linear layer runs under HE: parameters, tiling, packing and the share rings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinearProtocol {

@@ -397,14 +397,14 @@ fn max_pool(s: &PoolShape, x: &[i64]) -> Vec<i64> {
 /// Average pooling: window sum, then the requantization with the multiplier of the counted
 /// elements.
 fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Result<Vec<i64>, RoundFail> {
-    let full = a.pool.kernel[0] * a.pool.kernel[1];
     let mut y = Vec::new();
     let mut failure = None;
     for_each_window(&a.pool, x, |values| {
         // At most MAX_LAYER_MACS (2^36) values of 64 bits: the sum cannot overflow.
         let (n, sum) = values.fold((0usize, 0i128), |(n, s), v| (n + 1, s + i128::from(v)));
-        let n = if a.count_include_pad { full } else { n };
-        match requantize(sum, a.multipliers[n - 1], a.shift, a.clamp, a.rounding) {
+        // validate() sizes the table to the window, and a window holds at least one element.
+        let m = a.multiplier(n).unwrap_or(0);
+        match requantize(sum, m, a.shift, a.clamp, a.rounding) {
             Ok(v) => y.push(v),
             Err(e) => failure = Some(e),
         }
