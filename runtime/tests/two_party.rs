@@ -117,3 +117,31 @@ fn wrong_input_length_is_an_error() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_short_public_key_message_is_rejected() {
+    let plan = every_op_runnable();
+    let prepared = Prepared::new(&plan.public).expect("schedulable");
+    let (mut se, mut ce) = pipe();
+    let peer = std::thread::spawn(move || {
+        use heq_runtime::transport::Exchange;
+        let _ = ce.exchange(vec![0; 10]);
+    });
+    let (mut so, _) = IdealOt::pair(1);
+    let (send, receive) = prepared.rots(Role::Server);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let err = run_server(&plan, &prepared, &mut se, so.pads_now(send, receive), &mut rng)
+        .expect_err("tampered key");
+    assert!(
+        matches!(
+            err,
+            PartyError::MessageLength {
+                what: "public keys",
+                expected: 55840,
+                actual: 10
+            }
+        ),
+        "{err:?}"
+    );
+    peer.join().expect("peer");
+}

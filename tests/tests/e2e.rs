@@ -31,3 +31,53 @@ fn mpdw_qdq_u8s8() {
 fn resnet_qdq_u8s8() {
     e2e("resnet_qdq_u8s8");
 }
+
+#[test]
+fn cnn_avg_qcdq_w4a4() {
+    e2e("cnn_avg_qcdq_w4a4");
+}
+
+#[test]
+fn cnn_avg_qcdq_w4a4_p2() {
+    e2e("cnn_avg_qcdq_w4a4_p2");
+}
+
+#[test]
+fn cnn_avg_qdq_w4() {
+    e2e("cnn_avg_qdq_w4");
+}
+
+#[test]
+fn cnn_avg_qop() {
+    e2e("cnn_avg_qop");
+}
+
+#[test]
+fn mpdw_qdq_w4() {
+    e2e("mpdw_qdq_w4");
+}
+
+#[test]
+fn mpdw_qop() {
+    e2e("mpdw_qop");
+}
+
+#[test]
+fn resnet_bn_qdq_u8s8() {
+    e2e("resnet_bn_qdq_u8s8");
+}
+
+#[test]
+fn resnet_qdq_mixed() {
+    e2e("resnet_qdq_mixed");
+}
+
+#[test]
+fn resnet_qdq_w4() {
+    e2e("resnet_qdq_w4");
+}
+
+#[test]
+fn resnet_qop() {
+    e2e("resnet_qop");
+}
