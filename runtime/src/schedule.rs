@@ -351,13 +351,20 @@ fn step_kind(
             );
             let z = (ra.0 + rb.0, ra.1 + rb.1);
             StepKind::Add(
-                CombinePlan::new(&[input, b], z, a.shift, clamp(a.clamp), out_bits, a.rounding)
-                    .map_err(param)?,
+                CombinePlan::new(
+                    &[input, b],
+                    z,
+                    a.shift,
+                    clamp(a.clamp),
+                    out_bits,
+                    a.rounding,
+                )
+                .map_err(param)?,
             )
         }
-        Op::AvgPool(spec) => StepKind::AvgPool(
-            avg_pool_plan(spec, input.0, input.1, out_bits).map_err(param)?,
-        ),
+        Op::AvgPool(spec) => {
+            StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, out_bits).map_err(param)?)
+        }
         Op::MaxPool(shape) => {
             let sizes: Vec<usize> = pool_windows(shape).iter().map(Vec::len).collect();
             StepKind::MaxPool {
@@ -461,14 +468,23 @@ mod tests {
         let mut b = PlanBuilder::new(&[4], (-8, 8));
         let t1 = b.layer(rescale(1, (-4, 4)), &[b.input()], &[4], (-4, 4));
         let t2 = b.layer(Op::Reshape, &[t1], &[1, 4], (-4, 4));
-        let t3 = b.linear(matmul(37), t2, weights(&[1; 8], &[0, 0]), &[1, 2], (-127, 127));
+        let t3 = b.linear(
+            matmul(37),
+            t2,
+            weights(&[1; 8], &[0, 0]),
+            &[1, 2],
+            (-127, 127),
+        );
         let t4 = b.layer(rescale(2, (-100, 100)), &[t3], &[1, 2], (-100, 100));
         let plan = b.build(t4).unwrap();
         let s = schedule(&plan.public).unwrap();
         // Input: its values; t1, t2: the matmul's input ring through the reshape; t3: the
         // accumulator ring; t4 (output): its values.
         assert_eq!(s.rings, vec![5, 37, 37, 37, 8]);
-        assert_eq!(s.keys, vec![crate::reference::testutil::default_protocol().he]);
+        assert_eq!(
+            s.keys,
+            vec![crate::reference::testutil::default_protocol().he]
+        );
         assert!(matches!(
             &s.steps[2].kind,
             StepKind::Linear {
@@ -489,7 +505,13 @@ mod tests {
     #[test]
     fn a_narrow_accumulator_ring_cannot_feed_a_wider_consumer() {
         let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
-        let t1 = b.linear(matmul(20), b.input(), weights(&[1; 8], &[0, 0]), &[1, 2], (-64, 64));
+        let t1 = b.linear(
+            matmul(20),
+            b.input(),
+            weights(&[1; 8], &[0, 0]),
+            &[1, 2],
+            (-64, 64),
+        );
         let t2 = b.layer(Op::Reshape, &[t1], &[1, 2], (-64, 64));
         let mut m = matmul(37);
         if let Op::MatMul(l) = &mut m {

@@ -54,7 +54,10 @@ pub fn check_model(plan: &Plan, n: usize, backend: OtBackend) -> anyhow::Result<
     let runs = sim::run(plan, &inputs, backend, 7)?;
     for (i, (run, input)) in runs.iter().zip(&inputs).enumerate() {
         let want = reference::run(plan, input)?;
-        ensure!(run.output == want, "sample {i}: output differs from the reference");
+        ensure!(
+            run.output == want,
+            "sample {i}: output differs from the reference"
+        );
         for report in [&run.server, &run.client] {
             for row in &report.rows {
                 ensure!(

@@ -227,7 +227,10 @@ mod tests {
         );
         let rescale = s.steps[1].nonlinear_cost(&plan.public);
         assert_eq!(c.layers[1].traffic, Traffic::of(&rescale));
-        assert_eq!((c.server_rots, c.client_rots), (rescale.server_rots, rescale.client_rots));
+        assert_eq!(
+            (c.server_rots, c.client_rots),
+            (rescale.server_rots, rescale.client_rots)
+        );
         // Two outputs in a 5-bit ring: 10 bits.
         assert_eq!(
             c.reveal,

@@ -44,7 +44,12 @@ pub fn run_server<R: RngCore + CryptoRng>(
         rng,
     };
     let out = p.output.tensor.0 as usize;
-    let input = vec![0; p.tensors.get(p.input.tensor.0 as usize).map_or(0, |t| t.len())];
+    let input = vec![
+        0;
+        p.tensors
+            .get(p.input.tensor.0 as usize)
+            .map_or(0, |t| t.len())
+    ];
     let (y, mut rows) = walk(&mut server, p, prepared, input, exchange, pads)?;
     let ring = prepared.schedule.rings[out];
     let ((), reveal) = measured("reveal", role, cost.reveal, exchange, |ex| {
