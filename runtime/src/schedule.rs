@@ -39,6 +39,9 @@ use crate::plan::{HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShap
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
+    /// The plan breaks a structural rule ([`crate::plan::validate`]).
+    #[error("invalid plan: {}", .0.join("; "))]
+    Invalid(Vec<String>),
     /// A linear layer's HE configuration cannot run.
     #[error("layer {layer}: {source}")]
     Linear {
@@ -74,14 +77,6 @@ pub enum ScheduleError {
         acc_bits: u32,
         /// Output ring bits.
         ring_bits: u32,
-    },
-    /// The plan references a tensor or weights inconsistently (an invalid plan).
-    #[error("layer {layer}: malformed layer ({what})")]
-    Malformed {
-        /// The layer.
-        layer: LayerId,
-        /// What is wrong.
-        what: &'static str,
     },
 }
 
@@ -183,12 +178,21 @@ fn value_bits(r: (i128, i128)) -> u32 {
     signed_bits(r).max(2)
 }
 
-/// Derives the schedule of a plan.
+/// Derives the schedule of a plan, after validating it.
 ///
 /// # Errors
+/// [`ScheduleError::Invalid`] for a plan that breaks a structural rule; otherwise
 /// [`ScheduleError`] if a layer's protocols cannot be planned (ring or range constraints of
 /// the protocols, an HE configuration that cannot run).
 pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
+    let public_only = crate::plan::Plan {
+        public: plan.clone(),
+        weights: None,
+    };
+    crate::plan::validate(&public_only).map_err(|e| match e {
+        crate::error::PlanError::Invalid(v) => ScheduleError::Invalid(v),
+        other => ScheduleError::Invalid(vec![other.to_string()]),
+    })?;
     let rings = tensor_rings(plan)?;
     let steps = plan
         .layers
@@ -215,22 +219,12 @@ pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
 fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
     let mut rings = vec![0u32; plan.tensors.len()];
     let out = plan.output.tensor.0 as usize;
-    let get = |t: TensorId| -> Result<usize, ScheduleError> {
-        let i = t.0 as usize;
-        if i < plan.tensors.len() {
-            Ok(i)
-        } else {
-            Err(ScheduleError::Malformed {
-                layer: LayerId(u32::MAX),
-                what: "tensor index",
-            })
-        }
-    };
-    rings[get(plan.output.tensor)?] = value_bits(range(plan, plan.output.tensor));
+    // validate() guarantees that every tensor index exists.
+    rings[plan.output.tensor.0 as usize] = value_bits(range(plan, plan.output.tensor));
     // Consumers come after producers: walk backwards so that Concat/Reshape/MaxPool outputs
     // are known before their inputs.
     for layer in plan.layers.iter().rev() {
-        let out_ring = rings[get(layer.output)?];
+        let out_ring = rings[layer.output.0 as usize];
         for &t in &layer.inputs {
             let need = match &layer.op {
                 op if op.is_linear() => linear_protocol(op).map_or(0, |(p, _)| p.in_ring_bits),
@@ -241,7 +235,7 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
                 Op::Concat | Op::Reshape => out_ring,
                 _ => value_bits(range(plan, t)),
             };
-            let i = get(t)?;
+            let i = t.0 as usize;
             rings[i] = rings[i].max(need);
         }
     }
@@ -250,7 +244,7 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
         if let Some((p, _)) = linear_protocol(&layer.op)
             && !has_requant(&layer.op)
         {
-            let i = get(layer.output)?;
+            let i = layer.output.0 as usize;
             if rings[i] > p.out_ring_bits {
                 return Err(ScheduleError::RingTooNarrow {
                     tensor: layer.output,
@@ -289,10 +283,8 @@ fn step_kind(
     let param = |source| ScheduleError::Param { layer: id, source };
     let ring = |t: TensorId| rings[t.0 as usize];
     let out_bits = ring(layer.output);
-    let first = *layer.inputs.first().ok_or(ScheduleError::Malformed {
-        layer: id,
-        what: "no input",
-    })?;
+    // validate() guarantees the inputs each op needs.
+    let first = layer.inputs[0];
     let input = (ring(first), range(plan, first));
     let clamp = |c: (i64, i64)| (i128::from(c.0), i128::from(c.1));
     // Ring-narrowing checks for local reductions.
@@ -340,10 +332,7 @@ fn step_kind(
             .map_err(param)?,
         ),
         Op::Add(a) => {
-            let second = *layer.inputs.get(1).ok_or(ScheduleError::Malformed {
-                layer: id,
-                what: "add needs two inputs",
-            })?;
+            let second = layer.inputs[1];
             let b = (ring(second), range(plan, second));
             let (ra, rb) = (
                 mul_range(input.1, i128::from(a.m_a)),
