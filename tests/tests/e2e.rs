@@ -6,10 +6,19 @@ use heq_runtime::plan::OtBackend;
 use heq_tests::{check_model, compile, init_rayon};
 
 fn e2e(name: &str) {
+    e2e_with(name, OtBackend::Silent);
+}
+
+fn e2e_with(name: &str, backend: OtBackend) {
     init_rayon();
     let plan = compile(name).expect("compiles");
-    let runs = check_model(&plan, 2, OtBackend::Silent).expect("two-party run");
-    eprintln!("{name}:\n{}", runs[0].client.table());
+    let runs = check_model(&plan, 2, backend).expect("two-party run");
+    eprintln!("{name} ({backend:?}):\n{}", runs[0].client.table());
+}
+
+#[test]
+fn tiny_qcdq_w2_iknp() {
+    e2e_with("tiny_qcdq_w2", OtBackend::Iknp);
 }
 
 #[test]
