@@ -62,6 +62,13 @@ fn cases() -> Vec<Case> {
             run: |s, x| relu::relu(s, Ring::new(37), x),
         },
         Case {
+            name: "relu l=37 carry-select B=6",
+            ring: Ring::new(37),
+            range: (-(1 << 36), (1 << 36) - 1),
+            cost: |n| cost::relu_blocked(n, 37, 6),
+            run: |s, x| relu::relu_blocked(s, Ring::new(37), x, 6),
+        },
+        Case {
             name: "trunc l=37 k=12 general",
             ring: Ring::new(37),
             range: TRUNC_RANGE,
@@ -172,7 +179,7 @@ fn print_table(n: usize) {
         "\nnonlinear protocols, n = {n} elements, both parties on this machine (loopback QUIC)"
     );
     println!(
-        "{:<28} {:<7} {:>10} {:>10} {:>10} {:>14} {:>7} {:>8} {:>12}",
+        "{:<30} {:<7} {:>10} {:>10} {:>10} {:>14} {:>7} {:>8} {:>12}",
         "protocol",
         "OT",
         "proto b/el",
@@ -196,7 +203,7 @@ fn print_table(n: usize) {
             let amortized =
                 per(p) + per_ot_bits * (c.server_rots + c.client_rots) as f64 / n as f64;
             println!(
-                "{:<28} {:<7} {:>10.1} {:>10.1} {:>10.1} {:>14.1} {:>7} {:>8.1} {:>12.0}",
+                "{:<30} {:<7} {:>10.1} {:>10.1} {:>10.1} {:>14.1} {:>7} {:>8.1} {:>12.0}",
                 case.name,
                 format!("{backend:?}"),
                 per(p),
@@ -214,6 +221,7 @@ fn print_table(n: usize) {
         13 * 37,
         13.0 * 37.0 / 5.0
     );
+    println!("trunc rows round half up (plan Rounding::NoTies)");
     println!(
         "b/el = bits per element, both directions, payload on the streams (QUIC framing excluded)\n"
     );

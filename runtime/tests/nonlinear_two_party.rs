@@ -5,7 +5,7 @@
 
 use cryprot_net::testing::local_conn;
 use heq_runtime::cost::nonlinear::{self as cost, Cost, RequantPlan, RescalePlan};
-use heq_runtime::nonlinear::{Role, Session, relu, requant, run_async, trunc};
+use heq_runtime::nonlinear::{Role, Session, relu, requant, run_async, run_with_pads, trunc};
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{IdealOt, OtSource, Side};
 use heq_runtime::plan::{OtBackend, Rounding};
@@ -209,5 +209,77 @@ async fn large_vectors_in_memory() -> anyhow::Result<()> {
     for i in 0..n {
         assert_eq!(got[i], round_even(v[i], 36).clamp(-50, 50));
     }
+    Ok(())
+}
+
+/// One silent-OT batch per direction serves two consecutive layers (ReLU at l = 37, then the
+/// 16 → 4 requantization) on one QUIC stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ot_batch_serves_two_layers() -> anyhow::Result<()> {
+    rayon_pool();
+    let (mut sc, mut cc) = local_conn().await?;
+    let mut so = CryprotOt::new(OtBackend::Silent, Side::Server, &mut sc);
+    let mut co = CryprotOt::new(OtBackend::Silent, Side::Client, &mut cc);
+    let (ss, cs) = tokio::try_join!(quic::frame_channel(&mut sc), quic::frame_channel(&mut cc))?;
+    let n = 5000;
+    let ring = Ring::new(37);
+    let relu_cost = cost::relu(n as u64, 37);
+    let range = (-(1i128 << 14) + 1, (1 << 14) - 513);
+    let plan = RequantPlan::new(16, range, 10, (0, 15), 5, Rounding::NoTies)?;
+    let rq_cost = plan.cost(n as u64);
+    let total = relu_cost + rq_cost;
+    let (mut sp, mut cp) = tokio::try_join!(
+        so.pads(total.server_rots as usize, total.client_rots as usize),
+        co.pads(total.client_rots as usize, total.server_rots as usize)
+    )?;
+    let split = |p: &mut heq_runtime::ot::OtPads, c: Cost, server: bool| {
+        let (mine, theirs) = if server {
+            (c.server_rots, c.client_rots)
+        } else {
+            (c.client_rots, c.server_rots)
+        };
+        p.split(mine as usize, theirs as usize)
+    };
+    let v1 = random_values((-(1 << 36), (1 << 36) - 1), n, 11);
+    let (x1s, x1c) = share(ring, &v1, 12);
+    let (s1, c1) = (
+        split(&mut sp, relu_cost, true)?,
+        split(&mut cp, relu_cost, false)?,
+    );
+    let ((a, ss), (b, cs)) = tokio::try_join!(
+        run_with_pads(
+            Role::Server,
+            s1,
+            FrameChannel::new(ss.into_inner()),
+            move |s| relu::relu(s, ring, &x1s)
+        ),
+        run_with_pads(
+            Role::Client,
+            c1,
+            FrameChannel::new(cs.into_inner()),
+            move |s| relu::relu(s, ring, &x1c)
+        ),
+    )?;
+    let got = open(ring, &a, &b);
+    assert!((0..n).all(|i| got[i] == v1[i].max(0)));
+    let v2 = random_values(range, n, 13);
+    let (x2s, x2c) = share(Ring::new(16), &v2, 14);
+    let (s2, c2) = (
+        split(&mut sp, rq_cost, true)?,
+        split(&mut cp, rq_cost, false)?,
+    );
+    let ((a, ss), (b, cs)) = tokio::try_join!(
+        run_with_pads(Role::Server, s2, ss, move |s| requant::requant(
+            s, &plan, &x2s
+        )),
+        run_with_pads(Role::Client, c2, cs, move |s| requant::requant(
+            s, &plan, &x2c
+        )),
+    )?;
+    let got = open(Ring::new(5), &a, &b);
+    assert!((0..n).all(|i| got[i] == ((v2[i] + 512) >> 10).clamp(0, 15)));
+    assert_eq!(ss.counters().bytes_sent, total.server_bytes);
+    assert_eq!(cs.counters().bytes_sent, total.client_bytes);
+    assert_eq!((sp.remaining(), cp.remaining()), ((0, 0), (0, 0)));
     Ok(())
 }

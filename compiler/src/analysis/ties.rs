@@ -41,7 +41,7 @@ pub fn sum_of_terms(terms: &[(i128, i64)], shift: u32) -> Rounding {
     let bound = terms.iter().try_fold(0i128, |s, &(x, m)| {
         s.checked_add(x.checked_mul(i128::from(m).abs())?)
     });
-    let below_half = |b: i128| shift >= 1 && shift <= 127 && b < 1i128 << (shift - 1);
+    let below_half = |b: i128| (1..=127).contains(&shift) && b < 1i128 << (shift - 1);
     if shift == 0 || g >= shift || bound.is_some_and(below_half) {
         Rounding::NoTies
     } else {

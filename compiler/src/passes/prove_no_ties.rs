@@ -22,7 +22,7 @@ impl Pass for ProveNoTies {
             let layer = g.layer(n);
             let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
             let rounding = match &layer.op {
-                LayerOp::Conv(l) => l.acc.zip(l.requant.as_ref()).map(|(acc, r)| (acc, r)),
+                LayerOp::Conv(l) => l.acc.zip(l.requant.as_ref()),
                 LayerOp::MatMul(l) => l.acc.zip(l.requant.as_ref()),
                 LayerOp::Affine(l) => l.acc.zip(l.requant.as_ref()),
                 _ => None,

@@ -15,7 +15,9 @@
 //! protocols execute a plan, and its `cost` is the cost of that execution. Protocol background:
 //! `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{AvgPoolSpec, OtBackend, PoolShape, Rounding};
+use crate::plan::{
+    AddSpec, AvgPoolSpec, OtBackend, Packing, PoolShape, PublicRequant, RequantShape, Rounding,
+};
 use std::ops::{Add, AddAssign};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
@@ -190,6 +192,29 @@ pub fn millionaire(n: u64, bits: u32) -> Cost {
     carry_chain(n, bits)
 }
 
+/// Carry-select carry out of `len` bits with `block`-bit digits
+/// ([`crate::nonlinear::carry::carry_out_blocked`]): one batched chain over `2·⌈len/block⌉ − 1`
+/// digit instances, then a tree of multiplexers over `Z_2`.
+pub fn carry_out_blocked(n: u64, len: u32, block: u32) -> Cost {
+    if len == 0 {
+        return Cost::default();
+    }
+    let b = block.clamp(1, len);
+    let nb = u64::from(len.div_ceil(b));
+    let mut c = carry_chain(n * (2 * nb - 1), b);
+    let mut blocks = nb;
+    while blocks > 1 {
+        c += mux(2 * n * (blocks / 2), 1);
+        blocks = blocks.div_ceil(2);
+    }
+    c
+}
+
+/// ReLU in `Z_{2^l}` with the carry-select DReLU (fewer rounds, more bytes than [`relu`]).
+pub fn relu_blocked(n: u64, ring_bits: u32, block: u32) -> Cost {
+    carry_out_blocked(n, ring_bits - 1, block) + mux(n, ring_bits)
+}
+
 /// MSB (and DReLU = 1 − MSB) of `n` shares in `Z_{2^l}`: a carry chain on the low `l − 1` bits.
 pub fn msb(n: u64, ring_bits: u32) -> Cost {
     carry_chain(n, ring_bits - 1)
@@ -332,7 +357,8 @@ pub struct RescalePlan {
     pub offset: u64,
     /// How the wrap is computed.
     pub wrap: WrapMode,
-    /// Tie rule; ties cost a second carry chain on `k` bits and one AND (only when `k > 0`).
+    /// Tie rule; ties cost a second carry chain on `k` bits (in the same rounds as the main one
+    /// unless the wrap needs the long chain) and one AND (only when `k > 0`).
     pub rounding: Rounding,
 }
 
@@ -414,6 +440,11 @@ impl RescalePlan {
         self.shift > 0 && self.rounding == Rounding::HalfEven
     }
 
+    /// Whether the tie test's chain runs batched with the main chain (both are `k` bits long).
+    pub fn tie_test_fused(&self) -> bool {
+        self.tie_test() && self.chain_len() == self.shift
+    }
+
     /// Range of the output values.
     pub fn out_range(&self) -> (i128, i128) {
         let half = if self.shift == 0 {
@@ -448,9 +479,16 @@ impl RescalePlan {
         let carry = u64::from(self.shift > 0);
         let wrap = u64::from(self.wrap != WrapMode::None);
         let tie = u64::from(self.tie_test());
-        let mut c = carry_chain(n, self.chain_len());
+        let mut c = if self.tie_test_fused() {
+            carry_chain(2 * n, self.shift)
+        } else {
+            carry_chain(n, self.chain_len())
+        };
         if self.tie_test() {
-            c += carry_chain(n, self.shift) + mux(n, 1);
+            if !self.tie_test_fused() {
+                c += carry_chain(n, self.shift);
+            }
+            c += mux(n, 1);
         }
         c + client_cots(
             n * (carry + tie + wrap),
@@ -573,14 +611,14 @@ impl UnpackPlan {
     /// [`RequantPlan::new`].
     pub fn new(
         in_bits: u32,
-        fields: u32,
-        field_bits: u32,
+        packing: Packing,
         field_range: (i128, i128),
         shift: u32,
         clamp: (i128, i128),
         out_bits: u32,
         rounding: Rounding,
     ) -> Result<Self, ParamError> {
+        let (fields, field_bits) = (packing.factor, packing.field_bits);
         check_ring(in_bits)?;
         check_range(field_range)?;
         let packing = ParamError::Packing {
@@ -747,19 +785,112 @@ impl CombinePlan {
     }
 }
 
-/// The [`CombinePlan`] of an [`crate::nonlinear::pool::avg_pool`] of `spec` on shares in `Z_{2^in_bits}` whose values lie
-/// in `range`, with output ring `out_bits`.
+fn clamp_of(c: (i64, i64)) -> (i128, i128) {
+    (i128::from(c.0), i128::from(c.1))
+}
+
+/// The [`RequantPlan`] of a linear layer's requantization: shares of `z = acc·m[c]` (the HE
+/// layer applied the server-private multipliers) in `Z_{2^in_bits}` with values in `z_range`.
 ///
 /// # Errors
-/// [`ParamError`] as for [`CombinePlan::new`].
+/// As [`RequantPlan::new`].
+pub fn linear_requant_plan(
+    shape: &RequantShape,
+    in_bits: u32,
+    z_range: (i128, i128),
+    out_bits: u32,
+) -> Result<RequantPlan, ParamError> {
+    RequantPlan::new(
+        in_bits,
+        z_range,
+        shape.shift,
+        clamp_of(shape.clamp),
+        out_bits,
+        shape.rounding,
+    )
+}
+
+/// The [`CombinePlan`] of the plan's `Rescale` of an input given as (ring bits, value range).
+///
+/// # Errors
+/// As [`CombinePlan::new`].
+pub fn rescale_plan(
+    spec: &PublicRequant,
+    input: (u32, (i128, i128)),
+    out_bits: u32,
+) -> Result<CombinePlan, ParamError> {
+    let z = spec
+        .multipliers
+        .iter()
+        .map(|&m| mul_range(input.1, i128::from(m)))
+        .reduce(union_range)
+        .unwrap_or((0, 0));
+    CombinePlan::new(
+        &[input],
+        z,
+        spec.shift,
+        clamp_of(spec.clamp),
+        out_bits,
+        spec.rounding,
+    )
+}
+
+/// The [`CombinePlan`] of the plan's residual `Add` of two inputs given as (ring bits, range).
+///
+/// # Errors
+/// As [`CombinePlan::new`].
+pub fn add_plan(
+    spec: &AddSpec,
+    a: (u32, (i128, i128)),
+    b: (u32, (i128, i128)),
+    out_bits: u32,
+) -> Result<CombinePlan, ParamError> {
+    let (za, zb) = (
+        mul_range(a.1, i128::from(spec.m_a)),
+        mul_range(b.1, i128::from(spec.m_b)),
+    );
+    let z = (za.0 + zb.0, za.1 + zb.1);
+    CombinePlan::new(
+        &[a, b],
+        z,
+        spec.shift,
+        clamp_of(spec.clamp),
+        out_bits,
+        spec.rounding,
+    )
+}
+
+/// The [`CombinePlan`] of the plan's `AvgPool` on shares in `Z_{2^in_bits}` whose values lie in
+/// `range`: the window sums times the multiplier of their counted size.
+///
+/// # Errors
+/// As [`CombinePlan::new`].
 pub fn avg_pool_plan(
     spec: &AvgPoolSpec,
     in_bits: u32,
     range: (i128, i128),
     out_bits: u32,
 ) -> Result<CombinePlan, ParamError> {
-    let clamp = (i128::from(spec.clamp.0), i128::from(spec.clamp.1));
-    let z = avg_pool_range(spec, range);
+    let full = spec.pool.kernel[0] * spec.pool.kernel[1];
+    let z = pool_windows(&spec.pool)
+        .iter()
+        .map(|w| {
+            let n = if spec.count_include_pad {
+                full
+            } else {
+                w.len()
+            };
+            let m = i128::from(
+                spec.multipliers
+                    .get(n.wrapping_sub(1))
+                    .copied()
+                    .unwrap_or(0),
+            );
+            mul_range((range.0 * n as i128, range.1 * n as i128), m)
+        })
+        .reduce(union_range)
+        .unwrap_or((0, 0));
+    let clamp = clamp_of(spec.clamp);
     CombinePlan::new(
         &[(in_bits, range)],
         z,
@@ -768,32 +899,6 @@ pub fn avg_pool_plan(
         out_bits,
         spec.rounding,
     )
-}
-
-/// Range of the window sums times their multipliers.
-fn avg_pool_range(spec: &AvgPoolSpec, range: (i128, i128)) -> (i128, i128) {
-    let full = spec.pool.kernel[0] * spec.pool.kernel[1];
-    let sizes: Vec<usize> = pool_windows(&spec.pool)
-        .iter()
-        .map(|w| {
-            if spec.count_include_pad {
-                full
-            } else {
-                w.len()
-            }
-        })
-        .collect();
-    sizes.iter().fold((0, 0), |acc, &n| {
-        let m = i128::from(
-            spec.multipliers
-                .get(n.wrapping_sub(1))
-                .copied()
-                .unwrap_or(0),
-        );
-        let sum = (range.0 * n as i128, range.1 * n as i128);
-        let (a, b) = (sum.0 * m, sum.1 * m);
-        (acc.0.min(a.min(b)), acc.1.max(a.max(b)))
-    })
 }
 
 /// The input indices of every pooling window (row-major `[C, H, W]` input, outputs in

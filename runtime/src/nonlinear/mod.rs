@@ -12,9 +12,13 @@
 //!   is the millionaire protocol (`[x < y]` = carry of `¬x + y`), the MSB (carry of the low
 //!   `l − 1` bits) and the truncation carry. It trades rounds for bytes: CrypTFlow2's radix-16
 //!   tree costs ≈ 11 bits per bit in `O(log l)` rounds (`protocols.md` §1.8), this chain 4.
+//!   [`carry::carry_out_blocked`] (carry-select over `B`-bit digits, used by
+//!   [`relu::relu_blocked`]) needs `B + 1 + 2·⌈log2(l/B)⌉` rounds for about 8 bits per bit.
 //! - [`relu`]: multiplexer, ReLU and clamps (only the sides the value range lets bind).
-//! - [`trunc`]: SiRNN-style rescaling `floor((x + 2^(k−1))/2^k)` into any ring: truncation, the
-//!   cheap known-MSB variant, truncate-and-reduce, signed/unsigned extension.
+//! - [`trunc`]: SiRNN-style rescaling `round(x / 2^k)` into any ring: truncation, the cheap
+//!   known-MSB variant, truncate-and-reduce, signed/unsigned extension. Ties round to even as
+//!   the plan semantics require (a second `k`-bit chain and one AND), or half up where the plan
+//!   says `Rounding::NoTies`.
 //! - [`requant`]: the plan's requantizations (linear layers, Rescale, Add, AvgPool) and HEQuant
 //!   unpacking fused with requantization (`protocols.md` §3.5); [`pool`]: max and average pooling.
 //!
@@ -255,7 +259,26 @@ where
         Role::Server => (cost.server_rots, cost.client_rots),
         Role::Client => (cost.client_rots, cost.server_rots),
     };
-    let mut pads = ot.pads(send as usize, receive as usize).await?;
+    let pads = ot.pads(send as usize, receive as usize).await?;
+    run_with_pads(role, pads, channel, f).await
+}
+
+/// [`run_async`] with ROTs already fetched (e.g. split off a large batch with
+/// [`OtPads::split`]).
+///
+/// # Errors
+/// [`ProtocolError`] from the channel or the protocol.
+pub async fn run_with_pads<S, T, F>(
+    role: Role,
+    mut pads: OtPads,
+    channel: FrameChannel<S>,
+    f: F,
+) -> Result<(T, FrameChannel<S>), ProtocolError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut Session<'_>) -> Result<T, ProtocolError> + Send + 'static,
+{
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut exchange = BlockingExchange::new(channel, handle);
@@ -396,6 +419,15 @@ pub(crate) mod testutil {
             "{err:?}"
         );
         peer.join().expect("peer");
+    }
+
+    #[test]
+    fn concat_is_local() {
+        let ring = Ring::new(9);
+        let (a0, a1) = share(ring, &[-5, 100], 1);
+        let (b0, b1) = share(ring, &[7], 2);
+        let (s, c) = (concat(&[&a0, &b0]), concat(&[&a1, &b1]));
+        assert_eq!(open(ring, &s, &c), vec![-5, 100, 7]);
     }
 
     #[test]

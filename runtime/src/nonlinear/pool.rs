@@ -63,7 +63,8 @@ pub fn max_pool(
 }
 
 /// Average pooling (global average pooling: the window is the whole input) of shares in the
-/// ring of `plan`'s single input; `plan` was built for the window sums times the multipliers.
+/// ring of `plan`'s single input; `plan` comes from
+/// [`avg_pool_plan`](crate::cost::nonlinear::avg_pool_plan) for the same `spec`.
 ///
 /// # Errors
 /// [`ProtocolError::Length`] if a counted window size has no multiplier; otherwise as
@@ -102,12 +103,10 @@ pub fn avg_pool(
     requant(s, &plan.requant, &z)
 }
 
-pub use crate::cost::nonlinear::avg_pool_plan;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::{self as cost, max_pool_levels};
+    use crate::cost::nonlinear::{self as cost, avg_pool_plan, max_pool_levels};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values};
     use crate::plan::Rounding;
 

@@ -172,9 +172,17 @@ pub fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::{mul_range, union_range};
+    use crate::cost::nonlinear::{add_plan, rescale_plan};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
-    use crate::plan::Rounding;
+    use crate::plan::{AddSpec, PackDim, Packing, PublicRequant, Rounding};
+
+    fn packing(factor: u32, field_bits: u32) -> Packing {
+        Packing {
+            factor,
+            field_bits,
+            dim: PackDim::Spatial,
+        }
+    }
 
     fn reference(z: i128, k: u32, clamp: (i128, i128), rounding: Rounding) -> i128 {
         round_shift(z, k, rounding).clamp(clamp.0, clamp.1)
@@ -259,17 +267,14 @@ mod tests {
     fn residual_add_with_alignment() {
         // a: 8-bit ring (range ±100), b: 20-bit ring (range ±3000); z = 7a − 3b.
         let (ra, rb) = ((-100i128, 100i128), (-3000i128, 3000i128));
-        let (za, zb) = (mul_range(ra, 7), mul_range(rb, -3));
-        let z = (za.0 + zb.0, za.1 + zb.1);
-        let plan = CombinePlan::new(
-            &[(8, ra), (20, rb)],
-            z,
-            5,
-            (-128, 127),
-            8,
-            Rounding::HalfEven,
-        )
-        .expect("plan");
+        let spec = AddSpec {
+            m_a: 7,
+            m_b: -3,
+            shift: 5,
+            clamp: (-128, 127),
+            rounding: Rounding::HalfEven,
+        };
+        let plan = add_plan(&spec, (8, ra), (20, rb), 8).expect("plan");
         let mut a = values(ra.0, ra.1, 400, 5);
         // Ties: 7·1 − 3·(−3) = 16 = 0.5·32 and 7·3 − 3·(−9) = 48 = 1.5·32.
         (a[10], a[11]) = (1, 3);
@@ -296,11 +301,13 @@ mod tests {
     fn public_rescale_per_channel() {
         let r = (-50i128, 60i128);
         let ms = [3i64, -5, 11];
-        let z = ms.iter().fold(mul_range(r, 3), |acc, &m| {
-            union_range(acc, mul_range(r, i128::from(m)))
-        });
-        let plan =
-            CombinePlan::new(&[(7, r)], z, 2, (0, 127), 8, Rounding::HalfEven).expect("plan");
+        let spec = PublicRequant {
+            multipliers: ms.to_vec(),
+            shift: 2,
+            clamp: (0, 127),
+            rounding: Rounding::HalfEven,
+        };
+        let plan = rescale_plan(&spec, (7, r), 8).expect("plan");
         let v = values(r.0, r.1, 300, 9);
         let (xs, xc) = share(Ring::new(7), &v, 10);
         let p = plan.clone();
@@ -334,8 +341,8 @@ mod tests {
                     -(1i128 << (s_bits - 1)) + 1,
                     (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) },
                 );
-                let plan =
-                    UnpackPlan::new(l, fields, s_bits, fr, k, clamp, out, rounding).expect("plan");
+                let plan = UnpackPlan::new(l, packing(fields, s_bits), fr, k, clamp, out, rounding)
+                    .expect("plan");
                 let n = 300;
                 let f: Vec<Vec<i128>> = (0..fields)
                     .map(|j| {

@@ -51,11 +51,26 @@ pub fn rescale(
     if plan.wrap == WrapMode::Chain {
         positions.push(l - 1);
     }
-    let low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
-    let bits = carries(s, &low, len, &positions)?;
+    let mut low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
+    let n = y.len();
+    // The tie test's chain on `(lo0 − 1) + lo1` runs in the same rounds as the main chain when
+    // both have length k.
+    let fused = plan.tie_test_fused();
+    if fused {
+        low.extend(tie_inputs(s.is_server(), &y, k));
+    }
+    let mut bits = carries(s, &low, len, &positions)?;
+    let tie_carry = if fused {
+        Some(bits[0].split_off(n))
+    } else if plan.tie_test() {
+        let inputs = tie_inputs(s.is_server(), &y, k);
+        Some(carries(s, &inputs, k, &[k - 1])?.pop().unwrap_or_default())
+    } else {
+        None
+    };
     let carry = if k > 0 { bits.first() } else { None };
-    let ties = match carry {
-        Some(c) if plan.tie_test() => Some(tie_correction(s, plan, &y, c)?),
+    let ties = match (carry, tie_carry) {
+        (Some(c), Some(c2)) => Some(tie_correction(s, plan, &y, c, &c2)?),
         _ => None,
     };
     let wrap_bits = plan.wrap_bits();
@@ -125,19 +140,10 @@ pub fn rescale(
         .collect())
 }
 
-/// XOR shares of `tie ∧ odd(floor((x + 2^(k−1)) / 2^k))` given the shifted shares `y` and the
-/// carry shares `c` of their low `k` bits.
-fn tie_correction(
-    s: &mut Session<'_>,
-    plan: &RescalePlan,
-    y: &[u64],
-    c: &[bool],
-) -> Result<Vec<u64>, ProtocolError> {
-    let k = plan.shift;
-    let server = s.is_server();
+/// Inputs of the tie test's chain: `(lo0 − 1) mod 2^k` on the server, `lo1` on the client.
+fn tie_inputs(server: bool, y: &[u64], k: u32) -> Vec<u64> {
     let m = mask(k);
-    let low: Vec<u64> = y
-        .iter()
+    y.iter()
         .map(|&v| {
             if server {
                 (v & m).wrapping_sub(1) & m
@@ -145,8 +151,21 @@ fn tie_correction(
                 v & m
             }
         })
-        .collect();
-    let c2 = carries(s, &low, k, &[k - 1])?.pop().unwrap_or_default();
+        .collect()
+}
+
+/// XOR shares of `tie ∧ odd(floor((x + 2^(k−1)) / 2^k))` from the shifted shares `y`, the carry
+/// shares `c` of their low `k` bits and the carry shares `c2` of the tie test's chain.
+fn tie_correction(
+    s: &mut Session<'_>,
+    plan: &RescalePlan,
+    y: &[u64],
+    c: &[bool],
+    c2: &[bool],
+) -> Result<Vec<u64>, ProtocolError> {
+    let k = plan.shift;
+    let server = s.is_server();
+    let m = mask(k);
     let odd_offset = server && (plan.offset >> k) & 1 == 1;
     let tie: Vec<bool> = (0..y.len())
         .map(|i| c[i] ^ c2[i] ^ (server && y[i] & m == 0))

@@ -80,6 +80,18 @@ impl OtPads {
         )
     }
 
+    /// Moves the next `send` sender and `receive` receiver ROTs into a new [`OtPads`], so one
+    /// large OT batch (cheap per OT with silent OT) can serve many protocol runs; the peer must
+    /// split its pads the same way.
+    ///
+    /// # Errors
+    /// [`OtError::Exhausted`] if fewer are left.
+    pub fn split(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
+        let sent = self.take_send(send)?.to_vec();
+        let (choices, recv) = self.take_recv(receive)?;
+        Ok(OtPads::new(sent, choices.to_vec(), recv.to_vec()))
+    }
+
     /// Takes the next `n` sender ROTs.
     ///
     /// # Errors
@@ -120,7 +132,7 @@ impl OtPads {
 /// counts (this party's `send` = the peer's `receive`) in the same order.
 pub trait OtSource {
     /// Produces `send` ROTs with this party as sender and `receive` ROTs with this party as
-    /// receiver (the two directions run concurrently on network backends).
+    /// receiver.
     ///
     /// # Errors
     /// [`OtError::Backend`] if the OT protocol fails.
@@ -229,5 +241,25 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn split_pads_stay_paired() {
+        let (mut s, mut c) = IdealOt::pair(8);
+        let (mut sp, mut cp) = (s.pads_now(30, 0), c.pads_now(0, 30));
+        let _ = (
+            sp.split(10, 0).expect("split"),
+            cp.split(0, 10).expect("split"),
+        );
+        let (mut s2, mut c2) = (
+            sp.split(20, 0).expect("split"),
+            cp.split(0, 20).expect("split"),
+        );
+        let sent = s2.take_send(20).expect("enough").to_vec();
+        let (ch, got) = c2.take_recv(20).expect("enough");
+        for i in 0..20 {
+            assert_eq!(got[i], sent[i][usize::from(ch[i])]);
+        }
+        assert!(sp.split(1, 0).is_err());
     }
 }
