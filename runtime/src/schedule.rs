@@ -14,8 +14,11 @@
 //! - the model output needs its values as signed integers.
 //!
 //! A producer delivers its tensor in that ring: requantizations (linear layers with `requant`,
-//! `Rescale`, `Add`, `AvgPool`) output into it directly; a linear layer without requantization
-//! outputs its accumulator ring `out_ring_bits`, which must then be wide enough.
+//! `Rescale`, `Add`, `AvgPool`) clamp in the small ring of their clamp range (plus one bit)
+//! and, if the tensor's ring is wider, extend the result ([`Step::extend`]: one correlated OT
+//! per element instead of comparisons in the wide ring); a linear layer without
+//! requantization outputs its accumulator ring `out_ring_bits`, which must then be wide
+//! enough.
 //!
 //! Per layer (`protocols.md` §1.5, §1.8; `docs/semantics.md` §2–4): a linear layer is one HE
 //! round trip ([`crate::cost::linear::LinearOutput::Accumulator`]: shares of the accumulator
@@ -30,10 +33,12 @@ use crate::cost::linear::{
     ConfigError, LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost,
 };
 use crate::cost::nonlinear::{
-    self as nl, CombinePlan, Cost, ParamError, avg_pool_plan, max_pool_levels, mul_range,
-    pool_windows, signed_bits, union_range,
+    self as nl, CombinePlan, Cost, ParamError, RescalePlan, avg_pool_plan, max_pool_levels,
+    mul_range, pool_windows, signed_bits, union_range,
 };
-use crate::plan::{HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, TensorId};
+use crate::plan::{
+    HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
+};
 
 /// Why a plan cannot be scheduled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +105,9 @@ pub struct Step {
     pub layer: LayerId,
     /// The protocols.
     pub kind: StepKind,
+    /// Extension of a requantized output from the ring of its clamp into the output tensor's
+    /// (wider) ring: the clamp compares in the small ring, then one cheap signed extension.
+    pub extend: Option<RescalePlan>,
 }
 
 /// The protocols of one layer.
@@ -140,7 +148,7 @@ impl Step {
         let layer = &plan.layers[self.layer.0 as usize];
         let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
         let n_out = len(layer.output);
-        match &self.kind {
+        let own = match &self.kind {
             StepKind::Linear { requant, .. } => requant
                 .as_ref()
                 .map(|p| p.cost(&[n_out], n_out))
@@ -153,7 +161,8 @@ impl Step {
                 ring_bits, levels, ..
             } => nl::max_pool(levels, *ring_bits),
             StepKind::Local => Cost::default(),
-        }
+        };
+        own + self.extend.map(|e| e.cost(n_out)).unwrap_or_default()
     }
 }
 
@@ -199,9 +208,22 @@ pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
         .iter()
         .map(|layer| {
             let kind = step_kind(plan, &rings, layer)?;
+            let out_bits = rings[layer.output.0 as usize];
+            let extend = requantized(&kind)
+                .filter(|p| p.requant.out_bits < out_bits)
+                .map(|p| {
+                    let r = &p.requant;
+                    RescalePlan::new(r.out_bits, r.out_range(), 0, out_bits, Rounding::NoTies)
+                })
+                .transpose()
+                .map_err(|source| ScheduleError::Param {
+                    layer: layer.id,
+                    source,
+                })?;
             Ok(Step {
                 layer: layer.id,
                 kind,
+                extend,
             })
         })
         .collect::<Result<_, ScheduleError>>()?;
@@ -213,6 +235,26 @@ pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
         }
     }
     Ok(Schedule { rings, steps, keys })
+}
+
+/// The requantization that produces a step's output, if one does.
+fn requantized(kind: &StepKind) -> Option<&CombinePlan> {
+    match kind {
+        StepKind::Linear {
+            requant: Some(p), ..
+        }
+        | StepKind::Rescale(p)
+        | StepKind::Add(p)
+        | StepKind::AvgPool(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// The ring a requantization clamped to `clamp` outputs in before any extension: its values
+/// as signed integers plus one bit, so that the extension knows the MSB (one correlated OT, no
+/// carry chain), at most the output tensor's ring.
+fn clamp_bits(clamp: (i64, i64), out_bits: u32) -> u32 {
+    (value_bits((i128::from(clamp.0), i128::from(clamp.1))) + 1).min(out_bits)
 }
 
 /// The ring of every tensor: the widest need of its consumers (see the module doc).
@@ -326,7 +368,7 @@ fn step_kind(
                 combined_range(input.1, &r.multipliers),
                 r.shift,
                 clamp(r.clamp),
-                out_bits,
+                clamp_bits(r.clamp, out_bits),
                 r.rounding,
             )
             .map_err(param)?,
@@ -345,14 +387,15 @@ fn step_kind(
                     z,
                     a.shift,
                     clamp(a.clamp),
-                    out_bits,
+                    clamp_bits(a.clamp, out_bits),
                     a.rounding,
                 )
                 .map_err(param)?,
             )
         }
         Op::AvgPool(spec) => {
-            StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, out_bits).map_err(param)?)
+            let bits = clamp_bits(spec.clamp, out_bits);
+            StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, bits).map_err(param)?)
         }
         Op::MaxPool(shape) => {
             let sizes: Vec<usize> = pool_windows(shape).iter().map(Vec::len).collect();
@@ -394,7 +437,7 @@ fn linear_step(
                 combined_range(acc, &r.multipliers),
                 r.shift,
                 (i128::from(r.clamp.0), i128::from(r.clamp.1)),
-                out_bits,
+                clamp_bits(r.clamp, out_bits),
                 r.rounding,
             )
         })
@@ -488,7 +531,12 @@ mod tests {
             panic!("rescale step");
         };
         assert_eq!(p.ring_bits, 7);
-        assert_eq!(p.requant.out_bits, 37);
+        // The clamp runs in the 5-bit ring of [−4, 4] plus the known-MSB bit; one extension
+        // then brings the result into the matmul's 37-bit input ring.
+        assert_eq!(p.requant.out_bits, 5);
+        let e = s.steps[0].extend.expect("extension");
+        assert_eq!((e.in_bits, e.out_bits, e.shift), (5, 37, 0));
+        assert_eq!(s.steps[2].extend, None);
     }
 
     #[test]
