@@ -14,8 +14,11 @@
 //! - the model output needs its values as signed integers.
 //!
 //! A producer delivers its tensor in that ring: requantizations (linear layers with `requant`,
-//! `Rescale`, `Add`, `AvgPool`) output into it directly; a linear layer without requantization
-//! outputs its accumulator ring `out_ring_bits`, which must then be wide enough.
+//! `Rescale`, `Add`, `AvgPool`) clamp in the small ring of their clamp range (plus one bit)
+//! and, if the tensor's ring is wider, extend the result ([`Step::extend`]: one correlated OT
+//! per element instead of comparisons in the wide ring); a linear layer without
+//! requantization outputs its accumulator ring `out_ring_bits`, which must then be wide
+//! enough.
 //!
 //! Per layer (`protocols.md` §1.5, §1.8; `docs/semantics.md` §2–4): a linear layer is one HE
 //! round trip ([`crate::cost::linear::LinearOutput::Accumulator`]: shares of the accumulator
@@ -30,15 +33,20 @@ use crate::cost::linear::{
     ConfigError, LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost,
 };
 use crate::cost::nonlinear::{
-    self as nl, CombinePlan, Cost, ParamError, avg_pool_plan, max_pool_levels, mul_range,
-    pool_windows, signed_bits, union_range,
+    self as nl, CombinePlan, Cost, ParamError, RescalePlan, avg_pool_plan, max_pool_levels,
+    mul_range, pool_windows, signed_bits, union_range,
 };
-use crate::plan::{HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, TensorId};
+use crate::plan::{
+    HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
+};
 
 /// Why a plan cannot be scheduled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
+    /// The plan breaks a structural rule ([`crate::plan::validate`]).
+    #[error("invalid plan: {}", .0.join("; "))]
+    Invalid(Vec<String>),
     /// A linear layer's HE configuration cannot run.
     #[error("layer {layer}: {source}")]
     Linear {
@@ -75,14 +83,6 @@ pub enum ScheduleError {
         /// Output ring bits.
         ring_bits: u32,
     },
-    /// The plan references a tensor or weights inconsistently (an invalid plan).
-    #[error("layer {layer}: malformed layer ({what})")]
-    Malformed {
-        /// The layer.
-        layer: LayerId,
-        /// What is wrong.
-        what: &'static str,
-    },
 }
 
 /// The schedule of a whole plan.
@@ -105,6 +105,9 @@ pub struct Step {
     pub layer: LayerId,
     /// The protocols.
     pub kind: StepKind,
+    /// Extension of a requantized output from the ring of its clamp into the output tensor's
+    /// (wider) ring: the clamp compares in the small ring, then one cheap signed extension.
+    pub extend: Option<RescalePlan>,
 }
 
 /// The protocols of one layer.
@@ -145,7 +148,7 @@ impl Step {
         let layer = &plan.layers[self.layer.0 as usize];
         let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
         let n_out = len(layer.output);
-        match &self.kind {
+        let own = match &self.kind {
             StepKind::Linear { requant, .. } => requant
                 .as_ref()
                 .map(|p| p.cost(&[n_out], n_out))
@@ -158,7 +161,8 @@ impl Step {
                 ring_bits, levels, ..
             } => nl::max_pool(levels, *ring_bits),
             StepKind::Local => Cost::default(),
-        }
+        };
+        own + self.extend.map(|e| e.cost(n_out)).unwrap_or_default()
     }
 }
 
@@ -183,21 +187,43 @@ fn value_bits(r: (i128, i128)) -> u32 {
     signed_bits(r).max(2)
 }
 
-/// Derives the schedule of a plan.
+/// Derives the schedule of a plan, after validating it.
 ///
 /// # Errors
+/// [`ScheduleError::Invalid`] for a plan that breaks a structural rule; otherwise
 /// [`ScheduleError`] if a layer's protocols cannot be planned (ring or range constraints of
 /// the protocols, an HE configuration that cannot run).
 pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
+    let public_only = crate::plan::Plan {
+        public: plan.clone(),
+        weights: None,
+    };
+    crate::plan::validate(&public_only).map_err(|e| match e {
+        crate::error::PlanError::Invalid(v) => ScheduleError::Invalid(v),
+        other => ScheduleError::Invalid(vec![other.to_string()]),
+    })?;
     let rings = tensor_rings(plan)?;
     let steps = plan
         .layers
         .iter()
         .map(|layer| {
             let kind = step_kind(plan, &rings, layer)?;
+            let out_bits = rings[layer.output.0 as usize];
+            let extend = requantized(&kind)
+                .filter(|p| p.requant.out_bits < out_bits)
+                .map(|p| {
+                    let r = &p.requant;
+                    RescalePlan::new(r.out_bits, r.out_range(), 0, out_bits, Rounding::NoTies)
+                })
+                .transpose()
+                .map_err(|source| ScheduleError::Param {
+                    layer: layer.id,
+                    source,
+                })?;
             Ok(Step {
                 layer: layer.id,
                 kind,
+                extend,
             })
         })
         .collect::<Result<_, ScheduleError>>()?;
@@ -211,26 +237,36 @@ pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
     Ok(Schedule { rings, steps, keys })
 }
 
+/// The requantization that produces a step's output, if one does.
+fn requantized(kind: &StepKind) -> Option<&CombinePlan> {
+    match kind {
+        StepKind::Linear {
+            requant: Some(p), ..
+        }
+        | StepKind::Rescale(p)
+        | StepKind::Add(p)
+        | StepKind::AvgPool(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// The ring a requantization clamped to `clamp` outputs in before any extension: its values
+/// as signed integers plus one bit, so that the extension knows the MSB (one correlated OT, no
+/// carry chain), at most the output tensor's ring.
+fn clamp_bits(clamp: (i64, i64), out_bits: u32) -> u32 {
+    (value_bits((i128::from(clamp.0), i128::from(clamp.1))) + 1).min(out_bits)
+}
+
 /// The ring of every tensor: the widest need of its consumers (see the module doc).
 fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
     let mut rings = vec![0u32; plan.tensors.len()];
     let out = plan.output.tensor.0 as usize;
-    let get = |t: TensorId| -> Result<usize, ScheduleError> {
-        let i = t.0 as usize;
-        if i < plan.tensors.len() {
-            Ok(i)
-        } else {
-            Err(ScheduleError::Malformed {
-                layer: LayerId(u32::MAX),
-                what: "tensor index",
-            })
-        }
-    };
-    rings[get(plan.output.tensor)?] = value_bits(range(plan, plan.output.tensor));
+    // validate() guarantees that every tensor index exists.
+    rings[plan.output.tensor.0 as usize] = value_bits(range(plan, plan.output.tensor));
     // Consumers come after producers: walk backwards so that Concat/Reshape/MaxPool outputs
     // are known before their inputs.
     for layer in plan.layers.iter().rev() {
-        let out_ring = rings[get(layer.output)?];
+        let out_ring = rings[layer.output.0 as usize];
         for &t in &layer.inputs {
             let need = match &layer.op {
                 op if op.is_linear() => linear_protocol(op).map_or(0, |(p, _)| p.in_ring_bits),
@@ -241,7 +277,7 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
                 Op::Concat | Op::Reshape => out_ring,
                 _ => value_bits(range(plan, t)),
             };
-            let i = get(t)?;
+            let i = t.0 as usize;
             rings[i] = rings[i].max(need);
         }
     }
@@ -250,7 +286,7 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
         if let Some((p, _)) = linear_protocol(&layer.op)
             && !has_requant(&layer.op)
         {
-            let i = get(layer.output)?;
+            let i = layer.output.0 as usize;
             if rings[i] > p.out_ring_bits {
                 return Err(ScheduleError::RingTooNarrow {
                     tensor: layer.output,
@@ -289,10 +325,8 @@ fn step_kind(
     let param = |source| ScheduleError::Param { layer: id, source };
     let ring = |t: TensorId| rings[t.0 as usize];
     let out_bits = ring(layer.output);
-    let first = *layer.inputs.first().ok_or(ScheduleError::Malformed {
-        layer: id,
-        what: "no input",
-    })?;
+    // validate() guarantees the inputs each op needs.
+    let first = layer.inputs[0];
     let input = (ring(first), range(plan, first));
     let clamp = |c: (i64, i64)| (i128::from(c.0), i128::from(c.1));
     // Ring-narrowing checks for local reductions.
@@ -334,16 +368,13 @@ fn step_kind(
                 combined_range(input.1, &r.multipliers),
                 r.shift,
                 clamp(r.clamp),
-                out_bits,
+                clamp_bits(r.clamp, out_bits),
                 r.rounding,
             )
             .map_err(param)?,
         ),
         Op::Add(a) => {
-            let second = *layer.inputs.get(1).ok_or(ScheduleError::Malformed {
-                layer: id,
-                what: "add needs two inputs",
-            })?;
+            let second = layer.inputs[1];
             let b = (ring(second), range(plan, second));
             let (ra, rb) = (
                 mul_range(input.1, i128::from(a.m_a)),
@@ -356,14 +387,15 @@ fn step_kind(
                     z,
                     a.shift,
                     clamp(a.clamp),
-                    out_bits,
+                    clamp_bits(a.clamp, out_bits),
                     a.rounding,
                 )
                 .map_err(param)?,
             )
         }
         Op::AvgPool(spec) => {
-            StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, out_bits).map_err(param)?)
+            let bits = clamp_bits(spec.clamp, out_bits);
+            StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, bits).map_err(param)?)
         }
         Op::MaxPool(shape) => {
             let sizes: Vec<usize> = pool_windows(shape).iter().map(Vec::len).collect();
@@ -405,7 +437,7 @@ fn linear_step(
                 combined_range(acc, &r.multipliers),
                 r.shift,
                 (i128::from(r.clamp.0), i128::from(r.clamp.1)),
-                out_bits,
+                clamp_bits(r.clamp, out_bits),
                 r.rounding,
             )
         })
@@ -499,7 +531,12 @@ mod tests {
             panic!("rescale step");
         };
         assert_eq!(p.ring_bits, 7);
-        assert_eq!(p.requant.out_bits, 37);
+        // The clamp runs in the 5-bit ring of [−4, 4] plus the known-MSB bit; one extension
+        // then brings the result into the matmul's 37-bit input ring.
+        assert_eq!(p.requant.out_bits, 5);
+        let e = s.steps[0].extend.expect("extension");
+        assert_eq!((e.in_bits, e.out_bits, e.shift), (5, 37, 0));
+        assert_eq!(s.steps[2].extend, None);
     }
 
     #[test]

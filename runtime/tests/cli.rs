@@ -1,4 +1,4 @@
-//! `heq-run --mode plain` end to end: the real binary in a fresh directory, against plans and
+//! `heq-run --mode plain` (and `--mode sim`) end to end: the real binary in a fresh directory, against plans and
 //! `.npy` files this test writes (by hand, independently of the runtime's own `.npy` reader).
 #![cfg(feature = "crypto")]
 #![allow(
@@ -116,6 +116,21 @@ fn one_sample_dequantized() {
     let y: ArrayD<f32> = ndarray_npy::read_npy(dir.join("y.npy")).unwrap();
     assert_eq!(y.shape(), [2, 2]);
     assert_eq!(y.iter().copied().collect::<Vec<_>>(), Y);
+}
+
+#[test]
+fn sim_mode_equals_plain_and_prints_the_traffic() {
+    let dir = setup("sim", &rescale_plan());
+    write_f32(&dir.join("x.npy"), &[2, 2], &X);
+    let mut args = RUN.to_vec();
+    args[3] = "sim";
+    args.extend(["--seed", "1"]);
+    let out = heq_run(&dir, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let y: ArrayD<f32> = ndarray_npy::read_npy(dir.join("y.npy")).unwrap();
+    assert_eq!(y.iter().copied().collect::<Vec<_>>(), Y);
+    let err = stderr(&out);
+    assert!(err.contains("rescale") && err.contains("reveal"), "{err}");
 }
 
 #[test]
@@ -269,10 +284,10 @@ fn usage_errors_exit_2() {
     fails(
         &dir,
         &[
-            "--plan", "p", "--mode", "fast", "--input", "x", "--output", "y",
+            "--plan", "p", "--mode", "bogus", "--input", "x", "--output", "y",
         ],
         2,
-        "invalid value 'fast'",
+        "invalid value 'bogus'",
     );
     let out = heq_run(&dir, &["--help"]);
     assert_eq!(out.status.code(), Some(0));

@@ -84,7 +84,6 @@ fn every_op_plan_is_bit_exact_with_predicted_traffic() {
         let (got, server, client) = run_both(&plan, &input, seed);
         assert_eq!(got, want, "seed {seed}");
         check_reports(&server, &client);
-        eprint!("{}", client.table());
     }
 }
 
@@ -92,18 +91,31 @@ fn every_op_plan_is_bit_exact_with_predicted_traffic() {
 fn predicted_traffic_of_every_op_plan() {
     let plan = every_op_runnable();
     let prepared = Prepared::new(&plan.public).expect("schedulable");
-    let rows: Vec<(u32, Traffic)> = prepared
-        .cost
-        .layers
-        .iter()
-        .map(|l| (l.layer.0, l.traffic))
-        .collect();
-    eprintln!("{rows:?} rings {:?}", prepared.schedule.rings);
-    // The linear layers are one query and one response; the other layers' rounds come from
-    // their nonlinear protocols; concat and reshape are local.
-    assert_eq!(rows[5].1, Traffic::default(), "concat");
-    assert_eq!(rows[6].1, Traffic::default(), "reshape");
-    assert_eq!(prepared.cost.reveal.bytes_down, (3 * 8u64).div_ceil(8));
+    let t = |bytes_up, bytes_down, rounds| Traffic {
+        bytes_up,
+        bytes_down,
+        rounds,
+    };
+    let rows: Vec<Traffic> = prepared.cost.layers.iter().map(|l| l.traffic).collect();
+    // Linear layers: one query and one response (2 rounds) plus their requantization; concat
+    // and reshape are local.
+    assert_eq!(
+        rows,
+        vec![
+            t(56160, 52780, 24),
+            t(39, 39, 14),
+            t(38, 78, 15),
+            t(9, 51, 12),
+            t(55851, 26203, 11),
+            t(0, 0, 0),
+            t(0, 0, 0),
+            t(55840, 26127, 2),
+            t(30, 37, 19),
+        ]
+    );
+    assert_eq!(prepared.cost.setup, t(55840, 0, 1));
+    // Three outputs in the output's 8-bit ring.
+    assert_eq!(prepared.cost.reveal, t(0, 3, 1));
 }
 
 #[test]
@@ -132,4 +144,38 @@ fn wrong_input_length_is_an_error() {
         ),
         "{err:?}"
     );
+}
+
+#[test]
+fn a_short_public_key_message_is_rejected() {
+    let plan = every_op_runnable();
+    let prepared = Prepared::new(&plan.public).expect("schedulable");
+    let (mut se, mut ce) = pipe();
+    let peer = std::thread::spawn(move || {
+        use heq_runtime::transport::Exchange;
+        let _ = ce.exchange(vec![0; 10]);
+    });
+    let (mut so, _) = IdealOt::pair(1);
+    let (send, receive) = prepared.rots(Role::Server);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let err = run_server(
+        &plan,
+        &prepared,
+        &mut se,
+        so.pads_now(send, receive),
+        &mut rng,
+    )
+    .expect_err("tampered key");
+    assert!(
+        matches!(
+            err,
+            PartyError::MessageLength {
+                what: "public keys",
+                expected: 55840,
+                actual: 10
+            }
+        ),
+        "{err:?}"
+    );
+    peer.join().expect("peer");
 }

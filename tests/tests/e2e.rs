@@ -6,10 +6,19 @@ use heq_runtime::plan::OtBackend;
 use heq_tests::{check_model, compile, init_rayon};
 
 fn e2e(name: &str) {
+    e2e_with(name, OtBackend::Silent);
+}
+
+fn e2e_with(name: &str, backend: OtBackend) {
     init_rayon();
     let plan = compile(name).expect("compiles");
-    let runs = check_model(&plan, 2, OtBackend::Silent).expect("two-party run");
-    eprintln!("{name}:\n{}", runs[0].client.table());
+    let runs = check_model(&plan, 2, backend).expect("two-party run");
+    eprintln!("{name} ({backend:?}):\n{}", runs[0].client.table());
+}
+
+#[test]
+fn tiny_qcdq_w2_iknp() {
+    e2e_with("tiny_qcdq_w2", OtBackend::Iknp);
 }
 
 #[test]
@@ -30,4 +39,54 @@ fn mpdw_qdq_u8s8() {
 #[test]
 fn resnet_qdq_u8s8() {
     e2e("resnet_qdq_u8s8");
+}
+
+#[test]
+fn cnn_avg_qcdq_w4a4() {
+    e2e("cnn_avg_qcdq_w4a4");
+}
+
+#[test]
+fn cnn_avg_qcdq_w4a4_p2() {
+    e2e("cnn_avg_qcdq_w4a4_p2");
+}
+
+#[test]
+fn cnn_avg_qdq_w4() {
+    e2e("cnn_avg_qdq_w4");
+}
+
+#[test]
+fn cnn_avg_qop() {
+    e2e("cnn_avg_qop");
+}
+
+#[test]
+fn mpdw_qdq_w4() {
+    e2e("mpdw_qdq_w4");
+}
+
+#[test]
+fn mpdw_qop() {
+    e2e("mpdw_qop");
+}
+
+#[test]
+fn resnet_bn_qdq_u8s8() {
+    e2e("resnet_bn_qdq_u8s8");
+}
+
+#[test]
+fn resnet_qdq_mixed() {
+    e2e("resnet_qdq_mixed");
+}
+
+#[test]
+fn resnet_qdq_w4() {
+    e2e("resnet_qdq_w4");
+}
+
+#[test]
+fn resnet_qop() {
+    e2e("resnet_qop");
 }

@@ -165,3 +165,84 @@ pub fn plan_cost(
         },
     })
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+    use crate::cost::linear::{LinearOutput, matmul_cost};
+    use crate::plan::{MatMulShape, Op, PublicRequant, Rounding};
+    use crate::reference::testutil::{PlanBuilder, linear, weights};
+    use crate::schedule::schedule;
+
+    #[test]
+    fn plan_cost_adds_keys_layers_and_reveal() {
+        let shape = MatMulShape {
+            rows: 1,
+            inner: 4,
+            cols: 2,
+        };
+        let mut l = linear(shape.clone(), 8, None);
+        l.protocol.tile.c = 4;
+        l.protocol.tile.m = 2;
+        let he = matmul_cost(&shape, 8, &l.protocol, LinearOutput::Accumulator).unwrap();
+        let proto = l.protocol.clone();
+        let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
+        let t1 = b.linear(
+            Op::MatMul(l),
+            b.input(),
+            weights(&[1; 8], &[0, 0]),
+            &[1, 2],
+            (-127, 127),
+        );
+        let rescale = Op::Rescale(PublicRequant {
+            multipliers: vec![1],
+            shift: 2,
+            clamp: (-16, 15),
+            rounding: Rounding::NoTies,
+        });
+        let t2 = b.layer(rescale, &[t1], &[1, 2], (-16, 15));
+        let plan = b.build(t2).unwrap();
+        let s = schedule(&plan.public).unwrap();
+        let c = plan_cost(&plan.public, &s, OtBackend::Silent).unwrap();
+        let key = public_key_bytes(&proto.he).unwrap() as u64;
+        assert_eq!(
+            c.setup,
+            Traffic {
+                bytes_up: key,
+                bytes_down: 0,
+                rounds: 1
+            }
+        );
+        assert_eq!(
+            c.layers[0].traffic,
+            Traffic {
+                bytes_up: he.bytes_up as u64,
+                bytes_down: he.bytes_down as u64,
+                rounds: LINEAR_ROUNDS
+            }
+        );
+        let rescale = s.steps[1].nonlinear_cost(&plan.public);
+        assert_eq!(c.layers[1].traffic, Traffic::of(&rescale));
+        assert_eq!(
+            (c.server_rots, c.client_rots),
+            (rescale.server_rots, rescale.client_rots)
+        );
+        // Two outputs in a 5-bit ring: 10 bits.
+        assert_eq!(
+            c.reveal,
+            Traffic {
+                bytes_up: 0,
+                bytes_down: 2,
+                rounds: 1
+            }
+        );
+        assert_eq!(
+            c.channel().total_bytes(),
+            key + he.total_bytes() as u64 + rescale.total_bytes() + 2
+        );
+    }
+}

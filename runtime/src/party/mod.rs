@@ -34,6 +34,7 @@ use crate::cost::plan::{PlanCost, Traffic, plan_cost};
 use crate::he::{HeError, Params};
 use crate::linear::{Layout, LinearError};
 use crate::nonlinear::requant::{add, align, requant};
+use crate::nonlinear::trunc::rescale;
 use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool};
 use crate::ot::OtPads;
 use crate::plan::{HeParams, Layer, LayerId, Op, OtBackend, PublicPlan, TensorId};
@@ -460,6 +461,13 @@ fn walk(
                 parts.concat()
             }
             _ => return Err(PartyError::StepMismatch(id)),
+        };
+        let y = match &step.extend {
+            Some(e) => {
+                let mut s = Session::new(role, &mut pads, exchange);
+                rescale(&mut s, e, &y).map_err(protocol)?
+            }
+            None => y,
         };
         let y = reduce(&y, out_bits);
         tensors[layer.output.0 as usize] = Some(y);
