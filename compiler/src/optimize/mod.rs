@@ -1,0 +1,371 @@
+//! The optimizer: chooses every linear layer's HE configuration (ring degree, primes, share
+//! rings, tile) to minimise the predicted communication or latency of the whole plan
+//! (`protocols.md` §3.6, §6, takeaway 10).
+//!
+//! Pipeline:
+//!
+//! 1. **rings**: every linear layer gets `in_ring = plain = out_ring = acc_bits`, the narrowest
+//!    the protocol allows (lossless: the plaintext holds the sound accumulator), widened only where
+//!    the schedule's ring rule demands it (a linear layer without requantization feeding a wider
+//!    consumer). With the rings fixed, the nonlinear cost of the plan is a constant.
+//! 2. **candidates** ([`candidates`]): per layer and HE context, the Pareto-optimal tiles, priced
+//!    by the runtime's cost functions and filtered by the server's flooding check.
+//! 3. **ILP** ([`ilp`]): one binary per (layer, candidate) and one per HE context (each context
+//!    used costs one public key); checked against brute force ([`exhaustive`]) in tests.
+//! 4. The chosen plan is scheduled and priced by `heq_runtime::cost::plan::plan_cost`, and its
+//!    channel bytes must equal the ILP's (exactness).
+//!
+//! [`baseline`] gives the Cheetah configuration (`--baseline cheetah`).
+
+pub mod baseline;
+pub mod candidates;
+pub mod exhaustive;
+pub mod ilp;
+
+use crate::error::{Error, Result};
+use candidates::{Candidate, HeContext, LayerCandidates};
+use heq_runtime::cost::linear::public_key_bytes;
+use heq_runtime::cost::plan::{PlanCost, plan_cost};
+use heq_runtime::plan::{HeParams, LinearProtocol, Op, Plan, PublicPlan};
+use heq_runtime::schedule::{ScheduleError, schedule};
+use std::time::{Duration, Instant};
+
+/// A network profile for the latency objective (OpenCheetah's `tc` settings, `protocols.md`
+/// §1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// 3 Gbps, 0.3 ms RTT.
+    Lan,
+    /// 400 Mbps, 40 ms RTT.
+    Wan,
+}
+
+impl Net {
+    /// Bandwidth in bits per second.
+    pub fn bits_per_second(self) -> f64 {
+        match self {
+            Net::Lan => 3e9,
+            Net::Wan => 400e6,
+        }
+    }
+
+    /// Round-trip time in milliseconds.
+    pub fn rtt_ms(self) -> f64 {
+        match self {
+            Net::Lan => 0.3,
+            Net::Wan => 40.0,
+        }
+    }
+}
+
+/// What the optimizer minimises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Objective {
+    /// Total channel bytes, both directions (default).
+    #[default]
+    Comm,
+    /// Estimated milliseconds: bytes / bandwidth + rounds · RTT + HE compute
+    /// ([`candidates::PROFILE`]).
+    Latency(Net),
+}
+
+impl Objective {
+    /// Value of `bytes` sent in `rounds` rounds with `compute_ms` of HE compute.
+    pub fn value(self, bytes: u64, rounds: u64, compute_ms: f64) -> f64 {
+        match self {
+            Objective::Comm => bytes as f64,
+            Objective::Latency(net) => {
+                bytes as f64 * 8.0 / net.bits_per_second() * 1e3
+                    + rounds as f64 * net.rtt_ms()
+                    + compute_ms
+            }
+        }
+    }
+}
+
+/// The optimization problem: per linear layer its candidates, the HE contexts with their key
+/// cost, and the constant part of the plan's cost.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// Candidates of every linear layer, in plan order.
+    pub layers: Vec<LayerCandidates>,
+    /// Every context some candidate uses, with its public-key bytes.
+    pub contexts: Vec<(HeContext, u64)>,
+    /// Channel bytes that do not depend on the choice (nonlinear steps, reveal).
+    pub fixed_bytes: u64,
+    /// Channel rounds (they do not depend on the choice).
+    pub rounds: u64,
+    /// The objective.
+    pub objective: Objective,
+}
+
+impl Problem {
+    /// Objective value of one candidate (its rounds are in [`Problem::rounds`]).
+    pub fn candidate_value(&self, c: &Candidate) -> f64 {
+        self.objective
+            .value(c.cost.total_bytes() as u64, 0, c.compute_ms)
+    }
+
+    /// Objective value of one context's public key.
+    pub fn context_value(&self, ctx: usize) -> f64 {
+        self.objective.value(self.contexts[ctx].1, 0, 0.0)
+    }
+
+    /// Index of the context of `c` in [`Problem::contexts`].
+    pub fn context_of(&self, c: &Candidate) -> usize {
+        let ctx = c.context();
+        self.contexts
+            .iter()
+            .position(|(k, _)| *k == ctx)
+            .expect("every candidate's context is listed")
+    }
+
+    /// The contexts a choice uses, sorted.
+    fn used_contexts(&self, choice: &[usize]) -> Vec<usize> {
+        let mut used: Vec<usize> = self
+            .layers
+            .iter()
+            .zip(choice)
+            .map(|(l, &k)| self.context_of(&l.candidates[k]))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        used
+    }
+
+    /// Objective value of a choice (one candidate index per layer).
+    pub fn value(&self, choice: &[usize]) -> f64 {
+        let fixed = self.objective.value(self.fixed_bytes, self.rounds, 0.0);
+        let layers: f64 = self
+            .layers
+            .iter()
+            .zip(choice)
+            .map(|(l, &k)| self.candidate_value(&l.candidates[k]))
+            .sum();
+        let keys: f64 = self
+            .used_contexts(choice)
+            .into_iter()
+            .map(|c| self.context_value(c))
+            .sum();
+        fixed + layers + keys
+    }
+
+    /// Channel bytes of a choice: what `plan_cost` must predict for the resulting plan.
+    pub fn bytes(&self, choice: &[usize]) -> u64 {
+        let layers: u64 = self
+            .layers
+            .iter()
+            .zip(choice)
+            .map(|(l, &k)| l.candidates[k].cost.total_bytes() as u64)
+            .sum();
+        let keys: u64 = self
+            .used_contexts(choice)
+            .into_iter()
+            .map(|c| self.contexts[c].1)
+            .sum();
+        self.fixed_bytes + layers + keys
+    }
+}
+
+/// Size and time of the ILP solve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SolveStats {
+    /// Binary variables.
+    pub variables: usize,
+    /// Constraints.
+    pub constraints: usize,
+    /// Wall time of the solver.
+    pub time: Duration,
+}
+
+/// The optimizer's result.
+#[derive(Clone, Debug)]
+pub struct Optimized {
+    /// The plan with the chosen protocols (profile `"optimized"`).
+    pub plan: Plan,
+    /// The problem that was solved.
+    pub problem: Problem,
+    /// Chosen candidate per linear layer.
+    pub choice: Vec<usize>,
+    /// Predicted cost of the plan.
+    pub cost: PlanCost,
+    /// ILP statistics.
+    pub stats: SolveStats,
+    /// Wall time of the candidate search.
+    pub search_time: Duration,
+}
+
+/// Replaces the protocol of every linear layer, in plan order, and sets the profile name.
+///
+/// # Panics
+/// If `protocols` has fewer entries than the plan has linear layers.
+pub fn with_protocols(plan: &Plan, protocols: &[LinearProtocol], profile: &str) -> Plan {
+    let mut out = plan.clone();
+    let mut it = protocols.iter();
+    for l in &mut out.public.layers {
+        let slot = match &mut l.op {
+            Op::Conv(c) => &mut c.protocol,
+            Op::MatMul(c) => &mut c.protocol,
+            Op::Affine(c) => &mut c.protocol,
+            _ => continue,
+        };
+        *slot = it.next().expect("one protocol per linear layer").clone();
+    }
+    out.public.protocol.profile = profile.to_string();
+    out
+}
+
+/// Schedules and prices a public plan.
+///
+/// # Errors
+/// [`Error::Optimize`] when the plan cannot be scheduled.
+pub fn predict(public: &PublicPlan) -> Result<PlanCost> {
+    let s = schedule(public).map_err(|e| Error::Optimize {
+        reason: e.to_string(),
+    })?;
+    plan_cost(public, &s, public.protocol.ot).map_err(|e| Error::Optimize {
+        reason: e.to_string(),
+    })
+}
+
+/// The linear layers' current protocols and accumulator widths, in plan order.
+fn linear_parts(plan: &Plan) -> Vec<(LinearProtocol, u32)> {
+    plan.public
+        .layers
+        .iter()
+        .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op))
+        .map(|(p, acc)| (p.clone(), acc))
+        .collect()
+}
+
+/// Protocols of the probe plan: the current HE parameters and tiles with rings of `rings` bits.
+fn probe_protocols(parts: &[(LinearProtocol, u32)], rings: &[u32]) -> Vec<LinearProtocol> {
+    parts
+        .iter()
+        .zip(rings)
+        .map(|((p, _), &r)| LinearProtocol {
+            he: HeParams {
+                plain_bits: r,
+                ..p.he.clone()
+            },
+            in_ring_bits: r,
+            out_ring_bits: r,
+            ..p.clone()
+        })
+        .collect()
+}
+
+/// The narrowest share rings per linear layer: the accumulator width, widened where a linear
+/// layer without requantization must deliver a wider ring to its consumers.
+///
+/// # Errors
+/// [`Error::Optimize`] when the plan cannot be scheduled with any rings.
+pub fn narrow_rings(plan: &Plan) -> Result<Vec<u32>> {
+    let parts = linear_parts(plan);
+    let mut rings: Vec<u32> = parts.iter().map(|(_, acc)| *acc).collect();
+    let producers: Vec<_> = plan
+        .public
+        .layers
+        .iter()
+        .filter(|l| l.op.is_linear())
+        .map(|l| l.output)
+        .collect();
+    for _ in 0..=rings.len() {
+        let probe = with_protocols(plan, &probe_protocols(&parts, &rings), "probe");
+        match schedule(&probe.public) {
+            Ok(_) => return Ok(rings),
+            Err(ScheduleError::RingTooNarrow { tensor, need, .. }) => {
+                let Some(i) = producers.iter().position(|&t| t == tensor) else {
+                    break;
+                };
+                rings[i] = rings[i].max(need);
+            }
+            Err(e) => {
+                return Err(Error::Optimize {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Err(Error::Optimize {
+        reason: "no share rings satisfy the schedule".into(),
+    })
+}
+
+/// Builds the optimization problem of a server plan.
+///
+/// # Errors
+/// [`Error::Optimize`] when the plan has no weights, a layer has no valid configuration or the
+/// plan cannot be scheduled.
+pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
+    let rings = narrow_rings(plan)?;
+    let layers = candidates::search(plan, &rings)?;
+    let mut contexts: Vec<(HeContext, u64)> = Vec::new();
+    for c in layers.iter().flat_map(|l| &l.candidates) {
+        let ctx = c.context();
+        if !contexts.iter().any(|(k, _)| *k == ctx) {
+            let key = public_key_bytes(&c.protocol.he).map_err(|e| Error::Optimize {
+                reason: e.to_string(),
+            })?;
+            contexts.push((ctx, key as u64));
+        }
+    }
+    contexts.sort();
+    // Any choice gives the constant part: the channel minus the HE layers and the keys.
+    let first: Vec<LinearProtocol> = layers
+        .iter()
+        .map(|l| l.candidates[0].protocol.clone())
+        .collect();
+    let cost = predict(&with_protocols(plan, &first, "probe").public)?;
+    let channel = cost.channel();
+    let he: u64 = cost
+        .layers
+        .iter()
+        .filter_map(|l| l.he)
+        .map(|h| h.total_bytes() as u64)
+        .sum();
+    Ok(Problem {
+        layers,
+        contexts,
+        fixed_bytes: channel.total_bytes() - he - cost.setup.total_bytes(),
+        rounds: channel.rounds,
+        objective,
+    })
+}
+
+/// Optimizes the protocols of a server plan.
+///
+/// # Errors
+/// As [`problem`]; [`Error::Optimize`] when the solver fails or the plan's predicted bytes
+/// differ from the ILP's (a bug).
+pub fn optimize(plan: &Plan, objective: Objective) -> Result<Optimized> {
+    let start = Instant::now();
+    let problem = problem(plan, objective)?;
+    let search_time = start.elapsed();
+    let (choice, stats) = ilp::solve(&problem)?;
+    let protocols: Vec<LinearProtocol> = problem
+        .layers
+        .iter()
+        .zip(&choice)
+        .map(|(l, &k)| l.candidates[k].protocol.clone())
+        .collect();
+    let plan = with_protocols(plan, &protocols, "optimized");
+    let cost = predict(&plan.public)?;
+    let predicted = cost.channel().total_bytes();
+    if predicted != problem.bytes(&choice) {
+        return Err(Error::Optimize {
+            reason: format!(
+                "plan_cost predicts {predicted} bytes, the ILP {}",
+                problem.bytes(&choice)
+            ),
+        });
+    }
+    Ok(Optimized {
+        plan,
+        problem,
+        choice,
+        cost,
+        stats,
+        search_time,
+    })
+}
