@@ -292,14 +292,131 @@ pub fn narrow_rings(plan: &Plan) -> Result<Vec<u32>> {
     })
 }
 
+/// Ring widths tried per linear layer, above the narrowest one: a little headroom lets the
+/// requantization skip its wrap computation; 37 is the baseline's ring.
+const RING_STEPS: [u32; 7] = [0, 1, 2, 3, 4, 6, 8];
+
+/// Widest ring tried (the probe plans use the baseline primes, which decrypt up to 42 bits).
+const MAX_RING_BITS: u32 = 40;
+
+/// The candidates of every layer at every ring of its menu: `menus[j][i]` is the `j`-th menu
+/// entry of linear layer `i`; `None` where some layer has no configuration at that entry.
+fn ring_menus(narrow: &[u32]) -> Vec<Vec<u32>> {
+    let mut menus: Vec<Vec<u32>> = RING_STEPS
+        .iter()
+        .map(|d| narrow.iter().map(|&r| (r + d).min(MAX_RING_BITS).max(r)).collect())
+        .collect();
+    menus.push(narrow.iter().map(|&r| r.max(37).min(MAX_RING_BITS).max(r)).collect());
+    menus
+}
+
+/// The nonlinear and reveal bytes and all rounds of the plan with `rings` (the HE layers and the
+/// keys excluded), or `None` if the plan cannot be scheduled with them.
+fn fixed_part(plan: &Plan, parts: &[(LinearProtocol, u32)], rings: &[u32]) -> Option<(u64, u64)> {
+    let cost = predict(&with_protocols(plan, &probe_protocols(parts, rings), "probe").public).ok()?;
+    let channel = cost.channel();
+    let he: u64 = cost
+        .layers
+        .iter()
+        .filter_map(|l| l.he)
+        .map(|h| h.total_bytes() as u64)
+        .sum();
+    Some((
+        channel.total_bytes() - he - cost.setup.total_bytes(),
+        channel.rounds,
+    ))
+}
+
 /// Builds the optimization problem of a server plan.
+///
+/// The share ring of each linear layer is chosen first, by coordinate descent over its ring
+/// menu on the exact plan cost (nonlinear steps from `plan_cost`, each HE layer at its cheapest
+/// candidate for that ring); the ILP then chooses the HE configurations at those rings, so it
+/// is optimal given the rings, not over them.
 ///
 /// # Errors
 /// [`Error::Optimize`] when the plan has no weights, a layer has no valid configuration or the
 /// plan cannot be scheduled.
 pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
-    let rings = narrow_rings(plan)?;
-    let layers = candidates::search(plan, &rings)?;
+    let narrow = narrow_rings(plan)?;
+    let parts = linear_parts(plan);
+    let menus = ring_menus(&narrow);
+    let searched: Vec<Option<Vec<LayerCandidates>>> = menus
+        .iter()
+        .enumerate()
+        .map(|(j, rings)| match candidates::search(plan, rings) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if j == 0 => Err(e),
+            Err(_) => Ok(None),
+        })
+        .collect::<Result<_>>()?;
+    let scratch = Problem {
+        layers: Vec::new(),
+        contexts: Vec::new(),
+        fixed_bytes: 0,
+        rounds: 0,
+        objective,
+    };
+    // best[j][i]: value of layer i's cheapest candidate at menu entry j.
+    let best: Vec<Option<Vec<f64>>> = searched
+        .iter()
+        .map(|s| {
+            s.as_ref().map(|layers| {
+                layers
+                    .iter()
+                    .map(|l| {
+                        l.candidates
+                            .iter()
+                            .map(|c| scratch.candidate_value(c))
+                            .fold(f64::INFINITY, f64::min)
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let total = |pick: &[usize]| -> Option<f64> {
+        let rings: Vec<u32> = pick.iter().enumerate().map(|(i, &j)| menus[j][i]).collect();
+        let (bytes, rounds) = fixed_part(plan, &parts, &rings)?;
+        let he: f64 = pick
+            .iter()
+            .enumerate()
+            .map(|(i, &j)| best[j].as_ref().map_or(f64::INFINITY, |b| b[i]))
+            .sum();
+        Some(objective.value(bytes, rounds, 0.0) + he)
+    };
+    let mut pick = vec![0usize; narrow.len()];
+    let mut current = total(&pick).ok_or(Error::Optimize {
+        reason: "the plan cannot be scheduled with its narrowest rings".into(),
+    })?;
+    for _sweep in 0..3 {
+        let mut changed = false;
+        for i in 0..pick.len() {
+            for j in 0..menus.len() {
+                if j == pick[i] || best[j].is_none() {
+                    continue;
+                }
+                let mut trial = pick.clone();
+                trial[i] = j;
+                if let Some(v) = total(&trial).filter(|&v| v < current) {
+                    (pick, current, changed) = (trial, v, true);
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let layers: Vec<LayerCandidates> = pick
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| {
+            searched[j]
+                .as_ref()
+                .map(|s| s[i].clone())
+                .expect("only searched menu entries are picked")
+        })
+        .collect();
+    let rings: Vec<u32> = pick.iter().enumerate().map(|(i, &j)| menus[j][i]).collect();
     let mut contexts: Vec<(HeContext, u64)> = Vec::new();
     for c in layers.iter().flat_map(|l| &l.candidates) {
         let ctx = c.context();
@@ -311,24 +428,14 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
         }
     }
     contexts.sort();
-    // Any choice gives the constant part: the channel minus the HE layers and the keys.
-    let first: Vec<LinearProtocol> = layers
-        .iter()
-        .map(|l| l.candidates[0].protocol.clone())
-        .collect();
-    let cost = predict(&with_protocols(plan, &first, "probe").public)?;
-    let channel = cost.channel();
-    let he: u64 = cost
-        .layers
-        .iter()
-        .filter_map(|l| l.he)
-        .map(|h| h.total_bytes() as u64)
-        .sum();
+    let (fixed_bytes, rounds) = fixed_part(plan, &parts, &rings).ok_or(Error::Optimize {
+        reason: "the chosen rings cannot be scheduled".into(),
+    })?;
     Ok(Problem {
         layers,
         contexts,
-        fixed_bytes: channel.total_bytes() - he - cost.setup.total_bytes(),
-        rounds: channel.rounds,
+        fixed_bytes,
+        rounds,
         objective,
     })
 }
