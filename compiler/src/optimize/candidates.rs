@@ -238,6 +238,24 @@ fn tiles(s: &ConvShape, n: usize) -> Vec<Tile> {
     out
 }
 
+/// The geometries of the candidate tiles for `proto`'s degree that need at most twice the
+/// fewest ciphertexts (request plus response) of any tile: a tile with more ciphertexts pays a
+/// full `c1` per response and a full request each, which the saved useful coefficients never
+/// repay at these sizes; the cut keeps the search fast on large images.
+fn geometries(s: &ConvShape, proto: &LinearProtocol) -> Vec<ConvGeometry> {
+    let mut p = proto.clone();
+    let all: Vec<ConvGeometry> = tiles(s, proto.he.degree)
+        .into_iter()
+        .filter_map(|t| {
+            p.tile = t;
+            ConvGeometry::new(s, &p).ok()
+        })
+        .collect();
+    let cts = |g: &ConvGeometry| g.input_cts() + g.output_cts();
+    let fewest = all.iter().map(cts).min().unwrap_or(0);
+    all.into_iter().filter(|g| cts(g) <= 2 * fewest).collect()
+}
+
 /// Keeps the candidates not dominated on (bytes, compute time); sorted by bytes.
 fn pareto(mut v: Vec<Candidate>) -> Vec<Candidate> {
     v.sort_by(|a, b| {
@@ -315,12 +333,9 @@ fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candid
             let primes = proto.he.moduli_bits.len() as f64;
             let scale = degree as f64 / 4096.0 * primes / 2.0;
             let mut per_context = Vec::new();
-            for tile in tiles(&v.conv, degree) {
-                proto.tile = tile;
-                let Ok(g) = ConvGeometry::new(&v.conv, &proto) else {
-                    continue;
-                };
-                if budget.flood_slack(noise_bits(&g, &v.filter_l1, degree)) < i64::from(stat_bits)
+            for g in &geometries(&v.conv, &proto) {
+                proto.tile = g.tile;
+                if budget.flood_slack(noise_bits(g, &v.filter_l1, degree)) < i64::from(stat_bits)
                 {
                     continue;
                 }

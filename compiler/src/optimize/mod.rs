@@ -294,7 +294,7 @@ pub fn narrow_rings(plan: &Plan) -> Result<Vec<u32>> {
 
 /// Ring widths tried per linear layer, above the narrowest one: a little headroom lets the
 /// requantization skip its wrap computation; 37 is the baseline's ring.
-const RING_STEPS: [u32; 7] = [0, 1, 2, 3, 4, 6, 8];
+const RING_STEPS: [u32; 5] = [0, 1, 2, 4, 8];
 
 /// Widest ring tried (the probe plans use the baseline primes, which decrypt up to 42 bits).
 const MAX_RING_BITS: u32 = 40;
