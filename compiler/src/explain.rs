@@ -537,7 +537,9 @@ pub fn text(r: &Report) -> String {
             opt(&l.tile),
             opt(&l.degree),
             ring,
-            l.config.as_ref().map_or_else(|| "-".to_string(), Config::moduli),
+            l.config
+                .as_ref()
+                .map_or_else(|| "-".to_string(), Config::moduli),
             opt(&l.config.as_ref().map(|c| c.plain_bits)),
             opt(&l.predicted.map(|t| t.bytes_up)),
             opt(&l.predicted.map(|t| t.bytes_down)),

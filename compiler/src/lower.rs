@@ -5,8 +5,8 @@
 //! ([`crate::optimize`]) then replaces it. The tiling heuristics of OpenCheetah live here.
 
 use crate::error::{Error, Result};
-use crate::optimize::baseline;
 use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
+use crate::optimize::baseline;
 use heq_runtime::plan::{
     self, AffineShape, ConvShape, GlobalProtocol, IoSpec, Layer, LayerId, LayerWeights,
     LinearLayer, MatMulShape, Op, OtBackend, Plan, PublicPlan, RequantShape, ServerWeights,

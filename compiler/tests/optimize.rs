@@ -64,7 +64,12 @@ fn small(p: &optimize::Problem, layers: usize, per_layer: usize) -> optimize::Pr
 #[test]
 fn ilp_equals_brute_force_on_small_problems() {
     let mut checked = 0;
-    for name in ["tiny_qcdq_w2", "cnn_avg_qdq_u8s8", "mpdw_qdq_w4", "resnet_qdq_u8s8"] {
+    for name in [
+        "tiny_qcdq_w2",
+        "cnn_avg_qdq_u8s8",
+        "mpdw_qdq_w4",
+        "resnet_qdq_u8s8",
+    ] {
         let base = baseline_plan(&common::models_dir().join(format!("{name}.onnx")));
         for objective in [
             Objective::Comm,

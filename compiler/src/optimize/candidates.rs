@@ -149,7 +149,11 @@ fn view<'a>(op: &'a Op, w: &LayerWeights) -> Option<LinearView<'a>> {
             conv: affine_as_conv(&l.shape),
             acc_bits: l.acc_bits,
             protocol: &l.protocol,
-            filter_l1: w.weights.iter().map(|x| u64::from(x.unsigned_abs())).collect(),
+            filter_l1: w
+                .weights
+                .iter()
+                .map(|x| u64::from(x.unsigned_abs()))
+                .collect(),
         },
         _ => return None,
     })
@@ -335,8 +339,7 @@ fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candid
             let mut per_context = Vec::new();
             for g in &geometries(&v.conv, &proto) {
                 proto.tile = g.tile;
-                if budget.flood_slack(noise_bits(g, &v.filter_l1, degree)) < i64::from(stat_bits)
-                {
+                if budget.flood_slack(noise_bits(g, &v.filter_l1, degree)) < i64::from(stat_bits) {
                     continue;
                 }
                 let cost = g.cost(&budget);

@@ -19,9 +19,8 @@ fn best_per_context(p: &Problem) -> Vec<Vec<(usize, usize)>> {
             let mut best: Vec<Option<usize>> = vec![None; p.contexts.len()];
             for (k, c) in l.candidates.iter().enumerate() {
                 let ctx = p.context_of(c);
-                let better = best[ctx].is_none_or(|b| {
-                    p.candidate_value(c) < p.candidate_value(&l.candidates[b])
-                });
+                let better = best[ctx]
+                    .is_none_or(|b| p.candidate_value(c) < p.candidate_value(&l.candidates[b]));
                 if better {
                     best[ctx] = Some(k);
                 }

@@ -304,16 +304,27 @@ const MAX_RING_BITS: u32 = 40;
 fn ring_menus(narrow: &[u32]) -> Vec<Vec<u32>> {
     let mut menus: Vec<Vec<u32>> = RING_STEPS
         .iter()
-        .map(|d| narrow.iter().map(|&r| (r + d).min(MAX_RING_BITS).max(r)).collect())
+        .map(|d| {
+            narrow
+                .iter()
+                .map(|&r| (r + d).min(MAX_RING_BITS).max(r))
+                .collect()
+        })
         .collect();
-    menus.push(narrow.iter().map(|&r| r.max(37).min(MAX_RING_BITS).max(r)).collect());
+    menus.push(
+        narrow
+            .iter()
+            .map(|&r| r.max(37).min(MAX_RING_BITS).max(r))
+            .collect(),
+    );
     menus
 }
 
 /// The nonlinear and reveal bytes and all rounds of the plan with `rings` (the HE layers and the
 /// keys excluded), or `None` if the plan cannot be scheduled with them.
 fn fixed_part(plan: &Plan, parts: &[(LinearProtocol, u32)], rings: &[u32]) -> Option<(u64, u64)> {
-    let cost = predict(&with_protocols(plan, &probe_protocols(parts, rings), "probe").public).ok()?;
+    let cost =
+        predict(&with_protocols(plan, &probe_protocols(parts, rings), "probe").public).ok()?;
     let channel = cost.channel();
     let he: u64 = cost
         .layers
