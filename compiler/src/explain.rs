@@ -276,7 +276,7 @@ pub fn report(plan: &Plan) -> Report {
         baseline: None,
         ratio: None,
     };
-    let cost = optimize::predict(&p).ok();
+    let cost = optimize::predict(p).ok();
     let base = optimize::predict(&baseline::cheetah(plan).public).ok();
     let runner_ups = runner_ups(plan);
     for l in &p.layers {

@@ -314,7 +314,7 @@ fn ring_menus(narrow: &[u32]) -> Vec<Vec<u32>> {
     menus.push(
         narrow
             .iter()
-            .map(|&r| r.max(37).min(MAX_RING_BITS).max(r))
+            .map(|&r| r.max(37).min(MAX_RING_BITS.max(r)))
             .collect(),
     );
     menus
@@ -402,8 +402,8 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     for _sweep in 0..3 {
         let mut changed = false;
         for i in 0..pick.len() {
-            for j in 0..menus.len() {
-                if j == pick[i] || best[j].is_none() {
+            for (j, b) in best.iter().enumerate() {
+                if j == pick[i] || b.is_none() {
                     continue;
                 }
                 let mut trial = pick.clone();
