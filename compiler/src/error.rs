@@ -65,6 +65,12 @@ pub enum Error {
     /// Serialising a report failed.
     #[error("cannot format the report: {0}")]
     Format(String),
+    /// The optimizer found no valid configuration, or its solver failed.
+    #[error("optimizer: {reason}")]
+    Optimize {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {

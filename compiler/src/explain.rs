@@ -1,8 +1,16 @@
 //! `heqc explain`: a plan → a per-layer report (text table, YAML or JSON). A pure function of
-//! the plan; works on client plans (no weights: weight counts are then absent).
+//! the plan; works on client plans (no weights: weight counts and runner-ups are then absent).
+//!
+//! Predicted costs come from the runtime's `schedule` and `plan_cost` (bytes each way and rounds
+//! per layer, setup, reveal, OT extension); the baseline totals from the same plan with every
+//! linear layer on the Cheetah protocol ([`crate::optimize::baseline`]); the runner-up of a
+//! linear layer is the cheapest other configuration of the candidate search
+//! ([`crate::optimize::candidates`]) at the layer's rings.
 
 use crate::error::{Error, Result};
-use heq_runtime::plan::{LinearProtocol, Op, Plan, TensorId};
+use crate::optimize::{self, baseline, candidates};
+use heq_runtime::cost::plan::PlanCost;
+use heq_runtime::plan::{LinearProtocol, Op, PackDim, Plan, TensorId};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -43,6 +51,141 @@ pub struct LayerRow {
     pub ring_bits: Option<(u32, u32)>,
     /// Number of weights, when the plan has them.
     pub weights: Option<usize>,
+    /// HE configuration, for linear layers.
+    pub config: Option<Config>,
+    /// Predicted traffic of the layer (HE and nonlinear), when the plan can be scheduled.
+    pub predicted: Option<Traffic>,
+    /// Predicted HE part of a linear layer's traffic.
+    pub he: Option<Traffic>,
+    /// The cheapest other configuration of a linear layer and its HE traffic (server plans).
+    pub runner_up: Option<RunnerUp>,
+}
+
+/// The HE configuration of a linear layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Ring degree `N`.
+    pub degree: usize,
+    /// Prime sizes.
+    pub moduli_bits: Vec<u32>,
+    /// Plaintext modulus bits.
+    pub plain_bits: u32,
+    /// Input and output share ring bits.
+    pub ring_bits: (u32, u32),
+    /// Tile `CxHxW/M`.
+    pub tile: String,
+    /// Packing: `none` or `<factor>x<field_bits>/<dim>`.
+    pub packing: String,
+}
+
+impl Config {
+    fn of(p: &LinearProtocol) -> Self {
+        let t = p.tile;
+        let k = &p.packing;
+        Config {
+            degree: p.he.degree,
+            moduli_bits: p.he.moduli_bits.clone(),
+            plain_bits: p.he.plain_bits,
+            ring_bits: (p.in_ring_bits, p.out_ring_bits),
+            tile: format!("{}x{}x{}/{}", t.c, t.h, t.w, t.m),
+            packing: if k.factor <= 1 {
+                "none".into()
+            } else {
+                let dim = match k.dim {
+                    PackDim::Spatial => "hw",
+                    PackDim::OutChannels => "m",
+                };
+                format!("{}x{}/{dim}", k.factor, k.field_bits)
+            },
+        }
+    }
+
+    fn moduli(&self) -> String {
+        self.moduli_bits
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
+impl std::fmt::Display for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "N={} q={} t=2^{} ring {}/{} tile {} pack {}",
+            self.degree,
+            self.moduli(),
+            self.plain_bits,
+            self.ring_bits.0,
+            self.ring_bits.1,
+            self.tile,
+            self.packing
+        )
+    }
+}
+
+/// The runner-up configuration of a linear layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunnerUp {
+    /// Its configuration.
+    pub config: Config,
+    /// Its HE bytes client → server.
+    pub bytes_up: u64,
+    /// Its HE bytes server → client.
+    pub bytes_down: u64,
+}
+
+/// Predicted bytes each way and rounds (`heq_runtime::cost::plan::Traffic`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// Bytes client → server.
+    pub bytes_up: u64,
+    /// Bytes server → client.
+    pub bytes_down: u64,
+    /// Rounds.
+    pub rounds: u64,
+}
+
+impl Traffic {
+    /// Bytes in both directions.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes_up + self.bytes_down
+    }
+}
+
+impl From<heq_runtime::cost::plan::Traffic> for Traffic {
+    fn from(t: heq_runtime::cost::plan::Traffic) -> Self {
+        Traffic {
+            bytes_up: t.bytes_up,
+            bytes_down: t.bytes_down,
+            rounds: t.rounds,
+        }
+    }
+}
+
+/// Predicted totals of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Predicted {
+    /// Channel traffic: setup, layers and reveal.
+    pub channel: Traffic,
+    /// Public keys.
+    pub setup: Traffic,
+    /// The server's output share.
+    pub reveal: Traffic,
+    /// OT extension traffic (its own connection).
+    pub ot_extension: Traffic,
+}
+
+impl Predicted {
+    fn of(c: &PlanCost) -> Self {
+        Predicted {
+            channel: c.channel().into(),
+            setup: c.setup.into(),
+            reveal: c.reveal.into(),
+            ot_extension: c.ot_extension.into(),
+        }
+    }
 }
 
 /// Totals of the report.
@@ -58,6 +201,12 @@ pub struct Totals {
     pub macs: u64,
     /// Accumulator bits saved by range analysis over the naive bound, summed over linear layers.
     pub acc_bits_saved: u32,
+    /// Predicted traffic of the plan (absent if it cannot be scheduled).
+    pub predicted: Option<Predicted>,
+    /// Predicted traffic of the same model on the Cheetah baseline.
+    pub baseline: Option<Predicted>,
+    /// Baseline channel bytes over this plan's channel bytes.
+    pub ratio: Option<f64>,
 }
 
 /// The whole report.
@@ -123,7 +272,13 @@ pub fn report(plan: &Plan) -> Report {
         weights: plan.weights.as_ref().map(|_| 0),
         macs: 0,
         acc_bits_saved: 0,
+        predicted: None,
+        baseline: None,
+        ratio: None,
     };
+    let cost = optimize::predict(p).ok();
+    let base = optimize::predict(&baseline::cheetah(plan).public).ok();
+    let runner_ups = runner_ups(plan);
     for l in &p.layers {
         let out = tensor(l.output);
         let mut row = LayerRow {
@@ -148,6 +303,24 @@ pub fn report(plan: &Plan) -> Report {
                 .as_ref()
                 .and_then(|w| w.get(l.id))
                 .map(|w| w.weights.len()),
+            config: None,
+            predicted: cost
+                .as_ref()
+                .and_then(|c| c.layers.get(l.id.0 as usize))
+                .map(|c| c.traffic.into()),
+            he: cost
+                .as_ref()
+                .and_then(|c| c.layers.get(l.id.0 as usize))
+                .and_then(|c| c.he)
+                .map(|h| Traffic {
+                    bytes_up: h.bytes_up as u64,
+                    bytes_down: h.bytes_down as u64,
+                    rounds: heq_runtime::cost::plan::LINEAR_ROUNDS,
+                }),
+            runner_up: runner_ups
+                .iter()
+                .find(|(id, _)| *id == l.id)
+                .map(|(_, r)| r.clone()),
         };
         let mut linear = |weight_ty: heq_runtime::plan::IntType,
                           acc: u32,
@@ -166,6 +339,7 @@ pub fn report(plan: &Plan) -> Report {
             row.tile = Some(format!("{}x{}x{}/{}", t.c, t.h, t.w, t.m));
             row.degree = Some(proto.he.degree);
             row.ring_bits = Some((proto.in_ring_bits, proto.out_ring_bits));
+            row.config = Some(Config::of(proto));
             totals.linear_layers += 1;
             totals.macs = totals.macs.saturating_add(macs);
             totals.acc_bits_saved += naive.saturating_sub(acc);
@@ -238,6 +412,11 @@ pub fn report(plan: &Plan) -> Report {
         }
         rows.push(row);
     }
+    totals.predicted = cost.as_ref().map(Predicted::of);
+    totals.baseline = base.as_ref().map(Predicted::of);
+    if let (Some(c), Some(b)) = (&totals.predicted, &totals.baseline) {
+        totals.ratio = Some(b.channel.total_bytes() as f64 / c.channel.total_bytes().max(1) as f64);
+    }
     Report {
         model: p.model_name.clone(),
         profile: p.protocol.profile.clone(),
@@ -247,6 +426,41 @@ pub fn report(plan: &Plan) -> Report {
         layers: rows,
         totals,
     }
+}
+
+/// The runner-up of every linear layer: the cheapest candidate (HE bytes) at the layer's rings
+/// other than its own configuration. Empty for client plans and plans the search rejects.
+fn runner_ups(plan: &Plan) -> Vec<(heq_runtime::plan::LayerId, RunnerUp)> {
+    let linear: Vec<_> = plan
+        .public
+        .layers
+        .iter()
+        .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op).map(|(p, _)| (l.id, p)))
+        .collect();
+    let rings: Vec<u32> = linear.iter().map(|(_, p)| p.he.plain_bits).collect();
+    let Ok(found) = candidates::search(plan, &rings) else {
+        return Vec::new();
+    };
+    linear
+        .iter()
+        .zip(found)
+        .filter_map(|((id, own), c)| {
+            c.candidates
+                .iter()
+                .filter(|k| k.protocol != **own)
+                .min_by_key(|k| k.cost.total_bytes())
+                .map(|k| {
+                    (
+                        *id,
+                        RunnerUp {
+                            config: Config::of(&k.protocol),
+                            bytes_up: k.cost.bytes_up as u64,
+                            bytes_down: k.cost.bytes_down as u64,
+                        },
+                    )
+                })
+        })
+        .collect()
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -268,7 +482,7 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(out, "output {}", r.output);
     let _ = writeln!(
         out,
-        "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6}",
+        "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4}",
         "id",
         "name",
         "op",
@@ -283,7 +497,12 @@ pub fn text(r: &Report) -> String {
         "shift",
         "tile",
         "N",
-        "ring"
+        "ring",
+        "q",
+        "t",
+        "up",
+        "down",
+        "rnd"
     );
     for l in &r.layers {
         let name = if l.name.len() > 24 {
@@ -302,7 +521,7 @@ pub fn text(r: &Report) -> String {
             .map_or_else(|| "-".to_string(), |(a, b)| format!("{a}/{b}"));
         let _ = writeln!(
             out,
-            "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6}",
+            "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4}",
             l.id,
             name,
             l.op,
@@ -317,8 +536,26 @@ pub fn text(r: &Report) -> String {
             opt(&l.shift),
             opt(&l.tile),
             opt(&l.degree),
-            ring
+            ring,
+            l.config
+                .as_ref()
+                .map_or_else(|| "-".to_string(), Config::moduli),
+            opt(&l.config.as_ref().map(|c| c.plain_bits)),
+            opt(&l.predicted.map(|t| t.bytes_up)),
+            opt(&l.predicted.map(|t| t.bytes_down)),
+            opt(&l.predicted.map(|t| t.rounds)),
         );
+        if let Some(h) = &l.he {
+            let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
+            if let Some(r) = &l.runner_up {
+                let _ = write!(
+                    out,
+                    "; runner-up {}: {} up, {} down",
+                    r.config, r.bytes_up, r.bytes_down
+                );
+            }
+            let _ = writeln!(out);
+        }
     }
     let t = &r.totals;
     let _ = writeln!(
@@ -330,6 +567,28 @@ pub fn text(r: &Report) -> String {
         t.macs,
         t.acc_bits_saved
     );
+    let traffic = |p: &Predicted| {
+        format!(
+            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down",
+            p.channel.total_bytes(),
+            p.channel.bytes_up,
+            p.channel.bytes_down,
+            p.channel.rounds,
+            p.setup.total_bytes(),
+            p.reveal.total_bytes(),
+            p.ot_extension.bytes_up,
+            p.ot_extension.bytes_down
+        )
+    };
+    if let Some(p) = &t.predicted {
+        let _ = writeln!(out, "predicted: {}", traffic(p));
+    }
+    if let Some(b) = &t.baseline {
+        let _ = writeln!(out, "cheetah baseline: {}", traffic(b));
+    }
+    if let Some(ratio) = t.ratio {
+        let _ = writeln!(out, "ratio: {ratio:.2}x less than the baseline");
+    }
     out
 }
 

@@ -7,7 +7,9 @@
 //!    integer layers on centred values, with requantization multipliers fused into linear layers;
 //! 3. **passes** ([`passes`]): range analysis ([`analysis::ranges`]: tensor ranges and sound
 //!    accumulator widths) and identity removal, the IR verified after each pass;
-//! 4. **lower** ([`lower`]): the plan of `heq_runtime::plan`, with the default HE protocol.
+//! 4. **lower** ([`lower`]): the plan of `heq_runtime::plan`, with the Cheetah baseline protocol;
+//! 5. **optimize** ([`optimize`]): per-layer HE configurations chosen by an ILP over exact costs
+//!    (skipped with [`Mode::Baseline`]).
 //!
 //! ```no_run
 //! let compiled = heqc::compile_path(std::path::Path::new("models/cnn_avg_qdq_u8s8.onnx"))?;
@@ -22,6 +24,7 @@ pub mod explain;
 pub mod frontend;
 pub mod ir;
 pub mod lower;
+pub mod optimize;
 pub mod passes;
 
 pub use error::{Error, Result, UnsupportedNode};
@@ -30,6 +33,21 @@ use heq_runtime::plan::Plan;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tract_onnx::pb::ModelProto;
+
+/// How the linear layers' protocols are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The optimizer with this objective (default: communication).
+    Optimize(optimize::Objective),
+    /// The Cheetah baseline ([`optimize::baseline`]).
+    Baseline,
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::Optimize(optimize::Objective::Comm)
+    }
+}
 
 /// A compiled model: the plan and how long each phase took.
 #[derive(Clone, Debug)]
@@ -40,14 +58,24 @@ pub struct Compiled {
     pub ir_text: String,
     /// Phase name and wall time, in order.
     pub timings: Vec<(String, Duration)>,
+    /// The optimizer's result (`None` with [`Mode::Baseline`]).
+    pub optimized: Option<optimize::Optimized>,
 }
 
-/// Compiles an ONNX file; the model is named after the file stem.
+/// Compiles an ONNX file with the optimizer; the model is named after the file stem.
 ///
 /// # Errors
 /// I/O errors, undecodable files, unsupported operators (all of them at once), models heqc
-/// cannot express, and internal invariant violations.
+/// cannot express, optimizer failures and internal invariant violations.
 pub fn compile_path(path: &Path) -> Result<Compiled> {
+    compile_path_with(path, Mode::default())
+}
+
+/// Compiles an ONNX file in `mode`.
+///
+/// # Errors
+/// As [`compile_path`].
+pub fn compile_path_with(path: &Path, mode: Mode) -> Result<Compiled> {
     let start = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
@@ -58,29 +86,46 @@ pub fn compile_path(path: &Path) -> Result<Compiled> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let mut c = compile_bytes(&bytes, &name, &path.display().to_string())?;
+    let mut c = compile_bytes_with(&bytes, &name, &path.display().to_string(), mode)?;
     c.timings.insert(0, ("read".into(), read));
     Ok(c)
 }
 
-/// Compiles the bytes of an ONNX file; `path` only names the source in errors.
+/// Compiles the bytes of an ONNX file with the optimizer; `path` only names the source in
+/// errors.
 ///
 /// # Errors
 /// As [`compile_path`].
 pub fn compile_bytes(bytes: &[u8], name: &str, path: &str) -> Result<Compiled> {
+    compile_bytes_with(bytes, name, path, Mode::default())
+}
+
+/// Compiles the bytes of an ONNX file in `mode`.
+///
+/// # Errors
+/// As [`compile_path`].
+pub fn compile_bytes_with(bytes: &[u8], name: &str, path: &str, mode: Mode) -> Result<Compiled> {
     let start = Instant::now();
     let model = frontend::tensor::decode_model(bytes, path)?;
     let decode = start.elapsed();
-    let mut c = compile_proto(&model, name)?;
+    let mut c = compile_proto_with(&model, name, mode)?;
     c.timings.insert(0, ("decode".into(), decode));
     Ok(c)
 }
 
-/// Compiles a decoded model.
+/// Compiles a decoded model with the optimizer.
 ///
 /// # Errors
 /// As [`compile_path`], except I/O and decoding.
 pub fn compile_proto(model: &ModelProto, name: &str) -> Result<Compiled> {
+    compile_proto_with(model, name, Mode::default())
+}
+
+/// Compiles a decoded model in `mode`.
+///
+/// # Errors
+/// As [`compile_path`], except I/O and decoding.
+pub fn compile_proto_with(model: &ModelProto, name: &str, mode: Mode) -> Result<Compiled> {
     let mut timings = Vec::new();
     let start = Instant::now();
     let mut graph = frontend::build(model, name)?;
@@ -92,9 +137,25 @@ pub fn compile_proto(model: &ModelProto, name: &str) -> Result<Compiled> {
     let start = Instant::now();
     let plan = lower::lower(&graph)?;
     timings.push(("lower".to_string(), start.elapsed()));
+    let (plan, optimized) = match mode {
+        Mode::Baseline => (plan, None),
+        Mode::Optimize(objective) => {
+            let start = Instant::now();
+            let o = optimize::optimize(&plan, objective)?;
+            timings.push(("optimize".to_string(), start.elapsed()));
+            tracing::info!(
+                variables = o.stats.variables,
+                constraints = o.stats.constraints,
+                "ILP solved in {:.3} ms",
+                o.stats.time.as_secs_f64() * 1e3
+            );
+            (o.plan.clone(), Some(o))
+        }
+    };
     Ok(Compiled {
         plan,
         ir_text: ir::text::print(&graph),
         timings,
+        optimized,
     })
 }

@@ -1,24 +1,18 @@
 //! Lowering: layer graph → [`Plan`]; the only code that builds plans.
 //!
-//! Until the optimizer exists every linear layer gets the fixed default protocol of
-//! OpenCheetah (protocols.md §1.2, §1.4): `N = 4096`, primes of 60 and 49 bits, `t = 2^37`,
-//! share rings of 37 bits, no packing, and OpenCheetah's tiling heuristic.
+//! Every linear layer gets the Cheetah baseline protocol
+//! ([`crate::optimize::baseline`], `protocols.md` §1.2, §1.4); the optimizer
+//! ([`crate::optimize`]) then replaces it. The tiling heuristics of OpenCheetah live here.
 
 use crate::error::{Error, Result};
 use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
+use crate::optimize::baseline;
 use heq_runtime::plan::{
-    self, AffineShape, ConvShape, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights,
-    LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan, PublicPlan,
-    RequantShape, ServerWeights, TensorInfo, Tile,
+    self, AffineShape, ConvShape, GlobalProtocol, IoSpec, Layer, LayerId, LayerWeights,
+    LinearLayer, MatMulShape, Op, OtBackend, Plan, PublicPlan, RequantShape, ServerWeights,
+    TensorInfo, Tile,
 };
 use std::collections::HashMap;
-
-/// Ring degree of the default protocol.
-pub const DEFAULT_DEGREE: usize = 4096;
-/// Ciphertext primes of the default protocol.
-pub const DEFAULT_MODULI_BITS: [u32; 2] = [60, 49];
-/// Plaintext and share ring width of the default protocol.
-pub const DEFAULT_RING_BITS: u32 = 37;
 
 /// OpenCheetah's convolution tile: the whole padded image when it fits, as many channels as fit
 /// (`C_w = min(⌊N/HW⌋, C, ⌊N/h²⌋)`); otherwise one channel and a spatial tile of about
@@ -85,20 +79,6 @@ pub fn affine_tile(s: &AffineShape, n: usize) -> Tile {
     }
 }
 
-fn protocol(tile: Tile) -> LinearProtocol {
-    LinearProtocol {
-        he: HeParams {
-            degree: DEFAULT_DEGREE,
-            moduli_bits: DEFAULT_MODULI_BITS.to_vec(),
-            plain_bits: DEFAULT_RING_BITS,
-        },
-        tile,
-        packing: Packing::none(),
-        in_ring_bits: DEFAULT_RING_BITS,
-        out_ring_bits: DEFAULT_RING_BITS,
-    }
-}
-
 fn linear<S: LinearShape + Clone>(
     l: &Linear<S>,
     name: &str,
@@ -120,7 +100,7 @@ fn linear<S: LinearShape + Clone>(
         acc_bits: acc.sound,
         acc_bits_naive: acc.naive,
         requant,
-        protocol: protocol(tile),
+        protocol: baseline::protocol(tile),
     };
     let weights = LayerWeights {
         weights: l.weights.clone(),
@@ -165,17 +145,17 @@ pub fn lower(g: &LayerGraph) -> Result<Plan> {
         let output = map(l.output, &mut tensors);
         let op = match &l.op {
             LayerOp::Conv(c) => {
-                let (p, w) = linear(c, &l.name, conv_tile(&c.shape, DEFAULT_DEGREE))?;
+                let (p, w) = linear(c, &l.name, conv_tile(&c.shape, baseline::DEGREE))?;
                 weights.push((id, w));
                 Op::Conv(p)
             }
             LayerOp::MatMul(c) => {
-                let (p, w) = linear(c, &l.name, matmul_tile(&c.shape, DEFAULT_DEGREE))?;
+                let (p, w) = linear(c, &l.name, matmul_tile(&c.shape, baseline::DEGREE))?;
                 weights.push((id, w));
                 Op::MatMul(p)
             }
             LayerOp::Affine(c) => {
-                let (p, w) = linear(c, &l.name, affine_tile(&c.shape, DEFAULT_DEGREE))?;
+                let (p, w) = linear(c, &l.name, affine_tile(&c.shape, baseline::DEGREE))?;
                 weights.push((id, w));
                 Op::Affine(p)
             }
@@ -209,7 +189,7 @@ pub fn lower(g: &LayerGraph) -> Result<Plan> {
         protocol: GlobalProtocol {
             ot: OtBackend::Silent,
             stat_bits: 40,
-            profile: "default".into(),
+            profile: "cheetah".into(),
         },
     };
     let plan = Plan {

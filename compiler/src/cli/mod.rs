@@ -28,8 +28,11 @@ pub enum Command {
     /// pooling, Concat, Flatten/Reshape, BatchNormalization), QCDQ (Quantize → Clip →
     /// Dequantize, the clip bounds giving the bit width) and QOperator models (QLinearConv,
     /// QLinearMatMul, ConvInteger, MatMulInteger, com.microsoft QGemm, QLinearAdd,
-    /// QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat). Prints a one-line summary;
-    /// with -v the compiler phases and their times. Operators heqc cannot compile are all listed
+    /// QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat). The optimizer chooses each
+    /// linear layer's HE configuration (`--objective comm|latency`, `--net lan|wan`);
+    /// `--baseline cheetah` keeps OpenCheetah's. Prints a one-line summary with the predicted
+    /// bytes and their ratio to the Cheetah baseline; with -v the compiler phases and their
+    /// times. Operators heqc cannot compile are all listed
     /// in one error, with exit code 2.
     Compile(compile::Args),
     /// Print a per-layer report of a plan file (server or client plan).
@@ -37,8 +40,10 @@ pub enum Command {
     /// Per layer: id, ONNX node name(s), operation, input/output shapes, the bit widths of
     /// input, weights, accumulator and output (the sound accumulator width next to the naive
     /// bound),
-    /// requantization multiplier bits and shift, tile, ring degree N and share ring bits; then
-    /// totals. Client plans have no weights; their weight counts show as "-".
+    /// requantization multiplier bits and shift, tile, ring degree N, share ring bits, primes,
+    /// plaintext bits and the predicted bytes each way and rounds; for linear layers the HE
+    /// bytes and the runner-up configuration; then totals, the Cheetah baseline's totals and
+    /// the ratio. Client plans have no weights; their weight counts show as "-".
     Explain(explain::Args),
     /// Print the layer IR of a model after the compiler passes.
     ///

@@ -1,0 +1,395 @@
+//! Per-layer configurations of a linear layer: HE parameter sets from a fixed menu, share rings
+//! as narrow as the accumulator allows, and tiles `(C_w, H_w, W_w, M_w)` with
+//! `M_w·C_w·H_w·W_w ≤ N` (`protocols.md` §1.4, §3.6). Every candidate is priced by the runtime's
+//! own cost functions ([`heq_runtime::cost::linear`]) and must pass the server's flooding check
+//! (`LinearServer::new`); only the Pareto-optimal ones on (bytes, compute time) are kept, per HE
+//! context, so that the ILP stays small.
+//!
+//! Packing (HEQuant) is not offered: the runtime's schedule has no unpacking step yet, so a packed
+//! plan could not run.
+
+use crate::error::{Error, Result};
+use heq_runtime::cost::linear::{
+    ConvGeometry, ERROR_BOUND, LinearCost, LinearOutput, SHARE_NOISE_BOUND, affine_as_conv,
+    layer_budget, matmul_as_conv, public_key_bytes,
+};
+use heq_runtime::plan::{
+    ConvShape, HeParams, LayerId, LayerWeights, LinearProtocol, Op, Packing, Plan, Tile,
+};
+
+/// The menu of ciphertext prime sizes per ring degree (the kept prime first). Every list is
+/// within the 128-bit bound of its degree (54, 109 and 218 bits); the noise budget and the
+/// flooding check decide which ones a layer can use. At `N = 2048` no list leaves the 40 bits of
+/// flooding slack a plan asks for, so those contexts are always rejected.
+pub fn moduli_menu(degree: usize) -> Vec<Vec<u32>> {
+    match degree {
+        2048 => vec![vec![54], vec![34, 20]],
+        4096 => {
+            let mut v = Vec::new();
+            for b0 in [36, 40, 44, 48, 54, 60] {
+                for b1 in [20, 24, 30, 36, 49] {
+                    v.push(vec![b0, b1]);
+                }
+            }
+            v
+        }
+        8192 => {
+            let mut v = vec![vec![60, 60, 60], vec![60, 49, 49]];
+            for b0 in [40, 48, 56, 60] {
+                for b1 in [20, 30, 40, 60] {
+                    v.push(vec![b0, b1]);
+                }
+            }
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// An HE context: what one client public key serves.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeContext {
+    /// Ring degree `N`.
+    pub degree: usize,
+    /// Prime sizes.
+    pub moduli_bits: Vec<u32>,
+}
+
+/// Compute-time profile of the HE operations, in milliseconds at `N = 4096` with two primes,
+/// scaled linearly with `N` and with the number of primes. Single-thread figures of
+/// `dependencies.md` (tfhe-ntt, 2-core AVX-512 machine); a fixed profile, not re-measured per
+/// machine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ComputeProfile {
+    /// Client: one seeded encryption.
+    pub encrypt_ms: f64,
+    /// Server: one ciphertext × plaintext product (NTT domain).
+    pub ct_pt_ms: f64,
+    /// Server: one modulus switch (flooding and re-randomisation included).
+    pub switch_ms: f64,
+    /// Client: one decryption.
+    pub decrypt_ms: f64,
+}
+
+/// The profile of `dependencies.md` ("Per-op cost at N = 4096, q = 49+60 bits").
+pub const PROFILE: ComputeProfile = ComputeProfile {
+    encrypt_ms: 0.32,
+    ct_pt_ms: 0.03,
+    switch_ms: 0.16,
+    decrypt_ms: 0.35,
+};
+
+/// One configuration of one linear layer, priced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// The protocol.
+    pub protocol: LinearProtocol,
+    /// Exact HE communication (from the runtime's cost functions).
+    pub cost: LinearCost,
+    /// Ciphertext × plaintext products the server computes.
+    pub products: usize,
+    /// Compute time estimate in milliseconds ([`PROFILE`]).
+    pub compute_ms: f64,
+}
+
+impl Candidate {
+    /// The HE context of the candidate.
+    pub fn context(&self) -> HeContext {
+        HeContext {
+            degree: self.protocol.he.degree,
+            moduli_bits: self.protocol.he.moduli_bits.clone(),
+        }
+    }
+}
+
+/// The candidates of one linear layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerCandidates {
+    /// The layer.
+    pub layer: LayerId,
+    /// Pareto-optimal candidates per HE context, sorted by context then bytes.
+    pub candidates: Vec<Candidate>,
+}
+
+/// What the search needs of a linear layer.
+struct LinearView<'a> {
+    conv: ConvShape,
+    acc_bits: u32,
+    protocol: &'a LinearProtocol,
+    /// `‖w_m‖₁` per output channel (filter).
+    filter_l1: Vec<u64>,
+}
+
+fn view<'a>(op: &'a Op, w: &LayerWeights) -> Option<LinearView<'a>> {
+    let l1 = |v: &[i32]| v.iter().map(|x| u64::from(x.unsigned_abs())).sum::<u64>();
+    Some(match op {
+        Op::Conv(l) => {
+            let per = l.shape.weight_len() / l.shape.out_channels.max(1);
+            LinearView {
+                conv: l.shape.clone(),
+                acc_bits: l.acc_bits,
+                protocol: &l.protocol,
+                filter_l1: w.weights.chunks(per.max(1)).map(l1).collect(),
+            }
+        }
+        Op::MatMul(l) => {
+            let cols = l.shape.cols.max(1);
+            let mut f = vec![0u64; cols];
+            for (i, x) in w.weights.iter().enumerate() {
+                f[i % cols] += u64::from(x.unsigned_abs());
+            }
+            LinearView {
+                conv: matmul_as_conv(&l.shape),
+                acc_bits: l.acc_bits,
+                protocol: &l.protocol,
+                filter_l1: f,
+            }
+        }
+        Op::Affine(l) => LinearView {
+            conv: affine_as_conv(&l.shape),
+            acc_bits: l.acc_bits,
+            protocol: &l.protocol,
+            filter_l1: w
+                .weights
+                .iter()
+                .map(|x| u64::from(x.unsigned_abs()))
+                .collect(),
+        },
+        _ => return None,
+    })
+}
+
+/// Bits of an upper bound on the noise the server's flood must hide for this geometry
+/// (`LinearServer::product_noise` without packing): `(B_e + 2)·max_g Σ_{m∈g} ‖w_m‖₁ + 1` plus
+/// the re-randomisation noise `2·B_e·N + B_e`. The server sums the centred kernel coefficients
+/// reduced mod `t`, which is never larger, so a layer passing this bound passes the server's
+/// check.
+fn noise_bits(g: &ConvGeometry, filter_l1: &[u64], degree: usize) -> u32 {
+    let max_l1 = (0..g.n_mg)
+        .map(|mg| {
+            g.filters(mg)
+                .map(|(_, _, m)| filter_l1.get(m).copied().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    let rerandomise = 2 * ERROR_BOUND * degree as u64 + ERROR_BOUND;
+    let noise = SHARE_NOISE_BOUND
+        .saturating_mul(max_l1)
+        .saturating_add(1 + rerandomise);
+    64 - noise.saturating_sub(1).leading_zeros()
+}
+
+/// Tile lengths along one axis: the effective tile that splits the outputs into `n` equal
+/// parts, for a few `n`.
+fn axis_tiles(len: usize, pads: (usize, usize), kernel: usize, stride: usize) -> Vec<usize> {
+    let padded = len + pads.0 + pads.1;
+    if kernel == 0 || stride == 0 || padded < kernel {
+        return Vec::new();
+    }
+    let out = (padded - kernel) / stride + 1;
+    let (k, s) = if kernel == 1 && stride > 1 {
+        (1, 1)
+    } else {
+        (kernel, stride)
+    };
+    let mut v: Vec<usize> = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 24, 32, 64, out]
+        .iter()
+        .filter(|&&n| n <= out)
+        .map(|&n| (out.div_ceil(n) - 1) * s + k)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Splits of `total` into tiles of at most `max`: the largest tile and the balanced one.
+fn splits(total: usize, max: usize) -> Vec<usize> {
+    let max = max.min(total);
+    if max == 0 {
+        return Vec::new();
+    }
+    let balanced = total.div_ceil(total.div_ceil(max));
+    if balanced == max {
+        vec![max]
+    } else {
+        vec![max, balanced]
+    }
+}
+
+/// Candidate tiles of a convolution for ring degree `n`.
+fn tiles(s: &ConvShape, n: usize) -> Vec<Tile> {
+    let rows = axis_tiles(s.in_hw[0], (s.pads[0], s.pads[2]), s.kernel[0], s.stride[0]);
+    let cols = axis_tiles(s.in_hw[1], (s.pads[1], s.pads[3]), s.kernel[1], s.stride[1]);
+    let mut out = Vec::new();
+    for &h in &rows {
+        for &w in &cols {
+            if h * w > n {
+                continue;
+            }
+            for c in splits(s.in_channels, n / (h * w)) {
+                for m in splits(s.out_channels, n / (c * h * w)) {
+                    out.push(Tile { c, h, w, m });
+                    if m > 1 {
+                        out.push(Tile { c, h, w, m: 1 });
+                    }
+                }
+            }
+        }
+    }
+    out.sort_unstable_by_key(|t| (t.c, t.h, t.w, t.m));
+    out.dedup();
+    out
+}
+
+/// The geometries of the candidate tiles for `proto`'s degree that need at most twice the
+/// fewest ciphertexts (request plus response) of any tile: a tile with more ciphertexts pays a
+/// full `c1` per response and a full request each, which the saved useful coefficients never
+/// repay at these sizes; the cut keeps the search fast on large images.
+fn geometries(s: &ConvShape, proto: &LinearProtocol) -> Vec<ConvGeometry> {
+    let mut p = proto.clone();
+    let all: Vec<ConvGeometry> = tiles(s, proto.he.degree)
+        .into_iter()
+        .filter_map(|t| {
+            p.tile = t;
+            ConvGeometry::new(s, &p).ok()
+        })
+        .collect();
+    let cts = |g: &ConvGeometry| g.input_cts() + g.output_cts();
+    let fewest = all.iter().map(cts).min().unwrap_or(0);
+    all.into_iter().filter(|g| cts(g) <= 2 * fewest).collect()
+}
+
+/// Keeps the candidates not dominated on (bytes, compute time); sorted by bytes.
+fn pareto(mut v: Vec<Candidate>) -> Vec<Candidate> {
+    v.sort_by(|a, b| {
+        a.cost
+            .total_bytes()
+            .cmp(&b.cost.total_bytes())
+            .then(a.compute_ms.total_cmp(&b.compute_ms))
+    });
+    let mut best = f64::INFINITY;
+    v.retain(|c| {
+        let keep = c.compute_ms < best;
+        best = best.min(c.compute_ms);
+        keep
+    });
+    v
+}
+
+/// The candidates of every linear layer of `plan`, with share rings `rings[i]` bits for the
+/// `i`-th linear layer (input ring = plaintext = output ring).
+///
+/// # Errors
+/// [`Error::Optimize`] when the plan has no weights or a layer has no valid configuration.
+pub fn search(plan: &Plan, rings: &[u32]) -> Result<Vec<LayerCandidates>> {
+    let weights = plan.weights.as_ref().ok_or(Error::Optimize {
+        reason: "the optimizer needs the server plan (weights)".into(),
+    })?;
+    let stat_bits = plan.public.protocol.stat_bits;
+    let linear = plan.public.layers.iter().filter(|l| l.op.is_linear());
+    linear
+        .zip(rings)
+        .map(|(layer, &ring)| {
+            let no_weights = || Error::Optimize {
+                reason: format!("layer {}: no weights", layer.id),
+            };
+            let w = weights.get(layer.id).ok_or_else(no_weights)?;
+            let v = view(&layer.op, w).ok_or_else(no_weights)?;
+            let candidates = layer_candidates(&v, ring, stat_bits);
+            if candidates.is_empty() {
+                return Err(Error::Optimize {
+                    reason: format!(
+                        "layer {}: no HE configuration for a {}-bit accumulator",
+                        layer.id, v.acc_bits
+                    ),
+                });
+            }
+            Ok(LayerCandidates {
+                layer: layer.id,
+                candidates,
+            })
+        })
+        .collect()
+}
+
+fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candidate> {
+    let mut all = Vec::new();
+    for degree in heq_runtime::cost::linear::DEGREES {
+        for moduli_bits in moduli_menu(degree) {
+            let mut proto = LinearProtocol {
+                he: HeParams {
+                    degree,
+                    moduli_bits,
+                    plain_bits: ring,
+                },
+                tile: v.protocol.tile,
+                packing: Packing::none(),
+                in_ring_bits: ring,
+                out_ring_bits: ring,
+            };
+            let Ok(budget) = layer_budget(&proto, v.acc_bits, LinearOutput::Accumulator) else {
+                continue;
+            };
+            if public_key_bytes(&proto.he).is_err() {
+                continue;
+            }
+            let primes = proto.he.moduli_bits.len() as f64;
+            let scale = degree as f64 / 4096.0 * primes / 2.0;
+            let mut per_context = Vec::new();
+            for g in &geometries(&v.conv, &proto) {
+                proto.tile = g.tile;
+                if budget.flood_slack(noise_bits(g, &v.filter_l1, degree)) < i64::from(stat_bits) {
+                    continue;
+                }
+                let cost = g.cost(&budget);
+                let products = g.n_c * g.n_sg * g.n_mg;
+                let compute_ms = scale
+                    * (cost.cts_up as f64 * PROFILE.encrypt_ms
+                        + products as f64 * PROFILE.ct_pt_ms
+                        + cost.cts_down as f64 * (PROFILE.switch_ms + PROFILE.decrypt_ms));
+                per_context.push(Candidate {
+                    protocol: proto.clone(),
+                    cost,
+                    products,
+                    compute_ms,
+                });
+            }
+            all.extend(pareto(per_context));
+        }
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_tiles_split_the_outputs() {
+        // 8 rows + 2 padding, 3×3 kernel, stride 1: 8 outputs; n = 1, 2, 3, 4, 5, 6, 7, 8
+        // give 8, 4, 3, 2, 2, 2, 2, 1 outputs per tile, i.e. tiles of 10, 6, 5, 4, 3.
+        assert_eq!(axis_tiles(8, (1, 1), 3, 1), vec![3, 4, 5, 6, 10]);
+        // 1×1 stride 2 over 8: sub-sampled to 4 effective positions.
+        assert_eq!(axis_tiles(8, (0, 0), 1, 2), vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn splits_are_largest_and_balanced() {
+        assert_eq!(splits(10, 4), vec![4]);
+        assert_eq!(splits(10, 6), vec![6, 5]);
+        assert_eq!(splits(3, 12), vec![3]);
+        assert_eq!(splits(5, 0), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn moduli_menu_is_within_the_security_bound() {
+        for n in heq_runtime::cost::linear::DEGREES {
+            let max = heq_runtime::cost::linear::max_log_q(n);
+            for m in moduli_menu(n) {
+                assert!(Some(m.iter().sum::<u32>()) <= max, "{n} {m:?}");
+            }
+        }
+        assert_eq!(moduli_menu(4096).len(), 30);
+    }
+}

@@ -1,0 +1,163 @@
+//! The optimizer on the fixture models: ILP against brute force, predicted bytes against the
+//! Cheetah baseline layer by layer, unchanged reference outputs, and exactness of the ILP's
+//! bytes against `plan_cost`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use heq_runtime::reference;
+use heqc::optimize::{self, Net, Objective, baseline, exhaustive, ilp};
+use ndarray::{Array4, Axis};
+use ndarray_npy::read_npy;
+
+fn baseline_plan(path: &std::path::Path) -> heq_runtime::plan::Plan {
+    heqc::compile_path_with(path, heqc::Mode::Baseline)
+        .unwrap()
+        .plan
+}
+
+#[test]
+fn optimized_fixtures_beat_the_baseline_on_every_layer() {
+    for path in common::quantized_models() {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let base = baseline_plan(&path);
+        assert_eq!(base.public.protocol.profile, "cheetah");
+        let o = optimize::optimize(&base, Objective::Comm).unwrap();
+        let b = optimize::predict(&base.public).unwrap();
+        for (lo, lb) in o.cost.layers.iter().zip(&b.layers) {
+            assert!(
+                lo.traffic.total_bytes() <= lb.traffic.total_bytes(),
+                "{stem} {}: {} > {}",
+                lo.layer,
+                lo.traffic.total_bytes(),
+                lb.traffic.total_bytes()
+            );
+        }
+        let (ot, bt) = (o.cost.channel().total_bytes(), b.channel().total_bytes());
+        println!(
+            "{stem}: baseline {bt} B, optimized {ot} B, ratio {:.2}, ILP {} vars / {} constraints, {:.1} ms",
+            bt as f64 / ot as f64,
+            o.stats.variables,
+            o.stats.constraints,
+            o.stats.time.as_secs_f64() * 1e3
+        );
+        assert!(ot < bt, "{stem}");
+        assert_eq!(o.problem.bytes(&o.choice), ot);
+    }
+}
+
+/// A small sub-problem of a fixture: the first `layers` layers, `per_layer` candidates each,
+/// spread over the candidate list (hence over HE contexts).
+fn small(p: &optimize::Problem, layers: usize, per_layer: usize) -> optimize::Problem {
+    let mut p = p.clone();
+    p.layers.truncate(layers);
+    for l in &mut p.layers {
+        let n = l.candidates.len();
+        let picked: Vec<_> = (0..per_layer.min(n))
+            .map(|i| l.candidates[i * n / per_layer.min(n)].clone())
+            .collect();
+        l.candidates = picked;
+    }
+    p
+}
+
+#[test]
+fn ilp_equals_brute_force_on_small_problems() {
+    let mut checked = 0;
+    for name in [
+        "tiny_qcdq_w2",
+        "cnn_avg_qdq_u8s8",
+        "mpdw_qdq_w4",
+        "resnet_qdq_u8s8",
+    ] {
+        let base = baseline_plan(&common::models_dir().join(format!("{name}.onnx")));
+        for objective in [
+            Objective::Comm,
+            Objective::Latency(Net::Lan),
+            Objective::Latency(Net::Wan),
+        ] {
+            let full = optimize::problem(&base, objective).unwrap();
+            for per_layer in [3, 6] {
+                let p = small(&full, 4, per_layer);
+                let (choice, _) = ilp::solve(&p).unwrap();
+                let brute = exhaustive::solve(&p, 1 << 20).unwrap();
+                let (a, b) = (p.value(&choice), p.value(&brute));
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs(),
+                    "{name} {objective:?} {per_layer}: ILP {a} vs brute force {b}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 24);
+}
+
+#[test]
+fn optimized_plans_compute_the_same_outputs() {
+    let x: Array4<f32> = read_npy(common::models_dir().join("inputs/digits_test_x.npy")).unwrap();
+    for path in common::quantized_models() {
+        let base = baseline_plan(&path);
+        let opt = heqc::compile_path(&path).unwrap().plan;
+        assert_eq!(opt.public.protocol.profile, "optimized");
+        assert_ne!(opt.public.layers, base.public.layers);
+        for sample in x.axis_iter(Axis(0)).take(4) {
+            let flat: Vec<f32> = sample.iter().copied().collect();
+            let input = reference::quantize_input(&base.public, &flat);
+            assert_eq!(
+                reference::run(&opt, &input).unwrap(),
+                reference::run(&base, &input).unwrap(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn baseline_mode_is_the_cheetah_protocol() {
+    let path = common::models_dir().join("resnet_qdq_u8s8.onnx");
+    let base = baseline_plan(&path);
+    assert_eq!(baseline::cheetah(&base), base);
+    let opt = heqc::compile_path(&path).unwrap().plan;
+    assert_eq!(baseline::cheetah(&opt), base);
+}
+
+fn zoo(arch: heq_bench::zoo::Arch, precision: heq_bench::zoo::Precision) {
+    let model = heq_bench::zoo::build(arch, precision, 1);
+    let start = std::time::Instant::now();
+    let c = heqc::compile_proto(&model, "zoo").unwrap();
+    let elapsed = start.elapsed();
+    let o = c.optimized.unwrap();
+    let base = optimize::predict(&baseline::cheetah(&c.plan).public).unwrap();
+    let (ot, bt) = (o.cost.channel().total_bytes(), base.channel().total_bytes());
+    println!(
+        "{arch:?} {precision:?}: baseline {bt} B, optimized {ot} B, ratio {:.2}; ILP {} vars / {} \
+         constraints in {:.1} ms; search {:.1} ms; compile {:.1} s",
+        bt as f64 / ot as f64,
+        o.stats.variables,
+        o.stats.constraints,
+        o.stats.time.as_secs_f64() * 1e3,
+        o.search_time.as_secs_f64() * 1e3,
+        elapsed.as_secs_f64()
+    );
+    // The objective is the total: a layer may pay a few bytes (a wider ring, a shared key
+    // context) for a larger saving elsewhere.
+    assert_eq!(o.problem.bytes(&o.choice), ot);
+    assert!(ot < bt);
+}
+
+#[test]
+fn resnet18_cifar_compiles_with_the_optimizer() {
+    use heq_bench::zoo::{Arch, Precision};
+    zoo(Arch::ResNet18Cifar, Precision::W8A8);
+    zoo(Arch::ResNet18Cifar, Precision::W4A4);
+}
+
+#[test]
+#[ignore = "slow: ResNet-50 at 224×224"]
+fn resnet50_compiles_with_the_optimizer() {
+    use heq_bench::zoo::{Arch, Precision};
+    zoo(Arch::ResNet50, Precision::W8A8);
+    zoo(Arch::ResNet50, Precision::W4A4);
+}

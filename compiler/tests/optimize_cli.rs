@@ -1,0 +1,45 @@
+//! `heqc compile` flags of the optimizer: `--baseline cheetah`, `--objective`, `--net`, and the
+//! predicted bytes of the summary line.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+fn compile(args: &[&str]) -> String {
+    let model = common::models_dir().join("resnet_qdq_u8s8.onnx");
+    let dir = std::env::temp_dir().join(format!("heqc-opt-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_heqc"))
+        .arg("compile")
+        .arg(&model)
+        .arg("-o")
+        .arg(dir.join("plan.bin"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn summary_reports_predicted_bytes_and_the_baseline_ratio() {
+    let s = compile(&[]);
+    assert!(
+        s.contains(
+            "optimized profile: predicted 1811878 bytes (692577 up, 1119301 down), \
+             1.77x less than cheetah (3209260 bytes)"
+        ),
+        "{s}"
+    );
+    let s = compile(&["--baseline", "cheetah"]);
+    assert!(
+        s.contains(
+            "cheetah profile: predicted 3209260 bytes (805489 up, 2403771 down), \
+             1.00x less than cheetah (3209260 bytes)"
+        ),
+        "{s}"
+    );
+    let s = compile(&["--objective", "latency", "--net", "wan"]);
+    assert!(s.contains("optimized profile: predicted 1812284 bytes"), "{s}");
+}
