@@ -18,7 +18,11 @@ fn compile(args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -41,5 +45,8 @@ fn summary_reports_predicted_bytes_and_the_baseline_ratio() {
         "{s}"
     );
     let s = compile(&["--objective", "latency", "--net", "wan"]);
-    assert!(s.contains("optimized profile: predicted 1812284 bytes"), "{s}");
+    assert!(
+        s.contains("optimized profile: predicted 1812284 bytes"),
+        "{s}"
+    );
 }
