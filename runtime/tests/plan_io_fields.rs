@@ -153,7 +153,7 @@ fn mutate(p: &mut Plan, field: usize, pick: usize) {
                 unreachable!()
             };
             let r = l.requant.as_mut().unwrap();
-            if pick % 2 == 0 {
+            if pick.is_multiple_of(2) {
                 r.clamp = (value, VALUES[(pick / 12) % VALUES.len()]);
             } else {
                 r.multipliers.iter_mut().for_each(|m| *m = value);
