@@ -10,7 +10,31 @@
 use crate::error::{Error, Result};
 use crate::optimize::{self, baseline, candidates};
 use heq_runtime::cost::plan::PlanCost;
-use heq_runtime::plan::{LinearProtocol, Op, PackDim, Plan, TensorId};
+use heq_runtime::plan::{
+    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, RequantShape, TensorId,
+    multiplier_bits,
+};
+
+/// What `explain` prints of a linear layer, whatever its shape type.
+struct LinearFacts<'a> {
+    weight_ty: IntType,
+    acc_bits: u32,
+    acc_bits_naive: u32,
+    requant: Option<&'a RequantShape>,
+    protocol: &'a LinearProtocol,
+}
+
+impl<'a> LinearFacts<'a> {
+    fn of<S>(l: &'a LinearLayer<S>) -> Self {
+        LinearFacts {
+            weight_ty: l.weight_ty,
+            acc_bits: l.acc_bits,
+            acc_bits_naive: l.acc_bits_naive,
+            requant: l.requant.as_ref(),
+            protocol: &l.protocol,
+        }
+    }
+}
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -322,18 +346,14 @@ pub fn report(plan: &Plan) -> Report {
                 .find(|(id, _)| *id == l.id)
                 .map(|(_, r)| r.clone()),
         };
-        let mut linear = |weight_ty: heq_runtime::plan::IntType,
-                          acc: u32,
-                          naive: u32,
-                          rq: Option<(u32, u32)>,
-                          proto: &LinearProtocol,
-                          macs: u64| {
-            row.weight_bits = Some(weight_ty.to_string());
+        let mut linear = |l: LinearFacts<'_>, macs: u64| {
+            let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);
+            row.weight_bits = Some(l.weight_ty.to_string());
             row.acc_bits = Some(acc);
             row.acc_bits_naive = Some(naive);
-            if let Some((bits, shift)) = rq {
-                row.multiplier_bits = Some(bits);
-                row.shift = Some(shift);
+            if let Some(r) = l.requant {
+                row.multiplier_bits = Some(r.multiplier_bits());
+                row.shift = Some(r.shift);
             }
             let t = proto.tile;
             row.tile = Some(format!("{}x{}x{}/{}", t.c, t.h, t.w, t.m));
@@ -347,62 +367,30 @@ pub fn report(plan: &Plan) -> Report {
         match &l.op {
             Op::Conv(c) => {
                 let [oh, ow] = c.shape.out_hw();
-                let macs = product(&[c.shape.weight_len(), oh, ow]);
-                linear(
-                    c.weight_ty,
-                    c.acc_bits,
-                    c.acc_bits_naive,
-                    c.requant.as_ref().map(|r| (r.multiplier_bits(), r.shift)),
-                    &c.protocol,
-                    macs,
-                );
+                linear(LinearFacts::of(c), product(&[c.shape.weight_len(), oh, ow]));
             }
             Op::MatMul(c) => {
-                let macs = product(&[c.shape.rows, c.shape.inner, c.shape.cols]);
                 linear(
-                    c.weight_ty,
-                    c.acc_bits,
-                    c.acc_bits_naive,
-                    c.requant.as_ref().map(|r| (r.multiplier_bits(), r.shift)),
-                    &c.protocol,
-                    macs,
+                    LinearFacts::of(c),
+                    product(&[c.shape.rows, c.shape.inner, c.shape.cols]),
                 );
             }
             Op::Affine(c) => {
-                let macs = product(&[c.shape.channels, c.shape.per_channel]);
                 linear(
-                    c.weight_ty,
-                    c.acc_bits,
-                    c.acc_bits_naive,
-                    c.requant.as_ref().map(|r| (r.multiplier_bits(), r.shift)),
-                    &c.protocol,
-                    macs,
+                    LinearFacts::of(c),
+                    product(&[c.shape.channels, c.shape.per_channel]),
                 );
             }
             Op::Rescale(r) => {
-                row.multiplier_bits = r
-                    .multipliers
-                    .iter()
-                    .map(|m| 64 - m.unsigned_abs().leading_zeros())
-                    .max();
+                row.multiplier_bits = Some(multiplier_bits(&r.multipliers));
                 row.shift = Some(r.shift);
             }
             Op::Add(a) => {
-                row.multiplier_bits = Some(
-                    64 - a
-                        .m_a
-                        .unsigned_abs()
-                        .max(a.m_b.unsigned_abs())
-                        .leading_zeros(),
-                );
+                row.multiplier_bits = Some(multiplier_bits(&[a.m_a, a.m_b]));
                 row.shift = Some(a.shift);
             }
             Op::AvgPool(a) => {
-                row.multiplier_bits = a
-                    .multipliers
-                    .iter()
-                    .map(|m| 64 - m.unsigned_abs().leading_zeros())
-                    .max();
+                row.multiplier_bits = Some(multiplier_bits(&a.multipliers));
                 row.shift = Some(a.shift);
             }
             Op::MaxPool(_) | Op::Concat | Op::Reshape => {}

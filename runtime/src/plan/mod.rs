@@ -257,12 +257,17 @@ pub struct RequantShape {
 impl RequantShape {
     /// Bits of the largest `|m[c]|`.
     pub fn multiplier_bits(&self) -> u32 {
-        self.multipliers
-            .iter()
-            .map(|m| 64 - m.unsigned_abs().leading_zeros())
-            .max()
-            .unwrap_or(0)
+        multiplier_bits(&self.multipliers)
     }
+}
+
+/// Bits of the largest `|m|` of a multiplier table (0 for an empty one).
+pub fn multiplier_bits(multipliers: &[i64]) -> u32 {
+    multipliers
+        .iter()
+        .map(|m| 64 - m.unsigned_abs().leading_zeros())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The tie rule of a requantization `x·m / 2^k`. Every requantization rounds to nearest with
