@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod explain;
 pub mod ir;
+pub mod ops;
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +52,11 @@ pub enum Command {
     /// range), geometry, accumulator widths (sound/naive) and requantization shift and clamp.
     /// Weights are never printed.
     Ir(ir::Args),
+    /// Print the table of supported ONNX operators: what each becomes and what of it heqc
+    /// refuses.
+    ///
+    /// Any other operator makes `heqc compile` fail with exit code 2, naming every such node.
+    Ops(ops::Args),
 }
 
 /// Runs a parsed command line.
@@ -62,5 +68,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Compile(a) => compile::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Ir(a) => ir::run(a),
+        Command::Ops(a) => ops::run(a),
     }
 }

@@ -15,17 +15,37 @@ pub const ONNX: &str = "ai.onnx";
 /// Microsoft's contrib domain (QLinearAdd, QGemm, ...).
 pub const MICROSOFT: &str = "com.microsoft";
 
+/// What a supported operator becomes and where its support ends (`heqc ops`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpDoc {
+    /// What the operator becomes in the layer IR and which protocol runs it.
+    pub becomes: &'static str,
+    /// What heqc refuses of it (with an error naming the node).
+    pub limits: &'static str,
+}
+
+/// One supported operator, for the table of `heqc ops`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpEntry<'a> {
+    /// ONNX domain.
+    pub domain: &'a str,
+    /// Operator type.
+    pub op_type: &'a str,
+    /// Its documentation.
+    pub doc: OpDoc,
+}
+
 /// Operator table.
 #[derive(Default)]
 pub struct OpRegistry {
-    builders: HashMap<(String, String), Builder>,
+    builders: HashMap<(String, String), (Builder, OpDoc)>,
 }
 
 impl OpRegistry {
-    /// Registers a builder.
-    pub fn register(&mut self, domain: &str, op_type: &str, b: Builder) {
+    /// Registers a builder with what the operator becomes and its limits.
+    pub fn register(&mut self, domain: &str, op_type: &str, b: Builder, doc: OpDoc) {
         self.builders
-            .insert((domain.to_string(), op_type.to_string()), b);
+            .insert((domain.to_string(), op_type.to_string()), (b, doc));
     }
 
     /// The builder of an operator (`""` and `ai.onnx` are the same domain).
@@ -33,7 +53,22 @@ impl OpRegistry {
         let domain = if domain.is_empty() { ONNX } else { domain };
         self.builders
             .get(&(domain.to_string(), op_type.to_string()))
-            .copied()
+            .map(|(b, _)| *b)
+    }
+
+    /// Every supported operator, sorted by domain and operator type.
+    pub fn entries(&self) -> Vec<OpEntry<'_>> {
+        let mut entries: Vec<OpEntry<'_>> = self
+            .builders
+            .iter()
+            .map(|((domain, op_type), (_, doc))| OpEntry {
+                domain,
+                op_type,
+                doc: *doc,
+            })
+            .collect();
+        entries.sort_by_key(|e| (e.domain, e.op_type));
+        entries
     }
 
     /// The registry with every op family.

@@ -2,7 +2,7 @@
 //! integer tensor (QCDQ: QuantizeLinear → Clip → DequantizeLinear) narrows its type.
 
 use crate::error::{Error, Result};
-use crate::frontend::registry::{ONNX, OpRegistry};
+use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
 use crate::frontend::tensor::{Const, ConstData};
 use crate::frontend::{
     Ctx, Pending, PendingOp, RealClamp, Value, attr_float, type_for_range, unsupported,
@@ -12,8 +12,24 @@ use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "Relu", relu);
-    r.register(ONNX, "Clip", clip);
+    r.register(
+        ONNX,
+        "Relu",
+        relu,
+        OpDoc {
+            becomes: "clamp at zero fused into the producer's requantization (OT ReLU)",
+            limits: "only on a dequantized tensor or a pending computation",
+        },
+    );
+    r.register(
+        ONNX,
+        "Clip",
+        clip,
+        OpDoc {
+            becomes: "clamp fused into the requantization (OT clamp; only bindable bounds compared); in QCDQ (Quantize → Clip → Dequantize) the bounds set the bit width",
+            limits: "bounds must be constant scalars",
+        },
+    );
 }
 
 fn relu(cx: &mut Ctx, node: &NodeProto) -> Result<()> {

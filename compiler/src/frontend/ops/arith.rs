@@ -3,14 +3,30 @@
 
 use crate::error::{Error, Result};
 use crate::frontend::ops::conv::{dq_operand, q_result};
-use crate::frontend::registry::{MICROSOFT, ONNX, OpRegistry};
+use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
 use crate::frontend::{Ctx, Pending, PendingOp, RealClamp, Value, bias_acc, unsupported};
 use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "Add", add);
-    r.register(MICROSOFT, "QLinearAdd", qlinear_add);
+    r.register(
+        ONNX,
+        "Add",
+        add,
+        OpDoc {
+            becomes: "residual add of two quantized tensors: scale alignment by exact OT rescaling, then local add and requantization; a constant added to a linear output is folded into its bias",
+            limits: "no broadcasting",
+        },
+    );
+    r.register(
+        MICROSOFT,
+        "QLinearAdd",
+        qlinear_add,
+        OpDoc {
+            becomes: "as a QDQ Add",
+            limits: "as Add",
+        },
+    );
 }
 
 fn add_values(cx: &Ctx, node: &NodeProto, a: Value, b: Value) -> Result<Value> {

@@ -1,7 +1,7 @@
 //! Conv (QDQ), QLinearConv and ConvInteger: 2-D, grouped and depthwise, strided, padded.
 
 use crate::error::{Error, Result};
-use crate::frontend::registry::{ONNX, OpRegistry};
+use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
 use crate::frontend::{
     Ctx, LinearDraft, LinearKind, Pending, PendingOp, QConst, QParams, RealClamp, Value, attr_int,
     attr_ints, bias_acc, chw, pads_2d, sizes, strides_2d, unsupported, weight_parts,
@@ -11,9 +11,33 @@ use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "Conv", conv);
-    r.register(ONNX, "QLinearConv", qlinear_conv);
-    r.register(ONNX, "ConvInteger", conv_integer);
+    r.register(
+        ONNX,
+        "Conv",
+        conv,
+        OpDoc {
+            becomes: "HE linear layer (coefficient encoding): any stride, padding and group count (grouped, depthwise); a float or int32 bias is folded into the accumulator",
+            limits: "2-D only; input and weights must be dequantized integers",
+        },
+    );
+    r.register(
+        ONNX,
+        "QLinearConv",
+        qlinear_conv,
+        OpDoc {
+            becomes: "HE linear layer + requantization",
+            limits: "2-D only",
+        },
+    );
+    r.register(
+        ONNX,
+        "ConvInteger",
+        conv_integer,
+        OpDoc {
+            becomes: "HE linear layer with an int32 accumulator output",
+            limits: "2-D only; integer constant weights",
+        },
+    );
 }
 
 /// The pending convolution of dequantized input `x` with dequantized weights `w`.

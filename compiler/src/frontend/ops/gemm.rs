@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::frontend::ops::conv::{dq_operand, int_operands, q_result};
-use crate::frontend::registry::{MICROSOFT, ONNX, OpRegistry};
+use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
 use crate::frontend::{
     Ctx, LinearDraft, LinearKind, Pending, PendingOp, RealClamp, Value, attr_float, attr_int,
     bias_acc, unsupported, weight_parts,
@@ -13,11 +13,51 @@ use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "Gemm", gemm);
-    r.register(ONNX, "MatMul", matmul);
-    r.register(ONNX, "QLinearMatMul", qlinear_matmul);
-    r.register(ONNX, "MatMulInteger", matmul_integer);
-    r.register(MICROSOFT, "QGemm", qgemm);
+    r.register(
+        ONNX,
+        "Gemm",
+        gemm,
+        OpDoc {
+            becomes: "HE fully connected layer",
+            limits: "no transA; beta = 1; constant weights",
+        },
+    );
+    r.register(
+        ONNX,
+        "MatMul",
+        matmul,
+        OpDoc {
+            becomes: "HE matrix product with a constant weight matrix",
+            limits: "2-D constant weights; no batched weights",
+        },
+    );
+    r.register(
+        ONNX,
+        "QLinearMatMul",
+        qlinear_matmul,
+        OpDoc {
+            becomes: "HE matrix product + requantization",
+            limits: "as MatMul",
+        },
+    );
+    r.register(
+        ONNX,
+        "MatMulInteger",
+        matmul_integer,
+        OpDoc {
+            becomes: "HE matrix product with an int32 output",
+            limits: "as MatMul",
+        },
+    );
+    r.register(
+        MICROSOFT,
+        "QGemm",
+        qgemm,
+        OpDoc {
+            becomes: "HE fully connected layer + requantization",
+            limits: "quantized output only; as Gemm",
+        },
+    );
 }
 
 /// The pending product `x · W (+ bias)`; `trans_b` when the constant is stored `[N, K]`.

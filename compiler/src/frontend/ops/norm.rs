@@ -3,7 +3,7 @@
 //! dequantized tensor, a stand-alone per-channel `Affine` layer.
 
 use crate::error::{Error, Result};
-use crate::frontend::registry::{ONNX, OpRegistry};
+use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
 use crate::frontend::{
     Ctx, LinearDraft, LinearKind, Pending, PendingOp, RealClamp, Value, attr_float, unsupported,
 };
@@ -16,7 +16,15 @@ const AFFINE_ONE: i32 = 1 << 14;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "BatchNormalization", batch_norm);
+    r.register(
+        ONNX,
+        "BatchNormalization",
+        batch_norm,
+        OpDoc {
+            becomes: "folded into the preceding Conv/Gemm; stand-alone: a per-channel HE affine layer",
+            limits: "constant parameters; not after a fused activation",
+        },
+    );
 }
 
 /// Real values of a per-channel parameter (float constant or dequantized constant).

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::frontend::ops::conv::{dq_operand, q_result};
-use crate::frontend::registry::{MICROSOFT, ONNX, OpRegistry};
+use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
 use crate::frontend::{
     Ctx, Pending, PendingOp, RealClamp, Value, attr_int, attr_ints, chw, pads_2d, sizes,
     strides_2d, unsupported,
@@ -18,11 +18,51 @@ const MAX_WINDOW: usize = 1 << 16;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "MaxPool", max_pool);
-    r.register(ONNX, "AveragePool", average_pool);
-    r.register(ONNX, "GlobalAveragePool", average_pool);
-    r.register(MICROSOFT, "QLinearAveragePool", qlinear_average_pool);
-    r.register(MICROSOFT, "QLinearGlobalAveragePool", qlinear_average_pool);
+    r.register(
+        ONNX,
+        "MaxPool",
+        max_pool,
+        OpDoc {
+            becomes: "OT max pooling (comparison tree) on shares",
+            limits: "no indices output; 2-D windows",
+        },
+    );
+    r.register(
+        ONNX,
+        "AveragePool",
+        average_pool,
+        OpDoc {
+            becomes: "window sum (local) + rounded division fused into a requantization (OT)",
+            limits: "2-D windows; at most 2^16 elements per window",
+        },
+    );
+    r.register(
+        ONNX,
+        "GlobalAveragePool",
+        average_pool,
+        OpDoc {
+            becomes: "as AveragePool over the whole feature map",
+            limits: "at most 2^16 elements; no channels_last",
+        },
+    );
+    r.register(
+        MICROSOFT,
+        "QLinearAveragePool",
+        qlinear_average_pool,
+        OpDoc {
+            becomes: "as AveragePool, with the output's own scale",
+            limits: "as AveragePool",
+        },
+    );
+    r.register(
+        MICROSOFT,
+        "QLinearGlobalAveragePool",
+        qlinear_average_pool,
+        OpDoc {
+            becomes: "as GlobalAveragePool",
+            limits: "as GlobalAveragePool",
+        },
+    );
 }
 
 /// Window geometry of a (global) pooling node over a `[C, H, W]` input.

@@ -2,15 +2,31 @@
 //! type from int2 to int32).
 
 use crate::error::Result;
-use crate::frontend::registry::{ONNX, OpRegistry};
+use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
 use crate::frontend::{Ctx, attr_int, tensor, unsupported};
 use heq_runtime::plan::IntType;
 use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "QuantizeLinear", quantize_linear);
-    r.register(ONNX, "DequantizeLinear", dequantize_linear);
+    r.register(
+        ONNX,
+        "QuantizeLinear",
+        quantize_linear,
+        OpDoc {
+            becomes: "sets a tensor's integer type (int2–int16, int32, uint2–uint16), scale and zero point; a pending computation before it becomes its requantization",
+            limits: "no blocked quantization; no float8 types; per-axis scales on activations",
+        },
+    );
+    r.register(
+        ONNX,
+        "DequantizeLinear",
+        dequantize_linear,
+        OpDoc {
+            becomes: "real view of an integer tensor or constant; per-tensor or per-channel (axis) scales on weights",
+            limits: "no blocked quantization",
+        },
+    );
 }
 
 const UINT8: IntType = IntType {

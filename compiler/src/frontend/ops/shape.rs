@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::frontend::ops::conv::{dq_operand, q_result};
-use crate::frontend::registry::{MICROSOFT, ONNX, OpRegistry};
+use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
 use crate::frontend::{
     Ctx, Pending, PendingOp, RealClamp, Value, attr_int, normalize_axis, unsupported,
 };
@@ -12,10 +12,42 @@ use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
-    r.register(ONNX, "Flatten", flatten);
-    r.register(ONNX, "Reshape", reshape);
-    r.register(ONNX, "Concat", concat);
-    r.register(MICROSOFT, "QLinearConcat", qlinear_concat);
+    r.register(
+        ONNX,
+        "Flatten",
+        flatten,
+        OpDoc {
+            becomes: "layout only (no protocol step)",
+            limits: "not across the batch dimension",
+        },
+    );
+    r.register(
+        ONNX,
+        "Reshape",
+        reshape,
+        OpDoc {
+            becomes: "layout only (no protocol step)",
+            limits: "not across the batch dimension",
+        },
+    );
+    r.register(
+        ONNX,
+        "Concat",
+        concat,
+        OpDoc {
+            becomes: "channel concatenation of shares (local), requantized to a common scale when needed",
+            limits: "channel axis only",
+        },
+    );
+    r.register(
+        MICROSOFT,
+        "QLinearConcat",
+        qlinear_concat,
+        OpDoc {
+            becomes: "as Concat",
+            limits: "as Concat",
+        },
+    );
 }
 
 /// An integer tensor (dequantized or not) and whether it is the dequantized view.
