@@ -240,7 +240,12 @@ async fn run_session(
     let theirs = Hello::parse(&within(timeout, frames.exchange(mine.to_bytes())).await?)?;
     let samples = match role {
         Role::Server => {
-            check_hello(&mine, &theirs)?;
+            if let Err(e) = check_hello(&mine, &theirs) {
+                // The client sees the same mismatch in this server's hello: let it read the
+                // hello and close first, so that both sides report the mismatch.
+                let _ = tokio::time::timeout(CLOSE_GRACE, frames.receive()).await;
+                return Err(e);
+            }
             theirs.samples
         }
         Role::Client => {

@@ -28,8 +28,8 @@ pub const MAX_FRAME_BYTES: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The peer closed the channel.
-    #[error("channel closed by the peer")]
+    /// The peer closed the channel (or the connection ended).
+    #[error("the peer closed the connection")]
     Closed,
     /// A frame announced a length above the bound.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
@@ -151,9 +151,9 @@ async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, out: &[u8]) -> Result<()
         return Err(too_large());
     }
     let len = u32::try_from(out.len()).map_err(|_| too_large())?;
-    wr.write_all(&len.to_le_bytes()).await?;
-    wr.write_all(out).await?;
-    wr.flush().await?;
+    wr.write_all(&len.to_le_bytes()).await.map_err(closed)?;
+    wr.write_all(out).await.map_err(closed)?;
+    wr.flush().await.map_err(closed)?;
     Ok(())
 }
 
@@ -173,8 +173,22 @@ async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, Transpo
     Ok(buf)
 }
 
+/// [`TransportError::Closed`] for the ways a stream reports that the peer or the connection
+/// went away (end of stream, a reset or aborted QUIC connection, or cryprot-net's stream
+/// manager ending before the peer's stream arrived); other I/O errors as they are.
 fn closed(e: std::io::Error) -> TransportError {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+    use std::io::ErrorKind;
+    let gone = matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+    ) || (e.kind() == ErrorKind::Other
+        && e.get_ref()
+            .is_some_and(|inner| inner.to_string() == "channel closed"));
+    if gone {
         TransportError::Closed
     } else {
         TransportError::Io(e)
