@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on a bundled model: compile it, show the plan and its predicted cost,
-# run the reference executor and both parties, and check that the two agree bit for bit.
+# run the reference executor, then the server and the client as two processes over a loopback
+# QUIC connection (the client pins the server's certificate), and check that the two-party
+# output equals the reference output bit for bit.
 # Usage: ./demo.sh [model.onnx] [input.npy]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,8 +12,8 @@ out=target/demo
 mkdir -p "$out"
 
 echo "== building heqc and heq-run (debug profile; the protocol crates are optimized)" >&2
-cargo build --quiet -p heqc -p heq-runtime --bins
-bin=target/debug
+cargo build --quiet --locked -p heqc -p heq-runtime --bins
+bin=${CARGO_TARGET_DIR:-target}/debug
 
 echo "== heqc compile $model" >&2
 "$bin/heqc" compile "$model" -o "$out/server.plan" --client-out "$out/client.plan"
@@ -22,11 +24,31 @@ echo "== heqc explain (what the optimizer decided, what it will cost)" >&2
 echo "== heq-run --mode plain (reference executor)" >&2
 "$bin/heq-run" --plan "$out/server.plan" --mode plain --input "$input" --output "$out/plain.npy"
 
-echo "== heq-run --mode sim (server and client, real HE and OT, in one process)" >&2
-"$bin/heq-run" --plan "$out/server.plan" --mode sim --input "$input" --output "$out/sim.npy"
+echo "== heq-run --role server (weights) and --role client (input), over loopback" >&2
+rm -f "$out/server.log"
+"$bin/heq-run" --plan "$out/server.plan" --role server --listen 127.0.0.1:0 --sessions 1 \
+    --timeout 120 --report "$out/server.json" 2>"$out/server.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+line=""
+for _ in $(seq 1 600); do
+    line=$(grep -m1 'listening on' "$out/server.log" || true)
+    [ -n "$line" ] && break
+    kill -0 $server 2>/dev/null || { cat "$out/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$line" ] || { echo "the server did not start" >&2; cat "$out/server.log" >&2; exit 1; }
+addr=$(sed -E 's/.*listening on ([^,]+),.*/\1/' <<<"$line")
+fingerprint=$(sed -E 's/.*fingerprint sha256:([0-9a-fA-F]+).*/\1/' <<<"$line")
+echo "$line" >&2
+"$bin/heq-run" --plan "$out/client.plan" --role client --connect "$addr" \
+    --server-fingerprint "$fingerprint" --timeout 120 --input "$input" --output "$out/net.npy" \
+    --report "$out/client.json"
+wait $server
+trap - EXIT
 
-if cmp -s "$out/plain.npy" "$out/sim.npy"; then
-    echo "== two-party output == reference output, bit for bit ($out/sim.npy)" >&2
+if cmp -s "$out/plain.npy" "$out/net.npy"; then
+    echo "== two-party output == reference output, bit for bit ($out/net.npy)" >&2
 else
     echo "== MISMATCH between the two-party run and the reference executor" >&2
     exit 1
