@@ -9,10 +9,14 @@
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
 //!   (feature `crypto`);
-//! - `party`: the server and client drivers that run a whole plan (feature `crypto`).
+//! - `party`: the server and client drivers that run a whole plan (feature `crypto`);
+//! - `calibrate`: measures this machine's compute profile for `heq-run calibrate` (feature
+//!   `sim`).
 //!
 //! Threat model: semi-honest server and client. See `docs/security.md`.
 
+#[cfg(feature = "sim")]
+pub mod calibrate;
 pub mod cost;
 pub mod error;
 pub mod plan;
