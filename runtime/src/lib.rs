@@ -5,7 +5,7 @@
 //!   two-party run reproduces bit for bit;
 //! - [`cost`]: exact message sizes and rounds of every protocol, and of a whole plan;
 //! - [`schedule`]: the per-layer protocols and share rings both parties derive from a plan;
-//! - `npy`: `.npy` sample files for `heq-run` (feature `crypto`);
+//! - `npy`: `.npy` sample files for `heq-run` and heqc's calibration data (feature `npy`);
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
 //!   (feature `crypto`);
@@ -30,7 +30,7 @@ pub mod he;
 pub mod linear;
 #[cfg(feature = "crypto")]
 pub mod nonlinear;
-#[cfg(feature = "crypto")]
+#[cfg(feature = "npy")]
 pub mod npy;
 #[cfg(feature = "crypto")]
 pub mod ot;

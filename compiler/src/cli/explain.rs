@@ -1,7 +1,8 @@
 //! `heqc explain`.
 
+use super::net::NetArgs;
 use anyhow::Context;
-use heqc::explain::Format;
+use heqc::explain::{Format, Timing};
 use std::path::PathBuf;
 
 /// Report formats.
@@ -23,6 +24,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: FormatArg,
+    /// Network and compute profile of the predicted times.
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 /// Reads the plan and prints the report on stdout.
@@ -36,6 +40,10 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         FormatArg::Yaml => Format::Yaml,
         FormatArg::Json => Format::Json,
     };
-    print!("{}", heqc::explain::render(&plan, format)?);
+    let timing = Timing {
+        net: a.net.net()?,
+        profile: a.net.profile()?,
+    };
+    print!("{}", heqc::explain::render_with(&plan, format, &timing)?);
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod explain;
 pub mod ir;
+pub mod net;
 
 use clap::{Parser, Subcommand};
 
