@@ -109,10 +109,13 @@ fn run(plan: &Plan, samples: &[&[f32]]) -> Result<Outputs> {
     let top1 = values
         .iter()
         .map(|v| {
+            // The first largest output, as numpy's argmax.
             v.iter()
                 .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
+                .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+                    if x > best.1 { (i, x) } else { best }
+                })
+                .0
         })
         .collect();
     Ok(Outputs { values, top1 })
