@@ -86,6 +86,8 @@ pub struct LayerRow {
     pub runner_up: Option<RunnerUp>,
     /// Predicted time of the layer on the report's network and compute profile.
     pub time: Option<Time>,
+    /// Predicted traffic of the layer on the Cheetah baseline.
+    pub baseline: Option<Traffic>,
 }
 
 /// Predicted time: compute (the compute profile) plus network (bytes / bandwidth + rounds ·
@@ -444,6 +446,10 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
                 .as_ref()
                 .and_then(|t| t.0.get(l.id.0 as usize))
                 .copied(),
+            baseline: base
+                .as_ref()
+                .and_then(|c| c.layers.get(l.id.0 as usize))
+                .map(|c| c.traffic.into()),
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
             let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);
@@ -747,11 +753,18 @@ pub fn render(plan: &Plan, format: Format) -> Result<String> {
 /// # Errors
 /// [`Error::Format`] if YAML/JSON serialisation fails.
 pub fn render_with(plan: &Plan, format: Format, timing: &Timing) -> Result<String> {
-    let r = report_with(plan, timing);
+    self::format(&report_with(plan, timing), format)
+}
+
+/// Formats a report.
+///
+/// # Errors
+/// [`Error::Format`] if YAML/JSON serialisation fails.
+pub fn format(r: &Report, format: Format) -> Result<String> {
     match format {
-        Format::Text => Ok(text(&r)),
-        Format::Yaml => serde_norway::to_string(&r).map_err(|e| Error::Format(e.to_string())),
-        Format::Json => serde_json::to_string_pretty(&r)
+        Format::Text => Ok(text(r)),
+        Format::Yaml => serde_norway::to_string(r).map_err(|e| Error::Format(e.to_string())),
+        Format::Json => serde_json::to_string_pretty(r)
             .map(|s| s + "\n")
             .map_err(|e| Error::Format(e.to_string())),
     }

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod analysis;
+pub mod chart;
 pub mod error;
 pub mod explain;
 pub mod frontend;

@@ -272,3 +272,50 @@ fn cli_mixed_precision_and_networks() {
     );
     fails(&["explain", p, "--profile", m], "profile");
 }
+
+#[test]
+fn explain_svg_draws_every_layer() {
+    let plan = temp("svg.plan");
+    let svg = temp("cost.svg");
+    let m = model("resnet_qdq_u8s8");
+    let out = heqc(&["compile", m.to_str().unwrap(), "-o", plan.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = heqc(&[
+        "explain",
+        plan.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    let labels: Vec<&str> = text.lines().map(str::trim).collect();
+    let plan = heq_runtime::plan::read_plan(&plan).unwrap();
+    for l in &plan.public.layers {
+        assert!(
+            labels.contains(&l.id.to_string().as_str()),
+            "no label {}",
+            l.id
+        );
+    }
+    for legend in [
+        "bytes up",
+        "bytes down",
+        "baseline up",
+        "baseline down",
+        "resnet_qdq_u8s8",
+    ] {
+        assert!(text.contains(legend), "{legend}");
+    }
+    // Four bars per layer (up and down, plan and baseline), plus background and legend.
+    let bars = text.matches("<rect").count();
+    assert!(bars >= 4 * plan.public.layers.len(), "{bars} rectangles");
+}

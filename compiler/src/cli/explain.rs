@@ -27,6 +27,10 @@ pub struct Args {
     /// Network and compute profile of the predicted times.
     #[command(flatten)]
     pub net: NetArgs,
+    /// Also draw the per-layer predicted bytes (up/down, beside the Cheetah baseline) as an
+    /// SVG bar chart to this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// Reads the plan and prints the report on stdout.
@@ -44,6 +48,11 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         net: a.net.net()?,
         profile: a.net.profile()?,
     };
-    print!("{}", heqc::explain::render_with(&plan, format, &timing)?);
+    let report = heqc::explain::report_with(&plan, &timing);
+    if let Some(path) = &a.svg {
+        std::fs::write(path, heqc::chart::svg(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", heqc::explain::format(&report, format)?);
     Ok(())
 }
