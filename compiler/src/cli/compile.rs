@@ -113,7 +113,8 @@ impl Args {
 /// # Errors
 /// Compilation and I/O failures.
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let compiled = heqc::compile_path_opts(&a.model, &a.options()?)?;
+    let options = a.options()?;
+    let compiled = heqc::compile_path_opts(&a.model, &options)?;
     for (i, (phase, t)) in compiled.timings.iter().enumerate() {
         tracing::info!("phase {}: {phase} {:.3} ms", i + 1, t.as_secs_f64() * 1e3);
     }
@@ -149,6 +150,17 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         size,
         a.output.display()
     );
+    let timing = heqc::explain::Timing {
+        net: a.net.net()?,
+        profile: options.profile,
+    };
+    let report = heqc::explain::report_with(plan, &timing);
+    if let (Some(t), Some(b)) = (report.totals.time, report.totals.baseline_time) {
+        println!(
+            "predicted time on {}: {:.1} ms (compute {:.1} ms, network {:.1} ms); cheetah {:.1} ms",
+            report.network, t.total_ms, t.compute_ms, t.network_ms, b.total_ms
+        );
+    }
     if let Some(p) = &plan.public.protocol.precision {
         println!("{}", heqc::explain::precision_line(p));
     }
