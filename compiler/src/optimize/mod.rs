@@ -24,7 +24,7 @@ pub mod ilp;
 
 use crate::error::{Error, Result};
 use candidates::{Candidate, HeContext, LayerCandidates};
-use heq_runtime::cost::compute::{ComputeProfile, HeOps, Network};
+use heq_runtime::cost::compute::{ComputeProfile, Network};
 use heq_runtime::cost::linear::public_key_bytes;
 use heq_runtime::cost::plan::{PlanCost, plan_cost};
 use heq_runtime::plan::{HeParams, LinearProtocol, Op, Plan, PublicPlan};
@@ -408,11 +408,13 @@ pub fn problem_with(
     let searched: Vec<Option<Vec<LayerCandidates>>> = menus
         .iter()
         .enumerate()
-        .map(|(j, rings)| match candidates::search(plan, rings) {
-            Ok(c) => Ok(Some(timed(c, profile))),
-            Err(e) if j == 0 => Err(e),
-            Err(_) => Ok(None),
-        })
+        .map(
+            |(j, rings)| match candidates::search_with(plan, rings, profile) {
+                Ok(c) => Ok(Some(c)),
+                Err(e) if j == 0 => Err(e),
+                Err(_) => Ok(None),
+            },
+        )
         .collect::<Result<_>>()?;
     let scratch = Problem {
         layers: Vec::new(),
@@ -502,14 +504,6 @@ pub fn problem_with(
         rounds,
         objective,
     })
-}
-
-/// The candidates with their compute times from `profile`.
-fn timed(mut layers: Vec<LayerCandidates>, profile: &ComputeProfile) -> Vec<LayerCandidates> {
-    for c in layers.iter_mut().flat_map(|l| &mut l.candidates) {
-        c.compute_ms = profile.he_ms(&c.protocol.he, HeOps::new(&c.cost, c.products));
-    }
-    layers
 }
 
 /// Optimizes the protocols of a server plan with the shipped compute profile.

@@ -128,9 +128,12 @@ pub enum ProfileError {
 const BUILTIN: &str = include_str!("../../profiles/default.json");
 
 impl ComputeProfile {
-    /// The shipped profile (`runtime/profiles/default.json`).
+    /// The shipped profile (`runtime/profiles/default.json`, parsed once).
     pub fn builtin() -> Self {
-        Self::from_json(BUILTIN).expect("the shipped profile is valid (tested)")
+        static PARSED: std::sync::LazyLock<ComputeProfile> = std::sync::LazyLock::new(|| {
+            ComputeProfile::from_json(BUILTIN).expect("the shipped profile is valid (tested)")
+        });
+        PARSED.clone()
     }
 
     /// Parses and checks the JSON form.
