@@ -65,6 +65,12 @@ pub enum Error {
     /// Serialising a report failed.
     #[error("cannot format the report: {0}")]
     Format(String),
+    /// Mixed precision cannot use the calibration data.
+    #[error("calibration: {reason}")]
+    Calibration {
+        /// Why.
+        reason: String,
+    },
     /// The optimizer found no valid configuration, or its solver failed.
     #[error("optimizer: {reason}")]
     Optimize {

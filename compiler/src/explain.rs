@@ -8,11 +8,12 @@
 //! ([`crate::optimize::candidates`]) at the layer's rings.
 
 use crate::error::{Error, Result};
-use crate::optimize::{self, baseline, candidates};
+use crate::optimize::{self, Net, baseline, candidates};
+use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::plan::{
-    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, RequantShape, TensorId,
-    multiplier_bits,
+    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionBudget, PrecisionRecord,
+    PublicPlan, RequantShape, TensorId, multiplier_bits,
 };
 
 /// What `explain` prints of a linear layer, whatever its shape type.
@@ -83,6 +84,81 @@ pub struct LayerRow {
     pub he: Option<Traffic>,
     /// The cheapest other configuration of a linear layer and its HE traffic (server plans).
     pub runner_up: Option<RunnerUp>,
+    /// Predicted time of the layer on the report's network and compute profile.
+    pub time: Option<Time>,
+    /// Predicted traffic of the layer on the Cheetah baseline.
+    pub baseline: Option<Traffic>,
+}
+
+/// Predicted time: compute (the compute profile) plus network (bytes / bandwidth + rounds ·
+/// RTT), in milliseconds rounded to microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Time {
+    /// Compute of both parties.
+    pub compute_ms: f64,
+    /// Transfer and round trips.
+    pub network_ms: f64,
+    /// Their sum.
+    pub total_ms: f64,
+}
+
+impl Time {
+    fn new(compute_ms: f64, network_ms: f64) -> Self {
+        let us = |x: f64| (x * 1e3).round() / 1e3;
+        Time {
+            compute_ms: us(compute_ms),
+            network_ms: us(network_ms),
+            total_ms: us(compute_ms + network_ms),
+        }
+    }
+}
+
+/// The network and compute profile of the predicted times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timing {
+    /// Network.
+    pub net: Net,
+    /// Compute times.
+    pub profile: ComputeProfile,
+}
+
+impl Default for Timing {
+    /// LAN and the shipped compute profile.
+    fn default() -> Self {
+        Timing {
+            net: Net::Lan,
+            profile: ComputeProfile::builtin(),
+        }
+    }
+}
+
+impl Timing {
+    /// Per-layer times of a priced plan, and the whole run's (setup, layers, reveal and the OT
+    /// extension's transfer).
+    fn times(&self, p: &PublicPlan, c: &PlanCost) -> (Vec<Time>, Time) {
+        let net = self.net.network();
+        let compute = self.profile.layer_ms(p, c);
+        let layers: Vec<Time> = c
+            .layers
+            .iter()
+            .zip(&compute)
+            .map(|(l, &ms)| {
+                Time::new(
+                    ms,
+                    net.transfer_ms(l.traffic.total_bytes(), l.traffic.rounds),
+                )
+            })
+            .collect();
+        let extra = [c.setup, c.reveal, c.ot_extension]
+            .iter()
+            .map(|t| net.transfer_ms(t.total_bytes(), t.rounds))
+            .sum::<f64>();
+        let total = Time::new(
+            compute.iter().sum(),
+            extra + layers.iter().map(|t| t.network_ms).sum::<f64>(),
+        );
+        (layers, total)
+    }
 }
 
 /// The HE configuration of a linear layer.
@@ -231,6 +307,10 @@ pub struct Totals {
     pub baseline: Option<Predicted>,
     /// Baseline channel bytes over this plan's channel bytes.
     pub ratio: Option<f64>,
+    /// Predicted time of one inference.
+    pub time: Option<Time>,
+    /// Predicted time of the baseline.
+    pub baseline_time: Option<Time>,
 }
 
 /// The whole report.
@@ -242,6 +322,12 @@ pub struct Report {
     pub profile: String,
     /// Whether the plan holds the server's weights.
     pub server_plan: bool,
+    /// Network of the predicted times.
+    pub network: String,
+    /// Machine of the compute profile.
+    pub compute_profile: String,
+    /// Mixed precision: the budget, lowered layers and measured agreement, if it ran.
+    pub precision: Option<PrecisionRecord>,
     /// Input: name, shape, type, scale, zero point.
     pub input: String,
     /// Output: name, shape, type, scale, zero point.
@@ -275,8 +361,13 @@ fn product(v: &[usize]) -> u64 {
     v.iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))
 }
 
-/// Builds the report of a plan.
+/// Builds the report of a plan, with times on LAN and the shipped compute profile.
 pub fn report(plan: &Plan) -> Report {
+    report_with(plan, &Timing::default())
+}
+
+/// Builds the report of a plan, with times on `timing`'s network and compute profile.
+pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
     let p = &plan.public;
     let tensor = |t: TensorId| &p.tensors[t.0 as usize];
     let io = |name: &str, t: TensorId| {
@@ -299,9 +390,15 @@ pub fn report(plan: &Plan) -> Report {
         predicted: None,
         baseline: None,
         ratio: None,
+        time: None,
+        baseline_time: None,
     };
     let cost = optimize::predict(p).ok();
-    let base = optimize::predict(&baseline::cheetah(plan).public).ok();
+    let base_plan = baseline::cheetah(plan);
+    let base = optimize::predict(&base_plan.public).ok();
+    let times = cost.as_ref().map(|c| timing.times(p, c));
+    totals.time = times.as_ref().map(|t| t.1);
+    totals.baseline_time = base.as_ref().map(|c| timing.times(&base_plan.public, c).1);
     let runner_ups = runner_ups(plan);
     for l in &p.layers {
         let out = tensor(l.output);
@@ -345,6 +442,14 @@ pub fn report(plan: &Plan) -> Report {
                 .iter()
                 .find(|(id, _)| *id == l.id)
                 .map(|(_, r)| r.clone()),
+            time: times
+                .as_ref()
+                .and_then(|t| t.0.get(l.id.0 as usize))
+                .copied(),
+            baseline: base
+                .as_ref()
+                .and_then(|c| c.layers.get(l.id.0 as usize))
+                .map(|c| c.traffic.into()),
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
             let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);
@@ -409,6 +514,9 @@ pub fn report(plan: &Plan) -> Report {
         model: p.model_name.clone(),
         profile: p.protocol.profile.clone(),
         server_plan: plan.weights.is_some(),
+        network: timing.net.to_string(),
+        compute_profile: timing.profile.machine.clone(),
+        precision: p.protocol.precision.clone(),
         input: io(&p.input.name, p.input.tensor),
         output: io(&p.output.name, p.output.tensor),
         layers: rows,
@@ -470,7 +578,7 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(out, "output {}", r.output);
     let _ = writeln!(
         out,
-        "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4}",
+        "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4} {:>9}",
         "id",
         "name",
         "op",
@@ -490,7 +598,8 @@ pub fn text(r: &Report) -> String {
         "t",
         "up",
         "down",
-        "rnd"
+        "rnd",
+        "ms"
     );
     for l in &r.layers {
         let name = if l.name.len() > 24 {
@@ -509,7 +618,7 @@ pub fn text(r: &Report) -> String {
             .map_or_else(|| "-".to_string(), |(a, b)| format!("{a}/{b}"));
         let _ = writeln!(
             out,
-            "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4}",
+            "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4} {:>9}",
             l.id,
             name,
             l.op,
@@ -532,6 +641,7 @@ pub fn text(r: &Report) -> String {
             opt(&l.predicted.map(|t| t.bytes_up)),
             opt(&l.predicted.map(|t| t.bytes_down)),
             opt(&l.predicted.map(|t| t.rounds)),
+            opt(&l.time.map(|t| format!("{:.3}", t.total_ms))),
         );
         if let Some(h) = &l.he {
             let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
@@ -577,7 +687,57 @@ pub fn text(r: &Report) -> String {
     if let Some(ratio) = t.ratio {
         let _ = writeln!(out, "ratio: {ratio:.2}x less than the baseline");
     }
+    let time = |t: &Time| {
+        format!(
+            "{:.3} ms (compute {:.3} ms, network {:.3} ms)",
+            t.total_ms, t.compute_ms, t.network_ms
+        )
+    };
+    if let Some(x) = &t.time {
+        let _ = writeln!(
+            out,
+            "predicted time on {}, compute profile {}: {}",
+            r.network,
+            r.compute_profile,
+            time(x)
+        );
+    }
+    if let Some(b) = &t.baseline_time {
+        let _ = writeln!(out, "cheetah baseline time: {}", time(b));
+    }
+    if let Some(p) = &r.precision {
+        let _ = writeln!(out, "{}", precision_line(p));
+    }
     out
+}
+
+/// One line on a mixed-precision plan: the budget, the layers lowered and the measured
+/// agreement with the model as quantized.
+pub fn precision_line(p: &PrecisionRecord) -> String {
+    let budget = match p.budget {
+        PrecisionBudget::AccuracyDrop(x) => format!("top-1 drop <= {x}"),
+        PrecisionBudget::OutputError(e) => format!("max output error <= {e}"),
+    };
+    let lowered = if p.lowered.is_empty() {
+        "none".to_string()
+    } else {
+        p.lowered
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} w{}->{} a{}->{}",
+                    l.name, l.weight_bits.0, l.weight_bits.1, l.output_bits.0, l.output_bits.1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "mixed precision ({budget}) on {} calibration samples: top-1 agreement {:.2}%, max output error {}; lowered: {lowered}",
+        p.samples,
+        p.top1_agreement * 100.0,
+        p.max_output_error
+    )
 }
 
 /// Renders the report of a plan in a format.
@@ -585,11 +745,26 @@ pub fn text(r: &Report) -> String {
 /// # Errors
 /// [`Error::Format`] if YAML/JSON serialisation fails.
 pub fn render(plan: &Plan, format: Format) -> Result<String> {
-    let r = report(plan);
+    render_with(plan, format, &Timing::default())
+}
+
+/// Renders the report of a plan in a format, with times on `timing`.
+///
+/// # Errors
+/// [`Error::Format`] if YAML/JSON serialisation fails.
+pub fn render_with(plan: &Plan, format: Format, timing: &Timing) -> Result<String> {
+    self::format(&report_with(plan, timing), format)
+}
+
+/// Formats a report.
+///
+/// # Errors
+/// [`Error::Format`] if YAML/JSON serialisation fails.
+pub fn format(r: &Report, format: Format) -> Result<String> {
     match format {
-        Format::Text => Ok(text(&r)),
-        Format::Yaml => serde_norway::to_string(&r).map_err(|e| Error::Format(e.to_string())),
-        Format::Json => serde_json::to_string_pretty(&r)
+        Format::Text => Ok(text(r)),
+        Format::Yaml => serde_norway::to_string(r).map_err(|e| Error::Format(e.to_string())),
+        Format::Json => serde_json::to_string_pretty(r)
             .map(|s| s + "\n")
             .map_err(|e| Error::Format(e.to_string())),
     }

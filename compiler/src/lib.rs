@@ -8,7 +8,10 @@
 //! 3. **passes** ([`passes`]): range analysis ([`analysis::ranges`]: tensor ranges and sound
 //!    accumulator widths) and identity removal, the IR verified after each pass;
 //! 4. **lower** ([`lower`]): the plan of `heq_runtime::plan`, with the Cheetah baseline protocol;
-//! 5. **optimize** ([`optimize`]): per-layer HE configurations chosen by an ILP over exact costs
+//! 5. **precision** ([`precision`], with [`CompileOptions::precision`] only): lower bit widths
+//!    per layer within an accuracy budget measured on calibration data (HEQuant's mixed
+//!    precision), then lower again;
+//! 6. **optimize** ([`optimize`]): per-layer HE configurations chosen by an ILP over exact costs
 //!    (skipped with [`Mode::Baseline`]).
 //!
 //! ```no_run
@@ -19,6 +22,7 @@
 //! ```
 
 pub mod analysis;
+pub mod chart;
 pub mod error;
 pub mod explain;
 pub mod frontend;
@@ -26,9 +30,11 @@ pub mod ir;
 pub mod lower;
 pub mod optimize;
 pub mod passes;
+pub mod precision;
 
 pub use error::{Error, Result, UnsupportedNode};
 
+use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::plan::Plan;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -49,6 +55,28 @@ impl Default for Mode {
     }
 }
 
+/// Everything a compilation can be asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileOptions {
+    /// How the linear layers' protocols are chosen.
+    pub mode: Mode,
+    /// Compute times of the latency objective.
+    pub profile: ComputeProfile,
+    /// Mixed precision on calibration data (`None`: the model's bit widths, exactly).
+    pub precision: Option<precision::Options>,
+}
+
+impl CompileOptions {
+    /// `mode` with the shipped compute profile and no mixed precision.
+    pub fn new(mode: Mode) -> Self {
+        CompileOptions {
+            mode,
+            profile: ComputeProfile::builtin(),
+            precision: None,
+        }
+    }
+}
+
 /// A compiled model: the plan and how long each phase took.
 #[derive(Clone, Debug)]
 pub struct Compiled {
@@ -60,6 +88,8 @@ pub struct Compiled {
     pub timings: Vec<(String, Duration)>,
     /// The optimizer's result (`None` with [`Mode::Baseline`]).
     pub optimized: Option<optimize::Optimized>,
+    /// Mixed precision's result (`None` without [`CompileOptions::precision`]).
+    pub precision: Option<precision::Outcome>,
 }
 
 /// Compiles an ONNX file with the optimizer; the model is named after the file stem.
@@ -76,6 +106,14 @@ pub fn compile_path(path: &Path) -> Result<Compiled> {
 /// # Errors
 /// As [`compile_path`].
 pub fn compile_path_with(path: &Path, mode: Mode) -> Result<Compiled> {
+    compile_path_opts(path, &CompileOptions::new(mode))
+}
+
+/// Compiles an ONNX file with `options`.
+///
+/// # Errors
+/// As [`compile_path`], and calibration failures.
+pub fn compile_path_opts(path: &Path, options: &CompileOptions) -> Result<Compiled> {
     let start = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
@@ -86,7 +124,7 @@ pub fn compile_path_with(path: &Path, mode: Mode) -> Result<Compiled> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let mut c = compile_bytes_with(&bytes, &name, &path.display().to_string(), mode)?;
+    let mut c = compile_bytes_opts(&bytes, &name, &path.display().to_string(), options)?;
     c.timings.insert(0, ("read".into(), read));
     Ok(c)
 }
@@ -105,10 +143,23 @@ pub fn compile_bytes(bytes: &[u8], name: &str, path: &str) -> Result<Compiled> {
 /// # Errors
 /// As [`compile_path`].
 pub fn compile_bytes_with(bytes: &[u8], name: &str, path: &str, mode: Mode) -> Result<Compiled> {
+    compile_bytes_opts(bytes, name, path, &CompileOptions::new(mode))
+}
+
+/// Compiles the bytes of an ONNX file with `options`.
+///
+/// # Errors
+/// As [`compile_path_opts`].
+pub fn compile_bytes_opts(
+    bytes: &[u8],
+    name: &str,
+    path: &str,
+    options: &CompileOptions,
+) -> Result<Compiled> {
     let start = Instant::now();
     let model = frontend::tensor::decode_model(bytes, path)?;
     let decode = start.elapsed();
-    let mut c = compile_proto_with(&model, name, mode)?;
+    let mut c = compile_proto_opts(&model, name, options)?;
     c.timings.insert(0, ("decode".into(), decode));
     Ok(c)
 }
@@ -126,6 +177,18 @@ pub fn compile_proto(model: &ModelProto, name: &str) -> Result<Compiled> {
 /// # Errors
 /// As [`compile_path`], except I/O and decoding.
 pub fn compile_proto_with(model: &ModelProto, name: &str, mode: Mode) -> Result<Compiled> {
+    compile_proto_opts(model, name, &CompileOptions::new(mode))
+}
+
+/// Compiles a decoded model with `options`.
+///
+/// # Errors
+/// As [`compile_path_opts`], except I/O and decoding.
+pub fn compile_proto_opts(
+    model: &ModelProto,
+    name: &str,
+    options: &CompileOptions,
+) -> Result<Compiled> {
     let mut timings = Vec::new();
     let start = Instant::now();
     let mut graph = frontend::build(model, name)?;
@@ -134,14 +197,31 @@ pub fn compile_proto_with(model: &ModelProto, name: &str, mode: Mode) -> Result<
     let mut pm = passes::PassManager::standard();
     pm.run(&mut graph)?;
     timings.extend(pm.timings.iter().map(|(n, d)| (format!("pass {n}"), *d)));
+    let precision = match &options.precision {
+        Some(p) => {
+            let start = Instant::now();
+            let outcome = precision::choose(&graph, p, &options.profile)?;
+            timings.push(("precision".to_string(), start.elapsed()));
+            tracing::info!(
+                candidates = outcome.candidates,
+                rounds = outcome.rounds,
+                lowered = outcome.record.lowered.len(),
+                "mixed precision chosen"
+            );
+            graph = outcome.graph.clone();
+            Some(outcome)
+        }
+        None => None,
+    };
     let start = Instant::now();
-    let plan = lower::lower(&graph)?;
+    let mut plan = lower::lower(&graph)?;
+    plan.public.protocol.precision = precision.as_ref().map(|p| p.record.clone());
     timings.push(("lower".to_string(), start.elapsed()));
-    let (plan, optimized) = match mode {
+    let (plan, optimized) = match options.mode {
         Mode::Baseline => (plan, None),
         Mode::Optimize(objective) => {
             let start = Instant::now();
-            let o = optimize::optimize(&plan, objective)?;
+            let o = optimize::optimize_with(&plan, objective, &options.profile)?;
             timings.push(("optimize".to_string(), start.elapsed()));
             tracing::info!(
                 variables = o.stats.variables,
@@ -157,5 +237,6 @@ pub fn compile_proto_with(model: &ModelProto, name: &str, mode: Mode) -> Result<
         ir_text: ir::text::print(&graph),
         timings,
         optimized,
+        precision,
     })
 }

@@ -190,6 +190,7 @@ pub fn lower(g: &LayerGraph) -> Result<Plan> {
             ot: OtBackend::Silent,
             stat_bits: 40,
             profile: "cheetah".into(),
+            precision: None,
         },
     };
     let plan = Plan {

@@ -44,9 +44,10 @@ fn summary_reports_predicted_bytes_and_the_baseline_ratio() {
         ),
         "{s}"
     );
+    // The latency optimum depends on the shipped compute profile (runtime/profiles/default.json).
     let s = compile(&["--objective", "latency", "--net", "wan"]);
     assert!(
-        s.contains("optimized profile: predicted 1828834 bytes"),
+        s.contains("optimized profile: predicted 1977282 bytes"),
         "{s}"
     );
 }

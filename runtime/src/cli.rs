@@ -23,7 +23,13 @@ use std::time::{Duration, Instant};
 /// Runs a heqc plan on `.npy` samples: in the clear (`--mode plain`), both parties in one
 /// process (`--mode sim`), or as one party over the network (`--role server|client`).
 #[derive(Debug, Parser)]
-#[command(name = "heq-run", version, about, long_about = None)]
+#[command(
+    name = "heq-run",
+    version,
+    about,
+    long_about = None,
+    after_help = "heq-run calibrate [--out profile.json]: measure this machine's compute profile."
+)]
 pub struct Cli {
     /// Plan file written by `heqc compile`: the server plan (with weights) for `--mode` and
     /// `--role server`, the client plan (`--client-out`, no weights) for `--role client`.
@@ -177,6 +183,36 @@ pub struct ServerFailed {
     failed: u64,
     sessions: u64,
     mismatch: bool,
+}
+
+/// `heq-run calibrate`: measures this machine's compute profile (HE per ciphertext, nonlinear
+/// protocol and OT extension per ROT) for heqc's latency predictions (`heqc compile --profile`).
+#[derive(Debug, Parser)]
+#[command(name = "heq-run calibrate", version, about, long_about = None)]
+pub struct CalibrateCli {
+    /// Where to write the JSON profile (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Ciphertexts timed per HE step and context.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub iters: usize,
+}
+
+/// Runs `heq-run calibrate`.
+///
+/// # Errors
+/// A failed measurement or write.
+pub fn run_calibrate(cli: &CalibrateCli) -> anyhow::Result<()> {
+    let profile = heq_runtime::calibrate::calibrate(cli.iters.max(1), rand::random())
+        .context("calibrating")?;
+    let json = profile.to_json();
+    match &cli.out {
+        Some(path) => {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{json}"),
+    }
+    Ok(())
 }
 
 /// Runs the command.
@@ -542,6 +578,7 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+        CalibrateCli::command().debug_assert();
     }
 
     #[test]

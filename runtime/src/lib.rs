@@ -5,14 +5,18 @@
 //!   two-party run reproduces bit for bit;
 //! - [`cost`]: exact message sizes and rounds of every protocol, and of a whole plan;
 //! - [`schedule`]: the per-layer protocols and share rings both parties derive from a plan;
-//! - `npy`: `.npy` sample files for `heq-run` (feature `crypto`);
+//! - `npy`: `.npy` sample files for `heq-run` and heqc's calibration data (feature `npy`);
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
 //!   (feature `crypto`);
-//! - `party`: the server and client drivers that run a whole plan (feature `crypto`).
+//! - `party`: the server and client drivers that run a whole plan (feature `crypto`);
+//! - `calibrate`: measures this machine's compute profile for `heq-run calibrate` (feature
+//!   `sim`).
 //!
 //! Threat model: semi-honest server and client. See `docs/security.md`.
 
+#[cfg(feature = "sim")]
+pub mod calibrate;
 pub mod cost;
 pub mod error;
 pub mod plan;
@@ -26,7 +30,7 @@ pub mod he;
 pub mod linear;
 #[cfg(feature = "crypto")]
 pub mod nonlinear;
-#[cfg(feature = "crypto")]
+#[cfg(feature = "npy")]
 pub mod npy;
 #[cfg(feature = "crypto")]
 pub mod ot;

@@ -8,25 +8,46 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `heq-run calibrate` has its own command line.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "calibrate") {
+        return match cli::CalibrateCli::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(args) => {
+                pool();
+                report(cli::run_calibrate(&args))
+            }
+            Err(e) => usage(&e),
+        };
+    }
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
-        Err(e) => {
-            // `--help` and `--version` are "errors" that print to stdout and succeed.
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return usage(&e),
     };
-    // cryprot-ot's silent OT receiver blocks a rayon worker while it waits: with both parties
-    // in one process (`--mode sim`) a pool of the 2 default threads could starve.
+    pool();
+    report(cli::run(&args))
+}
+
+/// Prints a parse error; `--help` and `--version` are "errors" that print to stdout and succeed.
+fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// cryprot-ot's silent OT receiver blocks a rayon worker while it waits: with both parties in
+/// one process (`--mode sim`, calibration) a pool of the 2 default threads could starve.
+fn pool() {
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global();
-    match cli::run(&args) {
+}
+
+/// Prints an error once and maps it to the exit code.
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("heq-run: {e:#}");

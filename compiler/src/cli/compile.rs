@@ -1,8 +1,10 @@
 //! `heqc compile`.
 
-use anyhow::Context;
-use heqc::Mode;
-use heqc::optimize::{self, Net, Objective, baseline};
+use super::net::NetArgs;
+use anyhow::{Context, bail};
+use heq_runtime::plan::PrecisionBudget;
+use heqc::optimize::{self, Objective, baseline};
+use heqc::{CompileOptions, Mode, precision};
 use std::path::PathBuf;
 
 /// What the optimizer minimises.
@@ -12,15 +14,6 @@ pub enum ObjectiveArg {
     Comm,
     /// Estimated latency on `--net`: bytes / bandwidth + rounds · RTT + HE compute.
     Latency,
-}
-
-/// Network profile of the latency objective.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum NetArg {
-    /// 3 Gbps, 0.3 ms RTT.
-    Lan,
-    /// 400 Mbps, 40 ms RTT.
-    Wan,
 }
 
 /// Fixed configurations instead of the optimizer.
@@ -44,26 +37,73 @@ pub struct Args {
     /// What the optimizer minimises.
     #[arg(long, value_enum, default_value = "comm")]
     pub objective: ObjectiveArg,
-    /// Network of the latency objective.
-    #[arg(long, value_enum, default_value = "lan")]
-    pub net: NetArg,
+    /// Network and compute profile of the latency objective.
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Skip the optimizer and use a fixed baseline configuration.
     #[arg(long, value_enum)]
     pub baseline: Option<BaselineArg>,
+    /// Mixed precision: calibration inputs (float `.npy`, `[N, ...input shape]`); lowers
+    /// per-layer weight and activation bit widths within `--max-accuracy-drop` or
+    /// `--max-output-error`.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
+    /// Largest fraction of calibration samples whose top-1 class may differ from the model as
+    /// quantized (e.g. 0.01).
+    #[arg(
+        long,
+        value_name = "X",
+        requires = "calibration",
+        conflicts_with = "max_output_error"
+    )]
+    pub max_accuracy_drop: Option<f64>,
+    /// Largest change of any dequantized output on the calibration samples.
+    #[arg(long, value_name = "E", requires = "calibration")]
+    pub max_output_error: Option<f64>,
+    /// Mixed precision keeps the first and the last linear layer at their bit widths.
+    #[arg(long, requires = "calibration")]
+    pub keep_first_last: bool,
 }
 
 impl Args {
     /// The compilation mode these arguments ask for.
-    pub fn mode(&self) -> Mode {
-        let net = match self.net {
-            NetArg::Lan => Net::Lan,
-            NetArg::Wan => Net::Wan,
-        };
-        match (self.baseline, self.objective) {
+    ///
+    /// # Errors
+    /// Invalid network arguments.
+    pub fn mode(&self) -> anyhow::Result<Mode> {
+        let net = self.net.net()?;
+        Ok(match (self.baseline, self.objective) {
             (Some(BaselineArg::Cheetah), _) => Mode::Baseline,
             (None, ObjectiveArg::Comm) => Mode::Optimize(Objective::Comm),
             (None, ObjectiveArg::Latency) => Mode::Optimize(Objective::Latency(net)),
+        })
+    }
+
+    /// The compilation options: mode, compute profile and mixed precision.
+    ///
+    /// # Errors
+    /// Invalid network arguments, an unreadable profile or calibration file, a budget that is
+    /// missing, negative or not a number.
+    pub fn options(&self) -> anyhow::Result<CompileOptions> {
+        let mut options = CompileOptions::new(self.mode()?);
+        options.profile = self.net.profile()?;
+        if let Some(path) = &self.calibration {
+            let budget = match (self.max_accuracy_drop, self.max_output_error) {
+                (Some(x), None) => PrecisionBudget::AccuracyDrop(x),
+                (None, Some(e)) => PrecisionBudget::OutputError(e),
+                _ => bail!("--calibration needs --max-accuracy-drop or --max-output-error"),
+            };
+            let (PrecisionBudget::AccuracyDrop(x) | PrecisionBudget::OutputError(x)) = budget;
+            if !(x.is_finite() && x >= 0.0) {
+                bail!("the accuracy budget must be a non-negative number, not {x}");
+            }
+            let data = heq_runtime::npy::read_f32(path)
+                .with_context(|| format!("reading the calibration data {}", path.display()))?;
+            let mut p = precision::Options::new(data.data, budget);
+            p.keep_ends = self.keep_first_last;
+            options.precision = Some(p);
         }
+        Ok(options)
     }
 }
 
@@ -73,7 +113,8 @@ impl Args {
 /// # Errors
 /// Compilation and I/O failures.
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let compiled = heqc::compile_path_with(&a.model, a.mode())?;
+    let options = a.options()?;
+    let compiled = heqc::compile_path_opts(&a.model, &options)?;
     for (i, (phase, t)) in compiled.timings.iter().enumerate() {
         tracing::info!("phase {}: {phase} {:.3} ms", i + 1, t.as_secs_f64() * 1e3);
     }
@@ -109,5 +150,19 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         size,
         a.output.display()
     );
+    let timing = heqc::explain::Timing {
+        net: a.net.net()?,
+        profile: options.profile,
+    };
+    let report = heqc::explain::report_with(plan, &timing);
+    if let (Some(t), Some(b)) = (report.totals.time, report.totals.baseline_time) {
+        println!(
+            "predicted time on {}: {:.1} ms (compute {:.1} ms, network {:.1} ms); cheetah {:.1} ms",
+            report.network, t.total_ms, t.compute_ms, t.network_ms, b.total_ms
+        );
+    }
+    if let Some(p) = &plan.public.protocol.precision {
+        println!("{}", heqc::explain::precision_line(p));
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `heqc explain`.
 
+use super::net::NetArgs;
 use anyhow::Context;
-use heqc::explain::Format;
+use heqc::explain::{Format, Timing};
 use std::path::PathBuf;
 
 /// Report formats.
@@ -23,6 +24,13 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: FormatArg,
+    /// Network and compute profile of the predicted times.
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Also draw the per-layer predicted bytes (up/down, beside the Cheetah baseline) as an
+    /// SVG bar chart to this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// Reads the plan and prints the report on stdout.
@@ -36,6 +44,15 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         FormatArg::Yaml => Format::Yaml,
         FormatArg::Json => Format::Json,
     };
-    print!("{}", heqc::explain::render(&plan, format)?);
+    let timing = Timing {
+        net: a.net.net()?,
+        profile: a.net.profile()?,
+    };
+    let report = heqc::explain::report_with(&plan, &timing);
+    if let Some(path) = &a.svg {
+        std::fs::write(path, heqc::chart::svg(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", heqc::explain::format(&report, format)?);
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod explain;
 pub mod ir;
+pub mod net;
 pub mod ops;
 
 use clap::{Parser, Subcommand};
@@ -30,11 +31,13 @@ pub enum Command {
     /// Dequantize, the clip bounds giving the bit width) and QOperator models (QLinearConv,
     /// QLinearMatMul, ConvInteger, MatMulInteger, com.microsoft QGemm, QLinearAdd,
     /// QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat). The optimizer chooses each
-    /// linear layer's HE configuration (`--objective comm|latency`, `--net lan|wan`);
-    /// `--baseline cheetah` keeps OpenCheetah's. Prints a one-line summary with the predicted
-    /// bytes and their ratio to the Cheetah baseline; with -v the compiler phases and their
-    /// times. Operators heqc cannot compile are all listed
-    /// in one error, with exit code 2.
+    /// linear layer's HE configuration (`--objective comm|latency`, `--net lan|wan|custom`,
+    /// `--profile` from `heq-run calibrate`); `--baseline cheetah` keeps OpenCheetah's. With
+    /// `--calibration` and `--max-accuracy-drop` or `--max-output-error`, mixed precision lowers
+    /// per-layer bit widths within that budget, measured on the calibration data. Prints a
+    /// summary with the predicted bytes, their ratio to the Cheetah baseline, the predicted time
+    /// and the measured agreement of a mixed-precision plan; with -v the compiler phases and
+    /// their times. Operators heqc cannot compile are all listed in one error, with exit code 2.
     Compile(compile::Args),
     /// Print a per-layer report of a plan file (server or client plan).
     ///
@@ -42,9 +45,11 @@ pub enum Command {
     /// input, weights, accumulator and output (the sound accumulator width next to the naive
     /// bound),
     /// requantization multiplier bits and shift, tile, ring degree N, share ring bits, primes,
-    /// plaintext bits and the predicted bytes each way and rounds; for linear layers the HE
-    /// bytes and the runner-up configuration; then totals, the Cheetah baseline's totals and
-    /// the ratio. Client plans have no weights; their weight counts show as "-".
+    /// plaintext bits, the predicted bytes each way, rounds and time (`--net`, `--profile`);
+    /// for linear layers the HE bytes and the runner-up configuration; then totals, the Cheetah
+    /// baseline's totals and the ratio, and a mixed-precision plan's measured agreement.
+    /// `--svg` also draws the per-layer bytes beside the baseline's. Client plans have no
+    /// weights; their weight counts show as "-".
     Explain(explain::Args),
     /// Print the layer IR of a model after the compiler passes.
     ///

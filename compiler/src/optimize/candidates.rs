@@ -9,6 +9,7 @@
 //! plan could not run.
 
 use crate::error::{Error, Result};
+use heq_runtime::cost::compute::{ComputeProfile, HeOps};
 use heq_runtime::cost::linear::{
     ConvGeometry, ERROR_BOUND, LinearCost, LinearOutput, SHARE_NOISE_BOUND, affine_as_conv,
     layer_budget, matmul_as_conv, public_key_bytes,
@@ -55,30 +56,6 @@ pub struct HeContext {
     pub moduli_bits: Vec<u32>,
 }
 
-/// Compute-time profile of the HE operations, in milliseconds at `N = 4096` with two primes,
-/// scaled linearly with `N` and with the number of primes. Single-thread figures of
-/// `dependencies.md` (tfhe-ntt, 2-core AVX-512 machine); a fixed profile, not re-measured per
-/// machine.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ComputeProfile {
-    /// Client: one seeded encryption.
-    pub encrypt_ms: f64,
-    /// Server: one ciphertext × plaintext product (NTT domain).
-    pub ct_pt_ms: f64,
-    /// Server: one modulus switch (flooding and re-randomisation included).
-    pub switch_ms: f64,
-    /// Client: one decryption.
-    pub decrypt_ms: f64,
-}
-
-/// The profile of `dependencies.md` ("Per-op cost at N = 4096, q = 49+60 bits").
-pub const PROFILE: ComputeProfile = ComputeProfile {
-    encrypt_ms: 0.32,
-    ct_pt_ms: 0.03,
-    switch_ms: 0.16,
-    decrypt_ms: 0.35,
-};
-
 /// One configuration of one linear layer, priced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
@@ -88,7 +65,7 @@ pub struct Candidate {
     pub cost: LinearCost,
     /// Ciphertext × plaintext products the server computes.
     pub products: usize,
-    /// Compute time estimate in milliseconds ([`PROFILE`]).
+    /// Compute time estimate in milliseconds (the search's [`ComputeProfile`]).
     pub compute_ms: f64,
 }
 
@@ -283,6 +260,18 @@ fn pareto(mut v: Vec<Candidate>) -> Vec<Candidate> {
 /// # Errors
 /// [`Error::Optimize`] when the plan has no weights or a layer has no valid configuration.
 pub fn search(plan: &Plan, rings: &[u32]) -> Result<Vec<LayerCandidates>> {
+    search_with(plan, rings, &ComputeProfile::builtin())
+}
+
+/// [`search`] with compute times from `profile`.
+///
+/// # Errors
+/// As [`search`].
+pub fn search_with(
+    plan: &Plan,
+    rings: &[u32],
+    profile: &ComputeProfile,
+) -> Result<Vec<LayerCandidates>> {
     let weights = plan.weights.as_ref().ok_or(Error::Optimize {
         reason: "the optimizer needs the server plan (weights)".into(),
     })?;
@@ -296,7 +285,7 @@ pub fn search(plan: &Plan, rings: &[u32]) -> Result<Vec<LayerCandidates>> {
             };
             let w = weights.get(layer.id).ok_or_else(no_weights)?;
             let v = view(&layer.op, w).ok_or_else(no_weights)?;
-            let candidates = layer_candidates(&v, ring, stat_bits);
+            let candidates = layer_candidates(&v, ring, stat_bits, profile);
             if candidates.is_empty() {
                 return Err(Error::Optimize {
                     reason: format!(
@@ -313,7 +302,12 @@ pub fn search(plan: &Plan, rings: &[u32]) -> Result<Vec<LayerCandidates>> {
         .collect()
 }
 
-fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candidate> {
+fn layer_candidates(
+    v: &LinearView<'_>,
+    ring: u32,
+    stat_bits: u32,
+    profile: &ComputeProfile,
+) -> Vec<Candidate> {
     let mut all = Vec::new();
     for degree in heq_runtime::cost::linear::DEGREES {
         for moduli_bits in moduli_menu(degree) {
@@ -334,8 +328,6 @@ fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candid
             if public_key_bytes(&proto.he).is_err() {
                 continue;
             }
-            let primes = proto.he.moduli_bits.len() as f64;
-            let scale = degree as f64 / 4096.0 * primes / 2.0;
             let mut per_context = Vec::new();
             for g in &geometries(&v.conv, &proto) {
                 proto.tile = g.tile;
@@ -344,10 +336,7 @@ fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candid
                 }
                 let cost = g.cost(&budget);
                 let products = g.n_c * g.n_sg * g.n_mg;
-                let compute_ms = scale
-                    * (cost.cts_up as f64 * PROFILE.encrypt_ms
-                        + products as f64 * PROFILE.ct_pt_ms
-                        + cost.cts_down as f64 * (PROFILE.switch_ms + PROFILE.decrypt_ms));
+                let compute_ms = profile.he_ms(&proto.he, HeOps::new(&cost, products));
                 per_context.push(Candidate {
                     protocol: proto.clone(),
                     cost,

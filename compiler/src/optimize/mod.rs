@@ -24,6 +24,7 @@ pub mod ilp;
 
 use crate::error::{Error, Result};
 use candidates::{Candidate, HeContext, LayerCandidates};
+use heq_runtime::cost::compute::{ComputeProfile, Network};
 use heq_runtime::cost::linear::public_key_bytes;
 use heq_runtime::cost::plan::{PlanCost, plan_cost};
 use heq_runtime::plan::{HeParams, LinearProtocol, Op, Plan, PublicPlan};
@@ -31,21 +32,40 @@ use heq_runtime::schedule::{ScheduleError, schedule};
 use std::time::{Duration, Instant};
 
 /// A network profile for the latency objective (OpenCheetah's `tc` settings, `protocols.md`
-/// §1.1).
+/// §1.1, or a custom one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Net {
     /// 3 Gbps, 0.3 ms RTT.
     Lan,
     /// 400 Mbps, 40 ms RTT.
     Wan,
+    /// Any bandwidth and RTT (integers, so that the profile stays `Eq`).
+    Custom {
+        /// Bandwidth in bits per second.
+        bits_per_second: u64,
+        /// Round-trip time in microseconds.
+        rtt_us: u64,
+    },
 }
 
 impl Net {
+    /// A custom network of `mbps` megabits per second and `rtt_ms` milliseconds RTT (rounded
+    /// to whole bits per second and microseconds; the bandwidth at least 1 bit per second).
+    pub fn custom(mbps: f64, rtt_ms: f64) -> Self {
+        Net::Custom {
+            bits_per_second: ((mbps * 1e6).round() as u64).max(1),
+            rtt_us: (rtt_ms * 1e3).round().max(0.0) as u64,
+        }
+    }
+
     /// Bandwidth in bits per second.
     pub fn bits_per_second(self) -> f64 {
         match self {
             Net::Lan => 3e9,
             Net::Wan => 400e6,
+            Net::Custom {
+                bits_per_second, ..
+            } => bits_per_second as f64,
         }
     }
 
@@ -54,7 +74,32 @@ impl Net {
         match self {
             Net::Lan => 0.3,
             Net::Wan => 40.0,
+            Net::Custom { rtt_us, .. } => rtt_us as f64 / 1e3,
         }
+    }
+
+    /// The runtime's network model of this profile.
+    pub fn network(self) -> Network {
+        Network {
+            bits_per_second: self.bits_per_second(),
+            rtt_ms: self.rtt_ms(),
+        }
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Net::Lan => "lan",
+            Net::Wan => "wan",
+            Net::Custom { .. } => "custom",
+        };
+        write!(
+            f,
+            "{name} ({} Mbps, {} ms RTT)",
+            self.bits_per_second() / 1e6,
+            self.rtt_ms()
+        )
     }
 }
 
@@ -64,8 +109,8 @@ pub enum Objective {
     /// Total channel bytes, both directions (default).
     #[default]
     Comm,
-    /// Estimated milliseconds: bytes / bandwidth + rounds · RTT + HE compute
-    /// ([`candidates::PROFILE`]).
+    /// Estimated milliseconds: bytes / bandwidth + rounds · RTT + HE compute (the compute
+    /// profile given to [`optimize_with`]).
     Latency(Net),
 }
 
@@ -74,11 +119,7 @@ impl Objective {
     pub fn value(self, bytes: u64, rounds: u64, compute_ms: f64) -> f64 {
         match self {
             Objective::Comm => bytes as f64,
-            Objective::Latency(net) => {
-                bytes as f64 * 8.0 / net.bits_per_second() * 1e3
-                    + rounds as f64 * net.rtt_ms()
-                    + compute_ms
-            }
+            Objective::Latency(net) => net.network().transfer_ms(bytes, rounds) + compute_ms,
         }
     }
 }
@@ -349,17 +390,31 @@ fn fixed_part(plan: &Plan, parts: &[(LinearProtocol, u32)], rings: &[u32]) -> Op
 /// [`Error::Optimize`] when the plan has no weights, a layer has no valid configuration or the
 /// plan cannot be scheduled.
 pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
+    problem_with(plan, objective, &ComputeProfile::builtin())
+}
+
+/// [`problem`] with the candidates' compute times from `profile`.
+///
+/// # Errors
+/// As [`problem`].
+pub fn problem_with(
+    plan: &Plan,
+    objective: Objective,
+    profile: &ComputeProfile,
+) -> Result<Problem> {
     let narrow = narrow_rings(plan)?;
     let parts = linear_parts(plan);
     let menus = ring_menus(&narrow);
     let searched: Vec<Option<Vec<LayerCandidates>>> = menus
         .iter()
         .enumerate()
-        .map(|(j, rings)| match candidates::search(plan, rings) {
-            Ok(c) => Ok(Some(c)),
-            Err(e) if j == 0 => Err(e),
-            Err(_) => Ok(None),
-        })
+        .map(
+            |(j, rings)| match candidates::search_with(plan, rings, profile) {
+                Ok(c) => Ok(Some(c)),
+                Err(e) if j == 0 => Err(e),
+                Err(_) => Ok(None),
+            },
+        )
         .collect::<Result<_>>()?;
     let scratch = Problem {
         layers: Vec::new(),
@@ -451,14 +506,26 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     })
 }
 
-/// Optimizes the protocols of a server plan.
+/// Optimizes the protocols of a server plan with the shipped compute profile.
 ///
 /// # Errors
 /// As [`problem`]; [`Error::Optimize`] when the solver fails or the plan's predicted bytes
 /// differ from the ILP's (a bug).
 pub fn optimize(plan: &Plan, objective: Objective) -> Result<Optimized> {
+    optimize_with(plan, objective, &ComputeProfile::builtin())
+}
+
+/// [`optimize`] with the compute times of `profile` (they matter to the latency objective).
+///
+/// # Errors
+/// As [`optimize`].
+pub fn optimize_with(
+    plan: &Plan,
+    objective: Objective,
+    profile: &ComputeProfile,
+) -> Result<Optimized> {
     let start = Instant::now();
-    let problem = problem(plan, objective)?;
+    let problem = problem_with(plan, objective, profile)?;
     let search_time = start.elapsed();
     let (choice, stats) = ilp::solve(&problem)?;
     let protocols: Vec<LinearProtocol> = problem

@@ -20,7 +20,7 @@
 mod io;
 mod validate;
 
-#[cfg(feature = "crypto")]
+#[cfg(feature = "npy")]
 pub(crate) use io::write_atomically;
 pub use io::{
     PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes,
@@ -520,6 +520,45 @@ pub struct GlobalProtocol {
     pub stat_bits: u32,
     /// Name of the configuration the compiler used (`"default"`, `"cheetah"`, `"optimized"`).
     pub profile: String,
+    /// What mixed precision changed and measured (`heqc compile --calibration`), if it ran.
+    pub precision: Option<PrecisionRecord>,
+}
+
+/// The record of a mixed-precision compilation: the budget, the layers whose bit widths were
+/// lowered, and the plan's measured agreement with the model as quantized on the calibration
+/// data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionRecord {
+    /// Calibration samples.
+    pub samples: u64,
+    /// The constraint.
+    pub budget: PrecisionBudget,
+    /// Fraction of samples whose top-1 class equals the original plan's.
+    pub top1_agreement: f64,
+    /// Largest absolute difference of a dequantized output from the original plan's.
+    pub max_output_error: f64,
+    /// Per lowered linear layer: its name, and its weight and output bit widths.
+    pub lowered: Vec<LoweredLayer>,
+}
+
+/// The accuracy constraint of mixed precision.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PrecisionBudget {
+    /// At most this fraction of calibration samples may change their top-1 class.
+    AccuracyDrop(f64),
+    /// No dequantized output may move by more than this.
+    OutputError(f64),
+}
+
+/// A linear layer whose bit widths mixed precision lowered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoweredLayer {
+    /// Layer name (ONNX node names).
+    pub name: String,
+    /// Weight bits, before and after.
+    pub weight_bits: (u32, u32),
+    /// Output activation bits, before and after (equal when the output kept its width).
+    pub output_bits: (u32, u32),
 }
 
 /// Everything only the server knows, per linear layer.

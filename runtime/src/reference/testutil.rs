@@ -50,6 +50,7 @@ impl PlanBuilder {
                 ot: OtBackend::Silent,
                 stat_bits: 40,
                 profile: "default".into(),
+                precision: None,
             },
         };
         let mut b = PlanBuilder {

@@ -1,0 +1,320 @@
+//! Mixed precision (HEQuant, `protocols.md` takeaways 8–10): lower the weight and activation
+//! bit widths of some linear layers where calibration data shows the model barely notices, to
+//! shrink accumulators, share rings and therefore communication.
+//!
+//! 1. **Candidates**: per linear layer (the first and last optionally kept) and per width of
+//!    [`Options::widths`] below its own, the graph with that layer re-quantized
+//!    ([`requantize::lower_layer`]: weights and, where the consumers allow, the output), the
+//!    passes re-run and the plan lowered and optimized for communication.
+//! 2. **Sensitivity**: each candidate plan runs on the calibration samples with the reference
+//!    executor; its sensitivity is the budget's metric against the original plan (fraction of
+//!    top-1 changes, or largest output change). Its saving is the optimized plan's predicted
+//!    bytes below the original's.
+//! 3. **ILP** ([`ilp`]): at most one candidate per layer, summed sensitivity within the budget,
+//!    maximal saving.
+//! 4. **Check**: the chosen changes are applied together and measured. Over budget, the measured
+//!    value is spread over the chosen candidates' sensitivities (so that this combination no
+//!    longer fits) and the ILP re-solved, at most [`MAX_ROUNDS`] times; the best measured
+//!    combination within budget is kept (at worst none: the original plan).
+
+pub mod ilp;
+pub mod requantize;
+
+use crate::error::{Error, Result};
+use crate::ir::{LayerGraph, LayerOp};
+use crate::optimize::{self, Objective};
+use crate::passes::PassManager;
+use heq_runtime::cost::compute::ComputeProfile;
+use heq_runtime::plan::{LoweredLayer, Plan, PrecisionBudget, PrecisionRecord};
+use heq_runtime::reference;
+use petgraph::stable_graph::NodeIndex;
+
+/// Re-solves after a measured violation, at most.
+pub const MAX_ROUNDS: usize = 8;
+
+/// What mixed precision may do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Calibration inputs, one sample after the other, each of the model's input size
+    /// (row-major).
+    pub data: Vec<f32>,
+    /// The accuracy constraint.
+    pub budget: PrecisionBudget,
+    /// Candidate bit widths (those below a layer's own are tried).
+    pub widths: Vec<u32>,
+    /// Keep the first and the last linear layer at their widths.
+    pub keep_ends: bool,
+}
+
+impl Options {
+    /// Options with the default widths 6, 4 and 3 bits, every layer a candidate.
+    pub fn new(data: Vec<f32>, budget: PrecisionBudget) -> Self {
+        Options {
+            data,
+            budget,
+            widths: vec![6, 4, 3],
+            keep_ends: false,
+        }
+    }
+
+    /// The budget's limit.
+    fn limit(&self) -> f64 {
+        match self.budget {
+            PrecisionBudget::AccuracyDrop(x) | PrecisionBudget::OutputError(x) => x,
+        }
+    }
+}
+
+/// One candidate: a layer lowered to one width.
+#[derive(Clone, Debug)]
+struct Candidate {
+    node: NodeIndex,
+    bits: u32,
+    choice: ilp::Choice,
+}
+
+/// The result: the graph with the chosen widths, and its record.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The graph (passes run) with the chosen layers lowered.
+    pub graph: LayerGraph,
+    /// What changed and what was measured.
+    pub record: PrecisionRecord,
+    /// Candidates measured.
+    pub candidates: usize,
+    /// ILP rounds solved.
+    pub rounds: usize,
+}
+
+/// Dequantized outputs of every sample, and their top-1 classes.
+struct Outputs {
+    values: Vec<Vec<f32>>,
+    top1: Vec<usize>,
+}
+
+/// Runs `plan` on the samples with the reference executor.
+fn run(plan: &Plan, samples: &[&[f32]]) -> Result<Outputs> {
+    let p = &plan.public;
+    let values = samples
+        .iter()
+        .map(|x| {
+            let y = reference::run(plan, &reference::quantize_input(p, x)).map_err(|e| {
+                Error::Calibration {
+                    reason: format!("reference executor: {e}"),
+                }
+            })?;
+            Ok(reference::dequantize_output(p, &y))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let top1 = values
+        .iter()
+        .map(|v| {
+            // The first largest output, as numpy's argmax.
+            v.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+                    if x > best.1 { (i, x) } else { best }
+                })
+                .0
+        })
+        .collect();
+    Ok(Outputs { values, top1 })
+}
+
+/// Top-1 agreement and largest output difference of `b` against `a`.
+fn compare(a: &Outputs, b: &Outputs) -> (f64, f64) {
+    let n = a.top1.len().max(1) as f64;
+    let agree = a.top1.iter().zip(&b.top1).filter(|(x, y)| x == y).count() as f64 / n;
+    let err = a
+        .values
+        .iter()
+        .zip(&b.values)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| f64::from((p - q).abs())))
+        .fold(0.0, f64::max);
+    (agree, err)
+}
+
+/// The budget's metric of `(agreement, error)`.
+fn metric(budget: PrecisionBudget, (agree, err): (f64, f64)) -> f64 {
+    match budget {
+        PrecisionBudget::AccuracyDrop(_) => 1.0 - agree,
+        PrecisionBudget::OutputError(_) => err,
+    }
+}
+
+/// Re-runs the standard passes on an edited graph.
+fn analyse(mut g: LayerGraph) -> Result<LayerGraph> {
+    PassManager::standard().run(&mut g)?;
+    Ok(g)
+}
+
+/// Predicted channel bytes of the graph's plan, optimized for communication.
+fn bytes(g: &LayerGraph, profile: &ComputeProfile) -> Result<u64> {
+    let plan = crate::lower::lower(g)?;
+    let o = optimize::optimize_with(&plan, Objective::Comm, profile)?;
+    Ok(o.cost.channel().total_bytes())
+}
+
+/// The linear layers that may be lowered, in order.
+fn lowerable(g: &LayerGraph, keep_ends: bool) -> Result<Vec<NodeIndex>> {
+    let order = g.order().ok_or_else(|| Error::Invariant {
+        pass: "precision",
+        violations: vec!["cycle".into()],
+    })?;
+    let mut linear: Vec<NodeIndex> = order
+        .into_iter()
+        .filter(|&n| {
+            matches!(
+                g.layer(n).op,
+                LayerOp::Conv(_) | LayerOp::MatMul(_) | LayerOp::Affine(_)
+            )
+        })
+        .collect();
+    if keep_ends {
+        linear.pop();
+        if !linear.is_empty() {
+            linear.remove(0);
+        }
+    }
+    Ok(linear)
+}
+
+/// Applies the chosen candidates to `g` and re-runs the passes.
+fn apply(g: &LayerGraph, chosen: &[&Candidate]) -> Option<(LayerGraph, Vec<LoweredLayer>)> {
+    let mut g = g.clone();
+    let mut lowered = Vec::new();
+    for c in chosen {
+        let (next, l) = requantize::lower_layer(&g, c.node, c.bits)?;
+        g = next;
+        lowered.push(l);
+    }
+    Some((analyse(g).ok()?, lowered))
+}
+
+/// Chooses per-layer bit widths for the analysed graph `g` within the budget.
+///
+/// # Errors
+/// [`Error::Calibration`] for samples of the wrong size or a failing reference run; lowering
+/// and optimizer errors of the original graph.
+pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Result<Outcome> {
+    let input_len = g.tensor(g.input.tensor).len().max(1);
+    if opts.data.is_empty() || !opts.data.len().is_multiple_of(input_len) {
+        return Err(Error::Calibration {
+            reason: format!(
+                "{} values are not a whole number of samples of the model input ({input_len} values)",
+                opts.data.len()
+            ),
+        });
+    }
+    if let Some(i) = opts.data.iter().position(|x| !x.is_finite()) {
+        return Err(Error::Calibration {
+            reason: format!("value {i} is not finite"),
+        });
+    }
+    let samples: Vec<&[f32]> = opts.data.chunks(input_len).collect();
+    let original = run(&crate::lower::lower(g)?, &samples)?;
+    let base_bytes = bytes(g, profile)?;
+    let limit = opts.limit();
+    let nodes = lowerable(g, opts.keep_ends)?;
+    let mut per_layer: Vec<Vec<Candidate>> = Vec::with_capacity(nodes.len());
+    let mut measured = 0;
+    for &node in &nodes {
+        let mut cands = Vec::new();
+        for &bits in &opts.widths {
+            let Some((edited, lowered)) = requantize::lower_layer(g, node, bits) else {
+                continue;
+            };
+            let Ok(edited) = analyse(edited) else {
+                continue;
+            };
+            let Ok(plan) = crate::lower::lower(&edited) else {
+                continue;
+            };
+            let Ok(b) = bytes(&edited, profile) else {
+                continue;
+            };
+            measured += 1;
+            let out = run(&plan, &samples)?;
+            let sensitivity = metric(opts.budget, compare(&original, &out));
+            tracing::debug!(
+                layer = %lowered.name, bits, sensitivity, saving = base_bytes as f64 - b as f64,
+                "precision candidate"
+            );
+            if b < base_bytes && sensitivity <= limit {
+                cands.push(Candidate {
+                    node,
+                    bits,
+                    choice: ilp::Choice {
+                        saving: (base_bytes - b) as f64,
+                        sensitivity,
+                    },
+                });
+            }
+        }
+        per_layer.push(cands);
+    }
+    let mut best: (u64, LayerGraph, Vec<LoweredLayer>, (f64, f64)) =
+        (base_bytes, g.clone(), Vec::new(), (1.0, 0.0));
+    let mut rounds = 0;
+    for _ in 0..MAX_ROUNDS {
+        rounds += 1;
+        let options: Vec<Vec<ilp::Choice>> = per_layer
+            .iter()
+            .map(|c| c.iter().map(|c| c.choice).collect())
+            .collect();
+        let picks = ilp::solve(&options, limit)?;
+        let chosen: Vec<(usize, usize)> = picks
+            .iter()
+            .enumerate()
+            .filter_map(|(l, p)| p.map(|p| (l, p)))
+            .collect();
+        if chosen.is_empty() {
+            break;
+        }
+        let refs: Vec<&Candidate> = chosen.iter().map(|&(l, p)| &per_layer[l][p]).collect();
+        let result = apply(g, &refs).and_then(|(edited, lowered)| {
+            let plan = crate::lower::lower(&edited).ok()?;
+            let b = bytes(&edited, profile).ok()?;
+            Some((edited, lowered, plan, b))
+        });
+        let value = match result {
+            Some((edited, lowered, plan, b)) => {
+                let cmp = compare(&original, &run(&plan, &samples)?);
+                let value = metric(opts.budget, cmp);
+                if value <= limit && b < best.0 {
+                    best = (b, edited, lowered, cmp);
+                }
+                value
+            }
+            None => f64::INFINITY,
+        };
+        if value <= limit {
+            break;
+        }
+        // This combination is over budget: raise its members' sensitivities so that their sum
+        // exceeds the limit, then re-solve.
+        let share = if value.is_finite() {
+            value / chosen.len() as f64
+        } else {
+            limit + 1.0
+        };
+        let bump = share.max(limit / chosen.len() as f64 + f64::EPSILON);
+        for &(l, p) in &chosen {
+            let s = &mut per_layer[l][p].choice.sensitivity;
+            *s = s.max(bump);
+        }
+    }
+    let (_, graph, lowered, (agree, err)) = best;
+    Ok(Outcome {
+        graph,
+        record: PrecisionRecord {
+            samples: samples.len() as u64,
+            budget: opts.budget,
+            top1_agreement: agree,
+            max_output_error: err,
+            lowered,
+        },
+        candidates: measured,
+        rounds,
+    })
+}

@@ -1,0 +1,355 @@
+//! Compute-time model: how long the parties compute, per operation, on a given machine.
+//!
+//! A [`ComputeProfile`] holds per-ciphertext HE times for a few measured HE contexts (client:
+//! encrypt, decrypt; server: absorb the input and its share, ciphertext × plaintext product,
+//! re-randomise + flood, modulus switch) and per-ROT times of the nonlinear layers (the
+//! protocol logic, and the OT extension producing the ROTs, per backend). `heq-run calibrate`
+//! measures them on this machine and writes the JSON form; [`ComputeProfile::builtin`] is the
+//! profile shipped in `runtime/profiles/default.json`, made the same way.
+//!
+//! Predicted time of a layer = [`ComputeProfile::layer_ms`] (compute) + bytes / bandwidth +
+//! rounds · RTT ([`Network::transfer_ms`]).
+
+use crate::cost::linear::{ConvGeometry, LinearCost, affine_as_conv, matmul_as_conv};
+use crate::cost::nonlinear::Cost;
+use crate::cost::plan::PlanCost;
+use crate::plan::{HeParams, LinearProtocol, Op, OtBackend, PublicPlan};
+use serde::{Deserialize, Serialize};
+
+/// Per-ciphertext times of one HE context, in milliseconds (one thread).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeTimes {
+    /// Ring degree `N`.
+    pub degree: usize,
+    /// Prime sizes in bits.
+    pub moduli_bits: Vec<u32>,
+    /// Client: one seeded symmetric encryption.
+    pub encrypt_ms: f64,
+    /// Server: absorb one input ciphertext and its share (NTT).
+    pub absorb_ms: f64,
+    /// Server: one ciphertext × plaintext product.
+    pub product_ms: f64,
+    /// Server: re-randomise and flood one response.
+    pub sanitize_ms: f64,
+    /// Server: modulus switch, mask and drop of one response.
+    pub switch_ms: f64,
+    /// Client: decrypt one response.
+    pub decrypt_ms: f64,
+}
+
+impl HeTimes {
+    /// These times scaled by `factor` (another context of `factor` times the work).
+    fn scaled(&self, he: &HeParams, factor: f64) -> HeTimes {
+        HeTimes {
+            degree: he.degree,
+            moduli_bits: he.moduli_bits.clone(),
+            encrypt_ms: self.encrypt_ms * factor,
+            absorb_ms: self.absorb_ms * factor,
+            product_ms: self.product_ms * factor,
+            sanitize_ms: self.sanitize_ms * factor,
+            switch_ms: self.switch_ms * factor,
+            decrypt_ms: self.decrypt_ms * factor,
+        }
+    }
+
+    /// Work units of a context: `N` times the number of primes.
+    fn work(degree: usize, primes: usize) -> f64 {
+        (degree * primes.max(1)) as f64
+    }
+}
+
+/// HE operation counts of one linear layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeOps {
+    /// Request ciphertexts (encrypted by the client, absorbed by the server).
+    pub requests: usize,
+    /// Ciphertext × plaintext products.
+    pub products: usize,
+    /// Response ciphertexts (sanitized and switched by the server, decrypted by the client).
+    pub responses: usize,
+}
+
+impl HeOps {
+    /// The counts of a linear layer with exact HE cost `cost` and `products` products.
+    pub fn new(cost: &LinearCost, products: usize) -> Self {
+        HeOps {
+            requests: cost.cts_up,
+            products,
+            responses: cost.cts_down,
+        }
+    }
+
+    /// The counts of a plan's linear layer `op` (`None` for other layers or an invalid tile).
+    pub fn of(op: &Op, cost: &LinearCost) -> Option<Self> {
+        let products = |shape, proto: &LinearProtocol| {
+            ConvGeometry::new(shape, proto)
+                .ok()
+                .map(|g| g.n_c * g.n_sg * g.n_mg)
+        };
+        let n = match op {
+            Op::Conv(l) => products(&l.shape, &l.protocol)?,
+            Op::MatMul(l) => products(&matmul_as_conv(&l.shape), &l.protocol)?,
+            Op::Affine(l) => products(&affine_as_conv(&l.shape), &l.protocol)?,
+            _ => return None,
+        };
+        Some(HeOps::new(cost, n))
+    }
+}
+
+/// Per-operation compute times of one machine (`heq-run calibrate`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputeProfile {
+    /// Where the profile was measured (host name, CPU), for the record.
+    pub machine: String,
+    /// Threads available when it was measured.
+    pub threads: usize,
+    /// Measured HE contexts (at least one).
+    pub he: Vec<HeTimes>,
+    /// Nonlinear protocol logic (both parties), nanoseconds per ROT consumed.
+    pub protocol_ns_per_rot: f64,
+    /// Silent OT extension (both parties), nanoseconds per ROT produced.
+    pub silent_ns_per_rot: f64,
+    /// IKNP OT extension (both parties), nanoseconds per ROT produced.
+    pub iknp_ns_per_rot: f64,
+}
+
+/// Errors of a profile file.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Not the JSON form of a profile.
+    #[error("not a compute profile: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A profile without HE contexts or with a negative or non-finite time.
+    #[error("invalid compute profile: {0}")]
+    Invalid(String),
+}
+
+/// The profile shipped with heq-run (made by `heq-run calibrate` on the development machine).
+const BUILTIN: &str = include_str!("../../profiles/default.json");
+
+impl ComputeProfile {
+    /// The shipped profile (`runtime/profiles/default.json`, parsed once).
+    pub fn builtin() -> Self {
+        static PARSED: std::sync::LazyLock<ComputeProfile> = std::sync::LazyLock::new(|| {
+            ComputeProfile::from_json(BUILTIN).expect("the shipped profile is valid (tested)")
+        });
+        PARSED.clone()
+    }
+
+    /// Parses and checks the JSON form.
+    ///
+    /// # Errors
+    /// [`ProfileError`] for malformed JSON, no HE context or a negative or non-finite time.
+    pub fn from_json(s: &str) -> Result<Self, ProfileError> {
+        let p: ComputeProfile = serde_json::from_str(s)?;
+        if p.he.is_empty() {
+            return Err(ProfileError::Invalid("no HE context".into()));
+        }
+        let times =
+            p.he.iter()
+                .flat_map(|h| {
+                    [
+                        h.encrypt_ms,
+                        h.absorb_ms,
+                        h.product_ms,
+                        h.sanitize_ms,
+                        h.switch_ms,
+                        h.decrypt_ms,
+                    ]
+                })
+                .chain([
+                    p.protocol_ns_per_rot,
+                    p.silent_ns_per_rot,
+                    p.iknp_ns_per_rot,
+                ]);
+        for t in times {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(ProfileError::Invalid(format!("time {t}")));
+            }
+        }
+        if p.he
+            .iter()
+            .any(|h| h.degree == 0 || h.moduli_bits.is_empty())
+        {
+            return Err(ProfileError::Invalid("empty HE context".into()));
+        }
+        Ok(p)
+    }
+
+    /// The pretty JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a profile always serialises") + "\n"
+    }
+
+    /// Per-ciphertext times of `he`: the measured context with the same degree and number of
+    /// primes, else the nearest measured one scaled linearly by `N` × primes.
+    pub fn he_times(&self, he: &HeParams) -> HeTimes {
+        let primes = he.moduli_bits.len();
+        let want = HeTimes::work(he.degree, primes);
+        let nearest = self
+            .he
+            .iter()
+            .min_by(|a, b| {
+                let d = |h: &HeTimes| {
+                    let w = HeTimes::work(h.degree, h.moduli_bits.len());
+                    let same = h.degree == he.degree && h.moduli_bits.len() == primes;
+                    (!same, (w.ln() - want.ln()).abs())
+                };
+                let (x, y) = (d(a), d(b));
+                x.0.cmp(&y.0).then(x.1.total_cmp(&y.1))
+            })
+            .expect("a checked profile has an HE context");
+        let have = HeTimes::work(nearest.degree, nearest.moduli_bits.len());
+        nearest.scaled(he, want / have)
+    }
+
+    /// Compute milliseconds of a linear layer's HE part in context `he` (both parties).
+    pub fn he_ms(&self, he: &HeParams, ops: HeOps) -> f64 {
+        let t = self.he_times(he);
+        ops.requests as f64 * (t.encrypt_ms + t.absorb_ms)
+            + ops.products as f64 * t.product_ms
+            + ops.responses as f64 * (t.sanitize_ms + t.switch_ms + t.decrypt_ms)
+    }
+
+    /// Compute milliseconds of a nonlinear protocol run: its ROTs, consumed and produced.
+    pub fn nonlinear_ms(&self, cost: &Cost, backend: OtBackend) -> f64 {
+        let ot = match backend {
+            OtBackend::Silent => self.silent_ns_per_rot,
+            OtBackend::Iknp => self.iknp_ns_per_rot,
+        };
+        (cost.server_rots + cost.client_rots) as f64 * (self.protocol_ns_per_rot + ot) * 1e-6
+    }
+
+    /// Compute milliseconds of every layer of a priced plan, in plan order.
+    pub fn layer_ms(&self, plan: &PublicPlan, cost: &PlanCost) -> Vec<f64> {
+        cost.layers
+            .iter()
+            .map(|l| {
+                let he = plan
+                    .layers
+                    .get(l.layer.0 as usize)
+                    .zip(l.he)
+                    .and_then(|(layer, he)| {
+                        let ops = HeOps::of(&layer.op, &he)?;
+                        let (proto, _) = crate::schedule::linear_protocol(&layer.op)?;
+                        Some(self.he_ms(&proto.he, ops))
+                    })
+                    .unwrap_or(0.0);
+                he + self.nonlinear_ms(&l.nonlinear, plan.protocol.ot)
+            })
+            .collect()
+    }
+}
+
+/// A network: bandwidth and round-trip time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Network {
+    /// Bits per second, each direction.
+    pub bits_per_second: f64,
+    /// Round-trip time in milliseconds.
+    pub rtt_ms: f64,
+}
+
+impl Network {
+    /// Milliseconds to move `bytes` in `rounds` rounds.
+    pub fn transfer_ms(&self, bytes: u64, rounds: u64) -> f64 {
+        bytes as f64 * 8.0 / self.bits_per_second * 1e3 + rounds as f64 * self.rtt_ms
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    fn he(degree: usize, moduli_bits: Vec<u32>) -> HeParams {
+        HeParams {
+            degree,
+            moduli_bits,
+            plain_bits: 20,
+        }
+    }
+
+    #[test]
+    fn builtin_profile_parses_and_round_trips() {
+        let p = ComputeProfile::builtin();
+        assert!(!p.he.is_empty());
+        assert_eq!(ComputeProfile::from_json(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn invalid_profiles_are_rejected() {
+        let mut p = ComputeProfile::builtin();
+        p.he.clear();
+        assert!(matches!(
+            ComputeProfile::from_json(&p.to_json()),
+            Err(ProfileError::Invalid(_))
+        ));
+        let mut p = ComputeProfile::builtin();
+        p.silent_ns_per_rot = -1.0;
+        assert!(ComputeProfile::from_json(&p.to_json()).is_err());
+        assert!(matches!(
+            ComputeProfile::from_json("{"),
+            Err(ProfileError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn he_times_pick_the_same_context_else_scale() {
+        let mut p = ComputeProfile::builtin();
+        let base = HeTimes {
+            degree: 4096,
+            moduli_bits: vec![60, 49],
+            encrypt_ms: 1.0,
+            absorb_ms: 2.0,
+            product_ms: 3.0,
+            sanitize_ms: 4.0,
+            switch_ms: 5.0,
+            decrypt_ms: 6.0,
+        };
+        p.he = vec![base.clone()];
+        // Same degree and prime count: the measured times (other prime sizes).
+        assert_eq!(p.he_times(&he(4096, vec![36, 30])).encrypt_ms, 1.0);
+        // Twice N, three primes: three times the work.
+        let t = p.he_times(&he(8192, vec![60, 60, 60]));
+        assert_eq!((t.encrypt_ms, t.decrypt_ms), (3.0, 18.0));
+        let ops = HeOps {
+            requests: 2,
+            products: 3,
+            responses: 1,
+        };
+        assert_eq!(
+            p.he_ms(&he(4096, vec![60, 49]), ops),
+            2.0 * 3.0 + 3.0 * 3.0 + 4.0 + 5.0 + 6.0
+        );
+    }
+
+    #[test]
+    fn nonlinear_time_counts_rots_of_the_backend() {
+        let mut p = ComputeProfile::builtin();
+        (
+            p.protocol_ns_per_rot,
+            p.silent_ns_per_rot,
+            p.iknp_ns_per_rot,
+        ) = (10.0, 20.0, 40.0);
+        let c = Cost {
+            server_rots: 600,
+            client_rots: 400,
+            ..Cost::default()
+        };
+        assert!((p.nonlinear_ms(&c, OtBackend::Silent) - 0.03).abs() < 1e-12);
+        assert!((p.nonlinear_ms(&c, OtBackend::Iknp) - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn transfer_time_is_bandwidth_plus_rounds() {
+        let wan = Network {
+            bits_per_second: 400e6,
+            rtt_ms: 40.0,
+        };
+        assert!((wan.transfer_ms(50_000_000, 3) - (1000.0 + 120.0)).abs() < 1e-9);
+    }
+}
