@@ -200,6 +200,11 @@ fn check_report(path: &Path, role: &str, samples: u64) -> serde_json::Value {
     }
     assert!(report["total"]["measured"]["bytes_up"].as_u64().unwrap() > 0);
     assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0);
+    // The OT extension's bytes counted on the connection equal the cost model's.
+    let ot = &report["ot_extension"];
+    assert_eq!(ot["source"], "measured");
+    assert_eq!(ot["bytes_up"], ot["predicted_bytes_up"], "{ot}");
+    assert_eq!(ot["bytes_down"], ot["predicted_bytes_down"], "{ot}");
     // The QUIC datagrams carry at least the frames.
     let quic_up = report["transport"]["quic_bytes_up"].as_u64().unwrap();
     assert!(quic_up > report["total"]["measured"]["bytes_up"].as_u64().unwrap());

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use heq_runtime::nonlinear::Role;
 use heq_runtime::party::net::{SessionOptions, SessionReport, client_session, serve_session};
+use heq_runtime::party::report::{OtJson, measured_ot};
 use heq_runtime::party::sim::{self, SimRun};
 use heq_runtime::party::{Prepared, Report};
 use heq_runtime::plan::{OtBackend, Plan};
@@ -89,8 +91,9 @@ fn check_rows(report: &Report) -> anyhow::Result<()> {
 /// Runs the first `n` digits samples over a real loopback QUIC connection: a server session
 /// and a client session in this process, the client pinning the server's self-signed
 /// certificate, the plan's OT backend. Checks that every output equals the reference
-/// executor's and that every row of both parties' reports equals the prediction. Returns the
-/// (server, client) reports.
+/// executor's, that every row of both parties' reports equals the prediction, and that the OT
+/// extension's bytes on the connection equal the cost model's. Returns the (server, client)
+/// reports.
 ///
 /// # Errors
 /// A failed session, a different output, or traffic that differs from the prediction.
@@ -116,6 +119,7 @@ pub fn check_model_net(plan: &Plan, n: usize) -> anyhow::Result<(SessionReport, 
         let mut listener = Listener::bind(([127, 0, 0, 1], 0).into(), &identity)?;
         let addr = listener.local_addr();
         let (p, o) = (prepared.clone(), opts.clone());
+        let prepared = prepared.clone();
         // Each party in its own task: a party's driver blocks its worker thread.
         let server = tokio::spawn(async move {
             let peer = listener.accept().await.context("no client")??;
@@ -135,6 +139,15 @@ pub fn check_model_net(plan: &Plan, n: usize) -> anyhow::Result<(SessionReport, 
         check_rows(c).with_context(|| format!("client, sample {i}"))?;
     }
     ensure!(server.samples.len() == n && client.samples.len() == n);
+    let ot = OtJson::predicted(&prepared.cost, plan.public.protocol.ot, 1, n as u64);
+    for (role, r) in [(Role::Server, &server), (Role::Client, &client)] {
+        let measured = measured_ot(role, r.frames, r.quic);
+        ensure!(
+            measured == (ot.predicted_bytes_up, ot.predicted_bytes_down),
+            "{role:?}: OT extension measured {measured:?}, predicted {:?}",
+            (ot.predicted_bytes_up, ot.predicted_bytes_down)
+        );
+    }
     Ok((server, client))
 }
 

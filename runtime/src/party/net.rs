@@ -205,7 +205,7 @@ async fn session(
 ) -> Result<(Vec<Vec<i64>>, SessionReport), SessionError> {
     let start = Instant::now();
     let result = run_session(&mut peer, role, plan, prepared, samples, opts, &mut driver).await;
-    peer.close(result.is_err());
+    peer.close(result.is_err()).await;
     let (outputs, reports, frames) = result?;
     Ok((
         outputs,
@@ -238,21 +238,17 @@ async fn run_session(
         samples,
     };
     let theirs = Hello::parse(&within(timeout, frames.exchange(mine.to_bytes())).await?)?;
-    let samples = match role {
-        Role::Server => {
-            if let Err(e) = check_hello(&mine, &theirs) {
-                // The client sees the same mismatch in this server's hello: let it read the
-                // hello and close first, so that both sides report the mismatch.
-                let _ = tokio::time::timeout(CLOSE_GRACE, frames.receive()).await;
-                return Err(e);
-            }
-            theirs.samples
-        }
-        Role::Client => {
-            check_hello(&theirs, &mine)?;
-            samples
-        }
+    let (server_hello, client_hello) = match role {
+        Role::Server => (&mine, &theirs),
+        Role::Client => (&theirs, &mine),
     };
+    if let Err(e) = check_hello(server_hello, client_hello) {
+        // Both parties see the mismatch; close as after a run, so that neither drops the
+        // other's hello unread.
+        let _ = tokio::time::timeout(CLOSE_GRACE, closing(role, &mut frames, timeout)).await;
+        return Err(e);
+    }
+    let samples = client_hello.samples;
     let side = match role {
         Role::Server => Side::Server,
         Role::Client => Side::Client,
@@ -278,11 +274,22 @@ async fn run_session(
         outputs.extend(output);
         reports.push(report);
     }
+    closing(role, &mut frames, timeout).await?;
+    Ok((outputs, reports, frames.counters()))
+}
+
+/// The end of a session: the client sends one empty frame once it holds everything and waits
+/// (at most [`CLOSE_GRACE`]) for the server to close the connection; the server closes it
+/// (in [`session`]) once the frame is in.
+async fn closing(
+    role: Role,
+    frames: &mut FrameChannel<QuicStream>,
+    timeout: Option<Duration>,
+) -> Result<(), SessionError> {
     match role {
         Role::Client => {
             within(timeout, frames.send(&[])).await?;
-            // The server closes the connection when it has the frame; anything else is as
-            // good once the frame is out.
+            // Any outcome is as good once the frame is out: the server closes on it.
             let _ = tokio::time::timeout(CLOSE_GRACE, frames.receive()).await;
         }
         Role::Server => {
@@ -292,7 +299,7 @@ async fn run_session(
             }
         }
     }
-    Ok((outputs, reports, frames.counters()))
+    Ok(())
 }
 
 /// Runs one sample's driver on this thread over `frames` (the tokio runtime keeps driving the

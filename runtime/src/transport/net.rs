@@ -19,6 +19,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -309,8 +310,10 @@ pub struct Peer {
     pub traffic: Arc<QuicTraffic>,
     /// Closes the connection.
     handle: s2n_quic::connection::Handle,
+    /// cryprot-net's stream acceptor, which ends when the connection is closed.
+    manager: tokio::task::JoinHandle<()>,
     /// The client's endpoint, kept as long as its connection.
-    _endpoint: Option<s2n_quic::Client>,
+    endpoint: Option<s2n_quic::Client>,
 }
 
 impl Peer {
@@ -331,20 +334,28 @@ impl Peer {
             .map_err(|e| NetError::Connection(e.to_string()))?;
         let handle = conn.handle();
         let (conn, manager) = cryprot_net::Connection::new(conn);
-        tokio::spawn(manager.start());
+        let manager = tokio::spawn(manager.start());
         Ok(Peer {
             conn,
             remote,
             traffic,
             handle,
-            _endpoint: endpoint,
+            manager,
+            endpoint,
         })
     }
 
     /// Closes the connection now (application error code 1 if `failed`, else 0): the peer's
-    /// pending reads fail instead of waiting.
-    pub fn close(&self, failed: bool) {
+    /// pending reads fail instead of waiting. Waits (at most a second each) until the
+    /// connection has closed and a client's endpoint is idle, so that a process exiting right
+    /// after has still told the peer.
+    pub async fn close(&mut self, failed: bool) {
+        const BOUND: Duration = Duration::from_secs(1);
         self.handle.close(u32::from(failed).into());
+        let _ = tokio::time::timeout(BOUND, &mut self.manager).await;
+        if let Some(endpoint) = &mut self.endpoint {
+            let _ = tokio::time::timeout(BOUND, endpoint.wait_idle()).await;
+        }
     }
 }
 
