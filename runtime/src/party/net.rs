@@ -249,6 +249,7 @@ async fn run_session(
         return Err(e);
     }
     let samples = client_hello.samples;
+    tracing::info!(remote = %peer.remote, samples, "handshake done");
     let side = match role {
         Role::Server => Side::Server,
         Role::Client => Side::Client,
@@ -271,6 +272,7 @@ async fn run_session(
         let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver)?;
         frames = channel;
         let (output, report) = result?;
+        tracing::debug!(remote = %peer.remote, sample = i, "sample done");
         outputs.extend(output);
         reports.push(report);
     }
@@ -423,6 +425,9 @@ pub async fn serve(
                 let Some(peer) = peer else { return Ok(()) };
                 accepted += 1;
                 let id = accepted;
+                if let Ok(peer) = &peer {
+                    tracing::info!(session = id, remote = %peer.remote, "client connected");
+                }
                 let (plan, prepared, session) =
                     (plan.clone(), prepared.clone(), opts.session.clone());
                 running.spawn(async move {
