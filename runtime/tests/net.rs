@@ -441,16 +441,12 @@ fn eight_concurrent_clients_are_bit_exact() {
     assert_eq!(log.matches(" done (1 sample(s))").count(), 8, "{log}");
 }
 
-/// A client in this process that connects (pinned) and then misbehaves with `act` on the
-/// frame stream; returns the server's exit code and log.
-fn misbehaving_client(
-    extra: &[&str],
+/// A client in this process that connects (pinned) to `server` and then misbehaves with `act`
+/// on the frame stream, keeping the connection until the server closes it (at most 20 s).
+fn misbehave(
+    server: &Server,
     act: impl AsyncFnOnce(&mut heq_runtime::transport::quic::QuicStream),
-) -> (Option<i32>, String) {
-    let dir = setup("misbehaving", 1);
-    let mut args = vec!["--sessions", "1"];
-    args.extend(extra);
-    let server = Server::start(&dir, "server.plan", &args);
+) {
     let addr: SocketAddr = server.addr.parse().unwrap();
     let pin: Fingerprint = server.fingerprint.parse().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -462,7 +458,6 @@ fn misbehaving_client(
         let (mut peer, _) = connect(addr, Some(pin)).await.unwrap();
         let mut stream = frame_channel(&mut peer.conn).await.unwrap().into_inner();
         act(&mut stream).await;
-        // Keep the connection until the server gave up.
         let _ = tokio::time::timeout(Duration::from_secs(20), async {
             let mut buf = [0u8; 1024];
             use tokio::io::AsyncReadExt;
@@ -470,7 +465,56 @@ fn misbehaving_client(
         })
         .await;
     });
+}
+
+/// A one-session server and a misbehaving client; returns the server's exit code and log.
+fn misbehaving_client(
+    extra: &[&str],
+    act: impl AsyncFnOnce(&mut heq_runtime::transport::quic::QuicStream),
+) -> (Option<i32>, String) {
+    let dir = setup("misbehaving", 1);
+    let mut args = vec!["--sessions", "1"];
+    args.extend(extra);
+    let server = Server::start(&dir, "server.plan", &args);
+    misbehave(&server, act);
     server.wait()
+}
+
+/// A garbage-sending client and a client with another plan fail their sessions; the server
+/// keeps serving and the next client gets its output; the server exits 3 (a mismatch).
+#[test]
+fn failing_sessions_do_not_stop_the_server() {
+    let dir = setup("keeps-serving", 1);
+    let mut other = every_op_runnable().to_client();
+    other.public.protocol.stat_bits += 1;
+    write_plan(&other, &dir.join("other.plan")).unwrap();
+    let server = Server::start(
+        &dir,
+        "server.plan",
+        &["--sessions", "3", "--max-sessions", "2"],
+    );
+    misbehave(&server, async |s| {
+        s.write_all(&[9, 9, 9, 9, 9]).await.unwrap();
+        s.flush().await.unwrap();
+    });
+    let pin = server.fingerprint.clone();
+    let out = heq_run(&dir, &client_args(&server, Some(&pin), "other.plan"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = heq_run(&dir, &client_args(&server, Some(&pin), "client.plan"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(dir.join("y.npy")).unwrap(),
+        plain(&dir, "x.npy")
+    );
+    let (code, log) = server.wait();
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("session 1 failed: frame of 151587081 bytes exceeds the limit"),
+        "{log}"
+    );
+    assert!(log.contains("session 2 failed: plan mismatch"), "{log}");
+    assert!(log.contains("session 3 with 127.0.0.1:"), "{log}");
+    assert!(log.ends_with("heq-run: 2 of 3 sessions failed"), "{log}");
 }
 
 #[test]
