@@ -674,3 +674,29 @@ fn cutting_the_channel_after_any_message_fails_both_parties() {
         }
     }
 }
+
+#[test]
+fn a_server_certificate_from_pem_files_is_presented_and_pinned() {
+    let dir = setup("pem", 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["server.example".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    let server = Server::start(
+        &dir,
+        "server.plan",
+        &["--sessions", "1", "--cert", "cert.pem", "--key", "key.pem"],
+    );
+    assert_eq!(server.fingerprint, Fingerprint::of(cert.der()).to_string());
+    let pin = server.fingerprint.clone();
+    let out = heq_run(&dir, &client_args(&server, Some(&pin), "client.plan"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.wait().0, Some(0));
+    assert_eq!(
+        std::fs::read(dir.join("y.npy")).unwrap(),
+        plain(&dir, "x.npy")
+    );
+}

@@ -506,3 +506,58 @@ impl<E: Exchange> Exchange for Progress<E> {
         self.inner.counters()
     }
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    fn hello(version: u32, plan: u8, samples: u64) -> Hello {
+        Hello {
+            version,
+            plan: [plan; 32],
+            samples,
+        }
+    }
+
+    #[test]
+    fn hello_round_trips_and_rejects_garbage() {
+        let h = hello(PROTOCOL_VERSION, 7, 5);
+        let bytes = h.to_bytes();
+        assert_eq!(bytes.len(), Hello::BYTES);
+        assert_eq!(Hello::parse(&bytes).unwrap(), h);
+        for bad in [
+            &bytes[..51],
+            &[bytes.as_slice(), &[0]].concat(),
+            &[0u8; 52][..],
+            &[],
+        ] {
+            assert!(matches!(Hello::parse(bad), Err(SessionError::Handshake(n)) if n == bad.len()));
+        }
+    }
+
+    #[test]
+    fn mismatches() {
+        let e = check_hello(&hello(1, 0, 0), &hello(2, 0, 3)).unwrap_err();
+        assert!(e.is_mismatch());
+        assert_eq!(
+            e.to_string(),
+            "protocol version mismatch: server version 1, client version 2"
+        );
+        let e = check_hello(&hello(1, 0xab, 0), &hello(1, 0xcd, 3)).unwrap_err();
+        assert!(e.is_mismatch());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "plan mismatch: server plan {}, client plan {}",
+                "ab".repeat(32),
+                "cd".repeat(32)
+            )
+        );
+        assert!(check_hello(&hello(1, 3, 0), &hello(1, 3, 9)).is_ok());
+        assert!(!SessionError::Handshake(3).is_mismatch());
+    }
+}

@@ -566,3 +566,54 @@ pub async fn connect(
     let (conn, seen) = conn;
     Ok((Peer::new(conn, Some(client))?, seen))
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_in_the_usual_spellings() {
+        let f = Fingerprint::of(b"certificate");
+        let hex = f.to_string();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex.parse::<Fingerprint>().unwrap(), f);
+        assert_eq!(format!("sha256:{hex}").parse::<Fingerprint>().unwrap(), f);
+        assert_eq!(hex.to_uppercase().parse::<Fingerprint>().unwrap(), f);
+        let colons: Vec<String> = f.0.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(colons.join(":").parse::<Fingerprint>().unwrap(), f);
+        for bad in ["", "abc", &hex[..62], &format!("{hex}00"), &"zz".repeat(32)] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identities_from_pem_files() {
+        let dir = std::env::temp_dir().join(format!("heq-net-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let id = Identity::from_pem_files(&c, &k).unwrap();
+        assert_eq!(id.fingerprint(), Fingerprint::of(cert.der()));
+        let err = Identity::from_pem_files(&k, &k).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("k.pem: no certificate in the file"),
+            "{err}"
+        );
+        let err = Identity::from_pem_files(&c, &c).unwrap_err();
+        assert!(err.to_string().contains("c.pem: no private key"), "{err}");
+        let err = Identity::from_pem_files(&dir.join("none.pem"), &k).unwrap_err();
+        assert!(err.to_string().contains("none.pem: No such file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
