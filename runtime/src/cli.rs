@@ -342,7 +342,7 @@ fn run_server(cli: &Cli) -> anyhow::Result<()> {
         },
     };
     let plan = Arc::new(plan);
-    let prepared = Prepared::new(&plan.public)?;
+    let prepared = Arc::new(Prepared::new(&plan.public)?);
     let mut summed: Option<Report> = None;
     let mut transport = TransportJson::default();
     let backend = plan.public.protocol.ot;
@@ -403,7 +403,13 @@ fn run_server(cli: &Cli) -> anyhow::Result<()> {
             eprintln!("heq-run server: session {} failed: {e}", end.id);
         }
     };
-    rt.block_on(serve(&mut listener, plan.clone(), &opts, &mut on_end))?;
+    rt.block_on(serve(
+        &mut listener,
+        plan.clone(),
+        prepared.clone(),
+        &opts,
+        &mut on_end,
+    ));
     if failed > 0 {
         return Err(ServerFailed {
             failed,

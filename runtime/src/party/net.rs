@@ -185,11 +185,12 @@ pub struct SessionReport {
     pub quic: QuicCounts,
 }
 
-/// The party-specific part of a session: run one sample's driver on a blocking thread.
-type Driver = Box<
-    dyn FnMut(usize, &mut dyn Exchange, OtPads) -> Result<(Option<Vec<i64>>, Report), PartyError>
-        + Send,
->;
+/// One sample's outcome: the client's output (`None` for the server) and the report.
+type SampleResult = Result<(Option<Vec<i64>>, Report), PartyError>;
+
+/// The party-specific part of a session: runs one sample's driver (sample index, channel,
+/// this party's ROTs).
+type Driver = Box<dyn FnMut(usize, &mut dyn Exchange, OtPads) -> SampleResult + Send>;
 
 /// Runs the handshake and the samples of a session over `peer` as `role`; `samples` is the
 /// client's count (the server learns it from the client's hello). Returns the outputs the
@@ -269,7 +270,7 @@ async fn run_session(
             .progress
             .as_ref()
             .map(|m| progress_bar(m, role, i, samples, prepared));
-        let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver)?;
+        let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver);
         frames = channel;
         let (output, report) = result?;
         tracing::debug!(remote = %peer.remote, sample = i, "sample done");
@@ -306,7 +307,6 @@ async fn closing(
 
 /// Runs one sample's driver on this thread over `frames` (the tokio runtime keeps driving the
 /// connection on its workers) and hands the channel back.
-#[allow(clippy::type_complexity)]
 fn run_blocking(
     frames: FrameChannel<QuicStream>,
     timeout: Option<Duration>,
@@ -314,19 +314,13 @@ fn run_blocking(
     pads: OtPads,
     sample: usize,
     driver: &mut Driver,
-) -> Result<
-    (
-        Result<(Option<Vec<i64>>, Report), PartyError>,
-        FrameChannel<QuicStream>,
-    ),
-    SessionError,
-> {
+) -> (SampleResult, FrameChannel<QuicStream>) {
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(move || {
         let exchange = BlockingExchange::new(frames, handle).with_timeout(timeout);
         let mut exchange = Progress::new(exchange, bar);
         let result = driver(sample, &mut exchange, pads);
-        Ok((result, exchange.finish().into_inner()))
+        (result, exchange.finish().into_inner())
     })
 }
 
@@ -403,26 +397,25 @@ pub struct SessionEnd {
 /// `opts.max_sessions` at once, calling `on_end` as each session ends; returns after
 /// `opts.sessions` sessions (never without a limit).
 ///
-/// # Errors
-/// [`PartyError`] if the plan cannot be scheduled.
+/// `prepared` is [`Prepared::new`] of the plan.
 pub async fn serve(
     listener: &mut Listener,
     plan: Arc<Plan>,
+    prepared: Arc<Prepared>,
     opts: &ServeOptions,
     mut on_end: impl FnMut(SessionEnd),
-) -> Result<(), PartyError> {
-    let prepared = Arc::new(Prepared::new(&plan.public)?);
+) {
     let mut running = JoinSet::new();
     let mut accepted = 0u64;
     loop {
         let more = opts.sessions.is_none_or(|k| accepted < k);
         if !more && running.is_empty() {
-            return Ok(());
+            return;
         }
         let room = running.len() < opts.max_sessions.max(1);
         tokio::select! {
             peer = listener.accept(), if more && room => {
-                let Some(peer) = peer else { return Ok(()) };
+                let Some(peer) = peer else { return };
                 accepted += 1;
                 let id = accepted;
                 if let Ok(peer) = &peer {
