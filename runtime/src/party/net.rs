@@ -269,7 +269,7 @@ async fn run_session(
         let bar = opts
             .progress
             .as_ref()
-            .map(|m| progress_bar(m, role, i, samples, prepared));
+            .map(|m| Bar::new(m, role, i, samples, prepared));
         let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver);
         frames = channel;
         let (output, report) = result?;
@@ -310,7 +310,7 @@ async fn closing(
 fn run_blocking(
     frames: FrameChannel<QuicStream>,
     timeout: Option<Duration>,
-    bar: Option<ProgressBar>,
+    bar: Option<Bar>,
     pads: OtPads,
     sample: usize,
     driver: &mut Driver,
@@ -441,45 +441,77 @@ pub async fn serve(
     }
 }
 
-/// A progress bar over the predicted rounds of one sample.
-fn progress_bar(
-    multi: &MultiProgress,
-    role: Role,
-    sample: u64,
-    samples: u64,
-    prepared: &Prepared,
-) -> ProgressBar {
-    let bar = multi.add(ProgressBar::new(prepared.cost.channel().rounds));
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds {elapsed}")
-    {
-        bar.set_style(style.progress_chars("=> "));
+/// A progress bar over the predicted rounds of one sample, labelled with the running layer.
+struct Bar {
+    bar: ProgressBar,
+    /// Per row (setup, layers, reveal): the round count at its end and its label.
+    rows: Vec<(u64, String)>,
+}
+
+impl Bar {
+    fn new(
+        multi: &MultiProgress,
+        role: Role,
+        sample: u64,
+        samples: u64,
+        prepared: &Prepared,
+    ) -> Self {
+        let cost = &prepared.cost;
+        let mut end = 0;
+        let mut rows = Vec::with_capacity(cost.layers.len() + 2);
+        let parts = std::iter::once((cost.setup.rounds, "setup".to_string()))
+            .chain(
+                cost.layers
+                    .iter()
+                    .map(|l| (l.traffic.rounds, format!("layer {}", l.layer))),
+            )
+            .chain(std::iter::once((cost.reveal.rounds, "reveal".to_string())));
+        for (rounds, label) in parts {
+            end += rounds;
+            rows.push((end, label));
+        }
+        let bar = multi.add(ProgressBar::new(end));
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds, {msg} {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let who = match role {
+            Role::Server => "server",
+            Role::Client => "client",
+        };
+        bar.set_prefix(format!("{who} sample {}/{samples}", sample + 1));
+        let b = Bar { bar, rows };
+        b.set(0);
+        b
     }
-    let who = match role {
-        Role::Server => "server",
-        Role::Client => "client",
-    };
-    bar.set_prefix(format!("{who} sample {}/{samples}", sample + 1));
-    bar
+
+    /// Moves to `rounds` done.
+    fn set(&self, rounds: u64) {
+        self.bar.set_position(rounds);
+        if let Some((_, label)) = self.rows.iter().find(|(end, _)| *end > rounds) {
+            self.bar.set_message(label.clone());
+        }
+    }
 }
 
 /// An [`Exchange`] that moves a progress bar one step per round.
 struct Progress<E> {
     inner: E,
-    bar: Option<ProgressBar>,
+    bar: Option<Bar>,
     base: Counters,
 }
 
 impl<E: Exchange> Progress<E> {
-    fn new(inner: E, bar: Option<ProgressBar>) -> Self {
+    fn new(inner: E, bar: Option<Bar>) -> Self {
         let base = inner.counters();
         Progress { inner, bar, base }
     }
 
     /// Clears the bar and returns the channel.
     fn finish(self) -> E {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if let Some(b) = &self.bar {
+            b.bar.finish_and_clear();
         }
         self.inner
     }
@@ -488,9 +520,8 @@ impl<E: Exchange> Progress<E> {
 impl<E: Exchange> Exchange for Progress<E> {
     fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         let got = self.inner.exchange(out)?;
-        if let Some(bar) = &self.bar {
-            let c = self.inner.counters();
-            bar.set_position(c.frames_sent - self.base.frames_sent);
+        if let Some(b) = &self.bar {
+            b.set(self.inner.counters().frames_sent - self.base.frames_sent);
         }
         Ok(got)
     }
