@@ -241,6 +241,8 @@ fn two_processes_equal_plain_and_the_prediction() {
         "{err}"
     );
     assert!(err.contains("reveal") && err.contains("total"), "{err}");
+    // No progress bar when stderr is not a terminal.
+    assert!(!err.contains(" rounds, "), "{err}");
     let (code, log) = server.wait();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("session 1 with 127.0.0.1:"), "{log}");
