@@ -7,7 +7,7 @@ use heq_runtime::npy::{self, NpyArray};
 use heq_runtime::party::net::{
     ServeOptions, SessionEnd, SessionError, SessionOptions, client_session, serve,
 };
-use heq_runtime::party::report::{self, RunInfo, RunReport, TransportJson};
+use heq_runtime::party::report::{self, OtJson, RunInfo, RunReport, TransportJson, measured_ot};
 use heq_runtime::party::{Prepared, Report, sim};
 use heq_runtime::plan::{OtBackend, Plan, read_plan};
 use heq_runtime::reference;
@@ -280,8 +280,8 @@ fn run_sim(cli: &Cli) -> anyhow::Result<()> {
     let info = RunInfo {
         role: "sim",
         plan_hash: plan.public.hash(),
-        cost: &prepared.cost,
-        ot_backend: backend_name(backend),
+        ot_backend: backend,
+        ot: OtJson::predicted(&prepared.cost, backend, 1, runs.len() as u64),
         sessions: 1,
         samples: runs.len() as u64,
         wall: start.elapsed(),
@@ -294,12 +294,15 @@ fn run_sim(cli: &Cli) -> anyhow::Result<()> {
 
 /// Prints the per-layer table, the summary and any deviation from the prediction; writes the
 /// JSON report if asked.
-fn finish_report(cli: &Cli, title: &str, summed: &Report, info: RunInfo<'_>) -> anyhow::Result<()> {
+fn finish_report(cli: &Cli, title: &str, summed: &Report, info: RunInfo) -> anyhow::Result<()> {
     let report = RunReport::new(info, summed);
     eprintln!("{title}:");
     eprint!("{}", summed.table());
     eprint!("{}", report.summary());
-    for warning in report::deviations(summed) {
+    for warning in report::deviations(summed)
+        .into_iter()
+        .chain(report.ot_extension.deviation())
+    {
         eprintln!("{warning}");
     }
     if let Some(path) = &cli.report {
@@ -307,10 +310,6 @@ fn finish_report(cli: &Cli, title: &str, summed: &Report, info: RunInfo<'_>) -> 
             .with_context(|| format!("writing the report {}", path.display()))?;
     }
     Ok(())
-}
-
-fn backend_name(b: OtBackend) -> String {
-    format!("{b:?}").to_lowercase()
 }
 
 /// Centred quantized samples of a batch.
@@ -379,9 +378,11 @@ fn run_server(cli: &Cli) -> anyhow::Result<()> {
         },
     };
     let plan = Arc::new(plan);
-    let prepared = Prepared::new(&plan.public)?;
+    let prepared = Arc::new(Prepared::new(&plan.public)?);
     let mut summed: Option<Report> = None;
     let mut transport = TransportJson::default();
+    let backend = plan.public.protocol.ot;
+    let mut ot: Option<OtJson> = None;
     let (mut ok, mut failed, mut mismatch, mut samples) = (0u64, 0u64, false, 0u64);
     let mut wall = Duration::ZERO;
     let mut on_end = |end: SessionEnd| match end.result {
@@ -396,6 +397,16 @@ fn run_server(cli: &Cli) -> anyhow::Result<()> {
                 this.measured(),
                 Some(session.quic),
             ));
+            let (up, down) = measured_ot(Role::Server, session.frames, session.quic);
+            let n = session.samples.len() as u64;
+            let this_ot = OtJson::predicted(&prepared.cost, backend, 1, n).with_measured(up, down);
+            let all_ot = match ot.take() {
+                Some(mut before) => {
+                    before.add(&this_ot);
+                    before
+                }
+                None => this_ot,
+            };
             let all = match summed.take() {
                 Some(before) => report::aggregate([&before, &this]),
                 None => this.clone(),
@@ -403,8 +414,8 @@ fn run_server(cli: &Cli) -> anyhow::Result<()> {
             let info = RunInfo {
                 role: "server",
                 plan_hash: plan.public.hash(),
-                cost: &prepared.cost,
-                ot_backend: backend_name(plan.public.protocol.ot),
+                ot_backend: backend,
+                ot: all_ot.clone(),
                 sessions: ok,
                 samples,
                 wall,
@@ -420,6 +431,7 @@ fn run_server(cli: &Cli) -> anyhow::Result<()> {
                 eprintln!("heq-run server: {e:#}");
             }
             summed = Some(all);
+            ot = Some(all_ot);
         }
         Err(e) => {
             failed += 1;
@@ -427,7 +439,13 @@ fn run_server(cli: &Cli) -> anyhow::Result<()> {
             eprintln!("heq-run server: session {} failed: {e}", end.id);
         }
     };
-    rt.block_on(serve(&mut listener, plan.clone(), &opts, &mut on_end))?;
+    rt.block_on(serve(
+        &mut listener,
+        plan.clone(),
+        prepared.clone(),
+        &opts,
+        &mut on_end,
+    ));
     if failed > 0 {
         return Err(ServerFailed {
             failed,
@@ -487,11 +505,14 @@ fn run_client(cli: &Cli) -> anyhow::Result<()> {
         summed.measured(),
         Some(session.quic),
     );
+    let backend = plan.public.protocol.ot;
+    let (up, down) = measured_ot(Role::Client, session.frames, session.quic);
     let info = RunInfo {
         role: "client",
         plan_hash: plan.public.hash(),
-        cost: &prepared.cost,
-        ot_backend: backend_name(plan.public.protocol.ot),
+        ot_backend: backend,
+        ot: OtJson::predicted(&prepared.cost, backend, 1, session.samples.len() as u64)
+            .with_measured(up, down),
         sessions: 1,
         samples: session.samples.len() as u64,
         wall: start.elapsed(),

@@ -124,13 +124,27 @@ fn sim_mode_equals_plain_and_prints_the_traffic() {
     write_f32(&dir.join("x.npy"), &[2, 2], &X);
     let mut args = RUN.to_vec();
     args[3] = "sim";
-    args.extend(["--seed", "1"]);
+    args.extend(["--seed", "1", "--report", "r.json"]);
     let out = heq_run(&dir, &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let y: ArrayD<f32> = ndarray_npy::read_npy(dir.join("y.npy")).unwrap();
     assert_eq!(y.iter().copied().collect::<Vec<_>>(), Y);
     let err = stderr(&out);
     assert!(err.contains("rescale") && err.contains("reveal"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["role"], "sim");
+    assert_eq!(report["samples"], 1);
+    assert_eq!(report["matches_prediction"], true);
+    let rows: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows, ["setup", "rescale", "reveal"]);
+    assert_eq!(report["total"]["measured"], report["total"]["predicted"]);
+    assert_eq!(report["ot_extension"]["source"], "predicted");
 }
 
 #[test]

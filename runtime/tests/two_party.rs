@@ -2,12 +2,15 @@
 //! equals the reference executor's exactly, and every layer's measured traffic equals the
 //! prediction of `cost::plan`.
 
+mod common;
+
+use common::every_op_runnable;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::nonlinear::Role;
 use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
-use heq_runtime::plan::{Op, Plan};
-use heq_runtime::reference::{self, testutil::every_op_plan};
+use heq_runtime::plan::Plan;
+use heq_runtime::reference;
 use heq_runtime::transport::memory::pipe;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -41,32 +44,6 @@ fn check_reports(server: &Report, client: &Report) {
         assert_eq!(c.measured, c.predicted, "client {} {:?}", c.name, c.layer);
     }
     assert_eq!(server.rows.len(), client.rows.len());
-}
-
-/// `every_op_plan` with tiles the default protocol can run (the testutil default is a 1×1×1
-/// tile, which a 3×3 kernel cannot use): the whole padded input per ciphertext.
-fn every_op_runnable() -> Plan {
-    let mut plan = every_op_plan();
-    for layer in &mut plan.public.layers {
-        match &mut layer.op {
-            Op::Conv(l) => {
-                l.protocol.tile.c = l.shape.in_channels;
-                l.protocol.tile.h = l.shape.in_hw[0] + l.shape.pads[0] + l.shape.pads[2];
-                l.protocol.tile.w = l.shape.in_hw[1] + l.shape.pads[1] + l.shape.pads[3];
-            }
-            Op::MatMul(l) => {
-                l.protocol.tile.c = l.shape.inner;
-                l.protocol.tile.m = l.shape.cols;
-            }
-            Op::Affine(l) => {
-                l.protocol.tile.c = l.shape.channels;
-                l.protocol.tile.m = l.shape.channels;
-                l.protocol.tile.h = l.shape.per_channel;
-            }
-            _ => {}
-        }
-    }
-    plan
 }
 
 #[test]

@@ -1,12 +1,20 @@
 //! Shared setup of the end-to-end tests: compile a bundled model with heqc, quantize fixture
 //! samples, run both parties (`heq_runtime::party::sim`: two threads, in-memory channel,
-//! cryprot OT over loopback QUIC) and compare with the reference executor.
+//! cryprot OT over loopback QUIC; or `heq_runtime::party::net`: a server and a client session
+//! over a real loopback QUIC connection) and compare with the reference executor.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use heq_runtime::nonlinear::Role;
+use heq_runtime::party::net::{SessionOptions, SessionReport, client_session, serve_session};
+use heq_runtime::party::report::{OtJson, measured_ot};
 use heq_runtime::party::sim::{self, SimRun};
+use heq_runtime::party::{Prepared, Report};
 use heq_runtime::plan::{OtBackend, Plan};
+use heq_runtime::transport::net::{Identity, Listener, connect};
 use heq_runtime::{npy, reference};
 
 /// The repository's `models/` folder.
@@ -59,19 +67,88 @@ pub fn check_model(plan: &Plan, n: usize, backend: OtBackend) -> anyhow::Result<
             "sample {i}: output differs from the reference"
         );
         for report in [&run.server, &run.client] {
-            for row in &report.rows {
-                ensure!(
-                    row.measured == row.predicted,
-                    "sample {i}, {} {:?}: measured {:?}, predicted {:?}",
-                    row.name,
-                    row.layer,
-                    row.measured,
-                    row.predicted
-                );
-            }
+            check_rows(report).with_context(|| format!("sample {i}"))?;
         }
     }
     Ok(runs)
+}
+
+/// Every row's measured traffic equals the prediction.
+fn check_rows(report: &Report) -> anyhow::Result<()> {
+    for row in &report.rows {
+        ensure!(
+            row.measured == row.predicted,
+            "{} {:?}: measured {:?}, predicted {:?}",
+            row.name,
+            row.layer,
+            row.measured,
+            row.predicted
+        );
+    }
+    Ok(())
+}
+
+/// Runs the first `n` digits samples over a real loopback QUIC connection: a server session
+/// and a client session in this process, the client pinning the server's self-signed
+/// certificate, the plan's OT backend. Checks that every output equals the reference
+/// executor's, that every row of both parties' reports equals the prediction, and that the OT
+/// extension's bytes on the connection equal the cost model's. Returns the (server, client)
+/// reports.
+///
+/// # Errors
+/// A failed session, a different output, or traffic that differs from the prediction.
+pub fn check_model_net(plan: &Plan, n: usize) -> anyhow::Result<(SessionReport, SessionReport)> {
+    let inputs = digits_inputs(plan, n)?;
+    let want = inputs
+        .iter()
+        .map(|x| reference::run(plan, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let server_plan = Arc::new(plan.clone());
+    let client_plan = Arc::new(plan.to_client());
+    let prepared = Arc::new(Prepared::new(&plan.public)?);
+    let opts = SessionOptions {
+        timeout: Some(Duration::from_secs(120)),
+        progress: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (server, (outputs, client)) = rt.block_on(async {
+        let identity = Identity::generate()?;
+        let mut listener = Listener::bind(([127, 0, 0, 1], 0).into(), &identity)?;
+        let addr = listener.local_addr();
+        let (p, o) = (prepared.clone(), opts.clone());
+        let prepared = prepared.clone();
+        // Each party in its own task: a party's driver blocks its worker thread.
+        let server = tokio::spawn(async move {
+            let peer = listener.accept().await.context("no client")??;
+            anyhow::Ok(serve_session(peer, server_plan, p, &o).await?)
+        });
+        let pin = identity.fingerprint();
+        let client = tokio::spawn(async move {
+            let (peer, _) = connect(addr, Some(pin)).await?;
+            anyhow::Ok(client_session(peer, client_plan, prepared, Arc::new(inputs), &opts).await?)
+        });
+        let (server, client) = tokio::try_join!(server, client)?;
+        anyhow::Ok((server?, client?))
+    })?;
+    ensure!(outputs == want, "the outputs differ from the reference");
+    for (i, (s, c)) in server.samples.iter().zip(&client.samples).enumerate() {
+        check_rows(s).with_context(|| format!("server, sample {i}"))?;
+        check_rows(c).with_context(|| format!("client, sample {i}"))?;
+    }
+    ensure!(server.samples.len() == n && client.samples.len() == n);
+    let ot = OtJson::predicted(&prepared.cost, plan.public.protocol.ot, 1, n as u64);
+    for (role, r) in [(Role::Server, &server), (Role::Client, &client)] {
+        let measured = measured_ot(role, r.frames, r.quic);
+        ensure!(
+            measured == (ot.predicted_bytes_up, ot.predicted_bytes_down),
+            "{role:?}: OT extension measured {measured:?}, predicted {:?}",
+            (ot.predicted_bytes_up, ot.predicted_bytes_down)
+        );
+    }
+    Ok((server, client))
 }
 
 /// Makes the global rayon pool large enough for both parties in one process (the silent-OT

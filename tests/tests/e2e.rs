@@ -1,9 +1,10 @@
 //! Model → plan (heqc, default profile) → both parties (silent OT over loopback QUIC) on two
-//! digits samples: outputs bit-exact with the reference executor, traffic equal to the
-//! prediction on every layer.
+//! digits samples, and over a real network session (server and client over one loopback
+//! QUIC connection with a pinned certificate) on one sample: outputs bit-exact with the
+//! reference executor, traffic equal to the prediction on every layer.
 
 use heq_runtime::plan::OtBackend;
-use heq_tests::{check_model, compile, init_rayon};
+use heq_tests::{check_model, check_model_net, compile, init_rayon};
 
 fn e2e(name: &str) {
     e2e_with(name, OtBackend::Silent);
@@ -14,6 +15,10 @@ fn e2e_with(name: &str, backend: OtBackend) {
     let plan = compile(name).expect("compiles");
     let runs = check_model(&plan, 2, backend).expect("two-party run");
     eprintln!("{name} ({backend:?}):\n{}", runs[0].client.table());
+    if backend == plan.public.protocol.ot {
+        let (_, client) = check_model_net(&plan, 1).expect("network session");
+        eprintln!("{name} over the network: {:?}", client.quic);
+    }
 }
 
 #[test]

@@ -185,11 +185,12 @@ pub struct SessionReport {
     pub quic: QuicCounts,
 }
 
-/// The party-specific part of a session: run one sample's driver on a blocking thread.
-type Driver = Box<
-    dyn FnMut(usize, &mut dyn Exchange, OtPads) -> Result<(Option<Vec<i64>>, Report), PartyError>
-        + Send,
->;
+/// One sample's outcome: the client's output (`None` for the server) and the report.
+type SampleResult = Result<(Option<Vec<i64>>, Report), PartyError>;
+
+/// The party-specific part of a session: runs one sample's driver (sample index, channel,
+/// this party's ROTs).
+type Driver = Box<dyn FnMut(usize, &mut dyn Exchange, OtPads) -> SampleResult + Send>;
 
 /// Runs the handshake and the samples of a session over `peer` as `role`; `samples` is the
 /// client's count (the server learns it from the client's hello). Returns the outputs the
@@ -205,7 +206,7 @@ async fn session(
 ) -> Result<(Vec<Vec<i64>>, SessionReport), SessionError> {
     let start = Instant::now();
     let result = run_session(&mut peer, role, plan, prepared, samples, opts, &mut driver).await;
-    peer.close(result.is_err());
+    peer.close(result.is_err()).await;
     let (outputs, reports, frames) = result?;
     Ok((
         outputs,
@@ -238,21 +239,18 @@ async fn run_session(
         samples,
     };
     let theirs = Hello::parse(&within(timeout, frames.exchange(mine.to_bytes())).await?)?;
-    let samples = match role {
-        Role::Server => {
-            if let Err(e) = check_hello(&mine, &theirs) {
-                // The client sees the same mismatch in this server's hello: let it read the
-                // hello and close first, so that both sides report the mismatch.
-                let _ = tokio::time::timeout(CLOSE_GRACE, frames.receive()).await;
-                return Err(e);
-            }
-            theirs.samples
-        }
-        Role::Client => {
-            check_hello(&theirs, &mine)?;
-            samples
-        }
+    let (server_hello, client_hello) = match role {
+        Role::Server => (&mine, &theirs),
+        Role::Client => (&theirs, &mine),
     };
+    if let Err(e) = check_hello(server_hello, client_hello) {
+        // Both parties see the mismatch; close as after a run, so that neither drops the
+        // other's hello unread.
+        let _ = tokio::time::timeout(CLOSE_GRACE, closing(role, &mut frames, timeout)).await;
+        return Err(e);
+    }
+    let samples = client_hello.samples;
+    tracing::info!(remote = %peer.remote, samples, "handshake done");
     let side = match role {
         Role::Server => Side::Server,
         Role::Client => Side::Client,
@@ -271,18 +269,30 @@ async fn run_session(
         let bar = opts
             .progress
             .as_ref()
-            .map(|m| progress_bar(m, role, i, samples, prepared));
-        let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver)?;
+            .map(|m| Bar::new(m, role, i, samples, prepared));
+        let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver);
         frames = channel;
         let (output, report) = result?;
+        tracing::debug!(remote = %peer.remote, sample = i, "sample done");
         outputs.extend(output);
         reports.push(report);
     }
+    closing(role, &mut frames, timeout).await?;
+    Ok((outputs, reports, frames.counters()))
+}
+
+/// The end of a session: the client sends one empty frame once it holds everything and waits
+/// (at most [`CLOSE_GRACE`]) for the server to close the connection; the server closes it
+/// (in [`session`]) once the frame is in.
+async fn closing(
+    role: Role,
+    frames: &mut FrameChannel<QuicStream>,
+    timeout: Option<Duration>,
+) -> Result<(), SessionError> {
     match role {
         Role::Client => {
             within(timeout, frames.send(&[])).await?;
-            // The server closes the connection when it has the frame; anything else is as
-            // good once the frame is out.
+            // Any outcome is as good once the frame is out: the server closes on it.
             let _ = tokio::time::timeout(CLOSE_GRACE, frames.receive()).await;
         }
         Role::Server => {
@@ -292,32 +302,25 @@ async fn run_session(
             }
         }
     }
-    Ok((outputs, reports, frames.counters()))
+    Ok(())
 }
 
 /// Runs one sample's driver on this thread over `frames` (the tokio runtime keeps driving the
 /// connection on its workers) and hands the channel back.
-#[allow(clippy::type_complexity)]
 fn run_blocking(
     frames: FrameChannel<QuicStream>,
     timeout: Option<Duration>,
-    bar: Option<ProgressBar>,
+    bar: Option<Bar>,
     pads: OtPads,
     sample: usize,
     driver: &mut Driver,
-) -> Result<
-    (
-        Result<(Option<Vec<i64>>, Report), PartyError>,
-        FrameChannel<QuicStream>,
-    ),
-    SessionError,
-> {
+) -> (SampleResult, FrameChannel<QuicStream>) {
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(move || {
         let exchange = BlockingExchange::new(frames, handle).with_timeout(timeout);
         let mut exchange = Progress::new(exchange, bar);
         let result = driver(sample, &mut exchange, pads);
-        Ok((result, exchange.finish().into_inner()))
+        (result, exchange.finish().into_inner())
     })
 }
 
@@ -394,28 +397,30 @@ pub struct SessionEnd {
 /// `opts.max_sessions` at once, calling `on_end` as each session ends; returns after
 /// `opts.sessions` sessions (never without a limit).
 ///
-/// # Errors
-/// [`PartyError`] if the plan cannot be scheduled.
+/// `prepared` is [`Prepared::new`] of the plan.
 pub async fn serve(
     listener: &mut Listener,
     plan: Arc<Plan>,
+    prepared: Arc<Prepared>,
     opts: &ServeOptions,
     mut on_end: impl FnMut(SessionEnd),
-) -> Result<(), PartyError> {
-    let prepared = Arc::new(Prepared::new(&plan.public)?);
+) {
     let mut running = JoinSet::new();
     let mut accepted = 0u64;
     loop {
         let more = opts.sessions.is_none_or(|k| accepted < k);
         if !more && running.is_empty() {
-            return Ok(());
+            return;
         }
         let room = running.len() < opts.max_sessions.max(1);
         tokio::select! {
             peer = listener.accept(), if more && room => {
-                let Some(peer) = peer else { return Ok(()) };
+                let Some(peer) = peer else { return };
                 accepted += 1;
                 let id = accepted;
+                if let Ok(peer) = &peer {
+                    tracing::info!(session = id, remote = %peer.remote, "client connected");
+                }
                 let (plan, prepared, session) =
                     (plan.clone(), prepared.clone(), opts.session.clone());
                 running.spawn(async move {
@@ -436,45 +441,77 @@ pub async fn serve(
     }
 }
 
-/// A progress bar over the predicted rounds of one sample.
-fn progress_bar(
-    multi: &MultiProgress,
-    role: Role,
-    sample: u64,
-    samples: u64,
-    prepared: &Prepared,
-) -> ProgressBar {
-    let bar = multi.add(ProgressBar::new(prepared.cost.channel().rounds));
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds {elapsed}")
-    {
-        bar.set_style(style.progress_chars("=> "));
+/// A progress bar over the predicted rounds of one sample, labelled with the running layer.
+struct Bar {
+    bar: ProgressBar,
+    /// Per row (setup, layers, reveal): the round count at its end and its label.
+    rows: Vec<(u64, String)>,
+}
+
+impl Bar {
+    fn new(
+        multi: &MultiProgress,
+        role: Role,
+        sample: u64,
+        samples: u64,
+        prepared: &Prepared,
+    ) -> Self {
+        let cost = &prepared.cost;
+        let mut end = 0;
+        let mut rows = Vec::with_capacity(cost.layers.len() + 2);
+        let parts = std::iter::once((cost.setup.rounds, "setup".to_string()))
+            .chain(
+                cost.layers
+                    .iter()
+                    .map(|l| (l.traffic.rounds, format!("layer {}", l.layer))),
+            )
+            .chain(std::iter::once((cost.reveal.rounds, "reveal".to_string())));
+        for (rounds, label) in parts {
+            end += rounds;
+            rows.push((end, label));
+        }
+        let bar = multi.add(ProgressBar::new(end));
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds, {msg} {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let who = match role {
+            Role::Server => "server",
+            Role::Client => "client",
+        };
+        bar.set_prefix(format!("{who} sample {}/{samples}", sample + 1));
+        let b = Bar { bar, rows };
+        b.set(0);
+        b
     }
-    let who = match role {
-        Role::Server => "server",
-        Role::Client => "client",
-    };
-    bar.set_prefix(format!("{who} sample {}/{samples}", sample + 1));
-    bar
+
+    /// Moves to `rounds` done.
+    fn set(&self, rounds: u64) {
+        self.bar.set_position(rounds);
+        if let Some((_, label)) = self.rows.iter().find(|(end, _)| *end > rounds) {
+            self.bar.set_message(label.clone());
+        }
+    }
 }
 
 /// An [`Exchange`] that moves a progress bar one step per round.
 struct Progress<E> {
     inner: E,
-    bar: Option<ProgressBar>,
+    bar: Option<Bar>,
     base: Counters,
 }
 
 impl<E: Exchange> Progress<E> {
-    fn new(inner: E, bar: Option<ProgressBar>) -> Self {
+    fn new(inner: E, bar: Option<Bar>) -> Self {
         let base = inner.counters();
         Progress { inner, bar, base }
     }
 
     /// Clears the bar and returns the channel.
     fn finish(self) -> E {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if let Some(b) = &self.bar {
+            b.bar.finish_and_clear();
         }
         self.inner
     }
@@ -483,14 +520,68 @@ impl<E: Exchange> Progress<E> {
 impl<E: Exchange> Exchange for Progress<E> {
     fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         let got = self.inner.exchange(out)?;
-        if let Some(bar) = &self.bar {
-            let c = self.inner.counters();
-            bar.set_position(c.frames_sent - self.base.frames_sent);
+        if let Some(b) = &self.bar {
+            b.set(self.inner.counters().frames_sent - self.base.frames_sent);
         }
         Ok(got)
     }
 
     fn counters(&self) -> Counters {
         self.inner.counters()
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    fn hello(version: u32, plan: u8, samples: u64) -> Hello {
+        Hello {
+            version,
+            plan: [plan; 32],
+            samples,
+        }
+    }
+
+    #[test]
+    fn hello_round_trips_and_rejects_garbage() {
+        let h = hello(PROTOCOL_VERSION, 7, 5);
+        let bytes = h.to_bytes();
+        assert_eq!(bytes.len(), Hello::BYTES);
+        assert_eq!(Hello::parse(&bytes).unwrap(), h);
+        for bad in [
+            &bytes[..51],
+            &[bytes.as_slice(), &[0]].concat(),
+            &[0u8; 52][..],
+            &[],
+        ] {
+            assert!(matches!(Hello::parse(bad), Err(SessionError::Handshake(n)) if n == bad.len()));
+        }
+    }
+
+    #[test]
+    fn mismatches() {
+        let e = check_hello(&hello(1, 0, 0), &hello(2, 0, 3)).unwrap_err();
+        assert!(e.is_mismatch());
+        assert_eq!(
+            e.to_string(),
+            "protocol version mismatch: server version 1, client version 2"
+        );
+        let e = check_hello(&hello(1, 0xab, 0), &hello(1, 0xcd, 3)).unwrap_err();
+        assert!(e.is_mismatch());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "plan mismatch: server plan {}, client plan {}",
+                "ab".repeat(32),
+                "cd".repeat(32)
+            )
+        );
+        assert!(check_hello(&hello(1, 3, 0), &hello(1, 3, 9)).is_ok());
+        assert!(!SessionError::Handshake(3).is_mismatch());
     }
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Report, Row};
+use crate::cost::nonlinear::ot_extension_bytes;
 use crate::cost::plan::{PlanCost, Traffic};
 use crate::nonlinear::Role;
+use crate::plan::OtBackend;
 use crate::transport::Counters;
 use crate::transport::net::QuicCounts;
 
@@ -92,17 +94,113 @@ impl From<&Row> for RowJson {
 /// Traffic of the OT extension, which runs beside the protocol channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OtJson {
-    /// Client → server bytes.
+    /// Client → server bytes: measured if `source` is `"measured"`, else the prediction.
     pub bytes_up: u64,
     /// Server → client bytes.
     pub bytes_down: u64,
-    /// `"predicted"`: from the cost model (checked against cryprot-net's counters in the
-    /// runtime's tests), not counted in this run.
+    /// `"measured"`: the QUIC connection's stream bytes outside the protocol frames (the OT
+    /// extension's streams, with their cryprot-net stream headers); `"predicted"` (`--mode
+    /// sim`): the cost model, which the runtime's tests check against cryprot-net's counters.
     pub source: &'static str,
+    /// The cost model's bytes client → server (base OTs once per session, then one batch per
+    /// sample).
+    pub predicted_bytes_up: u64,
+    /// The cost model's bytes server → client.
+    pub predicted_bytes_down: u64,
     /// ROTs with the server as OT sender.
     pub server_rots: u64,
     /// ROTs with the client as OT sender.
     pub client_rots: u64,
+}
+
+impl OtJson {
+    /// The prediction for `sessions` sessions of `samples` samples in all: each session's
+    /// first batch includes the base OTs, later batches reuse them.
+    pub fn predicted(cost: &PlanCost, backend: OtBackend, sessions: u64, samples: u64) -> Self {
+        let batch = |first| {
+            let s2c = ot_extension_bytes(backend, cost.server_rots, first);
+            let c2s = ot_extension_bytes(backend, cost.client_rots, first);
+            (s2c.1 + c2s.0, s2c.0 + c2s.1)
+        };
+        let (first, later) = (batch(true), batch(false));
+        let firsts = sessions.min(samples);
+        let up = first.0 * firsts + later.0 * (samples - firsts);
+        let down = first.1 * firsts + later.1 * (samples - firsts);
+        OtJson {
+            bytes_up: up,
+            bytes_down: down,
+            source: "predicted",
+            predicted_bytes_up: up,
+            predicted_bytes_down: down,
+            server_rots: cost.server_rots * samples,
+            client_rots: cost.client_rots * samples,
+        }
+    }
+
+    /// Replaces the bytes by the measurement (client → server, server → client).
+    pub fn with_measured(self, up: u64, down: u64) -> Self {
+        OtJson {
+            bytes_up: up,
+            bytes_down: down,
+            source: "measured",
+            ..self
+        }
+    }
+
+    /// A warning if the measured bytes differ from the prediction by more than [`TOLERANCE`].
+    pub fn deviation(&self) -> Option<String> {
+        let off = |m: u64, p: u64| (m as f64 - p as f64).abs() > TOLERANCE * (p as f64).max(1.0);
+        (self.source == "measured"
+            && (off(self.bytes_up, self.predicted_bytes_up)
+                || off(self.bytes_down, self.predicted_bytes_down)))
+        .then(|| {
+            format!(
+                "warning: OT extension: measured {} bytes up / {} down, predicted {} / {} (more than {}% apart)",
+                self.bytes_up,
+                self.bytes_down,
+                self.predicted_bytes_up,
+                self.predicted_bytes_down,
+                TOLERANCE * 100.0
+            )
+        })
+    }
+
+    /// Field-wise sum (several sessions; measured only if both are).
+    pub fn add(&mut self, other: &OtJson) {
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+        if other.source != self.source {
+            self.source = "predicted";
+            self.bytes_up = self.predicted_bytes_up + other.predicted_bytes_up;
+            self.bytes_down = self.predicted_bytes_down + other.predicted_bytes_down;
+        }
+        self.predicted_bytes_up += other.predicted_bytes_up;
+        self.predicted_bytes_down += other.predicted_bytes_down;
+        self.server_rots += other.server_rots;
+        self.client_rots += other.client_rots;
+    }
+}
+
+/// Bytes cryprot-net writes when it opens the frame stream (a stream of the top-level
+/// connection: `u32` length and a 3-byte bincode stream id).
+const FRAME_STREAM_HEADER_BYTES: u64 = 7;
+
+/// The OT extension's bytes (client → server, server → client) of a network session seen by
+/// `role`: the QUIC stream bytes minus the frame stream (payload, frame headers, its stream
+/// header).
+pub fn measured_ot(role: Role, frames: Counters, quic: QuicCounts) -> (u64, u64) {
+    let framed =
+        |bytes: u64, frames: u64| bytes + FRAME_HEADER_BYTES * frames + FRAME_STREAM_HEADER_BYTES;
+    let sent = quic
+        .stream_bytes_sent
+        .saturating_sub(framed(frames.bytes_sent, frames.frames_sent));
+    let received = quic
+        .stream_bytes_received
+        .saturating_sub(framed(frames.bytes_received, frames.frames_received));
+    match role {
+        Role::Client => (sent, received),
+        Role::Server => (received, sent),
+    }
 }
 
 /// What the transport added to the application payload.
@@ -223,15 +321,15 @@ pub struct RunReport {
 
 /// The metadata of a [`RunReport`] that does not come from the rows.
 #[derive(Clone, Debug)]
-pub struct RunInfo<'a> {
+pub struct RunInfo {
     /// `"server"`, `"client"` or `"sim"`.
     pub role: &'static str,
     /// Hash of the public plan.
     pub plan_hash: [u8; 32],
-    /// The predicted cost of one sample.
-    pub cost: &'a PlanCost,
-    /// The OT backend's name.
-    pub ot_backend: String,
+    /// The OT backend.
+    pub ot_backend: OtBackend,
+    /// The OT extension's traffic.
+    pub ot: OtJson,
     /// Sessions summed.
     pub sessions: u64,
     /// Samples summed.
@@ -244,7 +342,7 @@ pub struct RunInfo<'a> {
 
 impl RunReport {
     /// Builds the report from the rows summed over all samples.
-    pub fn new(info: RunInfo<'_>, summed: &Report) -> Self {
+    pub fn new(info: RunInfo, summed: &Report) -> Self {
         let layers: Vec<RowJson> = summed.rows.iter().map(RowJson::from).collect();
         let predicted = summed
             .rows
@@ -257,25 +355,18 @@ impl RunReport {
             predicted: predicted.into(),
             wall_ms: ms(summed.time()),
         };
-        let ot = info.cost.ot_extension;
         RunReport {
             schema: SCHEMA,
             role: info.role,
             plan_hash: super::net::hex(&info.plan_hash),
-            ot_backend: info.ot_backend,
+            ot_backend: format!("{:?}", info.ot_backend).to_lowercase(),
             sessions: info.sessions,
             samples: info.samples,
             wall_ms: ms(info.wall),
             peak_rss_bytes: peak_rss_bytes(),
             layers,
             total,
-            ot_extension: OtJson {
-                bytes_up: ot.bytes_up * info.samples,
-                bytes_down: ot.bytes_down * info.samples,
-                source: "predicted",
-                server_rots: info.cost.server_rots * info.samples,
-                client_rots: info.cost.client_rots * info.samples,
-            },
+            ot_extension: info.ot,
             transport: info.transport,
             matches_prediction: deviations(summed).is_empty(),
         }
@@ -291,15 +382,17 @@ impl RunReport {
         let t = &self.transport;
         let ot = &self.ot_extension;
         let mut s = format!(
-            "{} sample(s), {} session(s), {:.2} s; OT extension ({}, {}): {} bytes up, {} bytes down\n\
+            "{} sample(s), {} session(s), {:.2} s; OT extension ({}): {} bytes up, {} bytes down ({}; predicted {} / {})\n\
              transport overhead: frame headers {} up / {} down, handshake+closing {} up / {} down",
             self.samples,
             self.sessions,
             self.wall_ms / 1e3,
             self.ot_backend,
-            ot.source,
             ot.bytes_up,
             ot.bytes_down,
+            ot.source,
+            ot.predicted_bytes_up,
+            ot.predicted_bytes_down,
             t.frame_header_bytes_up,
             t.frame_header_bytes_down,
             t.control_bytes_up,

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -309,8 +310,10 @@ pub struct Peer {
     pub traffic: Arc<QuicTraffic>,
     /// Closes the connection.
     handle: s2n_quic::connection::Handle,
+    /// cryprot-net's stream acceptor, which ends when the connection is closed.
+    manager: tokio::task::JoinHandle<()>,
     /// The client's endpoint, kept as long as its connection.
-    _endpoint: Option<s2n_quic::Client>,
+    endpoint: Option<s2n_quic::Client>,
 }
 
 impl Peer {
@@ -331,20 +334,28 @@ impl Peer {
             .map_err(|e| NetError::Connection(e.to_string()))?;
         let handle = conn.handle();
         let (conn, manager) = cryprot_net::Connection::new(conn);
-        tokio::spawn(manager.start());
+        let manager = tokio::spawn(manager.start());
         Ok(Peer {
             conn,
             remote,
             traffic,
             handle,
-            _endpoint: endpoint,
+            manager,
+            endpoint,
         })
     }
 
     /// Closes the connection now (application error code 1 if `failed`, else 0): the peer's
-    /// pending reads fail instead of waiting.
-    pub fn close(&self, failed: bool) {
+    /// pending reads fail instead of waiting. Waits (at most a second each) until the
+    /// connection has closed and a client's endpoint is idle, so that a process exiting right
+    /// after has still told the peer.
+    pub async fn close(&mut self, failed: bool) {
+        const BOUND: Duration = Duration::from_secs(1);
         self.handle.close(u32::from(failed).into());
+        let _ = tokio::time::timeout(BOUND, &mut self.manager).await;
+        if let Some(endpoint) = &mut self.endpoint {
+            let _ = tokio::time::timeout(BOUND, endpoint.wait_idle()).await;
+        }
     }
 }
 
@@ -554,4 +565,55 @@ pub async fn connect(
     }?;
     let (conn, seen) = conn;
     Ok((Peer::new(conn, Some(client))?, seen))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_in_the_usual_spellings() {
+        let f = Fingerprint::of(b"certificate");
+        let hex = f.to_string();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex.parse::<Fingerprint>().unwrap(), f);
+        assert_eq!(format!("sha256:{hex}").parse::<Fingerprint>().unwrap(), f);
+        assert_eq!(hex.to_uppercase().parse::<Fingerprint>().unwrap(), f);
+        let colons: Vec<String> = f.0.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(colons.join(":").parse::<Fingerprint>().unwrap(), f);
+        for bad in ["", "abc", &hex[..62], &format!("{hex}00"), &"zz".repeat(32)] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identities_from_pem_files() {
+        let dir = std::env::temp_dir().join(format!("heq-net-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let id = Identity::from_pem_files(&c, &k).unwrap();
+        assert_eq!(id.fingerprint(), Fingerprint::of(cert.der()));
+        let err = Identity::from_pem_files(&k, &k).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("k.pem: no certificate in the file"),
+            "{err}"
+        );
+        let err = Identity::from_pem_files(&c, &c).unwrap_err();
+        assert!(err.to_string().contains("c.pem: no private key"), "{err}");
+        let err = Identity::from_pem_files(&dir.join("none.pem"), &k).unwrap_err();
+        assert!(err.to_string().contains("none.pem: No such file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
