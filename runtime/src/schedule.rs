@@ -18,12 +18,14 @@
 //! and, if the tensor's ring is wider, extend the result ([`Step::extend`]: one correlated OT
 //! per element instead of comparisons in the wide ring); a linear layer without
 //! requantization outputs its accumulator ring `out_ring_bits`, which must then be wide
-//! enough.
+//! enough, unless it packs (its unpacking outputs any ring that holds the accumulator).
 //!
 //! Per layer (`protocols.md` §1.5, §1.8; `docs/semantics.md` §2–4): a linear layer is one HE
 //! round trip ([`crate::cost::linear::LinearOutput::Accumulator`]: shares of the accumulator
-//! modulo `2^out_ring_bits`) and, with a requantization, a [`CombinePlan`] that multiplies the
-//! shares by the public per-channel multipliers and rounds exactly; `Rescale`, `Add` and
+//! modulo `2^out_ring_bits`, or of HEQuant packed words, which an [`UnpackPlan`] splits into
+//! the accumulators directly in the requantization's combination ring) and, with a
+//! requantization, a [`CombinePlan`] that multiplies the shares by the public per-channel
+//! multipliers and rounds exactly; `Rescale`, `Add` and
 //! `AvgPool` are [`CombinePlan`]s, `MaxPool` a comparison tree, `Concat` and `Reshape` are
 //! local. The model input is held by the client in the clear (its server share is zero, and a
 //! linear layer reading it encrypts the plain input); the server reveals its output share to
@@ -33,8 +35,8 @@ use crate::cost::linear::{
     ConfigError, LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost,
 };
 use crate::cost::nonlinear::{
-    self as nl, CombinePlan, Cost, ParamError, RescalePlan, avg_pool_plan, max_pool_levels,
-    mul_range, pool_windows, signed_bits, union_range,
+    self as nl, CombinePlan, Cost, ParamError, RescalePlan, UnpackPlan, avg_pool_plan,
+    max_pool_levels, mul_range, pool_windows, signed_bits, union_range,
 };
 use crate::plan::{
     HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
@@ -113,14 +115,20 @@ pub struct Step {
 /// The protocols of one layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepKind {
-    /// An HE linear layer, then the requantization of its accumulator if any.
+    /// An HE linear layer, the unpacking of its packed words if it packs, then the
+    /// requantization of its accumulator if any.
     Linear {
         /// Whether the input is the model input, which the client holds in the clear.
         plain_input: bool,
         /// Exact HE message sizes.
         he: LinearCost,
+        /// With HEQuant packing: the unpacking of the `he.coeffs_down` packed words into the
+        /// accumulators, in the ring the requantization combines in (no extension left for
+        /// it), or in the output tensor's ring without requantization.
+        unpack: Option<UnpackPlan>,
         /// Requantization of the accumulator shares (one input: the accumulator in
-        /// `Z_{2^out_ring_bits}`), output in the output tensor's ring.
+        /// `Z_{2^out_ring_bits}`, or in the unpacking's ring), output in the output tensor's
+        /// ring.
         requant: Option<CombinePlan>,
     },
     /// `Rescale`: the input times its public multipliers, requantized.
@@ -149,10 +157,19 @@ impl Step {
         let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
         let n_out = len(layer.output);
         let own = match &self.kind {
-            StepKind::Linear { requant, .. } => requant
-                .as_ref()
-                .map(|p| p.cost(&[n_out], n_out))
-                .unwrap_or_default(),
+            StepKind::Linear {
+                he,
+                unpack,
+                requant,
+                ..
+            } => {
+                let words = he.coeffs_down as u64;
+                unpack.map(|u| u.cost(words)).unwrap_or_default()
+                    + requant
+                        .as_ref()
+                        .map(|p| p.cost(&[n_out], n_out))
+                        .unwrap_or_default()
+            }
             StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => {
                 let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
                 p.cost(&lens, n_out)
@@ -281,12 +298,17 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
             rings[i] = rings[i].max(need);
         }
     }
-    // A linear layer without requantization delivers its accumulator ring.
+    // A linear layer without requantization delivers its accumulator ring; with packing, the
+    // unpacking delivers any ring that holds the accumulator.
     for layer in &plan.layers {
-        if let Some((p, _)) = linear_protocol(&layer.op)
+        if let Some((p, acc_bits)) = linear_protocol(&layer.op)
             && !has_requant(&layer.op)
         {
             let i = layer.output.0 as usize;
+            if p.packing.factor > 1 {
+                rings[i] = rings[i].max(acc_bits);
+                continue;
+            }
             if rings[i] > p.out_ring_bits {
                 return Err(ScheduleError::RingTooNarrow {
                     tensor: layer.output,
@@ -427,25 +449,37 @@ fn linear_step(
             ring_bits: proto.out_ring_bits,
         });
     }
+    let param = |source| ScheduleError::Param { layer: id, source };
     let bound = (1i128 << (acc_bits - 1)) - 1;
     let acc = (-bound, bound);
-    let requant = requant
-        .as_ref()
-        .map(|r| {
-            CombinePlan::new(
-                &[(proto.out_ring_bits, acc)],
-                combined_range(acc, &r.multipliers),
-                r.shift,
-                (i128::from(r.clamp.0), i128::from(r.clamp.1)),
-                clamp_bits(r.clamp, out_bits),
-                r.rounding,
-            )
-        })
-        .transpose()
-        .map_err(|source| ScheduleError::Param { layer: id, source })?;
+    let requant_in = |ring: u32| {
+        requant
+            .as_ref()
+            .map(|r| {
+                CombinePlan::new(
+                    &[(ring, acc)],
+                    combined_range(acc, &r.multipliers),
+                    r.shift,
+                    (i128::from(r.clamp.0), i128::from(r.clamp.1)),
+                    clamp_bits(r.clamp, out_bits),
+                    r.rounding,
+                )
+            })
+            .transpose()
+            .map_err(param)
+    };
+    let (unpack, requant) = if proto.packing.factor > 1 {
+        // Unpack straight into the requantization's combination ring.
+        let ring = requant_in(proto.out_ring_bits)?.map_or(out_bits, |p| p.ring_bits);
+        let unpack = UnpackPlan::new(proto.he.plain_bits, proto.packing, acc, ring);
+        (Some(unpack.map_err(param)?), requant_in(ring)?)
+    } else {
+        (None, requant_in(proto.out_ring_bits)?)
+    };
     Ok(StepKind::Linear {
         plain_input,
         he,
+        unpack,
         requant,
     })
 }

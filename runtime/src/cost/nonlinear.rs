@@ -579,119 +579,85 @@ impl RequantPlan {
     }
 }
 
-/// Unpacking of HEQuant packed fields fused with requantization: shares in `Z_{2^l}` of
-/// `Z = Σ_j 2^(j·s)·z_j` (`b` signed fields of `s` bits), each field requantized as in
-/// [`RequantPlan`]. One carry chain over the low `(b−1)·s + k` bits yields every field's
-/// truncation carry; each field is then `(s − k)` bits wide, extended only if the clamp needs a
-/// wider ring.
+/// Unpacking of HEQuant packed words (`protocols.md` §3.5) into shares of every field in any
+/// ring `Z_{2^R}`: the input is shares in `Z_{2^l}` of `Z = Σ_j 2^(j·s)·(y_j + 2^(s−1))` (`b`
+/// fields of `s` bits, biased by the HE layer, [`crate::linear`]), the output shares of each
+/// `y_j` in `Z_{2^R}`.
+///
+/// Every field keeps a guard bit (`|y_j| < 2^(s−2)`): after the server re-biases each field to
+/// `2^(s−2)`, every field lies in `[0, 2^(s−1))`, so the low `j·s` bits of `Z` have a known MSB
+/// of 0 and the carry `c_j` into field `j` is the OR of the two shares' bits `j·s − 1`: one
+/// correlated OT per carry, no carry chain. Field `j` is then
+/// `(Z_S >> js) mod 2^s + (Z_C >> js) mod 2^s + c_j − 2^s·c_(j+1) − 2^(s−2)` in `Z_{2^R}`; the
+/// `2^s·c_(j+1)` term vanishes when `R ≤ s`. Choosing `R` as the ring the requantization
+/// combines in fuses the requantization's input extension into the unpacking; the
+/// requantization then truncates and clamps in its small ring as usual.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnpackPlan {
-    /// Ring width `l` of the packed shares.
+    /// Ring width `l` of the packed shares (the plaintext width).
     pub in_bits: u32,
     /// Fields per coefficient `b`.
     pub fields: u32,
     /// Bits per field `s`.
     pub field_bits: u32,
-    /// Shift applied while extracting: the requantization shift `k` under
-    /// [`Rounding::NoTies`] (fused, round half up); 0 under [`Rounding::HalfEven`], where
-    /// [`UnpackPlan::requant`] then rounds each extracted field with ties to even.
-    pub shift: u32,
-    /// Range of each field value `z_j`.
-    pub field_range: (i128, i128),
-    /// Requantization of the extracted field (input ring `s − shift`).
-    pub requant: RequantPlan,
+    /// Ring width `R` of the unpacked fields.
+    pub out_bits: u32,
 }
 
 impl UnpackPlan {
-    /// Plans an unpacking.
+    /// Plans an unpacking of fields whose values (partial sums of edge tiles and empty fields
+    /// included) lie in `field_range`.
     ///
     /// # Errors
-    /// [`ParamError::Packing`] if `b·s > l` or `k ≥ s`; [`ParamError::RangeTooWide`] if a field
-    /// plus the rounding term can leave `[−2^(s−1), 2^(s−1))`; and the errors of
-    /// [`RequantPlan::new`].
+    /// [`ParamError::Packing`] if `b < 2`, `s < 3` or `b·s > l`; [`ParamError::RangeTooWide`]
+    /// if a field can leave `[−2^(s−2), 2^(s−2))` (no guard bit) or does not fit the output
+    /// ring; [`ParamError::RingBits`] for an invalid ring.
     pub fn new(
         in_bits: u32,
         packing: Packing,
         field_range: (i128, i128),
-        shift: u32,
-        clamp: (i128, i128),
         out_bits: u32,
-        rounding: Rounding,
     ) -> Result<Self, ParamError> {
         let (fields, field_bits) = (packing.factor, packing.field_bits);
         check_ring(in_bits)?;
+        check_ring(out_bits)?;
         check_range(field_range)?;
-        let packing = ParamError::Packing {
-            fields,
-            field_bits,
-            bits: in_bits,
-        };
-        if fields == 0
-            || field_bits < 2
+        if fields < 2
+            || field_bits < 3
             || u64::from(fields) * u64::from(field_bits) > u64::from(in_bits)
         {
-            return Err(packing);
-        }
-        if shift + 2 > field_bits {
-            return Err(ParamError::Shift {
-                shift,
-                bits: field_bits,
+            return Err(ParamError::Packing {
+                fields,
+                field_bits,
+                bits: in_bits,
             });
         }
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let s = field_bits;
-        if !fits_signed((field_range.0 + half, field_range.1 + half), s) {
-            return Err(ParamError::RangeTooWide {
-                lo: field_range.0,
-                hi: field_range.1,
-                bits: s,
-            });
-        }
-        let (requant, shift) = match rounding {
-            Rounding::NoTies => {
-                let t = (
-                    floor_shift(field_range.0 + half, shift),
-                    floor_shift(field_range.1 + half, shift),
-                );
-                (
-                    RequantPlan::new(s - shift, t, 0, clamp, out_bits, rounding)?,
-                    shift,
-                )
+        for bits in [field_bits - 1, out_bits] {
+            if !fits_signed(field_range, bits) {
+                return Err(ParamError::RangeTooWide {
+                    lo: field_range.0,
+                    hi: field_range.1,
+                    bits,
+                });
             }
-            Rounding::HalfEven => (
-                RequantPlan::new(s, field_range, shift, clamp, out_bits, rounding)?,
-                0,
-            ),
-        };
+        }
         Ok(UnpackPlan {
             in_bits,
             fields,
             field_bits,
-            shift,
-            field_range,
-            requant,
+            out_bits,
         })
     }
 
-    /// Length of the carry chain.
-    pub fn chain_len(&self) -> u32 {
-        if self.shift == 0 {
-            (self.fields - 1) * self.field_bits
-        } else {
-            (self.fields - 1) * self.field_bits + self.shift
-        }
+    /// Carries computed per packed word: `c_1 … c_(b−1)`, and `c_b` when `R > s`.
+    pub fn carries(&self) -> u32 {
+        self.fields - 1 + u32::from(self.out_bits > self.field_bits)
     }
 
-    /// Exact cost for `n` packed coefficients (`n·b` outputs).
+    /// Exact cost for `n` packed words (`n·b` fields).
     pub fn cost(&self, n: u64) -> Cost {
-        let b = u64::from(self.fields);
-        let carries = if self.shift == 0 { b - 1 } else { b };
-        carry_chain(n, self.chain_len())
-            + client_cots(
-                n * carries,
-                n * carries * u64::from(self.field_bits - self.shift),
-            )
-            + self.requant.cost(n * b)
+        let k = n * u64::from(self.carries());
+        client_cots(k, k * u64::from(self.out_bits))
     }
 }
 

@@ -32,8 +32,8 @@ use crate::cost::linear::{ConfigError, LinearOutput};
 use crate::cost::nonlinear::CombinePlan;
 use crate::cost::plan::{PlanCost, Traffic, plan_cost};
 use crate::he::{HeError, Params};
-use crate::linear::{Layout, LinearError};
-use crate::nonlinear::requant::{add, align, requant};
+use crate::linear::{Layout, LinearError, NO_ELEMENT};
+use crate::nonlinear::requant::{add, align, requant, unpack};
 use crate::nonlinear::trunc::rescale;
 use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool};
 use crate::ot::OtPads;
@@ -316,7 +316,7 @@ fn pack(values: &[u64], bits: u32) -> Vec<u8> {
 }
 
 /// Reads `n` shares of `bits` bits from a length-checked message.
-fn unpack(bytes: Vec<u8>, n: usize, bits: u32) -> Vec<u64> {
+fn read_shares(bytes: Vec<u8>, n: usize, bits: u32) -> Vec<u64> {
     let mut r = BitReader::from_bytes(bytes);
     (0..n).map(|_| r.read(bits)).collect()
 }
@@ -366,6 +366,20 @@ fn scale_requant(
     requant(s, &plan.requant, &z)
 }
 
+/// The unpacked fields of a packed layer's words (word-major, [`Layout::word_fields`] order)
+/// scattered to the layer's `n` output elements.
+fn scatter(fields: &[u64], word_fields: &[u32], n: usize) -> Vec<u64> {
+    let mut out = vec![0u64; n];
+    for (&v, &e) in fields.iter().zip(word_fields) {
+        if e != NO_ELEMENT
+            && let Some(slot) = out.get_mut(e as usize)
+        {
+            *slot = v;
+        }
+    }
+    out
+}
+
 /// Shares reduced into `Z_{2^bits}`.
 fn reduce(x: &[u64], bits: u32) -> Vec<u64> {
     let ring = Ring::new(bits);
@@ -411,6 +425,7 @@ fn walk(
             (
                 StepKind::Linear {
                     plain_input,
+                    unpack: up,
                     requant: rq,
                     ..
                 },
@@ -420,7 +435,15 @@ fn walk(
                     layout(layer).map_err(|source| PartyError::Linear { layer: id, source })?,
                 );
                 let x = reduce(inputs[0], layout.protocol().in_ring_bits);
-                let acc = party.linear(layer, layout, &x, *plain_input, exchange)?;
+                let words = party.linear(layer, layout.clone(), &x, *plain_input, exchange)?;
+                let acc = match up {
+                    Some(u) => {
+                        let mut s = Session::new(role, &mut pads, exchange);
+                        let fields = unpack(&mut s, u, &words).map_err(protocol)?;
+                        scatter(&fields, layout.word_fields(), layout.output_len())
+                    }
+                    None => words,
+                };
                 match rq {
                     Some(p) => {
                         let m = linear_multipliers(op, acc.len());
