@@ -425,8 +425,11 @@ fn runner_ups(plan: &Plan) -> Vec<(heq_runtime::plan::LayerId, RunnerUp)> {
         .iter()
         .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op).map(|(p, _)| (l.id, p)))
         .collect();
-    let rings: Vec<u32> = linear.iter().map(|(_, p)| p.he.plain_bits).collect();
-    let Ok(found) = candidates::search(plan, &rings) else {
+    let options: Vec<candidates::RingOption> = linear
+        .iter()
+        .map(|(_, p)| candidates::RingOption::of(p))
+        .collect();
+    let Ok(found) = candidates::search(plan, &options) else {
         return Vec::new();
     };
     linear

@@ -7,8 +7,8 @@ use heq_runtime::nonlinear::Role;
 use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
 use heq_runtime::plan::{Op, PackDim, Packing, Plan};
-use heq_runtime::schedule::StepKind;
 use heq_runtime::reference::{self, testutil::every_op_plan};
+use heq_runtime::schedule::StepKind;
 use heq_runtime::transport::memory::pipe;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -127,7 +127,15 @@ fn packed_layers_are_bit_exact_with_predicted_traffic() {
             .schedule
             .steps
             .iter()
-            .filter(|s| matches!(s.kind, StepKind::Linear { unpack: Some(_), .. }))
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Linear {
+                        unpack: Some(_),
+                        ..
+                    }
+                )
+            })
             .count();
         assert_eq!(unpacks, 3, "every linear layer unpacks");
         for (seed, input) in [

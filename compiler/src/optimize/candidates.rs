@@ -5,8 +5,10 @@
 //! (`LinearServer::new`); only the Pareto-optimal ones on (bytes, compute time) are kept, per HE
 //! context, so that the ILP stays small.
 //!
-//! Packing (HEQuant) is not offered: the runtime's schedule has no unpacking step yet, so a packed
-//! plan could not run.
+//! A layer's share ring and HEQuant packing ([`RingOption`]) are chosen outside this module (they
+//! change the nonlinear steps around the layer too); for a packed option the field width is the
+//! accumulator plus a guard bit, which the runtime's unpacking needs, and packing along output
+//! channels scales the kernel by `2^(j·s)` per field, which the flooding check accounts for.
 
 use crate::error::{Error, Result};
 use heq_runtime::cost::linear::{
@@ -14,7 +16,7 @@ use heq_runtime::cost::linear::{
     layer_budget, matmul_as_conv, public_key_bytes,
 };
 use heq_runtime::plan::{
-    ConvShape, HeParams, LayerId, LayerWeights, LinearProtocol, Op, Packing, Plan, Tile,
+    ConvShape, HeParams, LayerId, LayerWeights, LinearProtocol, Op, PackDim, Packing, Plan, Tile,
 };
 
 /// The menu of ciphertext prime sizes per ring degree (the kept prime first). Every list is
@@ -90,9 +92,18 @@ pub struct Candidate {
     pub products: usize,
     /// Compute time estimate in milliseconds ([`PROFILE`]).
     pub compute_ms: f64,
+    /// Channel bytes of the unpacking of its packed words (0 without packing): the number of
+    /// words depends on the tile, the unpacking's ring on the plan around the layer, so the
+    /// optimizer sets it (`UnpackPlan::cost` of `cost.coeffs_down` words).
+    pub unpack_bytes: u64,
 }
 
 impl Candidate {
+    /// Channel bytes that depend on this candidate: HE messages and unpacking.
+    pub fn bytes(&self) -> u64 {
+        self.cost.total_bytes() as u64 + self.unpack_bytes
+    }
+
     /// The HE context of the candidate.
     pub fn context(&self) -> HeContext {
         HeContext {
@@ -160,7 +171,7 @@ fn view<'a>(op: &'a Op, w: &LayerWeights) -> Option<LinearView<'a>> {
 }
 
 /// Bits of an upper bound on the noise the server's flood must hide for this geometry
-/// (`LinearServer::product_noise` without packing): `(B_e + 2)·max_g Σ_{m∈g} ‖w_m‖₁ + 1` plus
+/// (`LinearServer::product_noise`; a filter in field `j` of a slot counts `2^(j·s)` times): `(B_e + 2)·max_g Σ_{m∈g} ‖w_m‖₁ + 1` plus
 /// the re-randomisation noise `2·B_e·N + B_e`. The server sums the centred kernel coefficients
 /// reduced mod `t`, which is never larger, so a layer passing this bound passes the server's
 /// check.
@@ -168,8 +179,18 @@ fn noise_bits(g: &ConvGeometry, filter_l1: &[u64], degree: usize) -> u32 {
     let max_l1 = (0..g.n_mg)
         .map(|mg| {
             g.filters(mg)
-                .map(|(_, _, m)| filter_l1.get(m).copied().unwrap_or(0))
-                .sum::<u64>()
+                .map(|(_, field, m)| {
+                    let l1 = filter_l1.get(m).copied().unwrap_or(0);
+                    let shift = field as u32 * g.field_bits;
+                    if l1 == 0 {
+                        0
+                    } else if l1.leading_zeros() <= shift {
+                        u64::MAX
+                    } else {
+                        l1 << shift
+                    }
+                })
+                .fold(0u64, u64::saturating_add)
         })
         .max()
         .unwrap_or(0);
@@ -277,43 +298,153 @@ fn pareto(mut v: Vec<Candidate>) -> Vec<Candidate> {
     v
 }
 
-/// The candidates of every linear layer of `plan`, with share rings `rings[i]` bits for the
-/// `i`-th linear layer (input ring = plaintext = output ring).
+/// The share rings and packing of one linear layer: input ring = plaintext = output ring =
+/// `ring` bits; with packing, `ring ≥ factor·field_bits`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingOption {
+    /// Ring bits.
+    pub ring: u32,
+    /// HEQuant packing ([`Packing::none`] for none).
+    pub packing: Packing,
+}
+
+impl RingOption {
+    /// `ring` bits, no packing.
+    pub fn plain(ring: u32) -> Self {
+        RingOption {
+            ring,
+            packing: Packing::none(),
+        }
+    }
+
+    /// `factor` fields of `acc_bits + 1` bits (a guard bit for the unpacking) along `dim`, in
+    /// a ring of exactly `factor` fields.
+    pub fn packed(acc_bits: u32, factor: u32, dim: PackDim) -> Self {
+        let field_bits = acc_bits + 1;
+        RingOption {
+            ring: factor * field_bits,
+            packing: Packing {
+                factor,
+                field_bits,
+                dim,
+            },
+        }
+    }
+
+    /// The option a protocol runs with (its plaintext width and packing).
+    pub fn of(p: &LinearProtocol) -> Self {
+        RingOption {
+            ring: p.he.plain_bits,
+            packing: p.packing,
+        }
+    }
+
+    /// `p` with this option's rings, plaintext and packing.
+    pub fn apply(&self, p: &LinearProtocol) -> LinearProtocol {
+        LinearProtocol {
+            he: HeParams {
+                plain_bits: self.ring,
+                ..p.he.clone()
+            },
+            packing: self.packing,
+            in_ring_bits: self.ring,
+            out_ring_bits: self.ring,
+            ..p.clone()
+        }
+    }
+}
+
+/// The linear layers of a server plan as the search sees them (shape, accumulator, filter
+/// norms), in plan order.
+pub struct LinearLayers<'a> {
+    views: Vec<(LayerId, LinearView<'a>)>,
+    stat_bits: u32,
+}
+
+impl<'a> LinearLayers<'a> {
+    /// The linear layers of `plan`.
+    ///
+    /// # Errors
+    /// [`Error::Optimize`] when the plan has no weights.
+    pub fn new(plan: &'a Plan) -> Result<Self> {
+        let weights = plan.weights.as_ref().ok_or(Error::Optimize {
+            reason: "the optimizer needs the server plan (weights)".into(),
+        })?;
+        let views = plan
+            .public
+            .layers
+            .iter()
+            .filter(|l| l.op.is_linear())
+            .map(|layer| {
+                let no_weights = || Error::Optimize {
+                    reason: format!("layer {}: no weights", layer.id),
+                };
+                let w = weights.get(layer.id).ok_or_else(no_weights)?;
+                let v = view(&layer.op, w).ok_or_else(no_weights)?;
+                Ok((layer.id, v))
+            })
+            .collect::<Result<_>>()?;
+        Ok(LinearLayers {
+            views,
+            stat_bits: plan.public.protocol.stat_bits,
+        })
+    }
+
+    /// Number of linear layers.
+    pub fn len(&self) -> usize {
+        self.views.len()
+    }
+
+    /// Whether the plan has no linear layer.
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty()
+    }
+
+    /// The id of the `i`-th linear layer.
+    pub fn id(&self, i: usize) -> LayerId {
+        self.views[i].0
+    }
+
+    /// Accumulator bits of the `i`-th linear layer.
+    pub fn acc_bits(&self, i: usize) -> u32 {
+        self.views[i].1.acc_bits
+    }
+
+    /// The candidates of the `i`-th linear layer at `option`; `None` when no configuration
+    /// runs.
+    pub fn candidates(&self, i: usize, option: RingOption) -> Option<LayerCandidates> {
+        let (layer, v) = &self.views[i];
+        let candidates = layer_candidates(v, option, self.stat_bits);
+        (!candidates.is_empty()).then(|| LayerCandidates {
+            layer: *layer,
+            candidates,
+        })
+    }
+}
+
+/// The candidates of every linear layer of `plan` at `options[i]` for the `i`-th linear layer.
 ///
 /// # Errors
 /// [`Error::Optimize`] when the plan has no weights or a layer has no valid configuration.
-pub fn search(plan: &Plan, rings: &[u32]) -> Result<Vec<LayerCandidates>> {
-    let weights = plan.weights.as_ref().ok_or(Error::Optimize {
-        reason: "the optimizer needs the server plan (weights)".into(),
-    })?;
-    let stat_bits = plan.public.protocol.stat_bits;
-    let linear = plan.public.layers.iter().filter(|l| l.op.is_linear());
-    linear
-        .zip(rings)
-        .map(|(layer, &ring)| {
-            let no_weights = || Error::Optimize {
-                reason: format!("layer {}: no weights", layer.id),
-            };
-            let w = weights.get(layer.id).ok_or_else(no_weights)?;
-            let v = view(&layer.op, w).ok_or_else(no_weights)?;
-            let candidates = layer_candidates(&v, ring, stat_bits);
-            if candidates.is_empty() {
-                return Err(Error::Optimize {
-                    reason: format!(
-                        "layer {}: no HE configuration for a {}-bit accumulator",
-                        layer.id, v.acc_bits
-                    ),
-                });
-            }
-            Ok(LayerCandidates {
-                layer: layer.id,
-                candidates,
+pub fn search(plan: &Plan, options: &[RingOption]) -> Result<Vec<LayerCandidates>> {
+    let layers = LinearLayers::new(plan)?;
+    options
+        .iter()
+        .enumerate()
+        .take(layers.len())
+        .map(|(i, &o)| {
+            layers.candidates(i, o).ok_or_else(|| Error::Optimize {
+                reason: format!(
+                    "layer {}: no HE configuration for a {}-bit accumulator",
+                    layers.id(i),
+                    layers.acc_bits(i)
+                ),
             })
         })
         .collect()
 }
 
-fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candidate> {
+fn layer_candidates(v: &LinearView<'_>, option: RingOption, stat_bits: u32) -> Vec<Candidate> {
     let mut all = Vec::new();
     for degree in heq_runtime::cost::linear::DEGREES {
         for moduli_bits in moduli_menu(degree) {
@@ -321,12 +452,12 @@ fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candid
                 he: HeParams {
                     degree,
                     moduli_bits,
-                    plain_bits: ring,
+                    plain_bits: option.ring,
                 },
                 tile: v.protocol.tile,
-                packing: Packing::none(),
-                in_ring_bits: ring,
-                out_ring_bits: ring,
+                packing: option.packing,
+                in_ring_bits: option.ring,
+                out_ring_bits: option.ring,
             };
             let Ok(budget) = layer_budget(&proto, v.acc_bits, LinearOutput::Accumulator) else {
                 continue;
@@ -353,6 +484,7 @@ fn layer_candidates(v: &LinearView<'_>, ring: u32, stat_bits: u32) -> Vec<Candid
                     cost,
                     products,
                     compute_ms,
+                    unpack_bytes: 0,
                 });
             }
             all.extend(pareto(per_context));

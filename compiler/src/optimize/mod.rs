@@ -23,11 +23,12 @@ pub mod exhaustive;
 pub mod ilp;
 
 use crate::error::{Error, Result};
-use candidates::{Candidate, HeContext, LayerCandidates};
+use candidates::{Candidate, HeContext, LayerCandidates, RingOption};
 use heq_runtime::cost::linear::public_key_bytes;
+use heq_runtime::cost::nonlinear::UnpackPlan;
 use heq_runtime::cost::plan::{PlanCost, plan_cost};
-use heq_runtime::plan::{HeParams, LinearProtocol, Op, Plan, PublicPlan};
-use heq_runtime::schedule::{ScheduleError, schedule};
+use heq_runtime::plan::{LinearProtocol, Op, PackDim, Plan, PublicPlan};
+use heq_runtime::schedule::{ScheduleError, StepKind, schedule};
 use std::time::{Duration, Instant};
 
 /// A network profile for the latency objective (OpenCheetah's `tc` settings, `protocols.md`
@@ -91,7 +92,8 @@ pub struct Problem {
     pub layers: Vec<LayerCandidates>,
     /// Every context some candidate uses, with its public-key bytes.
     pub contexts: Vec<(HeContext, u64)>,
-    /// Channel bytes that do not depend on the choice (nonlinear steps, reveal).
+    /// Channel bytes that do not depend on the choice (nonlinear steps and reveal; the
+    /// unpacking of packed words is in the candidates, [`Candidate::unpack_bytes`]).
     pub fixed_bytes: u64,
     /// Channel rounds (they do not depend on the choice).
     pub rounds: u64,
@@ -102,8 +104,7 @@ pub struct Problem {
 impl Problem {
     /// Objective value of one candidate (its rounds are in [`Problem::rounds`]).
     pub fn candidate_value(&self, c: &Candidate) -> f64 {
-        self.objective
-            .value(c.cost.total_bytes() as u64, 0, c.compute_ms)
+        self.objective.value(c.bytes(), 0, c.compute_ms)
     }
 
     /// Objective value of one context's public key.
@@ -156,7 +157,7 @@ impl Problem {
             .layers
             .iter()
             .zip(choice)
-            .map(|(l, &k)| l.candidates[k].cost.total_bytes() as u64)
+            .map(|(l, &k)| l.candidates[k].bytes())
             .sum();
         let keys: u64 = self
             .used_contexts(choice)
@@ -238,20 +239,13 @@ fn linear_parts(plan: &Plan) -> Vec<(LinearProtocol, u32)> {
         .collect()
 }
 
-/// Protocols of the probe plan: the current HE parameters and tiles with rings of `rings` bits.
-fn probe_protocols(parts: &[(LinearProtocol, u32)], rings: &[u32]) -> Vec<LinearProtocol> {
+/// Protocols of the probe plan: the current HE parameters and tiles with each layer's rings and
+/// packing from `options`.
+fn probe_protocols(parts: &[(LinearProtocol, u32)], options: &[RingOption]) -> Vec<LinearProtocol> {
     parts
         .iter()
-        .zip(rings)
-        .map(|((p, _), &r)| LinearProtocol {
-            he: HeParams {
-                plain_bits: r,
-                ..p.he.clone()
-            },
-            in_ring_bits: r,
-            out_ring_bits: r,
-            ..p.clone()
-        })
+        .zip(options)
+        .map(|((p, _), o)| o.apply(p))
         .collect()
 }
 
@@ -271,7 +265,8 @@ pub fn narrow_rings(plan: &Plan) -> Result<Vec<u32>> {
         .map(|l| l.output)
         .collect();
     for _ in 0..=rings.len() {
-        let probe = with_protocols(plan, &probe_protocols(&parts, &rings), "probe");
+        let options: Vec<RingOption> = rings.iter().map(|&r| RingOption::plain(r)).collect();
+        let probe = with_protocols(plan, &probe_protocols(&parts, &options), "probe");
         match schedule(&probe.public) {
             Ok(_) => return Ok(rings),
             Err(ScheduleError::RingTooNarrow { tensor, need, .. }) => {
@@ -299,51 +294,99 @@ const RING_STEPS: [u32; 5] = [0, 1, 2, 4, 8];
 /// Widest ring tried (the probe plans use the baseline primes, which decrypt up to 42 bits).
 const MAX_RING_BITS: u32 = 40;
 
-/// The candidates of every layer at every ring of its menu: `menus[j][i]` is the `j`-th menu
-/// entry of linear layer `i`; `None` where some layer has no configuration at that entry.
-fn ring_menus(narrow: &[u32]) -> Vec<Vec<u32>> {
-    let mut menus: Vec<Vec<u32>> = RING_STEPS
+/// HEQuant packing factors tried per linear layer, along both dimensions.
+const PACK_FACTORS: [u32; 3] = [2, 3, 4];
+
+/// Widest packed plaintext (what the probe plans' primes decrypt).
+const MAX_PACKED_BITS: u32 = 42;
+
+/// The ring options of every linear layer: its narrowest ring first, then wider rings, then
+/// the packings whose fields (accumulator plus a guard bit) fit [`MAX_PACKED_BITS`].
+fn ring_options(narrow: &[u32], acc_bits: &[u32]) -> Vec<Vec<RingOption>> {
+    narrow
         .iter()
-        .map(|d| {
-            narrow
+        .zip(acc_bits)
+        .map(|(&r, &acc)| {
+            let mut rings: Vec<u32> = RING_STEPS
                 .iter()
-                .map(|&r| (r + d).min(MAX_RING_BITS).max(r))
-                .collect()
+                .map(|d| (r + d).min(MAX_RING_BITS).max(r))
+                .collect();
+            rings.push(r.max(37).min(MAX_RING_BITS.max(r)));
+            let mut v: Vec<RingOption> = Vec::new();
+            for o in rings.into_iter().map(RingOption::plain) {
+                if !v.contains(&o) {
+                    v.push(o);
+                }
+            }
+            for factor in PACK_FACTORS {
+                for dim in [PackDim::Spatial, PackDim::OutChannels] {
+                    let o = RingOption::packed(acc, factor, dim);
+                    if o.ring <= MAX_PACKED_BITS {
+                        v.push(o);
+                    }
+                }
+            }
+            v
         })
-        .collect();
-    menus.push(
-        narrow
-            .iter()
-            .map(|&r| r.max(37).min(MAX_RING_BITS.max(r)))
-            .collect(),
-    );
-    menus
+        .collect()
 }
 
-/// The nonlinear and reveal bytes and all rounds of the plan with `rings` (the HE layers and the
-/// keys excluded), or `None` if the plan cannot be scheduled with them.
-fn fixed_part(plan: &Plan, parts: &[(LinearProtocol, u32)], rings: &[u32]) -> Option<(u64, u64)> {
-    let cost =
-        predict(&with_protocols(plan, &probe_protocols(parts, rings), "probe").public).ok()?;
+/// The objective value of a layer's cheapest candidate, with its HE context and the context's
+/// key bytes (`None` when the layer has no candidate).
+type Cheapest = (f64, Option<(HeContext, u64)>);
+
+/// What the plan with given ring options costs outside its HE layers.
+struct Probe {
+    /// Nonlinear and reveal bytes, the unpacking of packed words excluded.
+    fixed_bytes: u64,
+    /// All channel rounds.
+    rounds: u64,
+    /// Per linear layer, its unpacking (with packing).
+    unpacks: Vec<Option<UnpackPlan>>,
+}
+
+impl Probe {
+    /// `c` with the bytes of its unpacking as the `i`-th linear layer.
+    fn priced(&self, i: usize, c: &Candidate) -> Candidate {
+        Candidate {
+            unpack_bytes: self.unpacks[i]
+                .map_or(0, |u| u.cost(c.cost.coeffs_down as u64).total_bytes()),
+            ..c.clone()
+        }
+    }
+}
+
+/// Schedules and prices the plan with `options` (the HE layers, their unpacking and the keys
+/// excluded); `None` if the plan cannot be scheduled with them.
+fn probe(plan: &Plan, parts: &[(LinearProtocol, u32)], options: &[RingOption]) -> Option<Probe> {
+    let probe = with_protocols(plan, &probe_protocols(parts, options), "probe");
+    let s = schedule(&probe.public).ok()?;
+    let cost = plan_cost(&probe.public, &s, probe.public.protocol.ot).ok()?;
+    let mut unpacks = Vec::new();
+    let mut linear_bytes = 0;
+    for step in &s.steps {
+        if let StepKind::Linear { he, unpack, .. } = &step.kind {
+            let words = he.coeffs_down as u64;
+            linear_bytes +=
+                he.total_bytes() as u64 + unpack.map_or(0, |u| u.cost(words).total_bytes());
+            unpacks.push(*unpack);
+        }
+    }
     let channel = cost.channel();
-    let he: u64 = cost
-        .layers
-        .iter()
-        .filter_map(|l| l.he)
-        .map(|h| h.total_bytes() as u64)
-        .sum();
-    Some((
-        channel.total_bytes() - he - cost.setup.total_bytes(),
-        channel.rounds,
-    ))
+    Some(Probe {
+        fixed_bytes: channel.total_bytes() - linear_bytes - cost.setup.total_bytes(),
+        rounds: channel.rounds,
+        unpacks,
+    })
 }
 
 /// Builds the optimization problem of a server plan.
 ///
-/// The share ring of each linear layer is chosen first, by coordinate descent over its ring
-/// menu on the exact plan cost (nonlinear steps from `plan_cost`, each HE layer at its cheapest
-/// candidate for that ring); the ILP then chooses the HE configurations at those rings, so it
-/// is optimal given the rings, not over them.
+/// The share rings and packing of each linear layer ([`RingOption`]) are chosen first, by
+/// coordinate descent over its options on the exact plan cost (nonlinear steps, unpacking
+/// included, from `plan_cost`, each HE layer at its cheapest candidate for that option); the
+/// ILP then chooses the HE configurations at those options, so it is optimal given the rings,
+/// not over them.
 ///
 /// # Errors
 /// [`Error::Optimize`] when the plan has no weights, a layer has no valid configuration or the
@@ -351,16 +394,24 @@ fn fixed_part(plan: &Plan, parts: &[(LinearProtocol, u32)], rings: &[u32]) -> Op
 pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     let narrow = narrow_rings(plan)?;
     let parts = linear_parts(plan);
-    let menus = ring_menus(&narrow);
-    let searched: Vec<Option<Vec<LayerCandidates>>> = menus
+    let linear = candidates::LinearLayers::new(plan)?;
+    let acc: Vec<u32> = (0..linear.len()).map(|i| linear.acc_bits(i)).collect();
+    let options = ring_options(&narrow, &acc);
+    // searched[i][j]: the candidates of layer i at its option j (None: no configuration).
+    let searched: Vec<Vec<Option<LayerCandidates>>> = options
         .iter()
         .enumerate()
-        .map(|(j, rings)| match candidates::search(plan, rings) {
-            Ok(c) => Ok(Some(c)),
-            Err(e) if j == 0 => Err(e),
-            Err(_) => Ok(None),
-        })
-        .collect::<Result<_>>()?;
+        .map(|(i, opts)| opts.iter().map(|&o| linear.candidates(i, o)).collect())
+        .collect();
+    if let Some(i) = searched.iter().position(|s| s[0].is_none()) {
+        return Err(Error::Optimize {
+            reason: format!(
+                "layer {}: no HE configuration for a {}-bit accumulator",
+                linear.id(i),
+                acc[i]
+            ),
+        });
+    }
     let scratch = Problem {
         layers: Vec::new(),
         contexts: Vec::new(),
@@ -368,32 +419,53 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
         rounds: 0,
         objective,
     };
-    // best[j][i]: value of layer i's cheapest candidate at menu entry j.
-    let best: Vec<Option<Vec<f64>>> = searched
-        .iter()
-        .map(|s| {
-            s.as_ref().map(|layers| {
-                layers
-                    .iter()
-                    .map(|l| {
-                        l.candidates
-                            .iter()
-                            .map(|c| scratch.candidate_value(c))
-                            .fold(f64::INFINITY, f64::min)
-                    })
-                    .collect()
+    // The value of the cheapest of some candidates, with its context and key bytes.
+    let cheapest = |cs: &mut dyn Iterator<Item = Candidate>| -> Cheapest {
+        cs.map(|c| (scratch.candidate_value(&c), c))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or((f64::INFINITY, None), |(v, c)| {
+                let key = public_key_bytes(&c.protocol.he).map_or(0, |k| k as u64);
+                (v, Some((c.context(), key)))
             })
+    };
+    // best[i][j]: layer i's cheapest candidate at option j (without its unpacking).
+    let best: Vec<Vec<Cheapest>> = searched
+        .iter()
+        .map(|opts| {
+            opts.iter()
+                .map(|s| match s {
+                    Some(l) => cheapest(&mut l.candidates.iter().cloned()),
+                    None => (f64::INFINITY, None),
+                })
+                .collect()
         })
         .collect();
-    let total = |pick: &[usize]| -> Option<f64> {
-        let rings: Vec<u32> = pick.iter().enumerate().map(|(i, &j)| menus[j][i]).collect();
-        let (bytes, rounds) = fixed_part(plan, &parts, &rings)?;
-        let he: f64 = pick
-            .iter()
+    let chosen = |pick: &[usize]| -> Vec<RingOption> {
+        pick.iter()
             .enumerate()
-            .map(|(i, &j)| best[j].as_ref().map_or(f64::INFINITY, |b| b[i]))
-            .sum();
-        Some(objective.value(bytes, rounds, 0.0) + he)
+            .map(|(i, &j)| options[i][j])
+            .collect()
+    };
+    // The plan's value with every layer at its cheapest candidate, plus one key per context
+    // those use (the ILP then shares contexts better).
+    let total = |pick: &[usize]| -> Option<f64> {
+        let p = probe(plan, &parts, &chosen(pick))?;
+        let mut keys: Vec<(HeContext, u64)> = Vec::new();
+        let mut he = 0.0;
+        for (i, &j) in pick.iter().enumerate() {
+            let (v, ctx) = match (&p.unpacks[i], &searched[i][j]) {
+                (Some(_), Some(l)) => cheapest(&mut l.candidates.iter().map(|c| p.priced(i, c))),
+                _ => best[i][j].clone(),
+            };
+            he += v;
+            if let Some(k) = ctx
+                && !keys.iter().any(|(c, _)| *c == k.0)
+            {
+                keys.push(k);
+            }
+        }
+        let keys: f64 = keys.iter().map(|(_, b)| objective.value(*b, 0, 0.0)).sum();
+        Some(objective.value(p.fixed_bytes, p.rounds, 0.0) + he + keys)
     };
     let mut pick = vec![0usize; narrow.len()];
     let mut current = total(&pick).ok_or(Error::Optimize {
@@ -402,8 +474,8 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     for _sweep in 0..3 {
         let mut changed = false;
         for i in 0..pick.len() {
-            for (j, b) in best.iter().enumerate() {
-                if j == pick[i] || b.is_none() {
+            for j in 0..options[i].len() {
+                if j == pick[i] || !best[i][j].0.is_finite() {
                     continue;
                 }
                 let mut trial = pick.clone();
@@ -417,17 +489,26 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
             break;
         }
     }
+    let chosen_probe = probe(plan, &parts, &chosen(&pick)).ok_or(Error::Optimize {
+        reason: "the chosen rings cannot be scheduled".into(),
+    })?;
     let layers: Vec<LayerCandidates> = pick
         .iter()
         .enumerate()
         .map(|(i, &j)| {
-            searched[j]
+            let l = searched[i][j]
                 .as_ref()
-                .map(|s| s[i].clone())
-                .expect("only searched menu entries are picked")
+                .expect("only options with candidates are picked");
+            LayerCandidates {
+                layer: l.layer,
+                candidates: l
+                    .candidates
+                    .iter()
+                    .map(|c| chosen_probe.priced(i, c))
+                    .collect(),
+            }
         })
         .collect();
-    let rings: Vec<u32> = pick.iter().enumerate().map(|(i, &j)| menus[j][i]).collect();
     let mut contexts: Vec<(HeContext, u64)> = Vec::new();
     for c in layers.iter().flat_map(|l| &l.candidates) {
         let ctx = c.context();
@@ -439,14 +520,11 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
         }
     }
     contexts.sort();
-    let (fixed_bytes, rounds) = fixed_part(plan, &parts, &rings).ok_or(Error::Optimize {
-        reason: "the chosen rings cannot be scheduled".into(),
-    })?;
     Ok(Problem {
         layers,
         contexts,
-        fixed_bytes,
-        rounds,
+        fixed_bytes: chosen_probe.fixed_bytes,
+        rounds: chosen_probe.rounds,
         objective,
     })
 }

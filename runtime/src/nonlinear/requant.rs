@@ -365,7 +365,11 @@ mod tests {
             let got = open(Ring::new(plan.out_bits), &a, &b);
             for i in 0..n {
                 for j in 0..fields as usize {
-                    assert_eq!(got[i * fields as usize + j], f[j][i], "l {l} r {r} field {j}");
+                    assert_eq!(
+                        got[i * fields as usize + j],
+                        f[j][i],
+                        "l {l} r {r} field {j}"
+                    );
                 }
             }
         }
