@@ -13,6 +13,10 @@
 //! - `Concat` and `Reshape` need their output tensor's ring;
 //! - the model output needs its values as signed integers.
 //!
+//! A `Rescale`, `Add` or `AvgPool` needs an input that a requantization produces in its
+//! combination ring (the producer then extends once, straight into it; not for the model output
+//! or a tensor a `MaxPool` reads, whose comparisons would widen).
+//!
 //! A producer delivers its tensor in that ring: requantizations (linear layers with `requant`,
 //! `Rescale`, `Add`, `AvgPool`) clamp in the small ring of their clamp range (plus one bit)
 //! and, if the tensor's ring is wider, extend the result ([`Step::extend`]: one correlated OT
@@ -280,6 +284,10 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
     let out = plan.output.tensor.0 as usize;
     // validate() guarantees that every tensor index exists.
     rings[plan.output.tensor.0 as usize] = value_bits(range(plan, plan.output.tensor));
+    let direct = direct_extension(plan);
+    let values: Vec<u32> = (0..plan.tensors.len())
+        .map(|i| value_bits(range(plan, TensorId(i as u32))))
+        .collect();
     // Consumers come after producers: walk backwards so that Concat/Reshape/MaxPool outputs
     // are known before their inputs.
     for layer in plan.layers.iter().rev() {
@@ -292,7 +300,13 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
                     value_bits((lo - hi, hi - lo)).max(out_ring)
                 }
                 Op::Concat | Op::Reshape => out_ring,
-                _ => value_bits(range(plan, t)),
+                _ if direct[t.0 as usize] => match step_kind(plan, &values, layer) {
+                    Ok(StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p)) => {
+                        p.ring_bits.max(values[t.0 as usize])
+                    }
+                    _ => values[t.0 as usize],
+                },
+                _ => values[t.0 as usize],
             };
             let i = t.0 as usize;
             rings[i] = rings[i].max(need);
@@ -326,6 +340,30 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
         }
     }
     Ok(rings)
+}
+
+/// The tensors a requantization produces (it extends its clamped result into the tensor's
+/// ring anyway) that are neither the model output nor read by a max pool: a `Rescale`, `Add`
+/// or `AvgPool` reading one takes it in its combination ring, so that the producer extends
+/// once, straight into that ring, instead of the combination extending it a second time.
+fn direct_extension(plan: &PublicPlan) -> Vec<bool> {
+    let mut direct = vec![false; plan.tensors.len()];
+    for layer in &plan.layers {
+        let requantizes = match &layer.op {
+            Op::Rescale(_) | Op::Add(_) | Op::AvgPool(_) => true,
+            op => has_requant(op),
+        };
+        direct[layer.output.0 as usize] = requantizes;
+    }
+    direct[plan.output.tensor.0 as usize] = false;
+    for layer in &plan.layers {
+        if matches!(layer.op, Op::MaxPool(_)) {
+            for &t in &layer.inputs {
+                direct[t.0 as usize] = false;
+            }
+        }
+    }
+    direct
 }
 
 fn has_requant(op: &Op) -> bool {

@@ -331,9 +331,14 @@ fn ring_options(narrow: &[u32], acc_bits: &[u32]) -> Vec<Vec<RingOption>> {
         .collect()
 }
 
-/// The objective value of a layer's cheapest candidate, with its HE context and the context's
-/// key bytes (`None` when the layer has no candidate).
-type Cheapest = (f64, Option<(HeContext, u64)>);
+/// A layer's cheapest candidate (objective value): its value, channel bytes, and HE context with
+/// the context's key bytes (`None` when the layer has no candidate).
+#[derive(Clone, Debug)]
+struct Cheapest {
+    value: f64,
+    bytes: u64,
+    key: Option<(HeContext, u64)>,
+}
 
 /// What the plan with given ring options costs outside its HE layers.
 struct Probe {
@@ -343,6 +348,10 @@ struct Probe {
     rounds: u64,
     /// Per linear layer, its unpacking (with packing).
     unpacks: Vec<Option<UnpackPlan>>,
+    /// Per plan layer, its channel bytes without the HE messages and the unpacking.
+    layer_bytes: Vec<u64>,
+    /// Per linear layer, its index in the plan.
+    positions: Vec<usize>,
 }
 
 impl Probe {
@@ -354,6 +363,20 @@ impl Probe {
             ..c.clone()
         }
     }
+
+    /// Bytes by which the layers exceed their `limits` (the baseline's layers) when the `i`-th
+    /// linear layer sends `he[i]` bytes of HE messages and unpacking.
+    fn excess(&self, he: &[u64], limits: &[u64]) -> u64 {
+        let mut bytes = self.layer_bytes.clone();
+        for (&pos, &h) in self.positions.iter().zip(he) {
+            bytes[pos] += h;
+        }
+        bytes
+            .iter()
+            .zip(limits)
+            .map(|(&b, &l)| b.saturating_sub(l))
+            .sum()
+    }
 }
 
 /// Schedules and prices the plan with `options` (the HE layers, their unpacking and the keys
@@ -363,20 +386,24 @@ fn probe(plan: &Plan, parts: &[(LinearProtocol, u32)], options: &[RingOption]) -
     let s = schedule(&probe.public).ok()?;
     let cost = plan_cost(&probe.public, &s, probe.public.protocol.ot).ok()?;
     let mut unpacks = Vec::new();
-    let mut linear_bytes = 0;
-    for step in &s.steps {
+    let mut positions = Vec::new();
+    let mut layer_bytes = Vec::with_capacity(s.steps.len());
+    for (pos, (step, c)) in s.steps.iter().zip(&cost.layers).enumerate() {
+        let mut bytes = c.traffic.total_bytes();
         if let StepKind::Linear { he, unpack, .. } = &step.kind {
             let words = he.coeffs_down as u64;
-            linear_bytes +=
-                he.total_bytes() as u64 + unpack.map_or(0, |u| u.cost(words).total_bytes());
+            bytes -= he.total_bytes() as u64 + unpack.map_or(0, |u| u.cost(words).total_bytes());
             unpacks.push(*unpack);
+            positions.push(pos);
         }
+        layer_bytes.push(bytes);
     }
-    let channel = cost.channel();
     Some(Probe {
-        fixed_bytes: channel.total_bytes() - linear_bytes - cost.setup.total_bytes(),
-        rounds: channel.rounds,
+        fixed_bytes: layer_bytes.iter().sum::<u64>() + cost.reveal.total_bytes(),
+        rounds: cost.channel().rounds,
         unpacks,
+        layer_bytes,
+        positions,
     })
 }
 
@@ -419,14 +446,29 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
         rounds: 0,
         objective,
     };
-    // The value of the cheapest of some candidates, with its context and key bytes.
+    // Per plan layer, the baseline's bytes: no layer may cost more (when any choice allows).
+    let limits: Vec<u64> = predict(&baseline::cheetah(plan).public).map_or_else(
+        |_| vec![u64::MAX; plan.public.layers.len()],
+        |c| c.layers.iter().map(|l| l.traffic.total_bytes()).collect(),
+    );
     let cheapest = |cs: &mut dyn Iterator<Item = Candidate>| -> Cheapest {
         cs.map(|c| (scratch.candidate_value(&c), c))
             .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map_or((f64::INFINITY, None), |(v, c)| {
-                let key = public_key_bytes(&c.protocol.he).map_or(0, |k| k as u64);
-                (v, Some((c.context(), key)))
-            })
+            .map_or(
+                Cheapest {
+                    value: f64::INFINITY,
+                    bytes: u64::MAX,
+                    key: None,
+                },
+                |(value, c)| {
+                    let key = public_key_bytes(&c.protocol.he).map_or(0, |k| k as u64);
+                    Cheapest {
+                        value,
+                        bytes: c.bytes(),
+                        key: Some((c.context(), key)),
+                    }
+                },
+            )
     };
     // best[i][j]: layer i's cheapest candidate at option j (without its unpacking).
     let best: Vec<Vec<Cheapest>> = searched
@@ -435,7 +477,7 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
             opts.iter()
                 .map(|s| match s {
                     Some(l) => cheapest(&mut l.candidates.iter().cloned()),
-                    None => (f64::INFINITY, None),
+                    None => cheapest(&mut std::iter::empty()),
                 })
                 .collect()
         })
@@ -446,27 +488,31 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
             .map(|(i, &j)| options[i][j])
             .collect()
     };
-    // The plan's value with every layer at its cheapest candidate, plus one key per context
-    // those use (the ILP then shares contexts better).
-    let total = |pick: &[usize]| -> Option<f64> {
+    // (bytes above the baseline's layers, value) with every layer at its cheapest candidate,
+    // plus one key per context those use (the ILP then shares contexts better).
+    let total = |pick: &[usize]| -> Option<(u64, f64)> {
         let p = probe(plan, &parts, &chosen(pick))?;
         let mut keys: Vec<(HeContext, u64)> = Vec::new();
-        let mut he = 0.0;
+        let mut value = 0.0;
+        let mut he = Vec::with_capacity(pick.len());
         for (i, &j) in pick.iter().enumerate() {
-            let (v, ctx) = match (&p.unpacks[i], &searched[i][j]) {
+            let c = match (&p.unpacks[i], &searched[i][j]) {
                 (Some(_), Some(l)) => cheapest(&mut l.candidates.iter().map(|c| p.priced(i, c))),
                 _ => best[i][j].clone(),
             };
-            he += v;
-            if let Some(k) = ctx
+            value += c.value;
+            he.push(c.bytes);
+            if let Some(k) = c.key
                 && !keys.iter().any(|(c, _)| *c == k.0)
             {
                 keys.push(k);
             }
         }
         let keys: f64 = keys.iter().map(|(_, b)| objective.value(*b, 0, 0.0)).sum();
-        Some(objective.value(p.fixed_bytes, p.rounds, 0.0) + he + keys)
+        let value = objective.value(p.fixed_bytes, p.rounds, 0.0) + value + keys;
+        Some((p.excess(&he, &limits), value))
     };
+    let better = |a: (u64, f64), b: (u64, f64)| a.0 < b.0 || (a.0 == b.0 && a.1 < b.1);
     let mut pick = vec![0usize; narrow.len()];
     let mut current = total(&pick).ok_or(Error::Optimize {
         reason: "the plan cannot be scheduled with its narrowest rings".into(),
@@ -475,12 +521,12 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
         let mut changed = false;
         for i in 0..pick.len() {
             for j in 0..options[i].len() {
-                if j == pick[i] || !best[i][j].0.is_finite() {
+                if j == pick[i] || !best[i][j].value.is_finite() {
                     continue;
                 }
                 let mut trial = pick.clone();
                 trial[i] = j;
-                if let Some(v) = total(&trial).filter(|&v| v < current) {
+                if let Some(v) = total(&trial).filter(|&v| better(v, current)) {
                     (pick, current, changed) = (trial, v, true);
                 }
             }
@@ -499,13 +545,21 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
             let l = searched[i][j]
                 .as_ref()
                 .expect("only options with candidates are picked");
+            let all: Vec<Candidate> = l
+                .candidates
+                .iter()
+                .map(|c| chosen_probe.priced(i, c))
+                .collect();
+            // Only candidates that keep the layer within the baseline's bytes, if any does.
+            let pos = chosen_probe.positions[i];
+            let within: Vec<Candidate> = all
+                .iter()
+                .filter(|c| chosen_probe.layer_bytes[pos] + c.bytes() <= limits[pos])
+                .cloned()
+                .collect();
             LayerCandidates {
                 layer: l.layer,
-                candidates: l
-                    .candidates
-                    .iter()
-                    .map(|c| chosen_probe.priced(i, c))
-                    .collect(),
+                candidates: if within.is_empty() { all } else { within },
             }
         })
         .collect();
