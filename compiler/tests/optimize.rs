@@ -160,7 +160,6 @@ fn resnet18_cifar_compiles_with_the_optimizer() {
 }
 
 #[test]
-#[ignore = "slow: ResNet-50 at 224×224"]
 fn resnet50_compiles_with_the_optimizer() {
     use heq_bench::zoo::{Arch, Precision};
     zoo(Arch::ResNet50, Precision::W8A8);

@@ -40,7 +40,7 @@ use crate::cost::linear::{
 };
 use crate::cost::nonlinear::{
     self as nl, CombinePlan, Cost, ParamError, RescalePlan, UnpackPlan, avg_pool_plan,
-    max_pool_levels, mul_range, pool_windows, signed_bits, union_range,
+    max_pool_levels, mul_range, pool_window_sizes, signed_bits, union_range,
 };
 use crate::plan::{
     HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
@@ -458,7 +458,7 @@ fn step_kind(
             StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, bits).map_err(param)?)
         }
         Op::MaxPool(shape) => {
-            let sizes: Vec<usize> = pool_windows(shape).iter().map(Vec::len).collect();
+            let sizes = pool_window_sizes(shape);
             StepKind::MaxPool {
                 ring_bits: input.0,
                 range: input.1,

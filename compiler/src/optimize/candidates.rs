@@ -1,5 +1,5 @@
-//! Per-layer configurations of a linear layer: HE parameter sets from a fixed menu, share rings
-//! as narrow as the accumulator allows, and tiles `(C_w, H_w, W_w, M_w)` with
+//! Per-layer configurations of a linear layer: HE parameter sets from a fixed menu, at given
+//! share rings and packing ([`RingOption`]), and tiles `(C_w, H_w, W_w, M_w)` with
 //! `M_w·C_w·H_w·W_w ≤ N` (`protocols.md` §1.4, §3.6). Every candidate is priced by the runtime's
 //! own cost functions ([`heq_runtime::cost::linear`]) and must pass the server's flooding check
 //! (`LinearServer::new`); only the Pareto-optimal ones on (bytes, compute time) are kept, per HE
@@ -224,18 +224,20 @@ fn axis_tiles(len: usize, pads: (usize, usize), kernel: usize, stride: usize) ->
     v
 }
 
-/// Splits of `total` into tiles of at most `max`: the largest tile and the balanced one.
+/// Splits of `total` into tiles of at most `max`, `max/2`, `max/4`, …: for each cap the largest
+/// tile and the balanced one (smaller channel tiles leave room for more filters per
+/// ciphertext, which fully connected layers need).
 fn splits(total: usize, max: usize) -> Vec<usize> {
-    let max = max.min(total);
-    if max == 0 {
-        return Vec::new();
+    let mut v = Vec::new();
+    let mut cap = max.min(total);
+    while cap > 0 {
+        v.push(cap);
+        v.push(total.div_ceil(total.div_ceil(cap)));
+        cap /= 2;
     }
-    let balanced = total.div_ceil(total.div_ceil(max));
-    if balanced == max {
-        vec![max]
-    } else {
-        vec![max, balanced]
-    }
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    v.dedup();
+    v
 }
 
 /// Candidate tiles of a convolution for ring degree `n`.
@@ -251,9 +253,6 @@ fn tiles(s: &ConvShape, n: usize) -> Vec<Tile> {
             for c in splits(s.in_channels, n / (h * w)) {
                 for m in splits(s.out_channels, n / (c * h * w)) {
                     out.push(Tile { c, h, w, m });
-                    if m > 1 {
-                        out.push(Tile { c, h, w, m: 1 });
-                    }
                 }
             }
         }
@@ -447,18 +446,31 @@ pub fn search(plan: &Plan, options: &[RingOption]) -> Result<Vec<LayerCandidates
 fn layer_candidates(v: &LinearView<'_>, option: RingOption, stat_bits: u32) -> Vec<Candidate> {
     let mut all = Vec::new();
     for degree in heq_runtime::cost::linear::DEGREES {
-        for moduli_bits in moduli_menu(degree) {
-            let mut proto = LinearProtocol {
-                he: HeParams {
-                    degree,
-                    moduli_bits,
-                    plain_bits: option.ring,
-                },
-                tile: v.protocol.tile,
-                packing: option.packing,
-                in_ring_bits: option.ring,
-                out_ring_bits: option.ring,
-            };
+        let menu = moduli_menu(degree);
+        let Some(first) = menu.first() else {
+            continue;
+        };
+        let mut proto = LinearProtocol {
+            he: HeParams {
+                degree,
+                moduli_bits: first.clone(),
+                plain_bits: option.ring,
+            },
+            tile: v.protocol.tile,
+            packing: option.packing,
+            in_ring_bits: option.ring,
+            out_ring_bits: option.ring,
+        };
+        // The tilings and their noise depend on N only, not on the primes.
+        let geoms: Vec<(ConvGeometry, u32)> = geometries(&v.conv, &proto)
+            .into_iter()
+            .map(|g| {
+                let noise = noise_bits(&g, &v.filter_l1, degree);
+                (g, noise)
+            })
+            .collect();
+        for moduli_bits in menu {
+            proto.he.moduli_bits = moduli_bits;
             let Ok(budget) = layer_budget(&proto, v.acc_bits, LinearOutput::Accumulator) else {
                 continue;
             };
@@ -468,9 +480,9 @@ fn layer_candidates(v: &LinearView<'_>, option: RingOption, stat_bits: u32) -> V
             let primes = proto.he.moduli_bits.len() as f64;
             let scale = degree as f64 / 4096.0 * primes / 2.0;
             let mut per_context = Vec::new();
-            for g in &geometries(&v.conv, &proto) {
+            for (g, noise) in &geoms {
                 proto.tile = g.tile;
-                if budget.flood_slack(noise_bits(g, &v.filter_l1, degree)) < i64::from(stat_bits) {
+                if budget.flood_slack(*noise) < i64::from(stat_bits) {
                     continue;
                 }
                 let cost = g.cost(&budget);
@@ -507,10 +519,13 @@ mod tests {
     }
 
     #[test]
-    fn splits_are_largest_and_balanced() {
-        assert_eq!(splits(10, 4), vec![4]);
-        assert_eq!(splits(10, 6), vec![6, 5]);
-        assert_eq!(splits(3, 12), vec![3]);
+    fn splits_are_largest_and_balanced_per_cap() {
+        // Caps 4, 2, 1: tiles 4 (balanced 4), 2 (2), 1 (1).
+        assert_eq!(splits(10, 4), vec![4, 2, 1]);
+        // Caps 6, 3, 1: 6 and balanced 5, 3 and balanced 3 (4 tiles of ≤ 3 → 3), 1.
+        assert_eq!(splits(10, 6), vec![6, 5, 3, 1]);
+        // Caps 3, 1.
+        assert_eq!(splits(3, 12), vec![3, 1]);
         assert_eq!(splits(5, 0), Vec::<usize>::new());
     }
 

@@ -1,18 +1,24 @@
 //! The optimizer: chooses every linear layer's HE configuration (ring degree, primes, share
-//! rings, tile) to minimise the predicted communication or latency of the whole plan
-//! (`protocols.md` §3.6, §6, takeaway 10).
+//! rings, tile, HEQuant packing) to minimise the predicted communication or latency of the whole
+//! plan (`protocols.md` §3.5–3.6, §5.7, takeaways 8–10), with no layer costing more bytes than
+//! in the Cheetah baseline.
 //!
 //! Pipeline:
 //!
-//! 1. **rings**: every linear layer gets `in_ring = plain = out_ring = acc_bits`, the narrowest
-//!    the protocol allows (lossless: the plaintext holds the sound accumulator), widened only where
-//!    the schedule's ring rule demands it (a linear layer without requantization feeding a wider
-//!    consumer). With the rings fixed, the nonlinear cost of the plan is a constant.
-//! 2. **candidates** ([`candidates`]): per layer and HE context, the Pareto-optimal tiles, priced
-//!    by the runtime's cost functions and filtered by the server's flooding check.
-//! 3. **ILP** ([`ilp`]): one binary per (layer, candidate) and one per HE context (each context
-//!    used costs one public key); checked against brute force ([`exhaustive`]) in tests.
-//! 4. The chosen plan is scheduled and priced by `heq_runtime::cost::plan::plan_cost`, and its
+//! 1. **ring options** ([`candidates::RingOption`]): per linear layer its narrowest ring
+//!    (`in_ring = plain = out_ring = acc_bits`, widened only where the schedule's ring rule
+//!    demands it), a few wider rings, and packings of `b ∈ {2, 3, 4}` fields of `acc_bits + 1`
+//!    bits along space or output channels.
+//! 2. **candidates** ([`candidates`]): per layer, option and HE context, the Pareto-optimal
+//!    tiles, priced by the runtime's cost functions and filtered by the server's flooding check;
+//!    a packed candidate also pays the unpacking of its words (`UnpackPlan`).
+//! 3. **rings**: coordinate descent over the options on the exact plan cost (`schedule` +
+//!    `plan_cost` of a probe plan: nonlinear steps, unpacking, keys of the contexts used),
+//!    minimising first the bytes by which layers exceed the baseline's, then the objective.
+//! 4. **ILP** ([`ilp`]): at the chosen options, one binary per (layer, candidate) and one per HE
+//!    context (each context used costs one public key), with only candidates that keep their
+//!    layer within the baseline's bytes; checked against brute force ([`exhaustive`]) in tests.
+//! 5. The chosen plan is scheduled and priced by `heq_runtime::cost::plan::plan_cost`, and its
 //!    channel bytes must equal the ILP's (exactness).
 //!
 //! [`baseline`] gives the Cheetah configuration (`--baseline cheetah`).
@@ -201,9 +207,25 @@ pub struct Optimized {
 /// # Panics
 /// If `protocols` has fewer entries than the plan has linear layers.
 pub fn with_protocols(plan: &Plan, protocols: &[LinearProtocol], profile: &str) -> Plan {
-    let mut out = plan.clone();
+    Plan {
+        public: public_with_protocols(&plan.public, protocols, profile),
+        weights: plan.weights.clone(),
+    }
+}
+
+/// [`with_protocols`] on the public part only (what scheduling and pricing read; no copy of
+/// the weights).
+///
+/// # Panics
+/// If `protocols` has fewer entries than the plan has linear layers.
+pub fn public_with_protocols(
+    public: &PublicPlan,
+    protocols: &[LinearProtocol],
+    profile: &str,
+) -> PublicPlan {
+    let mut out = public.clone();
     let mut it = protocols.iter();
-    for l in &mut out.public.layers {
+    for l in &mut out.layers {
         let slot = match &mut l.op {
             Op::Conv(c) => &mut c.protocol,
             Op::MatMul(c) => &mut c.protocol,
@@ -212,7 +234,7 @@ pub fn with_protocols(plan: &Plan, protocols: &[LinearProtocol], profile: &str) 
         };
         *slot = it.next().expect("one protocol per linear layer").clone();
     }
-    out.public.protocol.profile = profile.to_string();
+    out.protocol.profile = profile.to_string();
     out
 }
 
@@ -266,8 +288,9 @@ pub fn narrow_rings(plan: &Plan) -> Result<Vec<u32>> {
         .collect();
     for _ in 0..=rings.len() {
         let options: Vec<RingOption> = rings.iter().map(|&r| RingOption::plain(r)).collect();
-        let probe = with_protocols(plan, &probe_protocols(&parts, &options), "probe");
-        match schedule(&probe.public) {
+        let probe =
+            public_with_protocols(&plan.public, &probe_protocols(&parts, &options), "probe");
+        match schedule(&probe) {
             Ok(_) => return Ok(rings),
             Err(ScheduleError::RingTooNarrow { tensor, need, .. }) => {
                 let Some(i) = producers.iter().position(|&t| t == tensor) else {
@@ -382,9 +405,9 @@ impl Probe {
 /// Schedules and prices the plan with `options` (the HE layers, their unpacking and the keys
 /// excluded); `None` if the plan cannot be scheduled with them.
 fn probe(plan: &Plan, parts: &[(LinearProtocol, u32)], options: &[RingOption]) -> Option<Probe> {
-    let probe = with_protocols(plan, &probe_protocols(parts, options), "probe");
-    let s = schedule(&probe.public).ok()?;
-    let cost = plan_cost(&probe.public, &s, probe.public.protocol.ot).ok()?;
+    let probe = public_with_protocols(&plan.public, &probe_protocols(parts, options), "probe");
+    let s = schedule(&probe).ok()?;
+    let cost = plan_cost(&probe, &s, probe.protocol.ot).ok()?;
     let mut unpacks = Vec::new();
     let mut positions = Vec::new();
     let mut layer_bytes = Vec::with_capacity(s.steps.len());

@@ -837,11 +837,11 @@ pub fn avg_pool_plan(
     range: (i128, i128),
     out_bits: u32,
 ) -> Result<CombinePlan, ParamError> {
-    let z = pool_windows(&spec.pool)
-        .iter()
-        .map(|w| {
-            let m = i128::from(spec.multiplier(w.len()).unwrap_or(0));
-            let n = w.len() as i128;
+    let z = pool_window_sizes(&spec.pool)
+        .into_iter()
+        .map(|len| {
+            let m = i128::from(spec.multiplier(len).unwrap_or(0));
+            let n = len as i128;
             mul_range((range.0 * n, range.1 * n), m)
         })
         .reduce(union_range)
@@ -855,6 +855,28 @@ pub fn avg_pool_plan(
         out_bits,
         spec.rounding,
     )
+}
+
+/// The size of every pooling window of [`pool_windows`] (padded positions left out), without
+/// building the windows.
+pub fn pool_window_sizes(shape: &PoolShape) -> Vec<usize> {
+    let [oh, ow] = shape.out_hw();
+    let inside = |o: usize, axis: usize, len: usize| {
+        (0..shape.kernel[axis])
+            .filter(|&k| {
+                (o * shape.stride[axis] + k)
+                    .checked_sub(shape.pads[axis])
+                    .is_some_and(|i| i < len)
+            })
+            .count()
+    };
+    let rows: Vec<usize> = (0..oh).map(|o| inside(o, 0, shape.in_hw[0])).collect();
+    let cols: Vec<usize> = (0..ow).map(|o| inside(o, 1, shape.in_hw[1])).collect();
+    let per_channel: Vec<usize> = rows
+        .iter()
+        .flat_map(|&r| cols.iter().map(move |&c| r * c))
+        .collect();
+    per_channel.repeat(shape.channels)
 }
 
 /// The input indices of every pooling window (row-major `[C, H, W]` input, outputs in
@@ -1074,5 +1096,24 @@ mod tests {
         assert_eq!(p.rescale.out_bits, 5);
         assert_eq!((p.clamp.lower, p.clamp.upper), (true, false));
         assert_eq!(p.out_range(), (0, 15));
+    }
+
+    #[test]
+    fn window_sizes_are_the_windows_lengths() {
+        for (in_hw, kernel, stride, pads) in [
+            ([7, 5], [3, 3], [2, 2], [1, 1, 1, 1]),
+            ([4, 4], [2, 2], [2, 2], [0, 0, 0, 0]),
+            ([6, 3], [3, 2], [1, 2], [1, 0, 1, 1]),
+        ] {
+            let shape = PoolShape {
+                channels: 2,
+                in_hw,
+                kernel,
+                stride,
+                pads,
+            };
+            let lens: Vec<usize> = pool_windows(&shape).iter().map(Vec::len).collect();
+            assert_eq!(pool_window_sizes(&shape), lens);
+        }
     }
 }
