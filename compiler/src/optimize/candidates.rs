@@ -414,7 +414,7 @@ impl<'a> LinearLayers<'a> {
     pub fn candidates(&self, i: usize, option: RingOption) -> Option<LayerCandidates> {
         let (layer, v) = &self.views[i];
         let candidates = layer_candidates(v, option, self.stat_bits);
-        (!candidates.is_empty()).then(|| LayerCandidates {
+        (!candidates.is_empty()).then_some(LayerCandidates {
             layer: *layer,
             candidates,
         })

@@ -542,9 +542,9 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     })?;
     for _sweep in 0..3 {
         let mut changed = false;
-        for i in 0..pick.len() {
-            for j in 0..options[i].len() {
-                if j == pick[i] || !best[i][j].value.is_finite() {
+        for (i, layer_best) in best.iter().enumerate() {
+            for (j, b) in layer_best.iter().enumerate() {
+                if j == pick[i] || !b.value.is_finite() {
                     continue;
                 }
                 let mut trial = pick.clone();
