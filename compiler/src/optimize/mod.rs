@@ -35,6 +35,7 @@ use heq_runtime::cost::nonlinear::UnpackPlan;
 use heq_runtime::cost::plan::{PlanCost, plan_cost};
 use heq_runtime::plan::{LinearProtocol, Op, PackDim, Plan, PublicPlan};
 use heq_runtime::schedule::{ScheduleError, StepKind, schedule};
+use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 /// A network profile for the latency objective (OpenCheetah's `tc` settings, `protocols.md`
@@ -449,7 +450,7 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     let options = ring_options(&narrow, &acc);
     // searched[i][j]: the candidates of layer i at its option j (None: no configuration).
     let searched: Vec<Vec<Option<LayerCandidates>>> = options
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(i, opts)| opts.iter().map(|&o| linear.candidates(i, o)).collect())
         .collect();
@@ -543,14 +544,21 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     for _sweep in 0..3 {
         let mut changed = false;
         for (i, layer_best) in best.iter().enumerate() {
-            for (j, b) in layer_best.iter().enumerate() {
-                if j == pick[i] || !b.value.is_finite() {
-                    continue;
-                }
-                let mut trial = pick.clone();
-                trial[i] = j;
-                if let Some(v) = total(&trial).filter(|&v| better(v, current)) {
-                    (pick, current, changed) = (trial, v, true);
+            // Every other option of layer i, priced in parallel; the best one that improves.
+            let trials: Vec<(usize, (u64, f64))> = layer_best
+                .par_iter()
+                .enumerate()
+                .filter(|(j, b)| *j != pick[i] && b.value.is_finite())
+                .filter_map(|(j, _)| {
+                    let mut trial = pick.clone();
+                    trial[i] = j;
+                    total(&trial).map(|v| (j, v))
+                })
+                .collect();
+            for (j, v) in trials {
+                if better(v, current) {
+                    pick[i] = j;
+                    (current, changed) = (v, true);
                 }
             }
         }
