@@ -242,7 +242,8 @@ trait LinearParty {
 
     /// Runs the HE part of linear layer `layer` on this party's input share (`plain`: the
     /// input is the model input the client holds in the clear) and returns its share of the
-    /// accumulator in `Z_{2^out_ring_bits}`.
+    /// accumulator in `Z_{2^out_ring_bits}` (with packing: of the packed words, in
+    /// [`Layout::word_fields`] order).
     fn linear(
         &mut self,
         layer: &Layer,
