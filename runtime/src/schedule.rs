@@ -638,4 +638,56 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn packed_layers_unpack_into_the_requantization_ring() {
+        use crate::plan::{PackDim, Packing};
+        use crate::reference::testutil::requant;
+        let mut l = linear(
+            MatMulShape {
+                rows: 1,
+                inner: 4,
+                cols: 2,
+            },
+            8,
+            Some(requant(&[16, 8], 4, (0, 15))),
+        );
+        l.protocol.tile.c = 4;
+        l.protocol.tile.m = 1;
+        l.protocol.packing = Packing {
+            factor: 2,
+            field_bits: 9,
+            dim: PackDim::OutChannels,
+        };
+        l.protocol.he.plain_bits = 18;
+        (l.protocol.in_ring_bits, l.protocol.out_ring_bits) = (18, 18);
+        let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
+        let t1 = b.linear(
+            Op::MatMul(l),
+            b.input(),
+            weights(&[1; 8], &[0, 0]),
+            &[1, 2],
+            (0, 15),
+        );
+        let plan = b.build(t1).unwrap();
+        let s = schedule(&plan.public).unwrap();
+        let StepKind::Linear {
+            he,
+            unpack: Some(u),
+            requant: Some(r),
+            ..
+        } = &s.steps[0].kind
+        else {
+            panic!("packed linear step");
+        };
+        // Two filters in the two fields of one word, unpacked straight into the
+        // requantization's combination ring, which it then reads without extension.
+        assert_eq!((u.fields, u.field_bits, u.out_bits), (2, 9, r.ring_bits));
+        assert_eq!(r.inputs[0].2, None);
+        assert_eq!(he.coeffs_down, 1);
+        assert_eq!(
+            s.steps[0].nonlinear_cost(&plan.public),
+            u.cost(1) + r.cost(&[2], 2)
+        );
+    }
 }

@@ -1116,4 +1116,46 @@ mod tests {
             assert_eq!(pool_window_sizes(&shape), lens);
         }
     }
+
+    #[test]
+    fn unpack_needs_a_guard_bit_and_room() {
+        let packing = |factor, field_bits| Packing {
+            factor,
+            field_bits,
+            dim: crate::plan::PackDim::Spatial,
+        };
+        // Fields of 10 bits hold values in [−256, 256): 9-bit accumulators plus a guard bit.
+        let acc9 = (-255, 255);
+        let p = UnpackPlan::new(30, packing(3, 10), acc9, 40).expect("plan");
+        // Carries c_1, c_2, and c_3 for the 40-bit ring (wider than a field).
+        assert_eq!(p.carries(), 3);
+        assert_eq!(p.cost(100), client_cots(300, 300 * 40));
+        assert_eq!(
+            UnpackPlan::new(30, packing(3, 10), acc9, 8).map(|p| p.out_bits),
+            Err(ParamError::RangeTooWide {
+                lo: -255,
+                hi: 255,
+                bits: 8
+            })
+        );
+        // A 10-bit accumulator leaves no guard bit in 10-bit fields.
+        assert!(matches!(
+            UnpackPlan::new(30, packing(3, 10), (-511, 511), 40),
+            Err(ParamError::RangeTooWide { bits: 9, .. })
+        ));
+        // Three fields of 11 bits do not fit 30 bits; one field is no packing.
+        assert!(matches!(
+            UnpackPlan::new(30, packing(3, 11), acc9, 40),
+            Err(ParamError::Packing { .. })
+        ));
+        assert!(matches!(
+            UnpackPlan::new(30, packing(1, 10), acc9, 40),
+            Err(ParamError::Packing { .. })
+        ));
+        // Output ring no wider than a field: no carry out of the top field.
+        assert_eq!(
+            UnpackPlan::new(30, packing(3, 10), acc9, 10).map(|p| p.carries()),
+            Ok(2)
+        );
+    }
 }
