@@ -99,6 +99,26 @@ fn ilp_equals_brute_force_on_small_problems() {
     assert_eq!(checked, 24);
 }
 
+/// On plans with few linear layers every combination of ring options is tried (each with the
+/// ILP's optimum over the HE candidates): never worse than the coordinate descent, and better
+/// on `mpdw_qdq_u8s8`.
+#[test]
+fn exhaustive_ring_search_is_at_least_as_good_as_the_descent() {
+    for name in ["tiny_qcdq_w2", "cnn_avg_qdq_u8s8", "mpdw_qdq_u8s8"] {
+        let base = baseline_plan(&common::models_dir().join(format!("{name}.onnx")));
+        let value = |limit| {
+            let p = optimize::problem_with(&base, Objective::Comm, limit).unwrap();
+            let (choice, _) = ilp::solve(&p).unwrap();
+            p.value(&choice)
+        };
+        let (exact, descent) = (value(1 << 16), value(0));
+        assert!(exact <= descent, "{name}: {exact} > {descent}");
+        if name == "mpdw_qdq_u8s8" {
+            assert!(exact < descent, "{name}");
+        }
+    }
+}
+
 #[test]
 fn optimized_plans_compute_the_same_outputs() {
     let x: Array4<f32> = read_npy(common::models_dir().join("inputs/digits_test_x.npy")).unwrap();

@@ -12,9 +12,11 @@
 //! 2. **candidates** ([`candidates`]): per layer, option and HE context, the Pareto-optimal
 //!    tiles, priced by the runtime's cost functions and filtered by the server's flooding check;
 //!    a packed candidate also pays the unpacking of its words (`UnpackPlan`).
-//! 3. **rings**: coordinate descent over the options on the exact plan cost (`schedule` +
+//! 3. **rings**: the options of all layers chosen together on the exact plan cost (`schedule` +
 //!    `plan_cost` of a probe plan: nonlinear steps, unpacking, keys of the contexts used),
-//!    minimising first the bytes by which layers exceed the baseline's, then the objective.
+//!    minimising first the bytes by which layers exceed the baseline's, then the objective:
+//!    every combination on small plans ([`exhaustive::best_pick`]), coordinate descent on
+//!    larger ones.
 //! 4. **ILP** ([`ilp`]): at the chosen options, one binary per (layer, candidate) and one per HE
 //!    context (each context used costs one public key), with only candidates that keep their
 //!    layer within the baseline's bytes; checked against brute force ([`exhaustive`]) in tests.
@@ -431,18 +433,75 @@ fn probe(plan: &Plan, parts: &[(LinearProtocol, u32)], options: &[RingOption]) -
     })
 }
 
+/// What a pick of ring options is worth: (bytes by which layers exceed the baseline's,
+/// objective value).
+type PickValue = (u64, f64);
+
+/// Ring-option combinations [`problem`] searches exhaustively; larger plans use [`descend`].
+const EXACT_RING_SEARCH: u64 = 4096;
+
+/// Coordinate descent over the ring options from the narrowest ones: per layer the best of its
+/// options given the others (each priced in parallel), for up to three sweeps.
+fn descend(
+    best: &[Vec<Cheapest>],
+    total: &(dyn Fn(&[usize]) -> Option<PickValue> + Sync),
+    better: impl Fn(PickValue, PickValue) -> bool,
+) -> Result<Vec<usize>> {
+    let mut pick = vec![0usize; best.len()];
+    let mut current = total(&pick).ok_or(Error::Optimize {
+        reason: "the plan cannot be scheduled with its narrowest rings".into(),
+    })?;
+    for _sweep in 0..3 {
+        let mut changed = false;
+        for (i, layer_best) in best.iter().enumerate() {
+            // Every other option of layer i, priced in parallel; the best one that improves.
+            let trials: Vec<(usize, (u64, f64))> = layer_best
+                .par_iter()
+                .enumerate()
+                .filter(|(j, b)| *j != pick[i] && b.value.is_finite())
+                .filter_map(|(j, _)| {
+                    let mut trial = pick.clone();
+                    trial[i] = j;
+                    total(&trial).map(|v| (j, v))
+                })
+                .collect();
+            for (j, v) in trials {
+                if better(v, current) {
+                    pick[i] = j;
+                    (current, changed) = (v, true);
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(pick)
+}
+
 /// Builds the optimization problem of a server plan.
 ///
-/// The share rings and packing of each linear layer ([`RingOption`]) are chosen first, by
-/// coordinate descent over its options on the exact plan cost (nonlinear steps, unpacking
-/// included, from `plan_cost`, each HE layer at its cheapest candidate for that option); the
-/// ILP then chooses the HE configurations at those options, so it is optimal given the rings,
-/// not over them.
+/// The share rings and packing of each linear layer ([`RingOption`]) are chosen first, on the
+/// exact plan cost (nonlinear steps, unpacking included, from `plan_cost`, each HE layer at its
+/// cheapest candidate for that option, one key per context those use), minimising first the
+/// bytes by which layers exceed the baseline's: exhaustively when there are at most
+/// [`EXACT_RING_SEARCH`] combinations, otherwise by coordinate descent ([`descend`]). The ILP
+/// then chooses the HE configurations at those options, so it is optimal given the rings, not
+/// over them.
 ///
 /// # Errors
 /// [`Error::Optimize`] when the plan has no weights, a layer has no valid configuration or the
 /// plan cannot be scheduled.
 pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
+    problem_with(plan, objective, EXACT_RING_SEARCH)
+}
+
+/// [`problem`] searching the ring options exhaustively up to `exact_limit` combinations (0:
+/// always by coordinate descent).
+///
+/// # Errors
+/// As [`problem`].
+pub fn problem_with(plan: &Plan, objective: Objective, exact_limit: u64) -> Result<Problem> {
     let narrow = narrow_rings(plan)?;
     let parts = linear_parts(plan);
     let linear = candidates::LinearLayers::new(plan)?;
@@ -515,6 +574,13 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     // (bytes above the baseline's layers, value) with every layer at its cheapest candidate,
     // plus one key per context those use (the ILP then shares contexts better).
     let total = |pick: &[usize]| -> Option<(u64, f64)> {
+        if pick
+            .iter()
+            .enumerate()
+            .any(|(i, &j)| searched[i][j].is_none())
+        {
+            return None;
+        }
         let p = probe(plan, &parts, &chosen(pick))?;
         let mut keys: Vec<(HeContext, u64)> = Vec::new();
         let mut value = 0.0;
@@ -537,63 +603,70 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
         Some((p.excess(&he, &limits), value))
     };
     let better = |a: (u64, f64), b: (u64, f64)| a.0 < b.0 || (a.0 == b.0 && a.1 < b.1);
-    let mut pick = vec![0usize; narrow.len()];
-    let mut current = total(&pick).ok_or(Error::Optimize {
-        reason: "the plan cannot be scheduled with its narrowest rings".into(),
-    })?;
-    for _sweep in 0..3 {
-        let mut changed = false;
-        for (i, layer_best) in best.iter().enumerate() {
-            // Every other option of layer i, priced in parallel; the best one that improves.
-            let trials: Vec<(usize, (u64, f64))> = layer_best
-                .par_iter()
-                .enumerate()
-                .filter(|(j, b)| *j != pick[i] && b.value.is_finite())
-                .filter_map(|(j, _)| {
-                    let mut trial = pick.clone();
-                    trial[i] = j;
-                    total(&trial).map(|v| (j, v))
-                })
-                .collect();
-            for (j, v) in trials {
-                if better(v, current) {
-                    pick[i] = j;
-                    (current, changed) = (v, true);
-                }
-            }
+    // The exact value of a pick: the ILP's optimum over the candidates at those options.
+    let exact = |pick: &[usize]| -> Option<(u64, f64)> {
+        if pick
+            .iter()
+            .enumerate()
+            .any(|(i, &j)| searched[i][j].is_none())
+        {
+            return None;
         }
-        if !changed {
-            break;
-        }
-    }
+        let p = probe(plan, &parts, &chosen(pick))?;
+        let problem = problem_at(&searched, &p, pick, &limits, objective).ok()?;
+        let (choice, _) = ilp::solve(&problem).ok()?;
+        let he: Vec<u64> = problem
+            .layers
+            .iter()
+            .zip(&choice)
+            .map(|(l, &k)| l.candidates[k].bytes())
+            .collect();
+        Some((p.excess(&he, &limits), problem.value(&choice)))
+    };
+    let sizes: Vec<usize> = options.iter().map(Vec::len).collect();
+    let pick = match exhaustive::best_pick(&sizes, exact_limit, exact, better) {
+        Some((pick, _)) => pick,
+        None => descend(&best, &total, better)?,
+    };
     let chosen_probe = probe(plan, &parts, &chosen(&pick)).ok_or(Error::Optimize {
         reason: "the chosen rings cannot be scheduled".into(),
     })?;
+    problem_at(&searched, &chosen_probe, &pick, &limits, objective)
+}
+
+/// The ILP problem at one pick of ring options (`probe` priced with them): each layer's
+/// candidates with the bytes of their unpacking, only those that keep the layer within its
+/// baseline bytes (`limits`) if any does.
+///
+/// # Errors
+/// [`Error::Optimize`] when a picked option has no candidates or a key cannot be priced.
+fn problem_at(
+    searched: &[Vec<Option<LayerCandidates>>],
+    probe: &Probe,
+    pick: &[usize],
+    limits: &[u64],
+    objective: Objective,
+) -> Result<Problem> {
     let layers: Vec<LayerCandidates> = pick
         .iter()
         .enumerate()
         .map(|(i, &j)| {
-            let l = searched[i][j]
-                .as_ref()
-                .expect("only options with candidates are picked");
-            let all: Vec<Candidate> = l
-                .candidates
-                .iter()
-                .map(|c| chosen_probe.priced(i, c))
-                .collect();
-            // Only candidates that keep the layer within the baseline's bytes, if any does.
-            let pos = chosen_probe.positions[i];
+            let l = searched[i][j].as_ref().ok_or(Error::Optimize {
+                reason: "a picked ring option has no candidates".into(),
+            })?;
+            let all: Vec<Candidate> = l.candidates.iter().map(|c| probe.priced(i, c)).collect();
+            let pos = probe.positions[i];
             let within: Vec<Candidate> = all
                 .iter()
-                .filter(|c| chosen_probe.layer_bytes[pos] + c.bytes() <= limits[pos])
+                .filter(|c| probe.layer_bytes[pos] + c.bytes() <= limits[pos])
                 .cloned()
                 .collect();
-            LayerCandidates {
+            Ok(LayerCandidates {
                 layer: l.layer,
                 candidates: if within.is_empty() { all } else { within },
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut contexts: Vec<(HeContext, u64)> = Vec::new();
     for c in layers.iter().flat_map(|l| &l.candidates) {
         let ctx = c.context();
@@ -608,8 +681,8 @@ pub fn problem(plan: &Plan, objective: Objective) -> Result<Problem> {
     Ok(Problem {
         layers,
         contexts,
-        fixed_bytes: chosen_probe.fixed_bytes,
-        rounds: chosen_probe.rounds,
+        fixed_bytes: probe.fixed_bytes,
+        rounds: probe.rounds,
         objective,
     })
 }
