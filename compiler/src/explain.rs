@@ -399,7 +399,7 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
     let times = cost.as_ref().map(|c| timing.times(p, c));
     totals.time = times.as_ref().map(|t| t.1);
     totals.baseline_time = base.as_ref().map(|c| timing.times(&base_plan.public, c).1);
-    let runner_ups = runner_ups(plan);
+    let runner_ups = runner_ups(plan, &timing.profile);
     for l in &p.layers {
         let out = tensor(l.output);
         let mut row = LayerRow {
@@ -525,16 +525,23 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
 }
 
 /// The runner-up of every linear layer: the cheapest candidate (HE bytes) at the layer's rings
-/// other than its own configuration. Empty for client plans and plans the search rejects.
-fn runner_ups(plan: &Plan) -> Vec<(heq_runtime::plan::LayerId, RunnerUp)> {
+/// other than its own configuration (candidates timed with `profile`). Empty for client plans and
+/// plans the search rejects.
+fn runner_ups(
+    plan: &Plan,
+    profile: &heq_runtime::cost::compute::ComputeProfile,
+) -> Vec<(heq_runtime::plan::LayerId, RunnerUp)> {
     let linear: Vec<_> = plan
         .public
         .layers
         .iter()
         .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op).map(|(p, _)| (l.id, p)))
         .collect();
-    let rings: Vec<u32> = linear.iter().map(|(_, p)| p.he.plain_bits).collect();
-    let Ok(found) = candidates::search(plan, &rings) else {
+    let options: Vec<candidates::RingOption> = linear
+        .iter()
+        .map(|(_, p)| candidates::RingOption::of(p))
+        .collect();
+    let Ok(found) = candidates::search(plan, &options, profile) else {
         return Vec::new();
     };
     linear

@@ -31,23 +31,23 @@ fn summary_reports_predicted_bytes_and_the_baseline_ratio() {
     let s = compile(&[]);
     assert!(
         s.contains(
-            "optimized profile: predicted 1696570 bytes (639537 up, 1057033 down), \
-             1.72x less than cheetah (2913476 bytes)"
+            "optimized profile: predicted 1451162 bytes (768273 up, 682889 down), \
+             2.00x less than cheetah (2895428 bytes)"
         ),
         "{s}"
     );
     let s = compile(&["--baseline", "cheetah"]);
     assert!(
         s.contains(
-            "cheetah profile: predicted 2913476 bytes (670933 up, 2242543 down), \
-             1.00x less than cheetah (2913476 bytes)"
+            "cheetah profile: predicted 2895428 bytes (662229 up, 2233199 down), \
+             1.00x less than cheetah (2895428 bytes)"
         ),
         "{s}"
     );
     // The latency optimum depends on the shipped compute profile (runtime/profiles/default.json).
     let s = compile(&["--objective", "latency", "--net", "wan"]);
     assert!(
-        s.contains("optimized profile: predicted 1977282 bytes"),
+        s.contains("optimized profile: predicted 1485794 bytes"),
         "{s}"
     );
 }

@@ -13,17 +13,23 @@
 //! - `Concat` and `Reshape` need their output tensor's ring;
 //! - the model output needs its values as signed integers.
 //!
+//! A `Rescale`, `Add` or `AvgPool` needs an input that a requantization produces in its
+//! combination ring (the producer then extends once, straight into it; not for the model output
+//! or a tensor a `MaxPool` reads, whose comparisons would widen).
+//!
 //! A producer delivers its tensor in that ring: requantizations (linear layers with `requant`,
 //! `Rescale`, `Add`, `AvgPool`) clamp in the small ring of their clamp range (plus one bit)
 //! and, if the tensor's ring is wider, extend the result ([`Step::extend`]: one correlated OT
 //! per element instead of comparisons in the wide ring); a linear layer without
 //! requantization outputs its accumulator ring `out_ring_bits`, which must then be wide
-//! enough.
+//! enough, unless it packs (its unpacking outputs any ring that holds the accumulator).
 //!
 //! Per layer (`protocols.md` §1.5, §1.8; `docs/semantics.md` §2–4): a linear layer is one HE
 //! round trip ([`crate::cost::linear::LinearOutput::Accumulator`]: shares of the accumulator
-//! modulo `2^out_ring_bits`) and, with a requantization, a [`CombinePlan`] that multiplies the
-//! shares by the public per-channel multipliers and rounds exactly; `Rescale`, `Add` and
+//! modulo `2^out_ring_bits`, or of HEQuant packed words, which an [`UnpackPlan`] splits into
+//! the accumulators directly in the requantization's combination ring) and, with a
+//! requantization, a [`CombinePlan`] that multiplies the shares by the public per-channel
+//! multipliers and rounds exactly; `Rescale`, `Add` and
 //! `AvgPool` are [`CombinePlan`]s, `MaxPool` a comparison tree, `Concat` and `Reshape` are
 //! local. The model input is held by the client in the clear (its server share is zero, and a
 //! linear layer reading it encrypts the plain input); the server reveals its output share to
@@ -33,8 +39,8 @@ use crate::cost::linear::{
     ConfigError, LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost,
 };
 use crate::cost::nonlinear::{
-    self as nl, CombinePlan, Cost, ParamError, RescalePlan, avg_pool_plan, max_pool_levels,
-    mul_range, pool_windows, signed_bits, union_range,
+    self as nl, CombinePlan, Cost, ParamError, RescalePlan, UnpackPlan, avg_pool_plan,
+    max_pool_levels, mul_range, pool_window_sizes, signed_bits, union_range,
 };
 use crate::plan::{
     HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
@@ -113,14 +119,20 @@ pub struct Step {
 /// The protocols of one layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepKind {
-    /// An HE linear layer, then the requantization of its accumulator if any.
+    /// An HE linear layer, the unpacking of its packed words if it packs, then the
+    /// requantization of its accumulator if any.
     Linear {
         /// Whether the input is the model input, which the client holds in the clear.
         plain_input: bool,
         /// Exact HE message sizes.
         he: LinearCost,
+        /// With HEQuant packing: the unpacking of the `he.coeffs_down` packed words into the
+        /// accumulators, in the ring the requantization combines in (no extension left for
+        /// it), or in the output tensor's ring without requantization.
+        unpack: Option<UnpackPlan>,
         /// Requantization of the accumulator shares (one input: the accumulator in
-        /// `Z_{2^out_ring_bits}`), output in the output tensor's ring.
+        /// `Z_{2^out_ring_bits}`, or in the unpacking's ring), output in the output tensor's
+        /// ring.
         requant: Option<CombinePlan>,
     },
     /// `Rescale`: the input times its public multipliers, requantized.
@@ -149,10 +161,19 @@ impl Step {
         let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
         let n_out = len(layer.output);
         let own = match &self.kind {
-            StepKind::Linear { requant, .. } => requant
-                .as_ref()
-                .map(|p| p.cost(&[n_out], n_out))
-                .unwrap_or_default(),
+            StepKind::Linear {
+                he,
+                unpack,
+                requant,
+                ..
+            } => {
+                let words = he.coeffs_down as u64;
+                unpack.map(|u| u.cost(words)).unwrap_or_default()
+                    + requant
+                        .as_ref()
+                        .map(|p| p.cost(&[n_out], n_out))
+                        .unwrap_or_default()
+            }
             StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => {
                 let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
                 p.cost(&lens, n_out)
@@ -263,6 +284,10 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
     let out = plan.output.tensor.0 as usize;
     // validate() guarantees that every tensor index exists.
     rings[plan.output.tensor.0 as usize] = value_bits(range(plan, plan.output.tensor));
+    let direct = direct_extension(plan);
+    let values: Vec<u32> = (0..plan.tensors.len())
+        .map(|i| value_bits(range(plan, TensorId(i as u32))))
+        .collect();
     // Consumers come after producers: walk backwards so that Concat/Reshape/MaxPool outputs
     // are known before their inputs.
     for layer in plan.layers.iter().rev() {
@@ -275,18 +300,29 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
                     value_bits((lo - hi, hi - lo)).max(out_ring)
                 }
                 Op::Concat | Op::Reshape => out_ring,
-                _ => value_bits(range(plan, t)),
+                _ if direct[t.0 as usize] => match step_kind(plan, &values, layer) {
+                    Ok(StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p)) => {
+                        p.ring_bits.max(values[t.0 as usize])
+                    }
+                    _ => values[t.0 as usize],
+                },
+                _ => values[t.0 as usize],
             };
             let i = t.0 as usize;
             rings[i] = rings[i].max(need);
         }
     }
-    // A linear layer without requantization delivers its accumulator ring.
+    // A linear layer without requantization delivers its accumulator ring; with packing, the
+    // unpacking delivers any ring that holds the accumulator.
     for layer in &plan.layers {
-        if let Some((p, _)) = linear_protocol(&layer.op)
+        if let Some((p, acc_bits)) = linear_protocol(&layer.op)
             && !has_requant(&layer.op)
         {
             let i = layer.output.0 as usize;
+            if p.packing.factor > 1 {
+                rings[i] = rings[i].max(acc_bits);
+                continue;
+            }
             if rings[i] > p.out_ring_bits {
                 return Err(ScheduleError::RingTooNarrow {
                     tensor: layer.output,
@@ -304,6 +340,30 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
         }
     }
     Ok(rings)
+}
+
+/// The tensors a requantization produces (it extends its clamped result into the tensor's
+/// ring anyway) that are neither the model output nor read by a max pool: a `Rescale`, `Add`
+/// or `AvgPool` reading one takes it in its combination ring, so that the producer extends
+/// once, straight into that ring, instead of the combination extending it a second time.
+fn direct_extension(plan: &PublicPlan) -> Vec<bool> {
+    let mut direct = vec![false; plan.tensors.len()];
+    for layer in &plan.layers {
+        let requantizes = match &layer.op {
+            Op::Rescale(_) | Op::Add(_) | Op::AvgPool(_) => true,
+            op => has_requant(op),
+        };
+        direct[layer.output.0 as usize] = requantizes;
+    }
+    direct[plan.output.tensor.0 as usize] = false;
+    for layer in &plan.layers {
+        if matches!(layer.op, Op::MaxPool(_)) {
+            for &t in &layer.inputs {
+                direct[t.0 as usize] = false;
+            }
+        }
+    }
+    direct
 }
 
 fn has_requant(op: &Op) -> bool {
@@ -398,7 +458,7 @@ fn step_kind(
             StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, bits).map_err(param)?)
         }
         Op::MaxPool(shape) => {
-            let sizes: Vec<usize> = pool_windows(shape).iter().map(Vec::len).collect();
+            let sizes = pool_window_sizes(shape);
             StepKind::MaxPool {
                 ring_bits: input.0,
                 range: input.1,
@@ -427,25 +487,37 @@ fn linear_step(
             ring_bits: proto.out_ring_bits,
         });
     }
+    let param = |source| ScheduleError::Param { layer: id, source };
     let bound = (1i128 << (acc_bits - 1)) - 1;
     let acc = (-bound, bound);
-    let requant = requant
-        .as_ref()
-        .map(|r| {
-            CombinePlan::new(
-                &[(proto.out_ring_bits, acc)],
-                combined_range(acc, &r.multipliers),
-                r.shift,
-                (i128::from(r.clamp.0), i128::from(r.clamp.1)),
-                clamp_bits(r.clamp, out_bits),
-                r.rounding,
-            )
-        })
-        .transpose()
-        .map_err(|source| ScheduleError::Param { layer: id, source })?;
+    let requant_in = |ring: u32| {
+        requant
+            .as_ref()
+            .map(|r| {
+                CombinePlan::new(
+                    &[(ring, acc)],
+                    combined_range(acc, &r.multipliers),
+                    r.shift,
+                    (i128::from(r.clamp.0), i128::from(r.clamp.1)),
+                    clamp_bits(r.clamp, out_bits),
+                    r.rounding,
+                )
+            })
+            .transpose()
+            .map_err(param)
+    };
+    let (unpack, requant) = if proto.packing.factor > 1 {
+        // Unpack straight into the requantization's combination ring.
+        let ring = requant_in(proto.out_ring_bits)?.map_or(out_bits, |p| p.ring_bits);
+        let unpack = UnpackPlan::new(proto.he.plain_bits, proto.packing, acc, ring);
+        (Some(unpack.map_err(param)?), requant_in(ring)?)
+    } else {
+        (None, requant_in(proto.out_ring_bits)?)
+    };
     Ok(StepKind::Linear {
         plain_input,
         he,
+        unpack,
         requant,
     })
 }
@@ -564,6 +636,58 @@ mod tests {
                 have: 20,
                 need: 37
             })
+        );
+    }
+
+    #[test]
+    fn packed_layers_unpack_into_the_requantization_ring() {
+        use crate::plan::{PackDim, Packing};
+        use crate::reference::testutil::requant;
+        let mut l = linear(
+            MatMulShape {
+                rows: 1,
+                inner: 4,
+                cols: 2,
+            },
+            8,
+            Some(requant(&[16, 8], 4, (0, 15))),
+        );
+        l.protocol.tile.c = 4;
+        l.protocol.tile.m = 1;
+        l.protocol.packing = Packing {
+            factor: 2,
+            field_bits: 9,
+            dim: PackDim::OutChannels,
+        };
+        l.protocol.he.plain_bits = 18;
+        (l.protocol.in_ring_bits, l.protocol.out_ring_bits) = (18, 18);
+        let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
+        let t1 = b.linear(
+            Op::MatMul(l),
+            b.input(),
+            weights(&[1; 8], &[0, 0]),
+            &[1, 2],
+            (0, 15),
+        );
+        let plan = b.build(t1).unwrap();
+        let s = schedule(&plan.public).unwrap();
+        let StepKind::Linear {
+            he,
+            unpack: Some(u),
+            requant: Some(r),
+            ..
+        } = &s.steps[0].kind
+        else {
+            panic!("packed linear step");
+        };
+        // Two filters in the two fields of one word, unpacked straight into the
+        // requantization's combination ring, which it then reads without extension.
+        assert_eq!((u.fields, u.field_bits, u.out_bits), (2, 9, r.ring_bits));
+        assert_eq!(r.inputs[0].2, None);
+        assert_eq!(he.coeffs_down, 1);
+        assert_eq!(
+            s.steps[0].nonlinear_cost(&plan.public),
+            u.cost(1) + r.cost(&[2], 2)
         );
     }
 }

@@ -1,12 +1,14 @@
-//! Per-layer configurations of a linear layer: HE parameter sets from a fixed menu, share rings
-//! as narrow as the accumulator allows, and tiles `(C_w, H_w, W_w, M_w)` with
+//! Per-layer configurations of a linear layer: HE parameter sets from a fixed menu, at given
+//! share rings and packing ([`RingOption`]), and tiles `(C_w, H_w, W_w, M_w)` with
 //! `M_w·C_w·H_w·W_w ≤ N` (`protocols.md` §1.4, §3.6). Every candidate is priced by the runtime's
 //! own cost functions ([`heq_runtime::cost::linear`]) and must pass the server's flooding check
 //! (`LinearServer::new`); only the Pareto-optimal ones on (bytes, compute time) are kept, per HE
 //! context, so that the ILP stays small.
 //!
-//! Packing (HEQuant) is not offered: the runtime's schedule has no unpacking step yet, so a packed
-//! plan could not run.
+//! A layer's share ring and HEQuant packing ([`RingOption`]) are chosen outside this module (they
+//! change the nonlinear steps around the layer too); for a packed option the field width is the
+//! accumulator plus a guard bit, which the runtime's unpacking needs, and packing along output
+//! channels scales the kernel by `2^(j·s)` per field, which the flooding check accounts for.
 
 use crate::error::{Error, Result};
 use heq_runtime::cost::compute::{ComputeProfile, HeOps};
@@ -15,7 +17,7 @@ use heq_runtime::cost::linear::{
     layer_budget, matmul_as_conv, public_key_bytes,
 };
 use heq_runtime::plan::{
-    ConvShape, HeParams, LayerId, LayerWeights, LinearProtocol, Op, Packing, Plan, Tile,
+    ConvShape, HeParams, LayerId, LayerWeights, LinearProtocol, Op, PackDim, Packing, Plan, Tile,
 };
 
 /// The menu of ciphertext prime sizes per ring degree (the kept prime first). Every list is
@@ -67,9 +69,18 @@ pub struct Candidate {
     pub products: usize,
     /// Compute time estimate in milliseconds (the search's [`ComputeProfile`]).
     pub compute_ms: f64,
+    /// Channel bytes of the unpacking of its packed words (0 without packing): the number of
+    /// words depends on the tile, the unpacking's ring on the plan around the layer, so the
+    /// optimizer sets it (`UnpackPlan::cost` of `cost.coeffs_down` words).
+    pub unpack_bytes: u64,
 }
 
 impl Candidate {
+    /// Channel bytes that depend on this candidate: HE messages and unpacking.
+    pub fn bytes(&self) -> u64 {
+        self.cost.total_bytes() as u64 + self.unpack_bytes
+    }
+
     /// The HE context of the candidate.
     pub fn context(&self) -> HeContext {
         HeContext {
@@ -137,7 +148,7 @@ fn view<'a>(op: &'a Op, w: &LayerWeights) -> Option<LinearView<'a>> {
 }
 
 /// Bits of an upper bound on the noise the server's flood must hide for this geometry
-/// (`LinearServer::product_noise` without packing): `(B_e + 2)·max_g Σ_{m∈g} ‖w_m‖₁ + 1` plus
+/// (`LinearServer::product_noise`; a filter in field `j` of a slot counts `2^(j·s)` times): `(B_e + 2)·max_g Σ_{m∈g} ‖w_m‖₁ + 1` plus
 /// the re-randomisation noise `2·B_e·N + B_e`. The server sums the centred kernel coefficients
 /// reduced mod `t`, which is never larger, so a layer passing this bound passes the server's
 /// check.
@@ -145,8 +156,18 @@ fn noise_bits(g: &ConvGeometry, filter_l1: &[u64], degree: usize) -> u32 {
     let max_l1 = (0..g.n_mg)
         .map(|mg| {
             g.filters(mg)
-                .map(|(_, _, m)| filter_l1.get(m).copied().unwrap_or(0))
-                .sum::<u64>()
+                .map(|(_, field, m)| {
+                    let l1 = filter_l1.get(m).copied().unwrap_or(0);
+                    let shift = field as u32 * g.field_bits;
+                    if l1 == 0 {
+                        0
+                    } else if l1.leading_zeros() <= shift {
+                        u64::MAX
+                    } else {
+                        l1 << shift
+                    }
+                })
+                .fold(0u64, u64::saturating_add)
         })
         .max()
         .unwrap_or(0);
@@ -180,18 +201,20 @@ fn axis_tiles(len: usize, pads: (usize, usize), kernel: usize, stride: usize) ->
     v
 }
 
-/// Splits of `total` into tiles of at most `max`: the largest tile and the balanced one.
+/// Splits of `total` into tiles of at most `max`, `max/2`, `max/4`, …: for each cap the largest
+/// tile and the balanced one (smaller channel tiles leave room for more filters per
+/// ciphertext, which fully connected layers need).
 fn splits(total: usize, max: usize) -> Vec<usize> {
-    let max = max.min(total);
-    if max == 0 {
-        return Vec::new();
+    let mut v = Vec::new();
+    let mut cap = max.min(total);
+    while cap > 0 {
+        v.push(cap);
+        v.push(total.div_ceil(total.div_ceil(cap)));
+        cap /= 2;
     }
-    let balanced = total.div_ceil(total.div_ceil(max));
-    if balanced == max {
-        vec![max]
-    } else {
-        vec![max, balanced]
-    }
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    v.dedup();
+    v
 }
 
 /// Candidate tiles of a convolution for ring degree `n`.
@@ -207,9 +230,6 @@ fn tiles(s: &ConvShape, n: usize) -> Vec<Tile> {
             for c in splits(s.in_channels, n / (h * w)) {
                 for m in splits(s.out_channels, n / (c * h * w)) {
                     out.push(Tile { c, h, w, m });
-                    if m > 1 {
-                        out.push(Tile { c, h, w, m: 1 });
-                    }
                 }
             }
         }
@@ -254,49 +274,154 @@ fn pareto(mut v: Vec<Candidate>) -> Vec<Candidate> {
     v
 }
 
-/// The candidates of every linear layer of `plan`, with share rings `rings[i]` bits for the
-/// `i`-th linear layer (input ring = plaintext = output ring).
+/// The share rings and packing of one linear layer: input ring = plaintext = output ring =
+/// `ring` bits; with packing, `ring ≥ factor·field_bits`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingOption {
+    /// Ring bits.
+    pub ring: u32,
+    /// HEQuant packing ([`Packing::none`] for none).
+    pub packing: Packing,
+}
+
+impl RingOption {
+    /// `ring` bits, no packing.
+    pub fn plain(ring: u32) -> Self {
+        RingOption {
+            ring,
+            packing: Packing::none(),
+        }
+    }
+
+    /// `factor` fields of `acc_bits + 1` bits (a guard bit for the unpacking) along `dim`, in
+    /// a ring of exactly `factor` fields.
+    pub fn packed(acc_bits: u32, factor: u32, dim: PackDim) -> Self {
+        let field_bits = acc_bits + 1;
+        RingOption {
+            ring: factor * field_bits,
+            packing: Packing {
+                factor,
+                field_bits,
+                dim,
+            },
+        }
+    }
+
+    /// The option a protocol runs with (its plaintext width and packing).
+    pub fn of(p: &LinearProtocol) -> Self {
+        RingOption {
+            ring: p.he.plain_bits,
+            packing: p.packing,
+        }
+    }
+
+    /// `p` with this option's rings, plaintext and packing.
+    pub fn apply(&self, p: &LinearProtocol) -> LinearProtocol {
+        LinearProtocol {
+            he: HeParams {
+                plain_bits: self.ring,
+                ..p.he.clone()
+            },
+            packing: self.packing,
+            in_ring_bits: self.ring,
+            out_ring_bits: self.ring,
+            ..p.clone()
+        }
+    }
+}
+
+/// The linear layers of a server plan as the search sees them (shape, accumulator, filter
+/// norms), in plan order.
+pub struct LinearLayers<'a> {
+    views: Vec<(LayerId, LinearView<'a>)>,
+    stat_bits: u32,
+    profile: &'a ComputeProfile,
+}
+
+impl<'a> LinearLayers<'a> {
+    /// The linear layers of `plan`, their candidates timed with `profile`.
+    ///
+    /// # Errors
+    /// [`Error::Optimize`] when the plan has no weights.
+    pub fn new(plan: &'a Plan, profile: &'a ComputeProfile) -> Result<Self> {
+        let weights = plan.weights.as_ref().ok_or(Error::Optimize {
+            reason: "the optimizer needs the server plan (weights)".into(),
+        })?;
+        let views = plan
+            .public
+            .layers
+            .iter()
+            .filter(|l| l.op.is_linear())
+            .map(|layer| {
+                let no_weights = || Error::Optimize {
+                    reason: format!("layer {}: no weights", layer.id),
+                };
+                let w = weights.get(layer.id).ok_or_else(no_weights)?;
+                let v = view(&layer.op, w).ok_or_else(no_weights)?;
+                Ok((layer.id, v))
+            })
+            .collect::<Result<_>>()?;
+        Ok(LinearLayers {
+            views,
+            stat_bits: plan.public.protocol.stat_bits,
+            profile,
+        })
+    }
+
+    /// Number of linear layers.
+    pub fn len(&self) -> usize {
+        self.views.len()
+    }
+
+    /// Whether the plan has no linear layer.
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty()
+    }
+
+    /// The id of the `i`-th linear layer.
+    pub fn id(&self, i: usize) -> LayerId {
+        self.views[i].0
+    }
+
+    /// Accumulator bits of the `i`-th linear layer.
+    pub fn acc_bits(&self, i: usize) -> u32 {
+        self.views[i].1.acc_bits
+    }
+
+    /// The candidates of the `i`-th linear layer at `option`; `None` when no configuration
+    /// runs.
+    pub fn candidates(&self, i: usize, option: RingOption) -> Option<LayerCandidates> {
+        let (layer, v) = &self.views[i];
+        let candidates = layer_candidates(v, option, self.stat_bits, self.profile);
+        (!candidates.is_empty()).then_some(LayerCandidates {
+            layer: *layer,
+            candidates,
+        })
+    }
+}
+
+/// The candidates of every linear layer of `plan` at `options[i]` for the `i`-th linear layer,
+/// timed with `profile`.
 ///
 /// # Errors
 /// [`Error::Optimize`] when the plan has no weights or a layer has no valid configuration.
-pub fn search(plan: &Plan, rings: &[u32]) -> Result<Vec<LayerCandidates>> {
-    search_with(plan, rings, &ComputeProfile::builtin())
-}
-
-/// [`search`] with compute times from `profile`.
-///
-/// # Errors
-/// As [`search`].
-pub fn search_with(
+pub fn search(
     plan: &Plan,
-    rings: &[u32],
+    options: &[RingOption],
     profile: &ComputeProfile,
 ) -> Result<Vec<LayerCandidates>> {
-    let weights = plan.weights.as_ref().ok_or(Error::Optimize {
-        reason: "the optimizer needs the server plan (weights)".into(),
-    })?;
-    let stat_bits = plan.public.protocol.stat_bits;
-    let linear = plan.public.layers.iter().filter(|l| l.op.is_linear());
-    linear
-        .zip(rings)
-        .map(|(layer, &ring)| {
-            let no_weights = || Error::Optimize {
-                reason: format!("layer {}: no weights", layer.id),
-            };
-            let w = weights.get(layer.id).ok_or_else(no_weights)?;
-            let v = view(&layer.op, w).ok_or_else(no_weights)?;
-            let candidates = layer_candidates(&v, ring, stat_bits, profile);
-            if candidates.is_empty() {
-                return Err(Error::Optimize {
-                    reason: format!(
-                        "layer {}: no HE configuration for a {}-bit accumulator",
-                        layer.id, v.acc_bits
-                    ),
-                });
-            }
-            Ok(LayerCandidates {
-                layer: layer.id,
-                candidates,
+    let layers = LinearLayers::new(plan, profile)?;
+    options
+        .iter()
+        .enumerate()
+        .take(layers.len())
+        .map(|(i, &o)| {
+            layers.candidates(i, o).ok_or_else(|| Error::Optimize {
+                reason: format!(
+                    "layer {}: no HE configuration for a {}-bit accumulator",
+                    layers.id(i),
+                    layers.acc_bits(i)
+                ),
             })
         })
         .collect()
@@ -304,24 +429,37 @@ pub fn search_with(
 
 fn layer_candidates(
     v: &LinearView<'_>,
-    ring: u32,
+    option: RingOption,
     stat_bits: u32,
     profile: &ComputeProfile,
 ) -> Vec<Candidate> {
     let mut all = Vec::new();
     for degree in heq_runtime::cost::linear::DEGREES {
-        for moduli_bits in moduli_menu(degree) {
-            let mut proto = LinearProtocol {
-                he: HeParams {
-                    degree,
-                    moduli_bits,
-                    plain_bits: ring,
-                },
-                tile: v.protocol.tile,
-                packing: Packing::none(),
-                in_ring_bits: ring,
-                out_ring_bits: ring,
-            };
+        let menu = moduli_menu(degree);
+        let Some(first) = menu.first() else {
+            continue;
+        };
+        let mut proto = LinearProtocol {
+            he: HeParams {
+                degree,
+                moduli_bits: first.clone(),
+                plain_bits: option.ring,
+            },
+            tile: v.protocol.tile,
+            packing: option.packing,
+            in_ring_bits: option.ring,
+            out_ring_bits: option.ring,
+        };
+        // The tilings and their noise depend on N only, not on the primes.
+        let geoms: Vec<(ConvGeometry, u32)> = geometries(&v.conv, &proto)
+            .into_iter()
+            .map(|g| {
+                let noise = noise_bits(&g, &v.filter_l1, degree);
+                (g, noise)
+            })
+            .collect();
+        for moduli_bits in menu {
+            proto.he.moduli_bits = moduli_bits;
             let Ok(budget) = layer_budget(&proto, v.acc_bits, LinearOutput::Accumulator) else {
                 continue;
             };
@@ -329,9 +467,9 @@ fn layer_candidates(
                 continue;
             }
             let mut per_context = Vec::new();
-            for g in &geometries(&v.conv, &proto) {
+            for (g, noise) in &geoms {
                 proto.tile = g.tile;
-                if budget.flood_slack(noise_bits(g, &v.filter_l1, degree)) < i64::from(stat_bits) {
+                if budget.flood_slack(*noise) < i64::from(stat_bits) {
                     continue;
                 }
                 let cost = g.cost(&budget);
@@ -342,6 +480,7 @@ fn layer_candidates(
                     cost,
                     products,
                     compute_ms,
+                    unpack_bytes: 0,
                 });
             }
             all.extend(pareto(per_context));
@@ -364,10 +503,13 @@ mod tests {
     }
 
     #[test]
-    fn splits_are_largest_and_balanced() {
-        assert_eq!(splits(10, 4), vec![4]);
-        assert_eq!(splits(10, 6), vec![6, 5]);
-        assert_eq!(splits(3, 12), vec![3]);
+    fn splits_are_largest_and_balanced_per_cap() {
+        // Caps 4, 2, 1: tiles 4 (balanced 4), 2 (2), 1 (1).
+        assert_eq!(splits(10, 4), vec![4, 2, 1]);
+        // Caps 6, 3, 1: 6 and balanced 5, 3 and balanced 3 (4 tiles of ≤ 3 → 3), 1.
+        assert_eq!(splits(10, 6), vec![6, 5, 3, 1]);
+        // Caps 3, 1.
+        assert_eq!(splits(3, 12), vec![3, 1]);
         assert_eq!(splits(5, 0), Vec::<usize>::new());
     }
 

@@ -1,4 +1,4 @@
-//! The ILP (`good_lp` with the pure-Rust `microlp` solver): one binary `x[l, k]` per layer and
+//! The ILP (`good_lp` with the pure-Rust `microlp` solver, or HiGHS with the `highs` feature): one binary `x[l, k]` per layer and
 //! candidate with `Σ_k x[l, k] = 1`, one binary `u[c]` per HE context, and
 //! `Σ_{k in c} x[l, k] ≤ u[c]` for every layer and context (a used context costs one public
 //! key). Within a context only a layer's cheapest candidate can be optimal (everything else is
@@ -6,8 +6,12 @@
 
 use super::{Problem, SolveStats};
 use crate::error::{Error, Result};
+#[cfg(feature = "highs")]
+use good_lp::highs as solver;
+#[cfg(not(feature = "highs"))]
+use good_lp::microlp as solver;
 use good_lp::{
-    Expression, ProblemVariables, Solution, SolverModel, Variable, constraint, microlp, variable,
+    Expression, ProblemVariables, Solution, SolverModel, Variable, constraint, variable,
 };
 use std::time::Instant;
 
@@ -60,7 +64,7 @@ pub fn solve(p: &Problem) -> Result<(Vec<usize>, SolveStats)> {
         objective += p.context_value(c) * v;
     }
     let variables = u.len() + x.iter().map(Vec::len).sum::<usize>();
-    let mut model = vars.minimise(objective).using(microlp);
+    let mut model = vars.minimise(objective).using(solver);
     let mut constraints = 0;
     for (o, xs) in options.iter().zip(&x) {
         let one: Expression = xs.iter().copied().sum();

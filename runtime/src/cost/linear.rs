@@ -685,16 +685,18 @@ impl ConvGeometry {
         let per_slot: Vec<usize> = (0..self.n_sg)
             .map(|sg| self.positions_per_slot(sg))
             .collect();
-        let bytes_down = (0..self.n_mg)
-            .map(|mg| {
-                let slots = self.slots(mg);
-                per_slot
+        let slots_of: Vec<usize> = (0..self.n_mg).map(|mg| self.slots(mg)).collect();
+        // Response ciphertexts grouped by their useful coefficients (few distinct values).
+        let (slot_counts, position_counts) = (histogram(&slots_of), histogram(&per_slot));
+        let bytes_down = slot_counts
+            .iter()
+            .flat_map(|&(a, ca)| {
+                position_counts
                     .iter()
-                    .map(|&p| budget.response_ct_bytes(slots * p))
-                    .sum::<usize>()
+                    .map(move |&(p, cp)| ca * cp * budget.response_ct_bytes(a * p))
             })
             .sum();
-        let slots: usize = (0..self.n_mg).map(|mg| self.slots(mg)).sum();
+        let slots: usize = slots_of.iter().sum();
         LinearCost {
             bytes_up: self.input_cts() * budget.request_ct_bytes(),
             bytes_down,
@@ -704,6 +706,20 @@ impl ConvGeometry {
             rounds: ROUNDS,
         }
     }
+}
+
+/// The distinct values of `v` with their counts.
+fn histogram(v: &[usize]) -> Vec<(usize, usize)> {
+    let mut sorted = v.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for x in sorted {
+        match out.last_mut() {
+            Some((y, c)) if *y == x => *c += 1,
+            _ => out.push((x, 1)),
+        }
+    }
+    out
 }
 
 /// The noise budget of a layer's protocol.

@@ -579,119 +579,85 @@ impl RequantPlan {
     }
 }
 
-/// Unpacking of HEQuant packed fields fused with requantization: shares in `Z_{2^l}` of
-/// `Z = Σ_j 2^(j·s)·z_j` (`b` signed fields of `s` bits), each field requantized as in
-/// [`RequantPlan`]. One carry chain over the low `(b−1)·s + k` bits yields every field's
-/// truncation carry; each field is then `(s − k)` bits wide, extended only if the clamp needs a
-/// wider ring.
+/// Unpacking of HEQuant packed words (`protocols.md` §3.5) into shares of every field in any
+/// ring `Z_{2^R}`: the input is shares in `Z_{2^l}` of `Z = Σ_j 2^(j·s)·(y_j + 2^(s−1))` (`b`
+/// fields of `s` bits, biased by the HE layer, [`crate::linear`]), the output shares of each
+/// `y_j` in `Z_{2^R}`.
+///
+/// Every field keeps a guard bit (`|y_j| < 2^(s−2)`): after the server re-biases each field to
+/// `2^(s−2)`, every field lies in `[0, 2^(s−1))`, so the low `j·s` bits of `Z` have a known MSB
+/// of 0 and the carry `c_j` into field `j` is the OR of the two shares' bits `j·s − 1`: one
+/// correlated OT per carry, no carry chain. Field `j` is then
+/// `(Z_S >> js) mod 2^s + (Z_C >> js) mod 2^s + c_j − 2^s·c_(j+1) − 2^(s−2)` in `Z_{2^R}`; the
+/// `2^s·c_(j+1)` term vanishes when `R ≤ s`. Choosing `R` as the ring the requantization
+/// combines in fuses the requantization's input extension into the unpacking; the
+/// requantization then truncates and clamps in its small ring as usual.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnpackPlan {
-    /// Ring width `l` of the packed shares.
+    /// Ring width `l` of the packed shares (the plaintext width).
     pub in_bits: u32,
     /// Fields per coefficient `b`.
     pub fields: u32,
     /// Bits per field `s`.
     pub field_bits: u32,
-    /// Shift applied while extracting: the requantization shift `k` under
-    /// [`Rounding::NoTies`] (fused, round half up); 0 under [`Rounding::HalfEven`], where
-    /// [`UnpackPlan::requant`] then rounds each extracted field with ties to even.
-    pub shift: u32,
-    /// Range of each field value `z_j`.
-    pub field_range: (i128, i128),
-    /// Requantization of the extracted field (input ring `s − shift`).
-    pub requant: RequantPlan,
+    /// Ring width `R` of the unpacked fields.
+    pub out_bits: u32,
 }
 
 impl UnpackPlan {
-    /// Plans an unpacking.
+    /// Plans an unpacking of fields whose values (partial sums of edge tiles and empty fields
+    /// included) lie in `field_range`.
     ///
     /// # Errors
-    /// [`ParamError::Packing`] if `b·s > l` or `k ≥ s`; [`ParamError::RangeTooWide`] if a field
-    /// plus the rounding term can leave `[−2^(s−1), 2^(s−1))`; and the errors of
-    /// [`RequantPlan::new`].
+    /// [`ParamError::Packing`] if `b < 2`, `s < 3` or `b·s > l`; [`ParamError::RangeTooWide`]
+    /// if a field can leave `[−2^(s−2), 2^(s−2))` (no guard bit) or does not fit the output
+    /// ring; [`ParamError::RingBits`] for an invalid ring.
     pub fn new(
         in_bits: u32,
         packing: Packing,
         field_range: (i128, i128),
-        shift: u32,
-        clamp: (i128, i128),
         out_bits: u32,
-        rounding: Rounding,
     ) -> Result<Self, ParamError> {
         let (fields, field_bits) = (packing.factor, packing.field_bits);
         check_ring(in_bits)?;
+        check_ring(out_bits)?;
         check_range(field_range)?;
-        let packing = ParamError::Packing {
-            fields,
-            field_bits,
-            bits: in_bits,
-        };
-        if fields == 0
-            || field_bits < 2
+        if fields < 2
+            || field_bits < 3
             || u64::from(fields) * u64::from(field_bits) > u64::from(in_bits)
         {
-            return Err(packing);
-        }
-        if shift + 2 > field_bits {
-            return Err(ParamError::Shift {
-                shift,
-                bits: field_bits,
+            return Err(ParamError::Packing {
+                fields,
+                field_bits,
+                bits: in_bits,
             });
         }
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let s = field_bits;
-        if !fits_signed((field_range.0 + half, field_range.1 + half), s) {
-            return Err(ParamError::RangeTooWide {
-                lo: field_range.0,
-                hi: field_range.1,
-                bits: s,
-            });
-        }
-        let (requant, shift) = match rounding {
-            Rounding::NoTies => {
-                let t = (
-                    floor_shift(field_range.0 + half, shift),
-                    floor_shift(field_range.1 + half, shift),
-                );
-                (
-                    RequantPlan::new(s - shift, t, 0, clamp, out_bits, rounding)?,
-                    shift,
-                )
+        for bits in [field_bits - 1, out_bits] {
+            if !fits_signed(field_range, bits) {
+                return Err(ParamError::RangeTooWide {
+                    lo: field_range.0,
+                    hi: field_range.1,
+                    bits,
+                });
             }
-            Rounding::HalfEven => (
-                RequantPlan::new(s, field_range, shift, clamp, out_bits, rounding)?,
-                0,
-            ),
-        };
+        }
         Ok(UnpackPlan {
             in_bits,
             fields,
             field_bits,
-            shift,
-            field_range,
-            requant,
+            out_bits,
         })
     }
 
-    /// Length of the carry chain.
-    pub fn chain_len(&self) -> u32 {
-        if self.shift == 0 {
-            (self.fields - 1) * self.field_bits
-        } else {
-            (self.fields - 1) * self.field_bits + self.shift
-        }
+    /// Carries computed per packed word: `c_1 … c_(b−1)`, and `c_b` when `R > s`.
+    pub fn carries(&self) -> u32 {
+        self.fields - 1 + u32::from(self.out_bits > self.field_bits)
     }
 
-    /// Exact cost for `n` packed coefficients (`n·b` outputs).
+    /// Exact cost for `n` packed words (`n·b` fields).
     pub fn cost(&self, n: u64) -> Cost {
-        let b = u64::from(self.fields);
-        let carries = if self.shift == 0 { b - 1 } else { b };
-        carry_chain(n, self.chain_len())
-            + client_cots(
-                n * carries,
-                n * carries * u64::from(self.field_bits - self.shift),
-            )
-            + self.requant.cost(n * b)
+        let k = n * u64::from(self.carries());
+        client_cots(k, k * u64::from(self.out_bits))
     }
 }
 
@@ -871,11 +837,11 @@ pub fn avg_pool_plan(
     range: (i128, i128),
     out_bits: u32,
 ) -> Result<CombinePlan, ParamError> {
-    let z = pool_windows(&spec.pool)
-        .iter()
-        .map(|w| {
-            let m = i128::from(spec.multiplier(w.len()).unwrap_or(0));
-            let n = w.len() as i128;
+    let z = pool_window_sizes(&spec.pool)
+        .into_iter()
+        .map(|len| {
+            let m = i128::from(spec.multiplier(len).unwrap_or(0));
+            let n = len as i128;
             mul_range((range.0 * n, range.1 * n), m)
         })
         .reduce(union_range)
@@ -889,6 +855,28 @@ pub fn avg_pool_plan(
         out_bits,
         spec.rounding,
     )
+}
+
+/// The size of every pooling window of [`pool_windows`] (padded positions left out), without
+/// building the windows.
+pub fn pool_window_sizes(shape: &PoolShape) -> Vec<usize> {
+    let [oh, ow] = shape.out_hw();
+    let inside = |o: usize, axis: usize, len: usize| {
+        (0..shape.kernel[axis])
+            .filter(|&k| {
+                (o * shape.stride[axis] + k)
+                    .checked_sub(shape.pads[axis])
+                    .is_some_and(|i| i < len)
+            })
+            .count()
+    };
+    let rows: Vec<usize> = (0..oh).map(|o| inside(o, 0, shape.in_hw[0])).collect();
+    let cols: Vec<usize> = (0..ow).map(|o| inside(o, 1, shape.in_hw[1])).collect();
+    let per_channel: Vec<usize> = rows
+        .iter()
+        .flat_map(|&r| cols.iter().map(move |&c| r * c))
+        .collect();
+    per_channel.repeat(shape.channels)
 }
 
 /// The input indices of every pooling window (row-major `[C, H, W]` input, outputs in
@@ -1108,5 +1096,66 @@ mod tests {
         assert_eq!(p.rescale.out_bits, 5);
         assert_eq!((p.clamp.lower, p.clamp.upper), (true, false));
         assert_eq!(p.out_range(), (0, 15));
+    }
+
+    #[test]
+    fn window_sizes_are_the_windows_lengths() {
+        for (in_hw, kernel, stride, pads) in [
+            ([7, 5], [3, 3], [2, 2], [1, 1, 1, 1]),
+            ([4, 4], [2, 2], [2, 2], [0, 0, 0, 0]),
+            ([6, 3], [3, 2], [1, 2], [1, 0, 1, 1]),
+        ] {
+            let shape = PoolShape {
+                channels: 2,
+                in_hw,
+                kernel,
+                stride,
+                pads,
+            };
+            let lens: Vec<usize> = pool_windows(&shape).iter().map(Vec::len).collect();
+            assert_eq!(pool_window_sizes(&shape), lens);
+        }
+    }
+
+    #[test]
+    fn unpack_needs_a_guard_bit_and_room() {
+        let packing = |factor, field_bits| Packing {
+            factor,
+            field_bits,
+            dim: crate::plan::PackDim::Spatial,
+        };
+        // Fields of 10 bits hold values in [−256, 256): 9-bit accumulators plus a guard bit.
+        let acc9 = (-255, 255);
+        let p = UnpackPlan::new(30, packing(3, 10), acc9, 40).expect("plan");
+        // Carries c_1, c_2, and c_3 for the 40-bit ring (wider than a field).
+        assert_eq!(p.carries(), 3);
+        assert_eq!(p.cost(100), client_cots(300, 300 * 40));
+        assert_eq!(
+            UnpackPlan::new(30, packing(3, 10), acc9, 8).map(|p| p.out_bits),
+            Err(ParamError::RangeTooWide {
+                lo: -255,
+                hi: 255,
+                bits: 8
+            })
+        );
+        // A 10-bit accumulator leaves no guard bit in 10-bit fields.
+        assert!(matches!(
+            UnpackPlan::new(30, packing(3, 10), (-511, 511), 40),
+            Err(ParamError::RangeTooWide { bits: 9, .. })
+        ));
+        // Three fields of 11 bits do not fit 30 bits; one field is no packing.
+        assert!(matches!(
+            UnpackPlan::new(30, packing(3, 11), acc9, 40),
+            Err(ParamError::Packing { .. })
+        ));
+        assert!(matches!(
+            UnpackPlan::new(30, packing(1, 10), acc9, 40),
+            Err(ParamError::Packing { .. })
+        ));
+        // Output ring no wider than a field: no carry out of the top field.
+        assert_eq!(
+            UnpackPlan::new(30, packing(3, 10), acc9, 10).map(|p| p.carries()),
+            Ok(2)
+        );
     }
 }

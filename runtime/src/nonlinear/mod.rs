@@ -20,7 +20,8 @@
 //!   the plan semantics require (a second `k`-bit chain and one AND), or half up where the plan
 //!   says `Rounding::NoTies`.
 //! - [`requant`]: the plan's requantizations (linear layers, Rescale, Add, AvgPool) and HEQuant
-//!   unpacking fused with requantization (`protocols.md` §3.5); [`pool`]: max and average pooling.
+//!   unpacking into the requantization's ring (`protocols.md` §3.5); [`pool`]: max and average
+//!   pooling.
 //!
 //! Protocols are synchronous, I/O-free functions of a [`Session`]: shares and precomputed ROTs
 //! in, rounds of bit-packed messages through an [`Exchange`], shares out. Their exact costs (and

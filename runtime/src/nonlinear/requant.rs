@@ -5,12 +5,12 @@
 //!   layers: the HE layer has already applied the server-private multipliers);
 //! - [`rescale_public`], [`add`]: the plan's `Rescale` and residual `Add` (public multipliers,
 //!   computed locally after aligning the inputs' rings, see [`CombinePlan`]);
-//! - [`unpack`]: HEQuant packed fields (`protocols.md` §3.5) fused with requantization.
+//! - [`unpack`]: HEQuant packed fields (`protocols.md` §3.5) into the ring the requantization
+//!   combines in.
 //!
 //! Zero points are handled at the I/O boundary (plan values are centred), so no zero-point
 //! addition appears here; the clamp bounds are arbitrary.
 
-use super::carry::carries;
 use super::cot::{client_cots, mask};
 use super::relu::clamp;
 use super::trunc::rescale;
@@ -108,14 +108,9 @@ pub fn add(
     requant(s, &plan.requant, &z)
 }
 
-/// HEQuant unpacking fused with requantization: shares in `Z_{2^l}` of `Σ_j 2^(j·s)·z_j` (`n`
-/// coefficients of `b` fields) to the requantized fields, field-major: output `j·n + i` is field
-/// `j` of coefficient `i`.
-///
-/// The server adds `Σ_j 2^(j·s)·(2^(s−1) + 2^(k−1))`, which makes every field a non-negative
-/// `s`-bit integer with no borrow across fields; one carry chain then gives each field's
-/// truncation carry, and field `j` is `(Y0 >> (js+k)) + (Y1 >> (js+k)) + c_j − 2^(s−1−k)` in
-/// `Z_{2^(s−k)}` (the higher fields and the ring wrap vanish modulo `2^(s−k)`).
+/// HEQuant unpacking ([`UnpackPlan`]): shares in `Z_{2^l}` of `n` packed words to shares in
+/// `Z_{2^R}` of their `n·b` fields, word-major (output `i·b + j` is field `j` of word `i`, the
+/// order of `Layout::word_fields`).
 ///
 /// # Errors
 /// As [`requant`].
@@ -124,49 +119,54 @@ pub fn unpack(
     plan: &UnpackPlan,
     z: &[u64],
 ) -> Result<Vec<u64>, ProtocolError> {
-    let (l, b, sb, k) = (plan.in_bits, plan.fields, plan.field_bits, plan.shift);
-    let ring = Ring::new(l);
-    let small = Ring::new(sb - k);
+    let (l, b, sb, r) = (plan.in_bits, plan.fields, plan.field_bits, plan.out_bits);
+    let (ring, out) = (Ring::new(l), Ring::new(r));
     let server = s.is_server();
-    let half = if k == 0 { 0 } else { 1u64 << (k - 1) };
-    let bias = (0..b).fold(0u64, |acc, j| {
-        ring.add(acc, ring.reduce(((1u64 << (sb - 1)) + half) << (j * sb)))
+    // Every field from the HE layer's bias 2^(s−1) to 2^(s−2): no field reaches bit s − 1.
+    let rebias = (0..b).fold(0u64, |acc, j| {
+        ring.add(acc, ring.reduce((1u64 << (sb - 2)) << (j * sb)))
     });
     let y: Vec<u64> = z
         .iter()
-        .map(|&v| if server { ring.add(v, bias) } else { v })
+        .map(|&v| if server { ring.sub(v, rebias) } else { v })
         .collect();
-    let first = u32::from(k == 0);
-    let positions: Vec<u32> = (first..b).map(|j| j * sb + k - 1).collect();
-    let len = plan.chain_len();
-    let low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
-    let bits = carries(s, &low, len, &positions)?;
-    let n = y.len();
-    let width = sb - k;
-    let widths = vec![width; n * bits.len()];
-    let flat: Vec<bool> = bits.iter().flat_map(|c| c.iter().copied()).collect();
+    let k = plan.carries();
+    // This party's bit j·s − 1 of each word, for the carries c_1 … c_k.
+    let bits: Vec<bool> = y
+        .iter()
+        .flat_map(|&v| (1..=k).map(move |j| (v >> (j * sb - 1)) & 1 == 1))
+        .collect();
+    let widths = vec![r; bits.len()];
     let (choices, deltas) = if server {
-        (
-            Vec::new(),
-            flat.iter().map(|&c| small.neg(2 * u64::from(c))).collect(),
-        )
+        (Vec::new(), bits.iter().map(|&m| u64::from(m)).collect())
     } else {
-        (flat.clone(), Vec::new())
+        (bits.clone(), Vec::new())
     };
-    let cot = client_cots(s, &choices, &deltas, &widths)?;
-    let centre = if server { 1u64 << (sb - 1 - k) } else { 0 };
-    let mut fields = Vec::with_capacity(n * b as usize);
-    for j in 0..b {
-        for (i, &yi) in y.iter().enumerate() {
-            let mut v = small.sub(small.reduce(yi >> (j * sb + k)), centre);
-            if j >= first {
-                let idx = (j - first) as usize * n + i;
-                v = small.add(v, small.add(u64::from(flat[idx]), cot[idx]));
-            }
-            fields.push(v);
+    // Shares of m_S ∧ m_C; the carry m_S ∨ m_C = m_S + m_C − m_S·m_C.
+    let and = client_cots(s, &choices, &deltas, &widths)?;
+    let carry = |i: usize, j: u32| -> u64 {
+        if j == 0 || j > k {
+            return 0;
+        }
+        let idx = i * k as usize + (j - 1) as usize;
+        out.sub(u64::from(bits[idx]), and[idx])
+    };
+    let field_mask = mask(sb);
+    let centre = if server {
+        out.reduce(1u64 << (sb - 2))
+    } else {
+        0
+    };
+    let mut fields = Vec::with_capacity(y.len() * b as usize);
+    for (i, &v) in y.iter().enumerate() {
+        for j in 0..b {
+            let local = out.reduce((v >> (j * sb)) & field_mask);
+            let high = out.mul(carry(i, j + 1), out.reduce(1u64 << sb));
+            let f = out.sub(out.add(local, carry(i, j)), out.add(high, centre));
+            fields.push(f);
         }
     }
-    requant(s, &plan.requant, &fields)
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -329,50 +329,47 @@ mod tests {
     }
 
     #[test]
-    fn unpack_fields_fused() {
-        for (l, fields, s_bits, k, clamp, out) in [
-            (37u32, 2u32, 18u32, 6u32, (0i128, 15i128), 5u32),
-            (45, 3, 15, 4, (-8, 7), 4),
-            (30, 3, 10, 0, (-512, 511), 10),
-            (16, 1, 16, 9, (0, 31), 6),
+    fn unpack_fields_into_any_ring() {
+        // (l, b, s, R): R below, equal to and above s.
+        for (l, fields, s_bits, r) in [
+            (37u32, 2u32, 18u32, 40u32),
+            (45, 3, 15, 12),
+            (30, 3, 10, 10),
+            (16, 2, 8, 30),
         ] {
-            for rounding in [Rounding::NoTies, Rounding::HalfEven] {
-                let fr = (
-                    -(1i128 << (s_bits - 1)) + 1,
-                    (1i128 << (s_bits - 1)) - 1 - if k == 0 { 0 } else { 1 << (k - 1) },
-                );
-                let plan = UnpackPlan::new(l, packing(fields, s_bits), fr, k, clamp, out, rounding)
-                    .expect("plan");
-                let n = 300;
-                let f: Vec<Vec<i128>> = (0..fields)
-                    .map(|j| {
-                        let mut v = values(fr.0, fr.1, n, u64::from(j + 20));
-                        with_ties(&mut v, fr, k);
-                        v
-                    })
-                    .collect();
-                let packed: Vec<i128> = (0..n)
-                    .map(|i| (0..fields).map(|j| f[j as usize][i] << (j * s_bits)).sum())
-                    .collect();
-                let ring = Ring::new(l);
-                let wrapped: Vec<i128> = packed
-                    .iter()
-                    .map(|&p| i128::from(ring.to_signed(ring.reduce(p as u64))))
-                    .collect();
-                let (zs, zc) = share(ring, &wrapped, 12);
-                let (a, b) = run(plan.cost(n as u64), move |s| {
-                    unpack(s, &plan, if s.is_server() { &zs } else { &zc })
-                });
-                let got = open(Ring::new(out), &a, &b);
+            let fr = (-(1i128 << (s_bits - 2)), (1i128 << (s_bits - 2)) - 1);
+            let plan =
+                UnpackPlan::new(l, packing(fields, s_bits), fr, r.max(s_bits - 1)).expect("plan");
+            let n = 300;
+            let f: Vec<Vec<i128>> = (0..fields)
+                .map(|j| {
+                    let mut v = values(fr.0, fr.1, n, u64::from(j + 20));
+                    (v[0], v[1]) = (fr.0, fr.1);
+                    v
+                })
+                .collect();
+            // The HE layer's words: every field biased by 2^(s−1).
+            let ring = Ring::new(l);
+            let words: Vec<i128> = (0..n)
+                .map(|i| {
+                    let w: i128 = (0..fields)
+                        .map(|j| (f[j as usize][i] + (1 << (s_bits - 1))) << (j * s_bits))
+                        .sum();
+                    i128::from(ring.to_signed(ring.reduce(w as u64)))
+                })
+                .collect();
+            let (zs, zc) = share(ring, &words, 12);
+            let (a, b) = run(plan.cost(n as u64), move |s| {
+                unpack(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
+            let got = open(Ring::new(plan.out_bits), &a, &b);
+            for i in 0..n {
                 for j in 0..fields as usize {
-                    for i in 0..n {
-                        assert_eq!(
-                            got[j * n + i],
-                            reference(f[j][i], k, clamp, rounding),
-                            "l {l} field {j} z {}",
-                            f[j][i]
-                        );
-                    }
+                    assert_eq!(
+                        got[i * fields as usize + j],
+                        f[j][i],
+                        "l {l} r {r} field {j}"
+                    );
                 }
             }
         }

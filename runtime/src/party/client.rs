@@ -7,7 +7,7 @@ use rand::{CryptoRng, RngCore};
 
 use super::{
     LinearParty, ParamsCache, PartyError, Prepared, Report, exchange_checked, measured,
-    same_context, unpack, walk,
+    read_shares, same_context, walk,
 };
 use crate::he::SecretKey;
 use crate::linear::{Layout, LinearClient, Response};
@@ -58,7 +58,7 @@ pub fn run_client<R: RngCore + CryptoRng>(
     let (theirs, reveal) = measured("reveal", role, cost.reveal, exchange, |ex| {
         exchange_checked(ex, Vec::new(), expected, "output share")
     })?;
-    let theirs = unpack(theirs, n, ring.bits());
+    let theirs = read_shares(theirs, n, ring.bits());
     let y = ring
         .add_vec(&mine, &theirs)
         .into_iter()

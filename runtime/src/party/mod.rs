@@ -34,8 +34,8 @@ use crate::cost::linear::{ConfigError, LinearOutput};
 use crate::cost::nonlinear::CombinePlan;
 use crate::cost::plan::{PlanCost, Traffic, plan_cost};
 use crate::he::{HeError, Params};
-use crate::linear::{Layout, LinearError};
-use crate::nonlinear::requant::{add, align, requant};
+use crate::linear::{Layout, LinearError, NO_ELEMENT};
+use crate::nonlinear::requant::{add, align, requant, unpack};
 use crate::nonlinear::trunc::rescale;
 use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool};
 use crate::ot::OtPads;
@@ -244,7 +244,8 @@ trait LinearParty {
 
     /// Runs the HE part of linear layer `layer` on this party's input share (`plain`: the
     /// input is the model input the client holds in the clear) and returns its share of the
-    /// accumulator in `Z_{2^out_ring_bits}`.
+    /// accumulator in `Z_{2^out_ring_bits}` (with packing: of the packed words, in
+    /// [`Layout::word_fields`] order).
     fn linear(
         &mut self,
         layer: &Layer,
@@ -318,7 +319,7 @@ fn pack(values: &[u64], bits: u32) -> Vec<u8> {
 }
 
 /// Reads `n` shares of `bits` bits from a length-checked message.
-fn unpack(bytes: Vec<u8>, n: usize, bits: u32) -> Vec<u64> {
+fn read_shares(bytes: Vec<u8>, n: usize, bits: u32) -> Vec<u64> {
     let mut r = BitReader::from_bytes(bytes);
     (0..n).map(|_| r.read(bits)).collect()
 }
@@ -368,6 +369,20 @@ fn scale_requant(
     requant(s, &plan.requant, &z)
 }
 
+/// The unpacked fields of a packed layer's words (word-major, [`Layout::word_fields`] order)
+/// scattered to the layer's `n` output elements.
+fn scatter(fields: &[u64], word_fields: &[u32], n: usize) -> Vec<u64> {
+    let mut out = vec![0u64; n];
+    for (&v, &e) in fields.iter().zip(word_fields) {
+        if e != NO_ELEMENT
+            && let Some(slot) = out.get_mut(e as usize)
+        {
+            *slot = v;
+        }
+    }
+    out
+}
+
 /// Shares reduced into `Z_{2^bits}`.
 fn reduce(x: &[u64], bits: u32) -> Vec<u64> {
     let ring = Ring::new(bits);
@@ -413,6 +428,7 @@ fn walk(
             (
                 StepKind::Linear {
                     plain_input,
+                    unpack: up,
                     requant: rq,
                     ..
                 },
@@ -422,7 +438,15 @@ fn walk(
                     layout(layer).map_err(|source| PartyError::Linear { layer: id, source })?,
                 );
                 let x = reduce(inputs[0], layout.protocol().in_ring_bits);
-                let acc = party.linear(layer, layout, &x, *plain_input, exchange)?;
+                let words = party.linear(layer, layout.clone(), &x, *plain_input, exchange)?;
+                let acc = match up {
+                    Some(u) => {
+                        let mut s = Session::new(role, &mut pads, exchange);
+                        let fields = unpack(&mut s, u, &words).map_err(protocol)?;
+                        scatter(&fields, layout.word_fields(), layout.output_len())
+                    }
+                    None => words,
+                };
                 match rq {
                     Some(p) => {
                         let m = linear_multipliers(op, acc.len());
