@@ -1,0 +1,82 @@
+//! `heq-bench all --quick`: ResNet-20 W4A4 compiled with heqc and the Cheetah baseline, both
+//! plans run with both parties; the JSON results hold the prediction, the measured run (every
+//! row's bytes equal to the prediction, the output equal to the reference) and a ratio above
+//! one, and the markdown table and the chart are written.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+
+use heq_bench::results::{BEGIN, END, ModelResult, PlanKind, Summary};
+use std::process::Command;
+
+fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> T {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn quick_run_measures_what_it_predicts() {
+    let dir = std::env::temp_dir().join(format!("heq-bench-all-{}", std::process::id()));
+    let (results, docs) = (dir.join("results"), dir.join("docs"));
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("benchmarks.md"),
+        format!("# Benchmarks\n\nprose\n\n{BEGIN}\nold\n{END}\n\nafter\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_heq-bench"))
+        .args(["all", "--quick", "--results"])
+        .arg(&results)
+        .arg("--docs")
+        .arg(&docs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let summary: Summary = read(&results.join("summary.json"));
+    assert_eq!(summary.models.len(), 1);
+    let c = &summary.models[0];
+    assert_eq!(c.model, "resnet20_w4a4");
+    assert!(c.comm_ratio > 1.0, "ratio {}", c.comm_ratio);
+    assert!(c.heqc.total_bytes() < c.cheetah.total_bytes());
+    assert!(c.wan_ratio > 1.0 && c.lan_ratio > 1.0);
+    assert_eq!(summary.networks.len(), 2);
+    assert!(summary.machine.cores >= 1);
+
+    for kind in PlanKind::ALL {
+        let r: ModelResult = read(&results.join(format!("resnet20_w4a4_{}.json", kind.name())));
+        assert_eq!(r.plan, kind);
+        assert_eq!(r.linear_layers, 22);
+        let p = &r.predicted;
+        let m = r.measured.as_ref().unwrap();
+        assert!(m.output_equals_reference);
+        assert_eq!(m.max_deviation, 0.0, "{kind:?}");
+        // Setup, every layer and the reveal, seen by both parties.
+        assert_eq!(m.rows_checked, m.client_rows.len() * 2);
+        for row in &m.client_rows {
+            assert_eq!(row.measured, row.predicted, "{kind:?} {row:?}");
+        }
+        assert_eq!(
+            (m.client.channel.up, m.client.channel.down),
+            (p.channel_up, p.channel_down)
+        );
+        assert_eq!(m.server.channel, m.client.channel);
+        assert_eq!(m.client.channel.rounds, p.rounds);
+        assert!(m.peak_rss_bytes.unwrap() > 0);
+        assert!(m.wall_s > 0.0);
+    }
+
+    let md = std::fs::read_to_string(docs.join("benchmarks.md")).unwrap();
+    assert!(md.starts_with("# Benchmarks\n\nprose\n\n"), "{md}");
+    assert!(md.ends_with(&format!("{END}\n\nafter\n")), "{md}");
+    assert!(!md.contains("\nold\n"));
+    assert!(md.contains("| resnet20 | w4a4 | "), "{md}");
+    let svg = std::fs::read_to_string(docs.join("benchmarks.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("resnet20 w4a4"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
