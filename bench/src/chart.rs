@@ -69,7 +69,7 @@ fn draw_panel<DB: DrawingBackend>(
         .flat_map(|&(a, b)| [a, b])
         .filter(|v| *v > 0.0);
     let lo = positive.clone().fold(f64::INFINITY, f64::min).min(1.0) / 2.0;
-    let hi = positive.fold(0.0, f64::max).max(lo * 4.0) * 3.0;
+    let hi = positive.fold(0.0, f64::max).max(lo * 4.0) * 8.0;
     let n = models.len().max(1) as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, ("sans-serif", 18))
