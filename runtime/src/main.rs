@@ -1,5 +1,6 @@
 //! `heq-run`: executes a heqc plan. Policy only: parse the arguments, run, print an error once.
-//! Exit codes: 0 success, 1 failure, 2 usage error.
+//! Exit codes: 0 success, 1 failure, 2 usage error, 3 the parties disagree on the plan or the
+//! protocol version.
 
 mod cli;
 
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("heq-run: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

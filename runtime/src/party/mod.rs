@@ -18,6 +18,8 @@
 //! [`Report`] holds both the measured and the predicted numbers.
 
 mod client;
+pub mod net;
+pub mod report;
 mod server;
 #[cfg(feature = "sim")]
 pub mod sim;

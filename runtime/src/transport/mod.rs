@@ -14,7 +14,10 @@
 //! wire bytes are `payload + 4·frames`.
 
 pub mod memory;
+pub mod net;
 pub mod quic;
+
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -25,8 +28,8 @@ pub const MAX_FRAME_BYTES: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The peer closed the channel.
-    #[error("channel closed by the peer")]
+    /// The peer closed the channel (or the connection ended).
+    #[error("the peer closed the connection")]
     Closed,
     /// A frame announced a length above the bound.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
@@ -39,6 +42,9 @@ pub enum TransportError {
     /// An I/O error on the underlying stream.
     #[error("transport I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The peer sent nothing for longer than the timeout.
+    #[error("no message from the peer within {} s", .0.as_secs_f64())]
+    Timeout(Duration),
 }
 
 /// Payload bytes and frames, per direction.
@@ -101,39 +107,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameChannel<S> {
     /// # Errors
     /// [`TransportError`] on I/O failure, a closed stream or an oversized frame.
     pub async fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        if out.len() > MAX_FRAME_BYTES {
-            return Err(TransportError::FrameTooLarge {
-                len: out.len(),
-                max: MAX_FRAME_BYTES,
-            });
-        }
         let (mut rd, mut wr) = tokio::io::split(&mut self.stream);
-        let write = async {
-            let len = u32::try_from(out.len()).map_err(|_| TransportError::FrameTooLarge {
-                len: out.len(),
-                max: MAX_FRAME_BYTES,
-            })?;
-            wr.write_all(&len.to_le_bytes()).await?;
-            wr.write_all(&out).await?;
-            wr.flush().await?;
-            Ok::<_, TransportError>(())
-        };
-        let read = async {
-            let mut len = [0u8; 4];
-            rd.read_exact(&mut len).await.map_err(closed)?;
-            let len = u32::from_le_bytes(len) as usize;
-            if len > MAX_FRAME_BYTES {
-                return Err(TransportError::FrameTooLarge {
-                    len,
-                    max: MAX_FRAME_BYTES,
-                });
-            }
-            let mut buf = vec![0u8; len];
-            rd.read_exact(&mut buf).await.map_err(closed)?;
-            Ok(buf)
-        };
-        let ((), incoming) = tokio::try_join!(write, read)?;
+        let ((), incoming) = tokio::try_join!(write_frame(&mut wr, &out), read_frame(&mut rd))?;
         self.counters.record(out.len(), incoming.len());
+        Ok(incoming)
+    }
+
+    /// Sends one frame without waiting for the peer's.
+    ///
+    /// # Errors
+    /// [`TransportError`] on I/O failure or an oversized frame.
+    pub async fn send(&mut self, out: &[u8]) -> Result<(), TransportError> {
+        write_frame(&mut self.stream, out).await?;
+        self.counters.bytes_sent += out.len() as u64;
+        self.counters.frames_sent += 1;
+        Ok(())
+    }
+
+    /// Receives one frame without sending.
+    ///
+    /// # Errors
+    /// [`TransportError`] on I/O failure, a closed stream or an oversized frame.
+    pub async fn receive(&mut self) -> Result<Vec<u8>, TransportError> {
+        let incoming = read_frame(&mut self.stream).await?;
+        self.counters.bytes_received += incoming.len() as u64;
+        self.counters.frames_received += 1;
         Ok(incoming)
     }
 
@@ -143,8 +141,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameChannel<S> {
     }
 }
 
+/// Writes `out` as one frame and flushes.
+async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, out: &[u8]) -> Result<(), TransportError> {
+    let too_large = || TransportError::FrameTooLarge {
+        len: out.len(),
+        max: MAX_FRAME_BYTES,
+    };
+    if out.len() > MAX_FRAME_BYTES {
+        return Err(too_large());
+    }
+    let len = u32::try_from(out.len()).map_err(|_| too_large())?;
+    wr.write_all(&len.to_le_bytes()).await.map_err(closed)?;
+    wr.write_all(out).await.map_err(closed)?;
+    wr.flush().await.map_err(closed)?;
+    Ok(())
+}
+
+/// Reads one frame, checking its length against [`MAX_FRAME_BYTES`] before allocating.
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, TransportError> {
+    let mut len = [0u8; 4];
+    rd.read_exact(&mut len).await.map_err(closed)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(TransportError::FrameTooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let mut buf = vec![0u8; len];
+    rd.read_exact(&mut buf).await.map_err(closed)?;
+    Ok(buf)
+}
+
+/// [`TransportError::Closed`] for the ways a stream reports that the peer or the connection
+/// went away (end of stream, a reset or aborted QUIC connection, or cryprot-net's stream
+/// manager ending before the peer's stream arrived); other I/O errors as they are.
 fn closed(e: std::io::Error) -> TransportError {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+    use std::io::ErrorKind;
+    let gone = matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+    ) || (e.kind() == ErrorKind::Other
+        && e.get_ref()
+            .is_some_and(|inner| inner.to_string() == "channel closed"));
+    if gone {
         TransportError::Closed
     } else {
         TransportError::Io(e)
@@ -156,12 +200,24 @@ fn closed(e: std::io::Error) -> TransportError {
 pub struct BlockingExchange<S> {
     channel: FrameChannel<S>,
     handle: tokio::runtime::Handle,
+    timeout: Option<Duration>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> BlockingExchange<S> {
     /// Wraps a channel; `handle` is the runtime that drives its stream.
     pub fn new(channel: FrameChannel<S>, handle: tokio::runtime::Handle) -> Self {
-        BlockingExchange { channel, handle }
+        BlockingExchange {
+            channel,
+            handle,
+            timeout: None,
+        }
+    }
+
+    /// Fails a round with [`TransportError::Timeout`] when the peer's message takes longer
+    /// than `timeout` (`None`: wait as long as the connection lives).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The channel back.
@@ -172,11 +228,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> BlockingExchange<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Exchange for BlockingExchange<S> {
     fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        self.handle.block_on(self.channel.exchange(out))
+        self.handle
+            .block_on(within(self.timeout, self.channel.exchange(out)))
     }
 
     fn counters(&self) -> Counters {
         self.channel.counters()
+    }
+}
+
+/// Runs `f`, failing with [`TransportError::Timeout`] after `timeout` (if any).
+///
+/// # Errors
+/// `f`'s error or the timeout.
+pub async fn within<T>(
+    timeout: Option<Duration>,
+    f: impl Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    match timeout {
+        Some(d) => tokio::time::timeout(d, f)
+            .await
+            .map_err(|_| TransportError::Timeout(d))?,
+        None => f.await,
     }
 }
 

@@ -1,0 +1,496 @@
+//! The two parties in two processes: one session per client connection.
+//!
+//! A session runs on one QUIC connection ([`crate::transport::net`]):
+//!
+//! 1. **Handshake**: the first frame each way is a [`Hello`]: protocol version, BLAKE3 hash of
+//!    the public plan ([`crate::plan::PublicPlan::hash`]) and, from the client, the number of
+//!    samples. A different version or plan fails the session on both sides
+//!    ([`SessionError::is_mismatch`]).
+//! 2. **Per sample**: the OT extension for exactly the ROTs the schedule predicts (on two
+//!    sub-connections), then the party driver ([`run_server`] / [`run_client`]) on a blocking
+//!    thread over the connection's frame stream. Every sample has fresh keys, masks and OTs.
+//! 3. **Closing**: the client sends one empty frame once it holds every output; the server
+//!    closes the connection when it receives it, so no party drops data the other still
+//!    reads.
+//!
+//! Any failure closes the connection, so the peer fails promptly too; `timeout` bounds every
+//! wait for the peer. A server runs sessions concurrently ([`serve`]); one failing session
+//! never affects the others.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::task::JoinSet;
+
+use super::{PartyError, Prepared, Report, run_client, run_server};
+use crate::nonlinear::Role;
+use crate::ot::cryprot::CryprotOt;
+use crate::ot::{OtError, OtPads, OtSource, Side};
+use crate::plan::Plan;
+use crate::transport::net::{Listener, NetError, Peer, QuicCounts};
+use crate::transport::quic::{QuicStream, frame_channel};
+use crate::transport::{
+    BlockingExchange, Counters, Exchange, FrameChannel, TransportError, within,
+};
+
+/// Version of the two-party protocol on the wire; both parties must run the same.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How long the client waits for the server to close the connection after its last frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The parties run different protocol versions.
+    #[error("protocol version mismatch: server version {server}, client version {client}")]
+    Version {
+        /// The server's version.
+        server: u32,
+        /// The client's version.
+        client: u32,
+    },
+    /// The parties hold different plans.
+    #[error("plan mismatch: server plan {server}, client plan {client}")]
+    Plan {
+        /// Hex BLAKE3 hash of the server's public plan.
+        server: String,
+        /// Hex BLAKE3 hash of the client's public plan.
+        client: String,
+    },
+    /// The peer's first frame is not a handshake.
+    #[error("malformed handshake from the peer ({0} bytes)")]
+    Handshake(usize),
+    /// The connection could not be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The channel failed (peer gone, garbage, timeout).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The OT extension failed.
+    #[error(transparent)]
+    Ot(#[from] OtError),
+    /// The two-party protocol failed.
+    #[error(transparent)]
+    Party(#[from] PartyError),
+    /// A party's thread failed.
+    #[error("party thread: {0}")]
+    Thread(String),
+}
+
+impl SessionError {
+    /// Whether the parties disagree on the protocol version or the plan (exit code 3).
+    pub fn is_mismatch(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Version { .. } | SessionError::Plan { .. }
+        )
+    }
+}
+
+/// The handshake frame: magic, protocol version, public plan hash, sample count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u32,
+    /// BLAKE3 hash of the sender's public plan.
+    pub plan: [u8; 32],
+    /// Samples the client will run (0 from the server).
+    pub samples: u64,
+}
+
+impl Hello {
+    const MAGIC: [u8; 8] = *b"heq-run\0";
+    /// Encoded size.
+    pub const BYTES: usize = 8 + 4 + 32 + 8;
+
+    /// The encoding: magic, version (u32 LE), plan hash, samples (u64 LE).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::BYTES);
+        out.extend_from_slice(&Self::MAGIC);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.plan);
+        out.extend_from_slice(&self.samples.to_le_bytes());
+        out
+    }
+
+    /// Decodes a peer's frame.
+    ///
+    /// # Errors
+    /// [`SessionError::Handshake`] for anything but a well-formed hello.
+    pub fn parse(bytes: &[u8]) -> Result<Self, SessionError> {
+        let bad = || SessionError::Handshake(bytes.len());
+        if bytes.len() != Self::BYTES || bytes[..8] != Self::MAGIC {
+            return Err(bad());
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| bad())?);
+        let plan = bytes[12..44].try_into().map_err(|_| bad())?;
+        let samples = u64::from_le_bytes(bytes[44..52].try_into().map_err(|_| bad())?);
+        Ok(Hello {
+            version,
+            plan,
+            samples,
+        })
+    }
+}
+
+/// Hex digits of a hash.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares the two hellos: the same version and plan, or the mismatch error.
+fn check_hello(server: &Hello, client: &Hello) -> Result<(), SessionError> {
+    if server.version != client.version {
+        return Err(SessionError::Version {
+            server: server.version,
+            client: client.version,
+        });
+    }
+    if server.plan != client.plan {
+        return Err(SessionError::Plan {
+            server: hex(&server.plan),
+            client: hex(&client.plan),
+        });
+    }
+    Ok(())
+}
+
+/// Options of one session.
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// Bound on every wait for the peer (`None`: as long as the connection lives).
+    pub timeout: Option<Duration>,
+    /// Where to draw a per-layer progress bar (`None`: no bar).
+    pub progress: Option<MultiProgress>,
+}
+
+/// What one party measured in one session.
+#[derive(Clone, Debug)]
+pub struct SessionReport {
+    /// This party's role.
+    pub role: Role,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// One report per sample.
+    pub samples: Vec<Report>,
+    /// Wall time from the connection to the end of the session.
+    pub wall: Duration,
+    /// Frames of the whole connection, handshake and closing included.
+    pub frames: Counters,
+    /// QUIC traffic of the connection.
+    pub quic: QuicCounts,
+}
+
+/// The party-specific part of a session: run one sample's driver on a blocking thread.
+type Driver = Box<
+    dyn FnMut(usize, &mut dyn Exchange, OtPads) -> Result<(Option<Vec<i64>>, Report), PartyError>
+        + Send,
+>;
+
+/// Runs the handshake and the samples of a session over `peer` as `role`; `samples` is the
+/// client's count (the server learns it from the client's hello). Returns the outputs the
+/// driver produced and the report. Closes the connection at the end, also on failure.
+async fn session(
+    mut peer: Peer,
+    role: Role,
+    plan: &Plan,
+    prepared: &Arc<Prepared>,
+    samples: u64,
+    opts: &SessionOptions,
+    mut driver: Driver,
+) -> Result<(Vec<Vec<i64>>, SessionReport), SessionError> {
+    let start = Instant::now();
+    let result = run_session(&mut peer, role, plan, prepared, samples, opts, &mut driver).await;
+    peer.close(result.is_err());
+    let (outputs, reports, frames) = result?;
+    Ok((
+        outputs,
+        SessionReport {
+            role,
+            remote: peer.remote,
+            samples: reports,
+            wall: start.elapsed(),
+            frames,
+            quic: peer.traffic.read(),
+        },
+    ))
+}
+
+/// The body of [`session`].
+async fn run_session(
+    peer: &mut Peer,
+    role: Role,
+    plan: &Plan,
+    prepared: &Arc<Prepared>,
+    samples: u64,
+    opts: &SessionOptions,
+    driver: &mut Driver,
+) -> Result<(Vec<Vec<i64>>, Vec<Report>, Counters), SessionError> {
+    let timeout = opts.timeout;
+    let mut frames = within(timeout, frame_channel(&mut peer.conn)).await?;
+    let mine = Hello {
+        version: PROTOCOL_VERSION,
+        plan: plan.public.hash(),
+        samples,
+    };
+    let theirs = Hello::parse(&within(timeout, frames.exchange(mine.to_bytes())).await?)?;
+    let samples = match role {
+        Role::Server => {
+            if let Err(e) = check_hello(&mine, &theirs) {
+                // The client sees the same mismatch in this server's hello: let it read the
+                // hello and close first, so that both sides report the mismatch.
+                let _ = tokio::time::timeout(CLOSE_GRACE, frames.receive()).await;
+                return Err(e);
+            }
+            theirs.samples
+        }
+        Role::Client => {
+            check_hello(&theirs, &mine)?;
+            samples
+        }
+    };
+    let side = match role {
+        Role::Server => Side::Server,
+        Role::Client => Side::Client,
+    };
+    let mut ot = CryprotOt::new(plan.public.protocol.ot, side, &mut peer.conn);
+    let (send, receive) = prepared.rots(role);
+    let mut outputs = Vec::new();
+    let mut reports = Vec::new();
+    for i in 0..samples {
+        let pads = match timeout {
+            Some(d) => tokio::time::timeout(d, ot.pads(send, receive))
+                .await
+                .map_err(|_| TransportError::Timeout(d))??,
+            None => ot.pads(send, receive).await?,
+        };
+        let bar = opts
+            .progress
+            .as_ref()
+            .map(|m| progress_bar(m, role, i, samples, prepared));
+        let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver)?;
+        frames = channel;
+        let (output, report) = result?;
+        outputs.extend(output);
+        reports.push(report);
+    }
+    match role {
+        Role::Client => {
+            within(timeout, frames.send(&[])).await?;
+            // The server closes the connection when it has the frame; anything else is as
+            // good once the frame is out.
+            let _ = tokio::time::timeout(CLOSE_GRACE, frames.receive()).await;
+        }
+        Role::Server => {
+            let done = within(timeout, frames.receive()).await?;
+            if !done.is_empty() {
+                return Err(SessionError::Handshake(done.len()));
+            }
+        }
+    }
+    Ok((outputs, reports, frames.counters()))
+}
+
+/// Runs one sample's driver on this thread over `frames` (the tokio runtime keeps driving the
+/// connection on its workers) and hands the channel back.
+#[allow(clippy::type_complexity)]
+fn run_blocking(
+    frames: FrameChannel<QuicStream>,
+    timeout: Option<Duration>,
+    bar: Option<ProgressBar>,
+    pads: OtPads,
+    sample: usize,
+    driver: &mut Driver,
+) -> Result<
+    (
+        Result<(Option<Vec<i64>>, Report), PartyError>,
+        FrameChannel<QuicStream>,
+    ),
+    SessionError,
+> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(move || {
+        let exchange = BlockingExchange::new(frames, handle).with_timeout(timeout);
+        let mut exchange = Progress::new(exchange, bar);
+        let result = driver(sample, &mut exchange, pads);
+        Ok((result, exchange.finish().into_inner()))
+    })
+}
+
+/// Serves one client on `peer` with `plan` (with weights).
+///
+/// # Errors
+/// [`SessionError`]: a mismatch, the peer failing or vanishing, a timeout, a protocol error.
+pub async fn serve_session(
+    peer: Peer,
+    plan: Arc<Plan>,
+    prepared: Arc<Prepared>,
+    opts: &SessionOptions,
+) -> Result<SessionReport, SessionError> {
+    let (p, q) = (plan.clone(), prepared.clone());
+    let driver: Driver = Box::new(move |_, exchange, pads| {
+        let mut rng = rand::rng();
+        run_server(&p, &q, exchange, pads, &mut rng).map(|r| (None, r))
+    });
+    let (_, report) = session(peer, Role::Server, &plan, &prepared, 0, opts, driver).await?;
+    Ok(report)
+}
+
+/// Runs `inputs` (centred values of the plan's input tensor, one vector per sample) as the
+/// client on `peer`. Returns the centred outputs and the report.
+///
+/// # Errors
+/// As [`serve_session`], and [`PartyError::InputLength`] for a sample of the wrong size.
+pub async fn client_session(
+    peer: Peer,
+    plan: Arc<Plan>,
+    prepared: Arc<Prepared>,
+    inputs: Arc<Vec<Vec<i64>>>,
+    opts: &SessionOptions,
+) -> Result<(Vec<Vec<i64>>, SessionReport), SessionError> {
+    let (p, q, x) = (plan.clone(), prepared.clone(), inputs.clone());
+    let driver: Driver = Box::new(move |i, exchange, pads| {
+        let mut rng = rand::rng();
+        let input = x.get(i).map_or(&[][..], Vec::as_slice);
+        run_client(&p.public, input, &q, exchange, pads, &mut rng).map(|(y, r)| (Some(y), r))
+    });
+    session(
+        peer,
+        Role::Client,
+        &plan,
+        &prepared,
+        inputs.len() as u64,
+        opts,
+        driver,
+    )
+    .await
+}
+
+/// Options of [`serve`].
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Sessions running at once; further clients wait until one ends.
+    pub max_sessions: usize,
+    /// Stop after this many sessions (`None`: serve until the process ends).
+    pub sessions: Option<u64>,
+    /// Options of every session.
+    pub session: SessionOptions,
+}
+
+/// How one served session ended.
+#[derive(Debug)]
+pub struct SessionEnd {
+    /// 1-based number of the session in accept order.
+    pub id: u64,
+    /// The report, or why the session failed.
+    pub result: Result<SessionReport, SessionError>,
+}
+
+/// Accepts clients on `listener` and serves each in its own task, at most
+/// `opts.max_sessions` at once, calling `on_end` as each session ends; returns after
+/// `opts.sessions` sessions (never without a limit).
+///
+/// # Errors
+/// [`PartyError`] if the plan cannot be scheduled.
+pub async fn serve(
+    listener: &mut Listener,
+    plan: Arc<Plan>,
+    opts: &ServeOptions,
+    mut on_end: impl FnMut(SessionEnd),
+) -> Result<(), PartyError> {
+    let prepared = Arc::new(Prepared::new(&plan.public)?);
+    let mut running = JoinSet::new();
+    let mut accepted = 0u64;
+    loop {
+        let more = opts.sessions.is_none_or(|k| accepted < k);
+        if !more && running.is_empty() {
+            return Ok(());
+        }
+        let room = running.len() < opts.max_sessions.max(1);
+        tokio::select! {
+            peer = listener.accept(), if more && room => {
+                let Some(peer) = peer else { return Ok(()) };
+                accepted += 1;
+                let id = accepted;
+                let (plan, prepared, session) =
+                    (plan.clone(), prepared.clone(), opts.session.clone());
+                running.spawn(async move {
+                    let result = match peer {
+                        Ok(peer) => serve_session(peer, plan, prepared, &session).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    SessionEnd { id, result }
+                });
+            }
+            Some(end) = running.join_next() => {
+                on_end(end.unwrap_or_else(|e| SessionEnd {
+                    id: 0,
+                    result: Err(SessionError::Thread(e.to_string())),
+                }));
+            }
+        }
+    }
+}
+
+/// A progress bar over the predicted rounds of one sample.
+fn progress_bar(
+    multi: &MultiProgress,
+    role: Role,
+    sample: u64,
+    samples: u64,
+    prepared: &Prepared,
+) -> ProgressBar {
+    let bar = multi.add(ProgressBar::new(prepared.cost.channel().rounds));
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let who = match role {
+        Role::Server => "server",
+        Role::Client => "client",
+    };
+    bar.set_prefix(format!("{who} sample {}/{samples}", sample + 1));
+    bar
+}
+
+/// An [`Exchange`] that moves a progress bar one step per round.
+struct Progress<E> {
+    inner: E,
+    bar: Option<ProgressBar>,
+    base: Counters,
+}
+
+impl<E: Exchange> Progress<E> {
+    fn new(inner: E, bar: Option<ProgressBar>) -> Self {
+        let base = inner.counters();
+        Progress { inner, bar, base }
+    }
+
+    /// Clears the bar and returns the channel.
+    fn finish(self) -> E {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.inner
+    }
+}
+
+impl<E: Exchange> Exchange for Progress<E> {
+    fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        let got = self.inner.exchange(out)?;
+        if let Some(bar) = &self.bar {
+            let c = self.inner.counters();
+            bar.set_position(c.frames_sent - self.base.frames_sent);
+        }
+        Ok(got)
+    }
+
+    fn counters(&self) -> Counters {
+        self.inner.counters()
+    }
+}
