@@ -68,14 +68,6 @@ pub fn load_avg() -> [f64; 3] {
     [0; 3].map(|_| it.next().unwrap_or(0.0))
 }
 
-/// Peak resident memory of this process so far (`VmHWM` of `/proc/self/status`), `None` when
-/// unreadable.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = field(&status, "VmHWM")?;
-    Some(kb.trim_end_matches("kB").trim().parse::<u64>().ok()? * 1024)
-}
-
 /// The value of the first `key : value` line of a `/proc` file.
 fn field(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|line| {

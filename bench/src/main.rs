@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use heq_bench::cost::{self, LATENCY_MODEL, NetProfile};
 use heq_bench::machine::{self, Machine};
-use heq_bench::party;
+use heq_bench::party::{self, Parties};
 use heq_bench::results::{self, Comparison, ModelResult, PlanKind, Summary};
 use heq_bench::zoo::{self, Arch, Precision};
 use std::path::{Path, PathBuf};
@@ -39,23 +39,6 @@ enum Command {
     /// plans' cost, run the selected ones with both parties, write `results/*.json`,
     /// `docs/benchmarks.md` (between its markers) and `docs/benchmarks.svg`.
     All(AllArgs),
-    /// Run one plan with both parties in this process and write a JSON report (what `all`
-    /// starts for a measured run).
-    #[command(hide = true)]
-    SimParty {
-        /// Server plan (with weights).
-        #[arg(long)]
-        plan: PathBuf,
-        /// One float32 sample (`.npy`).
-        #[arg(long)]
-        input: PathBuf,
-        /// Seed of both parties' randomness.
-        #[arg(long)]
-        seed: u64,
-        /// Where to write the report.
-        #[arg(long)]
-        report: PathBuf,
-    },
 }
 
 /// Arguments of `heq-bench all`.
@@ -75,6 +58,13 @@ struct AllArgs {
     /// Predict only: no two-party runs.
     #[arg(long)]
     predict_only: bool,
+    /// How the parties of a measured run are executed.
+    #[arg(long, value_enum, default_value_t = Parties::Network)]
+    parties: Parties,
+    /// The `heq-run` binary (default: the one next to this binary, built first when this runs
+    /// under cargo).
+    #[arg(long)]
+    heq_run: Option<PathBuf>,
     /// A smoke run: ResNet-20 W4A4 only, predicted and measured (both plans).
     #[arg(long, conflicts_with_all = ["arch", "precision", "measure", "measure_precision"])]
     quick: bool,
@@ -174,12 +164,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             print!("{}", heq_bench::render_table(&rows));
         }
         Command::All(args) => run_all(args)?,
-        Command::SimParty {
-            plan,
-            input,
-            seed,
-            report,
-        } => party::run_sim_party(plan, input, *seed, report)?,
     }
     Ok(())
 }
@@ -191,7 +175,11 @@ fn run_all(args: &AllArgs) -> anyhow::Result<()> {
         .fold("heq-bench".to_string(), |s, a| s + " " + &a);
     let machine = Machine::read(&workspace());
     eprintln!("{}", machine.describe());
-    let exe = std::env::current_exe().context("locating heq-bench for the party processes")?;
+    let heq_run = match (&args.heq_run, measured_any(args)) {
+        (Some(path), _) => path.clone(),
+        (None, true) => heq_run_binary()?,
+        (None, false) => PathBuf::new(),
+    };
     let work = std::env::temp_dir().join(format!("heq-bench-{}", std::process::id()));
     std::fs::create_dir_all(&args.results)
         .with_context(|| format!("creating {}", args.results.display()))?;
@@ -217,22 +205,31 @@ fn run_all(args: &AllArgs) -> anyhow::Result<()> {
                 predicted.total_bytes() as f64 / 1e6,
                 predicted.rounds
             );
-            let measured =
-                if measured.contains(&(arch, precision)) && args.measure_plan.contains(&kind) {
-                    let dir = work.join(format!("{name}_{}", kind.name()));
-                    let m = party::measure(&plan, &exe, &dir, args.select.seed)
-                        .with_context(|| format!("two-party run of {name} ({})", kind.name()))?;
-                    eprintln!(
-                        "{name} {}: measured {:.1} s wall, {} rows = predicted, peak {:.0} MB",
-                        kind.name(),
-                        m.wall_s,
-                        m.rows_checked,
-                        m.peak_rss_bytes.unwrap_or(0) as f64 / 1e6
-                    );
-                    Some(m)
-                } else {
-                    None
-                };
+            let measured = if measured.contains(&(arch, precision))
+                && args.measure_plan.contains(&kind)
+            {
+                let dir = work.join(format!("{name}_{}", kind.name()));
+                let m = party::measure(&plan, args.parties, &heq_run, &dir, args.select.seed)
+                    .with_context(|| format!("two-party run of {name} ({})", kind.name()))?;
+                let peaks: Vec<String> = m
+                    .reports
+                    .iter()
+                    .map(|r| {
+                        let mb = r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6;
+                        format!("{} {mb:.0} MB", r.role)
+                    })
+                    .collect();
+                eprintln!(
+                    "{name} {}: measured {:.1} s wall, {} rows = predicted, peak {}",
+                    kind.name(),
+                    m.wall_s,
+                    m.rows_checked,
+                    peaks.join(", ")
+                );
+                Some(m)
+            } else {
+                None
+            };
             let result = ModelResult {
                 model: name.clone(),
                 arch: arch.name().into(),
@@ -285,6 +282,47 @@ fn run_all(args: &AllArgs) -> anyhow::Result<()> {
         chart.display()
     );
     Ok(())
+}
+
+/// Whether `all` will run any model with both parties.
+fn measured_any(args: &AllArgs) -> bool {
+    !args.plan().1.is_empty() && !args.measure_plan.is_empty()
+}
+
+/// The `heq-run` next to this binary (`target/<profile>/`). Under cargo (`CARGO` set, as by
+/// `cargo run` and `cargo test`), it is built first with this binary's profile, so the runs
+/// never use a stale one.
+fn heq_run_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating heq-bench")?;
+    // `target/<profile>/heq-bench`, or `target/<profile>/deps/<test>` in tests.
+    let mut dir = exe.parent().context("heq-bench has no directory")?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().context("deps has no parent")?;
+    }
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let profile = if dir.ends_with("debug") {
+            "dev"
+        } else {
+            "release"
+        };
+        eprintln!("building heq-run ({profile} profile)");
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "heq-runtime", "--bin", "heq-run"])
+            .args(["--profile", profile])
+            .arg("--manifest-path")
+            .arg(workspace().join("Cargo.toml"))
+            .status()
+            .context("running cargo build for heq-run")?;
+        anyhow::ensure!(status.success(), "cargo build of heq-run failed: {status}");
+    }
+    let path = dir.join("heq-run");
+    anyhow::ensure!(
+        path.exists(),
+        "{} does not exist: build it (cargo build --release -p heq-runtime --bin heq-run) or \
+         pass --heq-run",
+        path.display()
+    );
+    Ok(path)
 }
 
 /// Writes `value` as pretty JSON.

@@ -4,7 +4,7 @@
 
 use crate::cost::{LATENCY_MODEL, NetProfile, Predicted};
 use crate::machine::Machine;
-use crate::party::Measured;
+use crate::party::{Measured, PartyReport};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -262,23 +262,41 @@ pub fn render_markdown(summary: &Summary) -> String {
           \"= predicted\": rows (setup, layers, reveal; both parties) whose measured bytes \
           equal the prediction within 0.1 %, and the largest relative difference; the output \
           equals the reference executor's bit for bit in every row.\n\n";
-    s += "| model | precision | plan | wall s | server s | client s | up MB | down MB | = predicted | peak RSS MB | parties |\n";
-    s += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    s += "| model | precision | plan | wall s | server s | client s | up MB | down MB | = predicted | server peak MB | client peak MB | parties |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for (c, k, r) in measured {
+        let view = r.client_view();
+        let cell = |role: &str, f: fn(&PartyReport) -> String| {
+            r.report(role).map_or_else(|| "-".to_string(), f)
+        };
+        let secs_of = |p: &PartyReport| secs(p.wall_ms / 1e3);
+        let peak = |p: &PartyReport| p.peak_rss_bytes.map_or("-".into(), mb);
+        let (server_s, client_s, server_peak, client_peak) = if r.report("sim").is_some() {
+            let both = cell("sim", peak) + " (both)";
+            (cell("sim", secs_of), "-".into(), both, "-".into())
+        } else {
+            (
+                cell("server", secs_of),
+                cell("client", secs_of),
+                cell("server", peak),
+                cell("client", peak),
+            )
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} rows, max {:.1e} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} rows, max {:.1e} | {} | {} | {} |",
             c.arch,
             c.precision,
             k.name(),
             secs(r.wall_s),
-            secs(r.server.time_s),
-            secs(r.client.time_s),
-            mb(r.client.channel.up),
-            mb(r.client.channel.down),
+            server_s,
+            client_s,
+            view.map_or("-".into(), |v| mb(v.total.measured.bytes_up)),
+            view.map_or("-".into(), |v| mb(v.total.measured.bytes_down)),
             r.rows_checked,
             r.max_deviation,
-            r.peak_rss_bytes.map_or("-".into(), mb),
+            server_peak,
+            client_peak,
             r.parties
         );
     }

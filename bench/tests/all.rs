@@ -56,18 +56,23 @@ fn quick_run_measures_what_it_predicts() {
         let m = r.measured.as_ref().unwrap();
         assert!(m.output_equals_reference);
         assert_eq!(m.max_deviation, 0.0, "{kind:?}");
-        // Setup, every layer and the reveal, seen by both parties.
-        assert_eq!(m.rows_checked, m.client_rows.len() * 2);
-        for row in &m.client_rows {
-            assert_eq!(row.measured, row.predicted, "{kind:?} {row:?}");
+        let roles: Vec<&str> = m.reports.iter().map(|r| r.role.as_str()).collect();
+        assert_eq!(roles, ["server", "client"]);
+        // Setup, every layer and the reveal, on both sides.
+        let (server, client) = (&m.reports[0], &m.reports[1]);
+        assert_eq!(m.rows_checked, client.layers.len() * 2);
+        assert_eq!(server.layers.len(), client.layers.len());
+        for (s, c) in server.layers.iter().zip(&client.layers) {
+            assert_eq!(c.measured, c.predicted, "{kind:?} {c:?}");
+            assert_eq!(s.measured, s.predicted, "{kind:?} {s:?}");
         }
-        assert_eq!(
-            (m.client.channel.up, m.client.channel.down),
-            (p.channel_up, p.channel_down)
-        );
-        assert_eq!(m.server.channel, m.client.channel);
-        assert_eq!(m.client.channel.rounds, p.rounds);
-        assert!(m.peak_rss_bytes.unwrap() > 0);
+        for party in [server, client] {
+            assert!(party.matches_prediction);
+            let t = &party.total.measured;
+            assert_eq!((t.bytes_up, t.bytes_down), (p.channel_up, p.channel_down));
+            assert!(party.peak_rss_bytes.unwrap() > 0);
+            assert!(party.wall_ms > 0.0);
+        }
         assert!(m.wall_s > 0.0);
     }
 
