@@ -109,6 +109,14 @@ pub enum Parties {
 }
 
 impl Parties {
+    /// Lower-case name (the `--parties` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            Parties::Network => "network",
+            Parties::Sim => "sim",
+        }
+    }
+
     /// A description for the results.
     pub fn describe(self) -> &'static str {
         match self {
@@ -180,8 +188,8 @@ impl PartyReport {
 /// A measured two-party run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measured {
-    /// How the parties ran ([`Parties::describe`]).
-    pub parties: String,
+    /// How the parties ran.
+    pub parties: Parties,
     /// Wall time of the run, first process start to last exit, seconds.
     pub wall_s: f64,
     /// The reports: server and client ([`Parties::Network`]) or the one of `sim`.
@@ -322,7 +330,7 @@ pub fn measure(
     }
     check_output(plan, &x, &output)?;
     Ok(Measured {
-        parties: parties.describe().into(),
+        parties,
         wall_s,
         reports,
         rows_checked,

@@ -4,7 +4,7 @@
 
 use crate::cost::{LATENCY_MODEL, NetProfile, Predicted};
 use crate::machine::Machine;
-use crate::party::{Measured, PartyReport};
+use crate::party::{Measured, Parties, PartyReport};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -262,8 +262,13 @@ pub fn render_markdown(summary: &Summary) -> String {
           \"= predicted\": rows (setup, layers, reveal; both parties) whose measured bytes \
           equal the prediction within 0.1 %, and the largest relative difference; the output \
           equals the reference executor's bit for bit in every row.\n\n";
-    s += "| model | precision | plan | wall s | server s | client s | up MB | down MB | = predicted | server peak MB | client peak MB | parties |\n";
-    s += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    let mut kinds: Vec<Parties> = measured.iter().map(|(_, _, m)| m.parties).collect();
+    kinds.dedup();
+    for k in kinds {
+        let _ = writeln!(s, "Parties ({}): {}.\n", k.name(), k.describe());
+    }
+    s += "| model | precision | plan | parties | wall s | server s | client s | up MB | down MB | = predicted | server peak MB | client peak MB |\n";
+    s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (c, k, r) in measured {
         let view = r.client_view();
         let cell = |role: &str, f: fn(&PartyReport) -> String| {
@@ -284,10 +289,11 @@ pub fn render_markdown(summary: &Summary) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} rows, max {:.1e} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} rows, max {:.1e} | {} | {} |",
             c.arch,
             c.precision,
             k.name(),
+            r.parties.name(),
             secs(r.wall_s),
             server_s,
             client_s,
@@ -297,7 +303,6 @@ pub fn render_markdown(summary: &Summary) -> String {
             r.max_deviation,
             server_peak,
             client_peak,
-            r.parties
         );
     }
     s
