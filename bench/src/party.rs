@@ -190,6 +190,8 @@ impl PartyReport {
 pub struct Measured {
     /// How the parties ran.
     pub parties: Parties,
+    /// Threads of each `heq-run` process ([`heq_run_threads`]).
+    pub threads: String,
     /// Wall time of the run, first process start to last exit, seconds.
     pub wall_s: f64,
     /// The reports: server and client ([`Parties::Network`]) or the one of `sim`.
@@ -213,6 +215,16 @@ impl Measured {
     pub fn client_view(&self) -> Option<&PartyReport> {
         self.report("client").or_else(|| self.report("sim"))
     }
+}
+
+/// The threads of a `heq-run` process on this machine, as `heq-run` sets them up: a rayon pool
+/// of `max(4, cores)` threads and a tokio runtime of 2 workers.
+pub fn heq_run_threads() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "per heq-run process: rayon {} threads (max(4, cores)), tokio 2 workers",
+        cores.max(4)
+    )
 }
 
 /// Runs `plan` with `heq_run` as `parties` on one seeded random sample, with the files in
@@ -331,6 +343,7 @@ pub fn measure(
     check_output(plan, &x, &output)?;
     Ok(Measured {
         parties,
+        threads: heq_run_threads(),
         wall_s,
         reports,
         rows_checked,

@@ -267,6 +267,7 @@ pub fn render_markdown(summary: &Summary) -> String {
     for k in kinds {
         let _ = writeln!(s, "Parties ({}): {}.\n", k.name(), k.describe());
     }
+    let _ = writeln!(s, "Threads: {}.\n", crate::party::heq_run_threads());
     s += "| model | precision | plan | parties | wall s | server s | client s | up MB | down MB | = predicted | server peak MB | client peak MB |\n";
     s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (c, k, r) in measured {
