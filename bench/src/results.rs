@@ -258,7 +258,7 @@ pub fn render_markdown(summary: &Summary) -> String {
     }
     s += "\n### Measured two-party runs over loopback\n\n";
     s += "One sample, seeded random input. Bytes: the party channel as the client counted it \
-          (the OT extension runs on its own connection and is not in these columns); \
+          (the OT extension, on its own streams or connection, is not in these columns); \
           \"= predicted\": rows (setup, layers, reveal; both parties) whose measured bytes \
           equal the prediction within 0.1 %, and the largest relative difference; the output \
           equals the reference executor's bit for bit in every row.\n\n";
