@@ -1,7 +1,9 @@
 //! heq-bench: a zoo of architecture-shaped quantized ONNX models with seeded random weights
 //! (ResNet-20/32/18 for CIFAR, MobileNetV2 for Tiny-ImageNet, SqueezeNet 1.0 and ResNet-50 for
-//! ImageNet; W8A8, W4A4, W2A2), generated in memory without downloads, and their compilation by
-//! heqc.
+//! ImageNet; W8A8, W4A4, W2A2), generated in memory without downloads, their compilation by
+//! heqc, and the benchmark of heqc's plans against the Cheetah baseline: predicted cost
+//! ([`cost`]), measured two-party runs ([`party`]), results, tables ([`results`]) and chart
+//! ([`chart`]), with the machine they ran on ([`machine`]).
 //!
 //! ```
 //! use heq_bench::zoo::{Arch, Precision};
@@ -11,7 +13,12 @@
 //! # Ok::<(), heq_bench::Error>(())
 //! ```
 
+pub mod chart;
+pub mod cost;
+pub mod machine;
 pub mod onnx;
+pub mod party;
+pub mod results;
 pub mod zoo;
 
 use heq_runtime::error::PlanError;
@@ -81,18 +88,32 @@ pub struct Row {
     pub inner_acc_bits_naive: u32,
 }
 
-/// Compiles a model with heqc and measures the plan.
+/// Compiles a model with heqc's optimizer and measures the plan.
 ///
 /// # Errors
 /// [`Error::Compile`] when heqc refuses the model, [`Error::Plan`] when the plan cannot be
 /// encoded.
 pub fn compile(model: &ModelProto, arch: Arch, precision: Precision) -> Result<(Row, Plan), Error> {
+    compile_with(model, arch, precision, heqc::Mode::default())
+}
+
+/// Compiles a model with heqc in `mode` and measures the plan.
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_with(
+    model: &ModelProto,
+    arch: Arch,
+    precision: Precision,
+    mode: heqc::Mode,
+) -> Result<(Row, Plan), Error> {
     let name = zoo::model_name(arch, precision);
     let start = Instant::now();
-    let compiled = heqc::compile_proto(model, &name).map_err(|source| Error::Compile {
-        model: name.clone(),
-        source,
-    })?;
+    let compiled =
+        heqc::compile_proto_with(model, &name, mode).map_err(|source| Error::Compile {
+            model: name.clone(),
+            source,
+        })?;
     let compile_time = start.elapsed();
     let plan = compiled.plan;
     let plan_bytes = heq_runtime::plan::write_plan_bytes(&plan)

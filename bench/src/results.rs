@@ -1,0 +1,347 @@
+//! The benchmark's results: one JSON file per model, precision and plan kind, a summary with
+//! heqc's plan next to the Cheetah baseline, and the markdown tables of `docs/benchmarks.md`
+//! (generated between markers, so the prose around them survives).
+
+use crate::cost::{LATENCY_MODEL, NetProfile, Predicted};
+use crate::machine::Machine;
+use crate::party::{Measured, Parties, PartyReport};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Which compiler configuration produced a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanKind {
+    /// heqc's optimizer (`heqc compile`, objective: communication).
+    Heqc,
+    /// Cheetah's configuration (`heqc compile --baseline cheetah`).
+    Cheetah,
+}
+
+impl PlanKind {
+    /// Both kinds, heqc first.
+    pub const ALL: [PlanKind; 2] = [PlanKind::Heqc, PlanKind::Cheetah];
+
+    /// Lower-case name (file names, JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanKind::Heqc => "heqc",
+            PlanKind::Cheetah => "cheetah",
+        }
+    }
+}
+
+/// Everything measured and predicted for one model, precision and plan kind
+/// (`results/<arch>_<precision>_<kind>.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    /// `<arch>_<precision>`.
+    pub model: String,
+    /// Architecture name.
+    pub arch: String,
+    /// Precision name.
+    pub precision: String,
+    /// Plan kind.
+    pub plan: PlanKind,
+    /// Seed of the model's weights (and of the measured run's input and randomness).
+    pub seed: u64,
+    /// Linear (HE) layers.
+    pub linear_layers: usize,
+    /// Multiply-accumulates per sample.
+    pub macs: u64,
+    /// Wall time of the compilation, seconds.
+    pub compile_s: f64,
+    /// Predicted cost.
+    pub predicted: Predicted,
+    /// The measured two-party run, when one was asked for.
+    pub measured: Option<Measured>,
+    /// The network profiles of the latencies.
+    pub networks: Vec<NetProfile>,
+    /// What the latencies include.
+    pub latency_model: String,
+    /// Where it ran.
+    pub machine: Machine,
+}
+
+/// heqc's plan next to the baseline for one model and precision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// `<arch>_<precision>`.
+    pub model: String,
+    /// Architecture name.
+    pub arch: String,
+    /// Precision name.
+    pub precision: String,
+    /// heqc's plan.
+    pub heqc: Predicted,
+    /// The Cheetah baseline.
+    pub cheetah: Predicted,
+    /// Baseline bytes / heqc bytes (channel and OT extension).
+    pub comm_ratio: f64,
+    /// Baseline LAN latency / heqc LAN latency.
+    pub lan_ratio: f64,
+    /// Baseline WAN latency / heqc WAN latency.
+    pub wan_ratio: f64,
+    /// Measured runs of heqc's plan and of the baseline, when asked for.
+    pub measured: Vec<(PlanKind, Measured)>,
+}
+
+impl Comparison {
+    /// Pairs the two results of one model (`heqc` and `cheetah` in either order).
+    pub fn of(heqc: &ModelResult, cheetah: &ModelResult) -> Self {
+        let ratio = |b: f64, h: f64| if h > 0.0 { b / h } else { 0.0 };
+        let (h, c) = (&heqc.predicted, &cheetah.predicted);
+        Comparison {
+            model: heqc.model.clone(),
+            arch: heqc.arch.clone(),
+            precision: heqc.precision.clone(),
+            heqc: h.clone(),
+            cheetah: c.clone(),
+            comm_ratio: ratio(c.total_bytes() as f64, h.total_bytes() as f64),
+            lan_ratio: ratio(c.lan_latency_s, h.lan_latency_s),
+            wan_ratio: ratio(c.wan_latency_s, h.wan_latency_s),
+            measured: [heqc, cheetah]
+                .iter()
+                .filter_map(|r| Some((r.plan, r.measured.clone()?)))
+                .collect(),
+        }
+    }
+}
+
+/// `results/summary.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The command that produced it.
+    pub command: String,
+    /// Where it ran (load read at the start).
+    pub machine: Machine,
+    /// The 1-, 5- and 15-minute load averages at the end.
+    pub load_avg_end: [f64; 3],
+    /// The network profiles of the latencies.
+    pub networks: Vec<NetProfile>,
+    /// What the latencies include.
+    pub latency_model: String,
+    /// One entry per model and precision.
+    pub models: Vec<Comparison>,
+}
+
+impl Summary {
+    /// A summary of `models` priced under `networks` on `machine`.
+    pub fn new(
+        command: String,
+        machine: Machine,
+        load_avg_end: [f64; 3],
+        models: Vec<Comparison>,
+    ) -> Self {
+        Summary {
+            command,
+            machine,
+            load_avg_end,
+            networks: NetProfile::all(),
+            latency_model: LATENCY_MODEL.into(),
+            models,
+        }
+    }
+}
+
+/// The line that starts the generated part of `docs/benchmarks.md`.
+pub const BEGIN: &str = "<!-- BEGIN GENERATED by `heq-bench all`: edits below are overwritten -->";
+/// The line that ends it.
+pub const END: &str = "<!-- END GENERATED -->";
+
+/// Replaces the text between [`BEGIN`] and [`END`] in `doc` with `generated`; a document
+/// without the markers gets them, with `generated`, appended.
+///
+/// # Errors
+/// The message when only one marker is present, or in the wrong order.
+pub fn splice(doc: &str, generated: &str) -> Result<String, String> {
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            Ok(format!("{}{BEGIN}\n{generated}{}", &doc[..b], &doc[e..]))
+        }
+        (None, None) => Ok(format!("{doc}\n{BEGIN}\n{generated}{END}\n")),
+        _ => Err(format!(
+            "the markers `{BEGIN}` and `{END}` must both be present, in that order"
+        )),
+    }
+}
+
+/// Megabytes (10^6 bytes) with a sensible number of decimals.
+fn mb(bytes: u64) -> String {
+    let v = bytes as f64 / 1e6;
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Seconds with two significant decimals.
+fn secs(s: f64) -> String {
+    if s >= 10.0 {
+        format!("{s:.1}")
+    } else {
+        format!("{s:.2}")
+    }
+}
+
+/// The generated markdown: machine and profiles, the predicted table (heqc vs the baseline),
+/// the measured table.
+pub fn render_markdown(summary: &Summary) -> String {
+    let m = &summary.machine;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Generated by `{}` on {}; load at the end {:.2}/{:.2}/{:.2}.\n",
+        summary.command,
+        m.describe(),
+        summary.load_avg_end[0],
+        summary.load_avg_end[1],
+        summary.load_avg_end[2]
+    );
+    let nets: Vec<String> = summary
+        .networks
+        .iter()
+        .map(|n| {
+            format!(
+                "{} = {} Mbps, {} ms RTT",
+                n.name.to_uppercase(),
+                n.bits_per_second / 1e6,
+                n.rtt_ms
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "Network profiles: {}. Latency = {}.\n",
+        nets.join("; "),
+        summary.latency_model
+    );
+    s += "### Predicted cost per inference: heqc vs the Cheetah baseline\n\n";
+    s += "MB = 10^6 bytes, both directions, party channel plus OT extension; rounds of the party \
+          channel; × = baseline / heqc.\n\n";
+    s += "| model | precision | heqc MB (up / down) | Cheetah MB (up / down) | comm × | rounds heqc / Cheetah | LAN s heqc / Cheetah | LAN × | WAN s heqc / Cheetah | WAN × |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for c in &summary.models {
+        let (h, b) = (&c.heqc, &c.cheetah);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} ({} / {}) | {} ({} / {}) | {:.2} | {} / {} | {} / {} | {:.2} | {} / {} | {:.2} |",
+            c.arch,
+            c.precision,
+            mb(h.total_bytes()),
+            mb(h.channel_up + h.ot_up),
+            mb(h.channel_down + h.ot_down),
+            mb(b.total_bytes()),
+            mb(b.channel_up + b.ot_up),
+            mb(b.channel_down + b.ot_down),
+            c.comm_ratio,
+            h.rounds,
+            b.rounds,
+            secs(h.lan_latency_s),
+            secs(b.lan_latency_s),
+            c.lan_ratio,
+            secs(h.wan_latency_s),
+            secs(b.wan_latency_s),
+            c.wan_ratio
+        );
+    }
+    let measured: Vec<(&Comparison, &PlanKind, &Measured)> = summary
+        .models
+        .iter()
+        .flat_map(|c| c.measured.iter().map(move |(k, m)| (c, k, m)))
+        .collect();
+    if measured.is_empty() {
+        return s;
+    }
+    s += "\n### Measured two-party runs over loopback\n\n";
+    s += "One sample, seeded random input. Bytes: the party channel as the client counted it \
+          (the OT extension, on its own streams or connection, is not in these columns); \
+          \"= predicted\": rows (setup, layers, reveal; both parties) whose measured bytes \
+          equal the prediction within 0.1 %, and the largest relative difference; the output \
+          equals the reference executor's bit for bit in every row.\n\n";
+    let mut kinds: Vec<Parties> = measured.iter().map(|(_, _, m)| m.parties).collect();
+    kinds.dedup();
+    for k in kinds {
+        let _ = writeln!(s, "Parties ({}): {}.\n", k.name(), k.describe());
+    }
+    let _ = writeln!(s, "Threads: {}.\n", crate::party::heq_run_threads());
+    s += "| model | precision | plan | parties | wall s | server s | client s | up MB | down MB | = predicted | server peak MB | client peak MB |\n";
+    s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (c, k, r) in measured {
+        let view = r.client_view();
+        let cell = |role: &str, f: fn(&PartyReport) -> String| {
+            r.report(role).map_or_else(|| "-".to_string(), f)
+        };
+        let secs_of = |p: &PartyReport| secs(p.wall_ms / 1e3);
+        let peak = |p: &PartyReport| p.peak_rss_bytes.map_or("-".into(), mb);
+        let (server_s, client_s, server_peak, client_peak) = if r.report("sim").is_some() {
+            let both = cell("sim", peak) + " (both)";
+            (cell("sim", secs_of), "-".into(), both, "-".into())
+        } else {
+            (
+                cell("server", secs_of),
+                cell("client", secs_of),
+                cell("server", peak),
+                cell("client", peak),
+            )
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} rows, max {:.1e} | {} | {} |",
+            c.arch,
+            c.precision,
+            k.name(),
+            r.parties.name(),
+            secs(r.wall_s),
+            server_s,
+            client_s,
+            view.map_or("-".into(), |v| mb(v.total.measured.bytes_up)),
+            view.map_or("-".into(), |v| mb(v.total.measured.bytes_down)),
+            r.rows_checked,
+            r.max_deviation,
+            server_peak,
+            client_peak,
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_keeps_the_prose() {
+        let doc = format!("# Title\n\nprose\n\n{BEGIN}\nold table\n{END}\n\nmore prose\n");
+        let out = splice(&doc, "new table\n").unwrap();
+        assert_eq!(
+            out,
+            format!("# Title\n\nprose\n\n{BEGIN}\nnew table\n{END}\n\nmore prose\n")
+        );
+        assert_eq!(splice(&out, "new table\n").unwrap(), out);
+    }
+
+    #[test]
+    fn splice_appends_missing_markers_and_rejects_half() {
+        assert_eq!(
+            splice("# T\n", "x\n").unwrap(),
+            format!("# T\n\n{BEGIN}\nx\n{END}\n")
+        );
+        assert!(splice(&format!("{END}\n{BEGIN}\n"), "x").is_err());
+        assert!(splice(&format!("{BEGIN}\n"), "x").is_err());
+    }
+
+    #[test]
+    fn megabytes() {
+        assert_eq!(mb(2_345_678), "2.35");
+        assert_eq!(mb(23_456_789), "23.5");
+        assert_eq!(mb(2_345_678_901), "2346");
+    }
+}
