@@ -25,12 +25,12 @@ const PANELS: [Panel; 3] = [
         value: |p| p.total_bytes() as f64 / 1e6,
     },
     Panel {
-        title: "LAN latency (3 Gbps, 0.3 ms RTT; communication only)",
+        title: "LAN latency (3 Gbps, 0.3 ms RTT; compute + communication)",
         unit: "s",
         value: |p| p.lan_latency_s,
     },
     Panel {
-        title: "WAN latency (400 Mbps, 40 ms RTT; communication only)",
+        title: "WAN latency (400 Mbps, 40 ms RTT; compute + communication)",
         unit: "s",
         value: |p| p.wan_latency_s,
     },

@@ -2,13 +2,15 @@
 //! rounds, and latency under the LAN and WAN profiles, from the runtime's exact cost functions
 //! (`heq_runtime::cost::plan`, through [`heqc::optimize::predict`]).
 
+use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::plan::PublicPlan;
 use heqc::optimize::{self, Net};
 use serde::{Deserialize, Serialize};
 
 /// How latency is estimated: what the `*_latency_s` numbers include.
-pub const LATENCY_MODEL: &str = "communication only: (channel + OT extension bytes) · 8 / \
-     bandwidth + channel rounds · RTT; no compute time";
+pub const LATENCY_MODEL: &str = "compute (heq-run's shipped compute profile, \
+     runtime/profiles/default.json) + (channel + OT extension bytes) · 8 / bandwidth + channel \
+     rounds · RTT";
 
 /// A network profile, as recorded next to a latency.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,11 +27,7 @@ impl NetProfile {
     /// The profile of heqc's `--net` value.
     pub fn of(net: Net) -> Self {
         NetProfile {
-            name: match net {
-                Net::Lan => "lan",
-                Net::Wan => "wan",
-            }
-            .into(),
+            name: net.to_string(),
             bits_per_second: net.bits_per_second(),
             rtt_ms: net.rtt_ms(),
         }
@@ -59,6 +57,8 @@ pub struct Predicted {
     pub ot_up: u64,
     /// OT extension bytes server → client.
     pub ot_down: u64,
+    /// Predicted compute seconds of both parties (the shipped compute profile).
+    pub compute_s: f64,
     /// Seconds under the LAN profile ([`LATENCY_MODEL`]).
     pub lan_latency_s: f64,
     /// Seconds under the WAN profile ([`LATENCY_MODEL`]).
@@ -81,14 +81,20 @@ pub fn predict(plan: &PublicPlan) -> heqc::Result<Predicted> {
     let channel = cost.channel();
     let ot = cost.ot_extension;
     let bytes = channel.total_bytes() + ot.total_bytes();
+    let compute_s = ComputeProfile::builtin()
+        .layer_ms(plan, &cost)
+        .iter()
+        .sum::<f64>()
+        / 1e3;
     Ok(Predicted {
         channel_up: channel.bytes_up,
         channel_down: channel.bytes_down,
         rounds: channel.rounds,
         ot_up: ot.bytes_up,
         ot_down: ot.bytes_down,
-        lan_latency_s: NetProfile::of(Net::Lan).seconds(bytes, channel.rounds),
-        wan_latency_s: NetProfile::of(Net::Wan).seconds(bytes, channel.rounds),
+        compute_s,
+        lan_latency_s: compute_s + NetProfile::of(Net::Lan).seconds(bytes, channel.rounds),
+        wan_latency_s: compute_s + NetProfile::of(Net::Wan).seconds(bytes, channel.rounds),
     })
 }
 
