@@ -112,7 +112,8 @@ fn exhaustive_ring_search_is_at_least_as_good_as_the_descent() {
                 Objective::Comm,
                 &heq_runtime::cost::compute::ComputeProfile::builtin(),
                 limit,
-            ).unwrap();
+            )
+            .unwrap();
             let (choice, _) = ilp::solve(&p).unwrap();
             p.value(&choice)
         };
