@@ -47,7 +47,7 @@ fn summary_reports_predicted_bytes_and_the_baseline_ratio() {
     // The latency optimum depends on the shipped compute profile (runtime/profiles/default.json).
     let s = compile(&["--objective", "latency", "--net", "wan"]);
     assert!(
-        s.contains("optimized profile: predicted 1572098 bytes"),
+        s.contains("optimized profile: predicted 1448866 bytes"),
         "{s}"
     );
 }
