@@ -622,9 +622,8 @@ pub fn problem_with(
             .map(|(i, &j)| options[i][j])
             .collect()
     };
-    // (bytes above the baseline's layers, value) with every layer at its cheapest candidate,
-    // plus one key per context those use (the ILP then shares contexts better).
-    let total = |pick: &[usize]| -> Option<(u64, f64)> {
+    // The plan priced at a pick of options; `None` when a layer has no candidate there.
+    let probe_pick = |pick: &[usize]| -> Option<Probe> {
         if pick
             .iter()
             .enumerate()
@@ -632,7 +631,12 @@ pub fn problem_with(
         {
             return None;
         }
-        let p = probe(plan, &parts, &chosen(pick))?;
+        probe(plan, &parts, &chosen(pick))
+    };
+    // (bytes above the baseline's layers, value) with every layer at its cheapest candidate,
+    // plus one key per context those use (the ILP then shares contexts better).
+    let total = |pick: &[usize]| -> Option<(u64, f64)> {
+        let p = probe_pick(pick)?;
         let mut keys: Vec<(HeContext, u64)> = Vec::new();
         let mut value = 0.0;
         let mut he = Vec::with_capacity(pick.len());
@@ -656,14 +660,7 @@ pub fn problem_with(
     let better = |a: (u64, f64), b: (u64, f64)| a.0 < b.0 || (a.0 == b.0 && a.1 < b.1);
     // The exact value of a pick: the ILP's optimum over the candidates at those options.
     let exact = |pick: &[usize]| -> Option<(u64, f64)> {
-        if pick
-            .iter()
-            .enumerate()
-            .any(|(i, &j)| searched[i][j].is_none())
-        {
-            return None;
-        }
-        let p = probe(plan, &parts, &chosen(pick))?;
+        let p = probe_pick(pick)?;
         let problem = problem_at(&searched, &p, pick, &limits, objective).ok()?;
         let (choice, _) = ilp::solve(&problem).ok()?;
         let he: Vec<u64> = problem
