@@ -3,7 +3,8 @@
 //! backend (text as SVG `<text>`, no font files).
 
 use crate::error::{Error, Result};
-use crate::explain::{Report, Traffic};
+use crate::explain::Report;
+use heq_runtime::cost::plan::Traffic;
 use plotters::prelude::*;
 
 const UP: RGBColor = RGBColor(31, 119, 180);

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::optimize::{self, Net, baseline, candidates};
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::PlanCost;
+use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
     IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionBudget, PrecisionRecord,
     PublicPlan, RequantShape, TensorId, multiplier_bits,
@@ -236,34 +237,6 @@ pub struct RunnerUp {
     pub bytes_down: u64,
 }
 
-/// Predicted bytes each way and rounds (`heq_runtime::cost::plan::Traffic`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Traffic {
-    /// Bytes client → server.
-    pub bytes_up: u64,
-    /// Bytes server → client.
-    pub bytes_down: u64,
-    /// Rounds.
-    pub rounds: u64,
-}
-
-impl Traffic {
-    /// Bytes in both directions.
-    pub fn total_bytes(&self) -> u64 {
-        self.bytes_up + self.bytes_down
-    }
-}
-
-impl From<heq_runtime::cost::plan::Traffic> for Traffic {
-    fn from(t: heq_runtime::cost::plan::Traffic) -> Self {
-        Traffic {
-            bytes_up: t.bytes_up,
-            bytes_down: t.bytes_down,
-            rounds: t.rounds,
-        }
-    }
-}
-
 /// Predicted totals of a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Predicted {
@@ -280,10 +253,10 @@ pub struct Predicted {
 impl Predicted {
     fn of(c: &PlanCost) -> Self {
         Predicted {
-            channel: c.channel().into(),
-            setup: c.setup.into(),
-            reveal: c.reveal.into(),
-            ot_extension: c.ot_extension.into(),
+            channel: c.channel(),
+            setup: c.setup,
+            reveal: c.reveal,
+            ot_extension: c.ot_extension,
         }
     }
 }
@@ -428,7 +401,7 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
             predicted: cost
                 .as_ref()
                 .and_then(|c| c.layers.get(l.id.0 as usize))
-                .map(|c| c.traffic.into()),
+                .map(|c| c.traffic),
             he: cost
                 .as_ref()
                 .and_then(|c| c.layers.get(l.id.0 as usize))
@@ -449,7 +422,7 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
             baseline: base
                 .as_ref()
                 .and_then(|c| c.layers.get(l.id.0 as usize))
-                .map(|c| c.traffic.into()),
+                .map(|c| c.traffic),
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
             let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);

@@ -21,7 +21,7 @@ use crate::plan::{LayerId, OtBackend, PublicPlan};
 use crate::schedule::{Schedule, StepKind};
 
 /// Bytes each way and rounds of one part of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     /// Payload bytes client → server.
     pub bytes_up: u64,
