@@ -50,6 +50,12 @@ fn check_reports(server: &Report, client: &Report) {
 #[test]
 fn every_op_plan_is_bit_exact_with_predicted_traffic() {
     let plan = every_op_runnable();
+    assert_bit_exact(&plan, "every op");
+}
+
+/// Three inputs (a ramp and both extremes) through both parties: output == reference, measured
+/// traffic == predicted.
+fn assert_bit_exact(plan: &Plan, label: &str) {
     for (seed, input) in [
         (
             1u64,
@@ -58,9 +64,9 @@ fn every_op_plan_is_bit_exact_with_predicted_traffic() {
         (2, vec![8; 32]),
         (3, vec![-8; 32]),
     ] {
-        let want = reference::run(&plan, &input).expect("reference");
-        let (got, server, client) = run_both(&plan, &input, seed);
-        assert_eq!(got, want, "seed {seed}");
+        let want = reference::run(plan, &input).expect("reference");
+        let (got, server, client) = run_both(plan, &input, seed);
+        assert_eq!(got, want, "{label} seed {seed}");
         check_reports(&server, &client);
     }
 }
@@ -115,19 +121,7 @@ fn packed_layers_are_bit_exact_with_predicted_traffic() {
             })
             .count();
         assert_eq!(unpacks, 3, "every linear layer unpacks");
-        for (seed, input) in [
-            (
-                1u64,
-                (0..32).map(|i| (i * 5 % 17) - 8).collect::<Vec<i64>>(),
-            ),
-            (2, vec![8; 32]),
-            (3, vec![-8; 32]),
-        ] {
-            let want = reference::run(&plan, &input).expect("reference");
-            let (got, server, client) = run_both(&plan, &input, seed);
-            assert_eq!(got, want, "b {factor} {dim:?} seed {seed}");
-            check_reports(&server, &client);
-        }
+        assert_bit_exact(&plan, &format!("b {factor} {dim:?}"));
     }
 }
 
