@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 /// How latency is estimated: what the `*_latency_s` numbers include.
 pub const LATENCY_MODEL: &str = "compute (heq-run's shipped compute profile, \
-     runtime/profiles/default.json) + (channel + OT extension bytes) · 8 / bandwidth + channel \
-     rounds · RTT";
+     runtime/profiles/default.json) + (channel + OT extension bytes) · 8 / bandwidth + (channel \
+     rounds + OT-extension round trips, one per batch and direction) · RTT";
 
 /// A network profile, as recorded next to a latency.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,6 +81,8 @@ pub fn predict(plan: &PublicPlan) -> heqc::Result<Predicted> {
     let channel = cost.channel();
     let ot = cost.ot_extension;
     let bytes = channel.total_bytes() + ot.total_bytes();
+    // The OT extension's round trips (one per batch and direction) happen between layers.
+    let rounds = channel.rounds + ot.rounds;
     let compute_s = ComputeProfile::builtin()
         .layer_ms(plan, &cost)
         .iter()
@@ -93,8 +95,8 @@ pub fn predict(plan: &PublicPlan) -> heqc::Result<Predicted> {
         ot_up: ot.bytes_up,
         ot_down: ot.bytes_down,
         compute_s,
-        lan_latency_s: compute_s + NetProfile::of(Net::Lan).seconds(bytes, channel.rounds),
-        wan_latency_s: compute_s + NetProfile::of(Net::Wan).seconds(bytes, channel.rounds),
+        lan_latency_s: compute_s + NetProfile::of(Net::Lan).seconds(bytes, rounds),
+        wan_latency_s: compute_s + NetProfile::of(Net::Wan).seconds(bytes, rounds),
     })
 }
 

@@ -47,7 +47,7 @@ struct AllArgs {
     #[command(flatten)]
     select: Select,
     /// Architectures to run with both parties (repeat or comma-separate).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Arch::ResNet20, Arch::ResNet32])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Arch::ResNet20, Arch::ResNet32, Arch::ResNet18Cifar, Arch::MobileNetV2, Arch::SqueezeNet])]
     measure: Vec<Arch>,
     /// Precisions to run with both parties.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Precision::W8A8, Precision::W4A4])]

@@ -169,6 +169,50 @@ pub struct PartyReport {
     pub total: LayerRow,
     /// Whether heq-run found every row within 0.1 % of the prediction.
     pub matches_prediction: bool,
+    /// The OT extension beside the channel.
+    #[serde(default)]
+    pub ot_extension: Option<OtExtension>,
+}
+
+/// The OT extension's bytes in a `heq-run --report` file (`docs/report.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OtExtension {
+    /// Client → server bytes, measured if `source` is `measured`, else predicted.
+    pub bytes_up: u64,
+    /// Server → client bytes.
+    pub bytes_down: u64,
+    /// `measured` (network roles) or `predicted` (`--mode sim`).
+    pub source: String,
+    /// The cost model's client → server bytes.
+    pub predicted_bytes_up: u64,
+    /// The cost model's server → client bytes.
+    pub predicted_bytes_down: u64,
+}
+
+impl OtExtension {
+    /// Whether the bytes were measured on the connection.
+    pub fn is_measured(&self) -> bool {
+        self.source == "measured"
+    }
+
+    /// The extension as a row to check against its prediction.
+    fn row(&self) -> LayerRow {
+        LayerRow {
+            name: "OT extension".into(),
+            layer: None,
+            measured: Traffic {
+                bytes_up: self.bytes_up,
+                bytes_down: self.bytes_down,
+                rounds: 0,
+            },
+            predicted: Traffic {
+                bytes_up: self.predicted_bytes_up,
+                bytes_down: self.predicted_bytes_down,
+                rounds: 0,
+            },
+            wall_ms: 0.0,
+        }
+    }
 }
 
 impl PartyReport {
@@ -196,7 +240,8 @@ pub struct Measured {
     pub wall_s: f64,
     /// The reports: server and client ([`Parties::Network`]) or the one of `sim`.
     pub reports: Vec<PartyReport>,
-    /// Rows checked against the prediction (all reports).
+    /// Rows checked against the prediction (all reports; with the OT extension of each party
+    /// whose report measured it).
     pub rows_checked: usize,
     /// Largest relative difference between measured and predicted bytes over all rows.
     pub max_deviation: f64,
@@ -336,7 +381,13 @@ pub fn measure(
     let mut rows_checked = 0;
     let mut max_deviation = 0.0f64;
     for r in &reports {
-        let (n, d) = check_rows(&r.role, &r.layers)?;
+        let ot = r
+            .ot_extension
+            .iter()
+            .filter(|o| o.is_measured())
+            .map(OtExtension::row);
+        let rows: Vec<LayerRow> = r.layers.iter().cloned().chain(ot).collect();
+        let (n, d) = check_rows(&r.role, &rows)?;
         rows_checked += n;
         max_deviation = max_deviation.max(d);
     }

@@ -257,19 +257,21 @@ pub fn render_markdown(summary: &Summary) -> String {
         return s;
     }
     s += "\n### Measured two-party runs over loopback\n\n";
-    s += "One sample, seeded random input. Bytes: the party channel as the client counted it \
-          (the OT extension, on its own streams or connection, is not in these columns); \
-          \"= predicted\": rows (setup, layers, reveal; both parties) whose measured bytes \
-          equal the prediction within 0.1 %, and the largest relative difference; the output \
-          equals the reference executor's bit for bit in every row.\n\n";
+    s += "One sample, seeded random input. Up/down MB: the party channel as the client counted \
+          it; OT MB: the OT extension on its own QUIC streams, both directions, as the client \
+          measured it (network runs; sim runs, whose OT uses a separate connection, show the \
+          prediction in parentheses); \"= predicted\": rows (setup, layers, reveal, and the \
+          measured OT extension; both parties) whose measured bytes equal the prediction within \
+          0.1 %, and the largest relative difference; the output equals the reference \
+          executor's bit for bit in every row.\n\n";
     let mut kinds: Vec<Parties> = measured.iter().map(|(_, _, m)| m.parties).collect();
     kinds.dedup();
     for k in kinds {
         let _ = writeln!(s, "Parties ({}): {}.\n", k.name(), k.describe());
     }
     let _ = writeln!(s, "Threads: {}.\n", crate::party::heq_run_threads());
-    s += "| model | precision | plan | parties | wall s | server s | client s | up MB | down MB | = predicted | server peak MB | client peak MB |\n";
-    s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| model | precision | plan | parties | wall s | server s | client s | up MB | down MB | OT MB | = predicted | server peak MB | client peak MB |\n";
+    s += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (c, k, r) in measured {
         let view = r.client_view();
         let cell = |role: &str, f: fn(&PartyReport) -> String| {
@@ -290,7 +292,7 @@ pub fn render_markdown(summary: &Summary) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} rows, max {:.1e} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} rows, max {:.1e} | {} | {} |",
             c.arch,
             c.precision,
             k.name(),
@@ -300,6 +302,15 @@ pub fn render_markdown(summary: &Summary) -> String {
             client_s,
             view.map_or("-".into(), |v| mb(v.total.measured.bytes_up)),
             view.map_or("-".into(), |v| mb(v.total.measured.bytes_down)),
+            view.and_then(|v| v.ot_extension.as_ref())
+                .map_or("-".into(), |o| {
+                    let total = mb(o.bytes_up + o.bytes_down);
+                    if o.is_measured() {
+                        total
+                    } else {
+                        format!("({total})")
+                    }
+                }),
             r.rows_checked,
             r.max_deviation,
             server_peak,

@@ -64,9 +64,9 @@ fn quick_run_measures_what_it_predicts() {
         assert_eq!(m.max_deviation, 0.0, "{kind:?}");
         let roles: Vec<&str> = m.reports.iter().map(|r| r.role.as_str()).collect();
         assert_eq!(roles, ["server", "client"]);
-        // Setup, every layer and the reveal, on both sides.
+        // Setup, every layer, the reveal and the OT extension, on both sides.
         let (server, client) = (&m.reports[0], &m.reports[1]);
-        assert_eq!(m.rows_checked, client.layers.len() * 2);
+        assert_eq!(m.rows_checked, (client.layers.len() + 1) * 2);
         assert_eq!(server.layers.len(), client.layers.len());
         for (s, c) in server.layers.iter().zip(&client.layers) {
             assert_eq!(c.measured, c.predicted, "{kind:?} {c:?}");
@@ -76,6 +76,9 @@ fn quick_run_measures_what_it_predicts() {
             assert!(party.matches_prediction);
             let t = &party.total.measured;
             assert_eq!((t.bytes_up, t.bytes_down), (p.channel_up, p.channel_down));
+            let ot = party.ot_extension.as_ref().unwrap();
+            assert!(ot.is_measured());
+            assert_eq!((ot.bytes_up, ot.bytes_down), (p.ot_up, p.ot_down));
             assert!(party.peak_rss_bytes.unwrap() > 0);
             assert!(party.wall_ms > 0.0);
         }

@@ -20,7 +20,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::every_op_runnable;
-use heq_runtime::nonlinear::Role;
 use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{Prepared, run_client, run_server};
 use heq_runtime::plan::{Plan, write_plan};
@@ -624,9 +623,6 @@ fn cutting_the_channel_after_any_message_fails_both_parties() {
     for cut_server in [false, true] {
         for k in 0..=messages {
             let (mut so, mut co) = IdealOt::pair(k as u64);
-            let (s_send, s_recv) = prepared.rots(Role::Server);
-            let (c_send, c_recv) = prepared.rots(Role::Client);
-            let (s_pads, c_pads) = (so.pads_now(s_send, s_recv), co.pads_now(c_send, c_recv));
             let (se, ce) = pipe();
             let cut = |end| CutAfter {
                 inner: Some(end),
@@ -655,12 +651,12 @@ fn cutting_the_channel_after_any_message_fails_both_parties() {
                 let (plan, prepared) = (&plan, &prepared);
                 let server = scope.spawn(move || {
                     let mut rng = ChaCha20Rng::seed_from_u64(1);
-                    let r = run_server(plan, prepared, &mut se, s_pads, &mut rng);
+                    let r = run_server(plan, prepared, &mut se, &mut so, &mut rng);
                     drop(se);
                     r
                 });
                 let mut rng = ChaCha20Rng::seed_from_u64(2);
-                let client = run_client(&plan.public, &input, prepared, &mut ce, c_pads, &mut rng);
+                let client = run_client(&plan.public, &input, prepared, &mut ce, &mut co, &mut rng);
                 drop(ce);
                 (server.join().expect("no panic"), client)
             });

@@ -6,10 +6,9 @@ mod common;
 
 use common::every_op_runnable;
 use heq_runtime::cost::plan::Traffic;
-use heq_runtime::nonlinear::Role;
 use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
-use heq_runtime::plan::{Op, PackDim, Packing, Plan};
+use heq_runtime::plan::{Op, OtBackend, PackDim, Packing, Plan};
 use heq_runtime::reference;
 use heq_runtime::schedule::StepKind;
 use heq_runtime::transport::memory::pipe;
@@ -19,20 +18,26 @@ use rand_chacha::ChaCha20Rng;
 /// Runs `plan` on `input` with both parties; returns the output and both reports.
 fn run_both(plan: &Plan, input: &[i64], seed: u64) -> (Vec<i64>, Report, Report) {
     let prepared = Prepared::new(&plan.public).expect("schedulable");
+    run_prepared(plan, &prepared, input, seed)
+}
+
+/// As [`run_both`] with a given schedule and OT batching.
+fn run_prepared(
+    plan: &Plan,
+    prepared: &Prepared,
+    input: &[i64],
+    seed: u64,
+) -> (Vec<i64>, Report, Report) {
     let (mut so, mut co) = IdealOt::pair(seed);
-    let (s_send, s_recv) = prepared.rots(Role::Server);
-    let (c_send, c_recv) = prepared.rots(Role::Client);
-    let s_pads = so.pads_now(s_send, s_recv);
-    let c_pads = co.pads_now(c_send, c_recv);
     let (mut se, mut ce) = pipe();
     let (y, server, client) = std::thread::scope(|scope| {
         let server = scope.spawn(|| {
             let mut rng = ChaCha20Rng::seed_from_u64(seed);
-            run_server(plan, &prepared, &mut se, s_pads, &mut rng).expect("server")
+            run_server(plan, prepared, &mut se, &mut so, &mut rng).expect("server")
         });
         let mut rng = ChaCha20Rng::seed_from_u64(seed + 1);
         let (y, client) =
-            run_client(&plan.public, input, &prepared, &mut ce, c_pads, &mut rng).expect("client");
+            run_client(&plan.public, input, prepared, &mut ce, &mut co, &mut rng).expect("client");
         (y, server.join().expect("server thread"), client)
     });
     (y, server, client)
@@ -68,6 +73,32 @@ fn assert_bit_exact(plan: &Plan, label: &str) {
         let (got, server, client) = run_both(plan, &input, seed);
         assert_eq!(got, want, "{label} seed {seed}");
         check_reports(&server, &client);
+    }
+}
+
+/// The ROTs come in many small OT batches (a layer split over several batches, several layers
+/// sharing one): the output and every layer's traffic are unchanged.
+#[test]
+fn small_ot_batches_change_nothing_but_the_batching() {
+    let plan = every_op_runnable();
+    let input: Vec<i64> = (0..32).map(|i| (i * 5 % 17) - 8).collect();
+    let want = reference::run(&plan, &input).expect("reference");
+    let (_, whole, _) = run_both(&plan, &input, 9);
+    for limit in [64, 500] {
+        let prepared =
+            Prepared::with_batches(&plan.public, OtBackend::Silent, limit).expect("schedulable");
+        let batches = &prepared.cost.ot_batches;
+        assert!(batches.len() > 2, "limit {limit}: {batches:?}");
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.server_rots <= limit && b.client_rots <= limit)
+        );
+        let (got, server, client) = run_prepared(&plan, &prepared, &input, 9);
+        assert_eq!(got, want, "limit {limit}");
+        check_reports(&server, &client);
+        let traffic = |r: &Report| r.rows.iter().map(|r| r.measured).collect::<Vec<_>>();
+        assert_eq!(traffic(&server), traffic(&whole), "limit {limit}");
     }
 }
 
@@ -164,15 +195,8 @@ fn wrong_input_length_is_an_error() {
     let (_, mut ce) = pipe();
     let (_, mut co) = IdealOt::pair(1);
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let err = run_client(
-        &plan.public,
-        &[0; 5],
-        &prepared,
-        &mut ce,
-        co.pads_now(0, 0),
-        &mut rng,
-    )
-    .expect_err("short input");
+    let err = run_client(&plan.public, &[0; 5], &prepared, &mut ce, &mut co, &mut rng)
+        .expect_err("short input");
     assert!(
         matches!(
             err,
@@ -195,16 +219,8 @@ fn a_short_public_key_message_is_rejected() {
         let _ = ce.exchange(vec![0; 10]);
     });
     let (mut so, _) = IdealOt::pair(1);
-    let (send, receive) = prepared.rots(Role::Server);
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let err = run_server(
-        &plan,
-        &prepared,
-        &mut se,
-        so.pads_now(send, receive),
-        &mut rng,
-    )
-    .expect_err("tampered key");
+    let err = run_server(&plan, &prepared, &mut se, &mut so, &mut rng).expect_err("tampered key");
     assert!(
         matches!(
             err,

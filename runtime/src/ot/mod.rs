@@ -8,11 +8,15 @@
 //! has to produce ROTs in bulk before a protocol runs. Silent OT produces ROTs natively (random
 //! choices); IKNP produces ROTs for receiver-chosen random choices.
 //!
+//! The synchronous party drivers take their ROTs from a [`PadSupply`], one batch at a time
+//! ([`crate::cost::plan::OtBatch`]); [`BlockingOt`] serves an async [`OtSource`] to them.
+//!
 //! Background: `protocols.md` §1.8, `dependencies.md` §2b (cryprot-ot 0.3.0).
 
 pub mod cryprot;
 
 use std::future::Future;
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -34,6 +38,9 @@ pub enum OtError {
     /// The OT extension backend failed.
     #[error("OT backend: {0}")]
     Backend(String),
+    /// The OT extension made no progress within the bound (the peer stalled or vanished).
+    #[error("OT extension: no progress from the peer within {} s", .0.as_secs_f64())]
+    Timeout(Duration),
 }
 
 /// The ROTs one party holds for one protocol run: those where it is the OT sender and those
@@ -92,6 +99,19 @@ impl OtPads {
         Ok(OtPads::new(sent, choices.to_vec(), recv.to_vec()))
     }
 
+    /// Appends `more`'s unconsumed ROTs after this one's (dropping those already consumed).
+    pub fn append(&mut self, more: OtPads) {
+        self.send.drain(..self.send_pos);
+        self.send.extend_from_slice(&more.send[more.send_pos..]);
+        self.send_pos = 0;
+        self.choices.drain(..self.recv_pos);
+        self.choices
+            .extend_from_slice(&more.choices[more.recv_pos..]);
+        self.recv.drain(..self.recv_pos);
+        self.recv.extend_from_slice(&more.recv[more.recv_pos..]);
+        self.recv_pos = 0;
+    }
+
     /// Takes the next `n` sender ROTs.
     ///
     /// # Errors
@@ -141,6 +161,52 @@ pub trait OtSource {
         send: usize,
         receive: usize,
     ) -> impl Future<Output = Result<OtPads, OtError>> + Send;
+}
+
+/// Where a synchronous party driver gets its ROTs: one batch at a time, blocking until it is
+/// produced. The peer's supply is asked for the matching counts at the same point of the run.
+pub trait PadSupply {
+    /// Produces `send` ROTs with this party as sender and `receive` with it as receiver.
+    ///
+    /// # Errors
+    /// [`OtError::Backend`] or [`OtError::Timeout`] if the OT extension fails.
+    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError>;
+}
+
+/// An [`OtSource`] served to a synchronous driver: each batch runs on `handle`'s tokio runtime
+/// (from a thread outside it, or inside `tokio::task::block_in_place`), bounded by `timeout`.
+pub struct BlockingOt<'a, S> {
+    source: &'a mut S,
+    handle: tokio::runtime::Handle,
+    timeout: Option<Duration>,
+}
+
+impl<'a, S: OtSource> BlockingOt<'a, S> {
+    /// Serves `source` on `handle`'s runtime, each batch within `timeout` if given.
+    pub fn new(
+        source: &'a mut S,
+        handle: tokio::runtime::Handle,
+        timeout: Option<Duration>,
+    ) -> Self {
+        BlockingOt {
+            source,
+            handle,
+            timeout,
+        }
+    }
+}
+
+impl<S: OtSource> PadSupply for BlockingOt<'_, S> {
+    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
+        let pads = self.source.pads(send, receive);
+        match self.timeout {
+            Some(d) => self
+                .handle
+                .block_on(async { tokio::time::timeout(d, pads).await })
+                .map_err(|_| OtError::Timeout(d))?,
+            None => self.handle.block_on(pads),
+        }
+    }
 }
 
 /// Which party an [`IdealOt`] serves.
@@ -201,6 +267,12 @@ impl IdealOt {
 fn draw(rng: &mut ChaCha12Rng) -> ([u128; 2], bool) {
     let p = [rng.random::<u128>(), rng.random::<u128>()];
     (p, rng.random::<bool>())
+}
+
+impl PadSupply for IdealOt {
+    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
+        Ok(self.pads_now(send, receive))
+    }
 }
 
 impl OtSource for IdealOt {

@@ -12,14 +12,15 @@ use super::{
 use crate::he::SecretKey;
 use crate::linear::{Layout, LinearClient, Response};
 use crate::nonlinear::Role;
-use crate::ot::OtPads;
+use crate::ot::PadSupply;
 use crate::plan::{HeParams, Layer, PublicPlan};
 use crate::ring::Ring;
 use crate::transport::Exchange;
 
 /// Runs `plan` as the client on `input` (centred values of the plan's input tensor) over
-/// `exchange`, consuming `pads` (exactly [`Prepared::rots`]`(Role::Client)` ROTs). Returns the
-/// centred output values and the report.
+/// `exchange`, taking the ROTs of the plan's OT batches from `ot` as the batches start (the
+/// server asks its supply at the same points). Returns the centred output values and the
+/// report.
 ///
 /// # Errors
 /// [`PartyError::InputLength`] for an input of the wrong size; otherwise on a channel failure
@@ -29,7 +30,7 @@ pub fn run_client<R: RngCore + CryptoRng>(
     input: &[i64],
     prepared: &Prepared,
     exchange: &mut dyn Exchange,
-    pads: OtPads,
+    ot: &mut dyn PadSupply,
     rng: &mut R,
 ) -> Result<(Vec<i64>, Report), PartyError> {
     let role = Role::Client;
@@ -51,7 +52,7 @@ pub fn run_client<R: RngCore + CryptoRng>(
     // The server's share of the model input is zero: the client's share is the input.
     let in_ring = Ring::new(rings[in_t]);
     let x: Vec<u64> = input.iter().map(|&v| in_ring.from_signed(v)).collect();
-    let (mine, mut rows) = walk(&mut client, plan, prepared, x, exchange, pads)?;
+    let (mine, mut rows) = walk(&mut client, plan, prepared, x, exchange, ot)?;
     let ring = Ring::new(rings[plan.output.tensor.0 as usize]);
     let n = mine.len();
     let expected = (n as u64 * u64::from(ring.bits())).div_ceil(8) as usize;

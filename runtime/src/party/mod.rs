@@ -3,16 +3,18 @@
 //!
 //! ```text
 //! let prepared = Prepared::new(&plan.public)?;            // both parties, no communication
-//! let (send, receive) = prepared.rots(Role::Server);      // ROTs of the whole inference
-//! let pads = ot.pads(send, receive).await?;               // one OT-extension batch each way
-//! let report = run_server(&plan, &prepared, &mut exchange, pads, &mut rng)?;
-//! // the client: run_client(&plan.public, &input, &prepared, &mut exchange, pads, &mut rng)
+//! let mut ot = BlockingOt::new(&mut source, handle, timeout); // ROTs batch by batch
+//! let report = run_server(&plan, &prepared, &mut exchange, &mut ot, &mut rng)?;
+//! // the client: run_client(&plan.public, &input, &prepared, &mut exchange, &mut ot, &mut rng)
 //! ```
 //!
 //! The client generates the HE keys and sends one public key per HE context; each linear layer
 //! is a query and a response (`protocols.md` §1.5); the nonlinear steps are the sessions of
-//! [`crate::nonlinear`] on the precomputed ROTs; the server reveals its output share to the
-//! client at the end. The client learns only the output; the server learns nothing. Every
+//! [`crate::nonlinear`] on ROTs produced beforehand: both parties ask their [`PadSupply`] for
+//! each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when the batch's first layer
+//! starts, so memory holds one batch, not the whole inference's ROTs; the server reveals its
+//! output share to the client at the end. The client learns only the output; the server
+//! learns nothing. Every
 //! peer message is length-checked before use: a malformed message is a [`PartyError`], never a
 //! panic. The predicted traffic of every step comes from [`crate::cost::plan`], and
 //! [`Report`] holds both the measured and the predicted numbers.
@@ -32,13 +34,13 @@ use std::time::{Duration, Instant};
 
 use crate::cost::linear::{ConfigError, LinearOutput};
 use crate::cost::nonlinear::CombinePlan;
-use crate::cost::plan::{PlanCost, Traffic, plan_cost};
+use crate::cost::plan::{OtBatch, PlanCost, Traffic, plan_cost_batched};
 use crate::he::{HeError, Params};
 use crate::linear::{Layout, LinearError, NO_ELEMENT};
 use crate::nonlinear::requant::{add, align, requant, unpack};
 use crate::nonlinear::trunc::rescale;
 use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool};
-use crate::ot::OtPads;
+use crate::ot::{OtPads, PadSupply};
 use crate::plan::{HeParams, Layer, LayerId, Op, OtBackend, PublicPlan, TensorId};
 use crate::ring::Ring;
 use crate::schedule::{Schedule, ScheduleError, StepKind, schedule};
@@ -143,21 +145,31 @@ impl Prepared {
     /// # Errors
     /// As [`Prepared::new`].
     pub fn with_backend(plan: &PublicPlan, backend: OtBackend) -> Result<Self, PartyError> {
-        let schedule = schedule(plan)?;
-        let cost = plan_cost(plan, &schedule, backend)?;
-        Ok(Prepared { schedule, cost })
+        Self::with_batches(plan, backend, crate::cost::plan::OT_BATCH_ROTS)
     }
 
-    /// ROTs `role` must bring to a run: (as OT sender, as OT receiver).
-    pub fn rots(&self, role: Role) -> (usize, usize) {
-        let (s, c) = (
-            self.cost.server_rots as usize,
-            self.cost.client_rots as usize,
-        );
-        match role {
-            Role::Server => (s, c),
-            Role::Client => (c, s),
-        }
+    /// As [`Prepared::with_backend`] with OT batches of at most `batch_limit` ROTs per
+    /// direction (both parties must use the same limit).
+    ///
+    /// # Errors
+    /// As [`Prepared::new`].
+    pub fn with_batches(
+        plan: &PublicPlan,
+        backend: OtBackend,
+        batch_limit: u64,
+    ) -> Result<Self, PartyError> {
+        let schedule = schedule(plan)?;
+        let cost = plan_cost_batched(plan, &schedule, backend, batch_limit)?;
+        Ok(Prepared { schedule, cost })
+    }
+}
+
+/// The ROTs of `batch` for `role`: (as OT sender, as OT receiver).
+fn batch_rots(batch: &OtBatch, role: Role) -> (usize, usize) {
+    let (s, c) = (batch.server_rots as usize, batch.client_rots as usize);
+    match role {
+        Role::Server => (s, c),
+        Role::Client => (c, s),
     }
 }
 
@@ -398,17 +410,23 @@ fn walk(
     prepared: &Prepared,
     input: Vec<u64>,
     exchange: &mut dyn Exchange,
-    mut pads: OtPads,
+    ot: &mut dyn PadSupply,
 ) -> Result<(Vec<u64>, Vec<Row>), PartyError> {
     let sched = &prepared.schedule;
     let role = party.role();
     let mut tensors: Vec<Option<Vec<u64>>> = vec![None; plan.tensors.len()];
     tensors[plan.input.tensor.0 as usize] = Some(input);
     let mut rows = Vec::with_capacity(sched.steps.len());
-    for (step, cost) in sched.steps.iter().zip(&prepared.cost.layers) {
+    let mut pads = OtPads::new(Vec::new(), Vec::new(), Vec::new());
+    let mut batches = prepared.cost.ot_batches.iter().peekable();
+    for (index, (step, cost)) in sched.steps.iter().zip(&prepared.cost.layers).enumerate() {
         let layer = &plan.layers[step.layer.0 as usize];
         let id = layer.id;
         let start = Instant::now();
+        while let Some(batch) = batches.next_if(|b| b.first_layer == index) {
+            let (send, receive) = batch_rots(batch, role);
+            pads.append(ot.batch(send, receive)?);
+        }
         let before = exchange.counters();
         let inputs = layer
             .inputs

@@ -6,9 +6,10 @@
 //!    the public plan ([`crate::plan::PublicPlan::hash`]) and, from the client, the number of
 //!    samples. A different version or plan fails the session on both sides
 //!    ([`SessionError::is_mismatch`]).
-//! 2. **Per sample**: the OT extension for exactly the ROTs the schedule predicts (on two
-//!    sub-connections), then the party driver ([`run_server`] / [`run_client`]) on a blocking
-//!    thread over the connection's frame stream. Every sample has fresh keys, masks and OTs.
+//! 2. **Per sample**: the party driver ([`run_server`] / [`run_client`]) on a blocking thread
+//!    over the connection's frame stream, with the OT extension (on two sub-connections)
+//!    producing exactly the ROTs of each of the plan's OT batches as the batch starts. Every
+//!    sample has fresh keys, masks and OTs.
 //! 3. **Closing**: the client sends one empty frame once it holds every output; the server
 //!    closes the connection when it receives it, so no party drops data the other still
 //!    reads.
@@ -27,7 +28,7 @@ use tokio::task::JoinSet;
 use super::{PartyError, Prepared, Report, run_client, run_server};
 use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
-use crate::ot::{OtError, OtPads, OtSource, Side};
+use crate::ot::{BlockingOt, OtError, PadSupply, Side};
 use crate::plan::Plan;
 use crate::transport::net::{Listener, NetError, Peer, QuicCounts};
 use crate::transport::quic::{QuicStream, frame_channel};
@@ -190,7 +191,7 @@ type SampleResult = Result<(Option<Vec<i64>>, Report), PartyError>;
 
 /// The party-specific part of a session: runs one sample's driver (sample index, channel,
 /// this party's ROTs).
-type Driver = Box<dyn FnMut(usize, &mut dyn Exchange, OtPads) -> SampleResult + Send>;
+type Driver = Box<dyn FnMut(usize, &mut dyn Exchange, &mut dyn PadSupply) -> SampleResult + Send>;
 
 /// Runs the handshake and the samples of a session over `peer` as `role`; `samples` is the
 /// client's count (the server learns it from the client's hello). Returns the outputs the
@@ -256,21 +257,14 @@ async fn run_session(
         Role::Client => Side::Client,
     };
     let mut ot = CryprotOt::new(plan.public.protocol.ot, side, &mut peer.conn);
-    let (send, receive) = prepared.rots(role);
     let mut outputs = Vec::new();
     let mut reports = Vec::new();
     for i in 0..samples {
-        let pads = match timeout {
-            Some(d) => tokio::time::timeout(d, ot.pads(send, receive))
-                .await
-                .map_err(|_| TransportError::Timeout(d))??,
-            None => ot.pads(send, receive).await?,
-        };
         let bar = opts
             .progress
             .as_ref()
             .map(|m| Bar::new(m, role, i, samples, prepared));
-        let (result, channel) = run_blocking(frames, timeout, bar, pads, i as usize, driver);
+        let (result, channel) = run_blocking(frames, timeout, bar, &mut ot, i as usize, driver);
         frames = channel;
         let (output, report) = result?;
         tracing::debug!(remote = %peer.remote, sample = i, "sample done");
@@ -305,21 +299,22 @@ async fn closing(
     Ok(())
 }
 
-/// Runs one sample's driver on this thread over `frames` (the tokio runtime keeps driving the
-/// connection on its workers) and hands the channel back.
+/// Runs one sample's driver on this thread over `frames`, with the OT batches from `ot` (the
+/// tokio runtime keeps driving the connection on its workers), and hands the channel back.
 fn run_blocking(
     frames: FrameChannel<QuicStream>,
     timeout: Option<Duration>,
     bar: Option<Bar>,
-    pads: OtPads,
+    ot: &mut CryprotOt,
     sample: usize,
     driver: &mut Driver,
 ) -> (SampleResult, FrameChannel<QuicStream>) {
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(move || {
+        let mut ot = BlockingOt::new(ot, handle.clone(), timeout);
         let exchange = BlockingExchange::new(frames, handle).with_timeout(timeout);
         let mut exchange = Progress::new(exchange, bar);
-        let result = driver(sample, &mut exchange, pads);
+        let result = driver(sample, &mut exchange, &mut ot);
         (result, exchange.finish().into_inner())
     })
 }
@@ -335,9 +330,9 @@ pub async fn serve_session(
     opts: &SessionOptions,
 ) -> Result<SessionReport, SessionError> {
     let (p, q) = (plan.clone(), prepared.clone());
-    let driver: Driver = Box::new(move |_, exchange, pads| {
+    let driver: Driver = Box::new(move |_, exchange, ot| {
         let mut rng = rand::rng();
-        run_server(&p, &q, exchange, pads, &mut rng).map(|r| (None, r))
+        run_server(&p, &q, exchange, ot, &mut rng).map(|r| (None, r))
     });
     let (_, report) = session(peer, Role::Server, &plan, &prepared, 0, opts, driver).await?;
     Ok(report)
@@ -356,10 +351,10 @@ pub async fn client_session(
     opts: &SessionOptions,
 ) -> Result<(Vec<Vec<i64>>, SessionReport), SessionError> {
     let (p, q, x) = (plan.clone(), prepared.clone(), inputs.clone());
-    let driver: Driver = Box::new(move |i, exchange, pads| {
+    let driver: Driver = Box::new(move |i, exchange, ot| {
         let mut rng = rand::rng();
         let input = x.get(i).map_or(&[][..], Vec::as_slice);
-        run_client(&p.public, input, &q, exchange, pads, &mut rng).map(|(y, r)| (Some(y), r))
+        run_client(&p.public, input, &q, exchange, ot, &mut rng).map(|(y, r)| (Some(y), r))
     });
     session(
         peer,

@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Report, Row};
-use crate::cost::nonlinear::ot_extension_bytes;
-use crate::cost::plan::{PlanCost, Traffic};
+use crate::cost::plan::{PlanCost, Traffic, ot_extension_traffic};
 use crate::nonlinear::Role;
 use crate::plan::OtBackend;
 use crate::transport::Counters;
@@ -102,8 +101,8 @@ pub struct OtJson {
     /// extension's streams, with their cryprot-net stream headers); `"predicted"` (`--mode
     /// sim`): the cost model, which the runtime's tests check against cryprot-net's counters.
     pub source: &'static str,
-    /// The cost model's bytes client → server (base OTs once per session, then one batch per
-    /// sample).
+    /// The cost model's bytes client → server (base OTs once per session, then the plan's OT
+    /// batches for every sample).
     pub predicted_bytes_up: u64,
     /// The cost model's bytes server → client.
     pub predicted_bytes_down: u64,
@@ -118,9 +117,8 @@ impl OtJson {
     /// first batch includes the base OTs, later batches reuse them.
     pub fn predicted(cost: &PlanCost, backend: OtBackend, sessions: u64, samples: u64) -> Self {
         let batch = |first| {
-            let s2c = ot_extension_bytes(backend, cost.server_rots, first);
-            let c2s = ot_extension_bytes(backend, cost.client_rots, first);
-            (s2c.1 + c2s.0, s2c.0 + c2s.1)
+            let t = ot_extension_traffic(backend, &cost.ot_batches, first);
+            (t.bytes_up, t.bytes_down)
         };
         let (first, later) = (batch(true), batch(false));
         let firsts = sessions.min(samples);

@@ -13,12 +13,12 @@ use crate::cost::linear::public_key_bytes;
 use crate::he::{PublicKey, SeededCt};
 use crate::linear::{Layout, LinearServer, Query};
 use crate::nonlinear::Role;
-use crate::ot::OtPads;
+use crate::ot::PadSupply;
 use crate::plan::{HeParams, Layer, Plan, ServerWeights};
 use crate::transport::Exchange;
 
-/// Runs `plan` (with its weights) as the server over `exchange`, consuming `pads` (exactly
-/// [`Prepared::rots`]`(Role::Server)` ROTs).
+/// Runs `plan` (with its weights) as the server over `exchange`, taking the ROTs of the plan's
+/// OT batches from `ot` as the batches start (the client asks its supply at the same points).
 ///
 /// # Errors
 /// [`PartyError`] on a channel failure, a malformed peer message or a plan without weights.
@@ -26,7 +26,7 @@ pub fn run_server<R: RngCore + CryptoRng>(
     plan: &Plan,
     prepared: &Prepared,
     exchange: &mut dyn Exchange,
-    pads: OtPads,
+    ot: &mut dyn PadSupply,
     rng: &mut R,
 ) -> Result<Report, PartyError> {
     let p = &plan.public;
@@ -50,7 +50,7 @@ pub fn run_server<R: RngCore + CryptoRng>(
             .get(p.input.tensor.0 as usize)
             .map_or(0, |t| t.len())
     ];
-    let (y, mut rows) = walk(&mut server, p, prepared, input, exchange, pads)?;
+    let (y, mut rows) = walk(&mut server, p, prepared, input, exchange, ot)?;
     let ring = prepared.schedule.rings[out];
     let ((), reveal) = measured("reveal", role, cost.reveal, exchange, |ex| {
         exchange_checked(ex, pack(&y, ring), 0, "reveal acknowledgement").map(drop)

@@ -3,15 +3,15 @@
 //! connection (cryprot-net's `local_conn`, whose demo certificate serves tests and simulation
 //! only).
 //!
-//! The OT extension runs once per sample and direction, for exactly the ROTs the plan's
-//! schedule predicts ([`Prepared::rots`]).
+//! The OT extension runs for each of the plan's OT batches, for exactly the ROTs the plan's
+//! schedule predicts ([`crate::cost::plan::PlanCost::ot_batches`]), each party driving its
+//! source from its own thread.
 
 use cryprot_net::testing::local_conn;
 
 use super::{PartyError, Prepared, Report, run_client, run_server};
-use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
-use crate::ot::{OtSource, Side};
+use crate::ot::{BlockingOt, Side};
 use crate::plan::{OtBackend, Plan};
 use crate::transport::memory::pipe;
 use rand::SeedableRng;
@@ -54,26 +54,22 @@ pub fn run(
     let _enter = rt.enter();
     let mut server_ot = CryprotOt::new(backend, Side::Server, &mut sc);
     let mut client_ot = CryprotOt::new(backend, Side::Client, &mut cc);
-    let (s_send, s_recv) = prepared.rots(Role::Server);
-    let (c_send, c_recv) = prepared.rots(Role::Client);
     let mut runs = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
-        let (s_pads, c_pads) = rt.block_on(async {
-            tokio::try_join!(
-                server_ot.pads(s_send, s_recv),
-                client_ot.pads(c_send, c_recv)
-            )
-        })?;
         let (mut se, mut ce) = pipe();
         let s_seed = seed.wrapping_add(2 * i as u64);
         let prepared = &prepared;
+        let (server_ot, client_ot) = (&mut server_ot, &mut client_ot);
+        let handle = rt.handle();
         let (server, client) = std::thread::scope(|scope| {
             let server = scope.spawn(move || {
                 let mut rng = ChaCha20Rng::seed_from_u64(s_seed);
-                run_server(plan, prepared, &mut se, s_pads, &mut rng)
+                let mut ot = BlockingOt::new(server_ot, handle.clone(), None);
+                run_server(plan, prepared, &mut se, &mut ot, &mut rng)
             });
             let mut rng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(1));
-            let client = run_client(&plan.public, input, prepared, &mut ce, c_pads, &mut rng);
+            let mut ot = BlockingOt::new(client_ot, handle.clone(), None);
+            let client = run_client(&plan.public, input, prepared, &mut ce, &mut ot, &mut rng);
             // A failed client drops its channel end, so the server fails too instead of
             // waiting.
             drop(ce);
