@@ -353,8 +353,10 @@ pub fn measure(
                 .arg(&client_report);
             let client_result = run(client, heq_run);
             let server_result = finish(child, stderr, "heq-run --role server");
-            client_result?;
+            // A failing server makes the client fail with "the peer closed the connection":
+            // the server's error is the cause.
             server_result?;
+            client_result?;
             vec![server_report, client_report]
         }
         Parties::Sim => {

@@ -218,7 +218,7 @@ pub fn compile_proto_opts(
     plan.public.protocol.precision = precision.as_ref().map(|p| p.record.clone());
     timings.push(("lower".to_string(), start.elapsed()));
     let (plan, optimized) = match options.mode {
-        Mode::Baseline => (plan, None),
+        Mode::Baseline => (optimize::baseline::cheetah(&plan), None),
         Mode::Optimize(objective) => {
             let start = Instant::now();
             let o = optimize::optimize_with(&plan, objective, &options.profile)?;

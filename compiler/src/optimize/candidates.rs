@@ -178,6 +178,33 @@ fn noise_bits(g: &ConvGeometry, filter_l1: &[u64], degree: usize) -> u32 {
     64 - noise.saturating_sub(1).leading_zeros()
 }
 
+/// `proto` for the linear layer `op` with `weights` if the server's flooding check passes with
+/// its tile; otherwise the same HE parameters and rings on the tile with the fewest bytes that
+/// passes (`None` if none does, or `op` is not linear).
+pub fn runnable_tile(
+    op: &Op,
+    weights: &LayerWeights,
+    proto: &LinearProtocol,
+    stat_bits: u32,
+) -> Option<LinearProtocol> {
+    let v = view(op, weights)?;
+    let budget = layer_budget(proto, v.acc_bits, LinearOutput::Accumulator).ok()?;
+    let passes = |g: &ConvGeometry| {
+        budget.flood_slack(noise_bits(g, &v.filter_l1, proto.he.degree)) >= i64::from(stat_bits)
+    };
+    if ConvGeometry::new(&v.conv, proto).is_ok_and(|g| passes(&g)) {
+        return Some(proto.clone());
+    }
+    let best = geometries(&v.conv, proto)
+        .into_iter()
+        .filter(passes)
+        .min_by_key(|g| g.cost(&budget).total_bytes())?;
+    Some(LinearProtocol {
+        tile: best.tile,
+        ..proto.clone()
+    })
+}
+
 /// Tile lengths along one axis: the effective tile that splits the outputs into `n` equal
 /// parts, for a few `n`.
 fn axis_tiles(len: usize, pads: (usize, usize), kernel: usize, stride: usize) -> Vec<usize> {
