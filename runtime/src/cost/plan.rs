@@ -15,7 +15,7 @@
 //! The random OTs are produced by the OT extension, which runs on its own connection, in
 //! [`OtBatch`]es: consecutive layers share a batch of at most [`OT_BATCH_ROTS`] ROTs per
 //! direction (a larger layer has batches of its own), produced when the batch's first layer
-//! starts. Memory is so bounded by the largest batch, not by the whole inference, at a small
+//! starts. Memory is so bounded by the largest layer, not by the whole inference, at a small
 //! price in OT-extension bytes (silent OT's cost per OT falls with the batch size). Its
 //! traffic is [`PlanCost::ot_extension`].
 
