@@ -10,9 +10,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use heq_runtime::cost::linear::{ConvGeometry, LinearOutput, conv_cost, he_budget};
+use heq_runtime::cost::linear::conv_cost;
 use heq_runtime::he::{Accumulator, InputCt, Kernel, Params, PublicKey, SecretKey};
 use heq_runtime::linear::{Layout, LinearClient, LinearServer};
+use heq_runtime::params::conv::ConvGeometry;
+use heq_runtime::params::he::{LinearOutput, he_budget};
 use heq_runtime::plan::{
     ConvShape, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol, PackDim, Packing, Tile,
 };

@@ -10,10 +10,12 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion};
 use cryprot_net::metrics::new_comm_layer;
 use cryprot_net::testing::local_conn;
-use heq_runtime::cost::nonlinear::{self as cost, Cost, RequantPlan, RescalePlan};
+use heq_runtime::cost::nonlinear::{self as cost, Cost};
+use heq_runtime::cost::ot_extension::ot_extension_bytes;
 use heq_runtime::nonlinear::{ProtocolError, Role, Session, relu, requant, run_async, trunc};
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{IdealOt, Side};
+use heq_runtime::params::nonlinear::{RequantPlan, RescalePlan};
 use heq_runtime::plan::{OtBackend, Rounding};
 use heq_runtime::ring::Ring;
 use heq_runtime::transport::{memory, quic};
@@ -152,8 +154,8 @@ async fn network_run(
         .map(|p| comm.get(p).map_or(0, |d| d.write.bytes_with_sub_comm))
         .sum();
     let (s2c, c2s) = (
-        cost::ot_extension_bytes(backend, c.server_rots, true),
-        cost::ot_extension_bytes(backend, c.client_rots, true),
+        ot_extension_bytes(backend, c.server_rots, true),
+        ot_extension_bytes(backend, c.client_rots, true),
     );
     assert_eq!(
         ot,
@@ -198,7 +200,7 @@ fn print_table(n: usize) {
             // The same protocol with its OTs drawn from 2^24-OT batches per direction (the exact
             // model of the backend's traffic, amortized): what a whole-network OT pass costs.
             let big = 1u64 << 24;
-            let (bs, br) = cost::ot_extension_bytes(backend, big, false);
+            let (bs, br) = ot_extension_bytes(backend, big, false);
             let per_ot_bits = ((bs + br) * 8) as f64 / big as f64;
             let amortized =
                 per(p) + per_ot_bits * (c.server_rots + c.client_rots) as f64 / n as f64;

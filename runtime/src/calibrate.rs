@@ -9,11 +9,11 @@
 //! - OT extension: [`OT_COUNT`] ROTs by each backend over a loopback QUIC connection, per ROT.
 
 use crate::cost::compute::{ComputeProfile, HeTimes};
-use crate::cost::nonlinear::RequantPlan;
 use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, SecretKey};
 use crate::nonlinear::{Role, Session, requant};
 use crate::ot::cryprot::CryprotOt;
 use crate::ot::{IdealOt, OtSource, Side};
+use crate::params::nonlinear::RequantPlan;
 use crate::plan::{HeParams, OtBackend, Rounding};
 use crate::ring::Ring;
 use crate::transport::memory::pipe;

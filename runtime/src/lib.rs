@@ -3,8 +3,13 @@
 //! - [`plan`]: the plan format, shared with the compiler (the one source of truth);
 //! - [`reference`](mod@reference): the plaintext executor of the plan's integer semantics, the definition every
 //!   two-party run reproduces bit for bit;
-//! - [`cost`]: exact message sizes and rounds of every protocol, and of a whole plan;
-//! - [`schedule`]: the per-layer protocols and share rings both parties derive from a plan;
+//! - [`ring`]: arithmetic in the share rings and the exact rounding shift;
+//! - [`params`]: the protocol parameters (HE noise budget, tiling of a linear layer into
+//!   ciphertexts, the plans the nonlinear protocols execute);
+//! - [`schedule`]: the per-layer protocols, their parameters and the share rings both parties
+//!   derive from a plan;
+//! - [`cost`]: exact message sizes and rounds of every protocol, and of a whole plan (above
+//!   `params` and `schedule`, which never import it);
 //! - `npy`: `.npy` sample files for `heq-run` and heqc's calibration data (feature `npy`);
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
@@ -19,6 +24,7 @@
 pub mod calibrate;
 pub mod cost;
 pub mod error;
+pub mod params;
 pub mod plan;
 pub mod reference;
 pub mod ring;

@@ -2,6 +2,9 @@
 //!
 //! A value `x` is shared as `x = x_client + x_server mod 2^l`. Elements are `u64` words whose bits
 //! above `l` are zero; signed values use the two's-complement view (`[−2^(l−1), 2^(l−1))`).
+//!
+//! Also the exact rounding shift [`round_shift`] of every requantization, the one definition
+//! the reference executor, the protocol tests and the compiler's re-quantization share.
 
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +108,54 @@ impl Ring {
     }
 }
 
+/// The integer nearest to `x / 2^k`, as [`round_shift`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundShift {
+    /// One integer is nearest.
+    Nearest(i128),
+    /// `x / 2^k` lies exactly halfway between `floor` and `floor + 1`.
+    Tie {
+        /// `⌊x / 2^k⌋`.
+        floor: i128,
+    },
+}
+
+impl RoundShift {
+    /// The nearest integer, a tie to the even neighbour (the plan's rounding).
+    pub fn half_even(self) -> i128 {
+        match self {
+            RoundShift::Nearest(q) => q,
+            RoundShift::Tie { floor } => floor + (floor & 1),
+        }
+    }
+
+    /// The nearest integer, a tie up: `⌊(x + 2^(k−1)) / 2^k⌋`, what the protocols compute where
+    /// the plan says no tie occurs.
+    pub fn half_up(self) -> i128 {
+        match self {
+            RoundShift::Nearest(q) => q,
+            RoundShift::Tie { floor } => floor + 1,
+        }
+    }
+}
+
+/// `x / 2^k` rounded to the nearest integer (`k ≤ 126`), with a tie reported for the caller's
+/// rule to break.
+pub fn round_shift(x: i128, k: u32) -> RoundShift {
+    if k == 0 {
+        return RoundShift::Nearest(x);
+    }
+    // `>>` on a signed integer is the floor division by 2^k.
+    let floor = x >> k;
+    let rest = x - (floor << k);
+    let half = 1i128 << (k - 1);
+    match rest.cmp(&half) {
+        std::cmp::Ordering::Less => RoundShift::Nearest(floor),
+        std::cmp::Ordering::Equal => RoundShift::Tie { floor },
+        std::cmp::Ordering::Greater => RoundShift::Nearest(floor + 1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +194,18 @@ mod tests {
         let mask = vec![8191, 1, 77, 4096];
         let (a, b) = r.share_with_mask(&vals, &mask);
         assert_eq!(r.add_vec(&a, &b), vals);
+    }
+
+    #[test]
+    fn round_shift_reports_ties() {
+        assert_eq!(round_shift(5, 0), RoundShift::Nearest(5));
+        assert_eq!(round_shift(24, 4), RoundShift::Tie { floor: 1 });
+        assert_eq!(round_shift(25, 4), RoundShift::Nearest(2));
+        assert_eq!(round_shift(-25, 4), RoundShift::Nearest(-2));
+        assert_eq!(round_shift(-8, 4), RoundShift::Tie { floor: -1 });
+        for (x, even, up) in [(8, 0, 1), (24, 2, 2), (-8, 0, 0), (-24, -2, -1), (23, 1, 1)] {
+            let r = round_shift(x, 4);
+            assert_eq!((r.half_even(), r.half_up()), (even, up), "{x}");
+        }
     }
 }

@@ -25,7 +25,7 @@
 //! enough, unless it packs (its unpacking outputs any ring that holds the accumulator).
 //!
 //! Per layer (`protocols.md` §1.5, §1.8; `docs/semantics.md` §2–4): a linear layer is one HE
-//! round trip ([`crate::cost::linear::LinearOutput::Accumulator`]: shares of the accumulator
+//! round trip ([`LinearOutput::Accumulator`]: shares of the accumulator
 //! modulo `2^out_ring_bits`, or of HEQuant packed words, which an [`UnpackPlan`] splits into
 //! the accumulators directly in the requantization's combination ring) and, with a
 //! requantization, a [`CombinePlan`] that multiplies the shares by the public per-channel
@@ -35,15 +35,14 @@
 //! linear layer reading it encrypts the plain input); the server reveals its output share to
 //! the client at the end.
 
-use crate::cost::linear::{
-    ConfigError, LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost,
-};
-use crate::cost::nonlinear::{
-    self as nl, CombinePlan, Cost, ParamError, RescalePlan, UnpackPlan, avg_pool_plan,
-    max_pool_levels, mul_range, pool_window_sizes, signed_bits, union_range,
+use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
+use crate::params::he::{ConfigError, HeBudget, LinearOutput, layer_budget};
+use crate::params::nonlinear::{
+    CombinePlan, ParamError, RescalePlan, UnpackPlan, avg_pool_plan, max_pool_levels, mul_range,
+    pool_window_sizes, signed_bits, union_range,
 };
 use crate::plan::{
-    HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
+    ConvShape, HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
 };
 
 /// Why a plan cannot be scheduled.
@@ -124,9 +123,12 @@ pub enum StepKind {
     Linear {
         /// Whether the input is the model input, which the client holds in the clear.
         plain_input: bool,
-        /// Exact HE message sizes.
-        he: LinearCost,
-        /// With HEQuant packing: the unpacking of the `he.coeffs_down` packed words into the
+        /// The layer as a convolution, tiled into ciphertexts.
+        geometry: ConvGeometry,
+        /// The noise budget of the layer's HE context (widths on the wire).
+        budget: HeBudget,
+        /// With HEQuant packing: the unpacking of the packed words (one per coefficient the
+        /// response reveals, [`ConvGeometry::useful`] summed over the responses) into the
         /// accumulators, in the ring the requantization combines in (no extension left for
         /// it), or in the output tensor's ring without requantization.
         unpack: Option<UnpackPlan>,
@@ -152,39 +154,6 @@ pub enum StepKind {
     },
     /// `Concat` or `Reshape`: local.
     Local,
-}
-
-impl Step {
-    /// The exact nonlinear cost of the step (zero for the HE part and local steps).
-    pub fn nonlinear_cost(&self, plan: &PublicPlan) -> Cost {
-        let layer = &plan.layers[self.layer.0 as usize];
-        let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
-        let n_out = len(layer.output);
-        let own = match &self.kind {
-            StepKind::Linear {
-                he,
-                unpack,
-                requant,
-                ..
-            } => {
-                let words = he.coeffs_down as u64;
-                unpack.map(|u| u.cost(words)).unwrap_or_default()
-                    + requant
-                        .as_ref()
-                        .map(|p| p.cost(&[n_out], n_out))
-                        .unwrap_or_default()
-            }
-            StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => {
-                let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
-                p.cost(&lens, n_out)
-            }
-            StepKind::MaxPool {
-                ring_bits, levels, ..
-            } => nl::max_pool(levels, *ring_bits),
-            StepKind::Local => Cost::default(),
-        };
-        own + self.extend.map(|e| e.cost(n_out)).unwrap_or_default()
-    }
 }
 
 /// The linear protocol and accumulator width of a linear op.
@@ -404,22 +373,27 @@ fn step_kind(
             });
         }
     }
-    let linear = |he: Result<LinearCost, ConfigError>, l: LinearParts<'_>| {
-        let he = he.map_err(|source| ScheduleError::Linear { layer: id, source })?;
-        linear_step(id, first == plan.input.tensor, he, l, out_bits)
+    let linear = |shape: &ConvShape, parts: LinearParts<'_>| {
+        let (acc_bits, proto, _) = parts;
+        let he = |source| ScheduleError::Linear { layer: id, source };
+        let budget = layer_budget(proto, acc_bits, LinearOutput::Accumulator).map_err(he)?;
+        let geometry = ConvGeometry::new(shape, proto).map_err(he)?;
+        linear_step(
+            id,
+            first == plan.input.tensor,
+            (geometry, budget),
+            parts,
+            out_bits,
+        )
     };
-    let output = LinearOutput::Accumulator;
     Ok(match &layer.op {
-        Op::Conv(l) => linear(
-            conv_cost(&l.shape, l.acc_bits, &l.protocol, output),
-            (l.acc_bits, &l.protocol, &l.requant),
-        )?,
+        Op::Conv(l) => linear(&l.shape, (l.acc_bits, &l.protocol, &l.requant))?,
         Op::MatMul(l) => linear(
-            matmul_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            &matmul_as_conv(&l.shape),
             (l.acc_bits, &l.protocol, &l.requant),
         )?,
         Op::Affine(l) => linear(
-            affine_cost(&l.shape, l.acc_bits, &l.protocol, output),
+            &affine_as_conv(&l.shape),
             (l.acc_bits, &l.protocol, &l.requant),
         )?,
         Op::Rescale(r) => StepKind::Rescale(
@@ -472,11 +446,11 @@ fn step_kind(
 /// Accumulator bits, protocol and requantization of a linear layer.
 type LinearParts<'a> = (u32, &'a LinearProtocol, &'a Option<RequantShape>);
 
-/// The step of a linear layer whose HE cost is `he`.
+/// The step of a linear layer whose HE part runs with `geometry` and `budget`.
 fn linear_step(
     id: LayerId,
     plain_input: bool,
-    he: LinearCost,
+    (geometry, budget): (ConvGeometry, HeBudget),
     (acc_bits, proto, requant): LinearParts<'_>,
     out_bits: u32,
 ) -> Result<StepKind, ScheduleError> {
@@ -516,7 +490,8 @@ fn linear_step(
     };
     Ok(StepKind::Linear {
         plain_input,
-        he,
+        geometry,
+        budget,
         unpack,
         requant,
     })
@@ -636,58 +611,6 @@ mod tests {
                 have: 20,
                 need: 37
             })
-        );
-    }
-
-    #[test]
-    fn packed_layers_unpack_into_the_requantization_ring() {
-        use crate::plan::{PackDim, Packing};
-        use crate::reference::testutil::requant;
-        let mut l = linear(
-            MatMulShape {
-                rows: 1,
-                inner: 4,
-                cols: 2,
-            },
-            8,
-            Some(requant(&[16, 8], 4, (0, 15))),
-        );
-        l.protocol.tile.c = 4;
-        l.protocol.tile.m = 1;
-        l.protocol.packing = Packing {
-            factor: 2,
-            field_bits: 9,
-            dim: PackDim::OutChannels,
-        };
-        l.protocol.he.plain_bits = 18;
-        (l.protocol.in_ring_bits, l.protocol.out_ring_bits) = (18, 18);
-        let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
-        let t1 = b.linear(
-            Op::MatMul(l),
-            b.input(),
-            weights(&[1; 8], &[0, 0]),
-            &[1, 2],
-            (0, 15),
-        );
-        let plan = b.build(t1).unwrap();
-        let s = schedule(&plan.public).unwrap();
-        let StepKind::Linear {
-            he,
-            unpack: Some(u),
-            requant: Some(r),
-            ..
-        } = &s.steps[0].kind
-        else {
-            panic!("packed linear step");
-        };
-        // Two filters in the two fields of one word, unpacked straight into the
-        // requantization's combination ring, which it then reads without extension.
-        assert_eq!((u.fields, u.field_bits, u.out_bits), (2, 9, r.ring_bits));
-        assert_eq!(r.inputs[0].2, None);
-        assert_eq!(he.coeffs_down, 1);
-        assert_eq!(
-            s.steps[0].nonlinear_cost(&plan.public),
-            u.cost(1) + r.cost(&[2], 2)
         );
     }
 }

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use heq_runtime::cost::linear::{
-    LinearCost, LinearOutput, affine_cost, conv_cost, matmul_cost, public_key_bytes,
+    LinearCost, affine_cost, conv_cost, matmul_cost, public_key_bytes,
 };
 use heq_runtime::he::{Params, PublicKey, SecretKey};
 use heq_runtime::linear::{
     Layout, LinearClient, LinearError, LinearServer, Query, Response, unpack_words,
 };
+use heq_runtime::params::he::LinearOutput;
 use heq_runtime::plan::{
     AffineShape, ConvShape, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol,
     MatMulShape, PackDim, Packing, RequantShape, Rounding, Tile,

@@ -4,10 +4,11 @@
 //! bytes on the channel with the cost functions.
 
 use cryprot_net::testing::local_conn;
-use heq_runtime::cost::nonlinear::{self as cost, Cost, RequantPlan, RescalePlan};
+use heq_runtime::cost::nonlinear::{self as cost, Cost};
 use heq_runtime::nonlinear::{Role, Session, relu, requant, run_async, run_with_pads, trunc};
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{IdealOt, OtSource, Side};
+use heq_runtime::params::nonlinear::{RequantPlan, RescalePlan};
 use heq_runtime::plan::{OtBackend, Rounding};
 use heq_runtime::ring::Ring;
 use heq_runtime::transport::{FrameChannel, quic};

@@ -1,10 +1,10 @@
 //! cryprot-ot backends over loopback QUIC: the pads are correct random OTs in both directions,
 //! and the OT-extension traffic (measured with cryprot-net's communication metrics) equals
-//! `cost::nonlinear::ot_extension_bytes`.
+//! `cost::ot_extension::ot_extension_bytes`.
 
 use cryprot_net::metrics::new_comm_layer;
 use cryprot_net::testing::local_conn;
-use heq_runtime::cost::nonlinear::ot_extension_bytes;
+use heq_runtime::cost::ot_extension::ot_extension_bytes;
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{OtPads, OtSource, Side};
 use heq_runtime::plan::OtBackend;

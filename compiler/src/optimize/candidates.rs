@@ -12,10 +12,9 @@
 
 use crate::error::{Error, Result};
 use heq_runtime::cost::compute::{ComputeProfile, HeOps};
-use heq_runtime::cost::linear::{
-    ConvGeometry, ERROR_BOUND, LinearCost, LinearOutput, SHARE_NOISE_BOUND, affine_as_conv,
-    layer_budget, matmul_as_conv, public_key_bytes,
-};
+use heq_runtime::cost::linear::{LinearCost, public_key_bytes};
+use heq_runtime::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
+use heq_runtime::params::he::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND, layer_budget};
 use heq_runtime::plan::{
     ConvShape, HeParams, LayerId, LayerWeights, LinearProtocol, Op, PackDim, Packing, Plan, Tile,
 };
@@ -461,7 +460,7 @@ fn layer_candidates(
     profile: &ComputeProfile,
 ) -> Vec<Candidate> {
     let mut all = Vec::new();
-    for degree in heq_runtime::cost::linear::DEGREES {
+    for degree in heq_runtime::params::he::DEGREES {
         let menu = moduli_menu(degree);
         let Some(first) = menu.first() else {
             continue;
@@ -542,8 +541,8 @@ mod tests {
 
     #[test]
     fn moduli_menu_is_within_the_security_bound() {
-        for n in heq_runtime::cost::linear::DEGREES {
-            let max = heq_runtime::cost::linear::max_log_q(n);
+        for n in heq_runtime::params::he::DEGREES {
+            let max = heq_runtime::params::he::max_log_q(n);
             for m in moduli_menu(n) {
                 assert!(Some(m.iter().sum::<u32>()) <= max, "{n} {m:?}");
             }

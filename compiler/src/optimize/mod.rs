@@ -34,8 +34,8 @@ use crate::error::{Error, Result};
 use candidates::{Candidate, HeContext, LayerCandidates, RingOption};
 use heq_runtime::cost::compute::{ComputeProfile, Network};
 use heq_runtime::cost::linear::public_key_bytes;
-use heq_runtime::cost::nonlinear::UnpackPlan;
 use heq_runtime::cost::plan::{PlanCost, plan_cost};
+use heq_runtime::params::nonlinear::UnpackPlan;
 use heq_runtime::plan::{LinearProtocol, Op, PackDim, Plan, PublicPlan};
 use heq_runtime::schedule::{ScheduleError, StepKind, schedule};
 use rayon::prelude::*;
@@ -457,7 +457,7 @@ fn probe(plan: &Plan, parts: &[(LinearProtocol, u32)], options: &[RingOption]) -
     let mut layer_bytes = Vec::with_capacity(s.steps.len());
     for (pos, (step, c)) in s.steps.iter().zip(&cost.layers).enumerate() {
         let mut bytes = c.traffic.total_bytes();
-        if let StepKind::Linear { he, unpack, .. } = &step.kind {
+        if let (StepKind::Linear { unpack, .. }, Some(he)) = (&step.kind, c.he) {
             let words = he.coeffs_down as u64;
             bytes -= he.total_bytes() as u64 + unpack.map_or(0, |u| u.cost(words).total_bytes());
             unpacks.push(*unpack);

@@ -17,21 +17,10 @@ use crate::ir::{LayerGraph, LayerOp, TensorFact, TensorId, type_range};
 use heq_runtime::plan::{IntType, LoweredLayer};
 use petgraph::stable_graph::NodeIndex;
 
-/// `round(x / 2^d)`, ties to even.
+/// `round(x / 2^d)`, ties to even ([`heq_runtime::ring::round_shift`]).
 pub fn round_shift(x: i64, d: u32) -> i64 {
-    if d == 0 {
-        return x;
-    }
-    let x = i128::from(x);
-    let q = x >> d;
-    let r = x - (q << d);
-    let half = 1i128 << (d - 1);
-    let q = if r > half || (r == half && q & 1 == 1) {
-        q + 1
-    } else {
-        q
-    };
-    q as i64
+    // |x / 2^d| rounded is at most |x|, so the result fits an i64.
+    heq_runtime::ring::round_shift(i128::from(x), d).half_even() as i64
 }
 
 /// Multiplies `m / 2^shift` by `2^d`: the shift first, then the multipliers. `false` (nothing

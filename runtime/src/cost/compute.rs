@@ -10,9 +10,10 @@
 //! Predicted time of a layer = [`ComputeProfile::layer_ms`] (compute) + bytes / bandwidth +
 //! rounds · RTT ([`Network::transfer_ms`]).
 
-use crate::cost::linear::{ConvGeometry, LinearCost, affine_as_conv, matmul_as_conv};
+use crate::cost::linear::LinearCost;
 use crate::cost::nonlinear::Cost;
 use crate::cost::plan::PlanCost;
+use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
 use crate::plan::{HeParams, LinearProtocol, Op, OtBackend, PublicPlan};
 use serde::{Deserialize, Serialize};
 

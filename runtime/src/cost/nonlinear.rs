@@ -1,76 +1,18 @@
-//! Exact bytes, rounds and OT counts of the nonlinear protocols, and the parameter plans those
-//! protocols execute.
+//! Exact bytes, rounds and OT counts of the nonlinear protocols.
 //!
 //! Every protocol of [`crate::nonlinear`] is a sequence of *rounds*; in each round both parties
 //! send one bit-packed message (possibly empty) and then read the peer's. A message of `b` bits
 //! takes `⌈b/8⌉` bytes. The functions here count exactly those payload bytes per direction, the
 //! rounds, and the random OTs (ROTs) each party consumes as OT sender; the protocol tests assert
-//! that the bytes a run puts on the channel equal these numbers. OT-extension traffic (the
+//! that the bytes a run puts on the channel equal these numbers. The `cost` of a parameter plan
+//! of [`crate::params::nonlinear`] is the cost of executing it. OT-extension traffic (the
 //! cryprot-ot silent or IKNP protocols that produce the ROTs) is counted separately by
-//! [`ot_extension_bytes`].
-//!
-//! The plans ([`RescalePlan`], [`ClampPlan`], [`RequantPlan`], [`UnpackPlan`]) decide, from the
-//! public parameters and the compiler's sound value ranges, which sub-protocols run (known-MSB or
-//! general truncation, which clamp sides can bind, which ring the comparison runs in); the
-//! protocols execute a plan, and its `cost` is the cost of that execution. Protocol background:
-//! `protocols.md` §1.8, §3.5, §5.5–5.6.
+//! [`crate::cost::ot_extension`].
 
-use crate::plan::{
-    AddSpec, AvgPoolSpec, OtBackend, Packing, PoolShape, PublicRequant, RequantShape, Rounding,
+use crate::params::nonlinear::{
+    ClampPlan, CombinePlan, RequantPlan, RescalePlan, UnpackPlan, WrapMode,
 };
 use std::ops::{Add, AddAssign};
-
-/// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
-/// offsets stay inside `u64`/`i128` arithmetic with room to spare).
-pub const MAX_RING_BITS: u32 = 62;
-
-/// Why protocol parameters were rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ParamError {
-    /// A ring width outside `2..=MAX_RING_BITS`.
-    #[error("ring width {bits} outside 2..={max}", max = MAX_RING_BITS)]
-    RingBits {
-        /// The width given.
-        bits: u32,
-    },
-    /// The value range does not fit the ring the protocol needs it in.
-    #[error("value range [{lo}, {hi}] does not fit a {bits}-bit ring with the required headroom")]
-    RangeTooWide {
-        /// Lower bound of the range.
-        lo: i128,
-        /// Upper bound of the range.
-        hi: i128,
-        /// The ring width.
-        bits: u32,
-    },
-    /// An empty range (`lo > hi`).
-    #[error("empty value range [{lo}, {hi}]")]
-    EmptyRange {
-        /// Lower bound.
-        lo: i128,
-        /// Upper bound.
-        hi: i128,
-    },
-    /// A shift that does not fit the ring.
-    #[error("shift {shift} too large for a {bits}-bit ring")]
-    Shift {
-        /// The shift.
-        shift: u32,
-        /// The ring width.
-        bits: u32,
-    },
-    /// Packing parameters that do not fit the ring.
-    #[error("{fields} fields of {field_bits} bits do not fit a {bits}-bit ring")]
-    Packing {
-        /// Fields per coefficient.
-        fields: u32,
-        /// Bits per field.
-        field_bits: u32,
-        /// Ring width.
-        bits: u32,
-    },
-}
 
 /// Communication of one protocol run, both directions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,39 +77,6 @@ impl AddAssign for Cost {
     fn add_assign(&mut self, o: Cost) {
         *self = *self + o;
     }
-}
-
-/// Checks a ring width.
-///
-/// # Errors
-/// [`ParamError::RingBits`] outside `2..=MAX_RING_BITS`.
-pub fn check_ring(bits: u32) -> Result<(), ParamError> {
-    if (2..=MAX_RING_BITS).contains(&bits) {
-        Ok(())
-    } else {
-        Err(ParamError::RingBits { bits })
-    }
-}
-
-fn check_range(range: (i128, i128)) -> Result<(), ParamError> {
-    if range.0 > range.1 {
-        return Err(ParamError::EmptyRange {
-            lo: range.0,
-            hi: range.1,
-        });
-    }
-    Ok(())
-}
-
-/// Whether every value of `range` is a signed value of a `bits`-bit ring.
-pub fn fits_signed(range: (i128, i128), bits: u32) -> bool {
-    let half = 1i128 << (bits - 1);
-    range.0 >= -half && range.1 < half
-}
-
-/// Smallest `bits ≥ 2` such that every value of `range` is a signed `bits`-bit value.
-pub fn signed_bits(range: (i128, i128)) -> u32 {
-    (2..=127).find(|&b| fits_signed(range, b)).unwrap_or(127)
 }
 
 /// Carry chain: XOR shares of the carries out of bit positions of `a + b`, `a` the server's
@@ -244,73 +153,18 @@ pub fn relu(n: u64, ring_bits: u32) -> Cost {
     msb(n, ring_bits) + mux(n, ring_bits)
 }
 
-/// Clamp of `n` shares in `Z_{2^ring_bits}` to `[lo, hi]`, given the sound range of the input:
-/// only the sides the range says can bind are compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClampPlan {
-    /// The ring.
-    pub ring_bits: u32,
-    /// Range of the input values.
-    pub range: (i128, i128),
-    /// Clamp bounds.
-    pub clamp: (i128, i128),
-    /// Whether values below `lo` can occur.
-    pub lower: bool,
-    /// Whether values above `hi` can occur.
-    pub upper: bool,
+/// Max pooling by a comparison tree: `⌈log2 window⌉` levels, each a batched
+/// `max(a, b) = b + [a − b ≥ 0]·(a − b)`. `pairs[i]` is the number of comparisons at level `i`.
+pub fn max_pool(pairs: &[u64], ring_bits: u32) -> Cost {
+    pairs
+        .iter()
+        .filter(|&&m| m > 0)
+        .fold(Cost::default(), |c, &m| {
+            c + msb(m, ring_bits) + mux(m, ring_bits)
+        })
 }
 
 impl ClampPlan {
-    /// Plans a clamp.
-    ///
-    /// # Errors
-    /// [`ParamError`] if the ring is invalid, a range is empty, or `x − lo` / `x − hi − 1` do not
-    /// fit the ring as signed values on the sides that can bind.
-    pub fn new(
-        ring_bits: u32,
-        range: (i128, i128),
-        clamp: (i128, i128),
-    ) -> Result<Self, ParamError> {
-        check_ring(ring_bits)?;
-        check_range(range)?;
-        check_range(clamp)?;
-        let lower = range.0 < clamp.0;
-        let upper = range.1 > clamp.1;
-        let err = ParamError::RangeTooWide {
-            lo: range.0,
-            hi: range.1,
-            bits: ring_bits,
-        };
-        if !fits_signed(range, ring_bits) {
-            return Err(err);
-        }
-        if lower && !fits_signed((range.0 - clamp.0, range.1 - clamp.0), ring_bits) {
-            return Err(err);
-        }
-        if upper && !fits_signed((range.0 - clamp.1 - 1, range.1 - clamp.1 - 1), ring_bits) {
-            return Err(err);
-        }
-        Ok(ClampPlan {
-            ring_bits,
-            range,
-            clamp,
-            lower,
-            upper,
-        })
-    }
-
-    /// Number of comparisons per element (0, 1 or 2).
-    pub fn sides(&self) -> u64 {
-        u64::from(self.lower) + u64::from(self.upper)
-    }
-
-    /// Range of the output.
-    pub fn out_range(&self) -> (i128, i128) {
-        let lo = self.range.0.max(self.clamp.0).min(self.clamp.1);
-        let hi = self.range.1.min(self.clamp.1).max(self.clamp.0);
-        (lo, hi)
-    }
-
     /// Exact cost for `n` elements.
     pub fn cost(&self, n: u64) -> Cost {
         let m = n * self.sides();
@@ -321,159 +175,7 @@ impl ClampPlan {
     }
 }
 
-/// How [`RescalePlan`] obtains the wrap bit of the input ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WrapMode {
-    /// The wrap is not needed (the output ring is at most `l − k` bits: truncate-and-reduce).
-    None,
-    /// The shifted value has MSB 0, so the wrap is the OR of the two shares' MSBs: one
-    /// correlated OT.
-    KnownMsb,
-    /// General: the carry chain runs over all `l` bits.
-    Chain,
-}
-
-/// `y = round(x / 2^k)` from shares in `Z_{2^l}` to shares in `Z_{2^R}`: truncation (`R = l`),
-/// truncate-and-reduce (`R ≤ l − k`) and signed or unsigned extension (`k = 0`, `R > l`), exact
-/// (SiRNN-style). Ties round to even ([`Rounding::HalfEven`], the plan semantics) or, where the
-/// compiler proved that no tie occurs ([`Rounding::NoTies`]), half up, i.e.
-/// `floor((x + 2^(k−1)) / 2^k)`, which is cheaper.
-///
-/// The server adds `2^(k−1) + offset` to its share so that the value `Y` is a non-negative
-/// integer below `2^l` (or below `2^(l−1)`, the known-MSB case). Then
-/// `y = (Y0 >> k) + (Y1 >> k) + c − w·2^(l−k) − offset/2^k` with `c` the carry of the low `k`
-/// bits and `w` the wrap of the ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RescalePlan {
-    /// Input ring width `l`.
-    pub in_bits: u32,
-    /// Output ring width `R`.
-    pub out_bits: u32,
-    /// Shift `k`.
-    pub shift: u32,
-    /// Range of the input values.
-    pub range: (i128, i128),
-    /// Offset the server adds (a multiple of `2^k`).
-    pub offset: u64,
-    /// How the wrap is computed.
-    pub wrap: WrapMode,
-    /// Tie rule; ties cost a second carry chain on `k` bits (in the same rounds as the main one
-    /// unless the wrap needs the long chain) and one AND (only when `k > 0`).
-    pub rounding: Rounding,
-}
-
 impl RescalePlan {
-    /// Plans a rescale, choosing the cheapest exact variant the range allows.
-    ///
-    /// # Errors
-    /// [`ParamError`] if a ring is invalid, the shift is not below `l`, or the range (plus the
-    /// rounding term) does not fit the input ring, or the result does not fit the output ring.
-    pub fn new(
-        in_bits: u32,
-        range: (i128, i128),
-        shift: u32,
-        out_bits: u32,
-        rounding: Rounding,
-    ) -> Result<Self, ParamError> {
-        check_ring(in_bits)?;
-        check_ring(out_bits)?;
-        check_range(range)?;
-        if shift >= in_bits {
-            return Err(ParamError::Shift {
-                shift,
-                bits: in_bits,
-            });
-        }
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let too_wide = ParamError::RangeTooWide {
-            lo: range.0,
-            hi: range.1,
-            bits: in_bits,
-        };
-        let (lo, hi) = (range.0 + half, range.1 + half);
-        let l = in_bits;
-        // (offset, limit on Y, known MSB), cheapest first.
-        let candidates = [
-            (0i128, 1i128 << (l - 1), true),
-            (1i128 << (l - 2), 1i128 << (l - 1), true),
-            (0, 1i128 << l, false),
-            (1i128 << (l - 1), 1i128 << l, false),
-        ];
-        let (offset, known_msb) = candidates
-            .iter()
-            .find(|&&(off, limit, _)| {
-                lo + off >= 0 && hi + off < limit && off % (1i128 << shift) == 0
-            })
-            .map(|&(off, _, msb)| (off as u64, msb))
-            .ok_or(too_wide)?;
-        let out = (
-            floor_shift(range.0 + half, shift),
-            floor_shift(range.1 + half, shift),
-        );
-        if !fits_signed(out, out_bits) {
-            return Err(ParamError::RangeTooWide {
-                lo: out.0,
-                hi: out.1,
-                bits: out_bits,
-            });
-        }
-        let wrap = if out_bits <= in_bits - shift {
-            WrapMode::None
-        } else if known_msb {
-            WrapMode::KnownMsb
-        } else {
-            WrapMode::Chain
-        };
-        Ok(RescalePlan {
-            in_bits,
-            out_bits,
-            shift,
-            range,
-            offset,
-            wrap,
-            rounding,
-        })
-    }
-
-    /// Whether ties to even need the extra tie test.
-    pub fn tie_test(&self) -> bool {
-        self.shift > 0 && self.rounding == Rounding::HalfEven
-    }
-
-    /// Whether the tie test's chain runs batched with the main chain (both are `k` bits long).
-    pub fn tie_test_fused(&self) -> bool {
-        self.tie_test() && self.chain_len() == self.shift
-    }
-
-    /// Range of the output values.
-    pub fn out_range(&self) -> (i128, i128) {
-        let half = if self.shift == 0 {
-            0
-        } else {
-            1i128 << (self.shift - 1)
-        };
-        (
-            floor_shift(self.range.0 + half, self.shift),
-            floor_shift(self.range.1 + half, self.shift),
-        )
-    }
-
-    /// Bits the wrap is needed in (`R − (l − k)`), 0 if not needed.
-    pub fn wrap_bits(&self) -> u32 {
-        match self.wrap {
-            WrapMode::None => 0,
-            _ => self.out_bits - (self.in_bits - self.shift),
-        }
-    }
-
-    /// Length of the carry chain.
-    pub fn chain_len(&self) -> u32 {
-        match self.wrap {
-            WrapMode::Chain => self.in_bits,
-            _ => self.shift,
-        }
-    }
-
     /// Exact cost for `n` elements.
     pub fn cost(&self, n: u64) -> Cost {
         let carry = u64::from(self.shift > 0);
@@ -497,163 +199,14 @@ impl RescalePlan {
     }
 }
 
-/// `floor(x / 2^k)` for signed `x`.
-pub fn floor_shift(x: i128, k: u32) -> i128 {
-    x >> k
-}
-
-/// Requantization `y = clamp(round(z / 2^k), lo, hi)` (ties as [`RescalePlan`]) of shares of `z` in
-/// `Z_{2^l}` (any multiplier already applied), output in `Z_{2^R}`: a truncate-and-reduce into
-/// the smallest ring the clamp needs (extending only if the output ring is wider), then the
-/// clamp on that small ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequantPlan {
-    /// The rescale to the comparison ring.
-    pub rescale: RescalePlan,
-    /// The clamp in the comparison ring.
-    pub clamp: ClampPlan,
-    /// Output ring width (at most the comparison ring; the result is reduced locally).
-    pub out_bits: u32,
-}
-
 impl RequantPlan {
-    /// Plans a requantization.
-    ///
-    /// # Errors
-    /// [`ParamError`] as for [`RescalePlan::new`] and [`ClampPlan::new`], or if the clamped
-    /// output does not fit the output ring.
-    pub fn new(
-        in_bits: u32,
-        range: (i128, i128),
-        shift: u32,
-        clamp: (i128, i128),
-        out_bits: u32,
-        rounding: Rounding,
-    ) -> Result<Self, ParamError> {
-        check_ring(out_bits)?;
-        check_range(range)?;
-        check_range(clamp)?;
-        if shift >= in_bits {
-            return Err(ParamError::Shift {
-                shift,
-                bits: in_bits,
-            });
-        }
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let t = (
-            floor_shift(range.0 + half, shift),
-            floor_shift(range.1 + half, shift),
-        );
-        let mut need = signed_bits(t).max(out_bits);
-        if t.0 < clamp.0 {
-            need = need.max(signed_bits((t.0 - clamp.0, t.1 - clamp.0)));
-        }
-        if t.1 > clamp.1 {
-            need = need.max(signed_bits((t.0 - clamp.1 - 1, t.1 - clamp.1 - 1)));
-        }
-        let rescale = RescalePlan::new(in_bits, range, shift, need, rounding)?;
-        let clamp = ClampPlan::new(need, t, clamp)?;
-        let out = clamp.out_range();
-        if !fits_signed(out, out_bits) {
-            return Err(ParamError::RangeTooWide {
-                lo: out.0,
-                hi: out.1,
-                bits: out_bits,
-            });
-        }
-        Ok(RequantPlan {
-            rescale,
-            clamp,
-            out_bits,
-        })
-    }
-
-    /// Range of the output values.
-    pub fn out_range(&self) -> (i128, i128) {
-        self.clamp.out_range()
-    }
-
     /// Exact cost for `n` elements.
     pub fn cost(&self, n: u64) -> Cost {
         self.rescale.cost(n) + self.clamp.cost(n)
     }
 }
 
-/// Unpacking of HEQuant packed words (`protocols.md` §3.5) into shares of every field in any
-/// ring `Z_{2^R}`: the input is shares in `Z_{2^l}` of `Z = Σ_j 2^(j·s)·(y_j + 2^(s−1))` (`b`
-/// fields of `s` bits, biased by the HE layer, [`crate::linear`]), the output shares of each
-/// `y_j` in `Z_{2^R}`.
-///
-/// Every field keeps a guard bit (`|y_j| < 2^(s−2)`): after the server re-biases each field to
-/// `2^(s−2)`, every field lies in `[0, 2^(s−1))`, so the low `j·s` bits of `Z` have a known MSB
-/// of 0 and the carry `c_j` into field `j` is the OR of the two shares' bits `j·s − 1`: one
-/// correlated OT per carry, no carry chain. Field `j` is then
-/// `(Z_S >> js) mod 2^s + (Z_C >> js) mod 2^s + c_j − 2^s·c_(j+1) − 2^(s−2)` in `Z_{2^R}`; the
-/// `2^s·c_(j+1)` term vanishes when `R ≤ s`. Choosing `R` as the ring the requantization
-/// combines in fuses the requantization's input extension into the unpacking; the
-/// requantization then truncates and clamps in its small ring as usual.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UnpackPlan {
-    /// Ring width `l` of the packed shares (the plaintext width).
-    pub in_bits: u32,
-    /// Fields per coefficient `b`.
-    pub fields: u32,
-    /// Bits per field `s`.
-    pub field_bits: u32,
-    /// Ring width `R` of the unpacked fields.
-    pub out_bits: u32,
-}
-
 impl UnpackPlan {
-    /// Plans an unpacking of fields whose values (partial sums of edge tiles and empty fields
-    /// included) lie in `field_range`.
-    ///
-    /// # Errors
-    /// [`ParamError::Packing`] if `b < 2`, `s < 3` or `b·s > l`; [`ParamError::RangeTooWide`]
-    /// if a field can leave `[−2^(s−2), 2^(s−2))` (no guard bit) or does not fit the output
-    /// ring; [`ParamError::RingBits`] for an invalid ring.
-    pub fn new(
-        in_bits: u32,
-        packing: Packing,
-        field_range: (i128, i128),
-        out_bits: u32,
-    ) -> Result<Self, ParamError> {
-        let (fields, field_bits) = (packing.factor, packing.field_bits);
-        check_ring(in_bits)?;
-        check_ring(out_bits)?;
-        check_range(field_range)?;
-        if fields < 2
-            || field_bits < 3
-            || u64::from(fields) * u64::from(field_bits) > u64::from(in_bits)
-        {
-            return Err(ParamError::Packing {
-                fields,
-                field_bits,
-                bits: in_bits,
-            });
-        }
-        for bits in [field_bits - 1, out_bits] {
-            if !fits_signed(field_range, bits) {
-                return Err(ParamError::RangeTooWide {
-                    lo: field_range.0,
-                    hi: field_range.1,
-                    bits,
-                });
-            }
-        }
-        Ok(UnpackPlan {
-            in_bits,
-            fields,
-            field_bits,
-            out_bits,
-        })
-    }
-
-    /// Carries computed per packed word: `c_1 … c_(b−1)`, and `c_b` when `R > s`.
-    pub fn carries(&self) -> u32 {
-        self.fields - 1 + u32::from(self.out_bits > self.field_bits)
-    }
-
     /// Exact cost for `n` packed words (`n·b` fields).
     pub fn cost(&self, n: u64) -> Cost {
         let k = n * u64::from(self.carries());
@@ -661,84 +214,7 @@ impl UnpackPlan {
     }
 }
 
-/// `[lo, hi]·m`: the range of a product with a public multiplier.
-pub fn mul_range(range: (i128, i128), m: i128) -> (i128, i128) {
-    let (a, b) = (range.0 * m, range.1 * m);
-    (a.min(b), a.max(b))
-}
-
-/// Union of two ranges.
-pub fn union_range(a: (i128, i128), b: (i128, i128)) -> (i128, i128) {
-    (a.0.min(b.0), a.1.max(b.1))
-}
-
-/// Requantization of a public linear combination of shared inputs (Rescale, Add, AvgPool):
-/// every input is brought into one ring `Z_{2^L}` just wide enough for the combination `z`
-/// with the known-MSB headroom (extending cheaply, or reducing locally for free), the
-/// combination is computed locally, then [`RequantPlan`] runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CombinePlan {
-    /// Per input: ring bits, value range, and the extension into the combination ring (if the
-    /// input ring is narrower).
-    pub inputs: Vec<(u32, (i128, i128), Option<RescalePlan>)>,
-    /// Width `L` of the combination ring.
-    pub ring_bits: u32,
-    /// Requantization of the combination.
-    pub requant: RequantPlan,
-}
-
 impl CombinePlan {
-    /// Plans the requantization of a combination whose values lie in `z_range`, of inputs given
-    /// as (ring bits, value range).
-    ///
-    /// # Errors
-    /// [`ParamError`] if a ring is invalid, the combination needs more than
-    /// [`MAX_RING_BITS`] bits, or the requantization cannot be planned.
-    pub fn new(
-        inputs: &[(u32, (i128, i128))],
-        z_range: (i128, i128),
-        shift: u32,
-        clamp: (i128, i128),
-        out_bits: u32,
-        rounding: Rounding,
-    ) -> Result<Self, ParamError> {
-        check_range(z_range)?;
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let ring_bits = (signed_bits((z_range.0, z_range.1 + half)) + 1).max(shift + 2);
-        check_ring(ring_bits)?;
-        let inputs = inputs
-            .iter()
-            .map(|&(bits, range)| {
-                check_ring(bits)?;
-                if !fits_signed(range, bits.min(ring_bits)) {
-                    return Err(ParamError::RangeTooWide {
-                        lo: range.0,
-                        hi: range.1,
-                        bits: bits.min(ring_bits),
-                    });
-                }
-                let ext = if bits < ring_bits {
-                    Some(RescalePlan::new(
-                        bits,
-                        range,
-                        0,
-                        ring_bits,
-                        Rounding::NoTies,
-                    )?)
-                } else {
-                    None
-                };
-                Ok((bits, range, ext))
-            })
-            .collect::<Result<Vec<_>, ParamError>>()?;
-        let requant = RequantPlan::new(ring_bits, z_range, shift, clamp, out_bits, rounding)?;
-        Ok(CombinePlan {
-            inputs,
-            ring_bits,
-            requant,
-        })
-    }
-
     /// Exact cost with `input_lens[i]` elements in input `i` and `n_out` outputs.
     pub fn cost(&self, input_lens: &[u64], n_out: u64) -> Cost {
         let align = self
@@ -751,299 +227,21 @@ impl CombinePlan {
     }
 }
 
-fn clamp_of(c: (i64, i64)) -> (i128, i128) {
-    (i128::from(c.0), i128::from(c.1))
-}
-
-/// The [`RequantPlan`] of a linear layer's requantization: shares of `z = acc·m[c]` (the HE
-/// layer applied the server-private multipliers) in `Z_{2^in_bits}` with values in `z_range`.
-///
-/// # Errors
-/// As [`RequantPlan::new`].
-pub fn linear_requant_plan(
-    shape: &RequantShape,
-    in_bits: u32,
-    z_range: (i128, i128),
-    out_bits: u32,
-) -> Result<RequantPlan, ParamError> {
-    RequantPlan::new(
-        in_bits,
-        z_range,
-        shape.shift,
-        clamp_of(shape.clamp),
-        out_bits,
-        shape.rounding,
-    )
-}
-
-/// The [`CombinePlan`] of the plan's `Rescale` of an input given as (ring bits, value range).
-///
-/// # Errors
-/// As [`CombinePlan::new`].
-pub fn rescale_plan(
-    spec: &PublicRequant,
-    input: (u32, (i128, i128)),
-    out_bits: u32,
-) -> Result<CombinePlan, ParamError> {
-    let z = spec
-        .multipliers
-        .iter()
-        .map(|&m| mul_range(input.1, i128::from(m)))
-        .reduce(union_range)
-        .unwrap_or((0, 0));
-    CombinePlan::new(
-        &[input],
-        z,
-        spec.shift,
-        clamp_of(spec.clamp),
-        out_bits,
-        spec.rounding,
-    )
-}
-
-/// The [`CombinePlan`] of the plan's residual `Add` of two inputs given as (ring bits, range).
-///
-/// # Errors
-/// As [`CombinePlan::new`].
-pub fn add_plan(
-    spec: &AddSpec,
-    a: (u32, (i128, i128)),
-    b: (u32, (i128, i128)),
-    out_bits: u32,
-) -> Result<CombinePlan, ParamError> {
-    let (za, zb) = (
-        mul_range(a.1, i128::from(spec.m_a)),
-        mul_range(b.1, i128::from(spec.m_b)),
-    );
-    let z = (za.0 + zb.0, za.1 + zb.1);
-    CombinePlan::new(
-        &[a, b],
-        z,
-        spec.shift,
-        clamp_of(spec.clamp),
-        out_bits,
-        spec.rounding,
-    )
-}
-
-/// The [`CombinePlan`] of the plan's `AvgPool` on shares in `Z_{2^in_bits}` whose values lie in
-/// `range`: the window sums times the multiplier of their counted size.
-///
-/// # Errors
-/// As [`CombinePlan::new`].
-pub fn avg_pool_plan(
-    spec: &AvgPoolSpec,
-    in_bits: u32,
-    range: (i128, i128),
-    out_bits: u32,
-) -> Result<CombinePlan, ParamError> {
-    let z = pool_window_sizes(&spec.pool)
-        .into_iter()
-        .map(|len| {
-            let m = i128::from(spec.multiplier(len).unwrap_or(0));
-            let n = len as i128;
-            mul_range((range.0 * n, range.1 * n), m)
-        })
-        .reduce(union_range)
-        .unwrap_or((0, 0));
-    let clamp = clamp_of(spec.clamp);
-    CombinePlan::new(
-        &[(in_bits, range)],
-        z,
-        spec.shift,
-        clamp,
-        out_bits,
-        spec.rounding,
-    )
-}
-
-/// The size of every pooling window of [`pool_windows`] (padded positions left out), without
-/// building the windows.
-pub fn pool_window_sizes(shape: &PoolShape) -> Vec<usize> {
-    let [oh, ow] = shape.out_hw();
-    let inside = |o: usize, axis: usize, len: usize| {
-        (0..shape.kernel[axis])
-            .filter(|&k| {
-                (o * shape.stride[axis] + k)
-                    .checked_sub(shape.pads[axis])
-                    .is_some_and(|i| i < len)
-            })
-            .count()
-    };
-    let rows: Vec<usize> = (0..oh).map(|o| inside(o, 0, shape.in_hw[0])).collect();
-    let cols: Vec<usize> = (0..ow).map(|o| inside(o, 1, shape.in_hw[1])).collect();
-    let per_channel: Vec<usize> = rows
-        .iter()
-        .flat_map(|&r| cols.iter().map(move |&c| r * c))
-        .collect();
-    per_channel.repeat(shape.channels)
-}
-
-/// The input indices of every pooling window (row-major `[C, H, W]` input, outputs in
-/// `[C, out_h, out_w]` order); padded positions are left out.
-pub fn pool_windows(shape: &PoolShape) -> Vec<Vec<usize>> {
-    let [oh, ow] = shape.out_hw();
-    let [h, w] = shape.in_hw;
-    let mut out = Vec::with_capacity(shape.channels * oh * ow);
-    for c in 0..shape.channels {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut win = Vec::with_capacity(shape.kernel[0] * shape.kernel[1]);
-                for ky in 0..shape.kernel[0] {
-                    for kx in 0..shape.kernel[1] {
-                        let y = (oy * shape.stride[0] + ky).checked_sub(shape.pads[0]);
-                        let x = (ox * shape.stride[1] + kx).checked_sub(shape.pads[1]);
-                        if let (Some(y), Some(x)) = (y, x)
-                            && y < h
-                            && x < w
-                        {
-                            win.push((c * h + y) * w + x);
-                        }
-                    }
-                }
-                out.push(win);
-            }
-        }
-    }
-    out
-}
-
-/// Comparisons per level of the max-pool tree for windows of the given sizes.
-pub fn max_pool_levels(window_sizes: &[usize]) -> Vec<u64> {
-    let mut sizes = window_sizes.to_vec();
-    let mut levels = Vec::new();
-    while sizes.iter().any(|&s| s > 1) {
-        levels.push(sizes.iter().map(|&s| (s / 2) as u64).sum());
-        for s in &mut sizes {
-            *s = s.div_ceil(2);
-        }
-    }
-    levels
-}
-
-/// Max pooling by a comparison tree: `⌈log2 window⌉` levels, each a batched
-/// `max(a, b) = b + [a − b ≥ 0]·(a − b)`. `pairs[i]` is the number of comparisons at level `i`.
-pub fn max_pool(pairs: &[u64], ring_bits: u32) -> Cost {
-    pairs
-        .iter()
-        .filter(|&&m| m > 0)
-        .fold(Cost::default(), |c, &m| {
-            c + msb(m, ring_bits) + mux(m, ring_bits)
-        })
-}
-
-/// Bytes of OT extension traffic for `count` random OTs in one direction as produced by
-/// [`crate::ot`]'s cryprot-ot 0.3.0 backends: (OT sender's bytes, OT receiver's bytes),
-/// application payload on the cryprot-net streams (QUIC/TLS framing not included).
-///
-/// `first` says whether this is the first batch of the backend instance (IKNP then also runs its
-/// 128 Simplest-OT base OTs). Derived from the sources (stream ids, bincode varint frames) and
-/// checked against cryprot-net's byte counters in `tests/ot_backends.rs`. x86-64 only (the
-/// PPRF tree grouping follows `AES_PAR_BLOCKS = 8`).
-pub fn ot_extension_bytes(backend: OtBackend, count: u64, first: bool) -> (u64, u64) {
-    if count == 0 {
-        return (0, 0);
-    }
-    match backend {
-        // The IKNP instance sits on the backend's sub-connection (depth 1).
-        OtBackend::Iknp => iknp_bytes(count.next_multiple_of(128), first, 1),
-        OtBackend::Silent => {
-            let conf = silent_config(count.max(SILENT_MIN_OTS));
-            // Base OTs for the PPRF by IKNP one level deeper; then the PPRF expansion.
-            let (is, ir) = iknp_bytes(conf.base_ots().next_multiple_of(128), first, 2);
-            let header = stream_header(2);
-            (is + header + conf.pprf_bytes(), ir + header)
-        }
-    }
-}
-
-/// Bytes of one cryprot-net stream opening (`u32` length + bincode varint stream id) for a
-/// stream on a sub-connection at `depth` with a small id: `4 + 3 + depth`.
-const fn stream_header(depth: u64) -> u64 {
-    4 + 3 + depth
-}
-
-/// IKNP of `count` (a multiple of 128) OTs on a connection at `depth`: the receiver sends 128
-/// rows of `count/8` bytes on a stream one level deeper, the sender only opens its half. On
-/// first use the extension sender runs 128 Simplest-OT base OTs as receiver (128 compressed
-/// Ristretto points in one varint-length frame) against the extension receiver (point and
-/// seed commitment, then the seed).
-fn iknp_bytes(count: u64, first: bool, depth: u64) -> (u64, u64) {
-    let header = stream_header(depth + 1);
-    let (mut s, mut r) = (header, header + 16 * count);
-    if first {
-        s += header + 4 + 1 + 128 * 32;
-        r += header + (4 + 32 + 32) + (4 + 16);
-    }
-    (s, r)
-}
-
-/// Parameters of cryprot-ot's semi-honest silent OT for `count` OTs (`Config::configure` with
-/// the default ExConv7x24 code, scaler 2, minimum distance 0.15, 128-bit security).
-struct SilentConfig {
-    partitions: u64,
-    size_per: u64,
-}
-
-fn silent_config(count: u64) -> SilentConfig {
-    const SCALER: u64 = 2;
-    let n = count * SCALER;
-    let d = (1.0f64 - 2.0 * 0.15).log2();
-    let mut t = 40u64.max((-128.0 / d) as u64);
-    if n < 512 {
-        t = t.max(64);
-    }
-    let partitions = t.next_multiple_of(PPRF_PARALLEL_TREES);
-    let size_per = 4u64.max(n.div_ceil(partitions).next_multiple_of(2));
-    SilentConfig {
-        partitions,
-        size_per,
-    }
-}
-
-/// Smallest silent-OT batch the backend requests (`ot::cryprot::SILENT_MIN_OTS`).
-const SILENT_MIN_OTS: u64 = 128;
-
-/// Trees the PPRF expands (and sends) together (`AES_PAR_BLOCKS` on x86-64).
-const PPRF_PARALLEL_TREES: u64 = 8;
-
-/// Length of a bincode varint.
-fn varint_len(v: u64) -> u64 {
-    match v {
-        0..=250 => 1,
-        251..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
-    }
-}
-
-impl SilentConfig {
-    fn depth(&self) -> u64 {
-        u64::from(self.size_per.next_power_of_two().trailing_zeros())
-    }
-
-    fn base_ots(&self) -> u64 {
-        self.partitions * self.depth()
-    }
-
-    /// The PPRF sender's frames: per group of trees, the group index, two vectors of
-    /// `depth − 1` level sums of 8 blocks and the leaf-level OT messages (4 blocks per tree).
-    fn pprf_bytes(&self) -> u64 {
-        let d = self.depth();
-        (0..self.partitions)
-            .step_by(PPRF_PARALLEL_TREES as usize)
-            .map(|g| {
-                let trees = PPRF_PARALLEL_TREES.min(self.partitions - g);
-                let sums = varint_len(d - 1) + (d - 1) * PPRF_PARALLEL_TREES * 16;
-                4 + varint_len(g) + 2 * sums + varint_len(trees) + trees * 64
-            })
-            .sum()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpack_costs_one_cot_per_carry() {
+        let packing = crate::plan::Packing {
+            factor: 3,
+            field_bits: 10,
+            dim: crate::plan::PackDim::Spatial,
+        };
+        // Carries c_1, c_2, and c_3 for the 40-bit ring (wider than a field).
+        let p = UnpackPlan::new(30, packing, (-255, 255), 40).expect("plan");
+        assert_eq!(p.cost(100), client_cots(300, 300 * 40));
+    }
 
     #[test]
     fn carry_chain_counts() {
@@ -1060,102 +258,5 @@ mod tests {
             }
         );
         assert_eq!(carry_chain(5, 0), Cost::default());
-    }
-
-    #[test]
-    fn rescale_picks_cheapest_variant() {
-        // Small range: known MSB with offset 2^(l−2).
-        let p = RescalePlan::new(16, (-1000, 1000), 4, 16, Rounding::NoTies).expect("valid");
-        assert_eq!((p.offset, p.wrap), (1 << 14, WrapMode::KnownMsb));
-        // Truncate-and-reduce never needs the wrap.
-        let p = RescalePlan::new(16, (-30000, 30000), 4, 12, Rounding::NoTies).expect("valid");
-        assert_eq!(p.wrap, WrapMode::None);
-        // Full range: general.
-        let p = RescalePlan::new(16, (-32768, 32000), 4, 16, Rounding::NoTies).expect("valid");
-        assert_eq!((p.offset, p.wrap), (1 << 15, WrapMode::Chain));
-        // Unsigned below 2^(l-1): offset 0, known MSB.
-        let p = RescalePlan::new(8, (0, 100), 0, 12, Rounding::NoTies).expect("valid");
-        assert_eq!(
-            (p.offset, p.wrap, p.out_range()),
-            (0, WrapMode::KnownMsb, (0, 100))
-        );
-        assert!(RescalePlan::new(8, (0, 300), 0, 12, Rounding::NoTies).is_err());
-    }
-
-    #[test]
-    fn requant_ring_and_sides() {
-        let p = RequantPlan::new(
-            16,
-            (-(1 << 14) + 1, (1 << 14) - 513),
-            10,
-            (0, 15),
-            5,
-            Rounding::NoTies,
-        )
-        .expect("valid");
-        assert_eq!(p.rescale.out_bits, 5);
-        assert_eq!((p.clamp.lower, p.clamp.upper), (true, false));
-        assert_eq!(p.out_range(), (0, 15));
-    }
-
-    #[test]
-    fn window_sizes_are_the_windows_lengths() {
-        for (in_hw, kernel, stride, pads) in [
-            ([7, 5], [3, 3], [2, 2], [1, 1, 1, 1]),
-            ([4, 4], [2, 2], [2, 2], [0, 0, 0, 0]),
-            ([6, 3], [3, 2], [1, 2], [1, 0, 1, 1]),
-        ] {
-            let shape = PoolShape {
-                channels: 2,
-                in_hw,
-                kernel,
-                stride,
-                pads,
-            };
-            let lens: Vec<usize> = pool_windows(&shape).iter().map(Vec::len).collect();
-            assert_eq!(pool_window_sizes(&shape), lens);
-        }
-    }
-
-    #[test]
-    fn unpack_needs_a_guard_bit_and_room() {
-        let packing = |factor, field_bits| Packing {
-            factor,
-            field_bits,
-            dim: crate::plan::PackDim::Spatial,
-        };
-        // Fields of 10 bits hold values in [−256, 256): 9-bit accumulators plus a guard bit.
-        let acc9 = (-255, 255);
-        let p = UnpackPlan::new(30, packing(3, 10), acc9, 40).expect("plan");
-        // Carries c_1, c_2, and c_3 for the 40-bit ring (wider than a field).
-        assert_eq!(p.carries(), 3);
-        assert_eq!(p.cost(100), client_cots(300, 300 * 40));
-        assert_eq!(
-            UnpackPlan::new(30, packing(3, 10), acc9, 8).map(|p| p.out_bits),
-            Err(ParamError::RangeTooWide {
-                lo: -255,
-                hi: 255,
-                bits: 8
-            })
-        );
-        // A 10-bit accumulator leaves no guard bit in 10-bit fields.
-        assert!(matches!(
-            UnpackPlan::new(30, packing(3, 10), (-511, 511), 40),
-            Err(ParamError::RangeTooWide { bits: 9, .. })
-        ));
-        // Three fields of 11 bits do not fit 30 bits; one field is no packing.
-        assert!(matches!(
-            UnpackPlan::new(30, packing(3, 11), acc9, 40),
-            Err(ParamError::Packing { .. })
-        ));
-        assert!(matches!(
-            UnpackPlan::new(30, packing(1, 10), acc9, 40),
-            Err(ParamError::Packing { .. })
-        ));
-        // Output ring no wider than a field: no carry out of the top field.
-        assert_eq!(
-            UnpackPlan::new(30, packing(3, 10), acc9, 10).map(|p| p.carries()),
-            Ok(2)
-        );
     }
 }

@@ -19,10 +19,12 @@
 //! price in OT-extension bytes (silent OT's cost per OT falls with the batch size). Its
 //! traffic is [`PlanCost::ot_extension`].
 
-use crate::cost::linear::{ConfigError, LinearCost, public_key_bytes};
-use crate::cost::nonlinear::{Cost, ot_extension_bytes};
-use crate::plan::{LayerId, OtBackend, PublicPlan};
-use crate::schedule::{Schedule, StepKind};
+use crate::cost::linear::{LinearCost, public_key_bytes};
+use crate::cost::nonlinear::{self as nl, Cost};
+use crate::cost::ot_extension::ot_extension_bytes;
+use crate::params::he::ConfigError;
+use crate::plan::{LayerId, OtBackend, PublicPlan, TensorId};
+use crate::schedule::{Schedule, Step, StepKind};
 
 /// Bytes each way and rounds of one part of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -188,6 +190,53 @@ impl PlanCost {
 /// Rounds of the HE part of a linear layer: the query, then the response.
 pub const LINEAR_ROUNDS: u64 = 2;
 
+/// The predicted cost of one scheduled step of `plan`: its HE messages, then its nonlinear
+/// protocols (the unpacking of the packed words, the requantization or the layer's own
+/// protocol, the extension of the output).
+pub fn layer_cost(plan: &PublicPlan, step: &Step) -> LayerCost {
+    let layer = &plan.layers[step.layer.0 as usize];
+    let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
+    let n_out = len(layer.output);
+    let (he, own) = match &step.kind {
+        StepKind::Linear {
+            geometry,
+            budget,
+            unpack,
+            requant,
+            ..
+        } => {
+            let he = geometry.cost(budget);
+            let words = he.coeffs_down as u64;
+            let nonlinear = unpack.map(|u| u.cost(words)).unwrap_or_default()
+                + requant
+                    .as_ref()
+                    .map(|p| p.cost(&[n_out], n_out))
+                    .unwrap_or_default();
+            (Some(he), nonlinear)
+        }
+        StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => {
+            let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
+            (None, p.cost(&lens, n_out))
+        }
+        StepKind::MaxPool {
+            ring_bits, levels, ..
+        } => (None, nl::max_pool(levels, *ring_bits)),
+        StepKind::Local => (None, Cost::default()),
+    };
+    let nonlinear = own + step.extend.map(|e| e.cost(n_out)).unwrap_or_default();
+    let he_traffic = he.map_or(Traffic::default(), |h| Traffic {
+        bytes_up: h.bytes_up as u64,
+        bytes_down: h.bytes_down as u64,
+        rounds: LINEAR_ROUNDS,
+    });
+    LayerCost {
+        layer: step.layer,
+        traffic: he_traffic + Traffic::of(&nonlinear),
+        he,
+        nonlinear,
+    }
+}
+
 /// The predicted cost of running `plan` as scheduled by `schedule` with the OT `backend`.
 ///
 /// # Errors
@@ -220,24 +269,7 @@ pub fn plan_cost_batched(
     let layers: Vec<LayerCost> = schedule
         .steps
         .iter()
-        .map(|step| {
-            let nonlinear = step.nonlinear_cost(plan);
-            let he = match &step.kind {
-                StepKind::Linear { he, .. } => Some(*he),
-                _ => None,
-            };
-            let he_traffic = he.map_or(Traffic::default(), |h| Traffic {
-                bytes_up: h.bytes_up as u64,
-                bytes_down: h.bytes_down as u64,
-                rounds: LINEAR_ROUNDS,
-            });
-            LayerCost {
-                layer: step.layer,
-                traffic: he_traffic + Traffic::of(&nonlinear),
-                he,
-                nonlinear,
-            }
-        })
+        .map(|step| layer_cost(plan, step))
         .collect();
     let out = plan.output.tensor.0 as usize;
     let n = plan.tensors.get(out).map_or(0, |t| t.len() as u64);
@@ -273,7 +305,8 @@ pub fn plan_cost_batched(
 )]
 mod tests {
     use super::*;
-    use crate::cost::linear::{LinearOutput, matmul_cost};
+    use crate::cost::linear::matmul_cost;
+    use crate::params::he::LinearOutput;
     use crate::plan::{MatMulShape, Op, PublicRequant, Rounding};
     use crate::reference::testutil::{PlanBuilder, linear, weights};
     use crate::schedule::schedule;
@@ -325,7 +358,7 @@ mod tests {
                 rounds: LINEAR_ROUNDS
             }
         );
-        let rescale = s.steps[1].nonlinear_cost(&plan.public);
+        let rescale = layer_cost(&plan.public, &s.steps[1]).nonlinear;
         assert_eq!(c.layers[1].traffic, Traffic::of(&rescale));
         assert_eq!(
             (c.server_rots, c.client_rots),
@@ -409,5 +442,55 @@ mod tests {
             ot_extension_bytes(silent, 5000, false).0 + s2.0 + c.1
         );
         assert!(later.total_bytes() < t.total_bytes());
+    }
+
+    #[test]
+    fn packed_layers_unpack_into_the_requantization_ring_and_are_priced() {
+        use crate::plan::{PackDim, Packing};
+        use crate::reference::testutil::requant;
+        let mut l = linear(
+            MatMulShape {
+                rows: 1,
+                inner: 4,
+                cols: 2,
+            },
+            8,
+            Some(requant(&[16, 8], 4, (0, 15))),
+        );
+        l.protocol.tile.c = 4;
+        l.protocol.tile.m = 1;
+        l.protocol.packing = Packing {
+            factor: 2,
+            field_bits: 9,
+            dim: PackDim::OutChannels,
+        };
+        l.protocol.he.plain_bits = 18;
+        (l.protocol.in_ring_bits, l.protocol.out_ring_bits) = (18, 18);
+        let mut b = PlanBuilder::new(&[1, 4], (-8, 8));
+        let t1 = b.linear(
+            Op::MatMul(l),
+            b.input(),
+            weights(&[1; 8], &[0, 0]),
+            &[1, 2],
+            (0, 15),
+        );
+        let plan = b.build(t1).unwrap();
+        let s = schedule(&plan.public).unwrap();
+        let StepKind::Linear {
+            unpack: Some(u),
+            requant: Some(r),
+            ..
+        } = &s.steps[0].kind
+        else {
+            panic!("packed linear step");
+        };
+        // Two filters in the two fields of one word, unpacked straight into the
+        // requantization's combination ring, which it then reads without extension.
+        assert_eq!((u.fields, u.field_bits, u.out_bits), (2, 9, r.ring_bits));
+        assert_eq!(r.inputs[0].2, None);
+        // One packed word revealed, unpacked into the two accumulators.
+        let c = layer_cost(&plan.public, &s.steps[0]);
+        assert_eq!(c.he.map(|he| he.coeffs_down), Some(1));
+        assert_eq!(c.nonlinear, u.cost(1) + r.cost(&[2], 2));
     }
 }

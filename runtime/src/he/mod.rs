@@ -8,7 +8,7 @@
 //! plaintext `Z_t`, `t = 2^ℓ`, coefficient encoding. A plaintext `m` scales to
 //! `Δ(m) = ⌊q·m/t⌋` exactly (so a wrap of `x_C + x_S` past `t` costs no noise), the secret is
 //! uniform ternary and errors are centred binomial with variance 10 (`|e| ≤ 20`).
-//! Noise budget and widths: `crate::cost::linear` (crypto-free, shared with the compiler);
+//! Noise budget and widths: `crate::params::he` (crypto-free, shared with the compiler);
 //! security argument: `docs/security.md`.
 
 mod wire;
@@ -21,7 +21,7 @@ use fhe_math::rq::{Context, Poly, Representation, dot_product};
 use fhe_math::zq::primes::generate_prime;
 use rand::{CryptoRng, Rng, RngCore};
 
-use crate::cost::linear::{ConfigError, ERROR_BOUND, HeBudget, SEED_BYTES, he_budget};
+use crate::params::he::{ConfigError, ERROR_BOUND, HeBudget, SEED_BYTES, he_budget};
 use crate::plan::HeParams;
 use wire::{BitReader, BitWriter};
 

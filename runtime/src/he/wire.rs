@@ -1,6 +1,6 @@
 //! Fixed-size bit packing of ciphertext coefficients: every coefficient of a given kind takes
 //! the same number of bits, so message sizes are exact functions of the parameters
-//! (`crate::cost::linear`).
+//! (`crate::params::he`, summed per layer in `crate::cost::linear`).
 
 /// Appends coefficients of at most 64 bits to a byte buffer, least significant bit first.
 #[derive(Debug, Default)]

@@ -5,9 +5,8 @@
 //! Every layer kind is a grouped convolution ([`ConvGeometry`]); a matrix product and a
 //! per-channel affine map only permute the input and output elements.
 
-use crate::cost::linear::{
-    ConvGeometry, HeBudget, LinearOutput, affine_as_conv, layer_budget, matmul_as_conv,
-};
+use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
+use crate::params::he::{HeBudget, LinearOutput, layer_budget};
 use crate::plan::{AffineShape, ConvShape, LinearLayer, LinearProtocol, MatMulShape};
 
 use super::LinearError;

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The layer's index maps ([`Layout`]) come from the public plan; the server's weights never
-//! leave [`LinearServer`]. The exact message sizes are `crate::cost::linear`'s.
+//! leave [`LinearServer`]. Its parameters are `crate::params`' (noise budget, tiling), its exact
+//! message sizes `crate::cost::linear`'s.
 
 mod layout;
 mod packing;
@@ -22,8 +23,8 @@ pub use layout::{Kind, Layout, NO_ELEMENT};
 pub use packing::{extract_field, unpack_words};
 pub use protocol::{LinearClient, LinearServer, Query, Response};
 
-use crate::cost::linear::ConfigError;
 use crate::he::HeError;
+use crate::params::he::ConfigError;
 
 /// Errors of the linear-layer protocols.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@ use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::cost::linear::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND};
 use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, ResponseCt, SecretKey, SeededCt};
+use crate::params::he::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND};
 use crate::plan::LayerWeights;
 
 use super::LinearError;

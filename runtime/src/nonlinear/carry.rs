@@ -7,7 +7,7 @@
 //! corrections go in the first round, and each bit then costs one round with one bit each way.
 //! Exact cost: [`crate::cost::nonlinear::carry_chain`].
 
-use super::cot::{CotReceiver, CotSender, mask};
+use super::cot::{CotReceiver, CotSender, mask, mux};
 use super::{BitWriter, ProtocolError, Session};
 use crate::ring::Ring;
 
@@ -157,7 +157,7 @@ pub fn carry_out_blocked(
             x.extend(lo.0.iter().map(|&g| u64::from(g)));
             x.extend(lo.1.iter().map(|&p| u64::from(p)));
         }
-        let prod = super::relu::mux(s, Ring::new(1), &d, &x)?;
+        let prod = mux(s, Ring::new(1), &d, &x)?;
         let mut next = Vec::with_capacity(gp.len().div_ceil(2));
         for k in 0..pairs {
             let hi = &gp[2 * k + 1];

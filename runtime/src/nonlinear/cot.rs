@@ -6,8 +6,13 @@
 //! `s + r = b·Δ (mod 2^w)`; for `w = 1` these are XOR shares of `b ∧ Δ`. Cost: 1 bit up, `w`
 //! bits down. The receiver learns nothing about `Δ` beyond `b·Δ` (the other pad is hidden by
 //! the ROT); the sender sees `e`, a one-time pad of `b`.
+//!
+//! The multiplexer [`mux`] `d·x` (`d = d0 ⊕ d1`, `x = x0 + x1`) is two correlated OTs: each
+//! party sends its share of `x` correlated by `Δ = (1 − 2·d_own)·x_own` to the other's choice
+//! `d_other`, and `d·x = d0 x0 + d1 x1 + d1·Δ_0 + d0·Δ_1`. Cost: [`crate::cost::nonlinear::mux`].
 
-use super::{BitReader, BitWriter, ProtocolError, Session};
+use super::{BitReader, BitWriter, ProtocolError, Session, check_len};
+use crate::ring::Ring;
 
 /// `2^w − 1`.
 pub(crate) fn mask(width: u32) -> u64 {
@@ -135,7 +140,7 @@ pub(crate) fn client_cots(
     }
     let total: u64 = widths.iter().map(|&w| u64::from(w)).sum();
     if s.is_server() {
-        super::check_len(deltas.len(), n)?;
+        check_len(deltas.len(), n)?;
         let mut sender = CotSender::take(s, n)?;
         let mut r = s.round(BitWriter::new(), n as u64)?;
         sender.read_corrections(&mut r);
@@ -146,7 +151,7 @@ pub(crate) fn client_cots(
         s.round(msg, 0)?;
         Ok(out)
     } else {
-        super::check_len(choices.len(), n)?;
+        check_len(choices.len(), n)?;
         let mut msg = BitWriter::new();
         let recv = CotReceiver::start(s, choices.to_vec(), &mut msg)?;
         s.round(msg, 0)?;
@@ -154,5 +159,69 @@ pub(crate) fn client_cots(
         Ok((0..n)
             .map(|i| recv.finish_one(i, widths[i], &mut r))
             .collect())
+    }
+}
+
+/// Shares of `d·x` in `ring` from XOR shares of `d` and shares of `x` in `ring`.
+///
+/// # Errors
+/// [`ProtocolError`] on length mismatch, exhausted OT pads or channel failure.
+pub fn mux(
+    s: &mut Session<'_>,
+    ring: Ring,
+    d: &[bool],
+    x: &[u64],
+) -> Result<Vec<u64>, ProtocolError> {
+    let n = x.len();
+    check_len(d.len(), n)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let w = ring.bits();
+    let mut send = CotSender::take(s, n)?;
+    let mut msg = BitWriter::new();
+    let recv = CotReceiver::start(s, d.to_vec(), &mut msg)?;
+    let mut r = s.round(msg, n as u64)?;
+    send.read_corrections(&mut r);
+    let deltas: Vec<u64> = d
+        .iter()
+        .zip(x)
+        .map(|(&di, &xi)| if di { ring.neg(xi) } else { xi })
+        .collect();
+    let mut msg = BitWriter::new();
+    let sent = send.respond(0, &deltas, w, &mut msg);
+    let mut r = s.round(msg, n as u64 * u64::from(w))?;
+    let got = recv.finish(0, n, w, &mut r);
+    Ok((0..n)
+        .map(|i| ring.add(ring.add(if d[i] { x[i] } else { 0 }, sent[i]), got[i]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::nonlinear as cost;
+    use crate::nonlinear::testutil::{open, run, share, values};
+
+    #[test]
+    fn mux_exact() {
+        let ring = Ring::new(13);
+        let v = values(-4096, 4095, 200, 3);
+        let d: Vec<bool> = (0..200).map(|i| i % 3 == 0).collect();
+        let (xs, xc) = share(ring, &v, 4);
+        let split: Vec<bool> = (0..200).map(|i| i % 5 < 2).collect();
+        let (ds, dc): (Vec<bool>, Vec<bool>) =
+            d.iter().zip(&split).map(|(&a, &r)| (a ^ r, r)).unzip();
+        let (a, b) = run(cost::mux(200, 13), move |s| {
+            if s.is_server() {
+                mux(s, ring, &ds, &xs)
+            } else {
+                mux(s, ring, &dc, &xc)
+            }
+        });
+        let got = open(ring, &a, &b);
+        for i in 0..200 {
+            assert_eq!(got[i], if d[i] { v[i] } else { 0 });
+        }
     }
 }

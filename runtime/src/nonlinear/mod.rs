@@ -24,8 +24,9 @@
 //!   pooling.
 //!
 //! Protocols are synchronous, I/O-free functions of a [`Session`]: shares and precomputed ROTs
-//! in, rounds of bit-packed messages through an [`Exchange`], shares out. Their exact costs (and
-//! the parameter plans they execute) are in [`crate::cost::nonlinear`].
+//! in, rounds of bit-packed messages through an [`Exchange`], shares out. The parameter plans
+//! they execute are in [`crate::params::nonlinear`], their exact costs in
+//! [`crate::cost::nonlinear`].
 
 pub mod carry;
 pub mod cot;
@@ -34,8 +35,9 @@ pub mod relu;
 pub mod requant;
 pub mod trunc;
 
-use crate::cost::nonlinear::{Cost, ParamError};
+use crate::cost::nonlinear::Cost;
 use crate::ot::{OtError, OtPads, OtSource};
+use crate::params::nonlinear::ParamError;
 use crate::transport::{BlockingExchange, Exchange, FrameChannel, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -352,18 +354,13 @@ pub(crate) mod testutil {
         (out, cout)
     }
 
-    /// `x / 2^k` rounded to nearest; ties up (`NoTies`, the cheap protocols' rule) or to even.
+    /// `x / 2^k` rounded to nearest ([`crate::ring::round_shift`]); ties up (`NoTies`, the
+    /// cheap protocols' rule) or to even.
     pub fn round_shift(x: i128, k: u32, rounding: Rounding) -> i128 {
-        if k == 0 {
-            return x;
-        }
-        let floor = x >> k;
-        let rest = x - (floor << k);
-        let half = 1i128 << (k - 1);
-        match (rest.cmp(&half), rounding) {
-            (std::cmp::Ordering::Less, _) => floor,
-            (std::cmp::Ordering::Equal, Rounding::HalfEven) => floor + (floor & 1),
-            _ => floor + 1,
+        let r = crate::ring::round_shift(x, k);
+        match rounding {
+            Rounding::HalfEven => r.half_even(),
+            Rounding::NoTies => r.half_up(),
         }
     }
 

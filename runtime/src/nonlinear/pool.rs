@@ -4,10 +4,10 @@
 //! [`crate::cost::nonlinear::max_pool`], [`CombinePlan::cost`].
 
 use super::carry::drelu;
-use super::relu::mux;
+use super::cot::mux;
 use super::requant::{align, requant};
 use super::{ProtocolError, Session, check_len};
-use crate::cost::nonlinear::{CombinePlan, ParamError, fits_signed, pool_windows};
+use crate::params::nonlinear::{CombinePlan, ParamError, fits_signed, pool_windows};
 use crate::plan::{AvgPoolSpec, PoolShape};
 use crate::ring::Ring;
 
@@ -64,7 +64,7 @@ pub fn max_pool(
 
 /// Average pooling (global average pooling: the window is the whole input) of shares in the
 /// ring of `plan`'s single input; `plan` comes from
-/// [`avg_pool_plan`](crate::cost::nonlinear::avg_pool_plan) for the same `spec`.
+/// [`avg_pool_plan`](crate::params::nonlinear::avg_pool_plan) for the same `spec`.
 ///
 /// # Errors
 /// [`ProtocolError::Length`] if a counted window size has no multiplier; otherwise as
@@ -97,8 +97,9 @@ pub fn avg_pool(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::{self as cost, avg_pool_plan, max_pool_levels};
+    use crate::cost::nonlinear::{self as cost};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values};
+    use crate::params::nonlinear::{avg_pool_plan, max_pool_levels};
     use crate::plan::Rounding;
 
     fn shape(c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> PoolShape {

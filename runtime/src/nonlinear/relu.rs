@@ -1,56 +1,20 @@
-//! Multiplexer, ReLU and clamps on shares in `Z_{2^l}` (CrypTFlow2 DReLU + MUX).
+//! ReLU and clamps on shares in `Z_{2^l}` (CrypTFlow2 DReLU + MUX): the DReLU bit of
+//! [`super::carry`], then the multiplexer [`mux`].
 //!
-//! The multiplexer `d·x` (`d = d0 ⊕ d1`, `x = x0 + x1`) is two correlated OTs: each party sends
-//! its share of `x` correlated by `Δ = (1 − 2·d_own)·x_own` to the other's choice `d_other`, and
-//! `d·x = d0 x0 + d1 x1 + d1·Δ_0 + d0·Δ_1`. A clamp to `[lo, hi]` compares only on the sides the
-//! plan's value range lets bind: `y = lo + d1·(x − lo) − d2·(x − hi)` with `d1 = [x ≥ lo]`,
-//! `d2 = [x > hi]`. Costs: [`crate::cost::nonlinear::mux`], [`ClampPlan::cost`].
+//! A clamp to `[lo, hi]` compares only on the sides the plan's value range lets bind:
+//! `y = lo + d1·(x − lo) − d2·(x − hi)` with `d1 = [x ≥ lo]`, `d2 = [x > hi]`. Costs:
+//! [`crate::cost::nonlinear::relu`], [`ClampPlan::cost`].
 
 use super::carry::drelu;
-use super::cot::{CotReceiver, CotSender};
-use super::{BitWriter, ProtocolError, Session, check_len};
-use crate::cost::nonlinear::ClampPlan;
+use super::cot::mux;
+use super::{ProtocolError, Session};
+use crate::params::nonlinear::ClampPlan;
 use crate::ring::Ring;
-
-/// Shares of `d·x` in `ring` from XOR shares of `d` and shares of `x` in `ring`.
-///
-/// # Errors
-/// [`ProtocolError`] on length mismatch, exhausted OT pads or channel failure.
-pub fn mux(
-    s: &mut Session<'_>,
-    ring: Ring,
-    d: &[bool],
-    x: &[u64],
-) -> Result<Vec<u64>, ProtocolError> {
-    let n = x.len();
-    check_len(d.len(), n)?;
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let w = ring.bits();
-    let mut send = CotSender::take(s, n)?;
-    let mut msg = BitWriter::new();
-    let recv = CotReceiver::start(s, d.to_vec(), &mut msg)?;
-    let mut r = s.round(msg, n as u64)?;
-    send.read_corrections(&mut r);
-    let deltas: Vec<u64> = d
-        .iter()
-        .zip(x)
-        .map(|(&di, &xi)| if di { ring.neg(xi) } else { xi })
-        .collect();
-    let mut msg = BitWriter::new();
-    let sent = send.respond(0, &deltas, w, &mut msg);
-    let mut r = s.round(msg, n as u64 * u64::from(w))?;
-    let got = recv.finish(0, n, w, &mut r);
-    Ok((0..n)
-        .map(|i| ring.add(ring.add(if d[i] { x[i] } else { 0 }, sent[i]), got[i]))
-        .collect())
-}
 
 /// ReLU `max(x, 0)` of shared signed values in `ring`, with no range information.
 ///
 /// # Errors
-/// As [`mux`].
+/// [`ProtocolError`] on exhausted OT pads or channel failure.
 pub fn relu(s: &mut Session<'_>, ring: Ring, x: &[u64]) -> Result<Vec<u64>, ProtocolError> {
     let d = drelu(s, ring, x)?;
     mux(s, ring, &d, x)
@@ -61,7 +25,7 @@ pub fn relu(s: &mut Session<'_>, ring: Ring, x: &[u64]) -> Result<Vec<u64>, Prot
 /// [`crate::cost::nonlinear::relu_blocked`].
 ///
 /// # Errors
-/// As [`mux`].
+/// [`ProtocolError`] on exhausted OT pads or channel failure.
 pub fn relu_blocked(
     s: &mut Session<'_>,
     ring: Ring,
@@ -76,7 +40,7 @@ pub fn relu_blocked(
 /// comparing only on the sides that can bind.
 ///
 /// # Errors
-/// As [`mux`].
+/// [`ProtocolError`] on exhausted OT pads or channel failure.
 pub fn clamp(s: &mut Session<'_>, plan: &ClampPlan, x: &[u64]) -> Result<Vec<u64>, ProtocolError> {
     let ring = Ring::new(plan.ring_bits);
     let n = x.len();
@@ -161,28 +125,6 @@ mod tests {
             for i in 0..v.len() {
                 assert_eq!(got[i], v[i].max(0), "l {l}");
             }
-        }
-    }
-
-    #[test]
-    fn mux_exact() {
-        let ring = Ring::new(13);
-        let v = values(-4096, 4095, 200, 3);
-        let d: Vec<bool> = (0..200).map(|i| i % 3 == 0).collect();
-        let (xs, xc) = share(ring, &v, 4);
-        let split: Vec<bool> = (0..200).map(|i| i % 5 < 2).collect();
-        let (ds, dc): (Vec<bool>, Vec<bool>) =
-            d.iter().zip(&split).map(|(&a, &r)| (a ^ r, r)).unzip();
-        let (a, b) = run(cost::mux(200, 13), move |s| {
-            if s.is_server() {
-                mux(s, ring, &ds, &xs)
-            } else {
-                mux(s, ring, &dc, &xc)
-            }
-        });
-        let got = open(ring, &a, &b);
-        for i in 0..200 {
-            assert_eq!(got[i], if d[i] { v[i] } else { 0 });
         }
     }
 

@@ -15,7 +15,7 @@ use super::cot::{client_cots, mask};
 use super::relu::clamp;
 use super::trunc::rescale;
 use super::{ProtocolError, Session, check_len};
-use crate::cost::nonlinear::{CombinePlan, RequantPlan, UnpackPlan};
+use crate::params::nonlinear::{CombinePlan, RequantPlan, UnpackPlan};
 use crate::ring::Ring;
 
 /// Runs a [`RequantPlan`]: shares of `z` in `Z_{2^l}` to shares of `y` in `Z_{2^R}`.
@@ -172,8 +172,8 @@ pub fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::nonlinear::{add_plan, rescale_plan};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::params::nonlinear::{add_plan, rescale_plan};
     use crate::plan::{AddSpec, PackDim, Packing, PublicRequant, Rounding};
 
     fn packing(factor: u32, field_bits: u32) -> Packing {

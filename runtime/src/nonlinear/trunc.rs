@@ -15,9 +15,9 @@
 //! AND is one multiplexer over `Z_2`. Plan and cost: [`RescalePlan`].
 
 use super::carry::carries;
-use super::cot::{client_cots, mask};
+use super::cot::{client_cots, mask, mux};
 use super::{ProtocolError, Session};
-use crate::cost::nonlinear::{RescalePlan, WrapMode};
+use crate::params::nonlinear::{RescalePlan, WrapMode};
 use crate::ring::Ring;
 
 /// Runs a [`RescalePlan`] on shares `x` in `Z_{2^l}`; returns shares in `Z_{2^R}`.
@@ -173,7 +173,7 @@ fn tie_correction(
     let odd: Vec<u64> = (0..y.len())
         .map(|i| u64::from(((y[i] >> k) & 1 == 1) ^ c[i] ^ odd_offset))
         .collect();
-    super::relu::mux(s, Ring::new(1), &tie, &odd)
+    mux(s, Ring::new(1), &tie, &odd)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! random OTs (the receiver's choices are random); `nonlinear` derandomizes them.
 //!
 //! Traffic per batch of `n` OTs (read from the cryprot-ot 0.3.0 / cryprot-net 0.2.5 sources,
-//! checked by measurement in the tests; [`crate::cost::nonlinear::ot_extension_bytes`]):
+//! checked by measurement in the tests; [`crate::cost::ot_extension::ot_extension_bytes`]):
 //! IKNP sends `16·⌈n/128⌉·128` bytes from receiver to sender plus a stream header, and 128
 //! Simplest-OT base OTs on first use; silent OT runs one IKNP batch for its PPRF base OTs and
 //! a GGM-tree expansion whose size is logarithmic in `n`: about 4 bits per OT for 3·10^5 OTs,

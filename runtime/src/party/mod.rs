@@ -32,8 +32,6 @@ pub use server::run_server;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cost::linear::{ConfigError, LinearOutput};
-use crate::cost::nonlinear::CombinePlan;
 use crate::cost::plan::{OtBatch, PlanCost, Traffic, plan_cost_batched};
 use crate::he::{HeError, Params};
 use crate::linear::{Layout, LinearError, NO_ELEMENT};
@@ -41,6 +39,8 @@ use crate::nonlinear::requant::{add, align, requant, unpack};
 use crate::nonlinear::trunc::rescale;
 use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool};
 use crate::ot::{OtPads, PadSupply};
+use crate::params::he::{ConfigError, LinearOutput};
+use crate::params::nonlinear::CombinePlan;
 use crate::plan::{HeParams, Layer, LayerId, Op, OtBackend, PublicPlan, TensorId};
 use crate::ring::Ring;
 use crate::schedule::{Schedule, ScheduleError, StepKind, schedule};

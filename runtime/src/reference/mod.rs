@@ -16,6 +16,7 @@ use crate::plan::{
     AffineShape, AvgPoolSpec, ConvShape, LayerId, LayerWeights, LinearLayer, MatMulShape, Op, Plan,
     PoolShape, PublicPlan, Rounding, TensorId,
 };
+use crate::ring::{self, RoundShift};
 
 /// Every value one run computed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,21 +260,13 @@ fn requantize_sum(
     i64::try_from(y).map_err(|_| RoundFail::Overflow)
 }
 
-/// `t / 2^k` rounded to nearest, ties to even; validate() keeps `k < 64`.
+/// `t / 2^k` rounded to nearest, ties to even ([`crate::ring::round_shift`]); a tie is an error
+/// where the plan declares [`Rounding::NoTies`]. validate() keeps `k < 64`.
 fn round_shift(t: i128, k: u32, rounding: Rounding) -> Result<i128, RoundFail> {
-    if k == 0 {
-        return Ok(t);
+    match ring::round_shift(t, k) {
+        RoundShift::Tie { .. } if rounding == Rounding::NoTies => Err(RoundFail::Tie),
+        r => Ok(r.half_even()),
     }
-    // `>>` on a signed integer is the floor division by 2^k.
-    let floor = t >> k;
-    let rest = t - (floor << k);
-    let half = 1i128 << (k - 1);
-    Ok(match rest.cmp(&half) {
-        std::cmp::Ordering::Less => floor,
-        std::cmp::Ordering::Greater => floor + 1,
-        std::cmp::Ordering::Equal if rounding == Rounding::NoTies => return Err(RoundFail::Tie),
-        std::cmp::Ordering::Equal => floor + (floor & 1),
-    })
 }
 
 /// `Σ w·x` added to `acc`; `None` on overflow.
