@@ -38,8 +38,8 @@
 use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
 use crate::params::he::{ConfigError, HeBudget, LinearOutput, layer_budget};
 use crate::params::nonlinear::{
-    CombinePlan, ParamError, RescalePlan, UnpackPlan, avg_pool_plan, max_pool_levels, mul_range,
-    pool_window_sizes, signed_bits, union_range,
+    CombinePlan, ParamError, RescalePlan, UnpackPlan, add_plan, avg_pool_plan, max_pool_levels,
+    multiplied_range, pool_window_sizes, rescale_plan, signed_bits,
 };
 use crate::plan::{
     ConvShape, HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
@@ -357,7 +357,6 @@ fn step_kind(
     // validate() guarantees the inputs each op needs.
     let first = layer.inputs[0];
     let input = (ring(first), range(plan, first));
-    let clamp = |c: (i64, i64)| (i128::from(c.0), i128::from(c.1));
     // Ring-narrowing checks for local reductions.
     for &t in &layer.inputs {
         let need = match &layer.op {
@@ -396,36 +395,14 @@ fn step_kind(
             &affine_as_conv(&l.shape),
             (l.acc_bits, &l.protocol, &l.requant),
         )?,
-        Op::Rescale(r) => StepKind::Rescale(
-            CombinePlan::new(
-                &[input],
-                combined_range(input.1, &r.multipliers),
-                r.shift,
-                clamp(r.clamp),
-                clamp_bits(r.clamp, out_bits),
-                r.rounding,
-            )
-            .map_err(param)?,
-        ),
+        Op::Rescale(r) => {
+            StepKind::Rescale(rescale_plan(r, input, clamp_bits(r.clamp, out_bits)).map_err(param)?)
+        }
         Op::Add(a) => {
             let second = layer.inputs[1];
             let b = (ring(second), range(plan, second));
-            let (ra, rb) = (
-                mul_range(input.1, i128::from(a.m_a)),
-                mul_range(b.1, i128::from(a.m_b)),
-            );
-            let z = (ra.0 + rb.0, ra.1 + rb.1);
-            StepKind::Add(
-                CombinePlan::new(
-                    &[input, b],
-                    z,
-                    a.shift,
-                    clamp(a.clamp),
-                    clamp_bits(a.clamp, out_bits),
-                    a.rounding,
-                )
-                .map_err(param)?,
-            )
+            let bits = clamp_bits(a.clamp, out_bits);
+            StepKind::Add(add_plan(a, input, b, bits).map_err(param)?)
         }
         Op::AvgPool(spec) => {
             let bits = clamp_bits(spec.clamp, out_bits);
@@ -470,7 +447,7 @@ fn linear_step(
             .map(|r| {
                 CombinePlan::new(
                     &[(ring, acc)],
-                    combined_range(acc, &r.multipliers),
+                    multiplied_range(acc, &r.multipliers),
                     r.shift,
                     (i128::from(r.clamp.0), i128::from(r.clamp.1)),
                     clamp_bits(r.clamp, out_bits),
@@ -495,15 +472,6 @@ fn linear_step(
         unpack,
         requant,
     })
-}
-
-/// The range of `x·m[c]` over every channel multiplier.
-fn combined_range(x: (i128, i128), multipliers: &[i64]) -> (i128, i128) {
-    multipliers
-        .iter()
-        .map(|&m| mul_range(x, i128::from(m)))
-        .reduce(union_range)
-        .unwrap_or((0, 0))
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! calls these, and the protocol tests assert that the messages actually produced have exactly
 //! these sizes. [`compute`] models compute time.
 //!
-//! Layering: `cost` sits above [`crate::params`] and [`crate::schedule`]; nothing below imports
-//! it.
+//! Layering: `cost` sits above [`crate::params`] and [`crate::schedule`], which never import it.
 
 pub mod compute;
 pub mod linear;

@@ -17,7 +17,8 @@
 //! direction (a larger layer has batches of its own), produced when the batch's first layer
 //! starts. Memory is so bounded by the largest layer, not by the whole inference, at a small
 //! price in OT-extension bytes (silent OT's cost per OT falls with the batch size). Its
-//! traffic is [`PlanCost::ot_extension`].
+//! traffic is [`PlanCost::ot_extension`], the sum of [`crate::cost::ot_extension`]'s bytes over
+//! the batches.
 
 use crate::cost::linear::{LinearCost, public_key_bytes};
 use crate::cost::nonlinear::{self as nl, Cost};

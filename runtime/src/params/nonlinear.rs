@@ -8,9 +8,7 @@
 //! one per layer, and [`crate::cost::nonlinear`] prices it (the plans' `cost` methods live
 //! there, with the accounting). Protocol background: `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{
-    AddSpec, AvgPoolSpec, Packing, PoolShape, PublicRequant, RequantShape, Rounding,
-};
+use crate::plan::{AddSpec, AvgPoolSpec, Packing, PoolShape, PublicRequant, Rounding};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
 /// offsets stay inside `u64`/`i128` arithmetic with room to spare).
@@ -478,6 +476,15 @@ pub fn mul_range(range: (i128, i128), m: i128) -> (i128, i128) {
     (a.min(b), a.max(b))
 }
 
+/// The range of `x·m[c]` over every channel multiplier `m[c]` (`[0, 0]` without any).
+pub fn multiplied_range(x: (i128, i128), multipliers: &[i64]) -> (i128, i128) {
+    multipliers
+        .iter()
+        .map(|&m| mul_range(x, i128::from(m)))
+        .reduce(union_range)
+        .unwrap_or((0, 0))
+}
+
 /// Union of two ranges.
 pub fn union_range(a: (i128, i128), b: (i128, i128)) -> (i128, i128) {
     (a.0.min(b.0), a.1.max(b.1))
@@ -555,27 +562,6 @@ fn clamp_of(c: (i64, i64)) -> (i128, i128) {
     (i128::from(c.0), i128::from(c.1))
 }
 
-/// The [`RequantPlan`] of a linear layer's requantization: shares of `z = acc·m[c]` (the HE
-/// layer applied the server-private multipliers) in `Z_{2^in_bits}` with values in `z_range`.
-///
-/// # Errors
-/// As [`RequantPlan::new`].
-pub fn linear_requant_plan(
-    shape: &RequantShape,
-    in_bits: u32,
-    z_range: (i128, i128),
-    out_bits: u32,
-) -> Result<RequantPlan, ParamError> {
-    RequantPlan::new(
-        in_bits,
-        z_range,
-        shape.shift,
-        clamp_of(shape.clamp),
-        out_bits,
-        shape.rounding,
-    )
-}
-
 /// The [`CombinePlan`] of the plan's `Rescale` of an input given as (ring bits, value range).
 ///
 /// # Errors
@@ -585,15 +571,9 @@ pub fn rescale_plan(
     input: (u32, (i128, i128)),
     out_bits: u32,
 ) -> Result<CombinePlan, ParamError> {
-    let z = spec
-        .multipliers
-        .iter()
-        .map(|&m| mul_range(input.1, i128::from(m)))
-        .reduce(union_range)
-        .unwrap_or((0, 0));
     CombinePlan::new(
         &[input],
-        z,
+        multiplied_range(input.1, &spec.multipliers),
         spec.shift,
         clamp_of(spec.clamp),
         out_bits,
