@@ -6,7 +6,8 @@
 //! - nonlinear protocol logic: a requantization (16-bit accumulator → 4-bit ReLU output) of
 //!   [`NONLINEAR_ELEMENTS`] elements between both parties in this process with ideal OT, per ROT
 //!   consumed;
-//! - OT extension: [`OT_COUNT`] ROTs by each backend over a loopback QUIC connection, per ROT.
+//! - OT extension: [`OT_COUNT`] ROTs by each backend over a loopback QUIC connection
+//!   ([`crate::transport::net::loopback`]), per ROT.
 
 use crate::cost::compute::{ComputeProfile, HeTimes};
 use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, SecretKey};
@@ -17,6 +18,7 @@ use crate::params::nonlinear::RequantPlan;
 use crate::plan::{HeParams, OtBackend, Rounding};
 use crate::ring::Ring;
 use crate::transport::memory::pipe;
+use crate::transport::net::loopback;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::time::Instant;
@@ -169,11 +171,11 @@ pub fn measure_ot(backend: OtBackend, count: usize) -> Result<f64, CalibrateErro
         .build()
         .map_err(|e| err(e.to_string()))?;
     rt.block_on(async {
-        let (mut sc, mut cc) = cryprot_net::testing::local_conn()
+        let mut connection = loopback()
             .await
-            .map_err(|e| err(format!("{e:#}")))?;
-        let mut so = CryprotOt::new(backend, Side::Server, &mut sc);
-        let mut co = CryprotOt::new(backend, Side::Client, &mut cc);
+            .map_err(|e| err(format!("loopback connection: {e}")))?;
+        let mut so = CryprotOt::new(backend, Side::Server, &mut connection.server.conn);
+        let mut co = CryprotOt::new(backend, Side::Client, &mut connection.client.conn);
         let t = Instant::now();
         tokio::try_join!(so.pads(count, 0), co.pads(0, count)).map_err(|e| err(e.to_string()))?;
         Ok(t.elapsed().as_secs_f64() * 1e9 / count.max(1) as f64)

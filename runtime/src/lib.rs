@@ -16,11 +16,16 @@
 //!   (feature `crypto`);
 //! - `party`: the server and client drivers that run a whole plan (feature `crypto`);
 //! - `calibrate`: measures this machine's compute profile for `heq-run calibrate` (feature
-//!   `sim`).
+//!   `crypto`).
+//!
+//! Features: `crypto` (the protocols, the transport, the parties), `npy`, `cli` (the `heq-run`
+//! binary: command line, logging, progress bars; the default) and `testing` (test support:
+//! `reference::testutil` and cryprot-net's demo loopback connection; enabled by this crate's
+//! tests and benches through a dev-dependency on itself, never by the binary).
 //!
 //! Threat model: semi-honest server and client. See `docs/security.md`.
 
-#[cfg(feature = "sim")]
+#[cfg(feature = "crypto")]
 pub mod calibrate;
 pub mod cost;
 pub mod error;

@@ -8,16 +8,6 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // `heq-run calibrate` has its own command line.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "calibrate") {
-        return match cli::CalibrateCli::try_parse_from(std::env::args_os().skip(1)) {
-            Ok(args) => {
-                pool();
-                report(cli::run_calibrate(&args))
-            }
-            Err(e) => usage(&e),
-        };
-    }
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => return usage(&e),

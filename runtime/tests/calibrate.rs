@@ -1,5 +1,5 @@
 //! `heq-run calibrate`: the real binary writes a compute profile that parses and prices work.
-#![cfg(feature = "sim")]
+#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on an unexpected error"

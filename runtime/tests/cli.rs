@@ -1,6 +1,6 @@
 //! `heq-run --mode plain` (and `--mode sim`) end to end: the real binary in a fresh directory, against plans and
 //! `.npy` files this test writes (by hand, independently of the runtime's own `.npy` reader).
-#![cfg(feature = "crypto")]
+#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on an unexpected error"

@@ -3,7 +3,7 @@
 //! prediction; pinning, plan mismatch (exit 3), weights in the client plan, a port in use, a
 //! stalled or garbage-sending peer, eight concurrent clients; and fault injection on the
 //! party drivers (the channel cut after every message count).
-#![cfg(feature = "crypto")]
+#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on an unexpected error"

@@ -23,10 +23,35 @@
 //!   unpacking into the requantization's ring (`protocols.md` §3.5); [`pool`]: max and average
 //!   pooling.
 //!
-//! Protocols are synchronous, I/O-free functions of a [`Session`]: shares and precomputed ROTs
-//! in, rounds of bit-packed messages through an [`Exchange`], shares out. The parameter plans
-//! they execute are in [`crate::params::nonlinear`], their exact costs in
-//! [`crate::cost::nonlinear`].
+//! Protocols are synchronous functions of a [`Session`]: shares and precomputed ROTs in, rounds
+//! of bit-packed messages through an [`Exchange`], shares out. The parameter plans they execute
+//! are in [`crate::params::nonlinear`], their exact costs in [`crate::cost::nonlinear`].
+//!
+//! # Decision: blocking round functions, not sans-IO state machines
+//!
+//! `linear/` is sans-IO (a layer is one query and one response, so its client and server are
+//! message-in, message-out types), but a nonlinear protocol here is a plain function that calls
+//! [`Session::round`] — send this party's message, block until the peer's arrives — as often as
+//! it needs: a ripple-carry chain is one round per bit, and a requantization composes carry
+//! chains, truncations and multiplexers with data-dependent parameters. Written as functions,
+//! each protocol reads like its description in `protocols.md`, composes by calling, and keeps
+//! its loop state on the stack; as sans-IO state machines every protocol and every composition
+//! would need an explicit state enum per round. What the functions need from the outside is
+//! only [`Exchange`]: an in-memory pipe for tests and `--mode sim`, or a QUIC frame stream
+//! reached through the one sync-to-async [`crate::transport::bridge`].
+//!
+//! The cost: a protocol run occupies one OS thread that sits blocked in every round
+//! ([`run_async`] spawns a blocking thread, a network session uses `block_in_place`), so the
+//! parties cannot interleave two protocol runs on one thread or overlap a layer's rounds with
+//! another layer's; cancelling is by closing the channel (a round then fails with
+//! [`TransportError`]), and timeouts come from the bridge, not from the protocol. Tests of a
+//! protocol need a peer on another thread (an in-memory pipe, `testutil::run`), not just
+//! messages handed across.
+//!
+//! Revisit when the runtime should run many protocol instances concurrently per party (layers
+//! or samples pipelined on one connection, many sessions per server thread): then each
+//! protocol becomes a sans-IO state machine (mpz-style: a core that takes and returns message
+//! structs) driven by an async task per instance, and the bridge disappears.
 
 pub mod carry;
 pub mod cot;
@@ -38,6 +63,7 @@ pub mod trunc;
 use crate::cost::nonlinear::Cost;
 use crate::ot::{OtError, OtPads, OtSource};
 use crate::params::nonlinear::ParamError;
+use crate::transport::bridge::Bridge;
 use crate::transport::{BlockingExchange, Exchange, FrameChannel, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -239,8 +265,8 @@ pub(crate) fn check_len(actual: usize, expected: usize) -> Result<(), ProtocolEr
 }
 
 /// Runs protocol `f` as `role` over an async framed stream: fetches from `ot` exactly the ROTs
-/// `cost` announces, then runs `f` on a blocking thread (`spawn_blocking`) that drives the
-/// channel through the current runtime, which must be multi-threaded. Returns `f`'s output and
+/// `cost` announces, then runs `f` on a blocking thread ([`Bridge::spawn_blocking`]) that drives
+/// the channel through the current runtime. Returns `f`'s output and
 /// the channel.
 ///
 /// # Errors
@@ -282,9 +308,8 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Session<'_>) -> Result<T, ProtocolError> + Send + 'static,
 {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let mut exchange = BlockingExchange::new(channel, handle);
+    Bridge::spawn_blocking(None, move |bridge| {
+        let mut exchange = BlockingExchange::new(channel, bridge);
         let out = f(&mut Session::new(role, &mut pads, &mut exchange))?;
         Ok((out, exchange.into_inner()))
     })

@@ -9,7 +9,8 @@
 //! choices); IKNP produces ROTs for receiver-chosen random choices.
 //!
 //! The synchronous party drivers take their ROTs from a [`PadSupply`], one batch at a time
-//! ([`crate::cost::plan::OtBatch`]); [`BlockingOt`] serves an async [`OtSource`] to them.
+//! ([`crate::cost::plan::OtBatch`]); [`BlockingOt`] serves an async [`OtSource`] to them through
+//! the [`crate::transport::bridge`].
 //!
 //! Background: `protocols.md` §1.8, `dependencies.md` §2b (cryprot-ot 0.3.0).
 
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
+
+use crate::transport::bridge::{Bridge, TimedOut};
 
 /// Why OT material could not be produced or consumed.
 #[derive(Debug, thiserror::Error)]
@@ -173,39 +176,29 @@ pub trait PadSupply {
     fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError>;
 }
 
-/// An [`OtSource`] served to a synchronous driver: each batch runs on `handle`'s tokio runtime
-/// (from a thread outside it, or inside `tokio::task::block_in_place`), bounded by `timeout`.
+/// An [`OtSource`] served to a synchronous driver: each batch runs on the runtime `bridge`
+/// reaches and fails with [`OtError::Timeout`] when it takes longer than the bridge's timeout.
 pub struct BlockingOt<'a, S> {
     source: &'a mut S,
-    handle: tokio::runtime::Handle,
-    timeout: Option<Duration>,
+    bridge: Bridge,
 }
 
 impl<'a, S: OtSource> BlockingOt<'a, S> {
-    /// Serves `source` on `handle`'s runtime, each batch within `timeout` if given.
-    pub fn new(
-        source: &'a mut S,
-        handle: tokio::runtime::Handle,
-        timeout: Option<Duration>,
-    ) -> Self {
-        BlockingOt {
-            source,
-            handle,
-            timeout,
-        }
+    /// Serves `source` through `bridge`.
+    pub fn new(source: &'a mut S, bridge: Bridge) -> Self {
+        BlockingOt { source, bridge }
     }
 }
 
 impl<S: OtSource> PadSupply for BlockingOt<'_, S> {
     fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
-        let pads = self.source.pads(send, receive);
-        match self.timeout {
-            Some(d) => self
-                .handle
-                .block_on(async { tokio::time::timeout(d, pads).await })
-                .map_err(|_| OtError::Timeout(d))?,
-            None => self.handle.block_on(pads),
-        }
+        self.bridge.wait(self.source.pads(send, receive))?
+    }
+}
+
+impl From<TimedOut> for OtError {
+    fn from(TimedOut(d): TimedOut) -> Self {
+        OtError::Timeout(d)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! let prepared = Prepared::new(&plan.public)?;            // both parties, no communication
-//! let mut ot = BlockingOt::new(&mut source, handle, timeout); // ROTs batch by batch
+//! let mut ot = BlockingOt::new(&mut source, bridge);      // ROTs batch by batch
 //! let report = run_server(&plan, &prepared, &mut exchange, &mut ot, &mut rng)?;
 //! // the client: run_client(&plan.public, &input, &prepared, &mut exchange, &mut ot, &mut rng)
 //! ```
@@ -21,9 +21,9 @@
 
 mod client;
 pub mod net;
+pub mod progress;
 pub mod report;
 mod server;
-#[cfg(feature = "sim")]
 pub mod sim;
 
 pub use client::run_client;

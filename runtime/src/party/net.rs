@@ -22,14 +22,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 
+use super::progress::{Observed, Progress, SampleProgress, steps};
 use super::{PartyError, Prepared, Report, run_client, run_server};
 use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
 use crate::ot::{BlockingOt, OtError, PadSupply, Side};
 use crate::plan::Plan;
+use crate::transport::bridge::Bridge;
 use crate::transport::net::{Listener, NetError, Peer, QuicCounts};
 use crate::transport::quic::{QuicStream, frame_channel};
 use crate::transport::{
@@ -165,8 +166,8 @@ fn check_hello(server: &Hello, client: &Hello) -> Result<(), SessionError> {
 pub struct SessionOptions {
     /// Bound on every wait for the peer (`None`: as long as the connection lives).
     pub timeout: Option<Duration>,
-    /// Where to draw a per-layer progress bar (`None`: no bar).
-    pub progress: Option<MultiProgress>,
+    /// Where to report each sample's progress (`None`: nowhere).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// What one party measured in one session.
@@ -259,12 +260,14 @@ async fn run_session(
     let mut ot = CryprotOt::new(plan.public.protocol.ot, side, &mut peer.conn);
     let mut outputs = Vec::new();
     let mut reports = Vec::new();
+    let predicted_steps = steps(prepared);
     for i in 0..samples {
-        let bar = opts
+        let observer = opts
             .progress
             .as_ref()
-            .map(|m| Bar::new(m, role, i, samples, prepared));
-        let (result, channel) = run_blocking(frames, timeout, bar, &mut ot, i as usize, driver);
+            .map(|p| p.sample(role, i, samples, &predicted_steps));
+        let (result, channel) =
+            run_blocking(frames, timeout, observer, &mut ot, i as usize, driver);
         frames = channel;
         let (output, report) = result?;
         tracing::debug!(remote = %peer.remote, sample = i, "sample done");
@@ -304,16 +307,14 @@ async fn closing(
 fn run_blocking(
     frames: FrameChannel<QuicStream>,
     timeout: Option<Duration>,
-    bar: Option<Bar>,
+    observer: Option<Box<dyn SampleProgress>>,
     ot: &mut CryprotOt,
     sample: usize,
     driver: &mut Driver,
 ) -> (SampleResult, FrameChannel<QuicStream>) {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::block_in_place(move || {
-        let mut ot = BlockingOt::new(ot, handle.clone(), timeout);
-        let exchange = BlockingExchange::new(frames, handle).with_timeout(timeout);
-        let mut exchange = Progress::new(exchange, bar);
+    Bridge::block_in_place(timeout, move |bridge| {
+        let mut ot = BlockingOt::new(ot, bridge.clone());
+        let mut exchange = Observed::new(BlockingExchange::new(frames, bridge), observer);
         let result = driver(sample, &mut exchange, &mut ot);
         (result, exchange.finish().into_inner())
     })
@@ -433,96 +434,6 @@ pub async fn serve(
                 }));
             }
         }
-    }
-}
-
-/// A progress bar over the predicted rounds of one sample, labelled with the running layer.
-struct Bar {
-    bar: ProgressBar,
-    /// Per row (setup, layers, reveal): the round count at its end and its label.
-    rows: Vec<(u64, String)>,
-}
-
-impl Bar {
-    fn new(
-        multi: &MultiProgress,
-        role: Role,
-        sample: u64,
-        samples: u64,
-        prepared: &Prepared,
-    ) -> Self {
-        let cost = &prepared.cost;
-        let mut end = 0;
-        let mut rows = Vec::with_capacity(cost.layers.len() + 2);
-        let parts = std::iter::once((cost.setup.rounds, "setup".to_string()))
-            .chain(
-                cost.layers
-                    .iter()
-                    .map(|l| (l.traffic.rounds, format!("layer {}", l.layer))),
-            )
-            .chain(std::iter::once((cost.reveal.rounds, "reveal".to_string())));
-        for (rounds, label) in parts {
-            end += rounds;
-            rows.push((end, label));
-        }
-        let bar = multi.add(ProgressBar::new(end));
-        if let Ok(style) =
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds, {msg} {elapsed}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        let who = match role {
-            Role::Server => "server",
-            Role::Client => "client",
-        };
-        bar.set_prefix(format!("{who} sample {}/{samples}", sample + 1));
-        let b = Bar { bar, rows };
-        b.set(0);
-        b
-    }
-
-    /// Moves to `rounds` done.
-    fn set(&self, rounds: u64) {
-        self.bar.set_position(rounds);
-        if let Some((_, label)) = self.rows.iter().find(|(end, _)| *end > rounds) {
-            self.bar.set_message(label.clone());
-        }
-    }
-}
-
-/// An [`Exchange`] that moves a progress bar one step per round.
-struct Progress<E> {
-    inner: E,
-    bar: Option<Bar>,
-    base: Counters,
-}
-
-impl<E: Exchange> Progress<E> {
-    fn new(inner: E, bar: Option<Bar>) -> Self {
-        let base = inner.counters();
-        Progress { inner, bar, base }
-    }
-
-    /// Clears the bar and returns the channel.
-    fn finish(self) -> E {
-        if let Some(b) = &self.bar {
-            b.bar.finish_and_clear();
-        }
-        self.inner
-    }
-}
-
-impl<E: Exchange> Exchange for Progress<E> {
-    fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        let got = self.inner.exchange(out)?;
-        if let Some(b) = &self.bar {
-            b.set(self.inner.counters().frames_sent - self.base.frames_sent);
-        }
-        Ok(got)
-    }
-
-    fn counters(&self) -> Counters {
-        self.inner.counters()
     }
 }
 

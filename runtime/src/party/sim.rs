@@ -1,19 +1,19 @@
 //! Both parties in one process (`heq-run --mode sim`): the server and the client on two
 //! threads over an in-memory channel, with real cryprot-ot random OTs over a loopback QUIC
-//! connection (cryprot-net's `local_conn`, whose demo certificate serves tests and simulation
-//! only).
+//! connection made by the network transport itself ([`crate::transport::net::loopback`]: a
+//! fresh self-signed certificate, pinned).
 //!
 //! The OT extension runs for each of the plan's OT batches, for exactly the ROTs the plan's
 //! schedule predicts ([`crate::cost::plan::PlanCost::ot_batches`]), each party driving its
 //! source from its own thread.
 
-use cryprot_net::testing::local_conn;
-
 use super::{PartyError, Prepared, Report, run_client, run_server};
 use crate::ot::cryprot::CryprotOt;
 use crate::ot::{BlockingOt, Side};
 use crate::plan::{OtBackend, Plan};
+use crate::transport::bridge::Bridge;
 use crate::transport::memory::pipe;
+use crate::transport::net::loopback;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -48,27 +48,28 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| PartyError::Sim(e.to_string()))?;
-    let (mut sc, mut cc) = rt
-        .block_on(local_conn())
-        .map_err(|e| PartyError::Sim(format!("{e:#}")))?;
+    let mut connection = rt
+        .block_on(loopback())
+        .map_err(|e| PartyError::Sim(format!("loopback connection: {e}")))?;
     let _enter = rt.enter();
-    let mut server_ot = CryprotOt::new(backend, Side::Server, &mut sc);
-    let mut client_ot = CryprotOt::new(backend, Side::Client, &mut cc);
+    let mut server_ot = CryprotOt::new(backend, Side::Server, &mut connection.server.conn);
+    let mut client_ot = CryprotOt::new(backend, Side::Client, &mut connection.client.conn);
+    let bridge = Bridge::new(rt.handle().clone(), None);
     let mut runs = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
         let (mut se, mut ce) = pipe();
         let s_seed = seed.wrapping_add(2 * i as u64);
         let prepared = &prepared;
         let (server_ot, client_ot) = (&mut server_ot, &mut client_ot);
-        let handle = rt.handle();
+        let server_bridge = bridge.clone();
         let (server, client) = std::thread::scope(|scope| {
             let server = scope.spawn(move || {
                 let mut rng = ChaCha20Rng::seed_from_u64(s_seed);
-                let mut ot = BlockingOt::new(server_ot, handle.clone(), None);
+                let mut ot = BlockingOt::new(server_ot, server_bridge);
                 run_server(plan, prepared, &mut se, &mut ot, &mut rng)
             });
             let mut rng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(1));
-            let mut ot = BlockingOt::new(client_ot, handle.clone(), None);
+            let mut ot = BlockingOt::new(client_ot, bridge.clone());
             let client = run_client(&plan.public, input, prepared, &mut ce, &mut ot, &mut rng);
             // A failed client drops its channel end, so the server fails too instead of
             // waiting.

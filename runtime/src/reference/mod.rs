@@ -9,6 +9,7 @@
 //! The executor validates the plan first ([`crate::plan::validate`]); it never panics, whatever
 //! the plan.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod testutil;
 
 use crate::error::ExecError;

@@ -7,12 +7,13 @@
 //!   threads, no framing);
 //! - [`FrameChannel`]: length-prefixed frames over any tokio byte stream — `tokio::io::duplex`
 //!   in memory, a loopback `TcpStream`, or a cryprot-net QUIC stream ([`quic`]) — used from a
-//!   blocking thread through [`BlockingExchange`].
+//!   blocking thread through [`BlockingExchange`] on the one sync-to-async [`bridge`].
 //!
 //! Frames are `u32` little-endian length + payload; a length above [`MAX_FRAME_BYTES`] is an
 //! error before anything is allocated. Counters record payload bytes and frames per direction;
 //! wire bytes are `payload + 4·frames`.
 
+pub mod bridge;
 pub mod memory;
 pub mod net;
 pub mod quic;
@@ -20,6 +21,8 @@ pub mod quic;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use bridge::{Bridge, TimedOut};
 
 /// Largest frame payload accepted (64 MiB).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -195,29 +198,18 @@ fn closed(e: std::io::Error) -> TransportError {
     }
 }
 
-/// A [`FrameChannel`] driven from a blocking thread (e.g. `tokio::task::spawn_blocking`), so the
-/// synchronous protocol code can run over an async stream.
+/// A [`FrameChannel`] driven from a blocking thread through a [`Bridge`], so the synchronous
+/// protocol code can run over an async stream; a round fails with [`TransportError::Timeout`]
+/// when it takes longer than the bridge's timeout.
 pub struct BlockingExchange<S> {
     channel: FrameChannel<S>,
-    handle: tokio::runtime::Handle,
-    timeout: Option<Duration>,
+    bridge: Bridge,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> BlockingExchange<S> {
-    /// Wraps a channel; `handle` is the runtime that drives its stream.
-    pub fn new(channel: FrameChannel<S>, handle: tokio::runtime::Handle) -> Self {
-        BlockingExchange {
-            channel,
-            handle,
-            timeout: None,
-        }
-    }
-
-    /// Fails a round with [`TransportError::Timeout`] when the peer's message takes longer
-    /// than `timeout` (`None`: wait as long as the connection lives).
-    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.timeout = timeout;
-        self
+    /// Wraps a channel; `bridge` reaches the runtime that drives its stream.
+    pub fn new(channel: FrameChannel<S>, bridge: Bridge) -> Self {
+        BlockingExchange { channel, bridge }
     }
 
     /// The channel back.
@@ -228,12 +220,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> BlockingExchange<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Exchange for BlockingExchange<S> {
     fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        self.handle
-            .block_on(within(self.timeout, self.channel.exchange(out)))
+        self.bridge.wait(self.channel.exchange(out))?
     }
 
     fn counters(&self) -> Counters {
         self.channel.counters()
+    }
+}
+
+impl From<TimedOut> for TransportError {
+    fn from(TimedOut(d): TimedOut) -> Self {
+        TransportError::Timeout(d)
     }
 }
 

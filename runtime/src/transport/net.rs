@@ -11,7 +11,8 @@
 //! certificate whose fingerprint it was given (the handshake signature is still verified
 //! against that certificate's key, so only the holder of the private key passes); without a
 //! fingerprint it accepts any certificate and reports which one it saw, and the caller must
-//! warn that the server is not authenticated. Design notes: `docs/transport.md`.
+//! warn that the server is not authenticated. [`loopback`] connects both ends in one process
+//! (`--mode sim`, calibration). Design notes: `docs/transport.md`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -587,6 +588,41 @@ pub async fn connect(
     }?;
     let (conn, seen) = conn;
     Ok((Peer::new(conn, Some(client))?, seen))
+}
+
+/// Both ends of one connection over the loopback interface, for running the two parties in
+/// one process (`--mode sim`, calibration) over the same transport as two processes: a
+/// [`Listener`] on `127.0.0.1` with a fresh self-signed [`Identity`] and a client pinning it.
+pub struct Loopback {
+    /// The server's end.
+    pub server: Peer,
+    /// The client's end.
+    pub client: Peer,
+    /// The server's endpoint, kept as long as its connection.
+    _listener: Listener,
+}
+
+/// Connects a fresh server endpoint on `127.0.0.1` and a client to it. Call from within a
+/// tokio runtime.
+///
+/// # Errors
+/// [`NetError`] if the certificate, the endpoint or the connection cannot be made.
+pub async fn loopback() -> Result<Loopback, NetError> {
+    let identity = Identity::generate()?;
+    let mut listener = Listener::bind((std::net::Ipv4Addr::LOCALHOST, 0).into(), &identity)?;
+    let addr = listener.local_addr();
+    let (accepted, connected) = tokio::join!(
+        listener.accept(),
+        connect(addr, Some(identity.fingerprint()))
+    );
+    let server =
+        accepted.ok_or_else(|| NetError::Connection("the loopback endpoint closed".into()))??;
+    let (client, _) = connected?;
+    Ok(Loopback {
+        server,
+        client,
+        _listener: listener,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,101 @@
+//! The `.npy` samples of a run: reading and checking the input batch, quantizing it, and
+//! writing the outputs (dequantized floats or raw int32).
+
+use anyhow::{Context, bail};
+use heq_runtime::npy::{self, NpyArray};
+use heq_runtime::plan::{Plan, read_plan};
+use heq_runtime::reference;
+use std::path::Path;
+
+/// Reads the plan and the input samples; checks the batch shape and rejects NaN.
+pub fn read_inputs(plan: &Path, input: &Path) -> anyhow::Result<(Plan, NpyArray<f32>)> {
+    let plan = read_plan(plan).context("reading the plan")?;
+    let x = npy::read_f32(input).context("reading the input")?;
+    batch_size(&x.shape, &plan.public.input.shape)
+        .with_context(|| format!("input {}", input.display()))?;
+    if let Some(i) = x.data.iter().position(|v| v.is_nan()) {
+        bail!("input {}: element {i} is NaN", input.display());
+    }
+    Ok((plan, x))
+}
+
+/// Centred quantized samples of a batch.
+pub fn quantize(plan: &Plan, input: &NpyArray<f32>) -> Vec<Vec<i64>> {
+    let p = &plan.public;
+    let sample_len = p.input.shape.iter().product::<usize>();
+    input
+        .data
+        .chunks(sample_len.max(1))
+        .map(|x| reference::quantize_input(p, x))
+        .collect()
+}
+
+/// Writes the centred outputs of every sample (dequantized, or raw with `--raw`).
+pub fn write_outputs(
+    path: &Path,
+    raw: bool,
+    plan: &Plan,
+    input_shape: &[usize],
+    outputs: &[Vec<i64>],
+) -> anyhow::Result<()> {
+    let p = &plan.public;
+    let mut shape = p.output.shape.clone();
+    if let Some(n) = batch_size(input_shape, &p.input.shape)? {
+        shape.insert(0, n);
+    }
+    let values = outputs.concat();
+    let written = if raw {
+        let zero_point = p.tensors[p.output.tensor.0 as usize].zero_point;
+        let data = values
+            .iter()
+            .map(|&v| {
+                v.checked_add(zero_point)
+                    .and_then(|q| i32::try_from(q).ok())
+            })
+            .collect::<Option<Vec<i32>>>()
+            .context("a quantized output does not fit int32")?;
+        npy::write(path, NpyArray { shape, data })
+    } else {
+        let data = reference::dequantize_output(p, &values);
+        npy::write(path, NpyArray { shape, data })
+    };
+    written.context("writing the output")
+}
+
+/// `None` for one sample of the input shape, `Some(N)` for `[N, ...input shape]`.
+fn batch_size(shape: &[usize], sample: &[usize]) -> anyhow::Result<Option<usize>> {
+    if shape == sample {
+        Ok(None)
+    } else if shape.len() == sample.len() + 1 && shape[1..] == *sample {
+        Ok(Some(shape[0]))
+    } else {
+        let dims: Vec<String> = sample.iter().map(ToString::to_string).collect();
+        bail!(
+            "shape {shape:?} is neither the plan's input shape {sample:?} nor [N, {}]",
+            dims.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_shapes() {
+        assert_eq!(
+            batch_size(&[1, 4, 4], &[1, 4, 4]).expect("one sample"),
+            None
+        );
+        assert_eq!(
+            batch_size(&[5, 1, 4, 4], &[1, 4, 4]).expect("batch"),
+            Some(5)
+        );
+        assert_eq!(batch_size(&[0, 3], &[3]).expect("empty batch"), Some(0));
+        let err = batch_size(&[4, 4], &[1, 4, 4]).expect_err("wrong shape");
+        assert_eq!(
+            err.to_string(),
+            "shape [4, 4] is neither the plan's input shape [1, 4, 4] nor [N, 1, 4, 4]"
+        );
+    }
+}
