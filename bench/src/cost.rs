@@ -28,8 +28,8 @@ impl NetProfile {
     pub fn of(net: Net) -> Self {
         NetProfile {
             name: net.to_string(),
-            bits_per_second: net.bits_per_second(),
-            rtt_ms: net.rtt_ms(),
+            bits_per_second: net.network().bits_per_second,
+            rtt_ms: net.network().rtt_ms,
         }
     }
 

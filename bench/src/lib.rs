@@ -94,10 +94,10 @@ pub struct Row {
 /// [`Error::Compile`] when heqc refuses the model, [`Error::Plan`] when the plan cannot be
 /// encoded.
 pub fn compile(model: &ModelProto, arch: Arch, precision: Precision) -> Result<(Row, Plan), Error> {
-    compile_with(model, arch, precision, heqc::Mode::default())
+    compile_with(model, arch, precision, heqc::Strategy::default())
 }
 
-/// Compiles a model with heqc in `mode` and measures the plan.
+/// Compiles a model with heqc with `strategy` and measures the plan.
 ///
 /// # Errors
 /// As [`compile`].
@@ -105,17 +105,17 @@ pub fn compile_with(
     model: &ModelProto,
     arch: Arch,
     precision: Precision,
-    mode: heqc::Mode,
+    strategy: heqc::Strategy,
 ) -> Result<(Row, Plan), Error> {
     let name = zoo::model_name(arch, precision);
     let start = Instant::now();
     let compiled =
-        heqc::compile_proto_with(model, &name, mode).map_err(|source| Error::Compile {
+        heqc::compile_proto_with(model, &name, strategy).map_err(|source| Error::Compile {
             model: name.clone(),
             source,
         })?;
     let compile_time = start.elapsed();
-    let plan = compiled.plan;
+    let plan = compiled.selection.plan;
     let plan_bytes = heq_runtime::plan::write_plan_bytes(&plan)
         .map_err(|source| Error::Plan {
             model: name.clone(),

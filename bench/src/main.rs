@@ -191,11 +191,11 @@ fn run_all(args: &AllArgs) -> anyhow::Result<()> {
         let model = zoo::build(arch, precision, args.select.seed);
         let mut pair = Vec::new();
         for kind in PlanKind::ALL {
-            let mode = match kind {
-                PlanKind::Heqc => heqc::Mode::default(),
-                PlanKind::Cheetah => heqc::Mode::Baseline,
+            let strategy = match kind {
+                PlanKind::Heqc => heqc::Strategy::default(),
+                PlanKind::Cheetah => heqc::Strategy::Baseline,
             };
-            let (row, plan) = heq_bench::compile_with(&model, arch, precision, mode)?;
+            let (row, plan) = heq_bench::compile_with(&model, arch, precision, strategy)?;
             let predicted = cost::predict(&plan.public)
                 .with_context(|| format!("predicting the cost of {name} ({})", kind.name()))?;
             eprintln!(

@@ -284,7 +284,7 @@ fn serialized_models_compile_to_the_same_plan() {
     let bytes = prost::Message::encode_to_vec(&model);
     let from_bytes = heqc::compile_bytes(&bytes, "resnet20_w4a4", "memory").expect("compiles");
     let (_, plan) = heq_bench::compile(&model, Arch::ResNet20, Precision::W4A4).expect("compiles");
-    assert_eq!(from_bytes.plan, plan);
+    assert_eq!(from_bytes.selection.plan, plan);
 }
 
 #[test]
@@ -310,7 +310,7 @@ fn cli_writes_models_heqc_reads() {
     for p in ["w8a8", "w2a2"] {
         let path = dir.join(format!("resnet20_{p}.onnx"));
         let c = heqc::compile_path(&path).expect("heqc compiles the written file");
-        assert_eq!(c.plan.public.model_name, format!("resnet20_{p}"));
+        assert_eq!(c.selection.plan.public.model_name, format!("resnet20_{p}"));
     }
     std::fs::remove_dir_all(&dir).expect("removes the temporary directory");
 }

@@ -7,17 +7,26 @@
 //!    integer layers on centred values, with requantization multipliers fused into linear layers;
 //! 3. **passes** ([`passes`]): range analysis ([`analysis::ranges`]: tensor ranges and sound
 //!    accumulator widths) and identity removal, the IR verified after each pass;
-//! 4. **lower** ([`lower`]): the plan of `heq_runtime::plan`, with the Cheetah baseline protocol;
-//! 5. **precision** ([`precision`], with [`CompileOptions::precision`] only): lower bit widths
+//! 4. **precision** ([`precision`], with [`CompileOptions::precision`] only): lower bit widths
 //!    per layer within an accuracy budget measured on calibration data (HEQuant's mixed
-//!    precision), then lower again;
-//! 6. **optimize** ([`optimize`]): per-layer HE configurations chosen by an ILP over exact costs
-//!    (skipped with [`Mode::Baseline`]).
+//!    precision);
+//! 5. **lower** ([`lower`]): the [`lower::Skeleton`], the plan of `heq_runtime::plan` without
+//!    protocol choices;
+//! 6. **select** ([`select`]): every linear layer's protocol, by the [`Strategy`]: the Cheetah
+//!    baseline ([`optimize::baseline`]) or per-layer HE configurations chosen by an ILP over
+//!    exact costs ([`optimize`]); the [`select::Selection`] holds the plan, its predicted cost,
+//!    the baseline's and the runner-up configurations, which [`explain`] reports.
+//!
+//! ```text
+//! ONNX ─decode→ ModelProto ─frontend→ LayerGraph ─passes→ LayerGraph ─(precision)→ LayerGraph
+//!      ─lower→ Skeleton ─select(Strategy)→ Selection { plan, cost, baseline, runner_ups }
+//!      ─explain→ Report ─render→ text / YAML / JSON
+//! ```
 //!
 //! ```no_run
 //! let compiled = heqc::compile_path(std::path::Path::new("models/cnn_avg_qdq_u8s8.onnx"))?;
-//! println!("{} layers", compiled.plan.public.layers.len());
-//! print!("{}", heqc::explain::render(&compiled.plan, heqc::explain::Format::Text)?);
+//! println!("{} layers", compiled.selection.plan.public.layers.len());
+//! print!("{}", heqc::explain::render_selection(&compiled.selection, heqc::explain::Format::Text)?);
 //! # Ok::<(), heqc::Error>(())
 //! ```
 
@@ -31,35 +40,22 @@ pub mod lower;
 pub mod optimize;
 pub mod passes;
 pub mod precision;
+pub mod select;
 
 pub use error::{Error, Result, UnsupportedNode};
+pub use select::Strategy;
 
 use heq_runtime::cost::compute::ComputeProfile;
-use heq_runtime::plan::Plan;
+use select::Selection;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tract_onnx::pb::ModelProto;
-
-/// How the linear layers' protocols are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// The optimizer with this objective (default: communication).
-    Optimize(optimize::Objective),
-    /// The Cheetah baseline ([`optimize::baseline`]).
-    Baseline,
-}
-
-impl Default for Mode {
-    fn default() -> Self {
-        Mode::Optimize(optimize::Objective::Comm)
-    }
-}
 
 /// Everything a compilation can be asked to do.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompileOptions {
     /// How the linear layers' protocols are chosen.
-    pub mode: Mode,
+    pub strategy: Strategy,
     /// Compute times of the latency objective.
     pub profile: ComputeProfile,
     /// Mixed precision on calibration data (`None`: the model's bit widths, exactly).
@@ -67,27 +63,26 @@ pub struct CompileOptions {
 }
 
 impl CompileOptions {
-    /// `mode` with the shipped compute profile and no mixed precision.
-    pub fn new(mode: Mode) -> Self {
+    /// `strategy` with the shipped compute profile and no mixed precision.
+    pub fn new(strategy: Strategy) -> Self {
         CompileOptions {
-            mode,
+            strategy,
             profile: ComputeProfile::builtin(),
             precision: None,
         }
     }
 }
 
-/// A compiled model: the plan and how long each phase took.
+/// A compiled model: the selection (plan, predicted costs, runner-ups) and how long each phase
+/// took.
 #[derive(Clone, Debug)]
 pub struct Compiled {
-    /// The plan (public part and server weights).
-    pub plan: Plan,
+    /// The plan (public part and server weights) and what was predicted of it.
+    pub selection: Selection,
     /// The layer graph after the passes, in the IR text form.
     pub ir_text: String,
     /// Phase name and wall time, in order.
     pub timings: Vec<(String, Duration)>,
-    /// The optimizer's result (`None` with [`Mode::Baseline`]).
-    pub optimized: Option<optimize::Optimized>,
     /// Mixed precision's result (`None` without [`CompileOptions::precision`]).
     pub precision: Option<precision::Outcome>,
 }
@@ -98,15 +93,15 @@ pub struct Compiled {
 /// I/O errors, undecodable files, unsupported operators (all of them at once), models heqc
 /// cannot express, optimizer failures and internal invariant violations.
 pub fn compile_path(path: &Path) -> Result<Compiled> {
-    compile_path_with(path, Mode::default())
+    compile_path_with(path, Strategy::default())
 }
 
-/// Compiles an ONNX file in `mode`.
+/// Compiles an ONNX file with `strategy`.
 ///
 /// # Errors
 /// As [`compile_path`].
-pub fn compile_path_with(path: &Path, mode: Mode) -> Result<Compiled> {
-    compile_path_opts(path, &CompileOptions::new(mode))
+pub fn compile_path_with(path: &Path, strategy: Strategy) -> Result<Compiled> {
+    compile_path_opts(path, &CompileOptions::new(strategy))
 }
 
 /// Compiles an ONNX file with `options`.
@@ -135,15 +130,20 @@ pub fn compile_path_opts(path: &Path, options: &CompileOptions) -> Result<Compil
 /// # Errors
 /// As [`compile_path`].
 pub fn compile_bytes(bytes: &[u8], name: &str, path: &str) -> Result<Compiled> {
-    compile_bytes_with(bytes, name, path, Mode::default())
+    compile_bytes_with(bytes, name, path, Strategy::default())
 }
 
-/// Compiles the bytes of an ONNX file in `mode`.
+/// Compiles the bytes of an ONNX file with `strategy`.
 ///
 /// # Errors
 /// As [`compile_path`].
-pub fn compile_bytes_with(bytes: &[u8], name: &str, path: &str, mode: Mode) -> Result<Compiled> {
-    compile_bytes_opts(bytes, name, path, &CompileOptions::new(mode))
+pub fn compile_bytes_with(
+    bytes: &[u8],
+    name: &str,
+    path: &str,
+    strategy: Strategy,
+) -> Result<Compiled> {
+    compile_bytes_opts(bytes, name, path, &CompileOptions::new(strategy))
 }
 
 /// Compiles the bytes of an ONNX file with `options`.
@@ -169,15 +169,15 @@ pub fn compile_bytes_opts(
 /// # Errors
 /// As [`compile_path`], except I/O and decoding.
 pub fn compile_proto(model: &ModelProto, name: &str) -> Result<Compiled> {
-    compile_proto_with(model, name, Mode::default())
+    compile_proto_with(model, name, Strategy::default())
 }
 
-/// Compiles a decoded model in `mode`.
+/// Compiles a decoded model with `strategy`.
 ///
 /// # Errors
 /// As [`compile_path`], except I/O and decoding.
-pub fn compile_proto_with(model: &ModelProto, name: &str, mode: Mode) -> Result<Compiled> {
-    compile_proto_opts(model, name, &CompileOptions::new(mode))
+pub fn compile_proto_with(model: &ModelProto, name: &str, strategy: Strategy) -> Result<Compiled> {
+    compile_proto_opts(model, name, &CompileOptions::new(strategy))
 }
 
 /// Compiles a decoded model with `options`.
@@ -214,29 +214,26 @@ pub fn compile_proto_opts(
         None => None,
     };
     let start = Instant::now();
-    let mut plan = lower::lower(&graph)?;
-    plan.public.protocol.precision = precision.as_ref().map(|p| p.record.clone());
+    let mut skeleton = lower::lower(&graph)?;
+    if let Some(p) = &precision {
+        skeleton.record_precision(p.record.clone());
+    }
     timings.push(("lower".to_string(), start.elapsed()));
-    let (plan, optimized) = match options.mode {
-        Mode::Baseline => (optimize::baseline::cheetah(&plan), None),
-        Mode::Optimize(objective) => {
-            let start = Instant::now();
-            let o = optimize::optimize_with(&plan, objective, &options.profile)?;
-            timings.push(("optimize".to_string(), start.elapsed()));
-            tracing::info!(
-                variables = o.stats.variables,
-                constraints = o.stats.constraints,
-                "ILP solved in {:.3} ms",
-                o.stats.time.as_secs_f64() * 1e3
-            );
-            (o.plan.clone(), Some(o))
-        }
-    };
+    let start = Instant::now();
+    let selection = select::select(skeleton, options.strategy, &options.profile)?;
+    timings.push(("select".to_string(), start.elapsed()));
+    if let Some(s) = &selection.solution {
+        tracing::info!(
+            variables = s.stats.variables,
+            constraints = s.stats.constraints,
+            "ILP solved in {:.3} ms",
+            s.stats.time.as_secs_f64() * 1e3
+        );
+    }
     Ok(Compiled {
-        plan,
+        selection,
         ir_text: ir::text::print(&graph),
         timings,
-        optimized,
         precision,
     })
 }

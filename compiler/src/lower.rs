@@ -1,88 +1,108 @@
-//! Lowering: layer graph → [`Plan`]; the only code that builds plans.
+//! Lowering: layer graph → [`Skeleton`], the plan of `heq_runtime::plan` without protocol
+//! choices; the only code that builds plans.
 //!
-//! Every linear layer gets the Cheetah baseline protocol
-//! ([`crate::optimize::baseline`], `protocols.md` §1.2, §1.4); the optimizer
-//! ([`crate::optimize`]) then replaces it. The tiling heuristics of OpenCheetah live here.
+//! Lowering decides everything about the plan except how each linear layer runs under HE: the
+//! layers in topological order, the tensors, the requantization of every layer and the
+//! server's weights. The protocols (HE parameters, tile, packing, share rings) are chosen by
+//! [`crate::select`], the only way from a [`Skeleton`] to a runnable [`Plan`].
 
 use crate::error::{Error, Result};
 use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
-use crate::optimize::baseline;
 use heq_runtime::plan::{
-    self, AffineShape, ConvShape, GlobalProtocol, IoSpec, Layer, LayerId, LayerWeights,
-    LinearLayer, MatMulShape, Op, OtBackend, Plan, PublicPlan, RequantShape, ServerWeights,
-    TensorInfo, Tile,
+    self, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights, LinearLayer,
+    LinearProtocol, Op, OtBackend, Packing, Plan, PrecisionRecord, PublicPlan, RequantShape,
+    ServerWeights, TensorInfo, Tile,
 };
 use std::collections::HashMap;
 
-/// OpenCheetah's convolution tile: the whole padded image when it fits, as many channels as fit
-/// (`C_w = min(⌊N/HW⌋, C, ⌊N/h²⌋)`); otherwise one channel and a spatial tile of about
-/// `√(N·H/W) × N/H_w`.
-pub fn conv_tile(s: &ConvShape, n: usize) -> Tile {
-    let hp = s.in_hw[0] + s.pads[0] + s.pads[2];
-    let wp = s.in_hw[1] + s.pads[1] + s.pads[3];
-    let k2 = (s.kernel[0] * s.kernel[1]).max(1);
-    if hp * wp <= n {
-        let c = (n / (hp * wp)).min(s.in_channels).min(n / k2).max(1);
-        Tile {
-            c,
-            h: hp,
-            w: wp,
-            m: 1,
+/// A lowered model whose linear layers have no protocol yet.
+///
+/// It holds a [`Plan`] whose linear layers carry a placeholder protocol (ring degree 0, which
+/// `plan::validate` rejects); the plan is private, and [`crate::select::select`] is the only
+/// public way to turn a skeleton into a runnable plan, so an unselected protocol never
+/// reaches a plan file, the runtime or a cost function.
+#[derive(Clone, Debug)]
+pub struct Skeleton {
+    plan: Plan,
+}
+
+impl Skeleton {
+    /// Records what mixed precision changed and measured (carried into the selected plan).
+    pub fn record_precision(&mut self, record: PrecisionRecord) {
+        self.plan.public.protocol.precision = Some(record);
+    }
+
+    /// The operations of the linear layers in plan order: what a protocol is chosen for.
+    /// Their `protocol` fields are placeholders; only shapes, widths and requantization count.
+    pub(crate) fn linear_ops(&self) -> impl Iterator<Item = &Op> {
+        self.plan
+            .public
+            .layers
+            .iter()
+            .map(|l| &l.op)
+            .filter(|op| op.is_linear())
+    }
+
+    /// The plan with `protocols` on the linear layers, in plan order, and the protocol profile
+    /// `profile`, validated.
+    ///
+    /// # Errors
+    /// [`Error::Invariant`] when `protocols` does not have one entry per linear layer;
+    /// [`Error::Plan`] when the plan breaks a structural rule.
+    pub(crate) fn into_plan(self, protocols: Vec<LinearProtocol>, profile: &str) -> Result<Plan> {
+        let mut plan = self.plan;
+        let linear = protocol_slots(&mut plan.public).count();
+        if protocols.len() != linear {
+            return Err(Error::Invariant {
+                pass: "select",
+                violations: vec![format!(
+                    "{} protocols for {linear} linear layers",
+                    protocols.len()
+                )],
+            });
         }
-    } else {
-        let h = ((n as f64 * hp as f64 / wp as f64).sqrt() as usize)
-            .clamp(s.kernel[0].max(1), hp)
-            .min(n);
-        let w = (n / h).min(wp).max(1);
-        Tile { c: 1, h, w, m: 1 }
+        for (slot, p) in protocol_slots(&mut plan.public).zip(protocols) {
+            *slot = p;
+        }
+        plan.public.protocol.profile = profile.to_string();
+        plan::validate(&plan)?;
+        Ok(plan)
     }
 }
 
-/// OpenCheetah's matrix split: `d0·d1 ≤ N` minimising `⌈inner/d1⌉ + ⌈cols/d0⌉`, as the tile
-/// `c = d1`, `m = d0`, `h = w = 1`.
-pub fn matmul_tile(s: &MatMulShape, n: usize) -> Tile {
-    let mut best = (
-        usize::MAX,
-        Tile {
-            c: 1,
-            h: 1,
-            w: 1,
-            m: 1,
+/// The protocol of every linear layer of `public`, in plan order, to be replaced.
+pub(crate) fn protocol_slots(public: &mut PublicPlan) -> impl Iterator<Item = &mut LinearProtocol> {
+    public.layers.iter_mut().filter_map(|l| match &mut l.op {
+        Op::Conv(c) => Some(&mut c.protocol),
+        Op::MatMul(c) => Some(&mut c.protocol),
+        Op::Affine(c) => Some(&mut c.protocol),
+        _ => None,
+    })
+}
+
+/// The placeholder protocol of a skeleton's linear layer (ring degree 0: never valid).
+fn unselected() -> LinearProtocol {
+    LinearProtocol {
+        he: HeParams {
+            degree: 0,
+            moduli_bits: Vec::new(),
+            plain_bits: 0,
         },
-    );
-    for d1 in 1..=s.inner.clamp(1, n) {
-        let d0 = (n / d1).min(s.cols.max(1));
-        let cost = s.inner.div_ceil(d1) + s.cols.div_ceil(d0);
-        if cost < best.0 {
-            best = (
-                cost,
-                Tile {
-                    c: d1,
-                    h: 1,
-                    w: 1,
-                    m: d0,
-                },
-            );
-        }
-    }
-    best.1
-}
-
-/// Tile of a per-channel affine layer: whole channels per ciphertext while they fit.
-pub fn affine_tile(s: &AffineShape, n: usize) -> Tile {
-    let h = s.per_channel.clamp(1, n);
-    Tile {
-        c: (n / h).min(s.channels).max(1),
-        h,
-        w: 1,
-        m: 1,
+        tile: Tile {
+            c: 0,
+            h: 0,
+            w: 0,
+            m: 0,
+        },
+        packing: Packing::none(),
+        in_ring_bits: 0,
+        out_ring_bits: 0,
     }
 }
 
 fn linear<S: LinearShape + Clone>(
     l: &Linear<S>,
     name: &str,
-    tile: Tile,
 ) -> Result<(LinearLayer<S>, LayerWeights)> {
     let acc = l.acc.ok_or_else(|| Error::Invariant {
         pass: "lower",
@@ -100,7 +120,7 @@ fn linear<S: LinearShape + Clone>(
         acc_bits: acc.sound,
         acc_bits_naive: acc.naive,
         requant,
-        protocol: baseline::protocol(tile),
+        protocol: unselected(),
     };
     let weights = LayerWeights {
         weights: l.weights.clone(),
@@ -109,12 +129,12 @@ fn linear<S: LinearShape + Clone>(
     Ok((public, weights))
 }
 
-/// Lowers an analysed graph to a plan (public part and server weights), then validates it.
+/// Lowers an analysed graph to a skeleton (public part and server weights, no protocols); the
+/// plan is validated once [`crate::select`] has chosen the protocols.
 ///
 /// # Errors
-/// [`Error::Invariant`] when the graph was not analysed; [`Error::Plan`] when the plan breaks a
-/// structural rule.
-pub fn lower(g: &LayerGraph) -> Result<Plan> {
+/// [`Error::Invariant`] when the graph was not analysed.
+pub fn lower(g: &LayerGraph) -> Result<Skeleton> {
     let order = g.order().ok_or_else(|| Error::Invariant {
         pass: "lower",
         violations: vec!["cycle".into()],
@@ -145,17 +165,17 @@ pub fn lower(g: &LayerGraph) -> Result<Plan> {
         let output = map(l.output, &mut tensors);
         let op = match &l.op {
             LayerOp::Conv(c) => {
-                let (p, w) = linear(c, &l.name, conv_tile(&c.shape, baseline::DEGREE))?;
+                let (p, w) = linear(c, &l.name)?;
                 weights.push((id, w));
                 Op::Conv(p)
             }
             LayerOp::MatMul(c) => {
-                let (p, w) = linear(c, &l.name, matmul_tile(&c.shape, baseline::DEGREE))?;
+                let (p, w) = linear(c, &l.name)?;
                 weights.push((id, w));
                 Op::MatMul(p)
             }
             LayerOp::Affine(c) => {
-                let (p, w) = linear(c, &l.name, affine_tile(&c.shape, baseline::DEGREE))?;
+                let (p, w) = linear(c, &l.name)?;
                 weights.push((id, w));
                 Op::Affine(p)
             }
@@ -189,113 +209,15 @@ pub fn lower(g: &LayerGraph) -> Result<Plan> {
         protocol: GlobalProtocol {
             ot: OtBackend::Silent,
             stat_bits: 40,
-            profile: "cheetah".into(),
+            // Set by the selection.
+            profile: String::new(),
             precision: None,
         },
     };
-    let plan = Plan {
-        public,
-        weights: Some(ServerWeights { layers: weights }),
-    };
-    plan::validate(&plan)?;
-    Ok(plan)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conv_tile_follows_opencheetah() {
-        // 16×16 input padded to 18×18 = 324 ≤ 4096: C_w = min(4096/324 = 12, C, 4096/9).
-        let s = ConvShape {
-            in_channels: 8,
-            in_hw: [16, 16],
-            out_channels: 8,
-            kernel: [3, 3],
-            stride: [1, 1],
-            pads: [1; 4],
-            groups: 1,
-        };
-        assert_eq!(
-            conv_tile(&s, 4096),
-            Tile {
-                c: 8,
-                h: 18,
-                w: 18,
-                m: 1
-            }
-        );
-        let s = ConvShape {
-            in_channels: 32,
-            ..s
-        };
-        assert_eq!(
-            conv_tile(&s, 4096),
-            Tile {
-                c: 12,
-                h: 18,
-                w: 18,
-                m: 1
-            }
-        );
-        // 100×50 > 4096: H_w = ⌊√(4096·100/50)⌋ = 90, W_w = min(⌊4096/90⌋, 50) = 45.
-        let s = ConvShape {
-            in_channels: 3,
-            in_hw: [100, 50],
-            out_channels: 4,
-            kernel: [3, 3],
-            stride: [1, 1],
-            pads: [0; 4],
-            groups: 1,
-        };
-        assert_eq!(
-            conv_tile(&s, 4096),
-            Tile {
-                c: 1,
-                h: 90,
-                w: 45,
-                m: 1
-            }
-        );
-    }
-
-    #[test]
-    fn matmul_tile_minimises_ciphertexts() {
-        // 128 inputs, 10 outputs: d1 = 128 fits with d0 = 10 → 1 + 1 ciphertexts.
-        assert_eq!(
-            matmul_tile(
-                &MatMulShape {
-                    rows: 1,
-                    inner: 128,
-                    cols: 10
-                },
-                4096
-            ),
-            Tile {
-                c: 128,
-                h: 1,
-                w: 1,
-                m: 10
-            }
-        );
-        // 8192 inputs: d1 = 4096, d0 = 1 → 2 + 10 = 12; d1 = 2048, d0 = 2 → 4 + 5 = 9 (best).
-        let t = matmul_tile(
-            &MatMulShape {
-                rows: 1,
-                inner: 8192,
-                cols: 10,
-            },
-            4096,
-        );
-        assert_eq!(
-            t,
-            Tile {
-                c: 2048,
-                h: 1,
-                w: 1,
-                m: 2
-            }
-        );
-    }
+    Ok(Skeleton {
+        plan: Plan {
+            public,
+            weights: Some(ServerWeights { layers: weights }),
+        },
+    })
 }

@@ -45,6 +45,7 @@ fn every_quantized_model_matches_onnxruntime() {
         let expected: Array2<f32> = read_npy(dir.join(format!("{stem}.expected.npy"))).unwrap();
         let plan = heqc::compile_path(&path)
             .unwrap_or_else(|e| panic!("{stem}: {e}"))
+            .selection
             .plan;
         let out = &plan.public.tensors[plan.public.output.tensor.0 as usize];
         let (scale, zp) = (out.scale, out.zero_point);
@@ -120,6 +121,7 @@ fn synthetic(name: &str) -> (i64, usize) {
     let expected: Array2<f32> = read_npy(dir.join(format!("{name}.expected.npy"))).unwrap();
     let plan = heqc::compile_path(&dir.join(format!("{name}.onnx")))
         .unwrap()
+        .selection
         .plan;
     let scale = plan.public.tensors[plan.public.output.tensor.0 as usize].scale;
     let (mut max_lsb, mut differing) = (0, 0);

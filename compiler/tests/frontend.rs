@@ -18,7 +18,12 @@ fn every_quantized_model_compiles_and_float_models_are_refused() {
                     "{stem} should not compile"
                 );
                 assert!(
-                    c.plan.public.layers.iter().any(|l| l.op.is_linear()),
+                    c.selection
+                        .plan
+                        .public
+                        .layers
+                        .iter()
+                        .any(|l| l.op.is_linear()),
                     "{stem}: no linear layer"
                 );
             }
@@ -106,9 +111,12 @@ fn snapshots_of_ir_and_explain() {
         insta::assert_snapshot!(format!("{name}.ir"), c.ir_text);
         insta::assert_snapshot!(
             format!("{name}.explain"),
-            heqc::explain::render(&c.plan, heqc::explain::Format::Text).unwrap()
+            heqc::explain::render_selection(&c.selection, heqc::explain::Format::Text).unwrap()
         );
-        insta::assert_yaml_snapshot!(format!("{name}.report"), heqc::explain::report(&c.plan));
+        insta::assert_yaml_snapshot!(
+            format!("{name}.report"),
+            heqc::explain::report_selection(&c.selection, &heqc::explain::Timing::default())
+        );
     }
 }
 

@@ -130,7 +130,7 @@ fn run_case(dir: &Path) -> Result<(Vec<f64>, Vec<f64>), heqc::Error> {
         }
         graph.input.retain(|i| i.name != name);
     }
-    let plan = heqc::compile_proto(&model, "case")?.plan;
+    let plan = heqc::compile_proto(&model, "case")?.selection.plan;
     let x0 = &inputs[0];
     let (xdims, x) = read_values(&dir.join("input_0.npy"), x0["npy_dtype"].as_str().unwrap());
     let out = &meta["outputs"][0];

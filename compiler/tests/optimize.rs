@@ -12,8 +12,9 @@ use ndarray::{Array4, Axis};
 use ndarray_npy::read_npy;
 
 fn baseline_plan(path: &std::path::Path) -> heq_runtime::plan::Plan {
-    heqc::compile_path_with(path, heqc::Mode::Baseline)
+    heqc::compile_path_with(path, heqc::Strategy::Baseline)
         .unwrap()
+        .selection
         .plan
 }
 
@@ -43,12 +44,12 @@ fn optimized_fixtures_beat_the_baseline_on_every_layer_and_in_total() {
         println!(
             "{stem}: baseline {bt} B, optimized {ot} B, ratio {:.2}, ILP {} vars / {} constraints, {:.1} ms",
             bt as f64 / ot as f64,
-            o.stats.variables,
-            o.stats.constraints,
-            o.stats.time.as_secs_f64() * 1e3
+            o.solution.stats.variables,
+            o.solution.stats.constraints,
+            o.solution.stats.time.as_secs_f64() * 1e3
         );
         assert!(ot < bt, "{stem}");
-        assert_eq!(o.problem.bytes(&o.choice), ot);
+        assert_eq!(o.solution.problem.bytes(&o.solution.choice), ot);
     }
 }
 
@@ -130,7 +131,7 @@ fn optimized_plans_compute_the_same_outputs() {
     let x: Array4<f32> = read_npy(common::models_dir().join("inputs/digits_test_x.npy")).unwrap();
     for path in common::quantized_models() {
         let base = baseline_plan(&path);
-        let opt = heqc::compile_path(&path).unwrap().plan;
+        let opt = heqc::compile_path(&path).unwrap().selection.plan;
         assert_eq!(opt.public.protocol.profile, "optimized");
         assert_ne!(opt.public.layers, base.public.layers);
         for sample in x.axis_iter(Axis(0)).take(4) {
@@ -151,7 +152,7 @@ fn baseline_mode_is_the_cheetah_protocol() {
     let path = common::models_dir().join("resnet_qdq_u8s8.onnx");
     let base = baseline_plan(&path);
     assert_eq!(baseline::cheetah(&base), base);
-    let opt = heqc::compile_path(&path).unwrap().plan;
+    let opt = heqc::compile_path(&path).unwrap().selection.plan;
     assert_eq!(baseline::cheetah(&opt), base);
 }
 
@@ -162,9 +163,10 @@ fn zoo(arch: heq_bench::zoo::Arch, precision: heq_bench::zoo::Precision) -> usiz
     let start = std::time::Instant::now();
     let c = heqc::compile_proto(&model, "zoo").unwrap();
     let elapsed = start.elapsed();
-    let o = c.optimized.unwrap();
-    let base = optimize::predict(&baseline::cheetah(&c.plan).public).unwrap();
-    let (ot, bt) = (o.cost.channel().total_bytes(), base.channel().total_bytes());
+    let s = c.selection;
+    let o = s.solution.unwrap();
+    let base = s.baseline.unwrap().cost;
+    let (ot, bt) = (s.cost.channel().total_bytes(), base.channel().total_bytes());
     println!(
         "{arch:?} {precision:?}: baseline {bt} B, optimized {ot} B, ratio {:.2}; ILP {} vars / {} \
          constraints in {:.1} ms; search {:.1} ms; compile {:.1} s",
@@ -175,10 +177,10 @@ fn zoo(arch: heq_bench::zoo::Arch, precision: heq_bench::zoo::Precision) -> usiz
         o.search_time.as_secs_f64() * 1e3,
         elapsed.as_secs_f64()
     );
-    assert_dominates(&format!("{arch:?} {precision:?}"), &o.cost, &base);
+    assert_dominates(&format!("{arch:?} {precision:?}"), &s.cost, &base);
     assert_eq!(o.problem.bytes(&o.choice), ot);
     assert!(ot < bt);
-    o.plan
+    s.plan
         .public
         .layers
         .iter()

@@ -1,5 +1,6 @@
-//! `plans/<model>.yaml` is `heqc explain --format yaml` of every quantized model in `models/`.
-//! This test fails when one is stale or missing; with `HEQC_UPDATE_PLANS=1` it rewrites them
+//! `plans/<model>.yaml` is `heqc explain --format yaml` of every quantized model in `models/`,
+//! from the compilation's selection and, the same, from the plan read back. This test fails
+//! when one is stale or missing; with `HEQC_UPDATE_PLANS=1` it rewrites them
 //! (and removes plans whose model is gone):
 //!
 //! ```text
@@ -24,10 +25,19 @@ fn plans_are_up_to_date() {
     let mut wanted = BTreeSet::new();
     for model in common::quantized_models() {
         let stem = model.file_stem().unwrap().to_string_lossy().into_owned();
-        let plan = heqc::compile_path(&model)
+        let selection = heqc::compile_path(&model)
             .unwrap_or_else(|e| panic!("{stem}: {e}"))
-            .plan;
-        let yaml = heqc::explain::render(&plan, heqc::explain::Format::Yaml).unwrap();
+            .selection;
+        let yaml =
+            heqc::explain::render_selection(&selection, heqc::explain::Format::Yaml).unwrap();
+        // A plan read from disk is priced and searched anew: the same report.
+        let bytes = heq_runtime::plan::write_plan_bytes(&selection.plan).unwrap();
+        let read = heq_runtime::plan::read_plan_bytes(&bytes).unwrap();
+        assert_eq!(
+            heqc::explain::render(&read, heqc::explain::Format::Yaml).unwrap(),
+            yaml,
+            "{stem}: the report of the plan read back differs from the selection's"
+        );
         let path = dir.join(format!("{stem}.yaml"));
         wanted.insert(path.clone());
         if std::fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {

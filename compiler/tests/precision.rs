@@ -6,7 +6,7 @@ mod common;
 
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::plan::{Plan, PrecisionBudget, PrecisionRecord};
-use heqc::{CompileOptions, Error, Mode, precision};
+use heqc::{CompileOptions, Error, Strategy, precision};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -21,9 +21,9 @@ fn model(name: &str) -> PathBuf {
 }
 
 fn mixed(name: &str, p: precision::Options) -> heqc::Result<Plan> {
-    let mut o = CompileOptions::new(Mode::default());
+    let mut o = CompileOptions::new(Strategy::default());
     o.precision = Some(p);
-    heqc::compile_path_opts(&model(name), &o).map(|c| c.plan)
+    heqc::compile_path_opts(&model(name), &o).map(|c| c.selection.plan)
 }
 
 fn record(plan: &Plan) -> PrecisionRecord {
@@ -39,7 +39,10 @@ fn bytes(plan: &Plan) -> u64 {
 
 #[test]
 fn output_error_budget_is_met_and_saves_bytes() {
-    let original = heqc::compile_path(&model("cnn_avg_qdq_u8s8")).unwrap().plan;
+    let original = heqc::compile_path(&model("cnn_avg_qdq_u8s8"))
+        .unwrap()
+        .selection
+        .plan;
     assert_eq!(original.public.protocol.precision, None);
     let budget = PrecisionBudget::OutputError(3.0);
     let plan = mixed(
@@ -102,7 +105,10 @@ fn calibration_data_of_the_wrong_size_is_an_error() {
 
 #[test]
 fn compute_profile_scales_the_predicted_times() {
-    let plan = heqc::compile_path(&model("cnn_avg_qdq_u8s8")).unwrap().plan;
+    let plan = heqc::compile_path(&model("cnn_avg_qdq_u8s8"))
+        .unwrap()
+        .selection
+        .plan;
     let mut slow = ComputeProfile::builtin();
     for h in &mut slow.he {
         h.encrypt_ms *= 2.0;

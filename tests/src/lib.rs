@@ -30,6 +30,7 @@ pub fn compile(name: &str) -> anyhow::Result<Plan> {
     let path = models_dir().join(format!("{name}.onnx"));
     Ok(heqc::compile_path(&path)
         .with_context(|| format!("compiling {}", path.display()))?
+        .selection
         .plan)
 }
 

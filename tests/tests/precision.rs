@@ -5,13 +5,13 @@
 use heq_runtime::plan::{OtBackend, PrecisionBudget};
 use heq_runtime::{npy, reference};
 use heq_tests::{check_model, compile, init_rayon, models_dir};
-use heqc::{CompileOptions, Mode, precision};
+use heqc::{CompileOptions, Strategy, precision};
 
 #[test]
 fn mixed_precision_plan_runs_bit_exact() {
     init_rayon();
     let x = npy::read_f32(&models_dir().join("inputs/digits_test_x.npy")).expect("fixture");
-    let mut options = CompileOptions::new(Mode::default());
+    let mut options = CompileOptions::new(Strategy::default());
     options.precision = Some(precision::Options::new(
         x.data.clone(),
         PrecisionBudget::AccuracyDrop(0.02),
@@ -19,6 +19,7 @@ fn mixed_precision_plan_runs_bit_exact() {
     let path = models_dir().join("resnet_qdq_u8s8.onnx");
     let mixed = heqc::compile_path_opts(&path, &options)
         .expect("compiles")
+        .selection
         .plan;
     let original = compile("resnet_qdq_u8s8").expect("compiles");
     let record = mixed.public.protocol.precision.clone().expect("a record");

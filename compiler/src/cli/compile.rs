@@ -1,10 +1,10 @@
-//! `heqc compile`.
+//! `heqc compile`: compiles, writes the plan(s) and prints what the selection predicted.
 
 use super::net::NetArgs;
 use anyhow::{Context, bail};
 use heq_runtime::plan::PrecisionBudget;
-use heqc::optimize::{self, Objective, baseline};
-use heqc::{CompileOptions, Mode, precision};
+use heqc::optimize::Objective;
+use heqc::{CompileOptions, Strategy, precision};
 use std::path::PathBuf;
 
 /// What the optimizer minimises.
@@ -66,26 +66,26 @@ pub struct Args {
 }
 
 impl Args {
-    /// The compilation mode these arguments ask for.
+    /// The selection strategy these arguments ask for.
     ///
     /// # Errors
     /// Invalid network arguments.
-    pub fn mode(&self) -> anyhow::Result<Mode> {
+    pub fn strategy(&self) -> anyhow::Result<Strategy> {
         let net = self.net.net()?;
         Ok(match (self.baseline, self.objective) {
-            (Some(BaselineArg::Cheetah), _) => Mode::Baseline,
-            (None, ObjectiveArg::Comm) => Mode::Optimize(Objective::Comm),
-            (None, ObjectiveArg::Latency) => Mode::Optimize(Objective::Latency(net)),
+            (Some(BaselineArg::Cheetah), _) => Strategy::Baseline,
+            (None, ObjectiveArg::Comm) => Strategy::Optimized(Objective::Comm),
+            (None, ObjectiveArg::Latency) => Strategy::Optimized(Objective::Latency(net)),
         })
     }
 
-    /// The compilation options: mode, compute profile and mixed precision.
+    /// The compilation options: strategy, compute profile and mixed precision.
     ///
     /// # Errors
     /// Invalid network arguments, an unreadable profile or calibration file, a budget that is
     /// missing, negative or not a number.
     pub fn options(&self) -> anyhow::Result<CompileOptions> {
-        let mut options = CompileOptions::new(self.mode()?);
+        let mut options = CompileOptions::new(self.strategy()?);
         options.profile = self.net.profile()?;
         if let Some(path) = &self.calibration {
             let budget = match (self.max_accuracy_drop, self.max_output_error) {
@@ -108,17 +108,20 @@ impl Args {
 }
 
 /// Compiles, writes the plan(s) atomically and prints a one-line summary with the predicted
-/// bytes and their ratio to the Cheetah baseline.
+/// bytes and their ratio to the Cheetah baseline, then the predicted times, all from the
+/// selection (nothing is priced again).
 ///
 /// # Errors
-/// Compilation and I/O failures.
+/// Compilation and I/O failures; a model whose Cheetah baseline cannot be scheduled (the
+/// summary compares with it).
 pub fn run(a: &Args) -> anyhow::Result<()> {
     let options = a.options()?;
     let compiled = heqc::compile_path_opts(&a.model, &options)?;
     for (i, (phase, t)) in compiled.timings.iter().enumerate() {
         tracing::info!("phase {}: {phase} {:.3} ms", i + 1, t.as_secs_f64() * 1e3);
     }
-    let plan = &compiled.plan;
+    let selection = &compiled.selection;
+    let plan = &selection.plan;
     heq_runtime::plan::write_plan(plan, &a.output).context("writing the plan")?;
     if let Some(c) = &a.client_out {
         heq_runtime::plan::write_plan(&plan.to_client(), c).context("writing the client plan")?;
@@ -128,8 +131,13 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         .weights
         .as_ref()
         .map_or(0, |w| w.layers.iter().map(|(_, l)| l.weights.len()).sum());
-    let predicted = optimize::predict(&plan.public)?.channel();
-    let base = optimize::predict(&baseline::cheetah(plan).public)?.channel();
+    let predicted = selection.cost.channel();
+    let base = selection
+        .baseline
+        .as_ref()
+        .context("the Cheetah baseline of this model cannot be scheduled")?
+        .cost
+        .channel();
     println!(
         "{}: {} layers ({} linear), {} weights, {} profile: predicted {} bytes ({} up, {} down), \
          {:.2}x less than cheetah ({} bytes), plan {} bytes -> {}",
@@ -154,7 +162,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         net: a.net.net()?,
         profile: options.profile,
     };
-    let report = heqc::explain::report_with(plan, &timing);
+    let report = heqc::explain::report_selection(selection, &timing);
     if let (Some(t), Some(b)) = (report.totals.time, report.totals.baseline_time) {
         println!(
             "predicted time on {}: {:.1} ms (compute {:.1} ms, network {:.1} ms); cheetah {:.1} ms",

@@ -1,12 +1,17 @@
 //! The Cheetah baseline (`--baseline cheetah`, `protocols.md` §1.2, §1.4): `N = 4096`, primes of
 //! 60 and 49 bits, `t = 2^37` and share rings of 37 bits everywhere, no packing, OpenCheetah's
-//! tiling heuristic, except where the server's flooding check (the plan's statistical slack)
-//! fails with its tile: there the cheapest tile at the same parameters that passes. A normal
-//! plan the runtime can run.
+//! tiling heuristic ([`conv_tile`], [`matmul_tile`], [`affine_tile`]), except where the server's
+//! flooding check (the plan's statistical slack) fails with its tile: there the cheapest tile at
+//! the same parameters that passes. A normal plan the runtime can run.
+//!
+//! OpenCheetah's protocols are also where the optimizer starts: its probe plans keep their HE
+//! parameters and tiles ([`crate::select`]).
 
 use super::candidates::runnable_tile;
-use crate::lower::{affine_tile, conv_tile, matmul_tile};
-use heq_runtime::plan::{HeParams, LinearProtocol, Op, Packing, Plan, Tile};
+use heq_runtime::plan::{
+    AffineShape, ConvShape, HeParams, LinearProtocol, MatMulShape, Op, Packing, Plan, PublicPlan,
+    Tile,
+};
 
 /// Ring degree of the baseline.
 pub const DEGREE: usize = 4096;
@@ -30,7 +35,73 @@ pub fn protocol(tile: Tile) -> LinearProtocol {
     }
 }
 
-/// The baseline protocol of a linear op (`None` for other ops).
+/// OpenCheetah's convolution tile: the whole padded image when it fits, as many channels as fit
+/// (`C_w = min(⌊N/HW⌋, C, ⌊N/h²⌋)`); otherwise one channel and a spatial tile of about
+/// `√(N·H/W) × N/H_w`.
+pub fn conv_tile(s: &ConvShape, n: usize) -> Tile {
+    let hp = s.in_hw[0] + s.pads[0] + s.pads[2];
+    let wp = s.in_hw[1] + s.pads[1] + s.pads[3];
+    let k2 = (s.kernel[0] * s.kernel[1]).max(1);
+    if hp * wp <= n {
+        let c = (n / (hp * wp)).min(s.in_channels).min(n / k2).max(1);
+        Tile {
+            c,
+            h: hp,
+            w: wp,
+            m: 1,
+        }
+    } else {
+        let h = ((n as f64 * hp as f64 / wp as f64).sqrt() as usize)
+            .clamp(s.kernel[0].max(1), hp)
+            .min(n);
+        let w = (n / h).min(wp).max(1);
+        Tile { c: 1, h, w, m: 1 }
+    }
+}
+
+/// OpenCheetah's matrix split: `d0·d1 ≤ N` minimising `⌈inner/d1⌉ + ⌈cols/d0⌉`, as the tile
+/// `c = d1`, `m = d0`, `h = w = 1`.
+pub fn matmul_tile(s: &MatMulShape, n: usize) -> Tile {
+    let mut best = (
+        usize::MAX,
+        Tile {
+            c: 1,
+            h: 1,
+            w: 1,
+            m: 1,
+        },
+    );
+    for d1 in 1..=s.inner.clamp(1, n) {
+        let d0 = (n / d1).min(s.cols.max(1));
+        let cost = s.inner.div_ceil(d1) + s.cols.div_ceil(d0);
+        if cost < best.0 {
+            best = (
+                cost,
+                Tile {
+                    c: d1,
+                    h: 1,
+                    w: 1,
+                    m: d0,
+                },
+            );
+        }
+    }
+    best.1
+}
+
+/// Tile of a per-channel affine layer: whole channels per ciphertext while they fit.
+pub fn affine_tile(s: &AffineShape, n: usize) -> Tile {
+    let h = s.per_channel.clamp(1, n);
+    Tile {
+        c: (n / h).min(s.channels).max(1),
+        h,
+        w: 1,
+        m: 1,
+    }
+}
+
+/// The baseline protocol of a linear op with OpenCheetah's tile, before the flooding check
+/// (`None` for other ops).
 pub fn layer_protocol(op: &Op) -> Option<LinearProtocol> {
     Some(protocol(match op {
         Op::Conv(l) => conv_tile(&l.shape, DEGREE),
@@ -43,6 +114,14 @@ pub fn layer_protocol(op: &Op) -> Option<LinearProtocol> {
 /// `plan` with every linear layer on the baseline protocol (profile `"cheetah"`); with the
 /// weights of a server plan, tiles whose flooding fails are replaced as the module says.
 pub fn cheetah(plan: &Plan) -> Plan {
+    Plan {
+        public: cheetah_public(plan),
+        weights: plan.weights.clone(),
+    }
+}
+
+/// The public part of [`cheetah`] (what scheduling and pricing read; no copy of the weights).
+pub fn cheetah_public(plan: &Plan) -> PublicPlan {
     let stat_bits = plan.public.protocol.stat_bits;
     let protocols: Vec<LinearProtocol> = plan
         .public
@@ -58,5 +137,104 @@ pub fn cheetah(plan: &Plan) -> Plan {
             )
         })
         .collect();
-    super::with_protocols(plan, &protocols, "cheetah")
+    super::public_with_protocols(&plan.public, &protocols, "cheetah")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_tile_follows_opencheetah() {
+        // 16×16 input padded to 18×18 = 324 ≤ 4096: C_w = min(4096/324 = 12, C, 4096/9).
+        let s = ConvShape {
+            in_channels: 8,
+            in_hw: [16, 16],
+            out_channels: 8,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pads: [1; 4],
+            groups: 1,
+        };
+        assert_eq!(
+            conv_tile(&s, 4096),
+            Tile {
+                c: 8,
+                h: 18,
+                w: 18,
+                m: 1
+            }
+        );
+        let s = ConvShape {
+            in_channels: 32,
+            ..s
+        };
+        assert_eq!(
+            conv_tile(&s, 4096),
+            Tile {
+                c: 12,
+                h: 18,
+                w: 18,
+                m: 1
+            }
+        );
+        // 100×50 > 4096: H_w = ⌊√(4096·100/50)⌋ = 90, W_w = min(⌊4096/90⌋, 50) = 45.
+        let s = ConvShape {
+            in_channels: 3,
+            in_hw: [100, 50],
+            out_channels: 4,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pads: [0; 4],
+            groups: 1,
+        };
+        assert_eq!(
+            conv_tile(&s, 4096),
+            Tile {
+                c: 1,
+                h: 90,
+                w: 45,
+                m: 1
+            }
+        );
+    }
+
+    #[test]
+    fn matmul_tile_minimises_ciphertexts() {
+        // 128 inputs, 10 outputs: d1 = 128 fits with d0 = 10 → 1 + 1 ciphertexts.
+        assert_eq!(
+            matmul_tile(
+                &MatMulShape {
+                    rows: 1,
+                    inner: 128,
+                    cols: 10
+                },
+                4096
+            ),
+            Tile {
+                c: 128,
+                h: 1,
+                w: 1,
+                m: 10
+            }
+        );
+        // 8192 inputs: d1 = 4096, d0 = 1 → 2 + 10 = 12; d1 = 2048, d0 = 2 → 4 + 5 = 9 (best).
+        let t = matmul_tile(
+            &MatMulShape {
+                rows: 1,
+                inner: 8192,
+                cols: 10,
+            },
+            4096,
+        );
+        assert_eq!(
+            t,
+            Tile {
+                c: 2048,
+                h: 1,
+                w: 1,
+                m: 2
+            }
+        );
+    }
 }

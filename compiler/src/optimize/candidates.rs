@@ -98,6 +98,49 @@ pub struct LayerCandidates {
     pub candidates: Vec<Candidate>,
 }
 
+/// The runner-up of a linear layer: the cheapest configuration (HE bytes) at the layer's rings
+/// other than its own; what `heqc explain` shows next to the chosen one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunnerUp {
+    /// The layer.
+    pub layer: LayerId,
+    /// Its runner-up configuration, priced.
+    pub candidate: Candidate,
+}
+
+/// The candidate of `layer` with the fewest HE bytes other than `own` (the first on ties).
+pub fn runner_up(own: &LinearProtocol, layer: &LayerCandidates) -> Option<RunnerUp> {
+    layer
+        .candidates
+        .iter()
+        .filter(|k| k.protocol != *own)
+        .min_by_key(|k| k.cost.total_bytes())
+        .map(|k| RunnerUp {
+            layer: layer.layer,
+            candidate: k.clone(),
+        })
+}
+
+/// The runner-up of every linear layer of a server plan, searched at the layer's own rings
+/// and packing (candidates timed with `profile`). Empty for client plans and plans the search
+/// rejects.
+pub fn runner_ups(plan: &Plan, profile: &ComputeProfile) -> Vec<RunnerUp> {
+    let own: Vec<&LinearProtocol> = plan
+        .public
+        .layers
+        .iter()
+        .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op).map(|(p, _)| p))
+        .collect();
+    let options: Vec<RingOption> = own.iter().map(|p| RingOption::of(p)).collect();
+    let Ok(found) = search(plan, &options, profile) else {
+        return Vec::new();
+    };
+    own.iter()
+        .zip(&found)
+        .filter_map(|(p, c)| runner_up(p, c))
+        .collect()
+}
+
 /// What the search needs of a linear layer.
 struct LinearView<'a> {
     conv: ConvShape,

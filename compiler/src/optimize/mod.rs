@@ -12,33 +12,33 @@
 //! 2. **candidates** ([`candidates`]): per layer, option and HE context, the Pareto-optimal
 //!    tiles, priced by the runtime's cost functions and filtered by the server's flooding check;
 //!    a packed candidate also pays the unpacking of its words (`UnpackPlan`).
-//! 3. **rings**: the options of all layers chosen together on the exact plan cost (`schedule` +
-//!    `plan_cost` of a probe plan: nonlinear steps, unpacking, keys of the contexts used),
-//!    minimising first the bytes by which layers exceed the baseline's, then the objective:
-//!    every combination on small plans ([`exhaustive::best_pick`]), coordinate descent on
-//!    larger ones.
+//! 3. **rings** ([`rings`]): the options of all layers chosen together on the exact plan cost
+//!    (`schedule` + `plan_cost` of a probe plan: nonlinear steps, unpacking, keys of the
+//!    contexts used), minimising first the bytes by which layers exceed the baseline's, then
+//!    the objective: every combination on small plans ([`exhaustive::best_pick`]), coordinate
+//!    descent on larger ones.
 //! 4. **ILP** ([`ilp`]): at the chosen options, one binary per (layer, candidate) and one per HE
 //!    context (each context used costs one public key), with only candidates that keep their
 //!    layer within the baseline's bytes; checked against brute force ([`exhaustive`]) in tests.
 //! 5. The chosen plan is scheduled and priced by `heq_runtime::cost::plan::plan_cost`, and its
 //!    channel bytes must equal the ILP's (exactness).
 //!
-//! [`baseline`] gives the Cheetah configuration (`--baseline cheetah`).
+//! [`baseline`] gives the Cheetah configuration (`--baseline cheetah`); [`crate::select`] runs
+//! either on a lowered model.
 
 pub mod baseline;
 pub mod candidates;
 pub mod exhaustive;
 pub mod ilp;
+pub mod rings;
 
 use crate::error::{Error, Result};
-use candidates::{Candidate, HeContext, LayerCandidates, RingOption};
+use candidates::{Candidate, HeContext, LayerCandidates, RunnerUp};
 use heq_runtime::cost::compute::{ComputeProfile, Network};
-use heq_runtime::cost::linear::public_key_bytes;
 use heq_runtime::cost::plan::{PlanCost, plan_cost};
-use heq_runtime::params::nonlinear::UnpackPlan;
-use heq_runtime::plan::{LinearProtocol, Op, PackDim, Plan, PublicPlan};
-use heq_runtime::schedule::{ScheduleError, StepKind, schedule};
-use rayon::prelude::*;
+use heq_runtime::plan::{LinearProtocol, Plan, PublicPlan};
+use heq_runtime::schedule::schedule;
+use rings::{EXACT_RING_SEARCH, RingSearch};
 use std::time::{Duration, Instant};
 
 /// A network profile for the latency objective (OpenCheetah's `tc` settings, `protocols.md`
@@ -68,31 +68,25 @@ impl Net {
         }
     }
 
-    /// Bandwidth in bits per second.
-    pub fn bits_per_second(self) -> f64 {
-        match self {
-            Net::Lan => 3e9,
-            Net::Wan => 400e6,
-            Net::Custom {
-                bits_per_second, ..
-            } => bits_per_second as f64,
-        }
-    }
-
-    /// Round-trip time in milliseconds.
-    pub fn rtt_ms(self) -> f64 {
-        match self {
-            Net::Lan => 0.3,
-            Net::Wan => 40.0,
-            Net::Custom { rtt_us, .. } => rtt_us as f64 / 1e3,
-        }
-    }
-
-    /// The runtime's network model of this profile.
+    /// The runtime's network model of this profile (the one place its bandwidth and RTT are
+    /// defined).
     pub fn network(self) -> Network {
-        Network {
-            bits_per_second: self.bits_per_second(),
-            rtt_ms: self.rtt_ms(),
+        match self {
+            Net::Lan => Network {
+                bits_per_second: 3e9,
+                rtt_ms: 0.3,
+            },
+            Net::Wan => Network {
+                bits_per_second: 400e6,
+                rtt_ms: 40.0,
+            },
+            Net::Custom {
+                bits_per_second,
+                rtt_us,
+            } => Network {
+                bits_per_second: bits_per_second as f64,
+                rtt_ms: rtt_us as f64 / 1e3,
+            },
         }
     }
 }
@@ -104,11 +98,12 @@ impl std::fmt::Display for Net {
             Net::Wan => "wan",
             Net::Custom { .. } => "custom",
         };
+        let network = self.network();
         write!(
             f,
             "{name} ({} Mbps, {} ms RTT)",
-            self.bits_per_second() / 1e6,
-            self.rtt_ms()
+            network.bits_per_second / 1e6,
+            network.rtt_ms
         )
     }
 }
@@ -229,21 +224,30 @@ pub struct SolveStats {
     pub time: Duration,
 }
 
+/// How the optimizer arrived at its plan: the problem, its solution and what they took.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    /// The problem that was solved.
+    pub problem: Problem,
+    /// Chosen candidate per linear layer.
+    pub choice: Vec<usize>,
+    /// ILP statistics.
+    pub stats: SolveStats,
+    /// Wall time of the candidate search.
+    pub search_time: Duration,
+}
+
 /// The optimizer's result.
 #[derive(Clone, Debug)]
 pub struct Optimized {
     /// The plan with the chosen protocols (profile `"optimized"`).
     pub plan: Plan,
-    /// The problem that was solved.
-    pub problem: Problem,
-    /// Chosen candidate per linear layer.
-    pub choice: Vec<usize>,
     /// Predicted cost of the plan.
     pub cost: PlanCost,
-    /// ILP statistics.
-    pub stats: SolveStats,
-    /// Wall time of the candidate search.
-    pub search_time: Duration,
+    /// Per linear layer, the cheapest other candidate at its chosen rings.
+    pub runner_ups: Vec<RunnerUp>,
+    /// The problem and its solution.
+    pub solution: Solution,
 }
 
 /// Replaces the protocol of every linear layer, in plan order, and sets the profile name.
@@ -269,13 +273,7 @@ pub fn public_with_protocols(
 ) -> PublicPlan {
     let mut out = public.clone();
     let mut it = protocols.iter();
-    for l in &mut out.layers {
-        let slot = match &mut l.op {
-            Op::Conv(c) => &mut c.protocol,
-            Op::MatMul(c) => &mut c.protocol,
-            Op::Affine(c) => &mut c.protocol,
-            _ => continue,
-        };
+    for slot in crate::lower::protocol_slots(&mut out) {
         *slot = it.next().expect("one protocol per linear layer").clone();
     }
     out.protocol.profile = profile.to_string();
@@ -295,240 +293,19 @@ pub fn predict(public: &PublicPlan) -> Result<PlanCost> {
     })
 }
 
-/// The linear layers' current protocols and accumulator widths, in plan order.
-fn linear_parts(plan: &Plan) -> Vec<(LinearProtocol, u32)> {
-    plan.public
-        .layers
-        .iter()
-        .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op))
-        .map(|(p, acc)| (p.clone(), acc))
-        .collect()
-}
-
-/// Protocols of the probe plan: the current HE parameters and tiles with each layer's rings and
-/// packing from `options`.
-fn probe_protocols(parts: &[(LinearProtocol, u32)], options: &[RingOption]) -> Vec<LinearProtocol> {
-    parts
-        .iter()
-        .zip(options)
-        .map(|((p, _), o)| o.apply(p))
-        .collect()
-}
-
-/// The narrowest share rings per linear layer: the accumulator width, widened where a linear
-/// layer without requantization must deliver a wider ring to its consumers.
-///
-/// # Errors
-/// [`Error::Optimize`] when the plan cannot be scheduled with any rings.
-pub fn narrow_rings(plan: &Plan) -> Result<Vec<u32>> {
-    let parts = linear_parts(plan);
-    let mut rings: Vec<u32> = parts.iter().map(|(_, acc)| *acc).collect();
-    let producers: Vec<_> = plan
-        .public
-        .layers
-        .iter()
-        .filter(|l| l.op.is_linear())
-        .map(|l| l.output)
-        .collect();
-    for _ in 0..=rings.len() {
-        let options: Vec<RingOption> = rings.iter().map(|&r| RingOption::plain(r)).collect();
-        let probe =
-            public_with_protocols(&plan.public, &probe_protocols(&parts, &options), "probe");
-        match schedule(&probe) {
-            Ok(_) => return Ok(rings),
-            Err(ScheduleError::RingTooNarrow { tensor, need, .. }) => {
-                let Some(i) = producers.iter().position(|&t| t == tensor) else {
-                    break;
-                };
-                rings[i] = rings[i].max(need);
-            }
-            Err(e) => {
-                return Err(Error::Optimize {
-                    reason: e.to_string(),
-                });
-            }
-        }
-    }
-    Err(Error::Optimize {
-        reason: "no share rings satisfy the schedule".into(),
-    })
-}
-
-/// Ring widths tried per linear layer, above the narrowest one: a little headroom lets the
-/// requantization skip its wrap computation; 37 is the baseline's ring.
-const RING_STEPS: [u32; 5] = [0, 1, 2, 4, 8];
-
-/// Widest ring tried (the probe plans use the baseline primes, which decrypt up to 42 bits).
-const MAX_RING_BITS: u32 = 40;
-
-/// HEQuant packing factors tried per linear layer, along both dimensions.
-const PACK_FACTORS: [u32; 3] = [2, 3, 4];
-
-/// Widest packed plaintext (what the probe plans' primes decrypt).
-const MAX_PACKED_BITS: u32 = 42;
-
-/// The ring options of every linear layer: its narrowest ring first, then wider rings, then
-/// the packings whose fields (accumulator plus a guard bit) fit [`MAX_PACKED_BITS`].
-fn ring_options(narrow: &[u32], acc_bits: &[u32]) -> Vec<Vec<RingOption>> {
-    narrow
-        .iter()
-        .zip(acc_bits)
-        .map(|(&r, &acc)| {
-            let mut rings: Vec<u32> = RING_STEPS
-                .iter()
-                .map(|d| (r + d).min(MAX_RING_BITS).max(r))
-                .collect();
-            rings.push(r.max(37).min(MAX_RING_BITS.max(r)));
-            let mut v: Vec<RingOption> = Vec::new();
-            for o in rings.into_iter().map(RingOption::plain) {
-                if !v.contains(&o) {
-                    v.push(o);
-                }
-            }
-            for factor in PACK_FACTORS {
-                for dim in [PackDim::Spatial, PackDim::OutChannels] {
-                    let o = RingOption::packed(acc, factor, dim);
-                    if o.ring <= MAX_PACKED_BITS {
-                        v.push(o);
-                    }
-                }
-            }
-            v
-        })
-        .collect()
-}
-
-/// A layer's cheapest candidate (objective value): its value, channel bytes, and HE context with
-/// the context's key bytes (`None` when the layer has no candidate).
-#[derive(Clone, Debug)]
-struct Cheapest {
-    value: f64,
-    bytes: u64,
-    key: Option<(HeContext, u64)>,
-}
-
-/// What the plan with given ring options costs outside its HE layers.
-struct Probe {
-    /// Nonlinear and reveal bytes, the unpacking of packed words excluded.
-    fixed_bytes: u64,
-    /// All channel rounds.
-    rounds: u64,
-    /// Per linear layer, its unpacking (with packing).
-    unpacks: Vec<Option<UnpackPlan>>,
-    /// Per plan layer, its channel bytes without the HE messages and the unpacking.
-    layer_bytes: Vec<u64>,
-    /// Per linear layer, its index in the plan.
-    positions: Vec<usize>,
-}
-
-impl Probe {
-    /// `c` with the bytes of its unpacking as the `i`-th linear layer.
-    fn priced(&self, i: usize, c: &Candidate) -> Candidate {
-        Candidate {
-            unpack_bytes: self.unpacks[i]
-                .map_or(0, |u| u.cost(c.cost.coeffs_down as u64).total_bytes()),
-            ..c.clone()
-        }
-    }
-
-    /// Bytes by which the layers exceed their `limits` (the baseline's layers) when the `i`-th
-    /// linear layer sends `he[i]` bytes of HE messages and unpacking.
-    fn excess(&self, he: &[u64], limits: &[u64]) -> u64 {
-        let mut bytes = self.layer_bytes.clone();
-        for (&pos, &h) in self.positions.iter().zip(he) {
-            bytes[pos] += h;
-        }
-        bytes
-            .iter()
-            .zip(limits)
-            .map(|(&b, &l)| b.saturating_sub(l))
-            .sum()
-    }
-}
-
-/// Schedules and prices the plan with `options` (the HE layers, their unpacking and the keys
-/// excluded); `None` if the plan cannot be scheduled with them.
-fn probe(plan: &Plan, parts: &[(LinearProtocol, u32)], options: &[RingOption]) -> Option<Probe> {
-    let probe = public_with_protocols(&plan.public, &probe_protocols(parts, options), "probe");
-    let s = schedule(&probe).ok()?;
-    let cost = plan_cost(&probe, &s, probe.protocol.ot).ok()?;
-    let mut unpacks = Vec::new();
-    let mut positions = Vec::new();
-    let mut layer_bytes = Vec::with_capacity(s.steps.len());
-    for (pos, (step, c)) in s.steps.iter().zip(&cost.layers).enumerate() {
-        let mut bytes = c.traffic.total_bytes();
-        if let (StepKind::Linear { unpack, .. }, Some(he)) = (&step.kind, c.he) {
-            let words = he.coeffs_down as u64;
-            bytes -= he.total_bytes() as u64 + unpack.map_or(0, |u| u.cost(words).total_bytes());
-            unpacks.push(*unpack);
-            positions.push(pos);
-        }
-        layer_bytes.push(bytes);
-    }
-    Some(Probe {
-        fixed_bytes: layer_bytes.iter().sum::<u64>() + cost.reveal.total_bytes(),
-        rounds: cost.channel().rounds,
-        unpacks,
-        layer_bytes,
-        positions,
-    })
-}
-
-/// What a pick of ring options is worth: (bytes by which layers exceed the baseline's,
-/// objective value).
-type PickValue = (u64, f64);
-
-/// Ring-option combinations [`problem`] searches exhaustively; larger plans use [`descend`].
-const EXACT_RING_SEARCH: u64 = 4096;
-
-/// Coordinate descent over the ring options from the narrowest ones: per layer the best of its
-/// options given the others (each priced in parallel), for up to three sweeps.
-fn descend(
-    best: &[Vec<Cheapest>],
-    total: &(dyn Fn(&[usize]) -> Option<PickValue> + Sync),
-    better: impl Fn(PickValue, PickValue) -> bool,
-) -> Result<Vec<usize>> {
-    let mut pick = vec![0usize; best.len()];
-    let mut current = total(&pick).ok_or(Error::Optimize {
-        reason: "the plan cannot be scheduled with its narrowest rings".into(),
-    })?;
-    for _sweep in 0..3 {
-        let mut changed = false;
-        for (i, layer_best) in best.iter().enumerate() {
-            // Every other option of layer i, priced in parallel; the best one that improves.
-            let trials: Vec<(usize, (u64, f64))> = layer_best
-                .par_iter()
-                .enumerate()
-                .filter(|(j, b)| *j != pick[i] && b.value.is_finite())
-                .filter_map(|(j, _)| {
-                    let mut trial = pick.clone();
-                    trial[i] = j;
-                    total(&trial).map(|v| (j, v))
-                })
-                .collect();
-            for (j, v) in trials {
-                if better(v, current) {
-                    pick[i] = j;
-                    (current, changed) = (v, true);
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    Ok(pick)
+/// The baseline's cost of the model of `plan` (`None` when it cannot be scheduled): the
+/// per-layer bytes no optimized layer may exceed.
+fn baseline_cost(plan: &Plan) -> Option<PlanCost> {
+    predict(&baseline::cheetah_public(plan)).ok()
 }
 
 /// Builds the optimization problem of a server plan.
 ///
-/// The share rings and packing of each linear layer ([`RingOption`]) are chosen first, on the
-/// exact plan cost (nonlinear steps, unpacking included, from `plan_cost`, each HE layer at its
-/// cheapest candidate for that option, one key per context those use), minimising first the
-/// bytes by which layers exceed the baseline's: exhaustively when there are at most
-/// [`EXACT_RING_SEARCH`] combinations, otherwise by coordinate descent ([`descend`]). The ILP
-/// then chooses the HE configurations at those options, so it is optimal given the rings, not
-/// over them.
+/// The share rings and packing of each linear layer are chosen first ([`rings`]), on the exact
+/// plan cost, minimising first the bytes by which layers exceed the baseline's: exhaustively
+/// when there are at most [`EXACT_RING_SEARCH`] combinations, otherwise by coordinate descent.
+/// The ILP then chooses the HE configurations at those options, so it is optimal given the
+/// rings, not over them.
 ///
 /// # Errors
 /// [`Error::Optimize`] when the plan has no weights, a layer has no valid configuration or the
@@ -553,189 +330,14 @@ pub fn problem_with(
     profile: &ComputeProfile,
     exact_limit: u64,
 ) -> Result<Problem> {
-    let narrow = narrow_rings(plan)?;
-    let parts = linear_parts(plan);
-    let linear = candidates::LinearLayers::new(plan, profile)?;
-    let acc: Vec<u32> = (0..linear.len()).map(|i| linear.acc_bits(i)).collect();
-    let options = ring_options(&narrow, &acc);
-    // searched[i][j]: the candidates of layer i at its option j (None: no configuration).
-    let searched: Vec<Vec<Option<LayerCandidates>>> = options
-        .par_iter()
-        .enumerate()
-        .map(|(i, opts)| opts.iter().map(|&o| linear.candidates(i, o)).collect())
-        .collect();
-    if let Some(i) = searched.iter().position(|s| s[0].is_none()) {
-        return Err(Error::Optimize {
-            reason: format!(
-                "layer {}: no HE configuration for a {}-bit accumulator",
-                linear.id(i),
-                acc[i]
-            ),
-        });
-    }
-    let scratch = Problem {
-        layers: Vec::new(),
-        contexts: Vec::new(),
-        fixed_bytes: 0,
-        rounds: 0,
-        objective,
-    };
-    // Per plan layer, the baseline's bytes: no layer may cost more (when any choice allows).
-    let limits: Vec<u64> = predict(&baseline::cheetah(plan).public).map_or_else(
-        |_| vec![u64::MAX; plan.public.layers.len()],
-        |c| c.layers.iter().map(|l| l.traffic.total_bytes()).collect(),
-    );
-    let cheapest = |cs: &mut dyn Iterator<Item = Candidate>| -> Cheapest {
-        cs.map(|c| (scratch.candidate_value(&c), c))
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map_or(
-                Cheapest {
-                    value: f64::INFINITY,
-                    bytes: u64::MAX,
-                    key: None,
-                },
-                |(value, c)| {
-                    let key = public_key_bytes(&c.protocol.he).map_or(0, |k| k as u64);
-                    Cheapest {
-                        value,
-                        bytes: c.bytes(),
-                        key: Some((c.context(), key)),
-                    }
-                },
-            )
-    };
-    // best[i][j]: layer i's cheapest candidate at option j (without its unpacking).
-    let best: Vec<Vec<Cheapest>> = searched
-        .iter()
-        .map(|opts| {
-            opts.iter()
-                .map(|s| match s {
-                    Some(l) => cheapest(&mut l.candidates.iter().cloned()),
-                    None => cheapest(&mut std::iter::empty()),
-                })
-                .collect()
-        })
-        .collect();
-    let chosen = |pick: &[usize]| -> Vec<RingOption> {
-        pick.iter()
-            .enumerate()
-            .map(|(i, &j)| options[i][j])
-            .collect()
-    };
-    // The plan priced at a pick of options; `None` when a layer has no candidate there.
-    let probe_pick = |pick: &[usize]| -> Option<Probe> {
-        if pick
-            .iter()
-            .enumerate()
-            .any(|(i, &j)| searched[i][j].is_none())
-        {
-            return None;
-        }
-        probe(plan, &parts, &chosen(pick))
-    };
-    // (bytes above the baseline's layers, value) with every layer at its cheapest candidate,
-    // plus one key per context those use (the ILP then shares contexts better).
-    let total = |pick: &[usize]| -> Option<(u64, f64)> {
-        let p = probe_pick(pick)?;
-        let mut keys: Vec<(HeContext, u64)> = Vec::new();
-        let mut value = 0.0;
-        let mut he = Vec::with_capacity(pick.len());
-        for (i, &j) in pick.iter().enumerate() {
-            let c = match (&p.unpacks[i], &searched[i][j]) {
-                (Some(_), Some(l)) => cheapest(&mut l.candidates.iter().map(|c| p.priced(i, c))),
-                _ => best[i][j].clone(),
-            };
-            value += c.value;
-            he.push(c.bytes);
-            if let Some(k) = c.key
-                && !keys.iter().any(|(c, _)| *c == k.0)
-            {
-                keys.push(k);
-            }
-        }
-        let keys: f64 = keys.iter().map(|(_, b)| objective.value(*b, 0, 0.0)).sum();
-        let value = objective.value(p.fixed_bytes, p.rounds, 0.0) + value + keys;
-        Some((p.excess(&he, &limits), value))
-    };
-    let better = |a: (u64, f64), b: (u64, f64)| a.0 < b.0 || (a.0 == b.0 && a.1 < b.1);
-    // The exact value of a pick: the ILP's optimum over the candidates at those options.
-    let exact = |pick: &[usize]| -> Option<(u64, f64)> {
-        let p = probe_pick(pick)?;
-        let problem = problem_at(&searched, &p, pick, &limits, objective).ok()?;
-        let (choice, _) = ilp::solve(&problem).ok()?;
-        let he: Vec<u64> = problem
-            .layers
-            .iter()
-            .zip(&choice)
-            .map(|(l, &k)| l.candidates[k].bytes())
-            .collect();
-        Some((p.excess(&he, &limits), problem.value(&choice)))
-    };
-    let sizes: Vec<usize> = options.iter().map(Vec::len).collect();
-    let pick = match exhaustive::best_pick(&sizes, exact_limit, exact, better) {
-        Some((pick, _)) => pick,
-        None => descend(&best, &total, better)?,
-    };
-    let chosen_probe = probe(plan, &parts, &chosen(&pick)).ok_or(Error::Optimize {
-        reason: "the chosen rings cannot be scheduled".into(),
-    })?;
-    problem_at(&searched, &chosen_probe, &pick, &limits, objective)
-}
-
-/// The ILP problem at one pick of ring options (`probe` priced with them): each layer's
-/// candidates with the bytes of their unpacking, only those that keep the layer within its
-/// baseline bytes (`limits`) if any does.
-///
-/// # Errors
-/// [`Error::Optimize`] when a picked option has no candidates or a key cannot be priced.
-fn problem_at(
-    searched: &[Vec<Option<LayerCandidates>>],
-    probe: &Probe,
-    pick: &[usize],
-    limits: &[u64],
-    objective: Objective,
-) -> Result<Problem> {
-    let layers: Vec<LayerCandidates> = pick
-        .iter()
-        .enumerate()
-        .map(|(i, &j)| {
-            let l = searched[i][j].as_ref().ok_or(Error::Optimize {
-                reason: "a picked ring option has no candidates".into(),
-            })?;
-            let all: Vec<Candidate> = l.candidates.iter().map(|c| probe.priced(i, c)).collect();
-            let pos = probe.positions[i];
-            let within: Vec<Candidate> = all
-                .iter()
-                .filter(|c| probe.layer_bytes[pos] + c.bytes() <= limits[pos])
-                .cloned()
-                .collect();
-            Ok(LayerCandidates {
-                layer: l.layer,
-                candidates: if within.is_empty() { all } else { within },
-            })
-        })
-        .collect::<Result<_>>()?;
-    let mut contexts: Vec<(HeContext, u64)> = Vec::new();
-    for c in layers.iter().flat_map(|l| &l.candidates) {
-        let ctx = c.context();
-        if !contexts.iter().any(|(k, _)| *k == ctx) {
-            let key = public_key_bytes(&c.protocol.he).map_err(|e| Error::Optimize {
-                reason: e.to_string(),
-            })?;
-            contexts.push((ctx, key as u64));
-        }
-    }
-    contexts.sort();
-    Ok(Problem {
-        layers,
-        contexts,
-        fixed_bytes: probe.fixed_bytes,
-        rounds: probe.rounds,
-        objective,
-    })
+    let search = RingSearch::new(plan, objective, profile, baseline_cost(plan).as_ref())?;
+    search.problem(&search.pick(exact_limit)?)
 }
 
 /// Optimizes the protocols of a server plan with the shipped compute profile.
+///
+/// The plan's current HE parameters and tiles are those of the probe plans of the ring search
+/// ([`rings`]); [`crate::select`] starts from OpenCheetah's.
 ///
 /// # Errors
 /// As [`problem`]; [`Error::Optimize`] when the solver fails or the plan's predicted bytes
@@ -753,8 +355,23 @@ pub fn optimize_with(
     objective: Objective,
     profile: &ComputeProfile,
 ) -> Result<Optimized> {
+    optimize_against(plan, objective, profile, baseline_cost(plan).as_ref())
+}
+
+/// [`optimize_with`] given the baseline's cost of the same model (`None`: no per-layer limits).
+///
+/// # Errors
+/// As [`optimize`].
+pub(crate) fn optimize_against(
+    plan: &Plan,
+    objective: Objective,
+    profile: &ComputeProfile,
+    baseline: Option<&PlanCost>,
+) -> Result<Optimized> {
     let start = Instant::now();
-    let problem = problem_with(plan, objective, profile, EXACT_RING_SEARCH)?;
+    let search = RingSearch::new(plan, objective, profile, baseline)?;
+    let pick = search.pick(EXACT_RING_SEARCH)?;
+    let problem = search.problem(&pick)?;
     let search_time = start.elapsed();
     let (choice, stats) = ilp::solve(&problem)?;
     let protocols: Vec<LinearProtocol> = problem
@@ -763,6 +380,7 @@ pub fn optimize_with(
         .zip(&choice)
         .map(|(l, &k)| l.candidates[k].protocol.clone())
         .collect();
+    let runner_ups = search.runner_ups(&pick, &protocols);
     let plan = with_protocols(plan, &protocols, "optimized");
     let cost = predict(&plan.public)?;
     let predicted = cost.channel().total_bytes();
@@ -776,10 +394,13 @@ pub fn optimize_with(
     }
     Ok(Optimized {
         plan,
-        problem,
-        choice,
         cost,
-        stats,
-        search_time,
+        runner_ups,
+        solution: Solution {
+            problem,
+            choice,
+            stats,
+            search_time,
+        },
     })
 }

@@ -5,7 +5,8 @@
 //! 1. **Candidates**: per linear layer (the first and last optionally kept) and per width of
 //!    [`Options::widths`] below its own, the graph with that layer re-quantized
 //!    ([`requantize::lower_layer`]: weights and, where the consumers allow, the output), the
-//!    passes re-run and the plan lowered and optimized for communication.
+//!    passes re-run and the plan lowered and selected by the optimizer for communication
+//!    ([`crate::select`]).
 //! 2. **Sensitivity**: each candidate plan runs on the calibration samples with the reference
 //!    executor; its sensitivity is the budget's metric against the original plan (fraction of
 //!    top-1 changes, or largest output change). Its saving is the optimized plan's predicted
@@ -22,8 +23,9 @@ pub mod requantize;
 
 use crate::error::{Error, Result};
 use crate::ir::{LayerGraph, LayerOp};
-use crate::optimize::{self, Objective};
+use crate::optimize::Objective;
 use crate::passes::PassManager;
+use crate::select::{Strategy, select};
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::plan::{LoweredLayer, Plan, PrecisionBudget, PrecisionRecord};
 use heq_runtime::reference;
@@ -148,11 +150,16 @@ fn analyse(mut g: LayerGraph) -> Result<LayerGraph> {
     Ok(g)
 }
 
-/// Predicted channel bytes of the graph's plan, optimized for communication.
-fn bytes(g: &LayerGraph, profile: &ComputeProfile) -> Result<u64> {
-    let plan = crate::lower::lower(g)?;
-    let o = optimize::optimize_with(&plan, Objective::Comm, profile)?;
-    Ok(o.cost.channel().total_bytes())
+/// The graph's plan, optimized for communication, and its predicted channel bytes. The
+/// reference executor ignores protocols, so this plan also gives the graph's outputs.
+fn plan_and_bytes(g: &LayerGraph, profile: &ComputeProfile) -> Result<(Plan, u64)> {
+    let s = select(
+        crate::lower::lower(g)?,
+        Strategy::Optimized(Objective::Comm),
+        profile,
+    )?;
+    let bytes = s.cost.channel().total_bytes();
+    Ok((s.plan, bytes))
 }
 
 /// The linear layers that may be lowered, in order.
@@ -212,8 +219,8 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
         });
     }
     let samples: Vec<&[f32]> = opts.data.chunks(input_len).collect();
-    let original = run(&crate::lower::lower(g)?, &samples)?;
-    let base_bytes = bytes(g, profile)?;
+    let (plan, base_bytes) = plan_and_bytes(g, profile)?;
+    let original = run(&plan, &samples)?;
     let limit = opts.limit();
     let nodes = lowerable(g, opts.keep_ends)?;
     let mut per_layer: Vec<Vec<Candidate>> = Vec::with_capacity(nodes.len());
@@ -227,10 +234,7 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
             let Ok(edited) = analyse(edited) else {
                 continue;
             };
-            let Ok(plan) = crate::lower::lower(&edited) else {
-                continue;
-            };
-            let Ok(b) = bytes(&edited, profile) else {
+            let Ok((plan, b)) = plan_and_bytes(&edited, profile) else {
                 continue;
             };
             measured += 1;
@@ -273,8 +277,7 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
         }
         let refs: Vec<&Candidate> = chosen.iter().map(|&(l, p)| &per_layer[l][p]).collect();
         let result = apply(g, &refs).and_then(|(edited, lowered)| {
-            let plan = crate::lower::lower(&edited).ok()?;
-            let b = bytes(&edited, profile).ok()?;
+            let (plan, b) = plan_and_bytes(&edited, profile).ok()?;
             Some((edited, lowered, plan, b))
         });
         let value = match result {

@@ -1,5 +1,6 @@
-//! `heqc explain`: a plan → a per-layer report (text table, YAML or JSON). A pure function of
-//! the plan; works on client plans (no weights: weight counts and runner-ups are then absent).
+//! The report's data: per-layer rows and totals of a plan, built from the plan and its
+//! predictions (the plan's and the baseline's cost, the runner-ups), either as the selection
+//! left them ([`report_selection`]) or priced anew for a plan read from disk ([`report_with`]).
 //!
 //! Predicted costs come from the runtime's `schedule` and `plan_cost` (bytes each way and rounds
 //! per layer, setup, reveal, OT extension); the baseline totals from the same plan with every
@@ -7,15 +8,16 @@
 //! linear layer is the cheapest other configuration of the candidate search
 //! ([`crate::optimize::candidates`]) at the layer's rings.
 
-use crate::error::{Error, Result};
 use crate::optimize::{self, Net, baseline, candidates};
+use crate::select::{Priced, Selection};
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
-    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionBudget, PrecisionRecord,
-    PublicPlan, RequantShape, TensorId, multiplier_bits,
+    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionRecord, PublicPlan,
+    RequantShape, TensorId, multiplier_bits,
 };
+use serde::Serialize;
 
 /// What `explain` prints of a linear layer, whatever its shape type.
 struct LinearFacts<'a> {
@@ -37,8 +39,6 @@ impl<'a> LinearFacts<'a> {
         }
     }
 }
-use serde::Serialize;
-use std::fmt::Write;
 
 /// One row of the report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -201,7 +201,8 @@ impl Config {
         }
     }
 
-    fn moduli(&self) -> String {
+    /// The prime sizes joined by `+`.
+    pub(super) fn moduli(&self) -> String {
         self.moduli_bits
             .iter()
             .map(ToString::to_string)
@@ -235,6 +236,16 @@ pub struct RunnerUp {
     pub bytes_up: u64,
     /// Its HE bytes server → client.
     pub bytes_down: u64,
+}
+
+impl RunnerUp {
+    fn of(c: &candidates::Candidate) -> Self {
+        RunnerUp {
+            config: Config::of(&c.protocol),
+            bytes_up: c.cost.bytes_up as u64,
+            bytes_down: c.cost.bytes_down as u64,
+        }
+    }
 }
 
 /// Predicted totals of a plan.
@@ -311,18 +322,8 @@ pub struct Report {
     pub totals: Totals,
 }
 
-/// Output format of [`render`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Fixed-width table.
-    Text,
-    /// YAML (serde_norway).
-    Yaml,
-    /// JSON (pretty).
-    Json,
-}
-
-fn shape_str(s: &[usize]) -> String {
+/// A shape as `AxBxC`.
+pub(super) fn shape_str(s: &[usize]) -> String {
     s.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
@@ -334,13 +335,48 @@ fn product(v: &[usize]) -> u64 {
     v.iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))
 }
 
-/// Builds the report of a plan, with times on LAN and the shipped compute profile.
+/// Builds the report of a plan read from disk, with times on LAN and the shipped compute
+/// profile.
 pub fn report(plan: &Plan) -> Report {
     report_with(plan, &Timing::default())
 }
 
-/// Builds the report of a plan, with times on `timing`'s network and compute profile.
+/// Builds the report of a plan read from disk, with times on `timing`'s network and compute
+/// profile: the plan and its baseline are priced, and the runner-ups searched (with
+/// `timing`'s compute profile), anew.
 pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
+    let cost = optimize::predict(&plan.public).ok();
+    let baseline_public = baseline::cheetah_public(plan);
+    let baseline = optimize::predict(&baseline_public).ok().map(|cost| Priced {
+        public: baseline_public,
+        cost,
+    });
+    let runner_ups = candidates::runner_ups(plan, &timing.profile);
+    build(plan, cost.as_ref(), baseline.as_ref(), &runner_ups, timing)
+}
+
+/// Builds the report of a freshly compiled plan from its selection's predictions, with times on
+/// `timing`'s network and compute profile (the runner-ups are those of the selection, searched
+/// with the compilation's compute profile).
+pub fn report_selection(selection: &Selection, timing: &Timing) -> Report {
+    build(
+        &selection.plan,
+        Some(&selection.cost),
+        selection.baseline.as_ref(),
+        &selection.runner_ups,
+        timing,
+    )
+}
+
+/// Builds the report of `plan` with its predicted `cost`, the `baseline`'s, and the linear
+/// layers' runner-ups (`None` and empty where they are unknown).
+fn build(
+    plan: &Plan,
+    cost: Option<&PlanCost>,
+    base: Option<&Priced>,
+    runner_ups: &[candidates::RunnerUp],
+    timing: &Timing,
+) -> Report {
     let p = &plan.public;
     let tensor = |t: TensorId| &p.tensors[t.0 as usize];
     let io = |name: &str, t: TensorId| {
@@ -366,13 +402,9 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
         time: None,
         baseline_time: None,
     };
-    let cost = optimize::predict(p).ok();
-    let base_plan = baseline::cheetah(plan);
-    let base = optimize::predict(&base_plan.public).ok();
-    let times = cost.as_ref().map(|c| timing.times(p, c));
+    let times = cost.map(|c| timing.times(p, c));
     totals.time = times.as_ref().map(|t| t.1);
-    totals.baseline_time = base.as_ref().map(|c| timing.times(&base_plan.public, c).1);
-    let runner_ups = runner_ups(plan, &timing.profile);
+    totals.baseline_time = base.map(|b| timing.times(&b.public, &b.cost).1);
     for l in &p.layers {
         let out = tensor(l.output);
         let mut row = LayerRow {
@@ -399,11 +431,9 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
                 .map(|w| w.weights.len()),
             config: None,
             predicted: cost
-                .as_ref()
                 .and_then(|c| c.layers.get(l.id.0 as usize))
                 .map(|c| c.traffic),
             he: cost
-                .as_ref()
                 .and_then(|c| c.layers.get(l.id.0 as usize))
                 .and_then(|c| c.he)
                 .map(|h| Traffic {
@@ -413,15 +443,14 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
                 }),
             runner_up: runner_ups
                 .iter()
-                .find(|(id, _)| *id == l.id)
-                .map(|(_, r)| r.clone()),
+                .find(|r| r.layer == l.id)
+                .map(|r| RunnerUp::of(&r.candidate)),
             time: times
                 .as_ref()
                 .and_then(|t| t.0.get(l.id.0 as usize))
                 .copied(),
             baseline: base
-                .as_ref()
-                .and_then(|c| c.layers.get(l.id.0 as usize))
+                .and_then(|b| b.cost.layers.get(l.id.0 as usize))
                 .map(|c| c.traffic),
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
@@ -478,8 +507,8 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
         }
         rows.push(row);
     }
-    totals.predicted = cost.as_ref().map(Predicted::of);
-    totals.baseline = base.as_ref().map(Predicted::of);
+    totals.predicted = cost.map(Predicted::of);
+    totals.baseline = base.map(|b| Predicted::of(&b.cost));
     if let (Some(c), Some(b)) = (&totals.predicted, &totals.baseline) {
         totals.ratio = Some(b.channel.total_bytes() as f64 / c.channel.total_bytes().max(1) as f64);
     }
@@ -494,258 +523,5 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
         output: io(&p.output.name, p.output.tensor),
         layers: rows,
         totals,
-    }
-}
-
-/// The runner-up of every linear layer: the cheapest candidate (HE bytes) at the layer's rings
-/// other than its own configuration (candidates timed with `profile`). Empty for client plans and
-/// plans the search rejects.
-fn runner_ups(
-    plan: &Plan,
-    profile: &heq_runtime::cost::compute::ComputeProfile,
-) -> Vec<(heq_runtime::plan::LayerId, RunnerUp)> {
-    let linear: Vec<_> = plan
-        .public
-        .layers
-        .iter()
-        .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op).map(|(p, _)| (l.id, p)))
-        .collect();
-    let options: Vec<candidates::RingOption> = linear
-        .iter()
-        .map(|(_, p)| candidates::RingOption::of(p))
-        .collect();
-    let Ok(found) = candidates::search(plan, &options, profile) else {
-        return Vec::new();
-    };
-    linear
-        .iter()
-        .zip(found)
-        .filter_map(|((id, own), c)| {
-            c.candidates
-                .iter()
-                .filter(|k| k.protocol != **own)
-                .min_by_key(|k| k.cost.total_bytes())
-                .map(|k| {
-                    (
-                        *id,
-                        RunnerUp {
-                            config: Config::of(&k.protocol),
-                            bytes_up: k.cost.bytes_up as u64,
-                            bytes_down: k.cost.bytes_down as u64,
-                        },
-                    )
-                })
-        })
-        .collect()
-}
-
-fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref()
-        .map_or_else(|| "-".to_string(), ToString::to_string)
-}
-
-/// The fixed-width text table.
-pub fn text(r: &Report) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "model {} (profile {}, {} plan)",
-        r.model,
-        r.profile,
-        if r.server_plan { "server" } else { "client" }
-    );
-    let _ = writeln!(out, "input  {}", r.input);
-    let _ = writeln!(out, "output {}", r.output);
-    let _ = writeln!(
-        out,
-        "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4} {:>9}",
-        "id",
-        "name",
-        "op",
-        "in",
-        "out",
-        "in_ty",
-        "w",
-        "acc",
-        "naive",
-        "out",
-        "m_bit",
-        "shift",
-        "tile",
-        "N",
-        "ring",
-        "q",
-        "t",
-        "up",
-        "down",
-        "rnd",
-        "ms"
-    );
-    for l in &r.layers {
-        let name = if l.name.len() > 24 {
-            format!("{}~", &l.name[..23])
-        } else {
-            l.name.clone()
-        };
-        let ins = l
-            .inputs
-            .iter()
-            .map(|s| shape_str(s))
-            .collect::<Vec<_>>()
-            .join(",");
-        let ring = l
-            .ring_bits
-            .map_or_else(|| "-".to_string(), |(a, b)| format!("{a}/{b}"));
-        let _ = writeln!(
-            out,
-            "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4} {:>9}",
-            l.id,
-            name,
-            l.op,
-            ins,
-            shape_str(&l.output),
-            l.input_bits.join(","),
-            opt(&l.weight_bits),
-            opt(&l.acc_bits),
-            opt(&l.acc_bits_naive),
-            l.output_bits,
-            opt(&l.multiplier_bits),
-            opt(&l.shift),
-            opt(&l.tile),
-            opt(&l.degree),
-            ring,
-            l.config
-                .as_ref()
-                .map_or_else(|| "-".to_string(), Config::moduli),
-            opt(&l.config.as_ref().map(|c| c.plain_bits)),
-            opt(&l.predicted.map(|t| t.bytes_up)),
-            opt(&l.predicted.map(|t| t.bytes_down)),
-            opt(&l.predicted.map(|t| t.rounds)),
-            opt(&l.time.map(|t| format!("{:.3}", t.total_ms))),
-        );
-        if let Some(h) = &l.he {
-            let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
-            if let Some(r) = &l.runner_up {
-                let _ = write!(
-                    out,
-                    "; runner-up {}: {} up, {} down",
-                    r.config, r.bytes_up, r.bytes_down
-                );
-            }
-            let _ = writeln!(out);
-        }
-    }
-    let t = &r.totals;
-    let _ = writeln!(
-        out,
-        "total: {} layers, {} linear, {} weights, {} MACs, {} accumulator bits saved over the naive bound",
-        t.layers,
-        t.linear_layers,
-        opt(&t.weights),
-        t.macs,
-        t.acc_bits_saved
-    );
-    let traffic = |p: &Predicted| {
-        format!(
-            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down",
-            p.channel.total_bytes(),
-            p.channel.bytes_up,
-            p.channel.bytes_down,
-            p.channel.rounds,
-            p.setup.total_bytes(),
-            p.reveal.total_bytes(),
-            p.ot_extension.bytes_up,
-            p.ot_extension.bytes_down
-        )
-    };
-    if let Some(p) = &t.predicted {
-        let _ = writeln!(out, "predicted: {}", traffic(p));
-    }
-    if let Some(b) = &t.baseline {
-        let _ = writeln!(out, "cheetah baseline: {}", traffic(b));
-    }
-    if let Some(ratio) = t.ratio {
-        let _ = writeln!(out, "ratio: {ratio:.2}x less than the baseline");
-    }
-    let time = |t: &Time| {
-        format!(
-            "{:.3} ms (compute {:.3} ms, network {:.3} ms)",
-            t.total_ms, t.compute_ms, t.network_ms
-        )
-    };
-    if let Some(x) = &t.time {
-        let _ = writeln!(
-            out,
-            "predicted time on {}, compute profile {}: {}",
-            r.network,
-            r.compute_profile,
-            time(x)
-        );
-    }
-    if let Some(b) = &t.baseline_time {
-        let _ = writeln!(out, "cheetah baseline time: {}", time(b));
-    }
-    if let Some(p) = &r.precision {
-        let _ = writeln!(out, "{}", precision_line(p));
-    }
-    out
-}
-
-/// One line on a mixed-precision plan: the budget, the layers lowered and the measured
-/// agreement with the model as quantized.
-pub fn precision_line(p: &PrecisionRecord) -> String {
-    let budget = match p.budget {
-        PrecisionBudget::AccuracyDrop(x) => format!("top-1 drop <= {x}"),
-        PrecisionBudget::OutputError(e) => format!("max output error <= {e}"),
-    };
-    let lowered = if p.lowered.is_empty() {
-        "none".to_string()
-    } else {
-        p.lowered
-            .iter()
-            .map(|l| {
-                format!(
-                    "{} w{}->{} a{}->{}",
-                    l.name, l.weight_bits.0, l.weight_bits.1, l.output_bits.0, l.output_bits.1
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "mixed precision ({budget}) on {} calibration samples: top-1 agreement {:.2}%, max output error {}; lowered: {lowered}",
-        p.samples,
-        p.top1_agreement * 100.0,
-        p.max_output_error
-    )
-}
-
-/// Renders the report of a plan in a format.
-///
-/// # Errors
-/// [`Error::Format`] if YAML/JSON serialisation fails.
-pub fn render(plan: &Plan, format: Format) -> Result<String> {
-    render_with(plan, format, &Timing::default())
-}
-
-/// Renders the report of a plan in a format, with times on `timing`.
-///
-/// # Errors
-/// [`Error::Format`] if YAML/JSON serialisation fails.
-pub fn render_with(plan: &Plan, format: Format, timing: &Timing) -> Result<String> {
-    self::format(&report_with(plan, timing), format)
-}
-
-/// Formats a report.
-///
-/// # Errors
-/// [`Error::Format`] if YAML/JSON serialisation fails.
-pub fn format(r: &Report, format: Format) -> Result<String> {
-    match format {
-        Format::Text => Ok(text(r)),
-        Format::Yaml => serde_norway::to_string(r).map_err(|e| Error::Format(e.to_string())),
-        Format::Json => serde_json::to_string_pretty(r)
-            .map(|s| s + "\n")
-            .map_err(|e| Error::Format(e.to_string())),
     }
 }
