@@ -14,7 +14,7 @@ use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
     IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionBudget, PrecisionRecord,
-    PublicPlan, RequantShape, TensorId, multiplier_bits,
+    PublicPlan, Requant, TensorId, multiplier_bits,
 };
 
 /// What `explain` prints of a linear layer, whatever its shape type.
@@ -22,7 +22,7 @@ struct LinearFacts<'a> {
     weight_ty: IntType,
     acc_bits: u32,
     acc_bits_naive: u32,
-    requant: Option<&'a RequantShape>,
+    requant: Option<&'a Requant>,
     protocol: &'a LinearProtocol,
 }
 
@@ -468,8 +468,8 @@ pub fn report_with(plan: &Plan, timing: &Timing) -> Report {
                 row.shift = Some(a.shift);
             }
             Op::AvgPool(a) => {
-                row.multiplier_bits = Some(multiplier_bits(&a.multipliers));
-                row.shift = Some(a.shift);
+                row.multiplier_bits = Some(multiplier_bits(&a.requant.multipliers));
+                row.shift = Some(a.requant.shift);
             }
             Op::MaxPool(_) | Op::Concat | Op::Reshape => {}
         }

@@ -9,8 +9,7 @@ use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
 use crate::optimize::baseline;
 use heq_runtime::plan::{
     self, AffineShape, ConvShape, GlobalProtocol, IoSpec, Layer, LayerId, LayerWeights,
-    LinearLayer, MatMulShape, Op, OtBackend, Plan, PublicPlan, RequantShape, ServerWeights,
-    TensorInfo, Tile,
+    LinearLayer, MatMulShape, Op, OtBackend, Plan, PublicPlan, ServerWeights, TensorInfo, Tile,
 };
 use std::collections::HashMap;
 
@@ -79,8 +78,10 @@ pub fn affine_tile(s: &AffineShape, n: usize) -> Tile {
     }
 }
 
-fn linear<S: LinearShape + Clone>(
-    l: &Linear<S>,
+/// The plan's linear layer of shape `shape` and its weights.
+fn linear<S>(
+    l: &Linear,
+    shape: S,
     name: &str,
     tile: Tile,
 ) -> Result<(LinearLayer<S>, LayerWeights)> {
@@ -88,18 +89,12 @@ fn linear<S: LinearShape + Clone>(
         pass: "lower",
         violations: vec![format!("'{name}': no accumulator width")],
     })?;
-    let requant = l.requant.as_ref().map(|r| RequantShape {
-        shift: r.shift,
-        clamp: r.clamp,
-        rounding: r.rounding,
-        multipliers: r.multipliers.clone(),
-    });
     let public = LinearLayer {
-        shape: l.shape.clone(),
+        shape,
         weight_ty: l.weight_ty,
         acc_bits: acc.sound,
         acc_bits_naive: acc.naive,
-        requant,
+        requant: l.requant.clone(),
         protocol: baseline::protocol(tile),
     };
     let weights = LayerWeights {
@@ -123,15 +118,7 @@ pub fn lower(g: &LayerGraph) -> Result<Plan> {
     let mut tensors = Vec::new();
     let mut map = |t: TensorId, tensors: &mut Vec<TensorInfo>| -> TensorId {
         *ids.entry(t).or_insert_with(|| {
-            let f = g.tensor(t);
-            tensors.push(TensorInfo {
-                name: f.name.clone(),
-                shape: f.shape.clone(),
-                ty: f.ty,
-                zero_point: f.zero_point,
-                scale: f.scale,
-                range: f.range,
-            });
+            tensors.push(g.tensor(t).clone());
             TensorId((tensors.len() - 1) as u32)
         })
     };
@@ -144,20 +131,26 @@ pub fn lower(g: &LayerGraph) -> Result<Plan> {
         let inputs = l.inputs.iter().map(|t| map(*t, &mut tensors)).collect();
         let output = map(l.output, &mut tensors);
         let op = match &l.op {
-            LayerOp::Conv(c) => {
-                let (p, w) = linear(c, &l.name, conv_tile(&c.shape, baseline::DEGREE))?;
+            LayerOp::Linear(c) => {
+                let (op, w) = match &c.shape {
+                    LinearShape::Conv(s) => {
+                        let tile = conv_tile(s, baseline::DEGREE);
+                        let (p, w) = linear(c, s.clone(), &l.name, tile)?;
+                        (Op::Conv(p), w)
+                    }
+                    LinearShape::MatMul(s) => {
+                        let tile = matmul_tile(s, baseline::DEGREE);
+                        let (p, w) = linear(c, s.clone(), &l.name, tile)?;
+                        (Op::MatMul(p), w)
+                    }
+                    LinearShape::Affine(s) => {
+                        let tile = affine_tile(s, baseline::DEGREE);
+                        let (p, w) = linear(c, s.clone(), &l.name, tile)?;
+                        (Op::Affine(p), w)
+                    }
+                };
                 weights.push((id, w));
-                Op::Conv(p)
-            }
-            LayerOp::MatMul(c) => {
-                let (p, w) = linear(c, &l.name, matmul_tile(&c.shape, baseline::DEGREE))?;
-                weights.push((id, w));
-                Op::MatMul(p)
-            }
-            LayerOp::Affine(c) => {
-                let (p, w) = linear(c, &l.name, affine_tile(&c.shape, baseline::DEGREE))?;
-                weights.push((id, w));
-                Op::Affine(p)
+                op
             }
             LayerOp::Rescale(r) => Op::Rescale(r.clone()),
             LayerOp::Add(a) => Op::Add(a.clone()),

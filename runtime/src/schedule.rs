@@ -42,9 +42,7 @@ use crate::cost::nonlinear::{
     self as nl, CombinePlan, Cost, ParamError, RescalePlan, UnpackPlan, avg_pool_plan,
     max_pool_levels, mul_range, pool_window_sizes, signed_bits, union_range,
 };
-use crate::plan::{
-    HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
-};
+use crate::plan::{HeParams, LayerId, LinearProtocol, Op, PublicPlan, Requant, Rounding, TensorId};
 
 /// Why a plan cannot be scheduled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -454,7 +452,7 @@ fn step_kind(
             )
         }
         Op::AvgPool(spec) => {
-            let bits = clamp_bits(spec.clamp, out_bits);
+            let bits = clamp_bits(spec.requant.clamp, out_bits);
             StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, bits).map_err(param)?)
         }
         Op::MaxPool(shape) => {
@@ -470,7 +468,7 @@ fn step_kind(
 }
 
 /// Accumulator bits, protocol and requantization of a linear layer.
-type LinearParts<'a> = (u32, &'a LinearProtocol, &'a Option<RequantShape>);
+type LinearParts<'a> = (u32, &'a LinearProtocol, &'a Option<Requant>);
 
 /// The step of a linear layer whose HE cost is `he`.
 fn linear_step(
@@ -538,11 +536,11 @@ fn combined_range(x: (i128, i128), multipliers: &[i64]) -> (i128, i128) {
 )]
 mod tests {
     use super::*;
-    use crate::plan::{MatMulShape, PublicRequant, Rounding};
+    use crate::plan::{MatMulShape, Requant, Rounding};
     use crate::reference::testutil::{PlanBuilder, linear, weights};
 
     fn rescale(shift: u32, clamp: (i64, i64)) -> Op {
-        Op::Rescale(PublicRequant {
+        Op::Rescale(Requant {
             multipliers: vec![3],
             shift,
             clamp,

@@ -15,9 +15,7 @@
 //! protocols execute a plan, and its `cost` is the cost of that execution. Protocol background:
 //! `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{
-    AddSpec, AvgPoolSpec, OtBackend, Packing, PoolShape, PublicRequant, RequantShape, Rounding,
-};
+use crate::plan::{AddSpec, AvgPoolSpec, OtBackend, Packing, PoolShape, Requant, Rounding};
 use std::ops::{Add, AddAssign};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
@@ -761,7 +759,7 @@ fn clamp_of(c: (i64, i64)) -> (i128, i128) {
 /// # Errors
 /// As [`RequantPlan::new`].
 pub fn linear_requant_plan(
-    shape: &RequantShape,
+    shape: &Requant,
     in_bits: u32,
     z_range: (i128, i128),
     out_bits: u32,
@@ -781,7 +779,7 @@ pub fn linear_requant_plan(
 /// # Errors
 /// As [`CombinePlan::new`].
 pub fn rescale_plan(
-    spec: &PublicRequant,
+    spec: &Requant,
     input: (u32, (i128, i128)),
     out_bits: u32,
 ) -> Result<CombinePlan, ParamError> {
@@ -846,14 +844,14 @@ pub fn avg_pool_plan(
         })
         .reduce(union_range)
         .unwrap_or((0, 0));
-    let clamp = clamp_of(spec.clamp);
+    let clamp = clamp_of(spec.requant.clamp);
     CombinePlan::new(
         &[(in_bits, range)],
         z,
-        spec.shift,
+        spec.requant.shift,
         clamp,
         out_bits,
-        spec.rounding,
+        spec.requant.rounding,
     )
 }
 
