@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
 use heq_runtime::plan::{
     self, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights, LinearLayer,
-    LinearProtocol, Op, OtBackend, Packing, Plan, PrecisionRecord, PublicPlan, RequantShape,
-    ServerWeights, TensorInfo, Tile,
+    LinearProtocol, Op, OtBackend, Packing, Plan, PrecisionRecord, PublicPlan, ServerWeights,
+    TensorInfo, Tile,
 };
 use std::collections::HashMap;
 
@@ -100,26 +100,22 @@ fn unselected() -> LinearProtocol {
     }
 }
 
-fn linear<S: LinearShape + Clone>(
-    l: &Linear<S>,
+/// The plan's linear layer of shape `shape` and its weights.
+fn linear<S>(
+    l: &Linear,
+    shape: S,
     name: &str,
 ) -> Result<(LinearLayer<S>, LayerWeights)> {
     let acc = l.acc.ok_or_else(|| Error::Invariant {
         pass: "lower",
         violations: vec![format!("'{name}': no accumulator width")],
     })?;
-    let requant = l.requant.as_ref().map(|r| RequantShape {
-        shift: r.shift,
-        clamp: r.clamp,
-        rounding: r.rounding,
-        multipliers: r.multipliers.clone(),
-    });
     let public = LinearLayer {
-        shape: l.shape.clone(),
+        shape,
         weight_ty: l.weight_ty,
         acc_bits: acc.sound,
         acc_bits_naive: acc.naive,
-        requant,
+        requant: l.requant.clone(),
         protocol: unselected(),
     };
     let weights = LayerWeights {
@@ -143,15 +139,7 @@ pub fn lower(g: &LayerGraph) -> Result<Skeleton> {
     let mut tensors = Vec::new();
     let mut map = |t: TensorId, tensors: &mut Vec<TensorInfo>| -> TensorId {
         *ids.entry(t).or_insert_with(|| {
-            let f = g.tensor(t);
-            tensors.push(TensorInfo {
-                name: f.name.clone(),
-                shape: f.shape.clone(),
-                ty: f.ty,
-                zero_point: f.zero_point,
-                scale: f.scale,
-                range: f.range,
-            });
+            tensors.push(g.tensor(t).clone());
             TensorId((tensors.len() - 1) as u32)
         })
     };
@@ -164,20 +152,23 @@ pub fn lower(g: &LayerGraph) -> Result<Skeleton> {
         let inputs = l.inputs.iter().map(|t| map(*t, &mut tensors)).collect();
         let output = map(l.output, &mut tensors);
         let op = match &l.op {
-            LayerOp::Conv(c) => {
-                let (p, w) = linear(c, &l.name)?;
+            LayerOp::Linear(c) => {
+                let (op, w) = match &c.shape {
+                    LinearShape::Conv(s) => {
+                        let (p, w) = linear(c, s.clone(), &l.name)?;
+                        (Op::Conv(p), w)
+                    }
+                    LinearShape::MatMul(s) => {
+                        let (p, w) = linear(c, s.clone(), &l.name)?;
+                        (Op::MatMul(p), w)
+                    }
+                    LinearShape::Affine(s) => {
+                        let (p, w) = linear(c, s.clone(), &l.name)?;
+                        (Op::Affine(p), w)
+                    }
+                };
                 weights.push((id, w));
-                Op::Conv(p)
-            }
-            LayerOp::MatMul(c) => {
-                let (p, w) = linear(c, &l.name)?;
-                weights.push((id, w));
-                Op::MatMul(p)
-            }
-            LayerOp::Affine(c) => {
-                let (p, w) = linear(c, &l.name)?;
-                weights.push((id, w));
-                Op::Affine(p)
+                op
             }
             LayerOp::Rescale(r) => Op::Rescale(r.clone()),
             LayerOp::Add(a) => Op::Add(a.clone()),

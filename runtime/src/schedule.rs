@@ -42,7 +42,7 @@ use crate::params::nonlinear::{
     multiplied_range, pool_window_sizes, rescale_plan, signed_bits,
 };
 use crate::plan::{
-    ConvShape, HeParams, LayerId, LinearProtocol, Op, PublicPlan, RequantShape, Rounding, TensorId,
+    ConvShape, HeParams, LayerId, LinearProtocol, Op, PublicPlan, Requant, Rounding, TensorId,
 };
 
 /// Why a plan cannot be scheduled.
@@ -405,7 +405,7 @@ fn step_kind(
             StepKind::Add(add_plan(a, input, b, bits).map_err(param)?)
         }
         Op::AvgPool(spec) => {
-            let bits = clamp_bits(spec.clamp, out_bits);
+            let bits = clamp_bits(spec.requant.clamp, out_bits);
             StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, bits).map_err(param)?)
         }
         Op::MaxPool(shape) => {
@@ -421,7 +421,7 @@ fn step_kind(
 }
 
 /// Accumulator bits, protocol and requantization of a linear layer.
-type LinearParts<'a> = (u32, &'a LinearProtocol, &'a Option<RequantShape>);
+type LinearParts<'a> = (u32, &'a LinearProtocol, &'a Option<Requant>);
 
 /// The step of a linear layer whose HE part runs with `geometry` and `budget`.
 fn linear_step(
@@ -481,11 +481,11 @@ fn linear_step(
 )]
 mod tests {
     use super::*;
-    use crate::plan::{MatMulShape, PublicRequant, Rounding};
+    use crate::plan::{MatMulShape, Requant, Rounding};
     use crate::reference::testutil::{PlanBuilder, linear, weights};
 
     fn rescale(shift: u32, clamp: (i64, i64)) -> Op {
-        Op::Rescale(PublicRequant {
+        Op::Rescale(Requant {
             multipliers: vec![3],
             shift,
             clamp,

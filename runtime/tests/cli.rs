@@ -6,7 +6,7 @@
     reason = "a test fails loudly on an unexpected error"
 )]
 
-use heq_runtime::plan::{IntType, Op, Plan, PublicRequant, Rounding, write_plan};
+use heq_runtime::plan::{IntType, Op, Plan, Requant, Rounding, write_plan};
 use heq_runtime::reference::testutil::{PlanBuilder, every_op_plan};
 use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,7 @@ fn rescale_plan() -> Plan {
         1,
         0.5,
     );
-    let op = Op::Rescale(PublicRequant {
+    let op = Op::Rescale(Requant {
         multipliers: vec![3],
         shift: 1,
         clamp: (-125, 130),

@@ -15,7 +15,7 @@ use heq_runtime::linear::{
 use heq_runtime::params::he::LinearOutput;
 use heq_runtime::plan::{
     AffineShape, ConvShape, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol,
-    MatMulShape, PackDim, Packing, RequantShape, Rounding, Tile,
+    MatMulShape, PackDim, Packing, Requant, Rounding, Tile,
 };
 use proptest::prelude::*;
 use rand::{Rng, RngCore, SeedableRng};
@@ -358,7 +358,7 @@ fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError
     };
     let mut layer = layer(shape.clone(), acc_bits, &cfg, tile);
     if let LinearOutput::Requantized { shift } = output {
-        layer.requant = Some(RequantShape {
+        layer.requant = Some(Requant {
             shift,
             clamp: (i64::MIN, i64::MAX),
             rounding: Rounding::NoTies,

@@ -107,7 +107,7 @@ fn mutate(p: &mut Plan, field: usize, pick: usize) {
             let Op::AvgPool(a) = &mut layers[2].op else {
                 unreachable!()
             };
-            a.multipliers[pick % 9] = value;
+            a.requant.multipliers[pick % 9] = value;
         }
         28 => {
             let Op::Add(a) = &mut layers[3].op else {

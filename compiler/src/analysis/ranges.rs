@@ -9,7 +9,7 @@
 //! is the smallest signed width holding both ends for every `m`. The naive width, for
 //! comparison, is `b_w + b_a + ⌈log2(terms)⌉ + 1`.
 
-use crate::ir::{AccBits, LayerGraph, LayerOp, LinearView};
+use crate::ir::{AccBits, LayerGraph, LayerOp, Linear};
 
 /// Smallest signed width (sign included) holding every value of `[lo, hi]`.
 pub fn signed_bits(lo: i64, hi: i64) -> u32 {
@@ -33,7 +33,7 @@ pub fn ceil_log2(n: usize) -> u32 {
 }
 
 /// Sound accumulator bounds of a linear layer whose input lies in `input`.
-pub fn acc_range(v: &LinearView<'_>, input: (i64, i64)) -> (i64, i64) {
+pub fn acc_range(v: &Linear, input: (i64, i64)) -> (i64, i64) {
     let (lo, hi) = (input.0.min(0) as i128, input.1.max(0) as i128);
     let (mut min, mut max) = (0i128, 0i128);
     for m in 0..v.shape.out_channels() {
@@ -51,7 +51,7 @@ pub fn acc_range(v: &LinearView<'_>, input: (i64, i64)) -> (i64, i64) {
 }
 
 /// Sound and naive accumulator widths of a linear layer.
-pub fn acc_bits(v: &LinearView<'_>, input: (i64, i64), input_bits: u32) -> AccBits {
+pub fn acc_bits(v: &Linear, input: (i64, i64), input_bits: u32) -> AccBits {
     let (lo, hi) = acc_range(v, input);
     AccBits {
         sound: signed_bits(lo, hi),
@@ -69,19 +69,19 @@ pub fn infer(g: &mut LayerGraph) {
         let layer = g.layer(n).clone();
         let input = g.tensor(layer.inputs[0]).clone();
         let range = match &layer.op {
-            LayerOp::Conv(_) | LayerOp::MatMul(_) | LayerOp::Affine(_) => {
-                let v = layer.op.linear().expect("linear ops have a view");
-                let bits = acc_bits(&v, input.range, input.ty.bits);
-                let range = match v.requant {
+            LayerOp::Linear(l) => {
+                let bits = acc_bits(l, input.range, input.ty.bits);
+                if let LayerOp::Linear(l) = &mut g.layer_mut(n).op {
+                    l.acc = Some(bits);
+                }
+                match &l.requant {
                     Some(r) => r.clamp,
-                    None => acc_range(&v, input.range),
-                };
-                *g.layer_mut(n).op.acc_mut().expect("linear ops have widths") = Some(bits);
-                range
+                    None => acc_range(l, input.range),
+                }
             }
             LayerOp::Rescale(r) => r.clamp,
             LayerOp::Add(a) => a.clamp,
-            LayerOp::AvgPool(a) => a.clamp,
+            LayerOp::AvgPool(a) => a.requant.clamp,
             LayerOp::MaxPool(_) | LayerOp::Reshape => input.range,
             LayerOp::Concat => layer
                 .inputs
@@ -96,7 +96,7 @@ pub fn infer(g: &mut LayerGraph) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Linear, LinearShape};
+    use crate::ir::LinearShape;
     use heq_runtime::plan::{IntType, MatMulShape};
 
     #[test]
@@ -116,11 +116,11 @@ mod tests {
     fn acc_bounds_use_signs_of_weights_and_bias() {
         // Two outputs; column 0 has weights [3, -2], column 1 [-1, -1]; input in [0, 255].
         let l = Linear {
-            shape: MatMulShape {
+            shape: LinearShape::MatMul(MatMulShape {
                 rows: 1,
                 inner: 2,
                 cols: 2,
-            },
+            }),
             weight_ty: IntType {
                 bits: 8,
                 signed: true,
@@ -131,11 +131,10 @@ mod tests {
             acc: None,
         };
         assert_eq!(l.shape.channel_weights(0), vec![0, 2]);
-        let v = l.view();
         // col 0: max 10 + 3·255 = 775, min 10 − 2·255 = −500; col 1: min −5 − 510 = −515.
-        assert_eq!(acc_range(&v, (0, 255)), (-515, 775));
+        assert_eq!(acc_range(&l, (0, 255)), (-515, 775));
         assert_eq!(
-            acc_bits(&v, (0, 255), 8),
+            acc_bits(&l, (0, 255), 8),
             AccBits {
                 sound: 11,
                 naive: 8 + 8 + 1 + 1

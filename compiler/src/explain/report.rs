@@ -15,7 +15,7 @@ use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
     IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionRecord, PublicPlan,
-    RequantShape, TensorId, multiplier_bits,
+    Requant, TensorId, multiplier_bits,
 };
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ struct LinearFacts<'a> {
     weight_ty: IntType,
     acc_bits: u32,
     acc_bits_naive: u32,
-    requant: Option<&'a RequantShape>,
+    requant: Option<&'a Requant>,
     protocol: &'a LinearProtocol,
 }
 
@@ -497,8 +497,8 @@ fn build(
                 row.shift = Some(a.shift);
             }
             Op::AvgPool(a) => {
-                row.multiplier_bits = Some(multiplier_bits(&a.multipliers));
-                row.shift = Some(a.shift);
+                row.multiplier_bits = Some(multiplier_bits(&a.requant.multipliers));
+                row.shift = Some(a.requant.shift);
             }
             Op::MaxPool(_) | Op::Concat | Op::Reshape => {}
         }

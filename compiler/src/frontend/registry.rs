@@ -2,7 +2,7 @@
 //! `ops/<family>.rs`; a node whose operator is not registered is reported, with every other such
 //! node, before anything is built.
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::error::Result;
 use std::collections::HashMap;
 use tract_onnx::pb::NodeProto;

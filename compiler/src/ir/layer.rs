@@ -1,7 +1,13 @@
 //! `Layer`: one integer operation of the layer graph, with its server-private data inline.
+//!
+//! The operations are the plan's ([`heq_runtime::plan::Op`]) with two differences: the three
+//! linear operations are one [`LayerOp::Linear`] whose [`LinearShape`] says which, and a linear
+//! layer carries its weights and bias instead of a protocol (the selection stage chooses that
+//! after lowering).
 
+use heq_runtime::cost::linear::{affine_as_conv, matmul_as_conv};
 use heq_runtime::plan::{
-    AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant,
+    AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, Requant,
     Rounding, TensorId,
 };
 
@@ -21,14 +27,10 @@ pub struct Layer {
 /// The operation of a layer; the plan's [`heq_runtime::plan::Op`] with the weights inline.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerOp {
-    /// 2-D convolution, weights `[M, C/groups, h, w]`.
-    Conv(Linear<ConvShape>),
-    /// Matrix product, weights `[inner, cols]`.
-    MatMul(Linear<MatMulShape>),
-    /// Per-channel affine map (stand-alone BatchNormalization), weights `[C]`.
-    Affine(Linear<AffineShape>),
+    /// Convolution, matrix product or per-channel affine map, run under HE.
+    Linear(Linear),
     /// Public rescaling.
-    Rescale(PublicRequant),
+    Rescale(Requant),
     /// Residual add with scale alignment.
     Add(AddSpec),
     /// Max pooling.
@@ -45,10 +47,7 @@ impl LayerOp {
     /// Short name, as the plan's `Op::kind` prints it.
     pub fn kind(&self) -> &'static str {
         match self {
-            LayerOp::Conv(l) if l.shape.is_depthwise() => "dwconv",
-            LayerOp::Conv(_) => "conv",
-            LayerOp::MatMul(_) => "matmul",
-            LayerOp::Affine(_) => "affine",
+            LayerOp::Linear(l) => l.shape.kind(),
             LayerOp::Rescale(_) => "rescale",
             LayerOp::Add(_) => "add",
             LayerOp::MaxPool(_) => "maxpool",
@@ -58,55 +57,37 @@ impl LayerOp {
         }
     }
 
-    /// The shape-independent view of a linear layer, if this is one.
-    pub fn linear(&self) -> Option<LinearView<'_>> {
-        match self {
-            LayerOp::Conv(l) => Some(l.view()),
-            LayerOp::MatMul(l) => Some(l.view()),
-            LayerOp::Affine(l) => Some(l.view()),
-            _ => None,
-        }
-    }
-
-    /// Mutable access to the accumulator widths of a linear layer.
-    pub fn acc_mut(&mut self) -> Option<&mut Option<AccBits>> {
-        match self {
-            LayerOp::Conv(l) => Some(&mut l.acc),
-            LayerOp::MatMul(l) => Some(&mut l.acc),
-            LayerOp::Affine(l) => Some(&mut l.acc),
-            _ => None,
-        }
+    /// The output clamp and tie rule of a layer that requantizes (a linear layer with a
+    /// requantization, `Rescale`, `Add`, `AvgPool`), mutably.
+    pub fn clamp_and_rounding_mut(&mut self) -> Option<(&mut (i64, i64), &mut Rounding)> {
+        let r = match self {
+            LayerOp::Linear(l) => l.requant.as_mut()?,
+            LayerOp::Rescale(r) => r,
+            LayerOp::AvgPool(a) => &mut a.requant,
+            LayerOp::Add(a) => return Some((&mut a.clamp, &mut a.rounding)),
+            LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => return None,
+        };
+        Some((&mut r.clamp, &mut r.rounding))
     }
 }
 
 /// A linear layer: shape, integer weights and bias, and the fused requantization.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Linear<S> {
-    /// Dimensions.
-    pub shape: S,
+pub struct Linear {
+    /// Which linear operation, and its dimensions.
+    pub shape: LinearShape,
     /// Element type of the (centred) weights.
     pub weight_ty: IntType,
     /// Centred weights, row-major in the plan's layout.
     pub weights: Vec<i32>,
     /// Bias per output channel, in accumulator units.
     pub bias: Vec<i64>,
-    /// Requantization of the accumulator; `None` outputs the raw accumulator.
+    /// Requantization of the accumulator (one multiplier per output channel); `None` outputs
+    /// the raw accumulator. Its tie rule is `HalfEven` until [`crate::passes::ProveNoTies`]
+    /// proves no tie occurs.
     pub requant: Option<Requant>,
     /// Accumulator widths, once range analysis has run.
     pub acc: Option<AccBits>,
-}
-
-/// Requantization `y = clamp(round(acc·m[c] / 2^k), lo, hi)` (ties to even).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Requant {
-    /// Multiplier per output channel.
-    pub multipliers: Vec<i64>,
-    /// Right shift `k`.
-    pub shift: u32,
-    /// Output clamp on centred values.
-    pub clamp: (i64, i64),
-    /// Tie rule: `HalfEven` until [`crate::passes::ProveNoTies`] proves no tie occurs.
-    pub rounding: Rounding,
 }
 
 /// Accumulator widths of a linear layer (signed bits, sign included).
@@ -118,90 +99,63 @@ pub struct AccBits {
     pub naive: u32,
 }
 
-/// How the weights of a linear layer group into output channels.
-pub trait LinearShape {
+/// The kind and dimensions of a linear layer: the plan's `Op::{Conv, MatMul, Affine}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinearShape {
+    /// 2-D convolution, weights `[M, C/groups, h, w]`.
+    Conv(ConvShape),
+    /// Matrix product, weights `[inner, cols]`.
+    MatMul(MatMulShape),
+    /// Per-channel affine map (stand-alone BatchNormalization), weights `[C]`.
+    Affine(AffineShape),
+}
+
+impl LinearShape {
+    /// Short name, as the plan's `Op::kind` prints it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinearShape::Conv(s) if s.is_depthwise() => "dwconv",
+            LinearShape::Conv(_) => "conv",
+            LinearShape::MatMul(_) => "matmul",
+            LinearShape::Affine(_) => "affine",
+        }
+    }
+
+    /// The convolution the protocols run: a matrix product is a 1×1 convolution over `rows`
+    /// positions, an affine map a depthwise 1×1 convolution (as the cost model sees them).
+    pub fn as_conv(&self) -> ConvShape {
+        match self {
+            LinearShape::Conv(s) => s.clone(),
+            LinearShape::MatMul(s) => matmul_as_conv(s),
+            LinearShape::Affine(s) => affine_as_conv(s),
+        }
+    }
+
     /// Number of output channels.
-    fn out_channels(&self) -> usize;
+    pub fn out_channels(&self) -> usize {
+        self.as_conv().out_channels
+    }
+
     /// Number of weights.
-    fn weight_len(&self) -> usize;
+    pub fn weight_len(&self) -> usize {
+        self.out_channels() * self.terms()
+    }
+
     /// Products summed into one accumulator.
-    fn terms(&self) -> usize;
-    /// Indices of the weights feeding output channel `m`.
-    fn channel_weights(&self, m: usize) -> Vec<usize>;
-}
+    pub fn terms(&self) -> usize {
+        let c = self.as_conv();
+        c.in_channels / c.groups.max(1) * c.kernel[0] * c.kernel[1]
+    }
 
-impl LinearShape for ConvShape {
-    fn out_channels(&self) -> usize {
-        self.out_channels
-    }
-    fn weight_len(&self) -> usize {
-        ConvShape::weight_len(self)
-    }
-    fn terms(&self) -> usize {
-        self.in_channels / self.groups.max(1) * self.kernel[0] * self.kernel[1]
-    }
-    fn channel_weights(&self, m: usize) -> Vec<usize> {
-        let per = self.terms();
-        (m * per..(m + 1) * per).collect()
-    }
-}
-
-impl LinearShape for MatMulShape {
-    fn out_channels(&self) -> usize {
-        self.cols
-    }
-    fn weight_len(&self) -> usize {
-        self.inner * self.cols
-    }
-    fn terms(&self) -> usize {
-        self.inner
-    }
-    fn channel_weights(&self, m: usize) -> Vec<usize> {
-        (0..self.inner).map(|i| i * self.cols + m).collect()
-    }
-}
-
-impl LinearShape for AffineShape {
-    fn out_channels(&self) -> usize {
-        self.channels
-    }
-    fn weight_len(&self) -> usize {
-        self.channels
-    }
-    fn terms(&self) -> usize {
-        1
-    }
-    fn channel_weights(&self, m: usize) -> Vec<usize> {
-        vec![m]
-    }
-}
-
-/// A linear layer seen through its [`LinearShape`], whatever its kind.
-pub struct LinearView<'a> {
-    /// Dimensions.
-    pub shape: &'a dyn LinearShape,
-    /// Weight type.
-    pub weight_ty: IntType,
-    /// Weights.
-    pub weights: &'a [i32],
-    /// Bias.
-    pub bias: &'a [i64],
-    /// Requantization.
-    pub requant: Option<&'a Requant>,
-    /// Accumulator widths.
-    pub acc: Option<AccBits>,
-}
-
-impl<S: LinearShape> Linear<S> {
-    /// The shape-independent view.
-    pub fn view(&self) -> LinearView<'_> {
-        LinearView {
-            shape: &self.shape,
-            weight_ty: self.weight_ty,
-            weights: &self.weights,
-            bias: &self.bias,
-            requant: self.requant.as_ref(),
-            acc: self.acc,
+    /// Indices of the weights feeding output channel `m`: a contiguous filter, except for a
+    /// matrix product, whose column `m` is strided.
+    pub fn channel_weights(&self, m: usize) -> Vec<usize> {
+        match self {
+            LinearShape::MatMul(s) => (0..s.inner).map(|i| i * s.cols + m).collect(),
+            LinearShape::Conv(_) | LinearShape::Affine(_) => {
+                let per = self.terms();
+                (m * per..(m + 1) * per).collect()
+            }
         }
     }
 }

@@ -1,18 +1,16 @@
 //! The layer IR: a DAG of integer layers on petgraph.
 //!
 //! Nodes are [`Layer`]s, an edge `a → b` carries the tensor `a` produces and `b` reads. Tensors
-//! live in a side table indexed by [`TensorId`] and carry a [`TensorFact`]. The graph input is a
-//! tensor without producer. Iteration order is [`LayerGraph::order`]: topological, ties broken by
+//! live in a side table indexed by [`TensorId`] and carry the plan's [`TensorInfo`] (lowering
+//! copies them into the plan as they are). The graph input is a tensor without producer. Iteration order is [`LayerGraph::order`]: topological, ties broken by
 //! insertion order, so that ids and printed text are stable.
 
-mod fact;
 mod layer;
 pub mod text;
 pub mod verify;
 
-pub use fact::{TensorFact, type_range};
-pub use heq_runtime::plan::{LayerId, TensorId};
-pub use layer::{AccBits, Layer, LayerOp, Linear, LinearShape, LinearView, Requant};
+pub use heq_runtime::plan::{LayerId, Requant, TensorId, TensorInfo};
+pub use layer::{AccBits, Layer, LayerOp, Linear, LinearShape};
 
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
@@ -34,7 +32,7 @@ pub struct LayerGraph {
     /// Model name.
     pub name: String,
     graph: StableDiGraph<Layer, TensorId>,
-    tensors: Vec<TensorFact>,
+    tensors: Vec<TensorInfo>,
     /// The model input.
     pub input: Port,
     /// The model output.
@@ -58,29 +56,29 @@ impl LayerGraph {
     }
 
     /// Adds a tensor.
-    pub fn add_tensor(&mut self, fact: TensorFact) -> TensorId {
-        self.tensors.push(fact);
+    pub fn add_tensor(&mut self, info: TensorInfo) -> TensorId {
+        self.tensors.push(info);
         TensorId((self.tensors.len() - 1) as u32)
     }
 
-    /// The fact of a tensor.
+    /// A tensor.
     ///
     /// # Panics
     /// If the tensor does not belong to this graph.
-    pub fn tensor(&self, t: TensorId) -> &TensorFact {
+    pub fn tensor(&self, t: TensorId) -> &TensorInfo {
         &self.tensors[t.0 as usize]
     }
 
-    /// Mutable fact of a tensor.
+    /// A tensor, mutably.
     ///
     /// # Panics
     /// If the tensor does not belong to this graph.
-    pub fn tensor_mut(&mut self, t: TensorId) -> &mut TensorFact {
+    pub fn tensor_mut(&mut self, t: TensorId) -> &mut TensorInfo {
         &mut self.tensors[t.0 as usize]
     }
 
     /// Every tensor, indexed by id.
-    pub fn tensors(&self) -> &[TensorFact] {
+    pub fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
     }
 

@@ -2,14 +2,14 @@
 //! [`LayerGraph::order`], with layer ids as the plan will number them. Used in snapshots and
 //! error messages; never prints weights.
 
-use super::{AccBits, LayerGraph, LayerOp, TensorFact, TensorId};
+use super::{AccBits, LayerGraph, LayerOp, LinearShape, TensorId, TensorInfo};
 use std::fmt::Write;
 
 fn acc(a: Option<AccBits>) -> String {
     a.map_or_else(|| "?".into(), |a| format!("{}/{}", a.sound, a.naive))
 }
 
-fn fact(t: TensorId, f: &TensorFact) -> String {
+fn tensor(t: TensorId, f: &TensorInfo) -> String {
     format!(
         "{t}:{}{:?} zp={} s={:e} r=[{}, {}]",
         f.ty, f.shape, f.zero_point, f.scale, f.range.0, f.range.1
@@ -24,7 +24,7 @@ pub fn print(g: &LayerGraph) -> String {
         out,
         "input {} {}",
         g.input.name,
-        fact(g.input.tensor, g.tensor(g.input.tensor))
+        tensor(g.input.tensor, g.tensor(g.input.tensor))
     );
     match g.order() {
         None => out.push_str("<cycle>\n"),
@@ -33,24 +33,24 @@ pub fn print(g: &LayerGraph) -> String {
                 let l = g.layer(n);
                 let ins: Vec<String> = l.inputs.iter().map(ToString::to_string).collect();
                 let detail = match &l.op {
-                    LayerOp::Conv(c) => format!(
-                        " w={} kernel={:?} stride={:?} pads={:?} groups={} acc={}",
-                        c.weight_ty,
-                        c.shape.kernel,
-                        c.shape.stride,
-                        c.shape.pads,
-                        c.shape.groups,
-                        acc(c.acc)
-                    ),
-                    LayerOp::MatMul(c) => format!(
-                        " w={} {}x{}x{} acc={}",
-                        c.weight_ty,
-                        c.shape.rows,
-                        c.shape.inner,
-                        c.shape.cols,
-                        acc(c.acc)
-                    ),
-                    LayerOp::Affine(c) => format!(" w={} acc={}", c.weight_ty, acc(c.acc)),
+                    LayerOp::Linear(c) => {
+                        let shape = match &c.shape {
+                            LinearShape::Conv(s) => format!(
+                                " kernel={:?} stride={:?} pads={:?} groups={}",
+                                s.kernel, s.stride, s.pads, s.groups
+                            ),
+                            LinearShape::MatMul(s) => {
+                                format!(" {}x{}x{}", s.rows, s.inner, s.cols)
+                            }
+                            LinearShape::Affine(_) => String::new(),
+                        };
+                        let rq = c
+                            .requant
+                            .as_ref()
+                            .map(|r| format!(" shift={} clamp={:?}", r.shift, r.clamp))
+                            .unwrap_or_default();
+                        format!(" w={}{shape} acc={}{rq}", c.weight_ty, acc(c.acc))
+                    }
                     LayerOp::Rescale(r) => format!(
                         " m={:?} shift={} clamp={:?}",
                         r.multipliers, r.shift, r.clamp
@@ -65,24 +65,17 @@ pub fn print(g: &LayerGraph) -> String {
                     ),
                     LayerOp::AvgPool(a) => format!(
                         " kernel={:?} stride={:?} pads={:?} shift={} clamp={:?}",
-                        a.pool.kernel, a.pool.stride, a.pool.pads, a.shift, a.clamp
+                        a.pool.kernel, a.pool.stride, a.pool.pads, a.requant.shift, a.requant.clamp
                     ),
                     LayerOp::Concat | LayerOp::Reshape => String::new(),
                 };
-                let rq =
-                    l.op.linear()
-                        .and_then(|v| {
-                            v.requant
-                                .map(|r| format!(" shift={} clamp={:?}", r.shift, r.clamp))
-                        })
-                        .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "l{i} {} '{}' ({}) -> {}{detail}{rq}",
+                    "l{i} {} '{}' ({}) -> {}{detail}",
                     l.op.kind(),
                     l.name,
                     ins.join(", "),
-                    fact(l.output, g.tensor(l.output))
+                    tensor(l.output, g.tensor(l.output))
                 );
             }
         }

@@ -9,7 +9,7 @@
 //! - every clamp is ordered; every tensor range is non-empty;
 //! - `Add` has two inputs, `Concat` at least one, everything else exactly one.
 
-use super::{LayerGraph, LayerOp, TensorId};
+use super::{LayerGraph, LayerOp, LinearShape, TensorId};
 use std::collections::HashSet;
 
 /// Returns every violated invariant (empty when the graph is well formed).
@@ -51,36 +51,38 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
             continue;
         }
         let (in_len, out_len) = (g.tensor(l.inputs[0]).len(), g.tensor(l.output).len());
-        if let Some(v) = l.op.linear() {
-            let m = v.shape.out_channels();
-            if v.weights.len() != v.shape.weight_len() || v.bias.len() != m {
-                errs.push(format!(
-                    "{at}: {} weights and {} biases for {m} channels",
-                    v.weights.len(),
-                    v.bias.len()
-                ));
-            }
-            if let Some(r) = v.requant
-                && (r.multipliers.len() != m || r.clamp.0 > r.clamp.1)
-            {
-                errs.push(format!(
-                    "{at}: {} multipliers for {m} channels, clamp {:?}",
-                    r.multipliers.len(),
-                    r.clamp
-                ));
-            }
-        }
         let shape_ok = match &l.op {
-            LayerOp::Conv(c) => {
-                let [oh, ow] = c.shape.out_hw();
-                in_len == c.shape.in_channels * c.shape.in_hw[0] * c.shape.in_hw[1]
-                    && out_len == c.shape.out_channels * oh * ow
-            }
-            LayerOp::MatMul(c) => {
-                in_len == c.shape.rows * c.shape.inner && out_len == c.shape.rows * c.shape.cols
-            }
-            LayerOp::Affine(c) => {
-                in_len == c.shape.channels * c.shape.per_channel && out_len == in_len
+            LayerOp::Linear(c) => {
+                let m = c.shape.out_channels();
+                if c.weights.len() != c.shape.weight_len() || c.bias.len() != m {
+                    errs.push(format!(
+                        "{at}: {} weights and {} biases for {m} channels",
+                        c.weights.len(),
+                        c.bias.len()
+                    ));
+                }
+                if let Some(r) = &c.requant
+                    && (r.multipliers.len() != m || r.clamp.0 > r.clamp.1)
+                {
+                    errs.push(format!(
+                        "{at}: {} multipliers for {m} channels, clamp {:?}",
+                        r.multipliers.len(),
+                        r.clamp
+                    ));
+                }
+                match &c.shape {
+                    LinearShape::Conv(s) => {
+                        let [oh, ow] = s.out_hw();
+                        in_len == s.in_channels * s.in_hw[0] * s.in_hw[1]
+                            && out_len == s.out_channels * oh * ow
+                    }
+                    LinearShape::MatMul(s) => {
+                        in_len == s.rows * s.inner && out_len == s.rows * s.cols
+                    }
+                    LinearShape::Affine(s) => {
+                        in_len == s.channels * s.per_channel && out_len == in_len
+                    }
+                }
             }
             LayerOp::MaxPool(p)
             | LayerOp::AvgPool(heq_runtime::plan::AvgPoolSpec { pool: p, .. }) => {
@@ -99,7 +101,7 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
         let clamp = match &l.op {
             LayerOp::Rescale(r) => Some(r.clamp),
             LayerOp::Add(a) => Some(a.clamp),
-            LayerOp::AvgPool(a) => Some(a.clamp),
+            LayerOp::AvgPool(a) => Some(a.requant.clamp),
             _ => None,
         };
         if let Some((lo, hi)) = clamp
@@ -119,7 +121,7 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Layer, Linear, Port, TensorFact};
+    use crate::ir::{Layer, Linear, Port, TensorInfo};
     use heq_runtime::plan::{IntType, MatMulShape};
 
     #[test]
@@ -129,9 +131,9 @@ mod tests {
             signed: true,
         };
         let mut g = LayerGraph::new("bad");
-        let x = g.add_tensor(TensorFact::new("x", vec![4], i8t, 0, 1.0));
-        let orphan = g.add_tensor(TensorFact::new("orphan", vec![4], i8t, 0, 1.0));
-        let y = g.add_tensor(TensorFact::new("y", vec![2], i8t, 0, 1.0));
+        let x = g.add_tensor(TensorInfo::new("x", vec![4], i8t, 0, 1.0));
+        let orphan = g.add_tensor(TensorInfo::new("orphan", vec![4], i8t, 0, 1.0));
+        let y = g.add_tensor(TensorInfo::new("y", vec![2], i8t, 0, 1.0));
         g.input = Port {
             name: "x".into(),
             tensor: x,
@@ -141,11 +143,11 @@ mod tests {
             tensor: TensorId(9),
         };
         let fc = Linear {
-            shape: MatMulShape {
+            shape: LinearShape::MatMul(MatMulShape {
                 rows: 1,
                 inner: 4,
                 cols: 2,
-            },
+            }),
             weight_ty: i8t,
             weights: vec![1; 7],
             bias: vec![0; 2],
@@ -154,7 +156,7 @@ mod tests {
         };
         g.add_layer(Layer {
             name: "fc".into(),
-            op: LayerOp::MatMul(fc),
+            op: LayerOp::Linear(fc),
             inputs: vec![orphan],
             output: y,
         });

@@ -71,8 +71,8 @@ impl Pass for DropIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Layer, Port, TensorFact, TensorId};
-    use heq_runtime::plan::{IntType, PublicRequant};
+    use crate::ir::{Layer, Port, TensorId, TensorInfo};
+    use heq_runtime::plan::{IntType, Requant};
 
     #[test]
     fn identity_rescale_and_reshape_chains_go() {
@@ -81,10 +81,10 @@ mod tests {
             signed: false,
         };
         let mut g = LayerGraph::new("g");
-        let x = g.add_tensor(TensorFact::new("x", vec![2, 2, 2], u8t, 0, 0.5));
-        let a = g.add_tensor(TensorFact::new("a", vec![8], u8t, 0, 0.5));
-        let b = g.add_tensor(TensorFact::new("b", vec![2, 4], u8t, 0, 0.5));
-        let c = g.add_tensor(TensorFact::new("c", vec![2, 4], u8t, 0, 0.5));
+        let x = g.add_tensor(TensorInfo::new("x", vec![2, 2, 2], u8t, 0, 0.5));
+        let a = g.add_tensor(TensorInfo::new("a", vec![8], u8t, 0, 0.5));
+        let b = g.add_tensor(TensorInfo::new("b", vec![2, 4], u8t, 0, 0.5));
+        let c = g.add_tensor(TensorInfo::new("c", vec![2, 4], u8t, 0, 0.5));
         g.input = Port {
             name: "x".into(),
             tensor: x,
@@ -105,7 +105,7 @@ mod tests {
             inputs: vec![a],
             output: b,
         });
-        let rq = PublicRequant {
+        let rq = Requant {
             multipliers: vec![1 << 4],
             shift: 4,
             clamp: (0, 255),

@@ -22,31 +22,28 @@ impl Pass for ProveNoTies {
             let layer = g.layer(n);
             let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
             let rounding = match &layer.op {
-                LayerOp::Conv(l) => l.acc.zip(l.requant.as_ref()),
-                LayerOp::MatMul(l) => l.acc.zip(l.requant.as_ref()),
-                LayerOp::Affine(l) => l.acc.zip(l.requant.as_ref()),
-                _ => None,
-            }
-            .map(|(acc, r)| single_term(&r.multipliers, r.shift, acc_max_abs(acc.sound)))
-            .or_else(|| match &layer.op {
+                LayerOp::Linear(l) => l
+                    .acc
+                    .zip(l.requant.as_ref())
+                    .map(|(acc, r)| single_term(&r.multipliers, r.shift, acc_max_abs(acc.sound))),
                 LayerOp::Rescale(r) => Some(single_term(&r.multipliers, r.shift, input(0))),
                 LayerOp::Add(a) => Some(sum_of_terms(
                     &[(input(0), a.m_a), (input(1), a.m_b)],
                     a.shift,
                 )),
-                LayerOp::AvgPool(a) => Some(avg_pool_rounding(&a.multipliers, a.shift, input(0))),
-                _ => None,
-            });
-            let Some(rounding) = rounding else { continue };
-            let slot = match &mut g.layer_mut(n).op {
-                LayerOp::Conv(l) => l.requant.as_mut().map(|r| &mut r.rounding),
-                LayerOp::MatMul(l) => l.requant.as_mut().map(|r| &mut r.rounding),
-                LayerOp::Affine(l) => l.requant.as_mut().map(|r| &mut r.rounding),
-                LayerOp::Rescale(r) => Some(&mut r.rounding),
-                LayerOp::Add(a) => Some(&mut a.rounding),
-                LayerOp::AvgPool(a) => Some(&mut a.rounding),
+                LayerOp::AvgPool(a) => Some(avg_pool_rounding(
+                    &a.requant.multipliers,
+                    a.requant.shift,
+                    input(0),
+                )),
                 _ => None,
             };
+            let Some(rounding) = rounding else { continue };
+            let slot = g
+                .layer_mut(n)
+                .op
+                .clamp_and_rounding_mut()
+                .map(|(_, rounding)| rounding);
             if let Some(slot) = slot
                 && *slot != rounding
             {

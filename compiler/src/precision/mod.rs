@@ -170,12 +170,7 @@ fn lowerable(g: &LayerGraph, keep_ends: bool) -> Result<Vec<NodeIndex>> {
     })?;
     let mut linear: Vec<NodeIndex> = order
         .into_iter()
-        .filter(|&n| {
-            matches!(
-                g.layer(n).op,
-                LayerOp::Conv(_) | LayerOp::MatMul(_) | LayerOp::Affine(_)
-            )
-        })
+        .filter(|&n| matches!(g.layer(n).op, LayerOp::Linear(_)))
         .collect();
     if keep_ends {
         linear.pop();

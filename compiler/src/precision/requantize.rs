@@ -13,7 +13,7 @@
 //! A multiplier times `2^d` takes the factor from the shift first, so that multipliers do not
 //! grow where the shift allows.
 
-use crate::ir::{LayerGraph, LayerOp, TensorFact, TensorId, type_range};
+use crate::ir::{LayerGraph, LayerOp, Requant, TensorId, TensorInfo};
 use heq_runtime::plan::{IntType, LoweredLayer};
 use petgraph::stable_graph::NodeIndex;
 
@@ -46,9 +46,7 @@ fn absorbable(g: &LayerGraph, t: TensorId) -> bool {
     g.consumers(t).into_iter().all(|c| {
         let l = g.layer(c);
         match &l.op {
-            LayerOp::Conv(_) | LayerOp::MatMul(_) | LayerOp::Affine(_) => {
-                l.op.linear().is_some_and(|v| v.requant.is_some())
-            }
+            LayerOp::Linear(l) => l.requant.is_some(),
             LayerOp::Rescale(_) | LayerOp::Add(_) | LayerOp::AvgPool(_) => true,
             LayerOp::MaxPool(_) | LayerOp::Reshape => absorbable(g, l.output),
             LayerOp::Concat => false,
@@ -57,14 +55,14 @@ fn absorbable(g: &LayerGraph, t: TensorId) -> bool {
 }
 
 /// The fact of a tensor whose step grew by `2^e`, now of `bits` bits.
-fn coarser(f: &TensorFact, e: u32, bits: u32) -> TensorFact {
+fn coarser(f: &TensorInfo, e: u32, bits: u32) -> TensorInfo {
     let ty = IntType {
         bits,
         signed: f.ty.signed,
     };
     let zero_point = round_shift(f.zero_point, e).clamp(ty.min(), ty.max());
-    let (lo, hi) = type_range(ty, zero_point);
-    TensorFact {
+    let (lo, hi) = ty.centred_range(zero_point);
+    TensorInfo {
         ty,
         zero_point,
         scale: f.scale * (1u64 << e) as f32,
@@ -82,11 +80,9 @@ fn absorb(g: &mut LayerGraph, t: TensorId, e: u32, bits: u32) -> bool {
     for c in g.consumers(t) {
         let layer = g.layer(c).clone();
         let ok = match &mut g.layer_mut(c).op {
-            LayerOp::Conv(l) => scale_linear(&mut l.requant, &mut l.bias, e),
-            LayerOp::MatMul(l) => scale_linear(&mut l.requant, &mut l.bias, e),
-            LayerOp::Affine(l) => scale_linear(&mut l.requant, &mut l.bias, e),
+            LayerOp::Linear(l) => scale_linear(&mut l.requant, &mut l.bias, e),
             LayerOp::Rescale(r) => scale_up(&mut r.multipliers, &mut r.shift, e),
-            LayerOp::AvgPool(a) => scale_up(&mut a.multipliers, &mut a.shift, e),
+            LayerOp::AvgPool(a) => scale_up(&mut a.requant.multipliers, &mut a.requant.shift, e),
             LayerOp::Add(a) => {
                 let mut ok = true;
                 for (i, m) in [&mut a.m_a, &mut a.m_b].into_iter().enumerate() {
@@ -114,7 +110,7 @@ fn absorb(g: &mut LayerGraph, t: TensorId, e: u32, bits: u32) -> bool {
 }
 
 /// A requantizing linear layer absorbs a `2^e` larger accumulator unit.
-fn scale_linear(requant: &mut Option<crate::ir::Requant>, bias: &mut [i64], e: u32) -> bool {
+fn scale_linear(requant: &mut Option<Requant>, bias: &mut [i64], e: u32) -> bool {
     let Some(r) = requant else { return false };
     if !scale_up(&mut r.multipliers, &mut r.shift, e) {
         return false;
@@ -134,8 +130,10 @@ pub fn lower_layer(
     bits: u32,
 ) -> Option<(LayerGraph, LoweredLayer)> {
     let layer = g.layer(node).clone();
-    let v = layer.op.linear()?;
-    v.requant?;
+    let LayerOp::Linear(v) = &layer.op else {
+        return None;
+    };
+    v.requant.as_ref()?;
     let out = g.tensor(layer.output).clone();
     let w_bits = v.weight_ty.bits;
     let d = if v.weight_ty.signed && w_bits > bits {
@@ -158,45 +156,26 @@ pub fn lower_layer(
         out.clone()
     };
     let ok = {
-        let op = &mut g.layer_mut(node).op;
-        let (weight_ty, weights, bias, requant) = match op {
-            LayerOp::Conv(l) => (
-                &mut l.weight_ty,
-                &mut l.weights,
-                &mut l.bias,
-                &mut l.requant,
-            ),
-            LayerOp::MatMul(l) => (
-                &mut l.weight_ty,
-                &mut l.weights,
-                &mut l.bias,
-                &mut l.requant,
-            ),
-            LayerOp::Affine(l) => (
-                &mut l.weight_ty,
-                &mut l.weights,
-                &mut l.bias,
-                &mut l.requant,
-            ),
-            _ => return None,
+        let LayerOp::Linear(l) = &mut g.layer_mut(node).op else {
+            return None;
         };
-        let r = requant.as_mut()?;
+        let r = l.requant.as_mut()?;
         let mut ok = true;
         if d > 0 {
             let ty = IntType { bits, signed: true };
-            for w in weights.iter_mut() {
+            for w in &mut l.weights {
                 *w = round_shift(i64::from(*w), d).clamp(ty.min(), ty.max()) as i32;
             }
-            for b in bias.iter_mut() {
+            for b in &mut l.bias {
                 *b = round_shift(*b, d);
             }
-            *weight_ty = ty;
+            l.weight_ty = ty;
             ok &= scale_up(&mut r.multipliers, &mut r.shift, d);
         }
         if e > 0 {
             r.shift += e;
             ok &= r.shift < 64;
-            let (lo, hi) = type_range(new_out.ty, new_out.zero_point);
+            let (lo, hi) = new_out.ty.centred_range(new_out.zero_point);
             r.clamp = (
                 round_shift(r.clamp.0, e).clamp(lo, hi),
                 round_shift(r.clamp.1, e).clamp(lo, hi),

@@ -308,7 +308,7 @@ mod tests {
     use super::*;
     use crate::cost::linear::matmul_cost;
     use crate::params::he::LinearOutput;
-    use crate::plan::{MatMulShape, Op, PublicRequant, Rounding};
+    use crate::plan::{MatMulShape, Op, Requant, Rounding};
     use crate::reference::testutil::{PlanBuilder, linear, weights};
     use crate::schedule::schedule;
 
@@ -332,7 +332,7 @@ mod tests {
             &[1, 2],
             (-127, 127),
         );
-        let rescale = Op::Rescale(PublicRequant {
+        let rescale = Op::Rescale(Requant {
             multipliers: vec![1],
             shift: 2,
             clamp: (-16, 15),

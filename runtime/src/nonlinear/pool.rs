@@ -100,7 +100,7 @@ mod tests {
     use crate::cost::nonlinear::{self as cost};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values};
     use crate::params::nonlinear::{avg_pool_plan, max_pool_levels};
-    use crate::plan::Rounding;
+    use crate::plan::{Requant, Rounding};
 
     fn shape(c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> PoolShape {
         PoolShape {

@@ -174,7 +174,7 @@ mod tests {
     use super::*;
     use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
     use crate::params::nonlinear::{add_plan, rescale_plan};
-    use crate::plan::{AddSpec, PackDim, Packing, PublicRequant, Rounding};
+    use crate::plan::{AddSpec, PackDim, Packing, Requant, Rounding};
 
     fn packing(factor: u32, field_bits: u32) -> Packing {
         Packing {
@@ -301,7 +301,7 @@ mod tests {
     fn public_rescale_per_channel() {
         let r = (-50i128, 60i128);
         let ms = [3i64, -5, 11];
-        let spec = PublicRequant {
+        let spec = Requant {
             multipliers: ms.to_vec(),
             shift: 2,
             clamp: (0, 127),

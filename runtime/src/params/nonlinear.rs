@@ -8,7 +8,7 @@
 //! one per layer, and [`crate::cost::nonlinear`] prices it (the plans' `cost` methods live
 //! there, with the accounting). Protocol background: `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{AddSpec, AvgPoolSpec, Packing, PoolShape, PublicRequant, Rounding};
+use crate::plan::{AddSpec, AvgPoolSpec, Packing, PoolShape, Requant, Rounding};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
 /// offsets stay inside `u64`/`i128` arithmetic with room to spare).
@@ -567,7 +567,7 @@ fn clamp_of(c: (i64, i64)) -> (i128, i128) {
 /// # Errors
 /// As [`CombinePlan::new`].
 pub fn rescale_plan(
-    spec: &PublicRequant,
+    spec: &Requant,
     input: (u32, (i128, i128)),
     out_bits: u32,
 ) -> Result<CombinePlan, ParamError> {
@@ -626,14 +626,14 @@ pub fn avg_pool_plan(
         })
         .reduce(union_range)
         .unwrap_or((0, 0));
-    let clamp = clamp_of(spec.clamp);
+    let clamp = clamp_of(spec.requant.clamp);
     CombinePlan::new(
         &[(in_bits, range)],
         z,
-        spec.shift,
+        spec.requant.shift,
         clamp,
         out_bits,
-        spec.rounding,
+        spec.requant.rounding,
     )
 }
 

@@ -359,7 +359,7 @@ fn linear_multipliers(op: &Op, n: usize) -> Vec<i64> {
         .collect()
 }
 
-fn mults(r: &Option<crate::plan::RequantShape>) -> &[i64] {
+fn mults(r: &Option<crate::plan::Requant>) -> &[i64] {
     r.as_ref().map_or(&[], |r| r.multipliers.as_slice())
 }
 

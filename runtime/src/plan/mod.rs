@@ -13,7 +13,7 @@
 //! value; the real value is `scale · v`. The exact rules each layer applies are written in
 //! `docs/semantics.md` and implemented by [`crate::reference`], which is the definition every
 //! two-party run reproduces bit for bit. In short, a linear layer computes the accumulator
-//! `acc[c] = bias[c] + Σ w·x` over centred values, then [`RequantShape`]:
+//! `acc[c] = bias[c] + Σ w·x` over centred values, then a [`Requant`]:
 //! `y = clamp(round(acc·m[c] / 2^k), lo, hi)`, rounding to nearest with ties to even (see
 //! [`Rounding`]).
 
@@ -116,6 +116,11 @@ impl IntType {
             (1i64 << self.bits) - 1
         }
     }
+
+    /// The centred values `[min − zero_point, max − zero_point]` the type can hold.
+    pub fn centred_range(self, zero_point: i64) -> (i64, i64) {
+        (self.min() - zero_point, self.max() - zero_point)
+    }
 }
 
 impl fmt::Display for IntType {
@@ -142,6 +147,24 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// A tensor whose range is everything its type can hold (until range analysis narrows it).
+    pub fn new(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        ty: IntType,
+        zero_point: i64,
+        scale: f32,
+    ) -> Self {
+        TensorInfo {
+            name: name.into(),
+            shape,
+            ty,
+            zero_point,
+            scale,
+            range: ty.centred_range(zero_point),
+        }
+    }
+
     /// Number of elements of one sample.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
@@ -182,7 +205,7 @@ pub enum Op {
     Affine(LinearLayer<AffineShape>),
     /// Public rescaling of one tensor: `y = clamp(round(x·m / 2^k), lo, hi)`
     /// (a Q→DQ→Q chain, a ReLU between two quantizations, a Concat input with another scale).
-    Rescale(PublicRequant),
+    Rescale(Requant),
     /// `y = clamp(round((a·m_a + b·m_b) / 2^k), lo, hi)` with public multipliers.
     Add(AddSpec),
     /// Max pooling over windows; padding never wins the maximum.
@@ -218,6 +241,26 @@ impl Op {
     pub fn is_linear(&self) -> bool {
         matches!(self, Op::Conv(_) | Op::MatMul(_) | Op::Affine(_))
     }
+
+    /// The shape-independent part of a linear layer (`None` for other operations).
+    pub fn linear(&self) -> Option<LinearInfo<'_>> {
+        match self {
+            Op::Conv(l) => Some(l.info()),
+            Op::MatMul(l) => Some(l.info()),
+            Op::Affine(l) => Some(l.info()),
+            _ => None,
+        }
+    }
+
+    /// The [`Requant`] producing this layer's output: a linear layer's (if it requantizes), a
+    /// `Rescale` or an `AvgPool`. `Add` has its own two-input form ([`AddSpec`]).
+    pub fn requant(&self) -> Option<&Requant> {
+        match self {
+            Op::Rescale(r) => Some(r),
+            Op::AvgPool(a) => Some(&a.requant),
+            op => op.linear().and_then(|l| l.requant),
+        }
+    }
 }
 
 /// A linear layer: its shape, its public requantization parameters and its HE protocol choice.
@@ -233,31 +276,115 @@ pub struct LinearLayer<S> {
     pub acc_bits: u32,
     /// The naive bound `b_w + b_a + ⌈log2(terms)⌉` (+ bias), for comparison in `explain`.
     pub acc_bits_naive: u32,
-    /// Requantization applied to the accumulator; `None` leaves the raw accumulator as output.
-    pub requant: Option<RequantShape>,
+    /// Requantization applied to the accumulator (one multiplier per output channel); `None`
+    /// leaves the raw accumulator as output. Its parameters are public: both parties scale their
+    /// shares by `m[c]` (the secret is the weights and biases, not the quantization scales they
+    /// were trained with; see `docs/security.md`).
+    #[serde(with = "legacy_requant_order")]
+    pub requant: Option<Requant>,
     /// How the layer runs under HE.
     pub protocol: LinearProtocol,
 }
 
-/// The requantization of a linear layer's accumulator. Its parameters are public: both parties
-/// scale their shares by `m[c]` (the secret is the weights and biases, not the quantization
-/// scales they were trained with; see `docs/security.md`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RequantShape {
+impl<S> LinearLayer<S> {
+    /// The fields that do not depend on the shape.
+    pub fn info(&self) -> LinearInfo<'_> {
+        LinearInfo {
+            weight_ty: self.weight_ty,
+            acc_bits: self.acc_bits,
+            acc_bits_naive: self.acc_bits_naive,
+            requant: self.requant.as_ref(),
+            protocol: &self.protocol,
+        }
+    }
+}
+
+/// The shape-independent part of a linear layer, whatever its shape ([`Op::linear`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearInfo<'a> {
+    /// Element type of the centred weights.
+    pub weight_ty: IntType,
+    /// Sound accumulator width.
+    pub acc_bits: u32,
+    /// Naive accumulator width.
+    pub acc_bits_naive: u32,
+    /// Requantization of the accumulator, if any.
+    pub requant: Option<&'a Requant>,
+    /// How the layer runs under HE.
+    pub protocol: &'a LinearProtocol,
+}
+
+/// A requantization `y = clamp(round(x·m / 2^k), lo, hi)`, rounding to nearest with ties to
+/// even. The operation carrying it says which multiplier an element takes: a linear layer's
+/// output channel `c` takes `m[c]`; a `Rescale` one multiplier for the whole tensor or one per
+/// channel; an `AvgPool` window of `n` counted elements `m[n − 1]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requant {
+    /// The multipliers `m`.
+    pub multipliers: Vec<i64>,
     /// Right shift `k`.
     pub shift: u32,
     /// Output clamp `[lo, hi]` on centred values (ReLU/Clip fused here).
     pub clamp: (i64, i64),
     /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
     pub rounding: Rounding,
-    /// Multiplier `m[c]` per output channel.
-    pub multipliers: Vec<i64>,
 }
 
-impl RequantShape {
-    /// Bits of the largest `|m[c]|`.
+impl Requant {
+    /// Bits of the largest `|m|`.
     pub fn multiplier_bits(&self) -> u32 {
         multiplier_bits(&self.multipliers)
+    }
+}
+
+/// The plan format's legacy field order of a linear layer's [`Requant`]: shift, clamp,
+/// rounding, then the multipliers (every other requantization puts the multipliers first).
+/// Plan files written before the requantization types were unified encode it this way, so the
+/// encoding stays byte for byte the same without a format version bump.
+mod legacy_requant_order {
+    use super::{Requant, Rounding};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// [`Requant`] with the fields in the legacy order (borrowed, for writing).
+    #[derive(Serialize)]
+    #[serde(rename = "RequantShape")]
+    struct Ref<'a> {
+        shift: u32,
+        clamp: (i64, i64),
+        rounding: Rounding,
+        multipliers: &'a [i64],
+    }
+
+    /// [`Requant`] with the fields in the legacy order (owned, for reading).
+    #[derive(Deserialize)]
+    #[serde(rename = "RequantShape")]
+    struct Owned {
+        shift: u32,
+        clamp: (i64, i64),
+        rounding: Rounding,
+        multipliers: Vec<i64>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(r: &Option<Requant>, s: S) -> Result<S::Ok, S::Error> {
+        r.as_ref()
+            .map(|r| Ref {
+                shift: r.shift,
+                clamp: r.clamp,
+                rounding: r.rounding,
+                multipliers: &r.multipliers,
+            })
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Requant>, D::Error> {
+        Ok(Option::<Owned>::deserialize(d)?.map(|o| Requant {
+            multipliers: o.multipliers,
+            shift: o.shift,
+            clamp: o.clamp,
+            rounding: o.rounding,
+        }))
     }
 }
 
@@ -282,20 +409,8 @@ pub enum Rounding {
     NoTies,
 }
 
-/// A requantization of one activation tensor (no linear layer before it).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PublicRequant {
-    /// Multiplier `m`, one per channel or a single one for the whole tensor.
-    pub multipliers: Vec<i64>,
-    /// Right shift `k`.
-    pub shift: u32,
-    /// Output clamp `[lo, hi]` on centred values.
-    pub clamp: (i64, i64),
-    /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
-    pub rounding: Rounding,
-}
-
-/// Residual add with scale alignment.
+/// Residual add with scale alignment. Not a [`Requant`]: its two multipliers belong to the two
+/// inputs of one sum, not to elements of one tensor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddSpec {
     /// Multiplier of the first input.
@@ -401,20 +516,18 @@ impl PoolShape {
 /// Average pooling: the sum over the counted window elements, then
 /// `y = clamp(round(sum·m[n] / 2^k), lo, hi)` where `n` is the number of elements
 /// counted (the whole window if `count_include_pad`, else the ones inside the input).
+///
+/// The encoding is the fields of `pool`, `count_include_pad`, then those of `requant` (postcard
+/// writes a nested struct as its fields), as when the requantization fields were inline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AvgPoolSpec {
     /// Window geometry (global average pooling: the window is the whole input).
     pub pool: PoolShape,
     /// Whether padded positions count in the divisor.
     pub count_include_pad: bool,
-    /// `multipliers[n − 1]` is the multiplier for a window of `n` counted elements.
-    pub multipliers: Vec<i64>,
-    /// Right shift `k`.
-    pub shift: u32,
-    /// Output clamp `[lo, hi]` on centred values.
-    pub clamp: (i64, i64),
-    /// How ties `x·m ≡ 2^(k−1) (mod 2^k)` round.
-    pub rounding: Rounding,
+    /// The requantization of the window sums: `multipliers[n − 1]` is the multiplier for a
+    /// window of `n` counted elements.
+    pub requant: Requant,
 }
 
 impl AvgPoolSpec {
@@ -426,7 +539,7 @@ impl AvgPoolSpec {
         } else {
             in_bounds
         };
-        self.multipliers.get(n.checked_sub(1)?).copied()
+        self.requant.multipliers.get(n.checked_sub(1)?).copied()
     }
 }
 

@@ -176,13 +176,8 @@ fn tensor_lens(plan: &Plan, errs: &mut Vec<String>) -> Vec<Option<usize>> {
 /// Checks the numeric parameters of an operation that do not depend on tensor shapes.
 fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
     let (clamp, shift) = match op {
-        Op::Conv(l) => l.requant.as_ref().map(|r| (r.clamp, r.shift)).unzip(),
-        Op::MatMul(l) => l.requant.as_ref().map(|r| (r.clamp, r.shift)).unzip(),
-        Op::Affine(l) => l.requant.as_ref().map(|r| (r.clamp, r.shift)).unzip(),
-        Op::Rescale(r) => (Some(r.clamp), Some(r.shift)),
         Op::Add(a) => (Some(a.clamp), Some(a.shift)),
-        Op::AvgPool(a) => (Some(a.clamp), Some(a.shift)),
-        Op::MaxPool(_) | Op::Concat | Op::Reshape => (None, None),
+        op => op.requant().map(|r| (r.clamp, r.shift)).unzip(),
     };
     if let Some((lo, hi)) = clamp
         && lo > hi
@@ -194,7 +189,8 @@ fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
     {
         errs.push(format!("{at}: shift {k} is not below 64"));
     }
-    if let Some((acc_bits, weight_ty)) = linear_acc(op) {
+    if let Some(linear) = op.linear() {
+        let (acc_bits, weight_ty, proto) = (linear.acc_bits, linear.weight_ty, linear.protocol);
         if !(1..=64).contains(&acc_bits) {
             errs.push(format!("{at}: accumulator width {acc_bits} outside 1..=64"));
         }
@@ -204,8 +200,6 @@ fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
                 weight_ty.bits
             ));
         }
-    }
-    if let Some(proto) = linear_protocol(op) {
         let t = &proto.tile;
         if ![2048, 4096, 8192].contains(&proto.he.degree) {
             errs.push(format!(
@@ -239,7 +233,7 @@ fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
 }
 
 /// Whether a linear layer's requantization has one multiplier per output channel.
-fn requant_channels(requant: &Option<super::RequantShape>, channels: usize) -> bool {
+fn requant_channels(requant: &Option<super::Requant>, channels: usize) -> bool {
     requant
         .as_ref()
         .is_none_or(|r| r.multipliers.len() == channels)
@@ -293,7 +287,7 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
             fits(out == s.channels.checked_mul(oh)?.checked_mul(ow)?)?;
             let window = s.kernel[0].checked_mul(s.kernel[1])?;
             if let Op::AvgPool(a) = op {
-                fits(a.multipliers.len() == window)?;
+                fits(a.requant.multipliers.len() == window)?;
             }
             out.checked_mul(window)
         }
@@ -385,7 +379,7 @@ fn check_weights(plan: &Plan, entries: &[(super::LayerId, LayerWeights)], errs: 
                 lw.bias.len(),
             ));
         }
-        if let Some((_, ty)) = linear_acc(&layer.op)
+        if let Some(ty) = layer.op.linear().map(|l| l.weight_ty)
             && (1..=32).contains(&ty.bits)
             && let Some(w) = lw
                 .weights
@@ -407,26 +401,6 @@ fn check_weights(plan: &Plan, entries: &[(super::LayerId, LayerWeights)], errs: 
 /// Product of dimensions, `None` on overflow.
 fn checked_product(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
-}
-
-/// Accumulator width and weight type of a linear layer.
-fn linear_acc(op: &Op) -> Option<(u32, super::IntType)> {
-    match op {
-        Op::Conv(l) => Some((l.acc_bits, l.weight_ty)),
-        Op::MatMul(l) => Some((l.acc_bits, l.weight_ty)),
-        Op::Affine(l) => Some((l.acc_bits, l.weight_ty)),
-        _ => None,
-    }
-}
-
-/// The HE protocol of a linear layer.
-pub(crate) fn linear_protocol(op: &Op) -> Option<&super::LinearProtocol> {
-    match op {
-        Op::Conv(l) => Some(&l.protocol),
-        Op::MatMul(l) => Some(&l.protocol),
-        Op::Affine(l) => Some(&l.protocol),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -505,7 +479,12 @@ mod tests {
     #[test]
     fn avgpool_needs_one_multiplier_per_count() {
         assert_eq!(
-            errors(|p| avgpool(p).multipliers.pop().map(drop).unwrap_or_default()),
+            errors(|p| avgpool(p)
+                .requant
+                .multipliers
+                .pop()
+                .map(drop)
+                .unwrap_or_default()),
             vec!["l2 (l2): shapes do not fit the avgpool operation".to_string()]
         );
     }

@@ -398,7 +398,8 @@ fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Result<Vec<i64>, RoundFail> {
         let (n, sum) = values.fold((0usize, 0i128), |(n, s), v| (n + 1, s + i128::from(v)));
         // validate() sizes the table to the window, and a window holds at least one element.
         let m = a.multiplier(n).unwrap_or(0);
-        match requantize(sum, m, a.shift, a.clamp, a.rounding) {
+        let r = &a.requant;
+        match requantize(sum, m, r.shift, r.clamp, r.rounding) {
             Ok(v) => y.push(v),
             Err(e) => failure = Some(e),
         }

@@ -2,7 +2,7 @@
 
 use super::testutil::{PlanBuilder, linear, requant, weights};
 use super::*;
-use crate::plan::{AddSpec, IntType, PublicRequant, Rounding};
+use crate::plan::{AddSpec, IntType, Requant, Rounding};
 
 const WIDE: (i64, i64) = (-1000, 1000);
 
@@ -37,7 +37,7 @@ fn pool(c: usize, hw: [usize; 2], k: [usize; 2], s: [usize; 2], pads: [usize; 4]
 }
 
 fn rescale(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> Op {
-    Op::Rescale(PublicRequant {
+    Op::Rescale(Requant {
         multipliers: multipliers.to_vec(),
         shift,
         clamp,
@@ -239,7 +239,7 @@ fn rescale_shift_zero_has_no_rounding() {
 
 #[test]
 fn declared_tie_free_rescale_fails_on_a_tie() {
-    let op = Op::Rescale(PublicRequant {
+    let op = Op::Rescale(Requant {
         multipliers: vec![1],
         shift: 1,
         clamp: WIDE,
@@ -302,10 +302,12 @@ fn avgpool(count_include_pad: bool) -> Op {
         pool: pool(1, [3, 3], [2, 2], [2, 2], [1, 1, 1, 1]),
         count_include_pad,
         // ≈ 256 / n for n = 1..4.
-        multipliers: vec![256, 128, 85, 64],
-        shift: 8,
-        clamp: WIDE,
-        rounding: Rounding::HalfEven,
+        requant: Requant {
+            multipliers: vec![256, 128, 85, 64],
+            shift: 8,
+            clamp: WIDE,
+            rounding: Rounding::HalfEven,
+        },
     })
 }
 
@@ -340,10 +342,12 @@ fn avgpool_asymmetric_pads() {
     let op = Op::AvgPool(AvgPoolSpec {
         pool: pool(1, [2, 2], [2, 2], [1, 1], [0, 1, 1, 0]),
         count_include_pad: false,
-        multipliers: vec![256, 128, 85, 64],
-        shift: 8,
-        clamp: WIDE,
-        rounding: Rounding::HalfEven,
+        requant: Requant {
+            multipliers: vec![256, 128, 85, 64],
+            shift: 8,
+            clamp: WIDE,
+            rounding: Rounding::HalfEven,
+        },
     });
     assert_eq!(
         run_one(op, &[1, 2, 2], &[1, 2, 2], &[1, 2, 3, 4]).unwrap(),

@@ -6,12 +6,12 @@
 //! builder checks nothing itself: [`PlanBuilder::build`] runs [`crate::plan::validate`].
 //!
 //! ```
-//! use heq_runtime::plan::{Op, PublicRequant, Rounding};
+//! use heq_runtime::plan::{Op, Requant, Rounding};
 //! use heq_runtime::reference::{self, testutil::PlanBuilder};
 //!
 //! let mut b = PlanBuilder::new(&[4], (-8, 8));
 //! let rounding = Rounding::HalfEven;
-//! let half = Op::Rescale(PublicRequant { multipliers: vec![1], shift: 1, clamp: (-4, 4), rounding });
+//! let half = Op::Rescale(Requant { multipliers: vec![1], shift: 1, clamp: (-4, 4), rounding });
 //! let y = b.layer(half, &[b.input()], &[4], (-4, 4));
 //! let plan = b.build(y).unwrap();
 //! // −1.5, −0.5, 0.5 and 4: ties go to the even neighbour.
@@ -22,8 +22,7 @@ use crate::error::PlanError;
 use crate::plan::{
     AddSpec, AffineShape, AvgPoolSpec, ConvShape, GlobalProtocol, HeParams, IntType, IoSpec, Layer,
     LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
-    PoolShape, PublicPlan, PublicRequant, RequantShape, Rounding, ServerWeights, TensorId,
-    TensorInfo, Tile,
+    PoolShape, PublicPlan, Requant, Rounding, ServerWeights, TensorId, TensorInfo, Tile,
 };
 
 /// Builds a plan layer by layer.
@@ -149,7 +148,7 @@ impl PlanBuilder {
 
 /// A linear layer of the given shape with `i8` weights, accumulator width `acc_bits` (also
 /// used as the naive width) and [`default_protocol`].
-pub fn linear<S>(shape: S, acc_bits: u32, requant: Option<RequantShape>) -> LinearLayer<S> {
+pub fn linear<S>(shape: S, acc_bits: u32, requant: Option<Requant>) -> LinearLayer<S> {
     LinearLayer {
         shape,
         weight_ty: IntType {
@@ -164,8 +163,8 @@ pub fn linear<S>(shape: S, acc_bits: u32, requant: Option<RequantShape>) -> Line
 }
 
 /// A requantization with per-channel multipliers, shift `k` and the given clamp, ties to even.
-pub fn requant(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> RequantShape {
-    RequantShape {
+pub fn requant(multipliers: &[i64], shift: u32, clamp: (i64, i64)) -> Requant {
+    Requant {
         shift,
         clamp,
         rounding: Rounding::HalfEven,
@@ -244,10 +243,12 @@ pub fn every_op_plan() -> Plan {
     let avg = AvgPoolSpec {
         pool: pool([3, 3], [2, 2], [1, 1, 1, 1]),
         count_include_pad: false,
-        multipliers: (1..=9).map(|n| 256 / n).collect(),
-        shift: 8,
-        clamp: (0, 15),
-        rounding: Rounding::HalfEven,
+        requant: Requant {
+            multipliers: (1..=9).map(|n| 256 / n).collect(),
+            shift: 8,
+            clamp: (0, 15),
+            rounding: Rounding::HalfEven,
+        },
     };
     let t3 = b.layer(Op::AvgPool(avg), &[t1], &[2, 2, 2], (0, 15));
     let add = Op::Add(AddSpec {
@@ -293,7 +294,7 @@ pub fn every_op_plan() -> Plan {
         &[1, 3],
         (-1023, 1023),
     );
-    let rescale = Op::Rescale(PublicRequant {
+    let rescale = Op::Rescale(Requant {
         multipliers: vec![1],
         shift: 2,
         clamp: (-128, 127),

@@ -2,11 +2,13 @@
 //! integer tensor (QCDQ: QuantizeLinear → Clip → DequantizeLinear) narrows its type.
 
 use crate::error::{Error, Result};
+use crate::frontend::attrs::attr_float;
+use crate::frontend::context::Ctx;
 use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
 use crate::frontend::tensor::{Const, ConstData};
-use crate::frontend::{
-    Ctx, Pending, PendingOp, RealClamp, Value, attr_float, type_for_range, unsupported,
-};
+use crate::frontend::unsupported;
+use crate::frontend::value::{Pending, PendingOp, RealClamp, Value};
+use crate::frontend::weights::type_for_range;
 use heq_runtime::plan::IntType;
 use tract_onnx::pb::NodeProto;
 

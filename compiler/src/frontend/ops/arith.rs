@@ -2,9 +2,12 @@
 //! com.microsoft QLinearAdd.
 
 use crate::error::{Error, Result};
+use crate::frontend::context::Ctx;
 use crate::frontend::ops::conv::{dq_operand, q_result};
 use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
-use crate::frontend::{Ctx, Pending, PendingOp, RealClamp, Value, bias_acc, unsupported};
+use crate::frontend::unsupported;
+use crate::frontend::value::{Pending, PendingOp, RealClamp, Value};
+use crate::frontend::weights::bias_acc;
 use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.

@@ -1,11 +1,14 @@
 //! Conv (QDQ), QLinearConv and ConvInteger: 2-D, grouped and depthwise, strided, padded.
 
 use crate::error::{Error, Result};
+use crate::frontend::attrs::{attr_int, attr_ints, chw, pads_2d, sizes, strides_2d};
+use crate::frontend::context::Ctx;
 use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
-use crate::frontend::{
-    Ctx, LinearDraft, LinearKind, Pending, PendingOp, QConst, QParams, RealClamp, Value, attr_int,
-    attr_ints, bias_acc, chw, pads_2d, sizes, strides_2d, unsupported, weight_parts,
-};
+use crate::frontend::tensor::{Const, ConstData};
+use crate::frontend::unsupported;
+use crate::frontend::value::{LinearDraft, Pending, PendingOp, QConst, QParams, RealClamp, Value};
+use crate::frontend::weights::{bias_acc, linear_operands, weight_parts};
+use crate::ir::LinearShape;
 use heq_runtime::plan::{ConvShape, IntType};
 use tract_onnx::pb::NodeProto;
 
@@ -48,18 +51,12 @@ pub(crate) fn conv_pending(
     w: Value,
     bias: Option<Value>,
 ) -> Result<Pending> {
-    let Value::Real(t) = x else {
-        return Err(unsupported(
-            node,
-            "the input is not a dequantized integer tensor",
-        ));
-    };
-    let Value::ConstReal(w) = w else {
-        return Err(unsupported(
-            node,
-            "the weights are not a dequantized integer constant",
-        ));
-    };
+    let (t, w) = linear_operands(
+        node,
+        x,
+        w,
+        "the weights are not a dequantized integer constant",
+    )?;
     let fact = cx.graph.tensor(t);
     let [c, h, wd] = chw(node, &fact.shape)?;
     let [m, cg, kh, kw] = <[usize; 4]>::try_from(w.dims.as_slice())
@@ -106,7 +103,7 @@ pub(crate) fn conv_pending(
     let [oh, ow] = shape.out_hw();
     Ok(Pending {
         op: PendingOp::Linear(LinearDraft {
-            kind: LinearKind::Conv(shape),
+            shape: LinearShape::Conv(shape),
             input: t,
             weights,
             weight_ty,
@@ -130,6 +127,16 @@ fn conv(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     Ok(())
 }
 
+/// The scale and zero point of a QOperator operand or result at inputs `si`, `zi` (uint8 when
+/// the zero point is absent).
+fn qoperator_params(cx: &Ctx, node: &NodeProto, si: usize, zi: usize) -> Result<QParams> {
+    let uint8 = IntType {
+        bits: 8,
+        signed: false,
+    };
+    cx.qparams(node, si, zi, uint8)
+}
+
 /// Dequantizes QOperator operand `x` with the scale and zero point at inputs `si`, `zi`;
 /// weights (`axis = Some(a)`) may be quantized per slice along `a`.
 pub(crate) fn dq_operand(
@@ -141,15 +148,7 @@ pub(crate) fn dq_operand(
     axis: Option<i64>,
 ) -> Result<Value> {
     let x = cx.required(node, xi)?;
-    let mut q = cx.qparams(
-        node,
-        si,
-        zi,
-        IntType {
-            bits: 8,
-            signed: false,
-        },
-    )?;
+    let mut q = qoperator_params(cx, node, si, zi)?;
     q.axis = axis.unwrap_or(0);
     cx.dequantize(node, x, &q)
 }
@@ -162,15 +161,7 @@ pub(crate) fn q_result(
     si: usize,
     zi: usize,
 ) -> Result<()> {
-    let q = cx.qparams(
-        node,
-        si,
-        zi,
-        IntType {
-            bits: 8,
-            signed: false,
-        },
-    )?;
+    let q = qoperator_params(cx, node, si, zi)?;
     let out = node.output.first().cloned().unwrap_or_default();
     let v = cx.quantize(node, v, &q, &out)?;
     cx.set_output(node, 0, v);
@@ -210,9 +201,9 @@ pub(crate) fn int_operands(
     };
     let x = cx.dequantize(node, x, &xq)?;
     let w = match cx.required(node, 1)? {
-        Value::Const(crate::frontend::tensor::Const {
+        Value::Const(Const {
             dims,
-            data: crate::frontend::tensor::ConstData::Int { ty, values },
+            data: ConstData::Int { ty, values },
         }) => {
             let wq = QParams {
                 scale: vec![1.0; wz.len()],

@@ -2,12 +2,14 @@
 //! activation times a constant weight matrix.
 
 use crate::error::{Error, Result};
+use crate::frontend::attrs::{attr_float, attr_int};
+use crate::frontend::context::Ctx;
 use crate::frontend::ops::conv::{dq_operand, int_operands, q_result};
 use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
-use crate::frontend::{
-    Ctx, LinearDraft, LinearKind, Pending, PendingOp, RealClamp, Value, attr_float, attr_int,
-    bias_acc, unsupported, weight_parts,
-};
+use crate::frontend::unsupported;
+use crate::frontend::value::{LinearDraft, Pending, PendingOp, RealClamp, Value};
+use crate::frontend::weights::{bias_acc, linear_operands, weight_parts};
+use crate::ir::LinearShape;
 use heq_runtime::plan::MatMulShape;
 use tract_onnx::pb::NodeProto;
 
@@ -70,18 +72,12 @@ fn matmul_pending(
     trans_b: bool,
     alpha: f64,
 ) -> Result<Pending> {
-    let Value::Real(t) = x else {
-        return Err(unsupported(
-            node,
-            "the input is not a dequantized integer tensor",
-        ));
-    };
-    let Value::ConstReal(w) = w else {
-        return Err(unsupported(
-            node,
-            "the weight matrix is not a dequantized integer constant",
-        ));
-    };
+    let (t, w) = linear_operands(
+        node,
+        x,
+        w,
+        "the weight matrix is not a dequantized integer constant",
+    )?;
     let fact = cx.graph.tensor(t);
     let (rows, inner) = match fact.shape.as_slice() {
         [k] => (1, *k),
@@ -116,7 +112,7 @@ fn matmul_pending(
     };
     Ok(Pending {
         op: PendingOp::Linear(LinearDraft {
-            kind: LinearKind::MatMul(MatMulShape { rows, inner, cols }),
+            shape: LinearShape::MatMul(MatMulShape { rows, inner, cols }),
             input: t,
             weights,
             weight_ty,

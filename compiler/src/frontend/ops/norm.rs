@@ -3,10 +3,12 @@
 //! dequantized tensor, a stand-alone per-channel `Affine` layer.
 
 use crate::error::{Error, Result};
+use crate::frontend::attrs::attr_float;
+use crate::frontend::context::Ctx;
 use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
-use crate::frontend::{
-    Ctx, LinearDraft, LinearKind, Pending, PendingOp, RealClamp, Value, attr_float, unsupported,
-};
+use crate::frontend::unsupported;
+use crate::frontend::value::{LinearDraft, Pending, PendingOp, RealClamp, Value};
+use crate::ir::LinearShape;
 use heq_runtime::plan::{AffineShape, IntType};
 use tract_onnx::pb::NodeProto;
 
@@ -159,7 +161,7 @@ fn batch_norm(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
             let per_channel = fact.shape[1..].iter().product();
             Value::Pending(Pending {
                 op: PendingOp::Linear(LinearDraft {
-                    kind: LinearKind::Affine(AffineShape {
+                    shape: LinearShape::Affine(AffineShape {
                         channels: c,
                         per_channel,
                     }),

@@ -3,12 +3,12 @@
 //! at once; average pooling waits for its output quantization (one multiplier per window count).
 
 use crate::error::{Error, Result};
+use crate::frontend::attrs::{attr_int, attr_ints, chw, pads_2d, sizes, strides_2d};
+use crate::frontend::context::Ctx;
 use crate::frontend::ops::conv::{dq_operand, q_result};
 use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
-use crate::frontend::{
-    Ctx, Pending, PendingOp, RealClamp, Value, attr_int, attr_ints, chw, pads_2d, sizes,
-    strides_2d, unsupported,
-};
+use crate::frontend::unsupported;
+use crate::frontend::value::{Pending, PendingOp, RealClamp, Value};
 use crate::ir::LayerOp;
 use heq_runtime::plan::PoolShape;
 use tract_onnx::pb::NodeProto;

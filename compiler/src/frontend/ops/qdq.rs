@@ -2,8 +2,10 @@
 //! type from int2 to int32).
 
 use crate::error::Result;
+use crate::frontend::attrs::attr_int;
+use crate::frontend::context::Ctx;
 use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
-use crate::frontend::{Ctx, attr_int, tensor, unsupported};
+use crate::frontend::{tensor, unsupported};
 use heq_runtime::plan::IntType;
 use tract_onnx::pb::NodeProto;
 

@@ -2,11 +2,12 @@
 //! the quantization; a concatenation of differently quantized inputs rescales them first.
 
 use crate::error::{Error, Result};
+use crate::frontend::attrs::{attr_int, normalize_axis};
+use crate::frontend::context::Ctx;
 use crate::frontend::ops::conv::{dq_operand, q_result};
 use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
-use crate::frontend::{
-    Ctx, Pending, PendingOp, RealClamp, Value, attr_int, normalize_axis, unsupported,
-};
+use crate::frontend::unsupported;
+use crate::frontend::value::{Pending, PendingOp, RealClamp, Value};
 use crate::ir::{LayerOp, TensorId};
 use tract_onnx::pb::NodeProto;
 

@@ -1,0 +1,196 @@
+//! Building the layer graph of a model: looks every node up in the registry (reporting all
+//! unknown operators at once), binds the initializers and the graph input, runs each node's
+//! builder in file order, and binds the graph output.
+
+use super::context::Ctx;
+use super::registry::{Builder, OpRegistry};
+use super::value::Value;
+use super::{domain_name, tensor};
+use crate::error::{Error, Result, UnsupportedNode};
+use crate::ir::{LayerGraph, Port};
+use tract_onnx::pb::{
+    GraphProto, ModelProto, ValueInfoProto, tensor_shape_proto::dimension, type_proto,
+};
+
+/// Largest input sample heqc compiles (elements).
+const MAX_INPUT_ELEMENTS: usize = 1 << 28;
+
+/// Builds the layer graph of a model.
+///
+/// # Errors
+/// Every unsupported node at once ([`Error::Unsupported`]), or the first malformed node.
+pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
+    let graph = model.graph.as_ref().ok_or_else(|| Error::Decode {
+        path: name.to_string(),
+        reason: "the model has no graph".into(),
+    })?;
+    let builders = node_builders(graph, &OpRegistry::standard())?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(21);
+    let mut cx = Ctx::new(name, opset);
+    for t in &graph.initializer {
+        cx.values
+            .insert(t.name.clone(), Value::Const(tensor::decode(t)?));
+    }
+    let input = graph_input(graph, &cx, name)?;
+    bind_input(&mut cx, input)?;
+    for (node, build_node) in graph.node.iter().zip(builders) {
+        build_node(&mut cx, node)?;
+    }
+    bind_output(&mut cx, graph, name)?;
+    if cx.graph.tensors().is_empty() {
+        return Err(input_error(input, "the float input is never quantized"));
+    }
+    Ok(cx.graph)
+}
+
+/// The builder of every node, in order.
+///
+/// # Errors
+/// [`Error::Unsupported`] naming every node whose operator is not registered.
+fn node_builders(graph: &GraphProto, registry: &OpRegistry) -> Result<Vec<Builder>> {
+    let mut builders = Vec::with_capacity(graph.node.len());
+    let mut missing = Vec::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        match registry.get(&n.domain, &n.op_type) {
+            Some(b) => builders.push(b),
+            None => missing.push(UnsupportedNode {
+                name: if n.name.is_empty() {
+                    format!("<unnamed #{i}>")
+                } else {
+                    n.name.clone()
+                },
+                op_type: n.op_type.clone(),
+                domain: domain_name(&n.domain).to_string(),
+                reason: None,
+            }),
+        }
+    }
+    if missing.is_empty() {
+        Ok(builders)
+    } else {
+        Err(Error::Unsupported(missing))
+    }
+}
+
+/// An error about the graph input.
+fn input_error(input: &ValueInfoProto, reason: &str) -> Error {
+    Error::model(&input.name, "graph input", reason.to_string())
+}
+
+/// The one graph input that is not an initializer.
+///
+/// # Errors
+/// No such input, or more than one.
+fn graph_input<'a>(graph: &'a GraphProto, cx: &Ctx, name: &str) -> Result<&'a ValueInfoProto> {
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !cx.values.contains_key(&i.name))
+        .collect();
+    match inputs.as_slice() {
+        [input] => Ok(input),
+        _ => Err(Error::model(
+            name,
+            "graph",
+            format!(
+                "{} graph inputs besides initializers; heqc compiles models with exactly one",
+                inputs.len()
+            ),
+        )),
+    }
+}
+
+/// Binds the graph input: a float input waits for its QuantizeLinear, an integer input becomes
+/// the input tensor (scale 1 until a DequantizeLinear says otherwise).
+///
+/// # Errors
+/// A shape without a batch dimension, symbolic or oversized, or an element type that is neither
+/// float nor integer.
+fn bind_input(cx: &mut Ctx, input: &ValueInfoProto) -> Result<()> {
+    let Some(type_proto::Value::TensorType(tt)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(input_error(input, "not a tensor"));
+    };
+    let dims = tt
+        .shape
+        .as_ref()
+        .map(|s| s.dim.as_slice())
+        .unwrap_or_default();
+    let mut shape = Vec::new();
+    for (i, d) in dims.iter().enumerate() {
+        match &d.value {
+            Some(dimension::Value::DimValue(v)) if *v >= 0 && *v < 1 << 24 => {
+                shape.push(*v as usize)
+            }
+            _ if i == 0 => shape.push(1),
+            _ => {
+                return Err(input_error(
+                    input,
+                    "symbolic or invalid dimension after the batch dimension",
+                ));
+            }
+        }
+    }
+    if shape.is_empty() {
+        return Err(input_error(input, "a scalar input has no batch dimension"));
+    }
+    let sample = shape[1..].to_vec();
+    if sample
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .is_none_or(|n| n > MAX_INPUT_ELEMENTS)
+    {
+        return Err(input_error(input, "more than 2^28 elements per sample"));
+    }
+    let v = if tt.elem_type == tensor::dtype::FLOAT {
+        Value::FloatInput(sample)
+    } else if let Some(ty) = tensor::int_type(tt.elem_type) {
+        let t = cx.tensor(&input.name, sample, ty, 0, 1.0);
+        cx.graph.input = Port {
+            name: input.name.clone(),
+            tensor: t,
+        };
+        Value::Quant(t)
+    } else {
+        return Err(input_error(
+            input,
+            "element type is neither float nor an integer type",
+        ));
+    };
+    cx.values.insert(input.name.clone(), v);
+    Ok(())
+}
+
+/// Binds the graph output to the integer tensor that computes it.
+///
+/// # Errors
+/// Not exactly one output, or an output that is not a quantized tensor.
+fn bind_output(cx: &mut Ctx, graph: &GraphProto, name: &str) -> Result<()> {
+    let [output] = graph.output.as_slice() else {
+        return Err(Error::model(
+            name,
+            "graph",
+            format!(
+                "{} graph outputs; heqc compiles models with exactly one",
+                graph.output.len()
+            ),
+        ));
+    };
+    let output_error = |reason: &str| Error::model(&output.name, "graph output", reason);
+    let t = match cx.values.get(&output.name) {
+        Some(Value::Real(t) | Value::Quant(t)) => *t,
+        Some(_) => return Err(output_error("the output is not a quantized tensor")),
+        None => return Err(output_error("no node computes the output")),
+    };
+    cx.graph.output = Port {
+        name: output.name.clone(),
+        tensor: t,
+    };
+    Ok(())
+}
