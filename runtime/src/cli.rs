@@ -588,10 +588,6 @@ fn batch_size(shape: &[usize], sample: &[usize]) -> anyhow::Result<Option<usize>
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
     use clap::CommandFactory;

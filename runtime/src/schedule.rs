@@ -532,10 +532,6 @@ fn combined_range(x: (i128, i128), multipliers: &[i64]) -> (i128, i128) {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
     use crate::plan::{MatMulShape, PublicRequant, Rounding};

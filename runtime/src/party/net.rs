@@ -527,10 +527,6 @@ impl<E: Exchange> Exchange for Progress<E> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
 

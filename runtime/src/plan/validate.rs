@@ -430,10 +430,6 @@ pub(crate) fn linear_protocol(op: &Op) -> Option<&super::LinearProtocol> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
     use crate::plan::{AvgPoolSpec, TensorInfo};
