@@ -1,7 +1,6 @@
 //! Frontend tests on the fixture models: every quantized model compiles, the unsupported one
 //! names every unsupported node, damaged files give errors (never panics), and snapshots of the
 //! IR text and the explain report.
-#![allow(clippy::unwrap_used)]
 
 mod common;
 

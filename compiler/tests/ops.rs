@@ -1,6 +1,5 @@
 //! The README's table of supported operators is `heqc ops` verbatim. This test fails when it is
 //! stale; `HEQC_UPDATE_README=1 cargo test -p heqc --test ops` rewrites it.
-#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -6,7 +6,6 @@
 //! ```text
 //! HEQC_UPDATE_PLANS=1 cargo test -p heqc --test plans
 //! ```
-#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -475,10 +475,6 @@ fn linear_step(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
     use crate::plan::{MatMulShape, Requant, Rounding};

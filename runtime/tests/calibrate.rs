@@ -1,9 +1,5 @@
 //! `heq-run calibrate`: the real binary writes a compute profile that parses and prices work.
 #![cfg(feature = "cli")]
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 
 use heq_runtime::cost::compute::{ComputeProfile, HeOps};
 use heq_runtime::plan::HeParams;

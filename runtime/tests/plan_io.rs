@@ -1,10 +1,6 @@
 //! Plan files from hostile or damaged sources: `read_plan_bytes` must reject them with an error,
 //! never panic or allocate from an unchecked length, and whatever it accepts must run in the
 //! reference executor without panicking.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 
 use heq_runtime::error::{ExecError, PlanError};
 use heq_runtime::plan::{

@@ -49,10 +49,6 @@ pub fn solve(options: &[Vec<Choice>], budget: f64) -> Result<Vec<Option<usize>>>
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
 

@@ -300,10 +300,6 @@ pub fn plan_cost_batched(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
     use crate::cost::linear::matmul_cost;

@@ -404,10 +404,6 @@ fn checked_product(dims: &[usize]) -> Option<usize> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
     use crate::plan::{AvgPoolSpec, TensorInfo};

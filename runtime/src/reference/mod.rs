@@ -408,8 +408,4 @@ fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Result<Vec<i64>, RoundFail> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests;

@@ -626,10 +626,6 @@ pub async fn loopback() -> Result<Loopback, NetError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
 mod tests {
     use super::*;
 
