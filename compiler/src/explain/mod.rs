@@ -1,8 +1,8 @@
 //! `heqc explain`: a plan → a per-layer report (text table, YAML or JSON). Works on client
 //! plans (no weights: weight counts and runner-ups are then absent).
 //!
-//! Two steps: [`report`] builds the [`Report`] (rows and totals, from the plan and its
-//! predictions), [`render`] formats it. A freshly compiled plan is reported from its
+//! Two steps: the report data (`report.rs`: the [`Report`], rows and totals from the plan and
+//! its predictions) and its rendering (`render.rs`: [`text`], [`format`]). A freshly compiled plan is reported from its
 //! [`Selection`] ([`report_selection`]: nothing priced or searched again); a plan read from disk
 //! is priced, and its runner-ups searched, anew ([`report_with`]). Both give the same report.
 
