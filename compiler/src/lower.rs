@@ -101,11 +101,7 @@ fn unselected() -> LinearProtocol {
 }
 
 /// The plan's linear layer of shape `shape` and its weights.
-fn linear<S>(
-    l: &Linear,
-    shape: S,
-    name: &str,
-) -> Result<(LinearLayer<S>, LayerWeights)> {
+fn linear<S>(l: &Linear, shape: S, name: &str) -> Result<(LinearLayer<S>, LayerWeights)> {
     let acc = l.acc.ok_or_else(|| Error::Invariant {
         pass: "lower",
         violations: vec![format!("'{name}': no accumulator width")],

@@ -7,12 +7,13 @@
 //! or failing, stops the pipeline with an error that names the pass.
 
 use heq_runtime::plan::{
-    AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, PublicRequant,
-    Rounding,
+    AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, Rounding,
 };
 use heqc::Error;
 use heqc::ir::verify::verify;
-use heqc::ir::{Layer, LayerGraph, LayerOp, Linear, Port, Requant, TensorFact, TensorId};
+use heqc::ir::{
+    Layer, LayerGraph, LayerOp, Linear, LinearShape, Port, Requant, TensorId, TensorInfo,
+};
 use heqc::passes::{InferRanges, Pass, PassManager};
 use petgraph::stable_graph::NodeIndex;
 use std::cell::Cell;
@@ -25,8 +26,8 @@ const I8: IntType = IntType {
 const I8_CLAMP: (i64, i64) = (-128, 127);
 
 /// An 8-bit tensor of one sample's `shape`.
-fn tensor(name: &str, shape: &[usize]) -> TensorFact {
-    TensorFact::new(name, shape.to_vec(), I8, 0, 1.0)
+fn tensor(name: &str, shape: &[usize]) -> TensorInfo {
+    TensorInfo::new(name, shape.to_vec(), I8, 0, 1.0)
 }
 
 /// A requantization to 8 bits with one multiplier per channel.
@@ -79,8 +80,8 @@ fn valid_graph() -> LayerGraph {
     let layers = [
         (
             "conv",
-            LayerOp::Conv(Linear {
-                shape: ConvShape {
+            LayerOp::Linear(Linear {
+                shape: LinearShape::Conv(ConvShape {
                     in_channels: 2,
                     in_hw: [4, 4],
                     out_channels: 2,
@@ -88,7 +89,7 @@ fn valid_graph() -> LayerGraph {
                     stride: [1, 1],
                     pads: [1; 4],
                     groups: 1,
-                },
+                }),
                 weight_ty: I8,
                 weights: vec![1; 2 * 2 * 3 * 3],
                 bias: vec![0; 2],
@@ -116,10 +117,12 @@ fn valid_graph() -> LayerGraph {
             LayerOp::AvgPool(AvgPoolSpec {
                 pool: pool(2),
                 count_include_pad: false,
-                multipliers: vec![4, 2, 1, 1],
-                shift: 2,
-                clamp: I8_CLAMP,
-                rounding: Rounding::HalfEven,
+                requant: Requant {
+                    multipliers: vec![4, 2, 1, 1],
+                    shift: 2,
+                    clamp: I8_CLAMP,
+                    rounding: Rounding::HalfEven,
+                },
             }),
             vec![add_out],
             avg_out,
@@ -127,11 +130,11 @@ fn valid_graph() -> LayerGraph {
         ("concat", LayerOp::Concat, vec![max_out, avg_out], cat_out),
         (
             "affine",
-            LayerOp::Affine(Linear {
-                shape: AffineShape {
+            LayerOp::Linear(Linear {
+                shape: LinearShape::Affine(AffineShape {
                     channels: 4,
                     per_channel: 4,
-                },
+                }),
                 weight_ty: I8,
                 weights: vec![1; 4],
                 bias: vec![0; 4],
@@ -143,7 +146,7 @@ fn valid_graph() -> LayerGraph {
         ),
         (
             "rescale",
-            LayerOp::Rescale(PublicRequant {
+            LayerOp::Rescale(Requant {
                 multipliers: vec![3],
                 shift: 2,
                 clamp: I8_CLAMP,
@@ -155,12 +158,12 @@ fn valid_graph() -> LayerGraph {
         ("reshape", LayerOp::Reshape, vec![rescale_out], flat),
         (
             "fc",
-            LayerOp::MatMul(Linear {
-                shape: MatMulShape {
+            LayerOp::Linear(Linear {
+                shape: LinearShape::MatMul(MatMulShape {
                     rows: 1,
                     inner: 16,
                     cols: 3,
-                },
+                }),
                 weight_ty: I8,
                 weights: vec![1; 16 * 3],
                 bias: vec![0; 3],
@@ -246,6 +249,10 @@ fn a_port_naming_a_missing_tensor() {
     let mut g = valid_graph();
     g.output.tensor = TensorId(99);
     assert_eq!(verify(&g), ["output t99 is never computed"]);
+    let mut g = valid_graph();
+    g.input.tensor = TensorId(99);
+    let violations = verify(&g);
+    assert_eq!(violations[0], "input t99 is not a tensor of the graph");
 }
 
 #[test]
@@ -303,11 +310,11 @@ fn the_graph_output_never_computed() {
 #[test]
 fn a_linear_layer_with_the_wrong_number_of_weights_or_biases() {
     let mut g = valid_graph();
-    let LayerOp::Conv(conv) = &mut layer(&mut g, "conv").op else {
+    let LayerOp::Linear(conv) = &mut layer(&mut g, "conv").op else {
         unreachable!("the conv layer is a convolution")
     };
     conv.weights.pop();
-    let LayerOp::MatMul(fc) = &mut layer(&mut g, "fc").op else {
+    let LayerOp::Linear(fc) = &mut layer(&mut g, "fc").op else {
         unreachable!("the fc layer is a matrix product")
     };
     fc.bias.push(0);
@@ -323,7 +330,7 @@ fn a_linear_layer_with_the_wrong_number_of_weights_or_biases() {
 #[test]
 fn a_requantization_without_one_multiplier_per_output_channel() {
     let mut g = valid_graph();
-    let LayerOp::Affine(affine) = &mut layer(&mut g, "affine").op else {
+    let LayerOp::Linear(affine) = &mut layer(&mut g, "affine").op else {
         unreachable!("the affine layer is an affine map")
     };
     affine.requant = Some(requant(3));
@@ -343,18 +350,30 @@ fn element_counts_that_do_not_fit_the_operation() {
     // Geometry changes: only the changed layer is wrong.
     let geometry: [(&str, &str, fn(&mut LayerOp)); 5] = [
         ("conv", "conv", |op| {
-            if let LayerOp::Conv(c) = op {
-                c.shape.in_hw = [4, 5];
+            if let LayerOp::Linear(Linear {
+                shape: LinearShape::Conv(s),
+                ..
+            }) = op
+            {
+                s.in_hw = [4, 5];
             }
         }),
         ("fc", "matmul", |op| {
-            if let LayerOp::MatMul(c) = op {
-                c.shape.rows = 2;
+            if let LayerOp::Linear(Linear {
+                shape: LinearShape::MatMul(s),
+                ..
+            }) = op
+            {
+                s.rows = 2;
             }
         }),
         ("affine", "affine", |op| {
-            if let LayerOp::Affine(c) = op {
-                c.shape.per_channel = 3;
+            if let LayerOp::Linear(Linear {
+                shape: LinearShape::Affine(s),
+                ..
+            }) = op
+            {
+                s.per_channel = 3;
             }
         }),
         ("maxpool", "maxpool", |op| {
@@ -400,9 +419,9 @@ fn an_empty_clamp() {
     let mut g = valid_graph();
     for name in ["conv", "add", "avgpool", "rescale"] {
         match &mut layer(&mut g, name).op {
-            LayerOp::Conv(c) => c.requant.as_mut().expect("requantizes").clamp = (127, -128),
+            LayerOp::Linear(c) => c.requant.as_mut().expect("requantizes").clamp = (127, -128),
             LayerOp::Add(a) => a.clamp = (1, 0),
-            LayerOp::AvgPool(a) => a.clamp = (1, 0),
+            LayerOp::AvgPool(a) => a.requant.clamp = (1, 0),
             LayerOp::Rescale(r) => r.clamp = (1, 0),
             _ => unreachable!("only layers with a clamp are broken"),
         }
@@ -448,7 +467,7 @@ fn every_violation_is_reported_not_just_the_first() {
     g.tensor_mut(TensorId(4)).range = (1, 0);
     let orphan = g.add_tensor(tensor("orphan", &[2, 4, 4]));
     layer(&mut g, "add").inputs[1] = orphan;
-    let LayerOp::Affine(affine) = &mut layer(&mut g, "affine").op else {
+    let LayerOp::Linear(affine) = &mut layer(&mut g, "affine").op else {
         unreachable!("the affine layer is an affine map")
     };
     affine.bias.pop();

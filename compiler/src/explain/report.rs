@@ -14,8 +14,8 @@ use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
-    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionRecord, PublicPlan,
-    Requant, TensorId, multiplier_bits,
+    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionRecord, PublicPlan, Requant,
+    TensorId, multiplier_bits,
 };
 use serde::Serialize;
 

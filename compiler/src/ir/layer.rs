@@ -5,7 +5,7 @@
 //! layer carries its weights and bias instead of a protocol (the selection stage chooses that
 //! after lowering).
 
-use heq_runtime::cost::linear::{affine_as_conv, matmul_as_conv};
+use heq_runtime::params::conv::{affine_as_conv, matmul_as_conv};
 use heq_runtime::plan::{
     AddSpec, AffineShape, AvgPoolSpec, ConvShape, IntType, MatMulShape, PoolShape, Requant,
     Rounding, TensorId,

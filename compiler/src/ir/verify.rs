@@ -20,6 +20,12 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
     let Some(order) = g.order() else {
         return vec!["the layer graph has a cycle".into()];
     };
+    if !exists(g.input.tensor) {
+        errs.push(format!(
+            "input {} is not a tensor of the graph",
+            g.input.tensor
+        ));
+    }
     let mut produced = HashSet::new();
     for (i, t) in g.tensors().iter().enumerate() {
         if t.range.0 > t.range.1 {

@@ -85,7 +85,7 @@ pub fn avg_pool(
         .map(|w| {
             let m = spec.multiplier(w.len()).ok_or(ProtocolError::Length {
                 expected: w.len(),
-                actual: spec.multipliers.len(),
+                actual: spec.requant.multipliers.len(),
             })?;
             let sum = w.iter().fold(0, |acc, &i| ring.add(acc, xa[i]));
             Ok(ring.mul(sum, ring.from_signed(m)))
@@ -154,10 +154,12 @@ mod tests {
             let spec = AvgPoolSpec {
                 pool: sh.clone(),
                 count_include_pad: include,
-                multipliers,
-                shift: 12,
-                clamp: (-8, 7),
-                rounding: Rounding::HalfEven,
+                requant: Requant {
+                    multipliers,
+                    shift: 12,
+                    clamp: (-8, 7),
+                    rounding: Rounding::HalfEven,
+                },
             };
             let plan = avg_pool_plan(&spec, 4, range, 4).expect("plan");
             let n = sh.channels * 36usize.min(sh.in_hw[0] * sh.in_hw[1]);
@@ -172,7 +174,7 @@ mod tests {
             for (o, w) in wins.iter().enumerate() {
                 let cnt = if include { full } else { w.len() };
                 let sum: i128 = w.iter().map(|&i| v[i]).sum();
-                let z = sum * i128::from(spec.multipliers[cnt - 1]);
+                let z = sum * i128::from(spec.requant.multipliers[cnt - 1]);
                 assert_eq!(got[o], round_shift(z, 12, Rounding::HalfEven).clamp(-8, 7));
             }
         }

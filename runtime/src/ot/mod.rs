@@ -283,6 +283,19 @@ impl OtSource for IdealOt {
 mod tests {
     use super::*;
 
+    /// cryprot-codes compiles its fast silent-OT encoder only with `target_feature = "sse4.1"`
+    /// and falls back to scalar code otherwise (several times slower); `.cargo/config.toml`
+    /// builds for x86-64-v3. Every crate of the build gets the same target features, so this
+    /// crate seeing them means the encoder's fast path is the one compiled in.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_simd_paths_of_the_ot_encoder_are_compiled_in() {
+        assert!(
+            cfg!(target_feature = "sse4.1") && cfg!(target_feature = "avx2"),
+            "built without SSE4.1/AVX2: see .cargo/config.toml (RUSTFLAGS overrides it)"
+        );
+    }
+
     #[test]
     fn ideal_halves_match() {
         let (mut s, mut c) = IdealOt::pair(7);
