@@ -3,9 +3,13 @@
 
     python3 models/make_models.py            # everything (about 1-2 minutes on 2 cores)
     python3 models/make_models.py --only-node-cases
+    python3 models/make_models.py --retrain  # train the float models again instead of reusing them
 
 Deterministic: fixed seeds, numpy-only training on one BLAS thread, ONNX Runtime
 MinMax calibration (min/max are order independent), ORT sessions on one thread.
+Training is only reproducible on the same kind of CPU (OpenBLAS and numpy pick their
+SIMD kernels at run time), so by default the trained weights are read back from the
+committed float models (and from `tiny_qcdq_w2.onnx`); `--retrain` trains from scratch.
 Python is only used here; the Rust tests read the committed .onnx/.npy/.json files.
 """
 
@@ -391,6 +395,46 @@ def with_head(m: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
+# ============================================================================ trained weights
+
+
+# Held-out accuracies of the committed `tiny` training run whose pre-QAT float model is not committed
+# (441/450 float, 431/450 ternary PTQ before QAT); used unless --retrain.
+TINY_TRAINING_RECORD = {"float_acc": 441 / 450, "ptq_acc": 431 / 450}
+
+
+def initializers(path: Path):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+
+
+def load_trained(name):
+    """Parameters P and BatchNorm statistics S of `<name>_float.onnx` (exactly what the export wrote)."""
+    inits = initializers(HERE / f"{name}_float.onnx")
+    P, S = ARCH[name][0](np.random.default_rng(INIT_SEEDS[name]))
+    for k in P:
+        P[k].v = inits[k].astype(F32)
+    for k, st in S.items():
+        st["mean"], st["var"] = inits[k + ".mean"].astype(F32), inits[k + ".var"].astype(F32)
+    return P, S
+
+
+def committed_act_scales(fname):
+    """Calibrated activation scales (`<tag>.scale`, per-tensor) of a committed QCDQ model."""
+    return {k[: -len(".scale")]: F32(v) for k, v in initializers(HERE / fname).items() if k.endswith(".scale") and v.ndim == 0}
+
+
+def load_tiny_qat():
+    """The QAT-trained `tiny` parameters of `tiny_qcdq_w2.onnx`: float weights, biases = int32 * scale."""
+    inits = initializers(HERE / "tiny_qcdq_w2.onnx")
+    P, S = init_tiny(np.random.default_rng(INIT_SEEDS["tiny"]))
+    for k in P:
+        if k.endswith(".weight"):
+            P[k].v = inits[k].astype(F32)
+        else:
+            P[k].v = (inits[k + ".int32"].astype(F32) * inits[k + ".scale"]).astype(F32)
+    return P, S
+
+
 # ============================================================================ ORT helpers
 
 
@@ -407,6 +451,28 @@ def session(path_or_bytes):
 def run(path_or_bytes, x):
     s = session(path_or_bytes)
     return s.run(None, {"input": x})[0].astype(F32)
+
+
+def without_u8s8_saturation(m: onnx.ModelProto) -> onnx.ModelProto:
+    """An equivalent copy of a QOperator model whose QLinearConv/QGemm weights are uint8 (w + 128, zero point + 128).
+
+    On x86 CPUs without VNNI, ORT's u8s8 kernels (vpmaddubsw) saturate pairs of products to int16, so the committed
+    int8-weight model gives CPU-dependent outputs; the u8u8 kernels do not saturate. The integer accumulators and the
+    requantization are the same, so this copy's outputs are the exact QLinear results on every CPU (and equal the
+    int8 model's outputs on VNNI CPUs)."""
+    m = onnx.ModelProto.FromString(m.SerializeToString())
+    inits = {t.name: t for t in m.graph.initializer}
+    shifted = set()
+    for n in m.graph.node:
+        if n.op_type not in ("QLinearConv", "QGemm"):
+            continue
+        for name in (n.input[3], n.input[5]):  # weight, weight zero point
+            a = numpy_helper.to_array(inits[name])
+            if name in shifted or a.dtype != np.int8:
+                continue
+            inits[name].CopyFrom(numpy_helper.from_array((a.astype(np.int16) + 128).astype(np.uint8), name))
+            shifted.add(name)
+    return m
 
 
 class Reader(CalibrationDataReader):
@@ -855,6 +921,7 @@ def output_qparams(m: onnx.ModelProto):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only-node-cases", action="store_true")
+    ap.add_argument("--retrain", action="store_true", help="train the float models instead of reading the committed ones")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger().setLevel(logging.ERROR)  # ORT quantization warnings (pre-processing hints, opset bumps)
@@ -868,7 +935,19 @@ def main():
     if args.only_node_cases:
         return
 
-    for f in list(HERE.glob("*.onnx")) + list(HERE.glob("*.expected.npy")):
+    if not args.retrain:
+        committed = {name: load_trained(name) for name in ("cnn_avg", "resnet", "mpdw")}
+        tiny_qat = load_tiny_qat()
+        qcdq_scales = {f: committed_act_scales(f) for f in ("cnn_avg_qcdq_w4a4.onnx", "cnn_avg_qcdq_w4a4_p2.onnx", "tiny_qcdq_w2.onnx")}
+
+    def calibrate(spec, fwd, P, S, fname):
+        """QCDQ activation scales: calibrated again with --retrain, else those of the committed model (the
+        calibration forward pass uses BLAS, whose last bits depend on the CPU)."""
+        if args.retrain:
+            calibrate_qcdq(spec, fwd, P, S, calib)
+        else:
+            spec.act_scale = {tag: qcdq_scales[fname][tag] for tag in spec.acts}
+    for f in list(HERE.glob("*.onnx")) + list(HERE.glob("*.npy")):
         f.unlink()
     INPUTS.mkdir(exist_ok=True)
     xtr, ytr, xte, yte, calib = load_data()
@@ -884,9 +963,10 @@ def main():
         m = strip_unused_opsets(m)
         onnx.checker.check_model(m, full_check=True)
         onnx.save(m, path)
-        y_all = run(path, xte)
+        reference = without_u8s8_saturation(m).SerializeToString() if fmt == "QOperator" else path
+        y_all = run(reference, xte)
         y64 = y_all[:N_TEST_FIXTURE]
-        y_again = run(path, xfix)
+        y_again = run(reference, xfix)
         assert np.array_equal(y64, y_again), fname  # batch-size independent
         np.save(HERE / (fname[:-5] + ".expected.npy"), y64.astype(F32), allow_pickle=False)
         row = {
@@ -914,7 +994,7 @@ def main():
     trained = {}
     for name in ("cnn_avg", "resnet", "mpdw"):
         ep, lr = TRAIN_CFG[name]
-        P, S = train(name, xtr, ytr, xte, yte, ep, lr)
+        P, S = train(name, xtr, ytr, xte, yte, ep, lr) if args.retrain else committed[name]
         trained[name] = (P, S)
         f13 = EXPORT[name](P, S, 13)
         ynp = predict(ARCH[name][1], P, S, xte)
@@ -972,9 +1052,9 @@ def main():
             {"relu1": (0, 15, False), "pool1": (0, 15, False), "relu2": (0, 15, False), "pool2": (0, 15, False), "logits": (-128, 127, True)},
             pow2=pow2,
         )
-        calibrate_qcdq(spec, fwd_cnn_avg, P, S, calib)
-        qb = quantize_biases(spec, P, {"conv1.weight": "input_q", "conv2.weight": "pool1", "fc.weight": "pool2"})
         fname = "cnn_avg_qcdq_w4a4_p2.onnx" if pow2 else "cnn_avg_qcdq_w4a4.onnx"
+        calibrate(spec, fwd_cnn_avg, P, S, fname)
+        qb = quantize_biases(spec, P, {"conv1.weight": "input_q", "conv2.weight": "pool1", "fc.weight": "pool2"})
         row = record(
             fname, export_qcdq_cnn_avg(spec, P, qb), "QCDQ", "4 (int8 container, Clip [-7,7])",
             "4 (uint8 container, Clip [0,15]); input uint8; logits int8", "yes", float_acc["cnn_avg"],
@@ -990,20 +1070,24 @@ def main():
             f"max {mx:.0f} LSB, argmax agrees on {am * 100:.1f} %"
         )
 
-    ep, lr = TRAIN_CFG["tiny"]
-    P, S = train("tiny", xtr, ytr, xte, yte, ep, lr)
-    tiny_float = float((predict(fwd_tiny, P, S, xte).argmax(1) == yte).mean())
     spec = QcdqSpec(
         {"conv1.weight": (-127, 127, "max"), "conv2.weight": (-1, 1, "ternary"), "fc.weight": (-127, 127, "max")},
         {"relu1": (0, 15, False), "relu2": (0, 15, False), "logits": (-128, 127, True)},
         pow2=True,
     )
-    calibrate_qcdq(spec, fwd_tiny, P, S, calib)
-    ptq = float((predict(fwd_tiny, P, S, xte, QcdqHook(spec, "quant")).argmax(1) == yte).mean())
-    ep, lr = TINY_QAT
-    train("tiny", xtr, ytr, xte, yte, ep, lr, P=P, S=S, hook=QcdqHook(spec, "quant"), log_prefix="QAT ",
-          epoch_cb=lambda P_, S_: calibrate_qcdq(spec, fwd_tiny, P_, S_, calib))
-    calibrate_qcdq(spec, fwd_tiny, P, S, calib)
+    if args.retrain:
+        ep, lr = TRAIN_CFG["tiny"]
+        P, S = train("tiny", xtr, ytr, xte, yte, ep, lr)
+        tiny_float = float((predict(fwd_tiny, P, S, xte).argmax(1) == yte).mean())
+        calibrate_qcdq(spec, fwd_tiny, P, S, calib)
+        ptq = float((predict(fwd_tiny, P, S, xte, QcdqHook(spec, "quant")).argmax(1) == yte).mean())
+        ep, lr = TINY_QAT
+        train("tiny", xtr, ytr, xte, yte, ep, lr, P=P, S=S, hook=QcdqHook(spec, "quant"), log_prefix="QAT ",
+              epoch_cb=lambda P_, S_: calibrate_qcdq(spec, fwd_tiny, P_, S_, calib))
+    else:
+        P, S = tiny_qat
+        tiny_float, ptq = TINY_TRAINING_RECORD["float_acc"], TINY_TRAINING_RECORD["ptq_acc"]
+    calibrate(spec, fwd_tiny, P, S, "tiny_qcdq_w2.onnx")
     qb = quantize_biases(spec, P, {"conv1.weight": "input_q", "conv2.weight": "relu1", "fc.weight": "relu2"})
     row = record(
         "tiny_qcdq_w2.onnx", export_qcdq_tiny(spec, P, qb), "QCDQ",
