@@ -533,16 +533,13 @@ def without_u8s8_saturation(m: onnx.ModelProto) -> onnx.ModelProto:
     int8 model's outputs on VNNI CPUs)."""
     m = onnx.ModelProto.FromString(m.SerializeToString())
     inits = {t.name: t for t in m.graph.initializer}
-    shifted = set()
     for n in m.graph.node:
         if n.op_type not in ("QLinearConv", "QGemm"):
             continue
-        for name in (n.input[3], n.input[5]):  # weight, weight zero point
+        for name in (n.input[3], n.input[5]):  # weight, weight zero point (each shifted once: then it is uint8)
             a = numpy_helper.to_array(inits[name])
-            if name in shifted or a.dtype != np.int8:
-                continue
-            inits[name].CopyFrom(numpy_helper.from_array((a.astype(np.int16) + 128).astype(np.uint8), name))
-            shifted.add(name)
+            if a.dtype == np.int8:
+                inits[name].CopyFrom(numpy_helper.from_array((a.astype(np.int16) + 128).astype(np.uint8), name))
     return m
 
 
