@@ -345,10 +345,13 @@ fn mismatch(name: &str, kind: &str) -> String {
     format!("'{name}' ({kind}): element counts do not fit the operation")
 }
 
+/// A layer name, its kind as the verifier prints it, and how to break it.
+type Break = (&'static str, &'static str, fn(&mut LayerOp));
+
 #[test]
 fn element_counts_that_do_not_fit_the_operation() {
     // Geometry changes: only the changed layer is wrong.
-    let geometry: [(&str, &str, fn(&mut LayerOp)); 5] = [
+    let geometry: [Break; 5] = [
         ("conv", "conv", |op| {
             if let LayerOp::Linear(Linear {
                 shape: LinearShape::Conv(s),

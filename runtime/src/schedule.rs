@@ -117,6 +117,10 @@ pub struct Step {
 
 /// The protocols of one layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one step per layer, built once per plan: boxing the linear step saves nothing"
+)]
 pub enum StepKind {
     /// An HE linear layer, the unpacking of its packed words if it packs, then the
     /// requantization of its accumulator if any.

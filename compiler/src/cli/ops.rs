@@ -1,7 +1,7 @@
 //! `heqc ops`: the table of supported ONNX operators, generated from the frontend's registry
 //! (the README's table is this output; a test keeps them equal).
 
-use heqc::frontend::registry::{OpEntry, OpRegistry};
+use heqc::frontend::registry::OpEntry;
 
 /// Arguments of `heqc ops`.
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,7 @@ pub enum OpsFormat {
 /// # Errors
 /// None today; the signature matches the other subcommands.
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let registry = OpRegistry::standard();
+    let registry = heqc::frontend::ops::standard_registry();
     let entries = registry.entries();
     print!(
         "{}",

@@ -24,7 +24,7 @@ pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
         path: name.to_string(),
         reason: "the model has no graph".into(),
     })?;
-    let builders = node_builders(graph, &OpRegistry::standard())?;
+    let builders = node_builders(graph, &super::ops::standard_registry())?;
     let opset = model
         .opset_import
         .iter()

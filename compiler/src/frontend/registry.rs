@@ -70,11 +70,4 @@ impl OpRegistry {
         entries.sort_by_key(|e| (e.domain, e.op_type));
         entries
     }
-
-    /// The registry with every op family.
-    pub fn standard() -> Self {
-        let mut r = OpRegistry::default();
-        super::ops::register_all(&mut r);
-        r
-    }
 }

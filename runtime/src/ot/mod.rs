@@ -289,6 +289,10 @@ mod tests {
     /// crate seeing them means the encoder's fast path is the one compiled in.
     #[test]
     #[cfg(target_arch = "x86_64")]
+    #[allow(
+        clippy::assertions_on_constants,
+        reason = "the constant is the build's target features, which is what is tested"
+    )]
     fn the_simd_paths_of_the_ot_encoder_are_compiled_in() {
         assert!(
             cfg!(target_feature = "sse4.1") && cfg!(target_feature = "avx2"),

@@ -11,6 +11,14 @@ pub mod shape;
 
 use super::registry::OpRegistry;
 
+/// The registry with every op family (the registry itself knows no op: each family registers
+/// its own builders, so `registry` never imports `ops`).
+pub fn standard_registry() -> OpRegistry {
+    let mut r = OpRegistry::default();
+    register_all(&mut r);
+    r
+}
+
 /// Registers every supported operator.
 pub fn register_all(r: &mut OpRegistry) {
     activation::register(r);
