@@ -22,7 +22,8 @@ use std::time::Duration;
 use common::every_op_runnable;
 use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{Prepared, run_client, run_server};
-use heq_runtime::plan::{Plan, write_plan};
+use heq_runtime::plan::{Op, Plan, Requant, Rounding, write_plan};
+use heq_runtime::reference::testutil::PlanBuilder;
 use heq_runtime::transport::memory::{PipeEnd, pipe};
 use heq_runtime::transport::net::{Fingerprint, connect};
 use heq_runtime::transport::quic::frame_channel;
@@ -523,9 +524,62 @@ fn a_stalled_client_times_out() {
     let (code, log) = misbehaving_client(&["--timeout", "1"], async |_| {});
     assert_eq!(code, Some(1), "{log}");
     assert!(
-        log.contains("session 1 failed: no message from the peer within 1 s"),
+        log.contains("session 1 failed: no message from the peer for 1 s while waiting for it"),
         "{log}"
     );
+}
+
+/// A plan whose only layer is a requantizing rescale of a large input: its one batch of random
+/// OTs keeps both parties computing for a long time between two messages.
+fn one_large_ot_batch() -> Plan {
+    let shape = [2, 128, 128];
+    let mut b = PlanBuilder::new(&shape, (-(1 << 12), 1 << 12));
+    let rescale = Op::Rescale(Requant {
+        multipliers: vec![3],
+        shift: 12,
+        clamp: (-128, 127),
+        rounding: Rounding::HalfEven,
+    });
+    let y = b.layer(rescale, &[b.input()], &shape, (-128, 127));
+    b.build(y).unwrap()
+}
+
+/// `--timeout` bounds waiting for the peer, not a party's own computation: a batch of random
+/// OTs that takes several times the timeout completes, bit-exact.
+#[test]
+fn a_batch_of_random_ots_longer_than_the_timeout_is_not_a_stalled_peer() {
+    let dir = setup("long-batch", 1);
+    let plan = one_large_ot_batch();
+    write_plan(&plan, &dir.join("server.plan")).unwrap();
+    write_plan(&plan.to_client(), &dir.join("client.plan")).unwrap();
+    write_input(&dir.join("x.npy"), &plan, 1, 0);
+    let timeout = "0.3";
+    let server = Server::start(
+        &dir,
+        "server.plan",
+        &["--sessions", "1", "--timeout", timeout],
+    );
+    let mut args = client_args(&server, Some(&server.fingerprint), "client.plan");
+    let at = args.iter().position(|a| *a == "--timeout").unwrap();
+    args[at + 1] = timeout;
+    let out = heq_run(&dir, &args);
+    let (code, log) = server.wait();
+    assert!(out.status.success(), "{}\nserver: {log}", stderr(&out));
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        std::fs::read(dir.join("y.npy")).unwrap(),
+        plain(&dir, "x.npy")
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("client.json")).unwrap()).unwrap();
+    let rescale = &report["layers"][1];
+    assert_eq!(rescale["name"], "rescale");
+    let ms = rescale["wall_ms"].as_f64().unwrap();
+    assert!(
+        ms > 3.0 * 300.0,
+        "the layer and its OT batch took {ms} ms: not long enough to test the timeout"
+    );
+    assert_eq!(rescale["measured"], rescale["predicted"]);
 }
 
 #[test]
@@ -581,7 +635,7 @@ fn a_client_that_cannot_connect_fails_within_its_timeout() {
     assert!(start.elapsed() < Duration::from_secs(20));
     assert!(
         stderr(&out).contains(&format!(
-            "connecting to {addr}: no message from the peer within 1 s"
+            "connecting to {addr}: no message from the peer for 1 s while waiting for it"
         )),
         "{}",
         stderr(&out)

@@ -59,8 +59,9 @@ pub struct RunArgs {
     /// server prints it); without it the server is not authenticated.
     #[arg(long, value_name = "SHA256HEX", requires = "connect")]
     pub server_fingerprint: Option<Fingerprint>,
-    /// Network roles: how long to wait for the peer (connecting, and every message) before
-    /// failing (default: as long as the connection lives).
+    /// Network roles: how long to wait for the peer before failing: for the connection, and
+    /// for each of its messages while this party has nothing to compute (its own work, e.g. a
+    /// long batch of random OTs, does not count). Default: as long as the connection lives.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
     /// Write the per-layer measured and predicted traffic as JSON (`docs/report.md`).

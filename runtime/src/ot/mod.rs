@@ -41,8 +41,12 @@ pub enum OtError {
     /// The OT extension backend failed.
     #[error("OT backend: {0}")]
     Backend(String),
-    /// The OT extension made no progress within the bound (the peer stalled or vanished).
-    #[error("OT extension: no progress from the peer within {} s", .0.as_secs_f64())]
+    /// The peer sent no OT-extension message for longer than the bound while this party had
+    /// nothing to compute (the peer stalled or vanished).
+    #[error(
+        "OT extension: no message from the peer for {} s while waiting for it",
+        .0.as_secs_f64()
+    )]
     Timeout(Duration),
 }
 
@@ -177,7 +181,8 @@ pub trait PadSupply {
 }
 
 /// An [`OtSource`] served to a synchronous driver: each batch runs on the runtime `bridge`
-/// reaches and fails with [`OtError::Timeout`] when it takes longer than the bridge's timeout.
+/// reaches and fails with [`OtError::Timeout`] when the bridge gives up waiting for the peer
+/// (however long the batch's own computation takes).
 pub struct BlockingOt<'a, S> {
     source: &'a mut S,
     bridge: Bridge,

@@ -30,8 +30,8 @@ use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
 use crate::ot::{BlockingOt, OtError, PadSupply, Side};
 use crate::plan::Plan;
-use crate::transport::bridge::Bridge;
-use crate::transport::net::{Listener, NetError, Peer, QuicCounts};
+use crate::transport::bridge::{Bridge, PeerActivity};
+use crate::transport::net::{Listener, NetError, Peer, QuicCounts, QuicTraffic};
 use crate::transport::quic::{QuicStream, frame_channel};
 use crate::transport::{
     BlockingExchange, Counters, Exchange, FrameChannel, TransportError, within,
@@ -266,8 +266,11 @@ async fn run_session(
             .progress
             .as_ref()
             .map(|p| p.sample(role, i, samples, &predicted_steps));
-        let (result, channel) =
-            run_blocking(frames, timeout, observer, &mut ot, i as usize, driver);
+        let waits = Waits {
+            timeout,
+            traffic: peer.traffic.clone(),
+        };
+        let (result, channel) = run_blocking(frames, waits, observer, &mut ot, i as usize, driver);
         frames = channel;
         let (output, report) = result?;
         tracing::debug!(remote = %peer.remote, sample = i, "sample done");
@@ -302,19 +305,46 @@ async fn closing(
     Ok(())
 }
 
+/// How the synchronous driver waits for the peer: the bound on waiting and the connection's
+/// counters that show the peer is active.
+struct Waits {
+    timeout: Option<Duration>,
+    traffic: Arc<QuicTraffic>,
+}
+
+impl Waits {
+    /// While waiting for a protocol frame: the received stream bytes, i.e. the peer's
+    /// messages (not acknowledgements or keep-alive pings, which a stuck peer still sends).
+    fn frames(&self) -> PeerActivity {
+        let traffic = self.traffic.clone();
+        Arc::new(move || traffic.read().stream_bytes_received)
+    }
+
+    /// While an OT batch runs: every received datagram, keep-alive pings included. Both
+    /// parties compute inside a batch, and one may wait for the other's computation for
+    /// long; a peer whose QUIC endpoint still sends (at least every
+    /// [`crate::transport::net::KEEP_ALIVE_PERIOD`])
+    /// is working on the batch, and one that vanished is not.
+    fn ot_batch(&self) -> PeerActivity {
+        let traffic = self.traffic.clone();
+        Arc::new(move || traffic.read().datagram_bytes_received)
+    }
+}
+
 /// Runs one sample's driver on this thread over `frames`, with the OT batches from `ot` (the
 /// tokio runtime keeps driving the connection on its workers), and hands the channel back.
 fn run_blocking(
     frames: FrameChannel<QuicStream>,
-    timeout: Option<Duration>,
+    waits: Waits,
     observer: Option<Box<dyn SampleProgress>>,
     ot: &mut CryprotOt,
     sample: usize,
     driver: &mut Driver,
 ) -> (SampleResult, FrameChannel<QuicStream>) {
-    Bridge::block_in_place(timeout, move |bridge| {
-        let mut ot = BlockingOt::new(ot, bridge.clone());
-        let mut exchange = Observed::new(BlockingExchange::new(frames, bridge), observer);
+    Bridge::block_in_place(waits.timeout, move |bridge| {
+        let mut ot = BlockingOt::new(ot, bridge.clone().watching(waits.ot_batch()));
+        let frames = BlockingExchange::new(frames, bridge.watching(waits.frames()));
+        let mut exchange = Observed::new(frames, observer);
         let result = driver(sample, &mut exchange, &mut ot);
         (result, exchange.finish().into_inner())
     })

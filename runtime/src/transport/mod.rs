@@ -45,8 +45,9 @@ pub enum TransportError {
     /// An I/O error on the underlying stream.
     #[error("transport I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The peer sent nothing for longer than the timeout.
-    #[error("no message from the peer within {} s", .0.as_secs_f64())]
+    /// The peer sent nothing for longer than the timeout while this party had nothing to
+    /// compute.
+    #[error("no message from the peer for {} s while waiting for it", .0.as_secs_f64())]
     Timeout(Duration),
 }
 
