@@ -14,9 +14,6 @@ pub fn models_dir() -> PathBuf {
 pub const PENDING_ISSUE15: &[&str] = &[
     "cnn_avg_qcdq_floathead",
     "cnn_avg_qcdq_floathead_ops",
-    "mpdw_qdq_w4_ms",
-    "mpdw_qdq_a16_ms",
-    "mpdw_qdq_a16s_ms",
     "mpdw_qdq_u8s8_softmax",
     "mpdw_qdq_u8s8_argmax",
     "mpdw_qdq_u8s8_topk",
