@@ -17,8 +17,6 @@ pub const PENDING_ISSUE15: &[&str] = &[
     "mpdw_qdq_u8s8_softmax",
     "mpdw_qdq_u8s8_argmax",
     "mpdw_qdq_u8s8_topk",
-    "ceil_qdq_u8s8",
-    "ceil_cip_qdq_u8s8",
 ];
 
 /// Every top-level model file except those in [`PENDING_ISSUE15`], sorted.
