@@ -367,9 +367,9 @@ fn avgpool_ceil(count_include_pad: bool) -> Op {
     Op::AvgPool(AvgPoolSpec {
         pool: pool(1, [4, 4], [3, 3], [2, 2], [1, 1, 2, 2]),
         count_include_pad,
-        // 72 / n: exact for every count that occurs (1, 2, 3, 4, 6, 9).
+        // 36 / n: exact for every count that occurs (1, 2, 3, 4, 6, 9).
         requant: Requant {
-            multipliers: (1..=9).map(|n| 72 / n).collect(),
+            multipliers: (1..=9).map(|n| 36 / n).collect(),
             shift: 0,
             clamp: WIDE,
             rounding: Rounding::HalfEven,
@@ -386,7 +386,7 @@ fn avgpool_ceil_mode_divisors() {
     let scaled = |divisors: [i64; 9]| -> Vec<i64> {
         sums.iter()
             .zip(divisors)
-            .map(|(s, n)| s * (72 / n))
+            .map(|(s, n)| s * (36 / n))
             .collect()
     };
     assert_eq!(run(false), scaled([4, 6, 2, 6, 9, 3, 2, 3, 1]));
