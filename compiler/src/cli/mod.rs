@@ -26,8 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Compile an ONNX model into a plan file.
     ///
-    /// Accepts QDQ (QuantizeLinear/DequantizeLinear around Conv, Gemm, MatMul, Add, Relu/Clip,
-    /// pooling, Concat, Flatten/Reshape, BatchNormalization), QCDQ (Quantize → Clip →
+    /// Accepts QDQ (QuantizeLinear/DequantizeLinear, ai.onnx or onnxruntime's com.microsoft,
+    /// around Conv, Gemm, MatMul, Add, Relu/Clip, pooling (also `ceil_mode`), Concat,
+    /// Flatten/Reshape, BatchNormalization), QCDQ (Quantize → Clip →
     /// Dequantize, the clip bounds giving the bit width) and QOperator models (QLinearConv,
     /// QLinearMatMul, ConvInteger, MatMulInteger, com.microsoft QGemm, QLinearAdd,
     /// QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat). The optimizer chooses each

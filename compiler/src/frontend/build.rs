@@ -1,6 +1,7 @@
-//! Building the layer graph of a model: looks every node up in the registry (reporting all
-//! unknown operators at once), binds the initializers and the graph input, runs each node's
-//! builder in file order, and binds the graph output.
+//! Building the layer graph of a model: checks the opset imports, looks every node up in the
+//! registry (reporting all unknown operators at once), binds the initializers and the graph
+//! input, runs each node's builder in file order (collecting every unsupported configuration),
+//! and binds the graph output.
 
 use super::context::Ctx;
 use super::registry::{Builder, KNOWN_OPSETS, OpRegistry};
