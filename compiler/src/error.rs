@@ -33,6 +33,15 @@ pub enum Error {
     /// Operators (or operator configurations) heqc cannot compile, every one of them.
     #[error("{}", UnsupportedList(.0))]
     Unsupported(Vec<UnsupportedNode>),
+    /// Something about the model as a whole that heqc cannot compile: an opset newer than the
+    /// frontend knows, a symbolic spatial dimension.
+    #[error("unsupported model: {what}: {reason}")]
+    UnsupportedModel {
+        /// What part of the model (the opset import, the graph input).
+        what: String,
+        /// Why heqc cannot compile it.
+        reason: String,
+    },
     /// A node is malformed or its quantization cannot be expressed in a plan.
     #[error("node '{node}' ({op_type}): {reason}")]
     Model {
@@ -80,6 +89,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the model uses something heqc does not support ([`Error::Unsupported`],
+    /// [`Error::UnsupportedModel`]), as opposed to a failure (`heqc` exits with 2, not 1).
+    pub fn is_unsupported_model(&self) -> bool {
+        matches!(self, Error::Unsupported(_) | Error::UnsupportedModel { .. })
+    }
+
     /// Shorthand for [`Error::Model`].
     pub(crate) fn model(node: &str, op_type: &str, reason: impl Into<String>) -> Self {
         Error::Model {
@@ -103,18 +118,77 @@ pub struct UnsupportedNode {
     pub reason: Option<String>,
 }
 
+/// How many node names each group of [`Error::Unsupported`] shows.
+const NAMES_PER_GROUP: usize = 3;
+
+/// The unsupported nodes grouped by (domain, operator, reason) in order of first appearance,
+/// one line per group with the count and the first node names.
 struct UnsupportedList<'a>(&'a [UnsupportedNode]);
 
 impl fmt::Display for UnsupportedList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} unsupported node(s):", self.0.len())?;
+        let mut groups: Vec<(&UnsupportedNode, Vec<&str>)> = Vec::new();
         for n in self.0 {
-            write!(f, " '{}' ({}:{})", n.name, n.domain, n.op_type)?;
-            if let Some(r) = &n.reason {
-                write!(f, " [{r}]")?;
+            let same = |g: &&mut (&UnsupportedNode, Vec<&str>)| {
+                (&g.0.domain, &g.0.op_type, &g.0.reason) == (&n.domain, &n.op_type, &n.reason)
+            };
+            match groups.iter_mut().find(same) {
+                Some((_, names)) => names.push(&n.name),
+                None => groups.push((n, vec![&n.name])),
             }
-            write!(f, ";")?;
+        }
+        write!(f, "{} unsupported node(s):", self.0.len())?;
+        for (n, names) in &groups {
+            let more = if names.len() > NAMES_PER_GROUP {
+                ", …"
+            } else {
+                ""
+            };
+            let shown = names[..names.len().min(NAMES_PER_GROUP)].join(", ");
+            write!(
+                f,
+                "\n  {}:{} ×{} ({shown}{more})",
+                n.domain,
+                n.op_type,
+                names.len()
+            )?;
+            if let Some(r) = &n.reason {
+                write!(f, ": {r}")?;
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, op_type: &str, reason: Option<&str>) -> UnsupportedNode {
+        UnsupportedNode {
+            name: name.into(),
+            op_type: op_type.into(),
+            domain: "ai.onnx".into(),
+            reason: reason.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn unsupported_nodes_group_by_operator_and_reason() {
+        let mut nodes: Vec<UnsupportedNode> = (0..5)
+            .map(|i| node(&format!("sig{i}"), "Sigmoid", None))
+            .collect();
+        nodes.insert(1, node("sm", "Softmax", None));
+        nodes.push(node("p1", "MaxPool", Some("dilation")));
+        nodes.push(node("p2", "MaxPool", Some("MaxPool indices output")));
+        nodes.push(node("p3", "MaxPool", Some("dilation")));
+        assert_eq!(
+            Error::Unsupported(nodes).to_string(),
+            "9 unsupported node(s):\n  \
+             ai.onnx:Sigmoid ×5 (sig0, sig1, sig2, …)\n  \
+             ai.onnx:Softmax ×1 (sm)\n  \
+             ai.onnx:MaxPool ×2 (p1, p3): dilation\n  \
+             ai.onnx:MaxPool ×1 (p2): MaxPool indices output"
+        );
     }
 }

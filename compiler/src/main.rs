@@ -24,10 +24,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if matches!(
-                e.downcast_ref::<heqc::Error>(),
-                Some(heqc::Error::Unsupported(_))
-            ) {
+            if e.downcast_ref::<heqc::Error>()
+                .is_some_and(heqc::Error::is_unsupported_model)
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

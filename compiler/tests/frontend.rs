@@ -58,7 +58,8 @@ fn unsupported_nodes_are_reported_together() {
     );
     assert_eq!(
         e.to_string(),
-        "2 unsupported node(s): 'head_sigmoid' (ai.onnx:Sigmoid); 'head_softmax' (ai.onnx:Softmax);"
+        "2 unsupported node(s):\n  ai.onnx:Sigmoid ×1 (head_sigmoid)\n  \
+         ai.onnx:Softmax ×1 (head_softmax)"
     );
 }
 

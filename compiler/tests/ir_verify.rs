@@ -123,6 +123,7 @@ fn valid_graph() -> LayerGraph {
                     clamp: I8_CLAMP,
                     rounding: Rounding::HalfEven,
                 },
+                ceil_pads: [0, 0],
             }),
             vec![add_out],
             avg_out,

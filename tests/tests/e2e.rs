@@ -95,3 +95,33 @@ fn resnet_qdq_w4() {
 fn resnet_qop() {
     e2e("resnet_qop");
 }
+
+/// com.microsoft Q/DQ with int4 weights.
+#[test]
+fn mpdw_qdq_w4_ms() {
+    e2e("mpdw_qdq_w4_ms");
+}
+
+/// com.microsoft Q/DQ, uint16 activations (wide share rings) and uint4 weights (zero point 8).
+#[test]
+fn mpdw_qdq_a16_ms() {
+    e2e("mpdw_qdq_a16_ms");
+}
+
+/// com.microsoft Q/DQ, int16 activations and int8 weights.
+#[test]
+fn mpdw_qdq_a16s_ms() {
+    e2e("mpdw_qdq_a16s_ms");
+}
+
+/// `ceil_mode` max and average pools (`count_include_pad` = 0): partial last windows.
+#[test]
+fn ceil_qdq_u8s8() {
+    e2e("ceil_qdq_u8s8");
+}
+
+/// `ceil_mode` average pool with `count_include_pad` = 1: per-window divisors.
+#[test]
+fn ceil_cip_qdq_u8s8() {
+    e2e("ceil_cip_qdq_u8s8");
+}

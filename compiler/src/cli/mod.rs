@@ -26,8 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Compile an ONNX model into a plan file.
     ///
-    /// Accepts QDQ (QuantizeLinear/DequantizeLinear around Conv, Gemm, MatMul, Add, Relu/Clip,
-    /// pooling, Concat, Flatten/Reshape, BatchNormalization), QCDQ (Quantize → Clip →
+    /// Accepts QDQ (QuantizeLinear/DequantizeLinear, ai.onnx or onnxruntime's com.microsoft,
+    /// around Conv, Gemm, MatMul, Add, Relu/Clip, pooling (also `ceil_mode`), Concat,
+    /// Flatten/Reshape, BatchNormalization), QCDQ (Quantize → Clip →
     /// Dequantize, the clip bounds giving the bit width) and QOperator models (QLinearConv,
     /// QLinearMatMul, ConvInteger, MatMulInteger, com.microsoft QGemm, QLinearAdd,
     /// QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat). The optimizer chooses each
@@ -37,7 +38,14 @@ pub enum Command {
     /// per-layer bit widths within that budget, measured on the calibration data. Prints a
     /// summary with the predicted bytes, their ratio to the Cheetah baseline, the predicted time
     /// and the measured agreement of a mixed-precision plan; with -v the compiler phases and
-    /// their times. Operators heqc cannot compile are all listed in one error, with exit code 2.
+    /// their times. Operators heqc cannot compile are all listed in one error, one line per
+    /// operator (and reason) with the count and the first node names.
+    ///
+    /// Exit codes: 0 the plan is written; 1 failure: an unreadable or malformed model (not
+    /// ONNX, an undefined input, a zero scale), an I/O error, an internal error; 2 the model is
+    /// valid but unsupported (operators or configurations heqc cannot compile, an opset newer
+    /// than heqc knows, a symbolic spatial dimension, quantization scales out of range), or a
+    /// usage error.
     Compile(compile::Args),
     /// Print a per-layer report of a plan file (server or client plan).
     ///
@@ -60,7 +68,8 @@ pub enum Command {
     /// Print the table of supported ONNX operators: what each becomes and what of it heqc
     /// refuses.
     ///
-    /// Any other operator makes `heqc compile` fail with exit code 2, naming every such node.
+    /// Any other operator makes `heqc compile` fail with exit code 2, naming every such node
+    /// (grouped by operator).
     Ops(ops::Args),
 }
 

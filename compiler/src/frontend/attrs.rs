@@ -109,16 +109,13 @@ pub(crate) fn pads_2d(
     }
 }
 
-/// Strides (default 1) of a 2-D window, rejecting dilation and ceil mode.
+/// Strides (default 1) of a 2-D window, rejecting dilation.
 ///
 /// # Errors
-/// Dilations other than 1, `ceil_mode`, malformed strides.
+/// Dilations other than 1, malformed strides.
 pub(crate) fn strides_2d(node: &NodeProto) -> Result<[usize; 2]> {
     if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&x| x != 1)) {
         return Err(unsupported(node, "dilation"));
-    }
-    if attr_int(node, "ceil_mode").is_some_and(|c| c != 0) {
-        return Err(unsupported(node, "ceil_mode"));
     }
     match attr_ints(node, "strides") {
         None => Ok([1, 1]),

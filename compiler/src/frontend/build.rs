@@ -1,9 +1,10 @@
-//! Building the layer graph of a model: looks every node up in the registry (reporting all
-//! unknown operators at once), binds the initializers and the graph input, runs each node's
-//! builder in file order, and binds the graph output.
+//! Building the layer graph of a model: checks the opset imports, looks every node up in the
+//! registry (reporting all unknown operators at once), binds the initializers and the graph
+//! input, runs each node's builder in file order (collecting every unsupported configuration),
+//! and binds the graph output.
 
 use super::context::Ctx;
-use super::registry::{Builder, OpRegistry};
+use super::registry::{Builder, KNOWN_OPSETS, OpRegistry};
 use super::value::Value;
 use super::{domain_name, tensor};
 use crate::error::{Error, Result, UnsupportedNode};
@@ -18,12 +19,15 @@ const MAX_INPUT_ELEMENTS: usize = 1 << 28;
 /// Builds the layer graph of a model.
 ///
 /// # Errors
-/// Every unsupported node at once ([`Error::Unsupported`]), or the first malformed node.
+/// An opset newer than the frontend knows or a symbolic input dimension
+/// ([`Error::UnsupportedModel`]), every unsupported node at once ([`Error::Unsupported`]), or
+/// the first malformed node.
 pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
     let graph = model.graph.as_ref().ok_or_else(|| Error::Decode {
         path: name.to_string(),
         reason: "the model has no graph".into(),
     })?;
+    check_opsets(model)?;
     let builders = node_builders(graph, &super::ops::standard_registry())?;
     let opset = model
         .opset_import
@@ -38,14 +42,55 @@ pub fn build(model: &ModelProto, name: &str) -> Result<LayerGraph> {
     }
     let input = graph_input(graph, &cx, name)?;
     bind_input(&mut cx, input)?;
+    // A node whose configuration is unsupported does not stop the walk: its outputs, and
+    // everything computed from them, are skipped, so that one error names every such node.
+    let mut unsupported = Vec::new();
+    let mut skipped = std::collections::HashSet::new();
     for (node, build_node) in graph.node.iter().zip(builders) {
-        build_node(&mut cx, node)?;
+        if node.input.iter().any(|i| skipped.contains(i)) {
+            skipped.extend(node.output.iter().cloned());
+            continue;
+        }
+        match build_node(&mut cx, node) {
+            Err(Error::Unsupported(nodes)) => {
+                unsupported.extend(nodes);
+                skipped.extend(node.output.iter().cloned());
+            }
+            other => other?,
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(Error::Unsupported(unsupported));
     }
     bind_output(&mut cx, graph, name)?;
     if cx.graph.tensors().is_empty() {
         return Err(input_error(input, "the float input is never quantized"));
     }
     Ok(cx.graph)
+}
+
+/// Refuses opset imports newer than [`KNOWN_OPSETS`] (other domains are left to the operator
+/// lookup: a node of an unknown domain is unsupported anyway).
+///
+/// # Errors
+/// [`Error::UnsupportedModel`] naming the domain, its version and the newest known.
+fn check_opsets(model: &ModelProto) -> Result<()> {
+    for o in &model.opset_import {
+        let domain = domain_name(&o.domain);
+        if let Some((_, known)) = KNOWN_OPSETS.iter().find(|(d, _)| *d == domain)
+            && o.version > *known
+        {
+            return Err(Error::UnsupportedModel {
+                what: "opset import".into(),
+                reason: format!(
+                    "{domain} opset {} is newer than the newest heqc knows ({known}); \
+                     export the model with opset {known} or older",
+                    o.version
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The builder of every node, in order.
@@ -109,8 +154,9 @@ fn graph_input<'a>(graph: &'a GraphProto, cx: &Ctx, name: &str) -> Result<&'a Va
 /// the input tensor (scale 1 until a DequantizeLinear says otherwise).
 ///
 /// # Errors
-/// A shape without a batch dimension, symbolic or oversized, or an element type that is neither
-/// float nor integer.
+/// A symbolic or oversized sample shape ([`Error::UnsupportedModel`]); a shape without a batch
+/// dimension or with a negative dimension, or an element type that is neither float nor
+/// integer.
 fn bind_input(cx: &mut Ctx, input: &ValueInfoProto) -> Result<()> {
     let Some(type_proto::Value::TensorType(tt)) =
         input.r#type.as_ref().and_then(|t| t.value.as_ref())
@@ -122,18 +168,34 @@ fn bind_input(cx: &mut Ctx, input: &ValueInfoProto) -> Result<()> {
         .as_ref()
         .map(|s| s.dim.as_slice())
         .unwrap_or_default();
+    let unsupported_input = |reason: String| Error::UnsupportedModel {
+        what: format!("graph input '{}'", input.name),
+        reason,
+    };
     let mut shape = Vec::new();
     for (i, d) in dims.iter().enumerate() {
         match &d.value {
-            Some(dimension::Value::DimValue(v)) if *v >= 0 && *v < 1 << 24 => {
-                shape.push(*v as usize)
-            }
             _ if i == 0 => shape.push(1),
-            _ => {
-                return Err(input_error(
-                    input,
-                    "symbolic or invalid dimension after the batch dimension",
-                ));
+            Some(dimension::Value::DimValue(v)) if *v < 0 => {
+                return Err(input_error(input, &format!("negative dimension {v}")));
+            }
+            Some(dimension::Value::DimValue(v)) if *v >= 1 << 24 => {
+                return Err(unsupported_input(format!(
+                    "dimension {i} is {v}, more than 2^24"
+                )));
+            }
+            Some(dimension::Value::DimValue(v)) => shape.push(*v as usize),
+            Some(dimension::Value::DimParam(p)) => {
+                return Err(unsupported_input(format!(
+                    "dimension {i} is symbolic ('{p}'); heqc compiles a fixed sample shape \
+                     (only the batch dimension may be symbolic)"
+                )));
+            }
+            None => {
+                return Err(unsupported_input(format!(
+                    "dimension {i} has no size; heqc compiles a fixed sample shape \
+                     (only the batch dimension may be symbolic)"
+                )));
             }
         }
     }
@@ -146,7 +208,9 @@ fn bind_input(cx: &mut Ctx, input: &ValueInfoProto) -> Result<()> {
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .is_none_or(|n| n > MAX_INPUT_ELEMENTS)
     {
-        return Err(input_error(input, "more than 2^28 elements per sample"));
+        return Err(unsupported_input(
+            "more than 2^28 elements per sample".into(),
+        ));
     }
     let v = if tt.elem_type == tensor::dtype::FLOAT {
         Value::FloatInput(sample)

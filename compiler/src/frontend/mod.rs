@@ -6,8 +6,11 @@
 //! or a *pending* float computation (a Conv, Gemm, Add, pooling or ReLU on dequantized values)
 //! that becomes an integer layer with a fused requantization when a QuantizeLinear consumes it.
 //! QOperator nodes (QLinearConv, QLinearAdd, ...) are decomposed into the same steps, so QDQ,
-//! QCDQ and QOperator models lower to the same layers. Before anything is built, every node is
-//! looked up in the registry and all unknown operators are reported together.
+//! QCDQ and QOperator models lower to the same layers. Before anything is built, the opset
+//! imports are checked against the newest the frontend knows and every node is looked up in the
+//! registry: all unknown operators are reported together; during the walk, a node whose
+//! configuration is unsupported is recorded and everything computed from it skipped, so one
+//! error names every such node too.
 //!
 //! Layout: [`build`] drives the walk; [`context`] holds its state ([`context::Ctx`]);
 //! [`value`] is the value model; [`quantize`] turns values into integer layers;

@@ -49,6 +49,31 @@ pub fn requant(ms: &[f64], clamp: (i64, i64)) -> Requant {
     }
 }
 
+/// The range of real requantization multipliers (`s_in·s_w / s_out`, the largest of a layer)
+/// heqc compiles: below it every output rounds to zero (and the shift exceeds what the share
+/// rings hold), above it an accumulator step is billions of output steps (the products
+/// overflow the 62-bit share rings).
+const MULTIPLIER_RANGE: (f64, f64) = (1.0 / (1u64 << 32) as f64, (1u64 << 31) as f64);
+
+/// Refuses a requantization whose largest multiplier is outside [`MULTIPLIER_RANGE`].
+///
+/// # Errors
+/// An unsupported-configuration error naming the node and the multiplier.
+fn check_multipliers(node: &NodeProto, ms: &[f64]) -> Result<()> {
+    let max = ms.iter().fold(0.0f64, |a, m| a.max(m.abs()));
+    let (lo, hi) = MULTIPLIER_RANGE;
+    if (lo..hi).contains(&max) {
+        return Ok(());
+    }
+    Err(unsupported(
+        node,
+        &format!(
+            "scales out of range: the requantization multiplier (input scale × weight scale / \
+             output scale) is {max:.3e}, outside [2^-32, 2^31)"
+        ),
+    ))
+}
+
 /// Round half to even of a float, as ONNX QuantizeLinear rounds.
 pub(crate) fn round_half_even(x: f64) -> f64 {
     let r = x.round();
@@ -204,12 +229,14 @@ impl Ctx {
         let (op, inputs) = match p.op {
             PendingOp::Linear(d) => {
                 let ms: Vec<f64> = d.acc_scale.iter().map(|a| a / sy).collect();
+                check_multipliers(node, &ms)?;
                 let input = d.input;
                 (d.into_op(Some(requant(&ms, clamp))), vec![input])
             }
             PendingOp::Add(a, b) => {
-                let (m, shift) =
-                    multipliers(&[scale_of(&self.graph, a) / sy, scale_of(&self.graph, b) / sy]);
+                let ms = [scale_of(&self.graph, a) / sy, scale_of(&self.graph, b) / sy];
+                check_multipliers(node, &ms)?;
+                let (m, shift) = multipliers(&ms);
                 (
                     LayerOp::Add(AddSpec {
                         m_a: m[0],
@@ -225,21 +252,25 @@ impl Ctx {
                 input,
                 pool,
                 count_include_pad,
+                ceil_pads,
             } => {
                 let sx = scale_of(&self.graph, input);
                 let n = pool.kernel[0] * pool.kernel[1];
                 let ms: Vec<f64> = (1..=n).map(|c| sx / (sy * c as f64)).collect();
+                check_multipliers(node, &ms)?;
                 (
                     LayerOp::AvgPool(AvgPoolSpec {
                         pool,
                         count_include_pad,
                         requant: requant(&ms, clamp),
+                        ceil_pads,
                     }),
                     vec![input],
                 )
             }
             PendingOp::Clamp(t) => {
                 let m = scale_of(&self.graph, t) / sy;
+                check_multipliers(node, &[m])?;
                 (LayerOp::Rescale(requant(&[m], clamp)), vec![t])
             }
             PendingOp::Concat(ts) => {
@@ -258,6 +289,7 @@ impl Ctx {
                         s,
                     ));
                     let m = f64::from(f.scale) / sy;
+                    check_multipliers(node, &[m])?;
                     self.graph.add_layer(Layer {
                         name: format!("{name}.{}", f.name),
                         op: LayerOp::Rescale(requant(&[m], clamp)),

@@ -15,6 +15,11 @@ pub const ONNX: &str = "ai.onnx";
 /// Microsoft's contrib domain (QLinearAdd, QGemm, ...).
 pub const MICROSOFT: &str = "com.microsoft";
 
+/// The newest opset of each domain whose operators the frontend knows (ai.onnx: the ONNX 1.23
+/// node cases in `models/onnx_node_cases`; com.microsoft: onnxruntime's contrib opset). A model
+/// importing a newer one is refused: an operator's semantics may have changed since.
+pub const KNOWN_OPSETS: [(&str, i64); 2] = [(ONNX, 28), (MICROSOFT, 1)];
+
 /// What a supported operator becomes and where its support ends (`heqc ops`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpDoc {

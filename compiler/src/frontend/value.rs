@@ -159,6 +159,8 @@ pub enum PendingOp {
         pool: PoolShape,
         /// Whether padding counts in the divisor.
         count_include_pad: bool,
+        /// End padding added by `ceil_mode` (see [`heq_runtime::plan::AvgPoolSpec`]).
+        ceil_pads: [usize; 2],
     },
     /// A real tensor, only clamped (ReLU/Clip on dequantized values).
     Clamp(TensorId),

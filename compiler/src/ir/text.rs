@@ -64,8 +64,17 @@ pub fn print(g: &LayerGraph) -> String {
                         p.kernel, p.stride, p.pads
                     ),
                     LayerOp::AvgPool(a) => format!(
-                        " kernel={:?} stride={:?} pads={:?} shift={} clamp={:?}",
-                        a.pool.kernel, a.pool.stride, a.pool.pads, a.requant.shift, a.requant.clamp
+                        " kernel={:?} stride={:?} pads={:?}{} shift={} clamp={:?}",
+                        a.pool.kernel,
+                        a.pool.stride,
+                        a.pool.pads,
+                        if a.ceil_pads == [0, 0] {
+                            String::new()
+                        } else {
+                            format!(" ceil_pads={:?}", a.ceil_pads)
+                        },
+                        a.requant.shift,
+                        a.requant.clamp
                     ),
                     LayerOp::Concat | LayerOp::Reshape => String::new(),
                 };

@@ -14,14 +14,9 @@ pub fn models_dir() -> PathBuf {
 pub const PENDING_ISSUE15: &[&str] = &[
     "cnn_avg_qcdq_floathead",
     "cnn_avg_qcdq_floathead_ops",
-    "mpdw_qdq_w4_ms",
-    "mpdw_qdq_a16_ms",
-    "mpdw_qdq_a16s_ms",
     "mpdw_qdq_u8s8_softmax",
     "mpdw_qdq_u8s8_argmax",
     "mpdw_qdq_u8s8_topk",
-    "ceil_qdq_u8s8",
-    "ceil_cip_qdq_u8s8",
 ];
 
 /// Every top-level model file except those in [`PENDING_ISSUE15`], sorted.

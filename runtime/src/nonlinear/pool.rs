@@ -1,6 +1,6 @@
 //! Max pooling (comparison tree) and average pooling (local window sum, then the plan's exact
 //! division `floor((sum·m[n] + 2^(k−1)) / 2^k)` with the multiplier for the counted window
-//! size `n`). Padding never wins a maximum and never enters a sum. Costs:
+//! size `n`, [`AvgPoolSpec::window_counts`]). Padding never wins a maximum and never enters a sum. Costs:
 //! [`crate::cost::nonlinear::max_pool`], [`CombinePlan::cost`].
 
 use super::carry::drelu;
@@ -79,12 +79,12 @@ pub fn avg_pool(
     check_len(x.len(), shape.channels * shape.in_hw[0] * shape.in_hw[1])?;
     let ring = Ring::new(plan.ring_bits);
     let xa = align(s, plan, 0, x)?;
-    let windows = pool_windows(shape);
-    let z = windows
+    let z = pool_windows(shape)
         .iter()
-        .map(|w| {
-            let m = spec.multiplier(w.len()).ok_or(ProtocolError::Length {
-                expected: w.len(),
+        .zip(spec.window_counts())
+        .map(|(w, counted)| {
+            let m = spec.multiplier(counted).ok_or(ProtocolError::Length {
+                expected: counted,
                 actual: spec.requant.multipliers.len(),
             })?;
             let sum = w.iter().fold(0, |acc, &i| ring.add(acc, xa[i]));
@@ -143,10 +143,19 @@ mod tests {
     #[test]
     fn avg_pool_exact_with_and_without_padding() {
         let range = (-8i128, 7i128);
-        for (sh, include) in [
-            (shape(2, 6, 3, 2, 1), false),
-            (shape(2, 6, 3, 2, 1), true),
-            (shape(4, 4, 4, 1, 0), true),
+        // ceil_mode: 8×8, 3×3 stride 2, pad 1 → 5×5 windows (floor mode: 4×4), one row and
+        // column past the padding (ceil_pads [1, 1]); with count_include_pad the last row and
+        // column of windows count 2 of their 3 positions.
+        let ceil = PoolShape {
+            pads: [1, 1, 2, 2],
+            ..shape(2, 8, 3, 2, 1)
+        };
+        for (sh, include, ceil_pads) in [
+            (shape(2, 6, 3, 2, 1), false, [0, 0]),
+            (shape(2, 6, 3, 2, 1), true, [0, 0]),
+            (shape(4, 4, 4, 1, 0), true, [0, 0]),
+            (ceil.clone(), false, [1, 1]),
+            (ceil, true, [1, 1]),
         ] {
             let full = sh.kernel[0] * sh.kernel[1];
             // m[n] ≈ 2^12 / n.
@@ -160,9 +169,10 @@ mod tests {
                     clamp: (-8, 7),
                     rounding: Rounding::HalfEven,
                 },
+                ceil_pads,
             };
             let plan = avg_pool_plan(&spec, 4, range, 4).expect("plan");
-            let n = sh.channels * 36usize.min(sh.in_hw[0] * sh.in_hw[1]);
+            let n = sh.channels * sh.in_hw[0] * sh.in_hw[1];
             let v = values(range.0, range.1, n, 6);
             let (xs, xc) = share(Ring::new(4), &v, 7);
             let wins = pool_windows(&sh);
@@ -171,8 +181,16 @@ mod tests {
                 avg_pool(s, &p, &sp, if s.is_server() { &xs } else { &xc })
             });
             let got = open(Ring::new(4), &a, &b);
+            let counts = spec.window_counts();
             for (o, w) in wins.iter().enumerate() {
-                let cnt = if include { full } else { w.len() };
+                let cnt = counts[o];
+                let clipped = |o: usize| if o == 4 { 2 } else { 3 };
+                let expected = match (include, ceil_pads) {
+                    (true, [0, 0]) => full,
+                    (true, _) => clipped(o % 25 / 5) * clipped(o % 5),
+                    (false, _) => w.len(),
+                };
+                assert_eq!(cnt, expected, "window {o}");
                 let sum: i128 = w.iter().map(|&i| v[i]).sum();
                 let z = sum * i128::from(spec.requant.multipliers[cnt - 1]);
                 assert_eq!(got[o], round_shift(z, 12, Rounding::HalfEven).clamp(-8, 7));

@@ -607,7 +607,8 @@ pub fn add_plan(
 }
 
 /// The [`CombinePlan`] of the plan's `AvgPool` on shares in `Z_{2^in_bits}` whose values lie in
-/// `range`: the window sums times the multiplier of their counted size.
+/// `range`: the window sums times the multiplier of their counted size
+/// ([`AvgPoolSpec::window_counts`]).
 ///
 /// # Errors
 /// As [`CombinePlan::new`].
@@ -619,8 +620,9 @@ pub fn avg_pool_plan(
 ) -> Result<CombinePlan, ParamError> {
     let z = pool_window_sizes(&spec.pool)
         .into_iter()
-        .map(|len| {
-            let m = i128::from(spec.multiplier(len).unwrap_or(0));
+        .zip(spec.window_counts())
+        .map(|(len, counted)| {
+            let m = i128::from(spec.multiplier(counted).unwrap_or(0));
             let n = len as i128;
             mul_range((range.0 * n, range.1 * n), m)
         })
@@ -640,23 +642,7 @@ pub fn avg_pool_plan(
 /// The size of every pooling window of [`pool_windows`] (padded positions left out), without
 /// building the windows.
 pub fn pool_window_sizes(shape: &PoolShape) -> Vec<usize> {
-    let [oh, ow] = shape.out_hw();
-    let inside = |o: usize, axis: usize, len: usize| {
-        (0..shape.kernel[axis])
-            .filter(|&k| {
-                (o * shape.stride[axis] + k)
-                    .checked_sub(shape.pads[axis])
-                    .is_some_and(|i| i < len)
-            })
-            .count()
-    };
-    let rows: Vec<usize> = (0..oh).map(|o| inside(o, 0, shape.in_hw[0])).collect();
-    let cols: Vec<usize> = (0..ow).map(|o| inside(o, 1, shape.in_hw[1])).collect();
-    let per_channel: Vec<usize> = rows
-        .iter()
-        .flat_map(|&r| cols.iter().map(move |&c| r * c))
-        .collect();
-    per_channel.repeat(shape.channels)
+    shape.window_sizes_within([0; 4])
 }
 
 /// The input indices of every pooling window (row-major `[C, H, W]` input, outputs in

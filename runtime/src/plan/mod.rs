@@ -511,14 +511,39 @@ impl PoolShape {
             (w - self.kernel[1]) / self.stride[1] + 1,
         ]
     }
+
+    /// For every window (outputs in `[C, out_h, out_w]` order), the number of its positions
+    /// inside the input grown by `margin` rows/columns `[top, left, bottom, right]`:
+    /// `[0; 4]` counts the in-bounds elements, `pads` the whole window.
+    pub fn window_sizes_within(&self, margin: [usize; 4]) -> Vec<usize> {
+        let [oh, ow] = self.out_hw();
+        // Positions `o·stride + k` of the padded input inside `[pads − before, pads + len + after)`.
+        let inside = |o: usize, axis: usize| {
+            let lo = self.pads[axis].saturating_sub(margin[axis]);
+            let hi = self.pads[axis] + self.in_hw[axis] + margin[axis + 2];
+            (0..self.kernel[axis])
+                .filter(|&k| (lo..hi).contains(&(o * self.stride[axis] + k)))
+                .count()
+        };
+        let rows: Vec<usize> = (0..oh).map(|o| inside(o, 0)).collect();
+        let cols: Vec<usize> = (0..ow).map(|o| inside(o, 1)).collect();
+        let per_channel: Vec<usize> = rows
+            .iter()
+            .flat_map(|&r| cols.iter().map(move |&c| r * c))
+            .collect();
+        per_channel.repeat(self.channels)
+    }
 }
 
-/// Average pooling: the sum over the counted window elements, then
-/// `y = clamp(round(sum·m[n] / 2^k), lo, hi)` where `n` is the number of elements
-/// counted (the whole window if `count_include_pad`, else the ones inside the input).
+/// Average pooling: the sum over the in-bounds window elements, then
+/// `y = clamp(round(sum·m[n] / 2^k), lo, hi)` where `n` is the number of elements counted
+/// ([`AvgPoolSpec::window_counts`]): the in-bounds elements, or with `count_include_pad` the
+/// window's positions inside the input and the model's padding (`pool.pads` without
+/// `ceil_pads`).
 ///
-/// The encoding is the fields of `pool`, `count_include_pad`, then those of `requant` (postcard
-/// writes a nested struct as its fields), as when the requantization fields were inline.
+/// The encoding is the fields of `pool`, `count_include_pad`, those of `requant` (postcard
+/// writes a nested struct as its fields, as when the requantization fields were inline), then
+/// `ceil_pads`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AvgPoolSpec {
     /// Window geometry (global average pooling: the window is the whole input).
@@ -528,18 +553,35 @@ pub struct AvgPoolSpec {
     /// The requantization of the window sums: `multipliers[n − 1]` is the multiplier for a
     /// window of `n` counted elements.
     pub requant: Requant,
+    /// Rows at the bottom and columns at the right of `pool.pads` that ONNX `ceil_mode` added
+    /// past the model's own padding, so that the last, partial windows exist (`[0, 0]` without
+    /// `ceil_mode`). They never count, not even with `count_include_pad` (onnxruntime's and
+    /// PyTorch's divisor is the window clipped to the model-padded input).
+    pub ceil_pads: [usize; 2],
 }
 
 impl AvgPoolSpec {
-    /// The multiplier of a window with `in_bounds` elements inside the input: the one for the
-    /// whole window if `count_include_pad`, else for `in_bounds` (`None` if out of the table).
-    pub fn multiplier(&self, in_bounds: usize) -> Option<i64> {
-        let n = if self.count_include_pad {
-            self.pool.kernel[0] * self.pool.kernel[1]
+    /// The number of elements each window's sum is divided by, in output order.
+    pub fn window_counts(&self) -> Vec<usize> {
+        let p = &self.pool;
+        if self.count_include_pad {
+            p.window_sizes_within([
+                p.pads[0],
+                p.pads[1],
+                p.pads[2].saturating_sub(self.ceil_pads[0]),
+                p.pads[3].saturating_sub(self.ceil_pads[1]),
+            ])
         } else {
-            in_bounds
-        };
-        self.requant.multipliers.get(n.checked_sub(1)?).copied()
+            p.window_sizes_within([0; 4])
+        }
+    }
+
+    /// The multiplier of a window of `counted` elements (`None` if out of the table).
+    pub fn multiplier(&self, counted: usize) -> Option<i64> {
+        self.requant
+            .multipliers
+            .get(counted.checked_sub(1)?)
+            .copied()
     }
 }
 

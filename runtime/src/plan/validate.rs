@@ -15,7 +15,8 @@
 //! - clamps are ordered, shifts are below 64, accumulator widths are in `1..=64`, share rings
 //!   and plaintext moduli in `1..=64` bits, packing factors at least 1;
 //! - `Rescale` has one multiplier or one per channel (dividing the tensor length); `AvgPool`
-//!   has one multiplier per possible window count (`kernel_h · kernel_w`);
+//!   has one multiplier per possible window count (`kernel_h · kernel_w`) and its `ceil_pads`
+//!   are part of the bottom and right pads;
 //! - linear layers have a valid tile (`M_w·C_w·H_w·W_w ≤ N`) and `N ∈ {2048, 4096, 8192}`;
 //! - when weights are present, every linear layer has exactly one entry (sorted by layer), with
 //!   exactly its number of weights (each within the layer's weight type) and biases, and
@@ -288,6 +289,7 @@ fn layer_work(plan: &Plan, layer: &Layer, ins: &[usize], out: usize) -> Option<u
             let window = s.kernel[0].checked_mul(s.kernel[1])?;
             if let Op::AvgPool(a) = op {
                 fits(a.requant.multipliers.len() == window)?;
+                fits(a.ceil_pads[0] <= s.pads[2] && a.ceil_pads[1] <= s.pads[3])?;
             }
             out.checked_mul(window)
         }
@@ -468,6 +470,23 @@ mod tests {
         // A window entirely in the padding would count no element.
         assert_eq!(
             errors(|p| avgpool(p).pool.pads = [3, 1, 1, 1]),
+            vec!["l2 (l2): shapes do not fit the avgpool operation".to_string()]
+        );
+    }
+
+    #[test]
+    fn ceil_pads_are_part_of_the_end_pads() {
+        // every_op_plan's average pool has pads [1, 1, 1, 1].
+        assert!(
+            validate(&{
+                let mut p = every_op_plan();
+                avgpool(&mut p).ceil_pads = [1, 1];
+                p
+            })
+            .is_ok()
+        );
+        assert_eq!(
+            errors(|p| avgpool(p).ceil_pads = [2, 0]),
             vec!["l2 (l2): shapes do not fit the avgpool operation".to_string()]
         );
     }

@@ -389,15 +389,16 @@ fn max_pool(s: &PoolShape, x: &[i64]) -> Vec<i64> {
 }
 
 /// Average pooling: window sum, then the requantization with the multiplier of the counted
-/// elements.
+/// elements ([`AvgPoolSpec::window_counts`]).
 fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Result<Vec<i64>, RoundFail> {
     let mut y = Vec::new();
     let mut failure = None;
+    let mut counts = a.window_counts().into_iter();
     for_each_window(&a.pool, x, |values| {
         // At most MAX_LAYER_MACS (2^36) values of 64 bits: the sum cannot overflow.
-        let (n, sum) = values.fold((0usize, 0i128), |(n, s), v| (n + 1, s + i128::from(v)));
-        // validate() sizes the table to the window, and a window holds at least one element.
-        let m = a.multiplier(n).unwrap_or(0);
+        let sum = values.fold(0i128, |s, v| s + i128::from(v));
+        // validate() sizes the table to the window, and a window counts at least one element.
+        let m = counts.next().and_then(|n| a.multiplier(n)).unwrap_or(0);
         let r = &a.requant;
         match requantize(sum, m, r.shift, r.clamp, r.rounding) {
             Ok(v) => y.push(v),

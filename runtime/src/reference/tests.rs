@@ -308,6 +308,7 @@ fn avgpool(count_include_pad: bool) -> Op {
             clamp: WIDE,
             rounding: Rounding::HalfEven,
         },
+        ceil_pads: [0, 0],
     })
 }
 
@@ -348,11 +349,48 @@ fn avgpool_asymmetric_pads() {
             clamp: WIDE,
             rounding: Rounding::HalfEven,
         },
+        ceil_pads: [0, 0],
     });
     assert_eq!(
         run_one(op, &[1, 2, 2], &[1, 2, 2], &[1, 2, 3, 4]).unwrap(),
         vec![2, 2, 3, 4]
     );
+}
+
+/// ONNX `ceil_mode`: x = 1..16 (4×4), 3×3 windows, stride 2, pad 1 → 3×3 outputs (floor mode:
+/// 2×2); the last row and column of windows reach one position past the padding
+/// (`ceil_pads` = [1, 1]). Window rows (and columns) cover input rows {0, 1}, {1, 2, 3}, {3}.
+/// Divisors per window (row-major): `count_include_pad` = 0 counts the in-bounds elements,
+/// 4 6 2 / 6 9 3 / 2 3 1; = 1 counts the window clipped to the model's padding, 9 9 6 / 9 9 6 /
+/// 6 6 4 (onnxruntime and PyTorch), never the ceil padding.
+fn avgpool_ceil(count_include_pad: bool) -> Op {
+    Op::AvgPool(AvgPoolSpec {
+        pool: pool(1, [4, 4], [3, 3], [2, 2], [1, 1, 2, 2]),
+        count_include_pad,
+        // 36 / n: exact for every count that occurs (1, 2, 3, 4, 6, 9).
+        requant: Requant {
+            multipliers: (1..=9).map(|n| 36 / n).collect(),
+            shift: 0,
+            clamp: WIDE,
+            rounding: Rounding::HalfEven,
+        },
+        ceil_pads: [1, 1],
+    })
+}
+
+#[test]
+fn avgpool_ceil_mode_divisors() {
+    let x: Vec<i64> = (1..=16).collect();
+    let sums = [14, 30, 12, 57, 99, 36, 27, 45, 16];
+    let run = |cip| run_one(avgpool_ceil(cip), &[1, 4, 4], &[1, 3, 3], &x).unwrap();
+    let scaled = |divisors: [i64; 9]| -> Vec<i64> {
+        sums.iter()
+            .zip(divisors)
+            .map(|(s, n)| s * (36 / n))
+            .collect()
+    };
+    assert_eq!(run(false), scaled([4, 6, 2, 6, 9, 3, 2, 3, 1]));
+    assert_eq!(run(true), scaled([9, 9, 6, 9, 9, 6, 6, 6, 4]));
 }
 
 #[test]

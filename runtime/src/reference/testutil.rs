@@ -249,6 +249,7 @@ pub fn every_op_plan() -> Plan {
             clamp: (0, 15),
             rounding: Rounding::HalfEven,
         },
+        ceil_pads: [0, 0],
     };
     let t3 = b.layer(Op::AvgPool(avg), &[t1], &[2, 2, 2], (0, 15));
     let add = Op::Add(AddSpec {

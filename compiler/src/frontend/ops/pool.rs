@@ -1,6 +1,7 @@
 //! MaxPool, AveragePool, GlobalAveragePool and com.microsoft QLinearAveragePool /
 //! QLinearGlobalAveragePool. Max pooling commutes with (monotone) dequantization and is emitted
 //! at once; average pooling waits for its output quantization (one multiplier per window count).
+//! `ceil_mode` becomes extra end padding, which never counts (see [`ceil_mode_end_pad`]).
 
 use crate::error::{Error, Result};
 use crate::frontend::attrs::{attr_int, attr_ints, chw, pads_2d, sizes, strides_2d};
@@ -24,7 +25,7 @@ pub fn register(r: &mut OpRegistry) {
         max_pool,
         OpDoc {
             becomes: "OT max pooling (comparison tree) on shares",
-            limits: "no indices output; 2-D windows",
+            limits: "no indices output; 2-D windows; no dilation",
         },
     );
     r.register(
@@ -32,8 +33,8 @@ pub fn register(r: &mut OpRegistry) {
         "AveragePool",
         average_pool,
         OpDoc {
-            becomes: "window sum (local) + rounded division fused into a requantization (OT)",
-            limits: "2-D windows; at most 2^16 elements per window",
+            becomes: "window sum (local) + rounded division fused into a requantization (OT); ceil_mode and count_include_pad as onnxruntime",
+            limits: "2-D windows; at most 2^16 elements per window; no dilation",
         },
     );
     r.register(
@@ -65,8 +66,9 @@ pub fn register(r: &mut OpRegistry) {
     );
 }
 
-/// Window geometry of a (global) pooling node over a `[C, H, W]` input.
-fn pool_shape(node: &NodeProto, shape: &[usize]) -> Result<PoolShape> {
+/// Window geometry of a (global) pooling node over a `[C, H, W]` input, and the end padding
+/// (`[bottom, right]`) that `ceil_mode` adds to `pads` for the last, partial windows.
+fn pool_shape(node: &NodeProto, shape: &[usize]) -> Result<(PoolShape, [usize; 2])> {
     let [c, h, w] = chw(node, shape)?;
     if node.op_type.contains("Global") {
         if attr_int(node, "channels_last").is_some_and(|v| v != 0) {
@@ -78,19 +80,20 @@ fn pool_shape(node: &NodeProto, shape: &[usize]) -> Result<PoolShape> {
                 "a pooling window of more than 2^16 elements",
             ));
         }
-        return Ok(PoolShape {
+        let pool = PoolShape {
             channels: c,
             in_hw: [h, w],
             kernel: [h, w],
             stride: [1, 1],
             pads: [0; 4],
-        });
+        };
+        return Ok((pool, [0, 0]));
     }
     let kernel = sizes(node, &attr_ints(node, "kernel_shape").unwrap_or_default())?;
     let [kh, kw] = <[usize; 2]>::try_from(kernel)
         .map_err(|_| unsupported(node, "a kernel that is not 2-D"))?;
     let stride = strides_2d(node)?;
-    let pads = pads_2d(node, [h, w], [kh, kw], stride)?;
+    let mut pads = pads_2d(node, [h, w], [kh, kw], stride)?;
     if kh == 0
         || kw == 0
         || h + pads[0] + pads[2] < kh
@@ -103,13 +106,41 @@ fn pool_shape(node: &NodeProto, shape: &[usize]) -> Result<PoolShape> {
             "the window does not fit the padded input",
         ));
     }
-    Ok(PoolShape {
+    let mut ceil_pads = [0, 0];
+    if attr_int(node, "ceil_mode").is_some_and(|m| m != 0) {
+        for (axis, len) in [h, w].into_iter().enumerate() {
+            let extra = ceil_mode_end_pad(
+                len,
+                [pads[axis], pads[axis + 2]],
+                [kh, kw][axis],
+                stride[axis],
+            );
+            pads[axis + 2] += extra;
+            ceil_pads[axis] = extra;
+        }
+    }
+    let pool = PoolShape {
         channels: c,
         in_hw: [h, w],
         kernel: [kh, kw],
         stride,
         pads,
-    })
+    };
+    Ok((pool, ceil_pads))
+}
+
+/// The padding `ceil_mode` adds at the end of an axis of `len` positions (model padding
+/// `[begin, end]`, window `kernel`, stride `stride`, window fits the padded axis): the output
+/// length is `ceil((len + begin + end − kernel) / stride) + 1`, less one when the last window
+/// would start in the end padding (ONNX, onnxruntime and PyTorch drop it), and the last
+/// window must fit the padded axis.
+fn ceil_mode_end_pad(len: usize, [begin, end]: [usize; 2], kernel: usize, stride: usize) -> usize {
+    let padded = len + begin + end;
+    let mut out = (padded - kernel).div_ceil(stride) + 1;
+    if (out - 1) * stride >= len + begin {
+        out -= 1;
+    }
+    ((out - 1) * stride + kernel).saturating_sub(padded)
 }
 
 fn max_pool(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
@@ -123,7 +154,8 @@ fn max_pool(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
             "MaxPool of a value that is not an integer tensor",
         ));
     };
-    let pool = pool_shape(node, &cx.graph.tensor(t).shape)?;
+    // Max pooling never lets padding win, so ceil_mode is just the extra end padding.
+    let (pool, _) = pool_shape(node, &cx.graph.tensor(t).shape)?;
     let [oh, ow] = pool.out_hw();
     let out_name = node.output.first().cloned().unwrap_or_default();
     let shape = vec![pool.channels, oh, ow];
@@ -148,7 +180,7 @@ fn avg_pending(cx: &Ctx, node: &NodeProto, x: Value) -> Result<Value> {
             "average pooling of a value that is not dequantized",
         ));
     };
-    let pool = pool_shape(node, &cx.graph.tensor(t).shape)?;
+    let (pool, ceil_pads) = pool_shape(node, &cx.graph.tensor(t).shape)?;
     let [oh, ow] = pool.out_hw();
     let count_include_pad = attr_int(node, "count_include_pad").unwrap_or(0) != 0;
     Ok(Value::Pending(Pending {
@@ -157,6 +189,7 @@ fn avg_pending(cx: &Ctx, node: &NodeProto, x: Value) -> Result<Value> {
             input: t,
             pool,
             count_include_pad,
+            ceil_pads,
         },
         clamp: RealClamp::default(),
         names: vec![node.name.clone()],
@@ -174,4 +207,24 @@ fn qlinear_average_pool(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     let x = dq_operand(cx, node, 0, 1, 2, None)?;
     let v = avg_pending(cx, node, x)?;
     q_result(cx, node, v, 3, 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ceil_mode_end_pad;
+
+    #[test]
+    fn ceil_mode_adds_end_padding_for_partial_windows() {
+        // 16, 3×3 stride 2, no pads: floor 7 windows, ceil 8, the last covering 2 of 3 rows.
+        assert_eq!(ceil_mode_end_pad(16, [0, 0], 3, 2), 1);
+        // 8, pad 1: floor 4, ceil 5 (the fixtures' average pool).
+        assert_eq!(ceil_mode_end_pad(8, [1, 1], 3, 2), 1);
+        // Exact fit: nothing to add.
+        assert_eq!(ceil_mode_end_pad(7, [1, 1], 3, 2), 0);
+        // 5, 2×2 stride 2, pad 1 at both ends: ceil gives 4 windows, but the 4th would start
+        // at padded position 6 ≥ 5 + 1, in the end padding, so it is dropped: 3 windows.
+        assert_eq!(ceil_mode_end_pad(5, [1, 1], 2, 2), 0);
+        // 6, 1×1 stride 4: ceil gives 3 windows, the 3rd starting at 8 ≥ 6: dropped, 2 remain.
+        assert_eq!(ceil_mode_end_pad(6, [0, 0], 1, 4), 0);
+    }
 }

@@ -1,10 +1,13 @@
-//! QuantizeLinear and DequantizeLinear (opsets 10–25: per-tensor and per-axis, every integer
-//! type from int2 to int32).
+//! QuantizeLinear and DequantizeLinear (opsets 10–28: per-tensor and per-axis, every integer
+//! type from int2 to int32), and onnxruntime's com.microsoft QuantizeLinear/DequantizeLinear
+//! (contrib opset 1), which its quantizer writes for 4- and 16-bit types when the model's
+//! ai.onnx opset is below 21: the same inputs, `axis` attribute and semantics, so both domains
+//! share the builders.
 
 use crate::error::Result;
 use crate::frontend::attrs::attr_int;
 use crate::frontend::context::Ctx;
-use crate::frontend::registry::{ONNX, OpDoc, OpRegistry};
+use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
 use crate::frontend::{tensor, unsupported};
 use heq_runtime::plan::IntType;
 use tract_onnx::pb::NodeProto;
@@ -27,6 +30,24 @@ pub fn register(r: &mut OpRegistry) {
         OpDoc {
             becomes: "real view of an integer tensor or constant; per-tensor or per-channel (axis) scales on weights",
             limits: "no blocked quantization",
+        },
+    );
+    r.register(
+        MICROSOFT,
+        "QuantizeLinear",
+        quantize_linear,
+        OpDoc {
+            becomes: "as ai.onnx QuantizeLinear (onnxruntime writes it for int4/uint4/int16/uint16 below opset 21)",
+            limits: "as ai.onnx QuantizeLinear",
+        },
+    );
+    r.register(
+        MICROSOFT,
+        "DequantizeLinear",
+        dequantize_linear,
+        OpDoc {
+            becomes: "as ai.onnx DequantizeLinear (per-tensor or per-channel, int4/uint4/int16/uint16 below opset 21)",
+            limits: "as ai.onnx DequantizeLinear",
         },
     );
 }
