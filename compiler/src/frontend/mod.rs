@@ -12,8 +12,9 @@
 //! Layout: [`build`] drives the walk; [`context`] holds its state ([`context::Ctx`]);
 //! [`value`] is the value model; [`quantize`] turns values into integer layers;
 //! [`weights`] reads a linear layer's weights and bias; [`attrs`] reads node attributes;
-//! [`ops`] has one builder per ONNX operator, registered in [`registry`]; [`tensor`] decodes
-//! ONNX tensors.
+//! [`ops`] has one builder per ONNX operator, registered in [`registry`]; [`reveal`] ends the
+//! two-party part where the client's plaintext epilogue begins; [`tensor`] decodes ONNX
+//! tensors.
 
 pub mod attrs;
 pub mod build;
@@ -21,6 +22,7 @@ pub mod context;
 pub mod ops;
 pub mod quantize;
 pub mod registry;
+pub mod reveal;
 pub mod tensor;
 pub mod value;
 pub mod weights;

@@ -12,14 +12,9 @@ pub fn models_dir() -> PathBuf {
 /// Q/DQ, client-side epilogues, ceil_mode pools). The tests that iterate over every model skip
 /// them; remove a name here once heqc supports its shape, so every test covers it.
 pub const PENDING_ISSUE15: &[&str] = &[
-    "cnn_avg_qcdq_floathead",
-    "cnn_avg_qcdq_floathead_ops",
     "mpdw_qdq_w4_ms",
     "mpdw_qdq_a16_ms",
     "mpdw_qdq_a16s_ms",
-    "mpdw_qdq_u8s8_softmax",
-    "mpdw_qdq_u8s8_argmax",
-    "mpdw_qdq_u8s8_topk",
     "ceil_qdq_u8s8",
     "ceil_cip_qdq_u8s8",
 ];

@@ -20,9 +20,10 @@
 
 use crate::error::PlanError;
 use crate::plan::{
-    AddSpec, AffineShape, AvgPoolSpec, ConvShape, GlobalProtocol, HeParams, IntType, IoSpec, Layer,
-    LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
-    PoolShape, PublicPlan, Requant, Rounding, ServerWeights, TensorId, TensorInfo, Tile,
+    AddSpec, AffineShape, AvgPoolSpec, ConvShape, Epilogue, GlobalProtocol, HeParams, IntType,
+    IoSpec, Layer, LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend,
+    Packing, Plan, PoolShape, PublicPlan, Requant, Rounding, ServerWeights, TensorId, TensorInfo,
+    Tile,
 };
 
 /// Builds a plan layer by layer.
@@ -51,6 +52,7 @@ impl PlanBuilder {
                 profile: "default".into(),
                 precision: None,
             },
+            epilogue: Epilogue::default(),
         };
         let mut b = PlanBuilder {
             plan: Plan {
