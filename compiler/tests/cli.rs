@@ -185,3 +185,53 @@ fn ir_prints_the_layer_graph() {
         "{text}"
     );
 }
+
+#[test]
+fn explain_shows_the_epilogue() {
+    let dir = temp_dir("epilogue");
+    let model = common::models_dir().join("mpdw_qdq_u8s8_topk.onnx");
+    let (plan, client) = (dir.join("p.bin"), dir.join("p.client"));
+    let out = heqc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--client-out",
+        client.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The client plan carries the epilogue: it is public.
+    let text = String::from_utf8(heqc(&["explain", client.to_str().unwrap()]).stdout).unwrap();
+    assert!(
+        text.contains("output top3_indices [3] i64 (client epilogue) from the revealed ")
+            && text.contains("epilogue (on the client, in plaintext, after the reveal):"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("topk"))
+        .unwrap();
+    assert!(
+        row.contains("head_topk")
+            && row.contains("axis 0, k 3, largest, indices")
+            && row.ends_with("-> [3] i64"),
+        "{row}"
+    );
+    let out = heqc(&["explain", plan.to_str().unwrap(), "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["epilogue"],
+        serde_json::json!([{
+            "name": "head_topk",
+            "op": "topk",
+            "detail": "axis 0, k 3, largest, indices",
+            "output": [3],
+            "element": "i64"
+        }])
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
