@@ -4,7 +4,9 @@
 //! [`registry::OpRegistry`]. Every ONNX value becomes a [`value::Value`]: an integer tensor (the
 //! output of a QuantizeLinear or an integer graph input), its dequantized real view, a constant,
 //! or a *pending* float computation (a Conv, Gemm, Add, pooling or ReLU on dequantized values)
-//! that becomes an integer layer with a fused requantization when a QuantizeLinear consumes it.
+//! that becomes an integer layer with a fused requantization when a QuantizeLinear consumes it;
+//! after the reveal, a *client value* the client computes in plaintext (the plan's epilogue:
+//! a float head's dequantization, Softmax, ArgMax, TopK, ...).
 //! QOperator nodes (QLinearConv, QLinearAdd, ...) are decomposed into the same steps, so QDQ,
 //! QCDQ and QOperator models lower to the same layers. Before anything is built, every node is
 //! looked up in the registry and all unknown operators are reported together.
