@@ -200,6 +200,7 @@ pub fn lower(g: &LayerGraph) -> Result<Skeleton> {
             profile: String::new(),
             precision: None,
         },
+        epilogue: g.epilogue.clone(),
     };
     Ok(Skeleton {
         plan: Plan {

@@ -82,20 +82,20 @@ fn compile_then_explain_every_model() {
         );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let layers = report["layers"].as_array().unwrap();
-        for node in linear_node_names(&path) {
+        // A float head's last linear layer outputs its accumulator: no requantization.
+        let float_head = report["epilogue"][0]["op"] == "dequantize";
+        let nodes = linear_node_names(&path);
+        for (i, node) in nodes.iter().enumerate() {
             let row = layers
                 .iter()
                 .find(|l| l["name"].as_str().unwrap().split('+').any(|n| n == node))
                 .unwrap_or_else(|| panic!("{stem}: no layer for node {node}"));
-            for key in [
-                "weight_bits",
-                "acc_bits",
-                "acc_bits_naive",
-                "output_bits",
-                "multiplier_bits",
-                "shift",
-            ] {
+            let requantizes = !(float_head && i + 1 == nodes.len());
+            for key in ["weight_bits", "acc_bits", "acc_bits_naive", "output_bits"] {
                 assert!(!row[key].is_null(), "{stem} {node}: {key} missing");
+            }
+            for key in ["multiplier_bits", "shift"] {
+                assert_eq!(row[key].is_null(), !requantizes, "{stem} {node}: {key}");
             }
             assert!(
                 row["acc_bits"].as_u64() <= row["acc_bits_naive"].as_u64(),
@@ -409,4 +409,52 @@ fn opsets_newer_than_known_exit_2() {
             )
         );
     }
+#[test]
+fn explain_shows_the_epilogue() {
+    let dir = temp_dir("epilogue");
+    let model = common::models_dir().join("mpdw_qdq_u8s8_topk.onnx");
+    let (plan, client) = (dir.join("p.bin"), dir.join("p.client"));
+    let out = heqc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--client-out",
+        client.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The client plan carries the epilogue: it is public.
+    let text = String::from_utf8(heqc(&["explain", client.to_str().unwrap()]).stdout).unwrap();
+    assert!(
+        text.contains("output top3_indices [3] i64 (client epilogue) from the revealed ")
+            && text.contains("epilogue (on the client, in plaintext, after the reveal):"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("topk"))
+        .unwrap();
+    assert!(
+        row.contains("head_topk")
+            && row.contains("axis 0, k 3, largest, indices")
+            && row.ends_with("-> [3] i64"),
+        "{row}"
+    );
+    let out = heqc(&["explain", plan.to_str().unwrap(), "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["epilogue"],
+        serde_json::json!([{
+            "name": "head_topk",
+            "op": "topk",
+            "detail": "axis 0, k 3, largest, indices",
+            "output": [3],
+            "element": "i64"
+        }])
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -12,16 +12,27 @@
 //! "Fidelity reference"). For those models the reference is
 //! `<model>.expected_exact_pools.npy`: onnxruntime with those pools computed exactly
 //! (models/README.md). The comparison with the raw onnxruntime output is printed for information.
+//!
+//! A plan with a client-side epilogue (a float head, Softmax, ArgMax, TopK) is compared after
+//! its epilogue, as the client computes its output: indices (int64) must equal onnxruntime's
+//! on every sample; float outputs must have the same top-1 on every sample and differ by at
+//! most [`FLOAT_TOLERANCE`] of the sample's largest magnitude (at least 1; `f32` rounding, in
+//! Softmax say) plus, for a float head, the rounding of a folded float bias: half an
+//! accumulator step in output units (`docs/semantics.md` §5, [`folded_bias_allowance`]).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::path::Path;
 
-use heq_runtime::plan::Op;
-use heq_runtime::reference;
-use ndarray::{Array2, Array4, Axis};
+use heq_runtime::plan::{ElementKind, EpilogueOp, Op, Plan};
+use heq_runtime::reference::{self, epilogue};
+use ndarray::{Array2, Array4, ArrayD, Axis};
 use ndarray_npy::read_npy;
+
+/// Largest difference of a float output after an epilogue from onnxruntime's, relative to the
+/// sample's largest magnitude (at least 1).
+const FLOAT_TOLERANCE: f32 = 1e-4;
 
 fn argmax(v: &[f32]) -> usize {
     v.iter()
@@ -192,6 +203,13 @@ fn every_quantized_model_matches_onnxruntime() {
             widths.join(", ")
         );
         let reference = reference_file(&dir, &stem);
+        if !plan.public.epilogue.is_empty() {
+            match after_epilogue(&plan, &outputs, &reference) {
+                Ok(summary) => println!("{stem}: after the epilogue: {summary}"),
+                Err(failure) => failures.push(format!("{stem}: {failure}")),
+            }
+            continue;
+        }
         let expected: Array2<f32> = read_npy(&reference).unwrap();
         let agreement = Agreement::measure(&outputs, &expected, scale);
         let name = reference.file_name().unwrap().to_string_lossy();
@@ -214,6 +232,87 @@ fn every_quantized_model_matches_onnxruntime() {
         "fidelity failures:\n{}",
         failures.join("\n")
     );
+}
+
+/// How far a float head's output may be from float arithmetic because its float bias was
+/// rounded to accumulator units: half the largest accumulator step, times the factors of later
+/// `Mul` steps (Softmax is 1/2-Lipschitz in the max norm, the other steps do not widen it); 0
+/// without a float head.
+fn folded_bias_allowance(plan: &Plan) -> f32 {
+    let e = &plan.public.epilogue;
+    let Some(d) = &e.dequantize else {
+        return 0.0;
+    };
+    let half_step = 0.5 * d.scales.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+    e.steps.iter().fold(half_step, |a, step| match step.op {
+        EpilogueOp::Mul(c) => a * c.abs(),
+        _ => a,
+    })
+}
+
+/// Compares the model outputs after the epilogue (the client's view) with the reference file:
+/// identical indices, or floats with the same top-1 within [`FLOAT_TOLERANCE`] of the
+/// magnitude plus [`folded_bias_allowance`]. `Ok` is a summary, `Err` a failure.
+fn after_epilogue(plan: &Plan, outputs: &[Output], reference: &Path) -> Result<String, String> {
+    let p = &plan.public;
+    let kind = p.epilogue.output(&p.output.shape).unwrap().kind;
+    let finished: Vec<epilogue::OutputData> = outputs
+        .iter()
+        .map(|y| epilogue::finish(p, &y.quantized).unwrap().data)
+        .collect();
+    let samples = outputs.len();
+    match kind {
+        ElementKind::Index => {
+            let expected: ArrayD<i64> = read_npy(reference).unwrap();
+            let ours: Vec<i64> = finished
+                .into_iter()
+                .flat_map(|d| match d {
+                    epilogue::OutputData::Index(v) => v,
+                    epilogue::OutputData::Float(_) => panic!("floats where indices were expected"),
+                })
+                .collect();
+            let want: Vec<i64> = expected.iter().copied().collect();
+            let differing = ours.iter().zip(&want).filter(|(a, b)| a != b).count();
+            let summary = format!(
+                "{differing}/{} indices differ on {samples} samples",
+                want.len()
+            );
+            if ours.len() == want.len() && differing == 0 {
+                Ok(summary)
+            } else {
+                Err(summary)
+            }
+        }
+        ElementKind::Float => {
+            let expected: ArrayD<f32> = read_npy(reference).unwrap();
+            let rows: Vec<Vec<f32>> = expected
+                .axis_iter(Axis(0))
+                .map(|r| r.iter().copied().collect())
+                .collect();
+            let allowance = folded_bias_allowance(plan);
+            let (mut top1_identical, mut worst, mut beyond) = (0, 0.0f32, 0);
+            for (d, want) in finished.iter().zip(&rows) {
+                let epilogue::OutputData::Float(ours) = d else {
+                    panic!("indices where floats were expected");
+                };
+                top1_identical += usize::from(argmax(ours) == argmax(want));
+                let magnitude = want.iter().fold(1.0f32, |m, w| m.max(w.abs()));
+                for (a, b) in ours.iter().zip(want) {
+                    worst = worst.max((a - b).abs());
+                    beyond += usize::from((a - b).abs() > FLOAT_TOLERANCE * magnitude + allowance);
+                }
+            }
+            let summary = format!(
+                "top-1 {top1_identical}/{samples} identical, largest difference {worst:e} \
+                 (folded-bias allowance {allowance:e}), {beyond} elements beyond the bar"
+            );
+            if rows.len() == samples && top1_identical == samples && beyond == 0 {
+                Ok(summary)
+            } else {
+                Err(summary)
+            }
+        }
+    }
 }
 
 /// Runs `tests/data/<name>.onnx` on `<name>_x.npy`; returns (max LSB difference, elements

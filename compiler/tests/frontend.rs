@@ -56,6 +56,16 @@ fn unsupported_nodes_are_reported_together() {
             ("head_softmax", "Softmax", "ai.onnx")
         ]
     );
+    // Sigmoid is unknown; Softmax is a client-side operator, but it sits before the reveal
+    // (its result is quantized again), so it is refused too.
+    assert_eq!(nodes[0].reason, None);
+    assert_eq!(
+        nodes[1].reason.as_deref(),
+        Some(
+            "runs on the client after the output is revealed, but its result feeds \
+             'logits_QuantizeLinear' (QuantizeLinear), which does not"
+        )
+    );
     assert_eq!(
         e.to_string(),
         "2 unsupported node(s):\n  ai.onnx:Sigmoid ×1 (head_sigmoid)\n  \

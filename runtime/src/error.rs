@@ -116,6 +116,14 @@ pub enum ExecError {
         /// The layer.
         layer: LayerId,
     },
+    /// The revealed output of a sample does not have the output tensor's length.
+    #[error("the revealed output has {actual} elements, the plan's output tensor {expected}")]
+    OutputLength {
+        /// Elements of the plan's output tensor.
+        expected: usize,
+        /// Elements given.
+        actual: usize,
+    },
     /// A requantization declared tie-free (`Rounding::NoTies`) met a rounding tie (a bug in the
     /// compiler's tie analysis).
     #[error("layer {layer}: rounding tie in a requantization the plan declares tie-free")]

@@ -6,7 +6,9 @@
     reason = "a test fails loudly on an unexpected error"
 )]
 
-use heq_runtime::plan::{IntType, Op, Plan, Requant, Rounding, write_plan};
+use heq_runtime::plan::{
+    EpilogueOp, EpilogueStep, IntType, Op, Plan, Requant, Rounding, TopKOutput, write_plan,
+};
 use heq_runtime::reference::testutil::{PlanBuilder, every_op_plan};
 use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
@@ -145,6 +147,78 @@ fn sim_mode_equals_plain_and_prints_the_traffic() {
     assert_eq!(rows, ["setup", "rescale", "reveal"]);
     assert_eq!(report["total"]["measured"], report["total"]["predicted"]);
     assert_eq!(report["ot_extension"]["source"], "predicted");
+}
+
+/// [`rescale_plan`] with a client-side epilogue of `ops`.
+fn epilogue_plan(ops: Vec<EpilogueOp>) -> Plan {
+    let mut plan = rescale_plan();
+    plan.public.epilogue.steps = ops
+        .into_iter()
+        .map(|op| EpilogueStep {
+            name: op.kind().into(),
+            op,
+        })
+        .collect();
+    plan
+}
+
+/// Two samples, X and −X, as float32 `[2, 2, 2]`. The outputs before the epilogue are Y and
+/// 0.25 · (−3, 3, −8, −125) = (−0.75, 0.75, −2, −31.25) (see `batch_raw_float64`).
+fn write_two_samples(dir: &Path) {
+    let x: Vec<f32> = X.iter().copied().chain(X.iter().map(|v| -v)).collect();
+    write_f32(&dir.join("x.npy"), &[2, 2, 2], &x);
+}
+
+#[test]
+fn epilogue_indices_are_int64() {
+    let plan = epilogue_plan(vec![
+        EpilogueOp::Mul(2.0),
+        EpilogueOp::Reshape(vec![4]),
+        EpilogueOp::TopK {
+            axis: 0,
+            k: 2,
+            largest: true,
+            output: TopKOutput::Indices,
+        },
+    ]);
+    let dir = setup("topk", &plan);
+    write_two_samples(&dir);
+    let out = heq_run(&dir, &RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let y: ArrayD<i64> = ndarray_npy::read_npy(dir.join("y.npy")).unwrap();
+    assert_eq!(y.shape(), [2, 2]);
+    // 2Y = (1.5, −1.5, 4, 65): 3, 2; 2·(−0.75, 0.75, −2, −31.25): 1, 0.
+    assert_eq!(y.iter().copied().collect::<Vec<_>>(), [3, 2, 1, 0]);
+    // --raw: the revealed integers, before the epilogue.
+    let mut args = RUN.to_vec();
+    args.push("--raw");
+    let out = heq_run(&dir, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let q: ArrayD<i32> = ndarray_npy::read_npy(dir.join("y.npy")).unwrap();
+    assert_eq!(q.shape(), [2, 2, 2]);
+    assert_eq!(q.iter().take(4).copied().collect::<Vec<_>>(), Q);
+}
+
+#[test]
+fn sim_applies_the_same_epilogue_as_plain() {
+    let plan = epilogue_plan(vec![EpilogueOp::Add(-1.0), EpilogueOp::Softmax { axis: 1 }]);
+    let dir = setup("softmax", &plan);
+    write_two_samples(&dir);
+    let out = heq_run(&dir, &RUN);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plain = std::fs::read(dir.join("y.npy")).unwrap();
+    let y: ArrayD<f32> = ndarray_npy::read_npy(dir.join("y.npy")).unwrap();
+    assert_eq!(y.shape(), [2, 2, 2]);
+    // Softmax of the rows (0.75, −0.75) and (2, 32.5), less 1 each: the shift cancels.
+    let row0 = 1.0 / (1.0 + (-1.5f32).exp());
+    assert!((y[[0, 0, 0]] - row0).abs() < 1e-6 && (y[[0, 0, 1]] - (1.0 - row0)).abs() < 1e-6);
+    assert!(y[[0, 1, 1]] > 0.999_999);
+    let mut args = RUN.to_vec();
+    args[3] = "sim";
+    args.extend(["--seed", "3"]);
+    let out = heq_run(&dir, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.join("y.npy")).unwrap(), plain);
 }
 
 #[test]

@@ -6,12 +6,20 @@ use heq_runtime::error::{ExecError, PlanError};
 use heq_runtime::plan::{
     PLAN_FORMAT_VERSION, Plan, read_plan, read_plan_bytes, write_plan, write_plan_bytes,
 };
-use heq_runtime::reference::{self, testutil::every_op_plan};
+use heq_runtime::reference::testutil::{every_op_plan, every_step_epilogue};
+use heq_runtime::reference::{self, epilogue};
 
 const HEADER_LEN: usize = 8 + 4 + 32;
 
+/// `every_op_plan` with an epilogue of every step, so that mutations reach its encoding too.
+fn sample_plan() -> Plan {
+    let mut plan = every_op_plan();
+    plan.public.epilogue = every_step_epilogue();
+    plan
+}
+
 fn sample_bytes() -> Vec<u8> {
-    write_plan_bytes(&every_op_plan()).expect("encodes")
+    write_plan_bytes(&sample_plan()).expect("encodes")
 }
 
 /// A plan file around `body` with a correct hash.
@@ -51,8 +59,9 @@ impl Tally {
     }
 }
 
-/// Runs an accepted plan on the zero input and on both ends of the input range: any error is
-/// fine (a mutated range or weight may well break the range analysis), a panic is not.
+/// Runs an accepted plan, and its epilogue, on the zero input and on both ends of the input
+/// range: any executor error is fine (a mutated range or weight may well break the range
+/// analysis), a panic is not; the epilogue of a validated plan always runs.
 fn run_everywhere(plan: &Plan) {
     let t = &plan.public.tensors[plan.public.input.tensor.0 as usize];
     assert!(
@@ -62,10 +71,15 @@ fn run_everywhere(plan: &Plan) {
     );
     for v in [0, t.range.0, t.range.1] {
         match reference::run(plan, &vec![v; t.len()]) {
-            Ok(y) => assert_eq!(
-                y.len(),
-                plan.public.tensors[plan.public.output.tensor.0 as usize].len()
-            ),
+            Ok(y) => {
+                assert_eq!(
+                    y.len(),
+                    plan.public.tensors[plan.public.output.tensor.0 as usize].len()
+                );
+                if let Err(e) = epilogue::finish(&plan.public, &y) {
+                    panic!("the epilogue of a validated plan failed: {e}");
+                }
+            }
             Err(ExecError::Plan(e)) => panic!("validated plan rejected by the executor: {e}"),
             Err(_) => {}
         }
@@ -74,7 +88,7 @@ fn run_everywhere(plan: &Plan) {
 
 #[test]
 fn round_trip() {
-    let plan = every_op_plan();
+    let plan = sample_plan();
     assert_eq!(
         read_plan_bytes(&write_plan_bytes(&plan).unwrap()).unwrap(),
         plan
@@ -113,6 +127,20 @@ fn every_byte_flip_is_rejected() {
     assert_eq!(tally.version, 4 * 3);
     assert_eq!(tally.corrupt, (bytes.len() - 12) * 3);
     assert_eq!(tally.accepted + tally.invalid, 0);
+}
+
+#[test]
+fn plans_of_the_previous_format_are_refused() {
+    // Version 2 had no epilogue: its body would misread, so the version check refuses it.
+    let mut b = sample_bytes();
+    b[8..12].copy_from_slice(&(PLAN_FORMAT_VERSION - 1).to_le_bytes());
+    assert!(matches!(
+        read_plan_bytes(&b),
+        Err(PlanError::Version {
+            found: 2,
+            expected: 3
+        })
+    ));
 }
 
 #[test]

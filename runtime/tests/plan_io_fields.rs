@@ -7,8 +7,19 @@
 )]
 
 use heq_runtime::error::ExecError;
-use heq_runtime::plan::{Op, Plan, PoolShape, validate};
-use heq_runtime::reference::{self, testutil::every_op_plan};
+use heq_runtime::plan::{EpilogueOp, Op, Plan, PoolShape, validate};
+use heq_runtime::reference::testutil::{every_op_plan, every_step_epilogue};
+use heq_runtime::reference::{self, epilogue};
+
+/// Fields [`mutate`] can edit.
+const FIELDS: usize = 41;
+
+/// `every_op_plan` with an epilogue of every step.
+fn sample_plan() -> Plan {
+    let mut plan = every_op_plan();
+    plan.public.epilogue = every_step_epilogue();
+    plan
+}
 use proptest::prelude::*;
 
 /// Interesting sizes: small, boundary, the validation limits, overflowing.
@@ -148,6 +159,36 @@ fn mutate(p: &mut Plan, field: usize, pick: usize) {
             layers[l].inputs[0].0 = (size % (1 << 32)) as u32;
         }
         35 => p.public.input.shape = vec![size; 1 + pick % 3],
+        36 => {
+            let d = p.public.epilogue.dequantize.as_mut().unwrap();
+            match pick % 3 {
+                0 => d.axis = size,
+                1 => d.scales = vec![value as f32; pick % 5],
+                _ => {
+                    if let Some(s) = d.scales.first_mut() {
+                        *s = f32::from_bits(value as u32);
+                    }
+                }
+            }
+        }
+        37..=39 => {
+            let steps = &mut p.public.epilogue.steps;
+            let i = pick % steps.len();
+            match (&mut steps[i].op, field) {
+                (EpilogueOp::Mul(c) | EpilogueOp::Add(c), _) => *c = f32::from_bits(value as u32),
+                (EpilogueOp::Softmax { axis } | EpilogueOp::ArgMax { axis, .. }, _) => {
+                    *axis = size;
+                }
+                (EpilogueOp::TopK { axis, .. }, 37) => *axis = size,
+                (EpilogueOp::TopK { k, .. }, _) => *k = size,
+                (EpilogueOp::Reshape(shape), 37) => shape.push(size),
+                (EpilogueOp::Reshape(shape), _) => shape.insert(0, size),
+            }
+            if field == 39 {
+                let next = (i + 1) % steps.len();
+                steps.swap(i, next);
+            }
+        }
         _ => {
             let Op::Conv(l) = &mut layers[0].op else {
                 unreachable!()
@@ -176,7 +217,12 @@ fn run_if_valid(plan: &Plan) -> bool {
         match reference::run(plan, &vec![v; t.len()]) {
             Err(ExecError::Plan(e)) => panic!("validated plan rejected by the executor: {e}"),
             Err(ExecError::InputShape { .. }) => panic!("input length mismatch"),
-            _ => {}
+            Ok(y) => {
+                if let Err(e) = epilogue::finish(&plan.public, &y) {
+                    panic!("the epilogue of a validated plan failed: {e}");
+                }
+            }
+            Err(_) => {}
         }
     }
     true
@@ -186,8 +232,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
 
     #[test]
-    fn hostile_fields_never_panic(edits in prop::collection::vec((0usize..37, any::<usize>()), 1..4)) {
-        let mut plan = every_op_plan();
+    fn hostile_fields_never_panic(edits in prop::collection::vec((0usize..FIELDS, any::<usize>()), 1..4)) {
+        let mut plan = sample_plan();
         for (field, pick) in edits {
             mutate(&mut plan, field, pick);
         }
@@ -198,9 +244,9 @@ proptest! {
 #[test]
 fn every_single_field_edit_never_panics() {
     let mut accepted = 0;
-    for field in 0..37 {
+    for field in 0..FIELDS {
         for pick in 0..SIZES.len() * VALUES.len() {
-            let mut plan = every_op_plan();
+            let mut plan = sample_plan();
             mutate(&mut plan, field, pick);
             accepted += usize::from(run_if_valid(&plan));
         }

@@ -14,6 +14,7 @@ use heq_runtime::party::report::{OtJson, measured_ot};
 use heq_runtime::party::sim::{self, SimRun};
 use heq_runtime::party::{Prepared, Report};
 use heq_runtime::plan::{OtBackend, Plan};
+use heq_runtime::reference::epilogue::{self, OutputData};
 use heq_runtime::transport::net::{Identity, Listener, connect};
 use heq_runtime::{npy, reference};
 
@@ -52,9 +53,29 @@ pub fn digits_inputs(plan: &Plan, n: usize) -> anyhow::Result<Vec<Vec<i64>>> {
         .collect())
 }
 
+/// Checks that the model output the client computes from its revealed values (the plan's
+/// epilogue: floats, or indices) equals the reference's bit for bit.
+///
+/// # Errors
+/// An epilogue failure, or a different output.
+pub fn check_model_output(plan: &Plan, revealed: &[i64], reference: &[i64]) -> anyhow::Result<()> {
+    let bits = |y: &[i64]| -> anyhow::Result<Vec<u64>> {
+        Ok(match epilogue::finish(&plan.public, y)?.data {
+            OutputData::Float(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
+            OutputData::Index(v) => v.iter().map(|&i| i as u64).collect(),
+        })
+    };
+    ensure!(
+        bits(revealed)? == bits(reference)?,
+        "the model output after the epilogue differs from the reference"
+    );
+    Ok(())
+}
+
 /// Runs the first `n` digits samples through both parties with `backend`; checks that every
-/// output equals the reference executor's and that every layer's measured traffic, in both
-/// parties' views, equals the prediction. Returns the runs.
+/// output (the revealed integers, and the model output after the epilogue) equals the reference
+/// executor's and that every layer's measured traffic, in both parties' views, equals the
+/// prediction. Returns the runs.
 ///
 /// # Errors
 /// A failed run, a different output, or traffic that differs from the prediction.
@@ -67,6 +88,7 @@ pub fn check_model(plan: &Plan, n: usize, backend: OtBackend) -> anyhow::Result<
             run.output == want,
             "sample {i}: output differs from the reference"
         );
+        check_model_output(plan, &run.output, &want).with_context(|| format!("sample {i}"))?;
         for report in [&run.server, &run.client] {
             check_rows(report).with_context(|| format!("sample {i}"))?;
         }
@@ -91,8 +113,8 @@ fn check_rows(report: &Report) -> anyhow::Result<()> {
 
 /// Runs the first `n` digits samples over a real loopback QUIC connection: a server session
 /// and a client session in this process, the client pinning the server's self-signed
-/// certificate, the plan's OT backend. Checks that every output equals the reference
-/// executor's, that every row of both parties' reports equals the prediction, and that the OT
+/// certificate, the plan's OT backend. Checks that every output (revealed, and after the
+/// epilogue) equals the reference executor's, that every row of both parties' reports equals the prediction, and that the OT
 /// extension's bytes on the connection equal the cost model's. Returns the (server, client)
 /// reports.
 ///
@@ -135,6 +157,9 @@ pub fn check_model_net(plan: &Plan, n: usize) -> anyhow::Result<(SessionReport, 
         anyhow::Ok((server?, client?))
     })?;
     ensure!(outputs == want, "the outputs differ from the reference");
+    for (i, (ours, reference)) in outputs.iter().zip(&want).enumerate() {
+        check_model_output(plan, ours, reference).with_context(|| format!("sample {i}"))?;
+    }
     for (i, (s, c)) in server.samples.iter().zip(&client.samples).enumerate() {
         check_rows(s).with_context(|| format!("server, sample {i}"))?;
         check_rows(c).with_context(|| format!("client, sample {i}"))?;

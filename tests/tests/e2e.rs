@@ -1,7 +1,9 @@
 //! Model → plan (heqc, default profile) → both parties (silent OT over loopback QUIC) on two
 //! digits samples, and over a real network session (server and client over one loopback
 //! QUIC connection with a pinned certificate) on one sample: outputs bit-exact with the
-//! reference executor, traffic equal to the prediction on every layer.
+//! reference executor (the revealed integers and, for plans with a client-side epilogue, the
+//! float or index model output computed from them), traffic equal to the prediction on every
+//! layer.
 
 use heq_runtime::plan::OtBackend;
 use heq_tests::{check_model, check_model_net, compile, init_rayon};
@@ -124,4 +126,22 @@ fn ceil_qdq_u8s8() {
 #[test]
 fn ceil_cip_qdq_u8s8() {
     e2e("ceil_cip_qdq_u8s8");
+}
+
+/// A float head: the last Gemm's accumulator is revealed and dequantized by the client.
+#[test]
+fn cnn_avg_qcdq_floathead() {
+    e2e("cnn_avg_qcdq_floathead");
+}
+
+/// A Softmax after the final DequantizeLinear, on the client.
+#[test]
+fn mpdw_qdq_u8s8_softmax() {
+    e2e("mpdw_qdq_u8s8_softmax");
+}
+
+/// An ArgMax after the final DequantizeLinear: int64 labels, on the client.
+#[test]
+fn mpdw_qdq_u8s8_argmax() {
+    e2e("mpdw_qdq_u8s8_argmax");
 }

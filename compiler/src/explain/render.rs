@@ -35,6 +35,23 @@ pub fn text(r: &Report) -> String {
     );
     let _ = writeln!(out, "input  {}", r.input);
     let _ = writeln!(out, "output {}", r.output);
+    if !r.epilogue.is_empty() {
+        let _ = writeln!(
+            out,
+            "epilogue (on the client, in plaintext, after the reveal):"
+        );
+        for e in &r.epilogue {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:<24} {:<44} -> [{}] {}",
+                e.op,
+                e.name,
+                e.detail,
+                shape_str(&e.output),
+                e.element
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4} {:>9}",

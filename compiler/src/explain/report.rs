@@ -14,8 +14,8 @@ use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
-    IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan, PrecisionRecord, PublicPlan, Requant,
-    TensorId, multiplier_bits,
+    ElementKind, EpilogueOp, IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan,
+    PrecisionRecord, PublicPlan, Requant, TensorId, TopKOutput, ValueType, multiplier_bits,
 };
 use serde::Serialize;
 
@@ -314,12 +314,100 @@ pub struct Report {
     pub precision: Option<PrecisionRecord>,
     /// Input: name, shape, type, scale, zero point.
     pub input: String,
-    /// Output: name, shape, type, scale, zero point.
+    /// Output: name, shape, type, scale, zero point (with an epilogue: the model output's
+    /// shape and element type, then the revealed tensor's).
     pub output: String,
+    /// The client's plaintext epilogue after the reveal, one row per step (left out of YAML
+    /// and JSON when the plan has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub epilogue: Vec<EpilogueRow>,
     /// One row per layer.
     pub layers: Vec<LayerRow>,
     /// Totals.
     pub totals: Totals,
+}
+
+/// One step of the client's epilogue.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpilogueRow {
+    /// ONNX node name(s), or the revealed tensor's name for the dequantization.
+    pub name: String,
+    /// Operation (`dequantize`, `softmax`, `argmax`, ...).
+    pub op: String,
+    /// Its parameters.
+    pub detail: String,
+    /// Output shape (one sample).
+    pub output: Vec<usize>,
+    /// Output element type: `f32` or `i64`.
+    pub element: String,
+}
+
+/// The rows of a plan's epilogue (as far as its steps fit: a plan read from disk was validated,
+/// so all of them).
+fn epilogue_rows(p: &PublicPlan) -> Vec<EpilogueRow> {
+    let Some(revealed) = p.tensors.get(p.output.tensor.0 as usize) else {
+        return Vec::new();
+    };
+    let mut value = ValueType {
+        shape: revealed.shape.clone(),
+        kind: ElementKind::Float,
+    };
+    let mut rows = Vec::new();
+    if let Some(d) = &p.epilogue.dequantize {
+        rows.push(EpilogueRow {
+            name: revealed.name.clone(),
+            op: "dequantize".into(),
+            detail: format!(
+                "accumulator x per-channel scale ({} along axis {})",
+                d.scales.len(),
+                d.axis
+            ),
+            output: value.shape.clone(),
+            element: value.kind.name().into(),
+        });
+    }
+    for step in &p.epilogue.steps {
+        let Ok(next) = step.op.output(&value) else {
+            break;
+        };
+        value = next;
+        let detail = match &step.op {
+            EpilogueOp::Mul(c) => format!("x {c:e}"),
+            EpilogueOp::Add(c) => format!("+ {c:e}"),
+            EpilogueOp::Softmax { axis } => format!("axis {axis}"),
+            EpilogueOp::ArgMax {
+                axis,
+                keep_dims,
+                last_index,
+            } => format!(
+                "axis {axis}{}{}",
+                if *keep_dims { ", keepdims" } else { "" },
+                if *last_index { ", last index" } else { "" }
+            ),
+            EpilogueOp::TopK {
+                axis,
+                k,
+                largest,
+                output,
+            } => format!(
+                "axis {axis}, k {k}, {}, {}",
+                if *largest { "largest" } else { "smallest" },
+                match output {
+                    TopKOutput::Values => "values",
+                    TopKOutput::Indices => "indices",
+                }
+            ),
+            EpilogueOp::Reshape(_) => String::new(),
+        };
+        rows.push(EpilogueRow {
+            name: step.name.clone(),
+            op: step.op.kind().into(),
+            detail,
+            output: value.shape.clone(),
+            element: value.kind.name().into(),
+        });
+    }
+    rows
 }
 
 /// A shape as `AxBxC`.
@@ -520,7 +608,17 @@ fn build(
         compute_profile: timing.profile.machine.clone(),
         precision: p.protocol.precision.clone(),
         input: io(&p.input.name, p.input.tensor),
-        output: io(&p.output.name, p.output.tensor),
+        output: match p.epilogue.output(&tensor(p.output.tensor).shape) {
+            Ok(out) if !p.epilogue.is_empty() => format!(
+                "{} [{}] {} (client epilogue) from the revealed {}",
+                p.output.name,
+                shape_str(&out.shape),
+                out.kind.name(),
+                io(&tensor(p.output.tensor).name, p.output.tensor)
+            ),
+            _ => io(&p.output.name, p.output.tensor),
+        },
+        epilogue: epilogue_rows(p),
         layers: rows,
         totals,
     }

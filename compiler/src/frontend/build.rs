@@ -1,16 +1,18 @@
 //! Building the layer graph of a model: checks the opset imports, looks every node up in the
-//! registry (reporting all unknown operators at once), binds the initializers and the graph
-//! input, runs each node's builder in file order (collecting every unsupported configuration),
-//! and binds the graph output.
+//! registry (reporting all unknown operators, and client-side operators in the middle of the
+//! network, at once), binds the initializers and the graph input, runs each node's builder in
+//! file order (collecting every unsupported configuration), and binds the graph output (with
+//! the client's epilogue, [`super::reveal`]).
 
 use super::context::Ctx;
-use super::registry::{Builder, KNOWN_OPSETS, OpRegistry};
+use super::registry::{Builder, KNOWN_OPSETS, ONNX, OpRegistry};
 use super::value::Value;
 use super::{domain_name, tensor};
 use crate::error::{Error, Result, UnsupportedNode};
 use crate::ir::{LayerGraph, Port};
+use std::collections::HashMap;
 use tract_onnx::pb::{
-    GraphProto, ModelProto, ValueInfoProto, tensor_shape_proto::dimension, type_proto,
+    GraphProto, ModelProto, NodeProto, ValueInfoProto, tensor_shape_proto::dimension, type_proto,
 };
 
 /// Largest input sample heqc compiles (elements).
@@ -96,30 +98,81 @@ fn check_opsets(model: &ModelProto) -> Result<()> {
 /// The builder of every node, in order.
 ///
 /// # Errors
-/// [`Error::Unsupported`] naming every node whose operator is not registered.
+/// [`Error::Unsupported`] naming every node whose operator is not registered and every
+/// client-side operator in the middle of the network ([`misplaced_client_ops`]), in node order.
 fn node_builders(graph: &GraphProto, registry: &OpRegistry) -> Result<Vec<Builder>> {
     let mut builders = Vec::with_capacity(graph.node.len());
-    let mut missing = Vec::new();
+    let mut refused = Vec::new();
+    let misplaced = misplaced_client_ops(graph, registry);
     for (i, n) in graph.node.iter().enumerate() {
-        match registry.get(&n.domain, &n.op_type) {
-            Some(b) => builders.push(b),
-            None => missing.push(UnsupportedNode {
-                name: if n.name.is_empty() {
-                    format!("<unnamed #{i}>")
-                } else {
-                    n.name.clone()
-                },
-                op_type: n.op_type.clone(),
-                domain: domain_name(&n.domain).to_string(),
-                reason: None,
-            }),
-        }
+        let reason = match (registry.get(&n.domain, &n.op_type), &misplaced[i]) {
+            (Some(b), None) => {
+                builders.push(b);
+                continue;
+            }
+            (Some(_), Some(consumer)) => Some(format!(
+                "runs on the client after the output is revealed, but its result feeds '{}' ({}), which does not",
+                consumer.name, consumer.op_type
+            )),
+            (None, _) => None,
+        };
+        refused.push(UnsupportedNode {
+            name: if n.name.is_empty() {
+                format!("<unnamed #{i}>")
+            } else {
+                n.name.clone()
+            },
+            op_type: n.op_type.clone(),
+            domain: domain_name(&n.domain).to_string(),
+            reason,
+        });
     }
-    if missing.is_empty() {
+    if refused.is_empty() {
         Ok(builders)
     } else {
-        Err(Error::Unsupported(missing))
+        Err(Error::Unsupported(refused))
     }
+}
+
+/// Default-domain operators that may follow the reveal besides the client-side ones: they pass
+/// a client value on (Identity, Flatten, Reshape) or add a public scalar to it (Add).
+const AFTER_REVEAL: [&str; 4] = ["Identity", "Flatten", "Reshape", "Add"];
+
+/// For every node: when it is a client-side operator whose result feeds (directly or through
+/// other nodes) a node that cannot run on the client after the reveal, that first such
+/// consumer; `None` otherwise. ONNX lists nodes in topological order, so every consumer of a
+/// node comes after it.
+fn misplaced_client_ops<'a>(
+    graph: &'a GraphProto,
+    registry: &OpRegistry,
+) -> Vec<Option<&'a NodeProto>> {
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for input in &n.input {
+            consumers.entry(input.as_str()).or_default().push(i);
+        }
+    }
+    let nodes = &graph.node;
+    // Whether a node and everything computed from it can run on the client.
+    let mut after_reveal = vec![false; nodes.len()];
+    let mut misplaced = vec![None; nodes.len()];
+    for i in (0..nodes.len()).rev() {
+        let n = &nodes[i];
+        let blocker = n
+            .output
+            .iter()
+            .filter_map(|o| consumers.get(o.as_str()))
+            .flatten()
+            .find(|&&j| !after_reveal.get(j).copied().unwrap_or(false));
+        let client_side = registry.is_client_side(&n.domain, &n.op_type);
+        let may_follow = client_side
+            || (domain_name(&n.domain) == ONNX && AFTER_REVEAL.contains(&n.op_type.as_str()));
+        after_reveal[i] = may_follow && blocker.is_none();
+        if client_side {
+            misplaced[i] = blocker.map(|&j| &nodes[j]);
+        }
+    }
+    misplaced
 }
 
 /// An error about the graph input.
@@ -231,10 +284,12 @@ fn bind_input(cx: &mut Ctx, input: &ValueInfoProto) -> Result<()> {
     Ok(())
 }
 
-/// Binds the graph output to the integer tensor that computes it.
+/// Binds the graph output to the tensor the server reveals and the client's epilogue: an
+/// integer tensor (no epilogue), a client value, or the float output of a linear layer (a
+/// float head, revealed as its accumulator).
 ///
 /// # Errors
-/// Not exactly one output, or an output that is not a quantized tensor.
+/// Not exactly one output, or an output that is none of these.
 fn bind_output(cx: &mut Ctx, graph: &GraphProto, name: &str) -> Result<()> {
     let [output] = graph.output.as_slice() else {
         return Err(Error::model(
@@ -249,6 +304,11 @@ fn bind_output(cx: &mut Ctx, graph: &GraphProto, name: &str) -> Result<()> {
     let output_error = |reason: &str| Error::model(&output.name, "graph output", reason);
     let t = match cx.values.get(&output.name) {
         Some(Value::Real(t) | Value::Quant(t)) => *t,
+        Some(Value::Client(_) | Value::Pending(_)) => {
+            let revealed = cx.reveal(&output.name).map_err(output_error)?;
+            cx.graph.epilogue = revealed.epilogue;
+            revealed.source
+        }
         Some(_) => return Err(output_error("the output is not a quantized tensor")),
         None => return Err(output_error("no node computes the output")),
     };

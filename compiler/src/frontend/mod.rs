@@ -4,7 +4,9 @@
 //! [`registry::OpRegistry`]. Every ONNX value becomes a [`value::Value`]: an integer tensor (the
 //! output of a QuantizeLinear or an integer graph input), its dequantized real view, a constant,
 //! or a *pending* float computation (a Conv, Gemm, Add, pooling or ReLU on dequantized values)
-//! that becomes an integer layer with a fused requantization when a QuantizeLinear consumes it.
+//! that becomes an integer layer with a fused requantization when a QuantizeLinear consumes it;
+//! after the reveal, a *client value* the client computes in plaintext (the plan's epilogue:
+//! a float head's dequantization, Softmax, ArgMax, TopK, ...).
 //! QOperator nodes (QLinearConv, QLinearAdd, ...) are decomposed into the same steps, so QDQ,
 //! QCDQ and QOperator models lower to the same layers. Before anything is built, the opset
 //! imports are checked against the newest the frontend knows and every node is looked up in the
@@ -15,8 +17,9 @@
 //! Layout: [`build`] drives the walk; [`context`] holds its state ([`context::Ctx`]);
 //! [`value`] is the value model; [`quantize`] turns values into integer layers;
 //! [`weights`] reads a linear layer's weights and bias; [`attrs`] reads node attributes;
-//! [`ops`] has one builder per ONNX operator, registered in [`registry`]; [`tensor`] decodes
-//! ONNX tensors.
+//! [`ops`] has one builder per ONNX operator, registered in [`registry`]; [`reveal`] ends the
+//! two-party part where the client's plaintext epilogue begins; [`tensor`] decodes ONNX
+//! tensors.
 
 pub mod attrs;
 pub mod build;
@@ -24,6 +27,7 @@ pub mod context;
 pub mod ops;
 pub mod quantize;
 pub mod registry;
+pub mod reveal;
 pub mod tensor;
 pub mod value;
 pub mod weights;

@@ -146,6 +146,10 @@ impl Ctx {
                 let (s, zp) = q.per_tensor(node)?;
                 self.finish(node, p, s, zp, q.ty, out_name)
             }
+            Value::Client(_) => Err(unsupported(
+                node,
+                "quantizes a value the client computes after the output is revealed (a client-side operation in the middle of the network)",
+            )),
             _ => Err(unsupported(
                 node,
                 "QuantizeLinear of an already quantized value",
@@ -329,23 +333,7 @@ impl Ctx {
             ));
         }
         let out_name = node.output.first().cloned().unwrap_or_default();
-        let out = self.tensor(
-            &out_name,
-            p.shape,
-            IntType {
-                bits: 32,
-                signed: true,
-            },
-            0,
-            1.0,
-        );
-        let input = d.input;
-        self.graph.add_layer(Layer {
-            name: node.name.clone(),
-            op: d.into_op(None),
-            inputs: vec![input],
-            output: out,
-        });
+        let out = self.emit_accumulator(node.name.clone(), &out_name, p.shape, d);
         Ok(Value::Quant(out))
     }
 

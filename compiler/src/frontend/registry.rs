@@ -1,10 +1,11 @@
 //! `OpRegistry`: ONNX (domain, op_type) → builder. Each op family registers its builders in
 //! `ops/<family>.rs`; a node whose operator is not registered is reported, with every other such
-//! node, before anything is built.
+//! node, before anything is built. Client-side operators (registered with
+//! [`OpRegistry::register_client_side`]) run only in the plaintext epilogue after the reveal.
 
 use super::context::Ctx;
 use crate::error::Result;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::NodeProto;
 
 /// Builds the layers of one node, reading and binding values in the context.
@@ -44,6 +45,7 @@ pub struct OpEntry<'a> {
 #[derive(Default)]
 pub struct OpRegistry {
     builders: HashMap<(String, String), (Builder, OpDoc)>,
+    client_side: HashSet<(String, String)>,
 }
 
 impl OpRegistry {
@@ -53,12 +55,23 @@ impl OpRegistry {
             .insert((domain.to_string(), op_type.to_string()), (b, doc));
     }
 
+    /// Registers an operator that runs only on the client, in plaintext, after the output is
+    /// revealed (the epilogue: Softmax, ArgMax, ...); one in the middle of the network is
+    /// reported as unsupported.
+    pub fn register_client_side(&mut self, domain: &str, op_type: &str, b: Builder, doc: OpDoc) {
+        self.register(domain, op_type, b, doc);
+        self.client_side
+            .insert((domain.to_string(), op_type.to_string()));
+    }
+
     /// The builder of an operator (`""` and `ai.onnx` are the same domain).
     pub fn get(&self, domain: &str, op_type: &str) -> Option<Builder> {
-        let domain = if domain.is_empty() { ONNX } else { domain };
-        self.builders
-            .get(&(domain.to_string(), op_type.to_string()))
-            .map(|(b, _)| *b)
+        self.builders.get(&key(domain, op_type)).map(|(b, _)| *b)
+    }
+
+    /// Whether an operator was registered with [`OpRegistry::register_client_side`].
+    pub fn is_client_side(&self, domain: &str, op_type: &str) -> bool {
+        self.client_side.contains(&key(domain, op_type))
     }
 
     /// Every supported operator, sorted by domain and operator type.
@@ -75,4 +88,10 @@ impl OpRegistry {
         entries.sort_by_key(|e| (e.domain, e.op_type));
         entries
     }
+}
+
+/// The registry key of an operator (`""` is `ai.onnx`).
+fn key(domain: &str, op_type: &str) -> (String, String) {
+    let domain = if domain.is_empty() { ONNX } else { domain };
+    (domain.to_string(), op_type.to_string())
 }

@@ -7,7 +7,7 @@ use super::tensor::Const;
 use super::unsupported;
 use crate::error::{Error, Result};
 use crate::ir::{LayerOp, Linear, LinearShape, Requant, TensorId};
-use heq_runtime::plan::{IntType, PoolShape};
+use heq_runtime::plan::{Epilogue, IntType, PoolShape};
 use tract_onnx::pb::NodeProto;
 
 /// A constant with per-axis quantization parameters (a weight or a bias).
@@ -198,6 +198,18 @@ pub enum Value {
     ConstReal(QConst),
     /// A float computation waiting for its quantization.
     Pending(Pending),
+    /// A value the client computes in plaintext after the reveal (see [`super::reveal`]).
+    Client(ClientValue),
+}
+
+/// A value of the client-side epilogue: the plan tensor the server reveals and the plaintext
+/// steps the client applies to it so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientValue {
+    /// The revealed plan tensor.
+    pub source: TensorId,
+    /// Its dequantization and the steps up to this value.
+    pub epilogue: Epilogue,
 }
 
 /// Quantization parameters of a QuantizeLinear/DequantizeLinear or a QOperator operand.

@@ -9,7 +9,7 @@ mod layer;
 pub mod text;
 pub mod verify;
 
-pub use heq_runtime::plan::{LayerId, Requant, TensorId, TensorInfo};
+pub use heq_runtime::plan::{Epilogue, LayerId, Requant, TensorId, TensorInfo};
 pub use layer::{AccBits, Layer, LayerOp, Linear, LinearShape};
 
 use petgraph::Direction;
@@ -35,8 +35,11 @@ pub struct LayerGraph {
     tensors: Vec<TensorInfo>,
     /// The model input.
     pub input: Port,
-    /// The model output.
+    /// The model output: the tensor revealed to the client (named after the ONNX graph
+    /// output).
     pub output: Port,
+    /// What the client computes in plaintext from the revealed output (the plan's epilogue).
+    pub epilogue: Epilogue,
 }
 
 impl LayerGraph {
@@ -52,6 +55,7 @@ impl LayerGraph {
             tensors: Vec::new(),
             input: port.clone(),
             output: port,
+            epilogue: Epilogue::default(),
         }
     }
 

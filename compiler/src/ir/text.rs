@@ -1,6 +1,7 @@
 //! Stable text form of a layer graph: one line per tensor the layers produce, in
-//! [`LayerGraph::order`], with layer ids as the plan will number them. Used in snapshots and
-//! error messages; never prints weights.
+//! [`LayerGraph::order`], with layer ids as the plan will number them, then the output and
+//! the client-side epilogue (if any). Used in snapshots and error messages; never prints
+//! weights.
 
 use super::{AccBits, LayerGraph, LayerOp, LinearShape, TensorId, TensorInfo};
 use std::fmt::Write;
@@ -90,5 +91,21 @@ pub fn print(g: &LayerGraph) -> String {
         }
     }
     let _ = writeln!(out, "output {} {}", g.output.name, g.output.tensor);
+    if let Some(d) = &g.epilogue.dequantize {
+        let _ = writeln!(
+            out,
+            "epilogue dequantize axis={} scales={:?}",
+            d.axis, d.scales
+        );
+    }
+    for step in &g.epilogue.steps {
+        let _ = writeln!(
+            out,
+            "epilogue {} '{}' {:?}",
+            step.op.kind(),
+            step.name,
+            step.op
+        );
+    }
     out
 }

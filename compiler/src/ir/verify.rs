@@ -3,7 +3,8 @@
 //! Invariants (every violation is reported):
 //! - the graph is acyclic and every tensor id a layer or port names exists;
 //! - every layer input is the graph input or produced by a layer, and no tensor is produced twice;
-//! - the graph output is the graph input or produced by a layer;
+//! - the graph output is the graph input or produced by a layer, and the epilogue fits it
+//!   (`heq_runtime::plan::Epilogue::output`);
 //! - a linear layer has exactly its number of weights and biases, one multiplier per output
 //!   channel when it requantizes, and its input/output element counts match its shape;
 //! - every clamp is ordered; every tensor range is non-empty;
@@ -120,6 +121,11 @@ pub fn verify(g: &LayerGraph) -> Vec<String> {
         || (g.output.tensor != g.input.tensor && !produced.contains(&g.output.tensor))
     {
         errs.push(format!("output {} is never computed", g.output.tensor));
+    }
+    if exists(g.output.tensor)
+        && let Err(e) = g.epilogue.output(&g.tensor(g.output.tensor).shape)
+    {
+        errs.push(e);
     }
     errs
 }

@@ -12,11 +12,6 @@ pub fn models_dir() -> PathBuf {
 /// Q/DQ, client-side epilogues, ceil_mode pools). The tests that iterate over every model skip
 /// them; remove a name here once heqc supports its shape, so every test covers it.
 pub const PENDING_ISSUE15: &[&str] = &[
-    "cnn_avg_qcdq_floathead",
-    "cnn_avg_qcdq_floathead_ops",
-    "mpdw_qdq_u8s8_softmax",
-    "mpdw_qdq_u8s8_argmax",
-    "mpdw_qdq_u8s8_topk",
 ];
 
 /// Every top-level model file except those in [`PENDING_ISSUE15`], sorted.

@@ -84,7 +84,8 @@ pub struct RunArgs {
     /// the input had none), dequantized with the output scale. Written atomically.
     #[arg(long, value_name = "FILE", requires = "input")]
     pub output: Option<PathBuf>,
-    /// Write the quantized outputs `q = v + zero_point` as int32 instead of dequantized floats.
+    /// Write the revealed outputs `q = v + zero_point` as int32, before the plan's epilogue,
+    /// instead of the model output (dequantized floats, or the epilogue's floats or indices).
     #[arg(long)]
     pub raw: bool,
     /// OT backend of `--mode sim` (default: the plan's).

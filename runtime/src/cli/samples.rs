@@ -1,10 +1,12 @@
 //! The `.npy` samples of a run: reading and checking the input batch, quantizing it, and
-//! writing the outputs (dequantized floats or raw int32).
+//! writing the outputs (the model output after the plan's epilogue, float32 or int64 indices;
+//! or the raw revealed int32 integers).
 
 use anyhow::{Context, bail};
 use heq_runtime::npy::{self, NpyArray};
-use heq_runtime::plan::{Plan, read_plan};
+use heq_runtime::plan::{ElementKind, Plan, read_plan};
 use heq_runtime::reference;
+use heq_runtime::reference::epilogue::{self, OutputData};
 use std::path::Path;
 
 /// Reads the plan and the input samples; checks the batch shape and rejects NaN.
@@ -30,7 +32,9 @@ pub fn quantize(plan: &Plan, input: &NpyArray<f32>) -> Vec<Vec<i64>> {
         .collect()
 }
 
-/// Writes the centred outputs of every sample (dequantized, or raw with `--raw`).
+/// Writes the outputs of every sample from their revealed centred values: the model output
+/// (the plan's epilogue applied: float32, or int64 indices), or with `--raw` the revealed
+/// integers `q = v + zero_point` as int32, before any epilogue.
 pub fn write_outputs(
     path: &Path,
     raw: bool,
@@ -39,14 +43,18 @@ pub fn write_outputs(
     outputs: &[Vec<i64>],
 ) -> anyhow::Result<()> {
     let p = &plan.public;
-    let mut shape = p.output.shape.clone();
-    if let Some(n) = batch_size(input_shape, &p.input.shape)? {
-        shape.insert(0, n);
-    }
-    let values = outputs.concat();
+    let batch = batch_size(input_shape, &p.input.shape)?;
+    let with_batch = |sample: &[usize]| {
+        let mut shape = sample.to_vec();
+        if let Some(n) = batch {
+            shape.insert(0, n);
+        }
+        shape
+    };
     let written = if raw {
         let zero_point = p.tensors[p.output.tensor.0 as usize].zero_point;
-        let data = values
+        let data = outputs
+            .concat()
             .iter()
             .map(|&v| {
                 v.checked_add(zero_point)
@@ -54,10 +62,40 @@ pub fn write_outputs(
             })
             .collect::<Option<Vec<i32>>>()
             .context("a quantized output does not fit int32")?;
+        let shape = with_batch(&p.output.shape);
         npy::write(path, NpyArray { shape, data })
     } else {
-        let data = reference::dequantize_output(p, &values);
-        npy::write(path, NpyArray { shape, data })
+        let output = p
+            .epilogue
+            .output(&p.output.shape)
+            .map_err(anyhow::Error::msg)?;
+        let shape = with_batch(&output.shape);
+        let (mut floats, mut indices) = (Vec::new(), Vec::new());
+        for (i, y) in outputs.iter().enumerate() {
+            match epilogue::finish(p, y)
+                .with_context(|| format!("sample {i}"))?
+                .data
+            {
+                OutputData::Float(v) => floats.extend(v),
+                OutputData::Index(v) => indices.extend(v),
+            }
+        }
+        match output.kind {
+            ElementKind::Float => npy::write(
+                path,
+                NpyArray {
+                    shape,
+                    data: floats,
+                },
+            ),
+            ElementKind::Index => npy::write(
+                path,
+                NpyArray {
+                    shape,
+                    data: indices,
+                },
+            ),
+        }
     };
     written.context("writing the output")
 }

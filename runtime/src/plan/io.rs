@@ -17,7 +17,8 @@ use std::path::Path;
 
 /// First bytes of every plan file.
 pub const PLAN_MAGIC: [u8; 8] = *b"HEQPLAN\0";
-/// Version of the plan format; a reader refuses any other.
+/// Version of the plan format; a reader refuses any other. Version 3 added
+/// [`super::PublicPlan::epilogue`] and [`super::AvgPoolSpec::ceil_pads`].
 pub const PLAN_FORMAT_VERSION: u32 = 3;
 
 const HEADER_LEN: usize = 8 + 4 + 32;

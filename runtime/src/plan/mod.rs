@@ -2,10 +2,10 @@
 //! execute.
 //!
 //! A plan has a **public part** ([`PublicPlan`]: architecture, shapes, bit widths, activation
-//! scales, protocol parameters), which both parties hold and whose hash they compare before a
-//! run, and a **server-only part** ([`ServerWeights`]: weights and biases), which never leaves
-//! the server. A client plan is a [`Plan`] whose `weights` is
-//! `None`.
+//! scales, protocol parameters, the client's plaintext [`Epilogue`]), which both parties hold
+//! and whose hash they compare before a run, and a **server-only part** ([`ServerWeights`]:
+//! weights and biases), which never leaves the server. A client plan is a [`Plan`] whose
+//! `weights` is `None`.
 //!
 //! # Integer semantics
 //!
@@ -17,8 +17,14 @@
 //! `y = clamp(round(acc·m[c] / 2^k), lo, hi)`, rounding to nearest with ties to even (see
 //! [`Rounding`]).
 
+mod epilogue;
 mod io;
 mod validate;
+
+pub use epilogue::{
+    ChannelScales, ElementKind, Epilogue, EpilogueOp, EpilogueStep, MAX_EPILOGUE_RANK,
+    MAX_EPILOGUE_STEPS, TopKOutput, ValueType,
+};
 
 #[cfg(feature = "npy")]
 pub(crate) use io::write_atomically;
@@ -68,7 +74,9 @@ pub struct PublicPlan {
     pub model_name: String,
     /// The model input, as the client provides it.
     pub input: IoSpec,
-    /// The model output, as the client receives it.
+    /// The tensor the server reveals to the client at the end of a run; `name` is the ONNX
+    /// name of the model output, which [`PublicPlan::epilogue`] computes from it (when the
+    /// epilogue is empty, the output is this tensor, dequantized).
     pub output: IoSpec,
     /// Every tensor, indexed by [`TensorId`].
     pub tensors: Vec<TensorInfo>,
@@ -76,6 +84,8 @@ pub struct PublicPlan {
     pub layers: Vec<Layer>,
     /// Protocol choices that apply to the whole plan.
     pub protocol: GlobalProtocol,
+    /// What the client computes in plaintext after the reveal (`docs/semantics.md` §5).
+    pub epilogue: Epilogue,
 }
 
 /// How a float model input or output maps to a plan tensor.

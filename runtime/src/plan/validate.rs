@@ -18,6 +18,9 @@
 //!   has one multiplier per possible window count (`kernel_h · kernel_w`) and its `ceil_pads`
 //!   are part of the bottom and right pads;
 //! - linear layers have a valid tile (`M_w·C_w·H_w·W_w ≤ N`) and `N ∈ {2048, 4096, 8192}`;
+//! - the epilogue fits the output tensor ([`super::Epilogue::output`]: axes, lengths, element
+//!   types, at most [`super::MAX_EPILOGUE_STEPS`] steps of rank at most
+//!   [`super::MAX_EPILOGUE_RANK`]);
 //! - when weights are present, every linear layer has exactly one entry (sorted by layer), with
 //!   exactly its number of weights (each within the layer's weight type) and biases, and
 //!   nothing else has weights; requantizations have one multiplier per output channel.
@@ -115,6 +118,13 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
     }
     if exists(p.output.tensor) && !defined[p.output.tensor.0 as usize] {
         errs.push(format!("output {} is never computed", p.output.tensor));
+    }
+    if exists(p.output.tensor)
+        && let Err(e) = p
+            .epilogue
+            .output(&p.tensors[p.output.tensor.0 as usize].shape)
+    {
+        errs.push(e);
     }
     if let Some(w) = &plan.weights {
         check_weights(plan, &w.layers, &mut errs);

@@ -9,6 +9,7 @@
 //! The executor validates the plan first ([`crate::plan::validate`]); it never panics, whatever
 //! the plan.
 
+pub mod epilogue;
 #[cfg(any(test, feature = "testing"))]
 pub mod testutil;
 
@@ -78,13 +79,25 @@ pub fn quantize_input(plan: &PublicPlan, x: &[f32]) -> Vec<i64> {
         .collect()
 }
 
-/// Dequantizes centred output values: `scale · v` in `f32`.
+/// Dequantizes centred output values: `scale · v` in `f32`, with the output tensor's scale or,
+/// for a revealed accumulator (a float head), the epilogue's scale of each element's channel.
+/// The model output is [`epilogue::finish`] (this, then the epilogue's steps).
 ///
 /// # Panics
-/// If the plan's output tensor does not exist (a plan that passed validation always has it).
+/// If the plan's output tensor does not exist or the epilogue's channel scales do not fit it
+/// (a plan that passed validation always has it, and they always fit).
 pub fn dequantize_output(plan: &PublicPlan, y: &[i64]) -> Vec<f32> {
-    let scale = plan.tensors[plan.output.tensor.0 as usize].scale;
-    y.iter().map(|&v| scale * v as f32).collect()
+    let out = &plan.tensors[plan.output.tensor.0 as usize];
+    match &plan.epilogue.dequantize {
+        None => y.iter().map(|&v| out.scale * v as f32).collect(),
+        Some(d) => {
+            let inner: usize = out.shape[d.axis + 1..].iter().product();
+            y.iter()
+                .enumerate()
+                .map(|(i, &v)| d.scales[(i / inner) % d.scales.len()] * v as f32)
+                .collect()
+        }
+    }
 }
 
 /// Runs the plan, pushing accumulators to `accs` when given; returns every tensor.

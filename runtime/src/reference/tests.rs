@@ -2,7 +2,7 @@
 
 use super::testutil::{PlanBuilder, linear, requant, weights};
 use super::*;
-use crate::plan::{AddSpec, IntType, Requant, Rounding};
+use crate::plan::{AddSpec, EpilogueOp, IntType, Requant, Rounding, TopKOutput};
 
 const WIDE: (i64, i64) = (-1000, 1000);
 
@@ -589,6 +589,37 @@ fn every_op_plan_on_zero_input() {
     for v in [-8, 8] {
         assert!(run(&plan, &[v; 32]).is_ok());
     }
+}
+
+#[test]
+fn every_step_epilogue_on_zero_input() {
+    // The output (0, 0, 0) dequantizes to zeros; 2·0 − 1 = −1 each; softmax 1/3 each; the two
+    // largest: (1/3, 1/3); ArgMax with last index on ties: 1, as [1, 1].
+    let mut plan = testutil::every_op_plan();
+    plan.public.epilogue = testutil::every_step_epilogue();
+    let y = run(&plan, &[0; 32]).unwrap();
+    assert_eq!(y, vec![0, 0, 0]);
+    let out = epilogue::finish(&plan.public, &y).unwrap();
+    assert_eq!(out.shape, vec![1, 1]);
+    assert_eq!(out.data, epilogue::OutputData::Index(vec![1]));
+    // Output (2, −4, 1): 2·(1, −1, 2) − 1 = (1, −3, 3); the two largest are channels 2 and 0.
+    plan.public.epilogue.steps.truncate(4);
+    plan.public.epilogue.steps[3].op = EpilogueOp::TopK {
+        axis: 1,
+        k: 2,
+        largest: true,
+        output: TopKOutput::Indices,
+    };
+    let out = epilogue::finish(&plan.public, &[2, -4, 1]).unwrap();
+    assert_eq!(out.shape, vec![1, 2]);
+    assert_eq!(out.data, epilogue::OutputData::Index(vec![2, 0]));
+    assert!(matches!(
+        epilogue::finish(&plan.public, &[1, 2]),
+        Err(ExecError::OutputLength {
+            expected: 3,
+            actual: 2
+        })
+    ));
 }
 
 /// The convolution formula of `docs/semantics.md`, written as directly as possible, as the

@@ -20,9 +20,10 @@
 
 use crate::error::PlanError;
 use crate::plan::{
-    AddSpec, AffineShape, AvgPoolSpec, ConvShape, GlobalProtocol, HeParams, IntType, IoSpec, Layer,
-    LayerId, LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
-    PoolShape, PublicPlan, Requant, Rounding, ServerWeights, TensorId, TensorInfo, Tile,
+    AddSpec, AffineShape, AvgPoolSpec, ChannelScales, ConvShape, Epilogue, EpilogueOp,
+    EpilogueStep, GlobalProtocol, HeParams, IntType, IoSpec, Layer, LayerId, LayerWeights,
+    LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan, PoolShape, PublicPlan,
+    Requant, Rounding, ServerWeights, TensorId, TensorInfo, Tile, TopKOutput,
 };
 
 /// Builds a plan layer by layer.
@@ -51,6 +52,7 @@ impl PlanBuilder {
                 profile: "default".into(),
                 precision: None,
             },
+            epilogue: Epilogue::default(),
         };
         let mut b = PlanBuilder {
             plan: Plan {
@@ -303,4 +305,45 @@ pub fn every_op_plan() -> Plan {
     });
     let t9 = b.layer(rescale, &[t8], &[1, 3], (-128, 127));
     b.build(t9).expect("every_op_plan is valid")
+}
+
+/// An epilogue with every kind of step for a `[1, 3]` output (that of [`every_op_plan`]):
+/// per-channel dequantization by (0.5, 0.25, 2), `Mul(2)`, `Add(−1)`, Softmax along the
+/// channels, the two largest values, a reshape to `[2]`, ArgMax (last index on ties, dimension
+/// kept), a reshape of the index to `[1, 1]`.
+pub fn every_step_epilogue() -> Epilogue {
+    let step = |name: &str, op| EpilogueStep {
+        name: name.into(),
+        op,
+    };
+    Epilogue {
+        dequantize: Some(ChannelScales {
+            axis: 1,
+            scales: vec![0.5, 0.25, 2.0],
+        }),
+        steps: vec![
+            step("mul", EpilogueOp::Mul(2.0)),
+            step("add", EpilogueOp::Add(-1.0)),
+            step("softmax", EpilogueOp::Softmax { axis: 1 }),
+            step(
+                "topk",
+                EpilogueOp::TopK {
+                    axis: 1,
+                    k: 2,
+                    largest: true,
+                    output: TopKOutput::Values,
+                },
+            ),
+            step("flatten", EpilogueOp::Reshape(vec![2])),
+            step(
+                "argmax",
+                EpilogueOp::ArgMax {
+                    axis: 0,
+                    keep_dims: true,
+                    last_index: true,
+                },
+            ),
+            step("reshape", EpilogueOp::Reshape(vec![1, 1])),
+        ],
+    }
 }

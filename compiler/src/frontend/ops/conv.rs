@@ -19,7 +19,7 @@ pub fn register(r: &mut OpRegistry) {
         "Conv",
         conv,
         OpDoc {
-            becomes: "HE linear layer (coefficient encoding): any stride, padding and group count (grouped, depthwise); a float or int32 bias is folded into the accumulator",
+            becomes: "HE linear layer (coefficient encoding): any stride, padding and group count (grouped, depthwise); a float or int32 bias is folded into the accumulator; a float output (float head) reveals the accumulator, which the client dequantizes",
             limits: "2-D only; input and weights must be dequantized integers",
         },
     );

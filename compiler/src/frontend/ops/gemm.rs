@@ -20,7 +20,7 @@ pub fn register(r: &mut OpRegistry) {
         "Gemm",
         gemm,
         OpDoc {
-            becomes: "HE fully connected layer",
+            becomes: "HE fully connected layer; a float output (float head) reveals the accumulator, which the client dequantizes",
             limits: "no transA; beta = 1; constant weights",
         },
     );
@@ -29,7 +29,7 @@ pub fn register(r: &mut OpRegistry) {
         "MatMul",
         matmul,
         OpDoc {
-            becomes: "HE matrix product with a constant weight matrix",
+            becomes: "HE matrix product with a constant weight matrix; a float output (float head) reveals the accumulator, which the client dequantizes",
             limits: "2-D constant weights; no batched weights",
         },
     );

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod arith;
 pub mod conv;
+pub mod epilogue;
 pub mod gemm;
 pub mod norm;
 pub mod pool;
@@ -24,6 +25,7 @@ pub fn register_all(r: &mut OpRegistry) {
     activation::register(r);
     arith::register(r);
     conv::register(r);
+    epilogue::register(r);
     gemm::register(r);
     norm::register(r);
     pool::register(r);

@@ -1,5 +1,6 @@
-//! Flatten, Reshape, Concat and com.microsoft QLinearConcat. Shape changes keep the values and
-//! the quantization; a concatenation of differently quantized inputs rescales them first.
+//! Identity, Flatten, Reshape, Concat and com.microsoft QLinearConcat. Shape changes keep the
+//! values and the quantization (after the reveal, they are client-side reshapes); a
+//! concatenation of differently quantized inputs rescales them first.
 
 use crate::error::{Error, Result};
 use crate::frontend::attrs::{attr_int, normalize_axis};
@@ -9,16 +10,26 @@ use crate::frontend::registry::{MICROSOFT, ONNX, OpDoc, OpRegistry};
 use crate::frontend::unsupported;
 use crate::frontend::value::{Pending, PendingOp, RealClamp, Value};
 use crate::ir::{LayerOp, TensorId};
+use heq_runtime::plan::EpilogueOp;
 use tract_onnx::pb::NodeProto;
 
 /// Registers the builders.
 pub fn register(r: &mut OpRegistry) {
     r.register(
         ONNX,
+        "Identity",
+        identity,
+        OpDoc {
+            becomes: "nothing (the value passes on)",
+            limits: "-",
+        },
+    );
+    r.register(
+        ONNX,
         "Flatten",
         flatten,
         OpDoc {
-            becomes: "layout only (no protocol step)",
+            becomes: "layout only (no protocol step; after the reveal, a client-side reshape)",
             limits: "not across the batch dimension",
         },
     );
@@ -27,7 +38,7 @@ pub fn register(r: &mut OpRegistry) {
         "Reshape",
         reshape,
         OpDoc {
-            becomes: "layout only (no protocol step)",
+            becomes: "layout only (no protocol step; after the reveal, a client-side reshape)",
             limits: "not across the batch dimension",
         },
     );
@@ -63,7 +74,31 @@ fn int_tensor(node: &NodeProto, x: &Value) -> Result<(TensorId, bool)> {
     }
 }
 
+fn identity(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
+    let x = cx.required(node, 0)?;
+    cx.set_output(node, 0, x);
+    Ok(())
+}
+
+/// The sample shape of a value a shape operation reads: an integer tensor, a float
+/// computation or a client value.
+fn sample_shape(cx: &Ctx, node: &NodeProto, x: &Value) -> Result<Vec<usize>> {
+    match x {
+        Value::Pending(p) => Ok(p.shape.clone()),
+        Value::Client(c) => Ok(cx.client_type(node, c)?.shape),
+        x => int_tensor(node, x).map(|(t, _)| cx.graph.tensor(t).shape.clone()),
+    }
+}
+
+/// Binds the node's output to `x` with the sample shape `shape`: a `Reshape` layer on an
+/// integer tensor, a client-side reshape after the reveal.
 fn emit_reshape(cx: &mut Ctx, node: &NodeProto, x: &Value, shape: Vec<usize>) -> Result<()> {
+    if matches!(x, Value::Pending(_) | Value::Client(_)) {
+        let c = cx.client_input(node, 0)?;
+        let c = cx.client_step(node, c, EpilogueOp::Reshape(shape))?;
+        cx.set_output(node, 0, Value::Client(c));
+        return Ok(());
+    }
     let (t, real) = int_tensor(node, x)?;
     if shape.iter().product::<usize>() != cx.graph.tensor(t).len() {
         return Err(Error::model(
@@ -88,8 +123,7 @@ fn emit_reshape(cx: &mut Ctx, node: &NodeProto, x: &Value, shape: Vec<usize>) ->
 
 fn flatten(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     let x = cx.required(node, 0)?;
-    let (t, _) = int_tensor(node, &x)?;
-    let sample = cx.graph.tensor(t).shape.clone();
+    let sample = sample_shape(cx, node, &x)?;
     // ONNX axis in [-r, r] over the full rank r (batch included).
     let rank = sample.len() as i64 + 1;
     let a = attr_int(node, "axis").unwrap_or(1);
@@ -110,7 +144,7 @@ fn flatten(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
 
 fn reshape(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     let x = cx.required(node, 0)?;
-    let (t, _) = int_tensor(node, &x)?;
+    let sample = sample_shape(cx, node, &x)?;
     let target: Vec<i64> = match cx.const_input(node, 1)? {
         Some(c) => c.to_f64().iter().map(|&v| v as i64).collect(),
         None => {
@@ -123,7 +157,7 @@ fn reshape(cx: &mut Ctx, node: &NodeProto) -> Result<()> {
     };
     let allow_zero = attr_int(node, "allowzero").unwrap_or(0) != 0;
     let mut full = vec![1usize];
-    full.extend(cx.graph.tensor(t).shape.iter().copied());
+    full.extend(sample);
     let total: usize = full.iter().product();
     let mut shape = Vec::with_capacity(target.len());
     let mut infer = None;
