@@ -24,10 +24,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if matches!(
-                e.downcast_ref::<heqc::Error>(),
-                Some(heqc::Error::Unsupported(_))
-            ) {
+            let unwritable = e.chain().any(|c| c.is::<heq_runtime::error::OutputError>());
+            if unwritable
+                || matches!(
+                    e.downcast_ref::<heqc::Error>(),
+                    Some(heqc::Error::Unsupported(_))
+                )
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

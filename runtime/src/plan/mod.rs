@@ -20,8 +20,6 @@
 mod io;
 mod validate;
 
-#[cfg(feature = "npy")]
-pub(crate) use io::write_atomically;
 pub use io::{
     PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes,
 };
