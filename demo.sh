@@ -12,16 +12,18 @@ if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     CARGO_TARGET_DIR=$(absolute "$CARGO_TARGET_DIR")
     export CARGO_TARGET_DIR
 fi
-model=$(absolute "${1:-$(dirname "$0")/models/resnet_qdq_u8s8.onnx}")
-input=$(absolute "${2:-$(dirname "$0")/models/inputs/one.npy}")
+model=${1:+$(absolute "$1")}
+input=${2:+$(absolute "$2")}
 cd "$(dirname "$0")"
+model=${model:-models/resnet_qdq_u8s8.onnx}
+input=${input:-models/inputs/one.npy}
 target=${CARGO_TARGET_DIR:-target}
 bin=$target/debug
 out=$target/demo
 mkdir -p "$out"
 
 echo "== building heqc and heq-run into $bin (debug profile; the protocol crates are optimized)" >&2
-echo "   The first build compiles about 400 crates (tract, fhe.rs, cryprot, s2n-quic) and takes" >&2
+echo "   The first build compiles about 300 crates (tract, fhe.rs, cryprot, s2n-quic) and takes" >&2
 echo "   about 15-20 minutes on 2 cores; after that a build takes seconds." >&2
 cargo build --locked -p heqc -p heq-runtime --bins
 
