@@ -4,16 +4,28 @@
 # QUIC connection (the client pins the server's certificate), and check that the two-party
 # output equals the reference output bit for bit.
 # Usage: ./demo.sh [model.onnx] [input.npy]
+# Honours CARGO_TARGET_DIR: the binaries and the demo's files go under it (default: target/).
 set -euo pipefail
+# Paths given relative to where the script was started from stay valid after the cd below.
+absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    CARGO_TARGET_DIR=$(absolute "$CARGO_TARGET_DIR")
+    export CARGO_TARGET_DIR
+fi
+model=${1:+$(absolute "$1")}
+input=${2:+$(absolute "$2")}
 cd "$(dirname "$0")"
-model=${1:-models/resnet_qdq_u8s8.onnx}
-input=${2:-models/inputs/one.npy}
-out=target/demo
+model=${model:-models/resnet_qdq_u8s8.onnx}
+input=${input:-models/inputs/one.npy}
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/debug
+out=$target/demo
 mkdir -p "$out"
 
-echo "== building heqc and heq-run (debug profile; the protocol crates are optimized)" >&2
-cargo build --quiet --locked -p heqc -p heq-runtime --bins
-bin=${CARGO_TARGET_DIR:-target}/debug
+echo "== building heqc and heq-run into $bin (debug profile; the protocol crates are optimized)" >&2
+echo "   The first build compiles about 300 crates (tract, fhe.rs, cryprot, s2n-quic) and takes" >&2
+echo "   about 15-20 minutes on 2 cores; after that a build takes seconds." >&2
+cargo build --locked -p heqc -p heq-runtime --bins
 
 echo "== heqc compile $model" >&2
 "$bin/heqc" compile "$model" -o "$out/server.plan" --client-out "$out/client.plan"

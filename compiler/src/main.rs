@@ -24,8 +24,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<heqc::Error>()
-                .is_some_and(heqc::Error::is_unsupported_model)
+            let unwritable = e.chain().any(|c| c.is::<heq_runtime::error::OutputError>());
+            if unwritable
+                || e.downcast_ref::<heqc::Error>()
+                    .is_some_and(heqc::Error::is_unsupported_model)
             {
                 ExitCode::from(2)
             } else {

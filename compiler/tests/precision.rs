@@ -5,15 +5,14 @@
 mod common;
 
 use heq_runtime::cost::compute::ComputeProfile;
+use heq_runtime::npy::NpyArray;
 use heq_runtime::plan::{Plan, PrecisionBudget, PrecisionRecord};
 use heqc::{CompileOptions, Error, Strategy, precision};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn digits() -> Vec<f32> {
-    heq_runtime::npy::read_f32(&common::models_dir().join("inputs/digits_test_x.npy"))
-        .unwrap()
-        .data
+fn digits() -> NpyArray<f32> {
+    heq_runtime::npy::read_f32(&common::models_dir().join("inputs/digits_test_x.npy")).unwrap()
 }
 
 fn model(name: &str) -> PathBuf {
@@ -91,16 +90,49 @@ fn keep_first_last_spares_the_ends() {
     assert!(!names.contains(&linear[0]) && !names.contains(linear.last().unwrap()));
 }
 
-#[test]
-fn calibration_data_of_the_wrong_size_is_an_error() {
+/// The calibration error of mixed precision on `cnn_avg_qdq_u8s8` (input `[1, 16, 16]`).
+fn calibration_error(shape: &[usize], data: Vec<f32>) -> String {
     let budget = PrecisionBudget::AccuracyDrop(0.1);
-    let err = mixed(
-        "cnn_avg_qdq_u8s8",
-        precision::Options::new(vec![0.5; 300], budget),
-    )
-    .unwrap_err();
+    let samples = NpyArray {
+        shape: shape.to_vec(),
+        data,
+    };
+    let err = mixed("cnn_avg_qdq_u8s8", precision::Options::new(samples, budget)).unwrap_err();
     assert!(matches!(err, Error::Calibration { .. }), "{err}");
-    assert!(err.to_string().contains("300 values"), "{err}");
+    err.to_string()
+}
+
+#[test]
+fn calibration_data_of_the_wrong_shape_is_an_error() {
+    let wrong = "not [N, 1, 16, 16] (N >= 1 samples of the model input)";
+    // 512 values are two samples' worth, but not of the input's shape.
+    let err = calibration_error(&[2, 16, 16], vec![0.5; 512]);
+    assert_eq!(
+        err,
+        format!("calibration: the data has shape [2, 16, 16], {wrong}")
+    );
+    let err = calibration_error(&[2, 1, 16, 8, 2], vec![0.5; 512]);
+    assert!(err.contains("shape [2, 1, 16, 8, 2], not [N"), "{err}");
+    let err = calibration_error(&[0, 1, 16, 16], vec![]);
+    assert!(
+        err.contains(&format!("shape [0, 1, 16, 16], {wrong}")),
+        "{err}"
+    );
+    let err = calibration_error(&[2, 1, 16, 16], vec![0.5; 300]);
+    assert_eq!(
+        err,
+        "calibration: 300 values do not fill the shape [2, 1, 16, 16]"
+    );
+}
+
+#[test]
+fn non_finite_calibration_data_is_an_error() {
+    let mut data = vec![0.5; 512];
+    data[300] = f32::NEG_INFINITY;
+    assert_eq!(
+        calibration_error(&[2, 1, 16, 16], data),
+        "calibration: element 300 is -inf; calibration data must be finite"
+    );
 }
 
 #[test]

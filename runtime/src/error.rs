@@ -1,6 +1,7 @@
 //! Error types of the runtime library.
 
 use crate::plan::{LayerId, TensorId};
+use std::path::PathBuf;
 
 /// Why a plan could not be read, written or accepted.
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +24,10 @@ pub enum PlanError {
     /// The plan could not be encoded.
     #[error("cannot encode the plan: {0}")]
     Encode(String),
-    /// Reading or writing the file failed.
-    #[error("{path}: {error}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        error: std::io::Error,
-    },
+    /// Reading or writing the file failed (the caller names the file, as for every other
+    /// variant).
+    #[error(transparent)]
+    Io(std::io::Error),
     /// The plan decodes but breaks a structural rule.
     #[error("invalid plan: {}", .0.join("; "))]
     Invalid(Vec<String>),
@@ -61,6 +58,51 @@ pub enum NpyError {
         shape: Vec<usize>,
         /// Data bytes (or elements, when writing) actually present.
         actual: usize,
+    },
+}
+
+/// Why an output file cannot be written where the command line asks; found before any work
+/// starts ([`crate::output_file`]), a usage error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// The folder the file would go in does not exist.
+    #[error("cannot write {}: the directory {} does not exist", .path.display(), .dir.display())]
+    NoDirectory {
+        /// The file.
+        path: PathBuf,
+        /// Its folder.
+        dir: PathBuf,
+    },
+    /// What should be the file's folder is not a folder.
+    #[error("cannot write {}: {} is not a directory", .path.display(), .dir.display())]
+    NotADirectory {
+        /// The file.
+        path: PathBuf,
+        /// Its would-be folder.
+        dir: PathBuf,
+    },
+    /// The path names a folder.
+    #[error("cannot write {}: it is a directory", .path.display())]
+    IsADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// No file can be created in the folder (permissions, read-only file system, …).
+    #[error("cannot write {}: {error}", .path.display())]
+    NotWritable {
+        /// The file.
+        path: PathBuf,
+        /// Why a file could not be created next to it.
+        error: std::io::Error,
+    },
+    /// Two outputs name the same file, so one would overwrite the other.
+    #[error("{} and {} are the same file", .first.display(), .second.display())]
+    SameFile {
+        /// The first path as given.
+        first: PathBuf,
+        /// The second path as given.
+        second: PathBuf,
     },
 }
 

@@ -10,6 +10,7 @@
 //!   derive from a plan;
 //! - [`cost`]: exact message sizes and rounds of every protocol, and of a whole plan (above
 //!   `params` and `schedule`, which never import it);
+//! - [`output_file`]: checking output paths before any work and writing files atomically;
 //! - `npy`: `.npy` sample files for `heq-run` and heqc's calibration data (feature `npy`);
 //! - `he`, `linear`: the HE linear-layer protocols (feature `crypto`);
 //! - `ot`, `nonlinear`, `transport`: the OT-based nonlinear protocols and the channels
@@ -29,6 +30,7 @@
 pub mod calibrate;
 pub mod cost;
 pub mod error;
+pub mod output_file;
 pub mod params;
 pub mod plan;
 pub mod reference;

@@ -84,7 +84,7 @@ pub fn write<T: WritableElement>(path: &Path, array: NpyArray<T>) -> Result<(), 
     array
         .write_npy(&mut bytes)
         .map_err(|e| NpyError::Format(e.to_string()))?;
-    crate::plan::write_atomically(path, &bytes).map_err(|e| io_error(path, e))
+    crate::output_file::write_atomically(path, &bytes).map_err(|e| io_error(path, e))
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> NpyError {

@@ -261,17 +261,15 @@ fn every_op_plan_runs_in_batches() {
 }
 
 /// Runs `args` expecting failure with `code`, a message containing `needle`, and no output
-/// file or temporary file left behind.
+/// file or temporary file left behind (only the plan and the input in `dir`).
 fn fails(dir: &Path, args: &[&str], code: i32, needle: &str) {
     let out = heq_run(dir, args);
     assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-    assert_eq!(
-        err.lines().filter(|l| l.starts_with("heq-run: ")).count(),
-        (code == 1) as usize,
-        "{err}"
-    );
+    // One message; clap's usage errors have their own form, heq-run's start with its name.
+    let messages = err.lines().filter(|l| l.starts_with("heq-run: ")).count();
+    assert!(messages == 1 || (code == 2 && messages == 0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -309,7 +307,31 @@ fn wrong_dtype_and_shape() {
         "heq-run: reading the input: not an .npy file (bad magic)",
     );
     write_f32(&dir.join("x.npy"), &[2, 2], &[0.0, f32::NAN, 0.0, 0.0]);
-    fails(&dir, &RUN, 1, "heq-run: input x.npy: element 1 is NaN");
+    fails(
+        &dir,
+        &RUN,
+        1,
+        "heq-run: input x.npy: element 1 is NaN; inputs must be finite numbers",
+    );
+    // ±inf would be clamped to the extreme quantized values: rejected like NaN.
+    write_f32(&dir.join("x.npy"), &[2, 2], &[0.0, 1.0, f32::INFINITY, 0.0]);
+    fails(
+        &dir,
+        &RUN,
+        1,
+        "heq-run: input x.npy: element 2 is inf; inputs must be finite numbers",
+    );
+    write_f32(
+        &dir.join("x.npy"),
+        &[2, 2],
+        &[f32::NEG_INFINITY, 1.0, 0.0, 0.0],
+    );
+    fails(
+        &dir,
+        &RUN,
+        1,
+        "heq-run: input x.npy: element 0 is -inf; inputs must be finite numbers",
+    );
 }
 
 #[test]
@@ -330,14 +352,14 @@ fn missing_and_corrupt_files() {
         &dir,
         &RUN,
         1,
-        "heq-run: reading the plan: corrupt plan file: content hash mismatch",
+        "heq-run: reading plan plan.bin: corrupt plan file: content hash mismatch",
     );
     std::fs::remove_file(dir.join("plan.bin")).unwrap();
     fails(
         &dir,
         &RUN,
         1,
-        "heq-run: reading the plan: plan.bin: No such file or directory",
+        "heq-run: reading plan plan.bin: No such file or directory",
     );
 }
 
@@ -377,7 +399,104 @@ fn usage_errors_exit_2() {
         2,
         "invalid value 'bogus'",
     );
+    fails(
+        &dir,
+        &[
+            "--plan",
+            "p",
+            "--role",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--sessions",
+            "0",
+        ],
+        2,
+        "invalid value '0' for '--sessions <K>'",
+    );
     let out = heq_run(&dir, &["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--raw"));
+}
+
+/// `args` with `value` after the option `name` (replaced or appended).
+fn with<S: AsRef<str>>(args: &[S], name: &str, value: &str) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
+    match v.iter().position(|a| a == name) {
+        Some(i) => v[i + 1] = value.to_string(),
+        None => v.extend([name.to_string(), value.to_string()]),
+    }
+    v
+}
+
+#[test]
+fn unwritable_outputs_are_usage_errors_before_any_work() {
+    let dir = setup("unwritable", &rescale_plan());
+    write_f32(&dir.join("x.npy"), &[2, 2], &X);
+    let run = |args: Vec<String>, needle: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&dir, &args, 2, needle);
+    };
+    run(
+        with(&RUN, "--output", "missing_dir/y.npy"),
+        "heq-run: --output: cannot write missing_dir/y.npy: the directory missing_dir does not exist",
+    );
+    run(
+        with(
+            &with(&RUN, "--mode", "sim"),
+            "--report",
+            "missing_dir/r.json",
+        ),
+        "heq-run: --report: cannot write missing_dir/r.json: the directory missing_dir does not exist",
+    );
+    run(
+        with(&RUN, "--output", "x.npy/y.npy"),
+        "heq-run: --output: cannot write x.npy/y.npy: x.npy is not a directory",
+    );
+    run(
+        with(&RUN, "--output", "."),
+        "heq-run: --output: cannot write .: it is a directory",
+    );
+    run(
+        with(&RUN, "--report", "./y.npy"),
+        "heq-run: --output and --report: y.npy and ./y.npy are the same file",
+    );
+    run(
+        vec![
+            "calibrate".into(),
+            "--out".into(),
+            "missing_dir/p.json".into(),
+        ],
+        "heq-run: --out: cannot write missing_dir/p.json: the directory missing_dir does not exist",
+    );
+}
+
+#[test]
+fn a_client_checks_its_output_before_connecting() {
+    let dir = setup("client-output", &rescale_plan().to_client());
+    write_f32(&dir.join("x.npy"), &[2, 2], &X);
+    // Nothing listens on the discard port: a client that connected first would fail with a
+    // connection error (exit code 1) after the timeout instead.
+    let args = [
+        "--plan",
+        "plan.bin",
+        "--role",
+        "client",
+        "--connect",
+        "127.0.0.1:9",
+        "--timeout",
+        "30",
+        "--input",
+        "x.npy",
+        "--output",
+        "missing_dir/y.npy",
+    ];
+    let start = std::time::Instant::now();
+    fails(
+        &dir,
+        &args,
+        2,
+        "heq-run: --output: cannot write missing_dir/y.npy: the directory missing_dir does not exist",
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
 }

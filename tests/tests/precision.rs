@@ -13,7 +13,7 @@ fn mixed_precision_plan_runs_bit_exact() {
     let x = npy::read_f32(&models_dir().join("inputs/digits_test_x.npy")).expect("fixture");
     let mut options = CompileOptions::new(Strategy::default());
     options.precision = Some(precision::Options::new(
-        x.data.clone(),
+        x.clone(),
         PrecisionBudget::AccuracyDrop(0.02),
     ));
     let path = models_dir().join("resnet_qdq_u8s8.onnx");

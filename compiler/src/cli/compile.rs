@@ -2,6 +2,7 @@
 
 use super::net::NetArgs;
 use anyhow::{Context, bail};
+use heq_runtime::output_file;
 use heq_runtime::plan::PrecisionBudget;
 use heqc::optimize::Objective;
 use heqc::{CompileOptions, Strategy, precision};
@@ -28,10 +29,11 @@ pub enum BaselineArg {
 pub struct Args {
     /// The ONNX model.
     pub model: PathBuf,
-    /// Where to write the server plan (public part and weights).
+    /// Where to write the server plan (public part and weights); written atomically, checked to
+    /// be writable before compiling.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Also write the client plan (public part only) here.
+    /// Also write the client plan (public part only) here; a different file from `-o`.
     #[arg(long)]
     pub client_out: Option<PathBuf>,
     /// What the optimizer minimises.
@@ -43,7 +45,7 @@ pub struct Args {
     /// Skip the optimizer and use a fixed baseline configuration.
     #[arg(long, value_enum)]
     pub baseline: Option<BaselineArg>,
-    /// Mixed precision: calibration inputs (float `.npy`, `[N, ...input shape]`); lowers
+    /// Mixed precision: calibration inputs (float `.npy` of shape `[N, ...input shape]`); lowers
     /// per-layer weight and activation bit widths within `--max-accuracy-drop` or
     /// `--max-output-error`.
     #[arg(long, value_name = "FILE")]
@@ -79,6 +81,20 @@ impl Args {
         })
     }
 
+    /// Checks, before any work, that the plan files can be written and are two different
+    /// files.
+    ///
+    /// # Errors
+    /// An [`heq_runtime::error::OutputError`] (a usage error), with the option it concerns.
+    pub fn check_outputs(&self) -> anyhow::Result<()> {
+        output_file::check_writable(&self.output).context("-o")?;
+        if let Some(client) = &self.client_out {
+            output_file::check_writable(client).context("--client-out")?;
+            output_file::check_distinct(&self.output, client).context("-o and --client-out")?;
+        }
+        Ok(())
+    }
+
     /// The compilation options: strategy, compute profile and mixed precision.
     ///
     /// # Errors
@@ -99,7 +115,7 @@ impl Args {
             }
             let data = heq_runtime::npy::read_f32(path)
                 .with_context(|| format!("reading the calibration data {}", path.display()))?;
-            let mut p = precision::Options::new(data.data, budget);
+            let mut p = precision::Options::new(data, budget);
             p.keep_ends = self.keep_first_last;
             options.precision = Some(p);
         }
@@ -115,6 +131,7 @@ impl Args {
 /// Compilation and I/O failures; a model whose Cheetah baseline cannot be scheduled (the
 /// summary compares with it).
 pub fn run(a: &Args) -> anyhow::Result<()> {
+    a.check_outputs()?;
     let options = a.options()?;
     let compiled = heqc::compile_path_opts(&a.model, &options)?;
     for (i, (phase, t)) in compiled.timings.iter().enumerate() {
@@ -122,9 +139,11 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     let selection = &compiled.selection;
     let plan = &selection.plan;
-    heq_runtime::plan::write_plan(plan, &a.output).context("writing the plan")?;
+    heq_runtime::plan::write_plan(plan, &a.output)
+        .with_context(|| format!("writing plan {}", a.output.display()))?;
     if let Some(c) = &a.client_out {
-        heq_runtime::plan::write_plan(&plan.to_client(), c).context("writing the client plan")?;
+        heq_runtime::plan::write_plan(&plan.to_client(), c)
+            .with_context(|| format!("writing client plan {}", c.display()))?;
     }
     let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
     let weights: usize = plan

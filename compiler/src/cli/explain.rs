@@ -2,13 +2,14 @@
 
 use super::net::NetArgs;
 use anyhow::Context;
+use heq_runtime::output_file;
 use heqc::explain::{Format, Timing};
 use std::path::PathBuf;
 
 /// Report formats.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum FormatArg {
-    /// Fixed-width table.
+    /// Fixed-width table, at most 120 characters wide unless `--wide`.
     Text,
     /// YAML.
     Yaml,
@@ -24,11 +25,16 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: FormatArg,
+    /// Text format: every column (also the naive accumulator bound, requantization multiplier
+    /// bits and shift, tile, ring degree N, share rings, primes q and plaintext bits t), however
+    /// wide; the default table fits 120 characters. YAML and JSON always have every field.
+    #[arg(long)]
+    pub wide: bool,
     /// Network and compute profile of the predicted times.
     #[command(flatten)]
     pub net: NetArgs,
     /// Also draw the per-layer predicted bytes (up/down, beside the Cheetah baseline) as an
-    /// SVG bar chart to this file.
+    /// SVG bar chart to this file (written atomically).
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
 }
@@ -36,10 +42,15 @@ pub struct Args {
 /// Reads the plan and prints the report on stdout.
 ///
 /// # Errors
-/// Unreadable or invalid plans.
+/// An `--svg` path that cannot be written, unreadable or invalid plans.
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let plan = heq_runtime::plan::read_plan(&a.plan).context("reading the plan")?;
+    if let Some(path) = &a.svg {
+        output_file::check_writable(path).context("--svg")?;
+    }
+    let plan = heq_runtime::plan::read_plan(&a.plan)
+        .with_context(|| format!("reading plan {}", a.plan.display()))?;
     let format = match a.format {
+        FormatArg::Text if a.wide => Format::WideText,
         FormatArg::Text => Format::Text,
         FormatArg::Yaml => Format::Yaml,
         FormatArg::Json => Format::Json,
@@ -50,7 +61,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     };
     let report = heqc::explain::report_with(&plan, &timing);
     if let Some(path) = &a.svg {
-        std::fs::write(path, heqc::chart::svg(&report)?)
+        output_file::write_atomically(path, heqc::chart::svg(&report)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     print!("{}", heqc::explain::format(&report, format)?);

@@ -56,6 +56,8 @@ pub enum Command {
     /// plaintext bits, the predicted bytes each way, rounds and time (`--net`, `--profile`);
     /// for linear layers the HE bytes and the runner-up configuration; then totals, the Cheetah
     /// baseline's totals and the ratio, and a mixed-precision plan's measured agreement.
+    /// The text table fits 120 characters and leaves the protocol parameters (naive bound,
+    /// multiplier bits, shift, tile, N, rings, primes, plaintext bits) to `--wide`.
     /// `--svg` also draws the per-layer bytes beside the baseline's. Client plans have no
     /// weights; their weight counts show as "-".
     Explain(explain::Args),

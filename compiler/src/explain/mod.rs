@@ -9,7 +9,7 @@
 mod render;
 mod report;
 
-pub use render::{Format, format, precision_line, text};
+pub use render::{Format, TEXT_WIDTH, format, precision_line, text, text_wide};
 pub use report::{
     Config, LayerRow, Predicted, Report, RunnerUp, Time, Timing, Totals, report, report_selection,
     report_with,

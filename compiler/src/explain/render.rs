@@ -9,8 +9,10 @@ use std::fmt::Write;
 /// Output format of [`format`] and [`super::render`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// Fixed-width table.
+    /// Fixed-width table at most [`TEXT_WIDTH`] characters wide ([`text`]).
     Text,
+    /// Fixed-width table with every column ([`text_wide`]).
+    WideText,
     /// YAML (serde_norway).
     Yaml,
     /// JSON (pretty).
@@ -23,8 +25,111 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
         .map_or_else(|| "-".to_string(), ToString::to_string)
 }
 
-/// The fixed-width text table.
+/// Width of the default text table and of every other line of the text report.
+pub const TEXT_WIDTH: usize = 120;
+
+/// A column of the text table.
+struct Column {
+    header: &'static str,
+    /// Width in the wide table (`--wide`): every column.
+    wide: usize,
+    /// Width in the default table, `None` for columns only the wide table shows (the
+    /// protocol parameters: naive accumulator bound, requantization, tile, ring degree, share
+    /// rings, primes, plaintext bits).
+    narrow: Option<usize>,
+    /// Right-aligned (numbers).
+    right: bool,
+    /// Text the default table may cut to its width (marked `~`); numbers are never cut.
+    cut: bool,
+}
+
+const fn col(
+    header: &'static str,
+    wide: usize,
+    narrow: Option<usize>,
+    right: bool,
+    cut: bool,
+) -> Column {
+    Column {
+        header,
+        wide,
+        narrow,
+        right,
+        cut,
+    }
+}
+
+/// The columns in order; the default table (at most [`TEXT_WIDTH`] characters) keeps those
+/// with a narrow width.
+const COLUMNS: [Column; 21] = [
+    col("id", 4, Some(4), false, false),
+    col("name", 24, Some(18), false, true),
+    col("op", 8, Some(8), false, true),
+    col("in", 12, Some(15), false, true),
+    col("out", 12, Some(12), false, true),
+    col("in_ty", 7, Some(5), false, true),
+    col("w", 4, Some(4), false, false),
+    col("acc", 4, Some(4), true, false),
+    col("naive", 5, None, true, false),
+    col("out", 4, Some(4), false, false),
+    col("m_bit", 5, None, true, false),
+    col("shift", 5, None, true, false),
+    col("tile", 14, None, false, false),
+    col("N", 5, None, true, false),
+    col("ring", 6, None, false, false),
+    col("q", 8, None, false, false),
+    col("t", 3, None, true, false),
+    col("up", 10, Some(10), true, false),
+    col("down", 10, Some(10), true, false),
+    col("rnd", 4, Some(4), true, false),
+    col("ms", 9, Some(9), true, false),
+];
+
+/// `s` cut to `width` characters, the last one replaced by `~` when cut.
+fn cut(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(width.saturating_sub(1)).collect();
+        c.push('~');
+        c
+    }
+}
+
+/// One table line: the cells of the columns the table shows, padded to their widths.
+fn table_line(cells: &[String], wide: bool) -> String {
+    let mut fields = Vec::with_capacity(cells.len());
+    for (c, cell) in COLUMNS.iter().zip(cells) {
+        let Some(width) = (if wide { Some(c.wide) } else { c.narrow }) else {
+            continue;
+        };
+        // The wide table cuts only names (at 24), as it always did.
+        let cell = if c.cut && (!wide || c.header == "name") {
+            cut(cell, width)
+        } else {
+            cell.clone()
+        };
+        fields.push(if c.right {
+            format!("{cell:>width$}")
+        } else {
+            format!("{cell:<width$}")
+        });
+    }
+    fields.join(" ")
+}
+
+/// The fixed-width text table, at most [`TEXT_WIDTH`] characters wide (some columns left
+/// out, long names cut, long lines wrapped).
 pub fn text(r: &Report) -> String {
+    wrap(&text_table(r, false), TEXT_WIDTH)
+}
+
+/// The fixed-width text table with every column, however wide (`heqc explain --wide`).
+pub fn text_wide(r: &Report) -> String {
+    text_table(r, true)
+}
+
+fn text_table(r: &Report, wide: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -52,37 +157,9 @@ pub fn text(r: &Report) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4} {:>9}",
-        "id",
-        "name",
-        "op",
-        "in",
-        "out",
-        "in_ty",
-        "w",
-        "acc",
-        "naive",
-        "out",
-        "m_bit",
-        "shift",
-        "tile",
-        "N",
-        "ring",
-        "q",
-        "t",
-        "up",
-        "down",
-        "rnd",
-        "ms"
-    );
+    let headers: Vec<String> = COLUMNS.iter().map(|c| c.header.to_string()).collect();
+    let _ = writeln!(out, "{}", table_line(&headers, wide));
     for l in &r.layers {
-        let name = if l.name.len() > 24 {
-            format!("{}~", &l.name[..23])
-        } else {
-            l.name.clone()
-        };
         let ins = l
             .inputs
             .iter()
@@ -92,19 +169,17 @@ pub fn text(r: &Report) -> String {
         let ring = l
             .ring_bits
             .map_or_else(|| "-".to_string(), |(a, b)| format!("{a}/{b}"));
-        let _ = writeln!(
-            out,
-            "{:<4} {:<24} {:<8} {:<12} {:<12} {:<7} {:<4} {:>4} {:>5} {:<4} {:>5} {:>5} {:<14} {:>5} {:<6} {:<8} {:>3} {:>10} {:>10} {:>4} {:>9}",
-            l.id,
-            name,
-            l.op,
+        let cells = [
+            l.id.clone(),
+            l.name.clone(),
+            l.op.clone(),
             ins,
             shape_str(&l.output),
             l.input_bits.join(","),
             opt(&l.weight_bits),
             opt(&l.acc_bits),
             opt(&l.acc_bits_naive),
-            l.output_bits,
+            l.output_bits.clone(),
             opt(&l.multiplier_bits),
             opt(&l.shift),
             opt(&l.tile),
@@ -118,7 +193,8 @@ pub fn text(r: &Report) -> String {
             opt(&l.predicted.map(|t| t.bytes_down)),
             opt(&l.predicted.map(|t| t.rounds)),
             opt(&l.time.map(|t| format!("{:.3}", t.total_ms))),
-        );
+        ];
+        let _ = writeln!(out, "{}", table_line(&cells, wide));
         if let Some(h) = &l.he {
             let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
             if let Some(r) = &l.runner_up {
@@ -187,6 +263,52 @@ pub fn text(r: &Report) -> String {
     out
 }
 
+/// Every line of `text` longer than `width` characters broken into lines of at most `width`
+/// (where it has a break: after "; ", else after ", ", else at a space), the continuations
+/// indented two more spaces than the line.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let mut rest = line;
+        let mut first = true;
+        loop {
+            let prefix = if first { 0 } else { indent + 2 };
+            let room = width.saturating_sub(prefix);
+            let at = (rest.chars().count() > room)
+                .then(|| break_point(rest, room))
+                .flatten();
+            out.extend(std::iter::repeat_n(' ', prefix));
+            match at {
+                Some(at) => {
+                    out.push_str(rest[..at].trim_end());
+                    out.push('\n');
+                    rest = rest[at..].trim_start();
+                    first = false;
+                }
+                None => {
+                    out.push_str(rest);
+                    out.push('\n');
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The byte index where `line` is best broken to keep at most `room` characters before it:
+/// after the last "; " that fits, else after the last ", ", else at the last space; `None` if
+/// there is no break (past the indentation).
+fn break_point(line: &str, room: usize) -> Option<usize> {
+    let end = line.char_indices().nth(room).map_or(line.len(), |(i, _)| i);
+    let head = &line[..end];
+    let start = line.len() - line.trim_start_matches(' ').len();
+    ["; ", ", ", " "]
+        .iter()
+        .find_map(|sep| head.rfind(sep).filter(|&i| i > start).map(|i| i + 1))
+}
+
 /// One line on a mixed-precision plan: the budget, the layers lowered and the measured
 /// agreement with the model as quantized.
 pub fn precision_line(p: &PrecisionRecord) -> String {
@@ -223,9 +345,53 @@ pub fn precision_line(p: &PrecisionRecord) -> String {
 pub fn format(r: &Report, format: Format) -> Result<String> {
     match format {
         Format::Text => Ok(text(r)),
+        Format::WideText => Ok(text_wide(r)),
         Format::Yaml => serde_norway::to_string(r).map_err(|e| Error::Format(e.to_string())),
         Format::Json => serde_json::to_string_pretty(r)
             .map(|s| s + "\n")
             .map_err(|e| Error::Format(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_wrap_at_the_best_break() {
+        let line = "predicted: 10 bytes (4 up, 6 down); keys 3 bytes, reveal 1 bytes; OT 5 up";
+        assert_eq!(
+            wrap(line, 40),
+            "predicted: 10 bytes (4 up, 6 down);\n  keys 3 bytes, reveal 1 bytes; OT 5 up\n"
+        );
+        assert_eq!(
+            wrap("     HE 1 up, 2 down, runner-up x y z", 22),
+            "     HE 1 up, 2 down,\n       runner-up x y z\n"
+        );
+        assert_eq!(
+            wrap("short\nunbreakable_word_here", 10),
+            "short\nunbreakable_word_here\n"
+        );
+    }
+
+    #[test]
+    fn cut_marks_what_it_drops_and_respects_characters() {
+        assert_eq!(cut("block1.conv1", 20), "block1.conv1");
+        assert_eq!(cut("a_very_long_layer_name", 8), "a_very_~");
+        assert_eq!(cut("ééééé", 3), "éé~");
+    }
+
+    #[test]
+    fn the_default_table_fits_and_the_wide_one_has_every_column() {
+        let headers: Vec<String> = COLUMNS.iter().map(|c| c.header.to_string()).collect();
+        let narrow = table_line(&headers, false);
+        let wide = table_line(&headers, true);
+        let width: usize = COLUMNS.iter().filter_map(|c| c.narrow.map(|w| w + 1)).sum();
+        assert!(
+            narrow.len() <= TEXT_WIDTH && width - 1 <= TEXT_WIDTH,
+            "{narrow}"
+        );
+        assert_eq!(wide.split_whitespace().count(), COLUMNS.len());
+        assert!(!narrow.contains("naive") && wide.contains("naive"));
     }
 }

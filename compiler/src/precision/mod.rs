@@ -27,6 +27,7 @@ use crate::optimize::Objective;
 use crate::passes::PassManager;
 use crate::select::{Strategy, select};
 use heq_runtime::cost::compute::ComputeProfile;
+use heq_runtime::npy::NpyArray;
 use heq_runtime::plan::{LoweredLayer, Plan, PrecisionBudget, PrecisionRecord};
 use heq_runtime::reference;
 use petgraph::stable_graph::NodeIndex;
@@ -37,9 +38,8 @@ pub const MAX_ROUNDS: usize = 8;
 /// What mixed precision may do.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
-    /// Calibration inputs, one sample after the other, each of the model's input size
-    /// (row-major).
-    pub data: Vec<f32>,
+    /// Calibration inputs of shape `[N, ...model input shape]`, row-major.
+    pub samples: NpyArray<f32>,
     /// The accuracy constraint.
     pub budget: PrecisionBudget,
     /// Candidate bit widths (those below a layer's own are tried).
@@ -50,9 +50,9 @@ pub struct Options {
 
 impl Options {
     /// Options with the default widths 6, 4 and 3 bits, every layer a candidate.
-    pub fn new(data: Vec<f32>, budget: PrecisionBudget) -> Self {
+    pub fn new(samples: NpyArray<f32>, budget: PrecisionBudget) -> Self {
         Options {
-            data,
+            samples,
             budget,
             widths: vec![6, 4, 3],
             keep_ends: false,
@@ -193,27 +193,48 @@ fn apply(g: &LayerGraph, chosen: &[&Candidate]) -> Option<(LayerGraph, Vec<Lower
     Some((analyse(g).ok()?, lowered))
 }
 
+/// Checks that calibration data has shape `[N, ...input]` with `N >= 1`, holds the values its
+/// shape announces, and only finite ones.
+fn check_samples(data: &NpyArray<f32>, input: &[usize]) -> Result<()> {
+    let fail = |reason: String| Err(Error::Calibration { reason });
+    let dims: Vec<String> = input.iter().map(ToString::to_string).collect();
+    let n = match data.shape.split_first() {
+        Some((&n, sample)) if sample == input && n > 0 => n,
+        _ => {
+            return fail(format!(
+                "the data has shape {:?}, not [N, {}] (N >= 1 samples of the model input)",
+                data.shape,
+                dims.join(", ")
+            ));
+        }
+    };
+    if n.checked_mul(input.iter().product()) != Some(data.data.len()) {
+        return fail(format!(
+            "{} values do not fill the shape {:?}",
+            data.data.len(),
+            data.shape
+        ));
+    }
+    if let Some((i, v)) = data.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return fail(format!(
+            "element {i} is {v}; calibration data must be finite"
+        ));
+    }
+    Ok(())
+}
+
 /// Chooses per-layer bit widths for the analysed graph `g` within the budget.
 ///
 /// # Errors
-/// [`Error::Calibration`] for samples of the wrong size or a failing reference run; lowering
+/// [`Error::Calibration`] for samples of the wrong shape, non-finite samples or a failing
+/// reference run; lowering
 /// and optimizer errors of the original graph.
 pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Result<Outcome> {
-    let input_len = g.tensor(g.input.tensor).len().max(1);
-    if opts.data.is_empty() || !opts.data.len().is_multiple_of(input_len) {
-        return Err(Error::Calibration {
-            reason: format!(
-                "{} values are not a whole number of samples of the model input ({input_len} values)",
-                opts.data.len()
-            ),
-        });
-    }
-    if let Some(i) = opts.data.iter().position(|x| !x.is_finite()) {
-        return Err(Error::Calibration {
-            reason: format!("value {i} is not finite"),
-        });
-    }
-    let samples: Vec<&[f32]> = opts.data.chunks(input_len).collect();
+    let input = g.tensor(g.input.tensor);
+    let input_len = input.len().max(1);
+    let data = &opts.samples;
+    check_samples(data, &input.shape)?;
+    let samples: Vec<&[f32]> = data.data.chunks(input_len).collect();
     let (plan, base_bytes) = plan_and_bytes(g, profile)?;
     let original = run(&plan, &samples)?;
     let limit = opts.limit();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use heq_runtime::output_file;
 use heq_runtime::plan::OtBackend;
 use heq_runtime::transport::net::Fingerprint;
 
@@ -53,7 +54,7 @@ pub struct RunArgs {
     /// Server: exit after serving this many client sessions (default: serve until killed).
     /// The exit code is 0 if all succeeded, 3 if one failed on a plan or version mismatch,
     /// 1 otherwise.
-    #[arg(long, value_name = "K", requires = "listen")]
+    #[arg(long, value_name = "K", requires = "listen", value_parser = clap::value_parser!(u64).range(1..))]
     pub sessions: Option<u64>,
     /// Client: the SHA-256 fingerprint of the server's certificate (64 hex digits, as the
     /// server prints it); without it the server is not authenticated.
@@ -64,7 +65,8 @@ pub struct RunArgs {
     /// long batch of random OTs, does not count). Default: as long as the connection lives.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
-    /// Write the per-layer measured and predicted traffic as JSON (`docs/report.md`).
+    /// Write the per-layer measured and predicted traffic as JSON (`docs/report.md`);
+    /// written atomically, checked to be writable before the run starts.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Client: run even though the plan carries the server's weights.
@@ -81,7 +83,8 @@ pub struct RunArgs {
     )]
     pub input: Option<PathBuf>,
     /// Where to write the outputs: float32 `.npy` of shape `[N, ...output shape]` (no `N` if
-    /// the input had none), dequantized with the output scale. Written atomically.
+    /// the input had none), dequantized with the output scale. Written atomically, checked to be
+    /// writable before the run starts.
     #[arg(long, value_name = "FILE", requires = "input")]
     pub output: Option<PathBuf>,
     /// Write the revealed outputs `q = v + zero_point` as int32, before the plan's epilogue,
@@ -117,6 +120,24 @@ impl RunArgs {
             (Some(i), Some(o)) => Ok((i, o)),
             _ => anyhow::bail!("--input and --output are required"),
         }
+    }
+
+    /// Checks, before any work, that `--output` and `--report` can be written and are not the
+    /// same file.
+    ///
+    /// # Errors
+    /// An [`heq_runtime::error::OutputError`] (a usage error), with the option it concerns.
+    pub fn check_outputs(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.output {
+            output_file::check_writable(path).context("--output")?;
+        }
+        if let Some(path) = &self.report {
+            output_file::check_writable(path).context("--report")?;
+        }
+        if let (Some(output), Some(report)) = (&self.output, &self.report) {
+            output_file::check_distinct(output, report).context("--output and --report")?;
+        }
+        Ok(())
     }
 }
 

@@ -15,6 +15,8 @@ mod sim;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use heq_runtime::error::OutputError;
+use heq_runtime::output_file;
 use heq_runtime::party::Report;
 use heq_runtime::party::net::SessionError;
 use heq_runtime::party::report::{self, RunInfo, RunReport};
@@ -84,6 +86,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     let args = &cli.run;
     init_logging(args.verbose);
+    args.check_outputs()?;
     match (args.role, args.mode) {
         (Some(RoleArg::Server), _) => server::run(args),
         (Some(RoleArg::Client), _) => client::run(args),
@@ -92,9 +95,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Exit code of a failed run: 3 when the parties disagree on the plan or the protocol
-/// version, 1 otherwise.
+/// Exit code of a failed run: 2 for an output path that cannot be written (a usage error
+/// found before any work), 3 when the parties disagree on the plan or the protocol version, 1
+/// otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<OutputError>()) {
+        return 2;
+    }
     let mismatch = e.chain().any(|c| {
         c.downcast_ref::<SessionError>()
             .is_some_and(SessionError::is_mismatch)
@@ -136,7 +143,7 @@ fn finish_report(
         eprintln!("{warning}");
     }
     if let Some(path) = &args.report {
-        std::fs::write(path, report.to_json())
+        output_file::write_atomically(path, report.to_json().as_bytes())
             .with_context(|| format!("writing the report {}", path.display()))?;
     }
     Ok(())

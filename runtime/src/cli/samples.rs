@@ -9,14 +9,17 @@ use heq_runtime::reference;
 use heq_runtime::reference::epilogue::{self, OutputData};
 use std::path::Path;
 
-/// Reads the plan and the input samples; checks the batch shape and rejects NaN.
+/// Reads the plan and the input samples; checks the batch shape and rejects NaN and ±inf.
 pub fn read_inputs(plan: &Path, input: &Path) -> anyhow::Result<(Plan, NpyArray<f32>)> {
-    let plan = read_plan(plan).context("reading the plan")?;
+    let plan = read_plan(plan).with_context(|| format!("reading plan {}", plan.display()))?;
     let x = npy::read_f32(input).context("reading the input")?;
     batch_size(&x.shape, &plan.public.input.shape)
         .with_context(|| format!("input {}", input.display()))?;
-    if let Some(i) = x.data.iter().position(|v| v.is_nan()) {
-        bail!("input {}: element {i} is NaN", input.display());
+    if let Some((i, v)) = x.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "input {}: element {i} is {v}; inputs must be finite numbers",
+            input.display()
+        );
     }
     Ok((plan, x))
 }

@@ -36,12 +36,13 @@ impl ServerFailed {
 /// An unreadable plan or one without weights, an unusable certificate or address, failed
 /// sessions (with `--sessions`).
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let plan = read_plan(args.plan()?).context("reading the plan")?;
+    let path = args.plan()?;
+    let plan = read_plan(path).with_context(|| format!("reading plan {}", path.display()))?;
     if plan.weights.is_none() {
         bail!(
             "{}: this plan has no weights; the server needs the plan with weights \
              (heqc compile -o)",
-            args.plan()?.display()
+            path.display()
         );
     }
     let identity = match (&args.cert, &args.key) {

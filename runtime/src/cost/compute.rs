@@ -117,9 +117,10 @@ pub struct ComputeProfile {
 /// Errors of a profile file.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    /// Not the JSON form of a profile.
+    /// Not the JSON form of a profile (the message includes serde's, so it is not also the
+    /// error's source: a chain printed with `{:#}` says it once).
     #[error("not a compute profile: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// A profile without HE contexts or with a negative or non-finite time.
     #[error("invalid compute profile: {0}")]
     Invalid(String),
@@ -142,7 +143,7 @@ impl ComputeProfile {
     /// # Errors
     /// [`ProfileError`] for malformed JSON, no HE context or a negative or non-finite time.
     pub fn from_json(s: &str) -> Result<Self, ProfileError> {
-        let p: ComputeProfile = serde_json::from_str(s)?;
+        let p: ComputeProfile = serde_json::from_str(s).map_err(ProfileError::Json)?;
         if p.he.is_empty() {
             return Err(ProfileError::Invalid("no HE context".into()));
         }
@@ -292,6 +293,17 @@ mod tests {
             ComputeProfile::from_json("{"),
             Err(ProfileError::Json(_))
         ));
+    }
+
+    #[test]
+    fn a_missing_field_is_named_once() {
+        let err = ComputeProfile::from_json("{}").expect_err("not a profile");
+        let chain = anyhow::Error::from(err);
+        let text = format!("{chain:#}");
+        assert_eq!(
+            text,
+            "not a compute profile: missing field `machine` at line 1 column 2"
+        );
     }
 
     #[test]

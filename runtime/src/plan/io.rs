@@ -2,7 +2,8 @@
 //!
 //! A plan file is `PLAN_MAGIC` (8 bytes), the format version (`u32`, little endian), the
 //! BLAKE3 hash of the body (32 bytes), then the body: the postcard encoding of [`Plan`]. A file
-//! is written to a temporary name and renamed, so a failure never leaves a half-written plan.
+//! is written to a temporary name and renamed ([`crate::output_file`]), so a failure never
+//! leaves a half-written plan.
 //!
 //! Reading never panics and never allocates from a length it has not checked: the header and
 //! hash are checked before decoding; postcard reads every length prefix against the bytes
@@ -12,7 +13,6 @@
 
 use super::{Plan, PublicPlan};
 use crate::error::PlanError;
-use std::io::Write;
 use std::path::Path;
 
 /// First bytes of every plan file.
@@ -71,49 +71,21 @@ pub fn read_plan_bytes(bytes: &[u8]) -> Result<Plan, PlanError> {
     Ok(plan)
 }
 
-/// Writes a plan file atomically (temporary file in the same folder, then rename).
+/// Writes a plan file atomically ([`crate::output_file::write_atomically`]).
 ///
 /// # Errors
-/// Encoding or I/O failures, with the path.
+/// Encoding or I/O failures (the caller names the file).
 pub fn write_plan(plan: &Plan, path: &Path) -> Result<(), PlanError> {
     let bytes = write_plan_bytes(plan)?;
-    write_atomically(path, &bytes).map_err(|e| PlanError::Io {
-        path: path.display().to_string(),
-        error: e,
-    })
-}
-
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it to `path`, so
-/// readers see the old file or the whole new one, never a part; the temporary file is removed
-/// on failure.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::output_file::write_atomically(path, &bytes).map_err(PlanError::Io)
 }
 
 /// Reads and validates a plan file.
 ///
 /// # Errors
-/// I/O failures with the path, and everything [`read_plan_bytes`] rejects.
+/// I/O failures and everything [`read_plan_bytes`] rejects (the caller names the file).
 pub fn read_plan(path: &Path) -> Result<Plan, PlanError> {
-    let bytes = std::fs::read(path).map_err(|e| PlanError::Io {
-        path: path.display().to_string(),
-        error: e,
-    })?;
+    let bytes = std::fs::read(path).map_err(PlanError::Io)?;
     read_plan_bytes(&bytes)
 }
 

@@ -25,9 +25,6 @@ pub use epilogue::{
     ChannelScales, ElementKind, Epilogue, EpilogueOp, EpilogueStep, MAX_EPILOGUE_RANK,
     MAX_EPILOGUE_STEPS, TopKOutput, ValueType,
 };
-
-#[cfg(feature = "npy")]
-pub(crate) use io::write_atomically;
 pub use io::{
     PLAN_FORMAT_VERSION, PLAN_MAGIC, read_plan, read_plan_bytes, write_plan, write_plan_bytes,
 };
