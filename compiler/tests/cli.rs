@@ -424,6 +424,8 @@ fn opsets_newer_than_known_exit_2() {
             )
         );
     }
+}
+
 #[test]
 fn explain_shows_the_epilogue() {
     let dir = temp_dir("epilogue");
