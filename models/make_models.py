@@ -1531,10 +1531,10 @@ it rewrites byte-identical files (with the same package versions) on any x86-64 
 * `onnx_node_cases/`: {ncases} ONNX backend node cases (see its README).
 
 All models: input `input` float32 `[N,1,16,16]` (dynamic batch `N`, values in [0,1]), output `logits` float32 `[N,10]`.
-In every quantized model except the issue-15 shapes below the output is the `DequantizeLinear` of an integer tensor,
+In every quantized model except the export shapes below the output is the `DequantizeLinear` of an integer tensor,
 so one output LSB is the scale in the "output Q params" column (QDQ/QOperator: uint8 asymmetric, 16-bit for the
-`_a16` files; QCDQ: int8 symmetric). The issue-15 shapes (not compiled by heqc yet; listed in `PENDING_ISSUE15` of
-`compiler/tests/common/mod.rs`):
+`_a16` files; QCDQ: int8 symmetric). Export shapes as other tools write them (float heads and client-side epilogues
+run on the client after the reveal, `docs/semantics.md`):
 
 * float heads: `cnn_avg_qcdq_floathead` (the last Gemm's output is float), `cnn_avg_qcdq_floathead_ops` (then float
   Add and Mul);

@@ -141,7 +141,8 @@ fn unsupported_model_exits_2_naming_every_node() {
     assert_eq!(
         err,
         "error: 2 unsupported node(s):\n  ai.onnx:Sigmoid ×1 (head_sigmoid)\n  \
-         ai.onnx:Softmax ×1 (head_softmax)\n"
+         ai.onnx:Softmax ×1 (head_softmax): runs on the client after the output is revealed, \
+         but its result feeds 'logits_QuantizeLinear' (QuantizeLinear), which does not\n"
     );
     assert!(!dir.join("p.bin").exists());
     std::fs::remove_dir_all(dir).unwrap();
@@ -319,7 +320,8 @@ fn many_unsupported_nodes_give_one_line_per_operator() {
         err,
         "error: 43 unsupported node(s):\n  \
          ai.onnx:Sigmoid ×41 (sig0, sig1, sig2, …)\n  \
-         ai.onnx:Softmax ×1 (head_softmax)\n  \
+         ai.onnx:Softmax ×1 (head_softmax): runs on the client after the output is revealed, \
+         but its result feeds 'gelu' (Gelu), which does not\n  \
          com.example:Gelu ×1 (gelu)\n"
     );
 }

@@ -8,19 +8,12 @@ pub fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-/// Fixture models of shapes heqc does not compile yet (issue 15: float heads, com.microsoft
-/// Q/DQ, client-side epilogues, ceil_mode pools). The tests that iterate over every model skip
-/// them; remove a name here once heqc supports its shape, so every test covers it.
-pub const PENDING_ISSUE15: &[&str] = &[
-];
-
-/// Every top-level model file except those in [`PENDING_ISSUE15`], sorted.
+/// Every top-level model file, sorted.
 pub fn all_models() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(models_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .filter(|p| !PENDING_ISSUE15.contains(&p.file_stem().unwrap().to_string_lossy().as_ref()))
         .collect();
     v.sort();
     v
