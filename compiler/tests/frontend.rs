@@ -69,7 +69,8 @@ fn unsupported_nodes_are_reported_together() {
     assert_eq!(
         e.to_string(),
         "2 unsupported node(s):\n  ai.onnx:Sigmoid ×1 (head_sigmoid)\n  \
-         ai.onnx:Softmax ×1 (head_softmax)"
+         ai.onnx:Softmax ×1 (head_softmax): runs on the client after the output is revealed, \
+         but its result feeds 'logits_QuantizeLinear' (QuantizeLinear), which does not"
     );
 }
 
