@@ -5,7 +5,7 @@
 mod common;
 
 use heq_bench::onnx::{ActQuant, ConvAttrs, GraphBuilder, QuantWeights};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_shape_proto::dimension;
@@ -22,6 +22,25 @@ fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("heqc-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// `heqc compile model -o plan --client-out client`, which must succeed; returns its stdout.
+fn compile_pair(model: &Path, plan: &Path, client: &Path) -> String {
+    let out = heqc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--client-out",
+        client.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        model.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// ONNX node names of the linear operators of a model.
@@ -56,20 +75,7 @@ fn compile_then_explain_every_model() {
             dir.join(format!("{stem}.bin")),
             dir.join(format!("{stem}.client")),
         );
-        let out = heqc(&[
-            "compile",
-            path.to_str().unwrap(),
-            "-o",
-            plan.to_str().unwrap(),
-            "--client-out",
-            client.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{stem}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let summary = String::from_utf8(out.stdout).unwrap();
+        let summary = compile_pair(&path, &plan, &client);
         assert!(
             summary.starts_with(&format!("{stem}: ")) && summary.contains(" linear), "),
             "{summary}"
@@ -433,19 +439,7 @@ fn explain_shows_the_epilogue() {
     let dir = temp_dir("epilogue");
     let model = common::models_dir().join("mpdw_qdq_u8s8_topk.onnx");
     let (plan, client) = (dir.join("p.bin"), dir.join("p.client"));
-    let out = heqc(&[
-        "compile",
-        model.to_str().unwrap(),
-        "-o",
-        plan.to_str().unwrap(),
-        "--client-out",
-        client.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compile_pair(&model, &plan, &client);
     // The client plan carries the epilogue: it is public.
     let text = String::from_utf8(heqc(&["explain", client.to_str().unwrap()]).stdout).unwrap();
     assert!(
