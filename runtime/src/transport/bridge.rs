@@ -118,26 +118,29 @@ impl Bridge {
     }
 
     /// `io`, checked every [`check_interval`] of `bound`: fails once the checks saw neither this
-    /// process busy nor the peer active for `bound`.
+    /// process busy nor the peer active for `bound`. The first reading is taken after the first
+    /// interval, so the many short waits of a run never read the counters (a stall is reported
+    /// at most one interval late).
     async fn idle_bounded<F: Future>(&self, bound: Duration, io: F) -> Result<F::Output, TimedOut> {
         let tick = check_interval(bound);
         let mut io = std::pin::pin!(io);
-        let mut seen = self.activity();
+        let mut seen: Option<Activity> = None;
         let mut idle = Duration::ZERO;
         loop {
             if let Ok(out) = tokio::time::timeout(tick, &mut io).await {
                 return Ok(out);
             }
             let now = self.activity();
-            if now.active_since(&seen, tick) {
-                idle = Duration::ZERO;
-            } else {
-                idle += tick;
-                if idle >= bound {
-                    return Err(TimedOut(bound));
+            match &seen {
+                Some(before) if !now.active_since(before, tick) => {
+                    idle += tick;
+                    if idle >= bound {
+                        return Err(TimedOut(bound));
+                    }
                 }
+                _ => idle = Duration::ZERO,
             }
-            seen = now;
+            seen = Some(now);
         }
     }
 
