@@ -119,15 +119,13 @@ const STANDARD: Bar = Bar {
 ///   error ~2^-24 per operation) decides the last bit of some 16-bit requantizations; the flips
 ///   propagate. Measured: 1 LSB on 2.3 % of the elements; the plan's last layer rounds its own
 ///   accumulator exactly in every case.
-/// * `ceil_mode` average pools with windows of 6 elements (`ceil_qdq_u8s8`,
-///   `ceil_cip_qdq_u8s8`): a mean re-quantized at its input scale ties when the sum is 3 mod 6,
-///   and a dyadic multiplier `m/2^k` cannot represent 1/6, so the plan rounds those ties in
-///   the direction of the multiplier's error instead of to even; the head amplifies one
-///   pooled LSB to several output LSBs (output scale 0.0057 vs feature scale 0.055). With those
-///   ties rounded to even (checked by patching the reference executor) both models agree with
-///   the exact-pool reference to 1–2 LSB on 3–5 of 640 elements, so window geometry and
-///   divisors are onnxruntime's. Exact ties need a requantization by a public non-power-of-two
-///   divisor in the protocol.
+/// * The `ceil_mode` fixtures (`ceil_qdq_u8s8`, `ceil_cip_qdq_u8s8`): their head amplifies one
+///   feature LSB to several output LSBs (output scale 0.0057 vs feature scale 0.055), and one
+///   sample (29) has a second-convolution output 4.7e-6 above a tie (exact 34.5000047 output
+///   steps, which the plan rounds to 35), which onnxruntime's float32 Conv puts at 34.4999999
+///   and rounds to 34. Measured: 1–2 LSB on 3 and 5 of 640 elements, all in that sample. The
+///   pools themselves, windows of 6 included, round exactly as the exact-pool reference
+///   ([`heq_runtime::plan::Rounding::HalfEvenWithin`]).
 fn bar(stem: &str) -> Bar {
     match stem {
         "mpdw_qdq_a16_ms" | "mpdw_qdq_a16s_ms" => Bar {
@@ -135,8 +133,8 @@ fn bar(stem: &str) -> Bar {
             percent: 3.0,
         },
         "ceil_qdq_u8s8" | "ceil_cip_qdq_u8s8" => Bar {
-            max_lsb: 8,
-            percent: 80.0,
+            max_lsb: 2,
+            percent: 1.0,
         },
         _ => STANDARD,
     }

@@ -142,6 +142,13 @@ impl RoundShift {
 /// `x / 2^k` rounded to the nearest integer (`k ≤ 126`), with a tie reported for the caller's
 /// rule to break.
 pub fn round_shift(x: i128, k: u32) -> RoundShift {
+    round_shift_within(x, k, 0)
+}
+
+/// [`round_shift`] where a remainder `r` within `window` of the midpoint
+/// (`|r − 2^(k−1)| ≤ window`) is a tie between `⌊x / 2^k⌋` and the next integer
+/// ([`crate::plan::Rounding::HalfEvenWithin`]).
+pub fn round_shift_within(x: i128, k: u32, window: u64) -> RoundShift {
     if k == 0 {
         return RoundShift::Nearest(x);
     }
@@ -149,10 +156,13 @@ pub fn round_shift(x: i128, k: u32) -> RoundShift {
     let floor = x >> k;
     let rest = x - (floor << k);
     let half = 1i128 << (k - 1);
-    match rest.cmp(&half) {
-        std::cmp::Ordering::Less => RoundShift::Nearest(floor),
-        std::cmp::Ordering::Equal => RoundShift::Tie { floor },
-        std::cmp::Ordering::Greater => RoundShift::Nearest(floor + 1),
+    let window = i128::from(window);
+    if (rest - half).abs() <= window {
+        RoundShift::Tie { floor }
+    } else if rest < half {
+        RoundShift::Nearest(floor)
+    } else {
+        RoundShift::Nearest(floor + 1)
     }
 }
 
@@ -207,5 +217,23 @@ mod tests {
             let r = round_shift(x, 4);
             assert_eq!((r.half_even(), r.half_up()), (even, up), "{x}");
         }
+    }
+
+    #[test]
+    fn a_tie_window_widens_the_midpoint() {
+        // k = 4: the midpoint remainder is 8; window 2 takes remainders 6..=10.
+        for (x, want) in [
+            (5, RoundShift::Nearest(0)),
+            (6, RoundShift::Tie { floor: 0 }),
+            (10, RoundShift::Tie { floor: 0 }),
+            (11, RoundShift::Nearest(1)),
+            (-6, RoundShift::Tie { floor: -1 }),
+            (-11, RoundShift::Nearest(-1)),
+            (-5, RoundShift::Nearest(0)),
+            (22, RoundShift::Tie { floor: 1 }),
+        ] {
+            assert_eq!(round_shift_within(x, 4, 2), want, "{x}");
+        }
+        assert_eq!(round_shift_within(23, 4, 0), round_shift(23, 4));
     }
 }

@@ -1,12 +1,16 @@
 //! `ProveNoTies`: marks every requantization that provably never meets a rounding tie
-//! [`Rounding::NoTies`] (see [`crate::analysis::ties`]); the others stay `HalfEven`. Runs after
-//! range analysis, on the final ranges and accumulator widths.
+//! [`Rounding::NoTies`] (see [`crate::analysis::ties`]); the others stay `HalfEven`. An average
+//! pool whose exact quotients tie but whose multipliers cannot divide exactly (a count of 6 at
+//! the input's scale) gets multipliers, shift and a tie window that round those quotients to
+//! even ([`Rounding::HalfEvenWithin`]). Runs after range analysis, on the final ranges and
+//! accumulator widths.
 
 use super::Pass;
-use crate::analysis::ties::{max_abs, single_term, sum_of_terms};
+use crate::analysis::ties::{max_abs, pool_tie_window, single_term, sum_of_terms};
 use crate::error::Result;
-use crate::ir::{LayerGraph, LayerOp};
-use heq_runtime::plan::Rounding;
+use crate::ir::{LayerGraph, LayerOp, Requant};
+use heq_runtime::plan::{AvgPoolSpec, Rounding};
+use std::collections::BTreeSet;
 
 /// Tie analysis as a pass.
 pub struct ProveNoTies;
@@ -20,6 +24,19 @@ impl Pass for ProveNoTies {
         let mut changed = false;
         for n in g.order().unwrap_or_default() {
             let layer = g.layer(n);
+            if let LayerOp::AvgPool(a) = &layer.op {
+                let ratio = f64::from(g.tensor(layer.inputs[0]).scale)
+                    / f64::from(g.tensor(layer.output).scale);
+                let x = max_abs(g.tensor(layer.inputs[0]).range);
+                if let Some(requant) = exact_pool_requant(a, ratio, x) {
+                    let LayerOp::AvgPool(a) = &mut g.layer_mut(n).op else {
+                        unreachable!("matched above")
+                    };
+                    changed |= a.requant != requant;
+                    a.requant = requant;
+                    continue;
+                }
+            }
             let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
             let rounding = match &layer.op {
                 LayerOp::Linear(l) => l
@@ -53,6 +70,35 @@ impl Pass for ProveNoTies {
         }
         Ok(changed)
     }
+}
+
+/// The requantization of an average pool that rounds its exact quotients to nearest, ties to
+/// even ([`pool_tie_window`]), where its scale ratio is a power of two and the plain multipliers
+/// would round some ties the wrong way; `None` otherwise.
+fn exact_pool_requant(a: &AvgPoolSpec, ratio: f64, x_max_abs: i128) -> Option<Requant> {
+    let e = ratio.log2().round();
+    if !(ratio > 0.0 && ratio == e.exp2() && e.abs() < 64.0) {
+        return None;
+    }
+    let counts: Vec<usize> = a
+        .window_counts()
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let r = &a.requant;
+    let (multipliers, shift, window) =
+        pool_tie_window(e as i32, &counts, r.multipliers.len(), x_max_abs, r.shift)?;
+    Some(Requant {
+        multipliers,
+        shift,
+        clamp: r.clamp,
+        rounding: if window == 0 {
+            Rounding::HalfEven
+        } else {
+            Rounding::HalfEvenWithin(window)
+        },
+    })
 }
 
 /// `|acc| < 2^(bits−1)`.

@@ -382,22 +382,29 @@ pub(crate) mod testutil {
     /// `x / 2^k` rounded to nearest ([`crate::ring::round_shift`]); ties up (`NoTies`, the
     /// cheap protocols' rule) or to even.
     pub fn round_shift(x: i128, k: u32, rounding: Rounding) -> i128 {
-        let r = crate::ring::round_shift(x, k);
-        match rounding {
-            Rounding::HalfEven => r.half_even(),
-            Rounding::NoTies => r.half_up(),
+        match rounding.tie_window() {
+            None => crate::ring::round_shift(x, k).half_up(),
+            Some(window) => crate::ring::round_shift_within(x, k, window).half_even(),
         }
     }
 
     /// Replaces values from index 7 on by up to 40 ties `q·2^k + 2^(k−1)` inside `range`
-    /// (both parities of `q`).
-    pub fn with_ties(v: &mut [i128], range: (i128, i128), k: u32) {
+    /// (both parities of `q`); with a tie window `w > 0`, the values at the window's edges and
+    /// just outside it (`± w`, `± (w + 1)` from the midpoint) as well.
+    pub fn with_ties(v: &mut [i128], range: (i128, i128), k: u32, window: u64) {
         if k == 0 {
             return;
         }
+        let w = i128::from(window);
+        let offsets = if w == 0 {
+            vec![0]
+        } else {
+            vec![0, -w, w, -w - 1, w + 1]
+        };
         let mid = ((range.0 / 2 + range.1 / 2) >> k) << k;
         let ties = (-20i128..20)
-            .map(|j| mid + (j << k) + (1 << (k - 1)))
+            .zip(offsets.into_iter().cycle())
+            .map(|(j, o)| mid + (j << k) + (1 << (k - 1)) + o)
             .filter(|t| (range.0..=range.1).contains(t));
         for (slot, t) in v.iter_mut().skip(7).zip(ties) {
             *slot = t;

@@ -195,7 +195,7 @@ mod tests {
             let plan = RequantPlan::new(16, range, 10, (0, 15), 5, rounding).expect("plan");
             let ring = Ring::new(16);
             let mut v = values(range.0, range.1, 2000, 1);
-            with_ties(&mut v, range, 10);
+            with_ties(&mut v, range, 10, 0);
             let (zs, zc) = share(ring, &v, 2);
             let (a, b) = run(plan.cost(2000), move |s| {
                 requant(s, &plan, if s.is_server() { &zs } else { &zc })
@@ -227,7 +227,7 @@ mod tests {
                 let plan = RequantPlan::new(l, range, k, clamp, out, rounding).expect("plan");
                 let ring = Ring::new(l);
                 let mut v = values(range.0, range.1, 700, u64::from(l));
-                with_ties(&mut v, range, k);
+                with_ties(&mut v, range, k, 0);
                 let (zs, zc) = share(ring, &v, 3);
                 let (a, b) = run(plan.cost(700), move |s| {
                     requant(s, &plan, if s.is_server() { &zs } else { &zc })
@@ -242,6 +242,35 @@ mod tests {
     }
 
     #[test]
+    fn requant_with_tie_windows() {
+        for (l, range, k, clamp, out, window) in [
+            (
+                37u32,
+                (-(1i128 << 30), 1i128 << 30),
+                22u32,
+                (-128, 127),
+                8u32,
+                1u64 << 18,
+            ),
+            (16, (-(1 << 13), 1 << 13), 6, (0, 15), 5, 5),
+        ] {
+            let rounding = Rounding::HalfEvenWithin(window);
+            let plan = RequantPlan::new(l, range, k, clamp, out, rounding).expect("plan");
+            let mut v = values(range.0, range.1, 700, u64::from(l));
+            with_ties(&mut v, range, k, window);
+            let (zs, zc) = share(Ring::new(l), &v, 5);
+            let (a, b) = run(plan.cost(700), move |s| {
+                requant(s, &plan, if s.is_server() { &zs } else { &zc })
+            });
+            let got = open(Ring::new(out), &a, &b);
+            for i in 0..v.len() {
+                let want = reference(v[i], k, clamp, rounding);
+                assert_eq!(got[i], want, "l {l} k {k} z {} {rounding:?}", v[i]);
+            }
+        }
+    }
+
+    #[test]
     fn activation_widths_2_to_16() {
         for b in 2u32..=16 {
             let l = (b + 20).min(45);
@@ -250,7 +279,7 @@ mod tests {
             let clamp = (-(1i128 << (b - 1)), (1i128 << (b - 1)) - 1);
             let plan = RequantPlan::new(l, range, k, clamp, b, Rounding::HalfEven).expect("plan");
             let mut v = values(range.0, range.1, 300, u64::from(b));
-            with_ties(&mut v, range, k);
+            with_ties(&mut v, range, k, 0);
             let (zs, zc) = share(Ring::new(l), &v, 13);
             let (a, c) = run(plan.cost(300), move |s| {
                 requant(s, &plan, if s.is_server() { &zs } else { &zc })

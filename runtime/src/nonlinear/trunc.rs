@@ -12,7 +12,11 @@
 //! This computes `floor((x + 2^(k−1)) / 2^k)` (half up). Ties to even subtract
 //! `d = tie ∧ odd(y)`: `tie` (the low `k` bits of `Y` are zero) is `c ⊕ c' ⊕ [lo0 = 0]` with `c'`
 //! the carry of `(lo0 − 1 mod 2^k) + lo1` (a second chain), `odd(y)` is local given `c`, and the
-//! AND is one multiplexer over `Z_2`. Plan and cost: [`RescalePlan`].
+//! AND is one multiplexer over `Z_2`. With a tie window `w`
+//! ([`Rounding::HalfEvenWithin`](crate::plan::Rounding::HalfEvenWithin)) the server adds
+//! `2^(k−1) + w`, so every remainder in the window rounds up, and a tie is `lo ≤ 2w`:
+//! `c ⊕ c' ⊕ [lo0 ≤ 2w]` with `c'` the carry of `(lo0 − 1 − 2w mod 2^k) + lo1`, at the same cost.
+//! Plan and cost: [`RescalePlan`].
 
 use super::carry::carries;
 use super::cot::{client_cots, mask, mux};
@@ -32,7 +36,7 @@ pub fn rescale(
     let (l, k, r) = (plan.in_bits, plan.shift, plan.out_bits);
     let (in_ring, out_ring) = (Ring::new(l), Ring::new(r));
     let server = s.is_server();
-    let half = if k == 0 { 0 } else { 1u64 << (k - 1) };
+    let half = plan.rounding_offset();
     let y: Vec<u64> = x
         .iter()
         .map(|&v| {
@@ -57,13 +61,13 @@ pub fn rescale(
     // both have length k.
     let fused = plan.tie_test_fused();
     if fused {
-        low.extend(tie_inputs(s.is_server(), &y, k));
+        low.extend(tie_inputs(s.is_server(), &y, plan));
     }
     let mut bits = carries(s, &low, len, &positions)?;
     let tie_carry = if fused {
         Some(bits[0].split_off(n))
     } else if plan.tie_test() {
-        let inputs = tie_inputs(s.is_server(), &y, k);
+        let inputs = tie_inputs(s.is_server(), &y, plan);
         Some(carries(s, &inputs, k, &[k - 1])?.pop().unwrap_or_default())
     } else {
         None
@@ -140,13 +144,15 @@ pub fn rescale(
         .collect())
 }
 
-/// Inputs of the tie test's chain: `(lo0 − 1) mod 2^k` on the server, `lo1` on the client.
-fn tie_inputs(server: bool, y: &[u64], k: u32) -> Vec<u64> {
-    let m = mask(k);
+/// Inputs of the tie test's chain: `(lo0 − 1 − 2w) mod 2^k` on the server, `lo1` on the client
+/// (`w` the tie window).
+fn tie_inputs(server: bool, y: &[u64], plan: &RescalePlan) -> Vec<u64> {
+    let m = mask(plan.shift);
+    let below = 1 + 2 * tie_window(plan);
     y.iter()
         .map(|&v| {
             if server {
-                (v & m).wrapping_sub(1) & m
+                (v & m).wrapping_sub(below) & m
             } else {
                 v & m
             }
@@ -167,8 +173,9 @@ fn tie_correction(
     let server = s.is_server();
     let m = mask(k);
     let odd_offset = server && (plan.offset >> k) & 1 == 1;
+    let window = 2 * tie_window(plan);
     let tie: Vec<bool> = (0..y.len())
-        .map(|i| c[i] ^ c2[i] ^ (server && y[i] & m == 0))
+        .map(|i| c[i] ^ c2[i] ^ (server && y[i] & m <= window))
         .collect();
     let odd: Vec<u64> = (0..y.len())
         .map(|i| u64::from(((y[i] >> k) & 1 == 1) ^ c[i] ^ odd_offset))
@@ -176,10 +183,16 @@ fn tie_correction(
     mux(s, Ring::new(1), &tie, &odd)
 }
 
+/// The plan's tie window (0 for exact ties).
+fn tie_window(plan: &RescalePlan) -> u64 {
+    plan.rounding.tie_window().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::params::nonlinear::ParamError;
     use crate::plan::Rounding;
 
     fn check(l: u32, range: (i128, i128), k: u32, r: u32, expect_wrap: WrapMode) {
@@ -197,13 +210,25 @@ mod tests {
         expect_wrap: WrapMode,
         rounding: Rounding,
     ) {
-        let plan = RescalePlan::new(l, range, k, r, rounding).expect("plan");
-        assert_eq!(plan.wrap, expect_wrap, "l {l} k {k} r {r} {range:?}");
-        let (inr, outr) = (Ring::new(l), Ring::new(r));
         let mut v = values(range.0, range.1, 500, u64::from(l * 100 + k));
-        with_ties(&mut v, range, k);
+        with_ties(&mut v, range, k, rounding.tie_window().unwrap_or(0));
+        let wrap = check_values(l, range, k, r, rounding, v);
+        assert_eq!(wrap, expect_wrap, "l {l} k {k} r {r} {range:?}");
+    }
+
+    /// Rescales the values `v` on shares, checks every result and returns the plan's wrap mode.
+    fn check_values(
+        l: u32,
+        range: (i128, i128),
+        k: u32,
+        r: u32,
+        rounding: Rounding,
+        v: Vec<i128>,
+    ) -> WrapMode {
+        let plan = RescalePlan::new(l, range, k, r, rounding).expect("plan");
+        let (inr, outr) = (Ring::new(l), Ring::new(r));
         let (xs, xc) = share(inr, &v, u64::from(r));
-        let (a, b) = run(plan.cost(500), move |s| {
+        let (a, b) = run(plan.cost(v.len() as u64), move |s| {
             rescale(s, &plan, if s.is_server() { &xs } else { &xc })
         });
         let got = open(outr, &a, &b);
@@ -215,6 +240,41 @@ mod tests {
                 v[i]
             );
         }
+        plan.wrap
+    }
+
+    #[test]
+    fn tie_windows_round_to_even_on_every_value() {
+        for (l, range, k, r, window) in [
+            (10, (-500, 490), 4, 10, 1),
+            (10, (-500, 490), 4, 10, 7),
+            (10, (-250, 240), 5, 6, 3),
+            (12, (-2000, 1900), 6, 12, 31),
+            (12, (-2048, 1900), 6, 12, 20),
+        ] {
+            let rounding = Rounding::HalfEvenWithin(window);
+            check_values(l, range, k, r, rounding, (range.0..=range.1).collect());
+        }
+    }
+
+    #[test]
+    fn tie_windows_on_wide_rings() {
+        let w = Rounding::HalfEvenWithin(1000);
+        check_rounding(37, (-(1 << 34), 1 << 34), 12, 37, WrapMode::KnownMsb, w);
+        check_rounding(37, (-(1 << 36), 1 << 35), 12, 37, WrapMode::Chain, w);
+        check_rounding(37, (-(1 << 35), 1 << 35), 12, 25, WrapMode::None, w);
+    }
+
+    #[test]
+    fn a_tie_window_must_fit_the_shift() {
+        for (k, window) in [(4, 8), (0, 1), (1, 1)] {
+            let err = RescalePlan::new(16, (-100, 100), k, 16, Rounding::HalfEvenWithin(window));
+            assert!(
+                matches!(err, Err(ParamError::TieWindow { .. })),
+                "k {k} w {window}: {err:?}"
+            );
+        }
+        assert!(RescalePlan::new(16, (-100, 100), 4, 16, Rounding::HalfEvenWithin(7)).is_ok());
     }
 
     #[test]

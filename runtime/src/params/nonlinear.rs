@@ -50,6 +50,14 @@ pub enum ParamError {
         /// The ring width.
         bits: u32,
     },
+    /// A tie window too wide for the shift (`2·window ≥ 2^k`), or a window without a shift.
+    #[error("tie window {window} does not fit shift {shift} (needs 2·window < 2^shift)")]
+    TieWindow {
+        /// The window.
+        window: u64,
+        /// The shift.
+        shift: u32,
+    },
     /// Packing parameters that do not fit the ring.
     #[error("{fields} fields of {field_bits} bits do not fit a {bits}-bit ring")]
     Packing {
@@ -226,7 +234,14 @@ impl RescalePlan {
                 bits: in_bits,
             });
         }
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
+        let window = i128::from(rounding.tie_window().unwrap_or(0));
+        if shift == 0 && window > 0 || shift > 0 && 2 * window >= 1i128 << shift {
+            return Err(ParamError::TieWindow {
+                window: window as u64,
+                shift,
+            });
+        }
+        let half = rounding_offset(shift, rounding);
         let too_wide = ParamError::RangeTooWide {
             lo: range.0,
             hi: range.1,
@@ -248,10 +263,7 @@ impl RescalePlan {
             })
             .map(|&(off, _, msb)| (off as u64, msb))
             .ok_or(too_wide)?;
-        let out = (
-            floor_shift(range.0 + half, shift),
-            floor_shift(range.1 + half, shift),
-        );
+        let out = (floor_shift(lo, shift), floor_shift(hi, shift));
         if !fits_signed(out, out_bits) {
             return Err(ParamError::RangeTooWide {
                 lo: out.0,
@@ -279,7 +291,12 @@ impl RescalePlan {
 
     /// Whether ties to even need the extra tie test.
     pub fn tie_test(&self) -> bool {
-        self.shift > 0 && self.rounding == Rounding::HalfEven
+        self.shift > 0 && self.rounding.tie_window().is_some()
+    }
+
+    /// The constant the server adds before the shift: `2^(k−1) + window`.
+    pub fn rounding_offset(&self) -> u64 {
+        rounding_offset(self.shift, self.rounding) as u64
     }
 
     /// Whether the tie test's chain runs batched with the main chain (both are `k` bits long).
@@ -289,11 +306,7 @@ impl RescalePlan {
 
     /// Range of the output values.
     pub fn out_range(&self) -> (i128, i128) {
-        let half = if self.shift == 0 {
-            0
-        } else {
-            1i128 << (self.shift - 1)
-        };
+        let half = rounding_offset(self.shift, self.rounding);
         (
             floor_shift(self.range.0 + half, self.shift),
             floor_shift(self.range.1 + half, self.shift),
@@ -314,6 +327,16 @@ impl RescalePlan {
             WrapMode::Chain => self.in_bits,
             _ => self.shift,
         }
+    }
+}
+
+/// `2^(k−1)` plus the tie window: with it, `floor((x + offset) / 2^k)` is the nearest integer
+/// outside the window and the upper neighbour inside it, where the tie test corrects it to even.
+fn rounding_offset(shift: u32, rounding: Rounding) -> i128 {
+    if shift == 0 {
+        0
+    } else {
+        (1i128 << (shift - 1)) + i128::from(rounding.tie_window().unwrap_or(0))
     }
 }
 

@@ -18,8 +18,9 @@ use std::path::Path;
 /// First bytes of every plan file.
 pub const PLAN_MAGIC: [u8; 8] = *b"HEQPLAN\0";
 /// Version of the plan format; a reader refuses any other. Version 3 added
-/// [`super::PublicPlan::epilogue`] and [`super::AvgPoolSpec::ceil_pads`].
-pub const PLAN_FORMAT_VERSION: u32 = 3;
+/// [`super::PublicPlan::epilogue`] and [`super::AvgPoolSpec::ceil_pads`], version 4
+/// [`super::Rounding::HalfEvenWithin`].
+pub const PLAN_FORMAT_VERSION: u32 = 4;
 
 const HEADER_LEN: usize = 8 + 4 + 32;
 

@@ -414,6 +414,24 @@ pub enum Rounding {
     /// The compiler proved that no value the tensor ranges allow hits a tie, so rounding half up
     /// gives the same result (cheaper on shares). The reference executor fails on a tie.
     NoTies,
+    /// Ties round to the even neighbour, and a tie is any remainder within the window of the
+    /// midpoint: `|r − 2^(k−1)| ≤ window` (`2·window < 2^k`). For a multiplier that approximates
+    /// a division by a count that is not a power of two (an average pool's `1/6`): the exact
+    /// quotient's ties land near the midpoint, not on it, and the compiler chooses the window
+    /// so that exactly those fall inside it. Costs the same as `HalfEven`.
+    HalfEvenWithin(u64),
+}
+
+impl Rounding {
+    /// Half-width of the tie window (0 for exact ties), or `None` where no tie occurs
+    /// ([`Rounding::NoTies`]).
+    pub fn tie_window(self) -> Option<u64> {
+        match self {
+            Rounding::HalfEven => Some(0),
+            Rounding::NoTies => None,
+            Rounding::HalfEvenWithin(w) => Some(w),
+        }
+    }
 }
 
 /// Residual add with scale alignment. Not a [`Requant`]: its two multipliers belong to the two

@@ -186,9 +186,12 @@ fn tensor_lens(plan: &Plan, errs: &mut Vec<String>) -> Vec<Option<usize>> {
 
 /// Checks the numeric parameters of an operation that do not depend on tensor shapes.
 fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
-    let (clamp, shift) = match op {
-        Op::Add(a) => (Some(a.clamp), Some(a.shift)),
-        op => op.requant().map(|r| (r.clamp, r.shift)).unzip(),
+    let (clamp, shift, rounding) = match op {
+        Op::Add(a) => (Some(a.clamp), Some(a.shift), Some(a.rounding)),
+        op => match op.requant() {
+            Some(r) => (Some(r.clamp), Some(r.shift), Some(r.rounding)),
+            None => (None, None, None),
+        },
     };
     if let Some((lo, hi)) = clamp
         && lo > hi
@@ -199,6 +202,14 @@ fn check_params(op: &Op, at: &str, errs: &mut Vec<String>) {
         && k >= 64
     {
         errs.push(format!("{at}: shift {k} is not below 64"));
+    }
+    if let (Some(k), Some(window)) = (shift, rounding.and_then(|r| r.tie_window()))
+        && window > 0
+        && (k == 0 || k < 64 && u128::from(window) * 2 >= 1u128 << k)
+    {
+        errs.push(format!(
+            "{at}: tie window {window} does not fit shift {k} (needs 2·window < 2^shift)"
+        ));
     }
     if let Some(linear) = op.linear() {
         let (acc_bits, weight_ty, proto) = (linear.acc_bits, linear.weight_ty, linear.protocol);
@@ -418,7 +429,7 @@ fn checked_product(dims: &[usize]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{AvgPoolSpec, TensorInfo};
+    use crate::plan::{AvgPoolSpec, Rounding, TensorInfo};
     use crate::reference::testutil::every_op_plan;
 
     /// The violations `validate` reports after `mutate` changes the sample plan.
@@ -653,6 +664,26 @@ mod tests {
                 "l0 (l0): packing factor 0",
             ]
         );
+    }
+
+    #[test]
+    fn a_tie_window_must_fit_the_shift() {
+        let errs = errors(|p| {
+            let Op::Conv(l) = &mut p.public.layers[0].op else {
+                unreachable!()
+            };
+            let r = l.requant.as_mut().unwrap();
+            r.rounding = Rounding::HalfEvenWithin(1 << (r.shift - 1));
+        });
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("l0 (l0): tie window"), "{errs:?}");
+        let mut plan = every_op_plan();
+        let Op::Conv(l) = &mut plan.public.layers[0].op else {
+            unreachable!()
+        };
+        let r = l.requant.as_mut().unwrap();
+        r.rounding = Rounding::HalfEvenWithin((1 << (r.shift - 1)) - 1);
+        assert!(validate(&plan).is_ok());
     }
 
     #[test]

@@ -274,12 +274,16 @@ fn requantize_sum(
     i64::try_from(y).map_err(|_| RoundFail::Overflow)
 }
 
-/// `t / 2^k` rounded to nearest, ties to even ([`crate::ring::round_shift`]); a tie is an error
-/// where the plan declares [`Rounding::NoTies`]. validate() keeps `k < 64`.
+/// `t / 2^k` rounded to nearest, ties (within the rule's window) to even
+/// ([`crate::ring::round_shift_within`]); a tie is an error where the plan declares
+/// [`Rounding::NoTies`]. validate() keeps `k < 64`.
 fn round_shift(t: i128, k: u32, rounding: Rounding) -> Result<i128, RoundFail> {
-    match ring::round_shift(t, k) {
-        RoundShift::Tie { .. } if rounding == Rounding::NoTies => Err(RoundFail::Tie),
-        r => Ok(r.half_even()),
+    match rounding.tie_window() {
+        None => match ring::round_shift(t, k) {
+            RoundShift::Tie { .. } => Err(RoundFail::Tie),
+            r => Ok(r.half_even()),
+        },
+        Some(window) => Ok(ring::round_shift_within(t, k, window).half_even()),
     }
 }
 
