@@ -195,6 +195,8 @@ pub fn lower(g: &LayerGraph) -> Result<Skeleton> {
         tensors,
         protocol: GlobalProtocol {
             ot: OtBackend::Silent,
+            // Chosen by the selection.
+            ot_batch_rots: heq_runtime::cost::plan::DEFAULT_OT_BATCH_ROTS,
             stat_bits: 40,
             // Set by the selection.
             profile: String::new(),

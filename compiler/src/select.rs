@@ -10,14 +10,16 @@
 //! Both strategies start from OpenCheetah's protocols ([`baseline::layer_protocol`]): the
 //! baseline keeps them (with a passing tile where the flooding check fails,
 //! [`baseline::cheetah`]); the optimizer ([`crate::optimize`]) keeps their HE parameters and
-//! tiles in its probe plans and replaces them all.
+//! tiles in its probe plans and replaces them all, then chooses the OT batch size
+//! ([`choose_ot_batch`]; the baseline keeps
+//! [`heq_runtime::cost::plan::DEFAULT_OT_BATCH_ROTS`]).
 
 use crate::error::Result;
 use crate::lower::Skeleton;
 use crate::optimize::candidates::{self, RunnerUp};
 use crate::optimize::{self, Objective, Solution, baseline};
 use heq_runtime::cost::compute::ComputeProfile;
-use heq_runtime::cost::plan::PlanCost;
+use heq_runtime::cost::plan::{OT_BATCH_CHOICES, PlanCost};
 use heq_runtime::plan::{Plan, PublicPlan};
 
 /// How the linear layers' protocols are chosen.
@@ -103,19 +105,50 @@ pub fn select(
                 public: baseline_public,
                 cost,
             });
-            let o = optimize::optimize_against(
+            let mut o = optimize::optimize_against(
                 &start,
                 objective,
                 profile,
                 baseline.as_ref().map(|b| &b.cost),
             )?;
+            let cost = choose_ot_batch(&mut o.plan.public, objective, profile)?;
             Ok(Selection {
                 plan: o.plan,
-                cost: o.cost,
+                cost,
                 baseline,
                 runner_ups: o.runner_ups,
                 solution: Some(o.solution),
             })
         }
     }
+}
+
+/// Sets the plan's OT batch size to the choice of [`OT_BATCH_CHOICES`] that minimises
+/// `objective` over what the batch size changes (the OT extension's bytes and round trips, and
+/// the OT compute at that batch size's speed in `profile`), and returns the plan's cost at it.
+/// Communication alone prefers the fewest batches; latency weighs the encoder's speed, which is
+/// highest where its buffers fit the caches, against the round trips of more batches. Of equal
+/// values the smaller size wins (the same batches, less memory promised).
+///
+/// # Errors
+/// [`crate::Error::Optimize`] when the plan cannot be scheduled.
+pub fn choose_ot_batch(
+    public: &mut PublicPlan,
+    objective: Objective,
+    profile: &ComputeProfile,
+) -> Result<PlanCost> {
+    let mut best: Option<(f64, u64, PlanCost)> = None;
+    for rots in OT_BATCH_CHOICES {
+        public.protocol.ot_batch_rots = rots;
+        let cost = optimize::predict(public)?;
+        let ot = cost.ot_extension;
+        let compute_ms: f64 = profile.layer_ms(public, &cost).iter().sum();
+        let value = objective.value(ot.total_bytes(), ot.rounds, compute_ms);
+        if best.as_ref().is_none_or(|(v, ..)| value < *v) {
+            best = Some((value, rots, cost));
+        }
+    }
+    let (_, rots, cost) = best.expect("OT_BATCH_CHOICES is not empty");
+    public.protocol.ot_batch_rots = rots;
+    Ok(cost)
 }

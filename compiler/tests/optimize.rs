@@ -204,3 +204,37 @@ fn resnet50_compiles_with_the_optimizer() {
     // HEQuant packing pays off on the 4-bit layers' narrow accumulators.
     assert!(zoo(Arch::ResNet50, Precision::W4A4) > 0);
 }
+
+/// The OT batch size is priced: communication takes the fewest OT-extension bytes (one batch,
+/// and of the sizes that give it the smallest); latency takes a small batch where the encoder is
+/// much faster there and round trips are cheap, and one batch where round trips are dear.
+#[test]
+fn the_ot_batch_size_follows_the_objective() {
+    use heq_runtime::cost::compute::{ComputeProfile, OtRate};
+    use heq_runtime::cost::plan::OT_BATCH_CHOICES;
+    let plan = baseline_plan(&common::models_dir().join("cnn_avg_qdq_u8s8.onnx"));
+    let mut profile = ComputeProfile::builtin();
+    profile.silent_ns_per_rot_by_batch = vec![
+        OtRate {
+            batch_rots: 1 << 16,
+            ns_per_rot: 50.0,
+        },
+        OtRate {
+            batch_rots: 1 << 22,
+            ns_per_rot: 500.0,
+        },
+    ];
+    let chosen = |objective| {
+        let mut public = plan.public.clone();
+        let cost = heqc::select::choose_ot_batch(&mut public, objective, &profile).unwrap();
+        assert_eq!(cost, optimize::predict(&public).unwrap());
+        // Its ~2^17.7 ROTs per direction need at least four batches of 2^16.
+        (public.protocol.ot_batch_rots, cost.ot_batches.len())
+    };
+    assert_eq!(OT_BATCH_CHOICES[..2], [1 << 16, 1 << 18]);
+    assert_eq!(chosen(Objective::Comm), (1 << 18, 1));
+    let (rots, batches) = chosen(Objective::Latency(Net::custom(3000.0, 0.3)));
+    assert_eq!(rots, 1 << 16);
+    assert!(batches >= 4, "{batches}");
+    assert_eq!(chosen(Objective::Latency(Net::custom(100.0, 500.0))).1, 1);
+}

@@ -152,6 +152,9 @@ fn compute_profile_scales_the_predicted_times() {
     }
     slow.protocol_ns_per_rot *= 2.0;
     slow.silent_ns_per_rot *= 2.0;
+    for r in &mut slow.silent_ns_per_rot_by_batch {
+        r.ns_per_rot *= 2.0;
+    }
     let timing = |profile| heqc::explain::Timing {
         net: heqc::optimize::Net::custom(100.0, 10.0),
         profile,

@@ -14,8 +14,9 @@ use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{OtSource, Side};
 use heq_runtime::plan::OtBackend;
 
-/// Batch sizes measured: the range the cost model chooses from.
-const BATCHES: [u32; 4] = [18, 20, 22, 24];
+/// Batch sizes measured: those the compiler chooses from (`cost::plan::OT_BATCH_CHOICES`) and
+/// 2^24 for comparison.
+const BATCHES: [u32; 5] = [16, 18, 20, 22, 24];
 
 /// One batch of `n` ROTs, server as sender, on fresh connections and OT sources per call of
 /// `iters` batches (the base OTs are paid once per source, as in a session).

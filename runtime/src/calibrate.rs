@@ -6,10 +6,12 @@
 //! - nonlinear protocol logic: a requantization (16-bit accumulator → 4-bit ReLU output) of
 //!   [`NONLINEAR_ELEMENTS`] elements between both parties in this process with ideal OT, per ROT
 //!   consumed;
-//! - OT extension: [`OT_COUNT`] ROTs by each backend over a loopback QUIC connection
-//!   ([`crate::transport::net::loopback`]), per ROT.
+//! - OT extension: batches of [`OT_BATCH_CHOICES`] ROTs by silent OT and [`OT_COUNT`] by IKNP
+//!   over a loopback QUIC connection ([`crate::transport::net::loopback`]), per ROT, after the
+//!   base OTs (paid once per session).
 
-use crate::cost::compute::{ComputeProfile, HeTimes};
+use crate::cost::compute::{ComputeProfile, HeTimes, OtRate};
+use crate::cost::plan::{DEFAULT_OT_BATCH_ROTS, OT_BATCH_CHOICES};
 use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, SecretKey};
 use crate::nonlinear::{Role, Session, requant};
 use crate::ot::cryprot::CryprotOt;
@@ -33,8 +35,11 @@ pub const CONTEXTS: [(usize, &[u32], u32); 3] = [
 /// Elements of the timed nonlinear protocol run.
 pub const NONLINEAR_ELEMENTS: usize = 1 << 14;
 
-/// ROTs of each timed OT extension run.
+/// ROTs of the timed IKNP run.
 pub const OT_COUNT: usize = 1 << 20;
+
+/// Least ROTs timed per batch size: small batches are repeated up to it.
+const OT_TIMED_ROTS: u64 = 1 << 21;
 
 /// Why calibration failed.
 #[derive(Debug, thiserror::Error)]
@@ -159,11 +164,13 @@ pub fn measure_protocol(n: usize, rng: &mut ChaCha20Rng) -> Result<f64, Calibrat
     Ok(secs * 1e9 / rots as f64)
 }
 
-/// Nanoseconds per ROT of `count` ROTs (server as sender) by `backend` over loopback QUIC.
+/// Nanoseconds per ROT by `backend` (server as sender) over loopback QUIC, per batch size of
+/// `batches`: each size timed over at least [`OT_TIMED_ROTS`] ROTs, after one small batch that
+/// pays the base OTs.
 ///
 /// # Errors
 /// [`CalibrateError::Ot`] if the connection or the extension fails.
-pub fn measure_ot(backend: OtBackend, count: usize) -> Result<f64, CalibrateError> {
+pub fn measure_ot(backend: OtBackend, batches: &[u64]) -> Result<Vec<OtRate>, CalibrateError> {
     let err = |e: String| CalibrateError::Ot(e);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -176,9 +183,21 @@ pub fn measure_ot(backend: OtBackend, count: usize) -> Result<f64, CalibrateErro
             .map_err(|e| err(format!("loopback connection: {e}")))?;
         let mut so = CryprotOt::new(backend, Side::Server, &mut connection.server.conn);
         let mut co = CryprotOt::new(backend, Side::Client, &mut connection.client.conn);
-        let t = Instant::now();
-        tokio::try_join!(so.pads(count, 0), co.pads(0, count)).map_err(|e| err(e.to_string()))?;
-        Ok(t.elapsed().as_secs_f64() * 1e9 / count.max(1) as f64)
+        tokio::try_join!(so.pads(128, 0), co.pads(0, 128)).map_err(|e| err(e.to_string()))?;
+        let mut rates = Vec::with_capacity(batches.len());
+        for &n in batches {
+            let repeats = OT_TIMED_ROTS.div_ceil(n.max(1));
+            let t = Instant::now();
+            for _ in 0..repeats {
+                let n = n as usize;
+                tokio::try_join!(so.pads(n, 0), co.pads(0, n)).map_err(|e| err(e.to_string()))?;
+            }
+            rates.push(OtRate {
+                batch_rots: n,
+                ns_per_rot: t.elapsed().as_secs_f64() * 1e9 / (repeats * n.max(1)) as f64,
+            });
+        }
+        Ok(rates)
     })
 }
 
@@ -199,13 +218,18 @@ pub fn calibrate(iters: usize, seed: u64) -> Result<ComputeProfile, CalibrateErr
             measure_he(&he, iters, &mut rng)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let silent = measure_ot(OtBackend::Silent, &OT_BATCH_CHOICES)?;
     Ok(ComputeProfile {
         machine: machine(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         he,
         protocol_ns_per_rot: measure_protocol(NONLINEAR_ELEMENTS, &mut rng)?,
-        silent_ns_per_rot: measure_ot(OtBackend::Silent, OT_COUNT)?,
-        iknp_ns_per_rot: measure_ot(OtBackend::Iknp, OT_COUNT)?,
+        silent_ns_per_rot: silent
+            .iter()
+            .find(|r| r.batch_rots == DEFAULT_OT_BATCH_ROTS)
+            .map_or(0.0, |r| r.ns_per_rot),
+        silent_ns_per_rot_by_batch: silent,
+        iknp_ns_per_rot: measure_ot(OtBackend::Iknp, &[OT_COUNT as u64])?[0].ns_per_rot,
     })
 }
 

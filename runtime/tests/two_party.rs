@@ -8,7 +8,7 @@ use common::every_op_runnable;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
-use heq_runtime::plan::{Op, OtBackend, PackDim, Packing, Plan};
+use heq_runtime::plan::{Op, PackDim, Packing, Plan};
 use heq_runtime::reference;
 use heq_runtime::schedule::StepKind;
 use heq_runtime::transport::memory::pipe;
@@ -85,8 +85,9 @@ fn small_ot_batches_change_nothing_but_the_batching() {
     let want = reference::run(&plan, &input).expect("reference");
     let (_, whole, _) = run_both(&plan, &input, 9);
     for limit in [64, 500] {
-        let prepared =
-            Prepared::with_batches(&plan.public, OtBackend::Silent, limit).expect("schedulable");
+        let mut plan = plan.clone();
+        plan.public.protocol.ot_batch_rots = limit;
+        let prepared = Prepared::new(&plan.public).expect("schedulable");
         let batches = &prepared.cost.ot_batches;
         assert!(batches.len() > 2, "limit {limit}: {batches:?}");
         assert!(

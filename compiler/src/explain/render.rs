@@ -219,7 +219,7 @@ fn text_table(r: &Report, wide: bool) -> String {
     );
     let traffic = |p: &Predicted| {
         format!(
-            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down",
+            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down, {} batch{} of up to {} ROTs",
             p.channel.total_bytes(),
             p.channel.bytes_up,
             p.channel.bytes_down,
@@ -227,7 +227,10 @@ fn text_table(r: &Report, wide: bool) -> String {
             p.setup.total_bytes(),
             p.reveal.total_bytes(),
             p.ot_extension.bytes_up,
-            p.ot_extension.bytes_down
+            p.ot_extension.bytes_down,
+            p.ot_batches,
+            if p.ot_batches == 1 { "" } else { "es" },
+            p.ot_batch_rots
         )
     };
     if let Some(p) = &t.predicted {

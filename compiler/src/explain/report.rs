@@ -259,6 +259,10 @@ pub struct Predicted {
     pub reveal: Traffic,
     /// OT extension traffic (its own connection).
     pub ot_extension: Traffic,
+    /// OT-extension batches of one inference.
+    pub ot_batches: usize,
+    /// ROTs per direction of the largest batch.
+    pub ot_batch_rots: u64,
 }
 
 impl Predicted {
@@ -268,6 +272,13 @@ impl Predicted {
             setup: c.setup,
             reveal: c.reveal,
             ot_extension: c.ot_extension,
+            ot_batches: c.ot_batches.len(),
+            ot_batch_rots: c
+                .ot_batches
+                .iter()
+                .map(|b| b.server_rots.max(b.client_rots))
+                .max()
+                .unwrap_or(0),
         }
     }
 }

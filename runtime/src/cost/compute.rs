@@ -108,10 +108,25 @@ pub struct ComputeProfile {
     pub he: Vec<HeTimes>,
     /// Nonlinear protocol logic (both parties), nanoseconds per ROT consumed.
     pub protocol_ns_per_rot: f64,
-    /// Silent OT extension (both parties), nanoseconds per ROT produced.
+    /// Silent OT extension (both parties), nanoseconds per ROT produced in batches of
+    /// [`crate::cost::plan::DEFAULT_OT_BATCH_ROTS`]; at every batch size where
+    /// [`Self::silent_ns_per_rot_by_batch`] is empty (profiles measured before it).
     pub silent_ns_per_rot: f64,
+    /// Silent OT extension (both parties) per batch size: the encoder is fastest where its
+    /// buffers fit the caches. Sorted by batch size.
+    #[serde(default)]
+    pub silent_ns_per_rot_by_batch: Vec<OtRate>,
     /// IKNP OT extension (both parties), nanoseconds per ROT produced.
     pub iknp_ns_per_rot: f64,
+}
+
+/// The OT extension's speed at one batch size.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OtRate {
+    /// ROTs per direction in the batch.
+    pub batch_rots: u64,
+    /// Nanoseconds per ROT produced (both parties).
+    pub ns_per_rot: f64,
 }
 
 /// Errors of a profile file.
@@ -163,7 +178,8 @@ impl ComputeProfile {
                     p.protocol_ns_per_rot,
                     p.silent_ns_per_rot,
                     p.iknp_ns_per_rot,
-                ]);
+                ])
+                .chain(p.silent_ns_per_rot_by_batch.iter().map(|r| r.ns_per_rot));
         for t in times {
             if !(t.is_finite() && t >= 0.0) {
                 return Err(ProfileError::Invalid(format!("time {t}")));
@@ -174,6 +190,14 @@ impl ComputeProfile {
             .any(|h| h.degree == 0 || h.moduli_bits.is_empty())
         {
             return Err(ProfileError::Invalid("empty HE context".into()));
+        }
+        let sizes = &p.silent_ns_per_rot_by_batch;
+        if sizes.windows(2).any(|w| w[0].batch_rots >= w[1].batch_rots)
+            || sizes.iter().any(|r| r.batch_rots == 0)
+        {
+            return Err(ProfileError::Invalid(
+                "OT batch sizes not increasing from 1".into(),
+            ));
         }
         Ok(p)
     }
@@ -213,20 +237,53 @@ impl ComputeProfile {
             + ops.responses as f64 * (t.sanitize_ms + t.switch_ms + t.decrypt_ms)
     }
 
-    /// Compute milliseconds of a nonlinear protocol run: its ROTs, consumed and produced.
-    pub fn nonlinear_ms(&self, cost: &Cost, backend: OtBackend) -> f64 {
-        let ot = match backend {
-            OtBackend::Silent => self.silent_ns_per_rot,
-            OtBackend::Iknp => self.iknp_ns_per_rot,
-        };
-        (cost.server_rots + cost.client_rots) as f64 * (self.protocol_ns_per_rot + ot) * 1e-6
+    /// Nanoseconds per ROT the OT extension `backend` takes in a batch of `batch_rots` ROTs per
+    /// direction: silent OT interpolated between the measured batch sizes (linearly in
+    /// `log2` of the size) and held constant beyond them; IKNP does not depend on the size.
+    pub fn ot_ns_per_rot(&self, backend: OtBackend, batch_rots: u64) -> f64 {
+        let rates = &self.silent_ns_per_rot_by_batch;
+        match (backend, rates.first(), rates.last()) {
+            (OtBackend::Iknp, ..) => self.iknp_ns_per_rot,
+            (OtBackend::Silent, Some(first), Some(last)) => {
+                if batch_rots <= first.batch_rots {
+                    return first.ns_per_rot;
+                }
+                if batch_rots >= last.batch_rots {
+                    return last.ns_per_rot;
+                }
+                let at = rates.partition_point(|r| r.batch_rots < batch_rots);
+                let (a, b) = (rates[at - 1], rates[at]);
+                let log = |n: u64| (n as f64).log2();
+                let t =
+                    (log(batch_rots) - log(a.batch_rots)) / (log(b.batch_rots) - log(a.batch_rots));
+                a.ns_per_rot + t * (b.ns_per_rot - a.ns_per_rot)
+            }
+            (OtBackend::Silent, ..) => self.silent_ns_per_rot,
+        }
     }
 
-    /// Compute milliseconds of every layer of a priced plan, in plan order.
+    /// Compute milliseconds of a nonlinear protocol run: its ROTs, consumed and produced, the
+    /// OT extension taking `ot_ns_per_rot` per ROT ([`Self::ot_ns_per_rot`]).
+    pub fn nonlinear_ms(&self, cost: &Cost, ot_ns_per_rot: f64) -> f64 {
+        (cost.server_rots + cost.client_rots) as f64
+            * (self.protocol_ns_per_rot + ot_ns_per_rot)
+            * 1e-6
+    }
+
+    /// Compute milliseconds of every layer of a priced plan, in plan order; a layer's ROTs are
+    /// produced at the speed of the OT batch that holds them.
     pub fn layer_ms(&self, plan: &PublicPlan, cost: &PlanCost) -> Vec<f64> {
+        let backend = plan.protocol.ot;
         cost.layers
             .iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(i, l)| {
+                let batch = cost
+                    .ot_batches
+                    .iter()
+                    .rfind(|b| b.first_layer <= i)
+                    .map_or(0, |b| b.server_rots.max(b.client_rots));
+                let ot_ns = self.ot_ns_per_rot(backend, batch);
                 let he = plan
                     .layers
                     .get(l.layer.0 as usize)
@@ -237,7 +294,7 @@ impl ComputeProfile {
                         Some(self.he_ms(&proto.he, ops))
                     })
                     .unwrap_or(0.0);
-                he + self.nonlinear_ms(&l.nonlinear, plan.protocol.ot)
+                he + self.nonlinear_ms(&l.nonlinear, ot_ns)
             })
             .collect()
     }
@@ -349,8 +406,32 @@ mod tests {
             client_rots: 400,
             ..Cost::default()
         };
-        assert!((p.nonlinear_ms(&c, OtBackend::Silent) - 0.03).abs() < 1e-12);
-        assert!((p.nonlinear_ms(&c, OtBackend::Iknp) - 0.05).abs() < 1e-12);
+        p.silent_ns_per_rot_by_batch.clear();
+        let ns = |backend| p.ot_ns_per_rot(backend, 1 << 20);
+        assert!((p.nonlinear_ms(&c, ns(OtBackend::Silent)) - 0.03).abs() < 1e-12);
+        assert!((p.nonlinear_ms(&c, ns(OtBackend::Iknp)) - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn silent_ot_speed_is_interpolated_between_batch_sizes() {
+        let mut p = ComputeProfile::builtin();
+        p.silent_ns_per_rot_by_batch = vec![
+            OtRate {
+                batch_rots: 1 << 16,
+                ns_per_rot: 100.0,
+            },
+            OtRate {
+                batch_rots: 1 << 20,
+                ns_per_rot: 200.0,
+            },
+        ];
+        p.iknp_ns_per_rot = 7.0;
+        let at = |n: u64| p.ot_ns_per_rot(OtBackend::Silent, n);
+        assert_eq!((at(1), at(1 << 16), at(1 << 18)), (100.0, 100.0, 150.0));
+        assert_eq!((at(1 << 20), at(1 << 24)), (200.0, 200.0));
+        assert_eq!(p.ot_ns_per_rot(OtBackend::Iknp, 1 << 18), 7.0);
+        p.silent_ns_per_rot_by_batch.swap(0, 1);
+        assert!(ComputeProfile::from_json(&p.to_json()).is_err());
     }
 
     #[test]

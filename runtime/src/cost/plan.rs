@@ -13,12 +13,13 @@
 //!   ring, one round.
 //!
 //! The random OTs are produced by the OT extension, which runs on its own connection, in
-//! [`OtBatch`]es: consecutive layers share a batch of at most [`OT_BATCH_ROTS`] ROTs per
-//! direction (a larger layer has batches of its own), produced when the batch's first layer
-//! starts. Memory is so bounded by the largest layer, not by the whole inference, at a small
-//! price in OT-extension bytes (silent OT's cost per OT falls with the batch size). Its
-//! traffic is [`PlanCost::ot_extension`], the sum of [`crate::cost::ot_extension`]'s bytes over
-//! the batches.
+//! [`OtBatch`]es: consecutive layers share a batch of at most the plan's
+//! [`ot_batch_rots`](crate::plan::GlobalProtocol::ot_batch_rots) ROTs per direction (a larger
+//! layer has batches of its own), produced when the batch's first layer starts. Memory is so
+//! bounded by the batch size, not by the whole inference, at a price in OT-extension bytes and
+//! round trips (silent OT's cost per OT falls with the batch size). Its traffic is
+//! [`PlanCost::ot_extension`], the sum of [`crate::cost::ot_extension`]'s bytes over the
+//! batches.
 
 use crate::cost::linear::{LinearCost, public_key_bytes};
 use crate::cost::nonlinear::{self as nl, Cost};
@@ -99,13 +100,21 @@ pub struct PlanCost {
     pub ot_extension: Traffic,
 }
 
-/// Most ROTs per direction in one OT-extension batch, unless one layer needs more.
+/// The OT batch sizes (most ROTs per direction in one batch) the compiler chooses from.
 ///
-/// A silent-OT batch costs about 0.22 MB per direction whatever its size (0.1 bits per OT at
-/// 2^24), and its working memory is a few tens of bytes per OT. At 2^24 a SqueezeNet W4A4
-/// inference pays 8 MB over one batch of all its ROTs (which would not fit in memory), and its
-/// peak memory is set by its largest layer, not by the batches.
-pub const OT_BATCH_ROTS: u64 = 1 << 24;
+/// A silent-OT batch costs about 0.2 MB per direction whatever its size (0.58 bytes per ROT at
+/// 2^18, 0.047 at 2^22, `cost::ot_extension`) and a few round trips, and its working memory is
+/// a few tens of bytes per ROT (about 64 MB per party at 2^20, 256 MB at 2^22). The encoder is
+/// fastest where its buffers fit the caches (measured per size by `heq-run calibrate`,
+/// [`crate::cost::compute::ComputeProfile::ot_ns_per_rot`]). 2^22 bounds the memory.
+pub const OT_BATCH_CHOICES: [u64; 4] = [1 << 16, 1 << 18, 1 << 20, 1 << 22];
+
+/// The OT batch size of plans that do not choose one (test plans, the Cheetah baseline).
+pub const DEFAULT_OT_BATCH_ROTS: u64 = 1 << 20;
+
+/// The largest OT batch size a plan may ask for (a batch of 2^24 ROTs per direction needs about
+/// 1 GB per party).
+pub const MAX_OT_BATCH_ROTS: u64 = 1 << 24;
 
 /// One OT-extension batch: the ROTs of the consecutive layers from `first_layer` on, produced
 /// when that layer starts (both parties ask at the same point of the run).
@@ -247,19 +256,6 @@ pub fn plan_cost(
     schedule: &Schedule,
     backend: OtBackend,
 ) -> Result<PlanCost, ConfigError> {
-    plan_cost_batched(plan, schedule, backend, OT_BATCH_ROTS)
-}
-
-/// As [`plan_cost`] with OT-extension batches of at most `batch_limit` ROTs per direction.
-///
-/// # Errors
-/// As [`plan_cost`].
-pub fn plan_cost_batched(
-    plan: &PublicPlan,
-    schedule: &Schedule,
-    backend: OtBackend,
-    batch_limit: u64,
-) -> Result<PlanCost, ConfigError> {
     let mut setup = Traffic::default();
     for he in &schedule.keys {
         setup.bytes_up += public_key_bytes(he)? as u64;
@@ -286,7 +282,7 @@ pub fn plan_cost_batched(
         .iter()
         .map(|l| (l.nonlinear.server_rots, l.nonlinear.client_rots))
         .collect();
-    let ot_batches = ot_batches(&rots, batch_limit);
+    let ot_batches = ot_batches(&rots, plan.protocol.ot_batch_rots);
     let ot_extension = ot_extension_traffic(backend, &ot_batches, true);
     Ok(PlanCost {
         setup,

@@ -32,7 +32,7 @@ pub use server::run_server;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cost::plan::{OtBatch, PlanCost, Traffic, plan_cost_batched};
+use crate::cost::plan::{OtBatch, PlanCost, Traffic, plan_cost};
 use crate::he::{HeError, Params};
 use crate::linear::{Layout, LinearError, NO_ELEMENT};
 use crate::nonlinear::requant::{add, align, requant, unpack};
@@ -145,21 +145,8 @@ impl Prepared {
     /// # Errors
     /// As [`Prepared::new`].
     pub fn with_backend(plan: &PublicPlan, backend: OtBackend) -> Result<Self, PartyError> {
-        Self::with_batches(plan, backend, crate::cost::plan::OT_BATCH_ROTS)
-    }
-
-    /// As [`Prepared::with_backend`] with OT batches of at most `batch_limit` ROTs per
-    /// direction (both parties must use the same limit).
-    ///
-    /// # Errors
-    /// As [`Prepared::new`].
-    pub fn with_batches(
-        plan: &PublicPlan,
-        backend: OtBackend,
-        batch_limit: u64,
-    ) -> Result<Self, PartyError> {
         let schedule = schedule(plan)?;
-        let cost = plan_cost_batched(plan, &schedule, backend, batch_limit)?;
+        let cost = plan_cost(plan, &schedule, backend)?;
         Ok(Prepared { schedule, cost })
     }
 }

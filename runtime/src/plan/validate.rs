@@ -12,8 +12,9 @@
 //!   pools); kernels and strides are non-zero, the padded input covers the kernel, pooling pads
 //!   are smaller than the window (no window lies entirely in the padding), and no layer needs
 //!   more than [`MAX_LAYER_MACS`] multiply-accumulates or window reads;
-//! - clamps are ordered, shifts are below 64, accumulator widths are in `1..=64`, share rings
-//!   and plaintext moduli in `1..=64` bits, packing factors at least 1;
+//! - clamps are ordered, shifts are below 64, tie windows fit their shift, accumulator widths
+//!   are in `1..=64`, share rings and plaintext moduli in `1..=64` bits, packing factors at
+//!   least 1, the OT batch size in `1..=`[`MAX_OT_BATCH_ROTS`];
 //! - `Rescale` has one multiplier or one per channel (dividing the tensor length); `AvgPool`
 //!   has one multiplier per possible window count (`kernel_h · kernel_w`) and its `ceil_pads`
 //!   are part of the bottom and right pads;
@@ -30,6 +31,7 @@
 //! largest tensor, 112·112·64, and 2^26.8 multiply-accumulates in its largest layer, conv1).
 
 use super::{Layer, LayerWeights, Op, Plan, TensorId};
+use crate::cost::plan::MAX_OT_BATCH_ROTS;
 use crate::error::PlanError;
 
 /// Most elements one tensor may have (2^26).
@@ -63,6 +65,12 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
                 io.name, io.shape, io.tensor
             ));
         }
+    }
+    let batch = p.protocol.ot_batch_rots;
+    if !(1..=MAX_OT_BATCH_ROTS).contains(&batch) {
+        errs.push(format!(
+            "OT batch of {batch} ROTs outside 1..={MAX_OT_BATCH_ROTS}"
+        ));
     }
     let mut defined = vec![false; n_tensors];
     if exists(p.input.tensor) {
@@ -664,6 +672,26 @@ mod tests {
                 "l0 (l0): packing factor 0",
             ]
         );
+    }
+
+    #[test]
+    fn the_ot_batch_size_is_bounded() {
+        for (rots, bad) in [
+            (0, true),
+            (1, false),
+            (MAX_OT_BATCH_ROTS, false),
+            (1 << 30, true),
+        ] {
+            let errs = {
+                let mut plan = every_op_plan();
+                plan.public.protocol.ot_batch_rots = rots;
+                match validate(&plan) {
+                    Err(PlanError::Invalid(errs)) => errs,
+                    _ => Vec::new(),
+                }
+            };
+            assert_eq!(!errs.is_empty(), bad, "{rots}: {errs:?}");
+        }
     }
 
     #[test]

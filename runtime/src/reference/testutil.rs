@@ -48,6 +48,7 @@ impl PlanBuilder {
             layers: vec![],
             protocol: GlobalProtocol {
                 ot: OtBackend::Silent,
+                ot_batch_rots: crate::cost::plan::DEFAULT_OT_BATCH_ROTS,
                 stat_bits: 40,
                 profile: "default".into(),
                 precision: None,
