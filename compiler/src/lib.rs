@@ -60,6 +60,10 @@ pub struct CompileOptions {
     pub profile: ComputeProfile,
     /// Mixed precision on calibration data (`None`: the model's bit widths, exactly).
     pub precision: Option<precision::Options>,
+    /// Most random OTs per direction in one OT-extension batch, instead of the objective's
+    /// choice ([`select::choose_ot_batch`]); within
+    /// `1..=`[`heq_runtime::cost::plan::MAX_OT_BATCH_ROTS`].
+    pub ot_batch: Option<u64>,
 }
 
 impl CompileOptions {
@@ -69,6 +73,7 @@ impl CompileOptions {
             strategy,
             profile: ComputeProfile::builtin(),
             precision: None,
+            ot_batch: None,
         }
     }
 }
@@ -220,7 +225,11 @@ pub fn compile_proto_opts(
     }
     timings.push(("lower".to_string(), start.elapsed()));
     let start = Instant::now();
-    let selection = select::select(skeleton, options.strategy, &options.profile)?;
+    let mut selection = select::select(skeleton, options.strategy, &options.profile)?;
+    if let Some(rots) = options.ot_batch {
+        selection.plan.public.protocol.ot_batch_rots = rots;
+        selection.cost = optimize::predict(&selection.plan.public)?;
+    }
     timings.push(("select".to_string(), start.elapsed()));
     if let Some(s) = &selection.solution {
         tracing::info!(

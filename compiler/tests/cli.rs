@@ -575,3 +575,35 @@ fn a_missing_profile_field_is_named_once() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn ot_batch_bounds_the_batches_and_is_checked() {
+    let dir = temp_dir("ot-batch");
+    let model = common::models_dir().join("cnn_avg_qdq_u8s8.onnx");
+    let plan = dir.join("p.bin");
+    let compile = |batch: &str| {
+        heqc(&[
+            "compile",
+            model.to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+            "--ot-batch",
+            batch,
+        ])
+    };
+    assert!(compile("65536").status.success());
+    let plan = heq_runtime::plan::read_plan(&plan).unwrap();
+    assert_eq!(plan.public.protocol.ot_batch_rots, 65536);
+    // Its ~2^17.7 ROTs per direction need at least four such batches.
+    let cost = heqc::optimize::predict(&plan.public).unwrap();
+    assert!(cost.ot_batches.len() >= 4, "{:?}", cost.ot_batches);
+    for bad in ["0", "16777217", "many"] {
+        let out = compile(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("expected a number of ROTs from 1 to 16777216"),
+            "{bad}: {err}"
+        );
+    }
+}

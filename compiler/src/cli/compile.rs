@@ -65,6 +65,20 @@ pub struct Args {
     /// Mixed precision keeps the first and the last linear layer at their bit widths.
     #[arg(long, requires = "calibration")]
     pub keep_first_last: bool,
+    /// Produce the random OTs in batches of at most ROTS per direction instead of the
+    /// objective's choice (2^16 to 2^22): smaller batches hold less memory in each party (a few
+    /// tens of bytes per ROT) and send more OT-extension bytes and round trips.
+    #[arg(long, value_name = "ROTS", value_parser = ot_batch)]
+    pub ot_batch: Option<u64>,
+}
+
+/// Parses `--ot-batch`: a count of ROTs in `1..=MAX_OT_BATCH_ROTS`.
+fn ot_batch(s: &str) -> Result<u64, String> {
+    let max = heq_runtime::cost::plan::MAX_OT_BATCH_ROTS;
+    match s.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of ROTs from 1 to {max}")),
+    }
 }
 
 impl Args {
@@ -119,6 +133,7 @@ impl Args {
             p.keep_ends = self.keep_first_last;
             options.precision = Some(p);
         }
+        options.ot_batch = self.ot_batch;
         Ok(options)
     }
 }
