@@ -77,7 +77,7 @@ pub fn pool_tie_window(
     shift: u32,
 ) -> Option<(Vec<i64>, u32, u64)> {
     // Ties are reachable for count c when 2^(e+1)·S = c·(2j + 1) has a solution S.
-    let ties_reachable = |c: usize| e + 1 < 0 || c.trailing_zeros() as i32 >= e + 1;
+    let ties_reachable = |c: usize| e + 1 < 0 || c.trailing_zeros() as i32 > e;
     let x = x_max_abs.max(1);
     // 2^k·g_c > 2δ  ⟺  2^k > 4·c·δ·2^extra.
     let extra = u32::try_from(-(e + 1)).unwrap_or(0);
@@ -191,7 +191,7 @@ mod tests {
                             let first = start.max((-e).max(0) as u32) as i32;
                             let exact = counts.iter().all(|&c| {
                                 let v2 = c.trailing_zeros() as i32;
-                                let reachable = e + 1 < 0 || v2 >= e + 1;
+                                let reachable = e + 1 < 0 || v2 > e;
                                 !reachable || c.is_power_of_two() && v2 <= first + e
                             });
                             assert!(exact, "e {e} {counts:?} x {x} from {start}: no window");
