@@ -213,13 +213,19 @@ impl ComputeProfile {
             + ops.responses as f64 * (t.sanitize_ms + t.switch_ms + t.decrypt_ms)
     }
 
-    /// Compute milliseconds of a nonlinear protocol run: its ROTs, consumed and produced.
-    pub fn nonlinear_ms(&self, cost: &Cost, backend: OtBackend) -> f64 {
+    /// Compute milliseconds per ROT of the nonlinear protocols: the protocol logic consuming it
+    /// and the OT extension of `backend` producing it.
+    pub fn ms_per_rot(&self, backend: OtBackend) -> f64 {
         let ot = match backend {
             OtBackend::Silent => self.silent_ns_per_rot,
             OtBackend::Iknp => self.iknp_ns_per_rot,
         };
-        (cost.server_rots + cost.client_rots) as f64 * (self.protocol_ns_per_rot + ot) * 1e-6
+        (self.protocol_ns_per_rot + ot) * 1e-6
+    }
+
+    /// Compute milliseconds of a nonlinear protocol run: its ROTs, consumed and produced.
+    pub fn nonlinear_ms(&self, cost: &Cost, backend: OtBackend) -> f64 {
+        (cost.server_rots + cost.client_rots) as f64 * self.ms_per_rot(backend)
     }
 
     /// Compute milliseconds of every layer of a priced plan, in plan order.
@@ -351,6 +357,7 @@ mod tests {
         };
         assert!((p.nonlinear_ms(&c, OtBackend::Silent) - 0.03).abs() < 1e-12);
         assert!((p.nonlinear_ms(&c, OtBackend::Iknp) - 0.05).abs() < 1e-12);
+        assert!((p.ms_per_rot(OtBackend::Iknp) - 50e-6).abs() < 1e-15);
     }
 
     #[test]
