@@ -53,6 +53,40 @@ fn optimized_fixtures_beat_the_baseline_on_every_layer_and_in_total() {
     }
 }
 
+/// The latency objective's value of the chosen plan is its predicted time (what `heqc explain`
+/// reports): compute of the HE operations and of every nonlinear step's ROTs (also the
+/// unpacking of packed words), plus the channel's bytes and rounds on the network; only the OT
+/// extension's traffic, which runs beside the channel, is not in the objective. The objective
+/// prices the ROTs at the speed of the plan's batch size, the prediction at that of each
+/// actual batch: they agree where the speed does not depend on the size (a profile without
+/// per-size speeds).
+#[test]
+fn latency_objective_is_the_predicted_time() {
+    let mut profile = heq_runtime::cost::compute::ComputeProfile::builtin();
+    profile.silent_ns_per_rot_by_batch.clear();
+    for name in ["mpdw_qdq_u8s8", "cnn_avg_qcdq_w4a4"] {
+        let base = baseline_plan(&common::models_dir().join(format!("{name}.onnx")));
+        for net in [Net::Lan, Net::Wan] {
+            let o = optimize::optimize_with(&base, Objective::Latency(net), &profile).unwrap();
+            let compute: f64 = profile.layer_ms(&o.plan.public, &o.cost).iter().sum();
+            let rots = o.cost.server_rots + o.cost.client_rots;
+            let p = &o.plan.public.protocol;
+            let nonlinear = rots as f64 * profile.ms_per_rot(p.ot, p.ot_batch_rots);
+            assert!(nonlinear > 0.0, "{name}");
+            let channel = o.cost.channel();
+            let time = compute
+                + net
+                    .network()
+                    .transfer_ms(channel.total_bytes(), channel.rounds);
+            let value = o.solution.problem.value(&o.solution.choice);
+            assert!(
+                (value - time).abs() <= 1e-9 * time,
+                "{name} {net}: objective {value} ms, predicted {time} ms"
+            );
+        }
+    }
+}
+
 /// A small sub-problem of a fixture: the first `layers` layers, `per_layer` candidates each,
 /// spread over the candidate list (hence over HE contexts).
 fn small(p: &optimize::Problem, layers: usize, per_layer: usize) -> optimize::Problem {

@@ -8,19 +8,25 @@
 //! - a linear layer needs its `in_ring_bits` (the HE input ring);
 //! - `Rescale`, `Add`, `AvgPool` need the tensor's values as signed integers
 //!   ([`CombinePlan`] extends or reduces them into its combination ring);
-//! - `MaxPool` needs the differences of two values as signed integers, and at least its output
-//!   tensor's ring (the comparison tree runs in the input ring);
+//! - `MaxPool` needs the differences of two values as signed integers (its comparison ring,
+//!   [`MaxPoolPlan`]: `b + 1` bits for `2^b` values, e.g. 9 bits for `[0, 255]` or
+//!   `[−128, 127]`), and at least the values as signed integers, which a requantization
+//!   producing the tensor delivers; its output ring does not matter to it;
 //! - `Concat` and `Reshape` need their output tensor's ring;
 //! - the model output needs its values as signed integers.
 //!
-//! A `Rescale`, `Add` or `AvgPool` needs an input that a requantization produces in its
-//! combination ring (the producer then extends once, straight into it; not for the model output
-//! or a tensor a `MaxPool` reads, whose comparisons would widen).
+//! A `Rescale`, `Add` or `AvgPool` needs an input that a requantization or a max pool produces
+//! in its combination ring (the producer then extends once, straight into it; not for the model
+//! output).
 //!
 //! A producer delivers its tensor in that ring: requantizations (linear layers with `requant`,
 //! `Rescale`, `Add`, `AvgPool`) clamp in the small ring of their clamp range (plus one bit)
 //! and, if the tensor's ring is wider, extend the result ([`Step::extend`]: one correlated OT
-//! per element instead of comparisons in the wide ring); a linear layer without
+//! per element instead of comparisons in the wide ring); a max pool compares in its comparison
+//! ring whatever its input tensor's ring (a free reduction), so a requantization feeding it
+//! clamps in the small ring and does not extend, and the pool extends each output once, into
+//! its tensor's ring (one correlated OT per output, a quarter or a ninth of the inputs for
+//! 2×2 or 3×3 windows); a linear layer without
 //! requantization outputs its accumulator ring `out_ring_bits`, which must then be wide
 //! enough, unless it packs (its unpacking outputs any ring that holds the accumulator).
 //!
@@ -30,15 +36,15 @@
 //! the accumulators directly in the requantization's combination ring) and, with a
 //! requantization, a [`CombinePlan`] that multiplies the shares by the public per-channel
 //! multipliers and rounds exactly; `Rescale`, `Add` and
-//! `AvgPool` are [`CombinePlan`]s, `MaxPool` a comparison tree, `Concat` and `Reshape` are
-//! local. The model input is held by the client in the clear (its server share is zero, and a
-//! linear layer reading it encrypts the plain input); the server reveals its output share to
-//! the client at the end.
+//! `AvgPool` are [`CombinePlan`]s, `MaxPool` a [`MaxPoolPlan`] (comparison tree, extension),
+//! `Concat` and `Reshape` are local. The model input is held by the client in the clear (its
+//! server share is zero, and a linear layer reading it encrypts the plain input); the server
+//! reveals its output share to the client at the end.
 
 use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
 use crate::params::he::{ConfigError, HeBudget, LinearOutput, layer_budget};
 use crate::params::nonlinear::{
-    CombinePlan, ParamError, RescalePlan, UnpackPlan, add_plan, avg_pool_plan, max_pool_levels,
+    CombinePlan, MaxPoolPlan, ParamError, RescalePlan, UnpackPlan, add_plan, avg_pool_plan,
     multiplied_range, pool_window_sizes, rescale_plan, signed_bits,
 };
 use crate::plan::{
@@ -111,7 +117,8 @@ pub struct Step {
     /// The protocols.
     pub kind: StepKind,
     /// Extension of a requantized output from the ring of its clamp into the output tensor's
-    /// (wider) ring: the clamp compares in the small ring, then one cheap signed extension.
+    /// (wider) ring: the clamp compares in the small ring, then one cheap signed extension (a
+    /// max pool's extension is part of its [`MaxPoolPlan`]).
     pub extend: Option<RescalePlan>,
 }
 
@@ -147,15 +154,9 @@ pub enum StepKind {
     Add(CombinePlan),
     /// `AvgPool`: the window sums times their multipliers, requantized.
     AvgPool(CombinePlan),
-    /// Max pooling by a comparison tree in the input ring.
-    MaxPool {
-        /// Ring of the comparisons (the input tensor's ring).
-        ring_bits: u32,
-        /// Range of the input values.
-        range: (i128, i128),
-        /// Comparisons per tree level.
-        levels: Vec<u64>,
-    },
+    /// Max pooling: a comparison tree in the ring of the input differences, then one
+    /// extension per output into the output tensor's ring.
+    MaxPool(MaxPoolPlan),
     /// `Concat` or `Reshape`: local.
     Local,
 }
@@ -251,6 +252,12 @@ fn clamp_bits(clamp: (i64, i64), out_bits: u32) -> u32 {
     (value_bits((i128::from(clamp.0), i128::from(clamp.1))) + 1).min(out_bits)
 }
 
+/// The ring a max pool needs its input in: its comparison ring, and at least the ring of the
+/// input values as signed integers (a requantization producing the tensor delivers its values).
+fn max_pool_input_bits(r: (i128, i128)) -> u32 {
+    MaxPoolPlan::comparison_bits(r).max(value_bits(r))
+}
+
 /// The ring of every tensor: the widest need of its consumers (see the module doc).
 fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
     let mut rings = vec![0u32; plan.tensors.len()];
@@ -268,10 +275,7 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
         for &t in &layer.inputs {
             let need = match &layer.op {
                 op if op.is_linear() => linear_protocol(op).map_or(0, |(p, _)| p.in_ring_bits),
-                Op::MaxPool(_) => {
-                    let (lo, hi) = range(plan, t);
-                    value_bits((lo - hi, hi - lo)).max(out_ring)
-                }
+                Op::MaxPool(_) => max_pool_input_bits(range(plan, t)),
                 Op::Concat | Op::Reshape => out_ring,
                 _ if direct[t.0 as usize] => match step_kind(plan, &values, layer) {
                     Ok(StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p)) => {
@@ -315,27 +319,21 @@ fn tensor_rings(plan: &PublicPlan) -> Result<Vec<u32>, ScheduleError> {
     Ok(rings)
 }
 
-/// The tensors a requantization produces (it extends its clamped result into the tensor's
-/// ring anyway) that are neither the model output nor read by a max pool: a `Rescale`, `Add`
-/// or `AvgPool` reading one takes it in its combination ring, so that the producer extends
-/// once, straight into that ring, instead of the combination extending it a second time.
+/// The tensors a requantization or a max pool produces (each extends its result, from the
+/// clamp's or the comparisons' small ring, into the tensor's ring anyway) that are not the model
+/// output: a `Rescale`, `Add` or `AvgPool` reading one takes it in its combination ring, so
+/// that the producer extends once, straight into that ring, instead of the combination
+/// extending it a second time (a max pool reading the same tensor reduces it for free).
 fn direct_extension(plan: &PublicPlan) -> Vec<bool> {
     let mut direct = vec![false; plan.tensors.len()];
     for layer in &plan.layers {
-        let requantizes = match &layer.op {
-            Op::Rescale(_) | Op::Add(_) | Op::AvgPool(_) => true,
+        let extends = match &layer.op {
+            Op::Rescale(_) | Op::Add(_) | Op::AvgPool(_) | Op::MaxPool(_) => true,
             op => has_requant(op),
         };
-        direct[layer.output.0 as usize] = requantizes;
+        direct[layer.output.0 as usize] = extends;
     }
     direct[plan.output.tensor.0 as usize] = false;
-    for layer in &plan.layers {
-        if matches!(layer.op, Op::MaxPool(_)) {
-            for &t in &layer.inputs {
-                direct[t.0 as usize] = false;
-            }
-        }
-    }
     direct
 }
 
@@ -366,6 +364,7 @@ fn step_kind(
         let need = match &layer.op {
             Op::Concat | Op::Reshape => out_bits,
             op if op.is_linear() => linear_protocol(op).map_or(0, |(p, _)| p.in_ring_bits),
+            Op::MaxPool(_) => MaxPoolPlan::comparison_bits(range(plan, t)),
             _ => 0,
         };
         if ring(t) < need {
@@ -412,14 +411,9 @@ fn step_kind(
             let bits = clamp_bits(spec.requant.clamp, out_bits);
             StepKind::AvgPool(avg_pool_plan(spec, input.0, input.1, bits).map_err(param)?)
         }
-        Op::MaxPool(shape) => {
-            let sizes = pool_window_sizes(shape);
-            StepKind::MaxPool {
-                ring_bits: input.0,
-                range: input.1,
-                levels: max_pool_levels(&sizes),
-            }
-        }
+        Op::MaxPool(shape) => StepKind::MaxPool(
+            MaxPoolPlan::new(input.1, &pool_window_sizes(shape), out_bits).map_err(param)?,
+        ),
         Op::Concat | Op::Reshape => StepKind::Local,
     })
 }
@@ -481,8 +475,9 @@ fn linear_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::nonlinear::WrapMode;
     use crate::plan::{MatMulShape, Requant, Rounding};
-    use crate::reference::testutil::{PlanBuilder, linear, weights};
+    use crate::reference::testutil::{PlanBuilder, linear, max_pool_plans, weights};
 
     fn rescale(shift: u32, clamp: (i64, i64)) -> Op {
         Op::Rescale(Requant {
@@ -552,6 +547,83 @@ mod tests {
         let e = s.steps[0].extend.expect("extension");
         assert_eq!((e.in_bits, e.out_bits, e.shift), (5, 37, 0));
         assert_eq!(s.steps[2].extend, None);
+    }
+
+    /// The max pool plan of a step.
+    fn max_pool(step: &Step) -> &MaxPoolPlan {
+        match &step.kind {
+            StepKind::MaxPool(p) => p,
+            other => panic!("max pool step, got {other:?}"),
+        }
+    }
+
+    /// The combination plan of a `Rescale`, `Add` or `AvgPool` step.
+    fn combine(step: &Step) -> &CombinePlan {
+        match &step.kind {
+            StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => p,
+            other => panic!("combination step, got {other:?}"),
+        }
+    }
+
+    /// (input ring, output ring) of an extension.
+    fn ext(e: Option<RescalePlan>) -> Option<(u32, u32)> {
+        e.map(|e| {
+            assert_eq!((e.shift, e.wrap), (0, WrapMode::KnownMsb), "{e:?}");
+            (e.in_bits, e.out_bits)
+        })
+    }
+
+    #[test]
+    fn max_pools_compare_in_the_difference_ring_and_extend_each_output_once() {
+        let plans = max_pool_plans();
+        // Unsigned chain: the rescale clamps in 5 bits, the ring of the first pool's
+        // comparisons ([−15, 15]), and does not extend; the first pool hands 5-bit shares to
+        // the second, which extends its 2 outputs (not the 16 inputs) into the matmul's
+        // 37-bit ring.
+        let s = schedule(&plans[0].1.public).unwrap();
+        assert_eq!(s.rings, vec![5, 5, 5, 37, 37, 37]);
+        assert_eq!(combine(&s.steps[0]).requant.out_bits, 5);
+        assert_eq!(s.steps[0].extend, None);
+        let (p1, p2) = (max_pool(&s.steps[1]), max_pool(&s.steps[2]));
+        assert_eq!(
+            (p1.ring_bits, p1.levels.clone(), ext(p1.extend)),
+            (5, vec![8, 4], None)
+        );
+        assert_eq!((p2.ring_bits, p2.levels.clone()), (5, vec![2]));
+        assert_eq!((p2.range, ext(p2.extend)), ((0, 15), Some((5, 37))));
+        assert_eq!(s.steps[2].extend, None);
+        let c = crate::cost::plan::layer_cost(&plans[0].1.public, &s.steps[2]).nonlinear;
+        let n = crate::cost::nonlinear::max_pool(&[2], 5)
+            + crate::cost::nonlinear::client_cots(2, 2 * 32);
+        assert_eq!(c, n);
+
+        // Signed, into combinations: the rescale's output, read by both pools, is delivered in
+        // the average pool's 13-bit combination ring (the max pool reduces it to 5 bits); the
+        // max pool extends into the add's 6-bit ring, so neither combination extends.
+        let s = schedule(&plans[1].1.public).unwrap();
+        assert_eq!(s.rings, vec![5, 13, 6, 6, 4]);
+        assert_eq!(ext(s.steps[0].extend), Some((5, 13)));
+        let p = max_pool(&s.steps[1]);
+        assert_eq!(
+            (p.ring_bits, p.range, ext(p.extend)),
+            (5, (-8, 7), Some((5, 6)))
+        );
+        let avg = combine(&s.steps[2]);
+        assert_eq!((avg.ring_bits, avg.inputs[0].2), (13, None));
+        assert_eq!(ext(s.steps[2].extend), Some((5, 6)));
+        let add = combine(&s.steps[3]);
+        assert_eq!(
+            (add.ring_bits, add.inputs[0].2, add.inputs[1].2),
+            (6, None, None)
+        );
+        assert_eq!(s.steps[3].extend, None);
+
+        // Offset range: the values [100, 115] need 8 bits, their differences 5.
+        let s = schedule(&plans[2].1.public).unwrap();
+        assert_eq!(s.rings, vec![5, 8, 8]);
+        assert_eq!(combine(&s.steps[0]).requant.out_bits, 8);
+        let p = max_pool(&s.steps[1]);
+        assert_eq!((p.ring_bits, ext(p.extend)), (5, Some((5, 8))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
 use heq_runtime::plan::{Op, PackDim, Packing, Plan};
 use heq_runtime::reference;
+use heq_runtime::reference::testutil::max_pool_plans;
 use heq_runtime::schedule::StepKind;
 use heq_runtime::transport::memory::pipe;
 use rand::SeedableRng;
@@ -73,6 +74,26 @@ fn assert_bit_exact(plan: &Plan, label: &str) {
         let (got, server, client) = run_both(plan, &input, seed);
         assert_eq!(got, want, "{label} seed {seed}");
         check_reports(&server, &client);
+    }
+}
+
+/// The plans around max pools (unsigned and signed ranges, a range away from zero; pools
+/// extending into a matmul's ring, an add's combination ring, the output) on inputs that put
+/// each window's maximum at every position, and on both extremes: output == reference,
+/// measured traffic == predicted, every ROT used.
+#[test]
+fn max_pools_are_bit_exact_with_predicted_traffic() {
+    for (label, plan) in max_pool_plans() {
+        let mut inputs: Vec<Vec<i64>> = vec![vec![8; 16], vec![-8; 16]];
+        for shift in 0..4 {
+            inputs.push((0..16).map(|i| ((i + shift) * 7 % 17) - 8).collect());
+        }
+        for (seed, input) in inputs.iter().enumerate() {
+            let want = reference::run(&plan, input).expect("reference");
+            let (got, server, client) = run_both(&plan, input, seed as u64);
+            assert_eq!(got, want, "{label}, input {input:?}");
+            check_reports(&server, &client);
+        }
     }
 }
 
@@ -168,15 +189,17 @@ fn predicted_traffic_of_every_op_plan() {
     };
     let rows: Vec<Traffic> = prepared.cost.layers.iter().map(|l| l.traffic).collect();
     // Linear layers: one query and one response (2 rounds) plus their requantization; concat
-    // and reshape are local; the average pool extends its result straight into the add's
-    // combination ring, so the add only requantizes.
+    // and reshape are local; the convolution extends its result straight into the average
+    // pool's combination ring (the max pool reduces it to its 5-bit comparison ring), and both
+    // pools extend theirs straight into the add's, so the average pool and the add only
+    // requantize.
     assert_eq!(
         rows,
         vec![
-            t(56160, 52780, 24),
-            t(39, 39, 14),
-            t(39, 81, 17),
-            t(8, 49, 10),
+            t(56164, 52812, 26),
+            t(40, 41, 16),
+            t(35, 45, 15),
+            t(7, 47, 8),
             t(55851, 26203, 11),
             t(0, 0, 0),
             t(0, 0, 0),

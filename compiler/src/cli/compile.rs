@@ -13,7 +13,8 @@ use std::path::PathBuf;
 pub enum ObjectiveArg {
     /// Total bytes, both directions.
     Comm,
-    /// Estimated latency on `--net`: bytes / bandwidth + rounds · RTT + HE compute.
+    /// Estimated latency on `--net`: bytes / bandwidth + rounds · RTT + compute (HE, and the
+    /// nonlinear protocols' random OTs).
     Latency,
 }
 

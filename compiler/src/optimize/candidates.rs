@@ -66,7 +66,9 @@ pub struct Candidate {
     pub cost: LinearCost,
     /// Ciphertext × plaintext products the server computes.
     pub products: usize,
-    /// Compute time estimate in milliseconds (the search's [`ComputeProfile`]).
+    /// Compute time estimate in milliseconds (the search's [`ComputeProfile`]): the HE
+    /// operations, and the ROTs of the unpacking once the optimizer has priced it (as
+    /// `unpack_bytes`).
     pub compute_ms: f64,
     /// Channel bytes of the unpacking of its packed words (0 without packing): the number of
     /// words depends on the tile, the unpacking's ring on the plan around the layer, so the

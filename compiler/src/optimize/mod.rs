@@ -114,13 +114,14 @@ pub enum Objective {
     /// Total channel bytes, both directions (default).
     #[default]
     Comm,
-    /// Estimated milliseconds: bytes / bandwidth + rounds · RTT + HE compute (the compute
-    /// profile given to [`optimize_with`]).
+    /// Estimated milliseconds: bytes / bandwidth + rounds · RTT + compute (HE operations, and
+    /// the nonlinear steps' ROTs, consumed by the protocols and produced by the OT extension;
+    /// the compute profile given to [`optimize_with`]).
     Latency(Net),
 }
 
 impl Objective {
-    /// Value of `bytes` sent in `rounds` rounds with `compute_ms` of HE compute.
+    /// Value of `bytes` sent in `rounds` rounds with `compute_ms` of compute.
     pub fn value(self, bytes: u64, rounds: u64, compute_ms: f64) -> f64 {
         match self {
             Objective::Comm => bytes as f64,
@@ -142,6 +143,9 @@ pub struct Problem {
     pub fixed_bytes: u64,
     /// Channel rounds (they do not depend on the choice).
     pub rounds: u64,
+    /// Compute milliseconds that do not depend on the choice: the nonlinear steps' ROTs (the
+    /// unpacking of packed words is in the candidates' [`Candidate::compute_ms`]).
+    pub fixed_ms: f64,
     /// The objective.
     pub objective: Objective,
 }
@@ -181,7 +185,9 @@ impl Problem {
 
     /// Objective value of a choice (one candidate index per layer).
     pub fn value(&self, choice: &[usize]) -> f64 {
-        let fixed = self.objective.value(self.fixed_bytes, self.rounds, 0.0);
+        let fixed = self
+            .objective
+            .value(self.fixed_bytes, self.rounds, self.fixed_ms);
         let layers: f64 = self
             .layers
             .iter()

@@ -170,6 +170,12 @@ struct Probe {
     fixed_bytes: u64,
     /// All channel rounds.
     rounds: u64,
+    /// Compute milliseconds of the nonlinear steps (their ROTs, produced and consumed), the
+    /// unpacking of packed words excluded.
+    fixed_ms: f64,
+    /// Compute milliseconds per ROT, the OT extension at the speed of the plan's batch size
+    /// (the batches themselves are chosen after the protocols, [`crate::select`]).
+    ms_per_rot: f64,
     /// Per linear layer, its unpacking (with packing).
     unpacks: Vec<Option<UnpackPlan>>,
     /// Per plan layer, its channel bytes without the HE messages and the unpacking.
@@ -180,39 +186,57 @@ struct Probe {
 
 impl Probe {
     /// Schedules and prices the plan with `options` (the HE layers, their unpacking and the
-    /// keys excluded); `None` if the plan cannot be scheduled with them.
-    fn new(plan: &Plan, parts: &[(LinearProtocol, u32)], options: &[RingOption]) -> Option<Self> {
+    /// keys excluded), its nonlinear compute timed with `profile`; `None` if the plan cannot be
+    /// scheduled with them.
+    fn new(
+        plan: &Plan,
+        parts: &[(LinearProtocol, u32)],
+        options: &[RingOption],
+        profile: &ComputeProfile,
+    ) -> Option<Self> {
         let probe = public_with_protocols(&plan.public, &probe_protocols(parts, options), "probe");
         let s = schedule(&probe).ok()?;
         let cost = plan_cost(&probe, &s, probe.protocol.ot).ok()?;
         let mut unpacks = Vec::new();
         let mut positions = Vec::new();
         let mut layer_bytes = Vec::with_capacity(s.steps.len());
+        let mut rots = 0;
         for (pos, (step, c)) in s.steps.iter().zip(&cost.layers).enumerate() {
             let mut bytes = c.traffic.total_bytes();
+            let mut nonlinear = c.nonlinear;
             if let (StepKind::Linear { unpack, .. }, Some(he)) = (&step.kind, c.he) {
                 let words = he.coeffs_down as u64;
-                bytes -=
-                    he.total_bytes() as u64 + unpack.map_or(0, |u| u.cost(words).total_bytes());
+                let unpacking = unpack.map(|u| u.cost(words)).unwrap_or_default();
+                bytes -= he.total_bytes() as u64 + unpacking.total_bytes();
+                nonlinear.server_rots -= unpacking.server_rots;
+                nonlinear.client_rots -= unpacking.client_rots;
                 unpacks.push(*unpack);
                 positions.push(pos);
             }
+            rots += nonlinear.server_rots + nonlinear.client_rots;
             layer_bytes.push(bytes);
         }
+        let ms_per_rot = profile.ms_per_rot(probe.protocol.ot, probe.protocol.ot_batch_rots);
         Some(Probe {
             fixed_bytes: layer_bytes.iter().sum::<u64>() + cost.reveal.total_bytes(),
             rounds: cost.channel().rounds,
+            fixed_ms: rots as f64 * ms_per_rot,
+            ms_per_rot,
             unpacks,
             layer_bytes,
             positions,
         })
     }
 
-    /// `c` with the bytes of its unpacking as the `i`-th linear layer.
+    /// `c` with the bytes and the ROT compute of its unpacking as the `i`-th linear layer.
     fn priced(&self, i: usize, c: &Candidate) -> Candidate {
+        let unpacking = self.unpacks[i]
+            .map(|u| u.cost(c.cost.coeffs_down as u64))
+            .unwrap_or_default();
+        let rots = unpacking.server_rots + unpacking.client_rots;
         Candidate {
-            unpack_bytes: self.unpacks[i]
-                .map_or(0, |u| u.cost(c.cost.coeffs_down as u64).total_bytes()),
+            unpack_bytes: unpacking.total_bytes(),
+            compute_ms: c.compute_ms + rots as f64 * self.ms_per_rot,
             ..c.clone()
         }
     }
@@ -285,6 +309,8 @@ fn descend(
 pub(super) struct RingSearch<'a> {
     plan: &'a Plan,
     objective: Objective,
+    /// Compute times of the latency objective (HE and nonlinear).
+    profile: &'a ComputeProfile,
     /// The starting plan's linear protocols and accumulator widths (what probes keep).
     parts: Vec<(LinearProtocol, u32)>,
     /// `options[i]`: the ring options of linear layer `i`, its narrowest first.
@@ -309,7 +335,7 @@ impl<'a> RingSearch<'a> {
     pub(super) fn new(
         plan: &'a Plan,
         objective: Objective,
-        profile: &ComputeProfile,
+        profile: &'a ComputeProfile,
         baseline: Option<&PlanCost>,
     ) -> Result<Self> {
         let narrow = narrow_rings(plan)?;
@@ -348,6 +374,7 @@ impl<'a> RingSearch<'a> {
         Ok(RingSearch {
             plan,
             objective,
+            profile,
             parts: linear_parts(plan),
             options,
             searched,
@@ -374,7 +401,7 @@ impl<'a> RingSearch<'a> {
         {
             return None;
         }
-        Probe::new(self.plan, &self.parts, &self.chosen(pick))
+        Probe::new(self.plan, &self.parts, &self.chosen(pick), self.profile)
     }
 
     /// The estimated value of a pick: every layer at its cheapest candidate, plus one key per
@@ -403,7 +430,7 @@ impl<'a> RingSearch<'a> {
             .iter()
             .map(|(_, b)| self.objective.value(*b, 0, 0.0))
             .sum();
-        let value = self.objective.value(p.fixed_bytes, p.rounds, 0.0) + value + keys;
+        let value = self.objective.value(p.fixed_bytes, p.rounds, p.fixed_ms) + value + keys;
         Some((p.excess(&he, &self.limits), value))
     }
 
@@ -440,10 +467,11 @@ impl<'a> RingSearch<'a> {
     /// [`Error::Optimize`] when the picked rings cannot be scheduled, a picked option has no
     /// candidates or a key cannot be priced.
     pub(super) fn problem(&self, pick: &[usize]) -> Result<Problem> {
-        let probe =
-            Probe::new(self.plan, &self.parts, &self.chosen(pick)).ok_or(Error::Optimize {
+        let probe = Probe::new(self.plan, &self.parts, &self.chosen(pick), self.profile).ok_or(
+            Error::Optimize {
                 reason: "the chosen rings cannot be scheduled".into(),
-            })?;
+            },
+        )?;
         self.problem_at(&probe, pick)
     }
 
@@ -498,6 +526,7 @@ impl<'a> RingSearch<'a> {
             contexts,
             fixed_bytes: probe.fixed_bytes,
             rounds: probe.rounds,
+            fixed_ms: probe.fixed_ms,
             objective: self.objective,
         })
     }

@@ -262,6 +262,13 @@ impl ComputeProfile {
         }
     }
 
+    /// Compute milliseconds per ROT of the nonlinear protocols: the protocol logic consuming it
+    /// and the OT extension of `backend` producing it in batches of `batch_rots` ROTs per
+    /// direction.
+    pub fn ms_per_rot(&self, backend: OtBackend, batch_rots: u64) -> f64 {
+        (self.protocol_ns_per_rot + self.ot_ns_per_rot(backend, batch_rots)) * 1e-6
+    }
+
     /// Compute milliseconds of a nonlinear protocol run: its ROTs, consumed and produced, the
     /// OT extension taking `ot_ns_per_rot` per ROT ([`Self::ot_ns_per_rot`]).
     pub fn nonlinear_ms(&self, cost: &Cost, ot_ns_per_rot: f64) -> f64 {
@@ -410,6 +417,7 @@ mod tests {
         let ns = |backend| p.ot_ns_per_rot(backend, 1 << 20);
         assert!((p.nonlinear_ms(&c, ns(OtBackend::Silent)) - 0.03).abs() < 1e-12);
         assert!((p.nonlinear_ms(&c, ns(OtBackend::Iknp)) - 0.05).abs() < 1e-12);
+        assert!((p.ms_per_rot(OtBackend::Iknp, 1 << 20) - 50e-6).abs() < 1e-15);
     }
 
     #[test]

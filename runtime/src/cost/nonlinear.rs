@@ -10,7 +10,7 @@
 //! [`crate::cost::ot_extension`].
 
 use crate::params::nonlinear::{
-    ClampPlan, CombinePlan, RequantPlan, RescalePlan, UnpackPlan, WrapMode,
+    ClampPlan, CombinePlan, MaxPoolPlan, RequantPlan, RescalePlan, UnpackPlan, WrapMode,
 };
 use std::ops::{Add, AddAssign};
 
@@ -162,6 +162,13 @@ pub fn max_pool(pairs: &[u64], ring_bits: u32) -> Cost {
         .fold(Cost::default(), |c, &m| {
             c + msb(m, ring_bits) + mux(m, ring_bits)
         })
+}
+
+impl MaxPoolPlan {
+    /// Exact cost for `n` outputs: the comparison tree, then the extension of each output.
+    pub fn cost(&self, n: u64) -> Cost {
+        max_pool(&self.levels, self.ring_bits) + self.extend.map(|e| e.cost(n)).unwrap_or_default()
+    }
 }
 
 impl ClampPlan {

@@ -22,7 +22,7 @@
 //! batches.
 
 use crate::cost::linear::{LinearCost, public_key_bytes};
-use crate::cost::nonlinear::{self as nl, Cost};
+use crate::cost::nonlinear::Cost;
 use crate::cost::ot_extension::ot_extension_bytes;
 use crate::params::he::ConfigError;
 use crate::plan::{LayerId, OtBackend, PublicPlan, TensorId};
@@ -228,9 +228,7 @@ pub fn layer_cost(plan: &PublicPlan, step: &Step) -> LayerCost {
             let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
             (None, p.cost(&lens, n_out))
         }
-        StepKind::MaxPool {
-            ring_bits, levels, ..
-        } => (None, nl::max_pool(levels, *ring_bits)),
+        StepKind::MaxPool(p) => (None, p.cost(n_out)),
         StepKind::Local => (None, Cost::default()),
     };
     let nonlinear = own + step.extend.map(|e| e.cost(n_out)).unwrap_or_default();

@@ -1,42 +1,37 @@
-//! Max pooling (comparison tree) and average pooling (local window sum, then the plan's exact
+//! Max pooling (comparison tree in the ring of the input differences, then one extension per
+//! output, [`MaxPoolPlan`]) and average pooling (local window sum, then the plan's exact
 //! division `floor((sum·m[n] + 2^(k−1)) / 2^k)` with the multiplier for the counted window
-//! size `n`, [`AvgPoolSpec::window_counts`]). Padding never wins a maximum and never enters a sum. Costs:
-//! [`crate::cost::nonlinear::max_pool`], [`CombinePlan::cost`].
+//! size `n`, [`AvgPoolSpec::window_counts`]). Padding never wins a maximum and never enters a
+//! sum. Costs: [`MaxPoolPlan::cost`], [`CombinePlan::cost`].
 
 use super::carry::drelu;
 use super::cot::mux;
 use super::requant::{align, requant};
+use super::trunc::rescale;
 use super::{ProtocolError, Session, check_len};
-use crate::params::nonlinear::{CombinePlan, ParamError, fits_signed, pool_windows};
+use crate::params::nonlinear::{CombinePlan, MaxPoolPlan, pool_windows};
 use crate::plan::{AvgPoolSpec, PoolShape};
 use crate::ring::Ring;
 
-/// Max pooling of shares in `ring` whose values lie in `range`; output `[C, out_h, out_w]`.
-/// Each tree level computes `max(a, b) = b + [a − b ≥ 0]·(a − b)` for all pairs at once.
+/// Max pooling as `plan` says of shares `x` (in any ring at least as wide as the comparison
+/// ring), output `[C, out_h, out_w]` in `Z_{2^out_bits}`. Each tree level computes
+/// `max(a, b) = b + [a − b ≥ 0]·(a − b)` for all pairs at once in the comparison ring; then each
+/// maximum is extended into the output ring (shifted by the range's `lo` so that its MSB is
+/// known, [`MaxPoolPlan`]) or reduced into it.
 ///
 /// # Errors
-/// [`ParamError::RangeTooWide`] if `a − b` does not fit the ring; otherwise on exhausted OT
-/// pads or channel failure.
+/// [`ProtocolError`] on a wrong input length, exhausted OT pads or channel failure.
 pub fn max_pool(
     s: &mut Session<'_>,
-    ring: Ring,
-    range: (i128, i128),
+    plan: &MaxPoolPlan,
     shape: &PoolShape,
     x: &[u64],
 ) -> Result<Vec<u64>, ProtocolError> {
     check_len(x.len(), shape.channels * shape.in_hw[0] * shape.in_hw[1])?;
-    let diff = (range.0 - range.1, range.1 - range.0);
-    if !fits_signed(diff, ring.bits()) {
-        return Err(ParamError::RangeTooWide {
-            lo: diff.0,
-            hi: diff.1,
-            bits: ring.bits(),
-        }
-        .into());
-    }
+    let ring = Ring::new(plan.ring_bits);
     let mut windows: Vec<Vec<u64>> = pool_windows(shape)
         .into_iter()
-        .map(|w| w.iter().map(|&i| x[i]).collect())
+        .map(|w| w.iter().map(|&i| ring.reduce(x[i])).collect())
         .collect();
     while windows.iter().any(|w| w.len() > 1) {
         let mut diffs = Vec::new();
@@ -56,10 +51,28 @@ pub fn max_pool(
             *w = next.by_ref().take(pairs).chain(odd).collect();
         }
     }
-    Ok(windows
+    let max: Vec<u64> = windows
         .into_iter()
         .map(|w| w.first().copied().unwrap_or(0))
-        .collect())
+        .collect();
+    let out = Ring::new(plan.out_bits);
+    let Some(extend) = &plan.extend else {
+        return Ok(max.into_iter().map(|v| out.reduce(v)).collect());
+    };
+    // The server's shift by `lo` (modulo 2^64, reduced into each ring).
+    let lo = plan.range.0 as u64;
+    let server = s.is_server();
+    let shifted: Vec<u64> = if server {
+        max.iter().map(|&v| ring.sub(v, ring.reduce(lo))).collect()
+    } else {
+        max
+    };
+    let y = rescale(s, extend, &shifted)?;
+    Ok(if server {
+        y.into_iter().map(|v| out.add(v, out.reduce(lo))).collect()
+    } else {
+        y
+    })
 }
 
 /// Average pooling (global average pooling: the window is the whole input) of shares in the
@@ -99,7 +112,7 @@ mod tests {
     use super::*;
     use crate::cost::nonlinear::{self as cost};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values};
-    use crate::params::nonlinear::{avg_pool_plan, max_pool_levels};
+    use crate::params::nonlinear::{ParamError, WrapMode, avg_pool_plan, pool_window_sizes};
     use crate::plan::{Requant, Rounding};
 
     fn shape(c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> PoolShape {
@@ -112,31 +125,123 @@ mod tests {
         }
     }
 
+    /// Runs max pooling of `v` (shared in `Z_{2^in_bits}`) as `plan` says, asserting its exact
+    /// cost, and checks every output against the window maximum (reduced into the output ring).
+    fn check_max_pool(plan: &MaxPoolPlan, sh: &PoolShape, in_bits: u32, v: &[i128], seed: u64) {
+        let (xs, xc) = share(Ring::new(in_bits), v, seed);
+        let wins = pool_windows(sh);
+        let (p, sh2) = (plan.clone(), sh.clone());
+        let (a, b) = run(plan.cost(wins.len() as u64), move |s| {
+            max_pool(s, &p, &sh2, if s.is_server() { &xs } else { &xc })
+        });
+        let out = Ring::new(plan.out_bits);
+        let got = open(out, &a, &b);
+        for (o, w) in wins.iter().enumerate() {
+            let max = w.iter().map(|&i| v[i]).max().expect("non-empty window");
+            let expect = i128::from(out.to_signed(out.reduce(max as u64)));
+            assert_eq!(got[o], expect, "window {o} of {:?}, plan {plan:?}", w);
+        }
+    }
+
+    /// Every combination of `len` values of `range`, one window each (`[C, 1, len]` input, a
+    /// `1 × len` kernel).
+    fn every_window(range: (i128, i128), len: usize) -> (PoolShape, Vec<i128>) {
+        let span = (range.1 - range.0 + 1) as usize;
+        let windows = span.pow(len as u32);
+        let v = (0..windows)
+            .flat_map(|mut k| {
+                (0..len).map(move |_| {
+                    let d = k % span;
+                    k /= span;
+                    range.0 + d as i128
+                })
+            })
+            .collect();
+        let sh = PoolShape {
+            channels: windows,
+            in_hw: [1, len],
+            kernel: [1, len],
+            stride: [1, len],
+            pads: [0; 4],
+        };
+        (sh, v)
+    }
+
+    #[test]
+    fn max_pool_plan_compares_in_the_difference_ring() {
+        // (range, comparison ring): unsigned and signed 4- and 8-bit ranges, a range away
+        // from zero, a negative range and a constant.
+        for (range, bits) in [
+            ((0, 15), 5),
+            ((-8, 7), 5),
+            ((0, 255), 9),
+            ((-128, 127), 9),
+            ((100, 115), 5),
+            ((-9, -6), 3),
+            ((3, 3), 2),
+        ] {
+            let p = MaxPoolPlan::new(range, &[4, 4, 2], 20).expect("plan");
+            assert_eq!((p.ring_bits, p.levels.clone()), (bits, vec![5, 2]));
+            // The extension of max − lo knows the MSB: one correlated OT per output.
+            let e = p.extend.expect("extension");
+            assert_eq!(
+                (e.in_bits, e.out_bits, e.shift, e.offset, e.wrap),
+                (bits, 20, 0, 0, WrapMode::KnownMsb)
+            );
+            assert_eq!(
+                p.cost(3),
+                cost::max_pool(&[5, 2], bits) + cost::client_cots(3, 3 * u64::from(20 - bits))
+            );
+            // An output ring no wider than the comparison ring is a local reduction.
+            let narrow = MaxPoolPlan::new(range, &[4], bits).expect("plan");
+            assert_eq!(narrow.extend, None);
+            assert_eq!(narrow.cost(1), cost::max_pool(&[2, 1], bits));
+        }
+        assert!(matches!(
+            MaxPoolPlan::new((5, 4), &[4], 8),
+            Err(ParamError::EmptyRange { .. })
+        ));
+        assert!(matches!(
+            MaxPoolPlan::new((-(1 << 60), 1 << 60), &[4], 62),
+            Err(ParamError::RingBits { bits: 63 })
+        ));
+    }
+
+    #[test]
+    fn max_pool_exhaustive_on_small_ranges() {
+        // Every window of 4 (two levels) and of 3 (an odd element passing a level) over
+        // small signed, unsigned and offset ranges; outputs reduced into a narrower ring, kept
+        // in the comparison ring, or extended.
+        for range in [(0, 3), (-2, 1), (-4, -1), (5, 8), (2, 2), (-3, 4)] {
+            for len in [4, 3, 1] {
+                let (sh, v) = every_window(range, len);
+                let bits = MaxPoolPlan::comparison_bits(range);
+                for out_bits in [bits - 1, bits, bits + 1, 13]
+                    .into_iter()
+                    .filter(|&b| b >= 2)
+                {
+                    let plan =
+                        MaxPoolPlan::new(range, &pool_window_sizes(&sh), out_bits).expect("plan");
+                    // Shares in a ring wider than the comparison ring.
+                    check_max_pool(&plan, &sh, 11, &v, u64::from(out_bits));
+                }
+            }
+        }
+    }
+
     #[test]
     fn max_pool_exact() {
-        for (sh, bits) in [
-            (shape(3, 8, 2, 2, 0), 8u32),
-            (shape(2, 7, 3, 2, 1), 9),
-            (shape(1, 5, 5, 1, 0), 6),
+        for (sh, range, in_bits, out_bits) in [
+            (shape(3, 8, 2, 2, 0), (0, 255), 9, 20),
+            (shape(3, 8, 2, 2, 0), (-128, 127), 16, 15),
+            (shape(2, 7, 3, 2, 1), (-64, 63), 9, 8),
+            (shape(2, 7, 3, 2, 1), (0, 65535), 28, 24),
+            (shape(1, 5, 5, 1, 0), (-20, 11), 6, 6),
         ] {
-            let ring = Ring::new(bits);
-            let q = 1i128 << (bits - 2);
-            let range = (-q, q - 1);
             let n = sh.channels * sh.in_hw[0] * sh.in_hw[1];
             let v = values(range.0, range.1, n, 4);
-            let (xs, xc) = share(ring, &v, 5);
-            let wins = pool_windows(&sh);
-            let sizes: Vec<usize> = wins.iter().map(Vec::len).collect();
-            let c = cost::max_pool(&max_pool_levels(&sizes), bits);
-            let sh2 = sh.clone();
-            let (a, b) = run(c, move |s| {
-                max_pool(s, ring, range, &sh2, if s.is_server() { &xs } else { &xc })
-            });
-            let got = open(ring, &a, &b);
-            for (o, w) in wins.iter().enumerate() {
-                let expect = w.iter().map(|&i| v[i]).max().expect("non-empty window");
-                assert_eq!(got[o], expect);
-            }
+            let plan = MaxPoolPlan::new(range, &pool_window_sizes(&sh), out_bits).expect("plan");
+            check_max_pool(&plan, &sh, in_bits, &v, 5);
         }
     }
 

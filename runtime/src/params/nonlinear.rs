@@ -1,12 +1,12 @@
 //! The parameter plans the nonlinear protocols execute, and the range arithmetic they are
 //! planned with.
 //!
-//! A plan ([`RescalePlan`], [`ClampPlan`], [`RequantPlan`], [`UnpackPlan`], [`CombinePlan`])
-//! decides, from the public parameters and the compiler's sound value ranges, which
-//! sub-protocols run (known-MSB or general truncation, which clamp sides can bind, which ring
-//! the comparison runs in); [`crate::nonlinear`] executes a plan, [`crate::schedule`] chooses
-//! one per layer, and [`crate::cost::nonlinear`] prices it (the plans' `cost` methods live
-//! there, with the accounting). Protocol background: `protocols.md` §1.8, §3.5, §5.5–5.6.
+//! A plan ([`RescalePlan`], [`ClampPlan`], [`RequantPlan`], [`UnpackPlan`], [`CombinePlan`],
+//! [`MaxPoolPlan`]) decides, from the public parameters and the compiler's sound value ranges,
+//! which sub-protocols run (known-MSB or general truncation, which clamp sides can bind, which
+//! ring the comparison runs in); [`crate::nonlinear`] executes a plan, [`crate::schedule`]
+//! chooses one per layer, and [`crate::cost::nonlinear`] prices it (the plans' `cost` methods
+//! live there, with the accounting). Protocol background: `protocols.md` §1.8, §3.5, §5.5–5.6.
 
 use crate::plan::{AddSpec, AvgPoolSpec, Packing, PoolShape, Requant, Rounding};
 
@@ -695,6 +695,69 @@ pub fn pool_windows(shape: &PoolShape) -> Vec<Vec<usize>> {
         }
     }
     out
+}
+
+/// Max pooling of shares whose values lie in `range`: a comparison tree in the smallest ring
+/// that holds the difference of any two input values (each level one batched
+/// `max(a, b) = b + [a − b ≥ 0]·(a − b)`, whose comparison needs only `a − b` as a signed
+/// integer), then one extension of each maximum into the output ring.
+///
+/// The input values themselves need not fit the comparison ring; the tree computes each
+/// maximum modulo `2^l`. To extend it, the server subtracts `lo` from its share (a local step),
+/// so the value is `max − lo ∈ [0, hi − lo]`, below `2^(l−1)`: its MSB is known to be 0 and the
+/// extension ([`RescalePlan`] with `k = 0`, [`WrapMode::KnownMsb`]) is one correlated OT per
+/// output; the server adds `lo` back in the output ring. An output ring no wider than the
+/// comparison ring is a local reduction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaxPoolPlan {
+    /// Width `l` of the comparison ring ([`MaxPoolPlan::comparison_bits`] of the range).
+    pub ring_bits: u32,
+    /// Range of the input values.
+    pub range: (i128, i128),
+    /// Comparisons per tree level ([`max_pool_levels`]).
+    pub levels: Vec<u64>,
+    /// Extension of `max − lo` from the comparison ring into the output ring, if wider.
+    pub extend: Option<RescalePlan>,
+    /// Width `R` of the output ring.
+    pub out_bits: u32,
+}
+
+impl MaxPoolPlan {
+    /// Plans max pooling of inputs in `range` over windows of `window_sizes` elements, output
+    /// in `Z_{2^out_bits}`.
+    ///
+    /// # Errors
+    /// [`ParamError`] for an empty range, a difference range wider than [`MAX_RING_BITS`]
+    /// bits, or an invalid output ring.
+    pub fn new(
+        range: (i128, i128),
+        window_sizes: &[usize],
+        out_bits: u32,
+    ) -> Result<Self, ParamError> {
+        check_range(range)?;
+        check_ring(out_bits)?;
+        let ring_bits = Self::comparison_bits(range);
+        check_ring(ring_bits)?;
+        let extend = (out_bits > ring_bits)
+            .then(|| {
+                let shifted = (0, range.1 - range.0);
+                RescalePlan::new(ring_bits, shifted, 0, out_bits, Rounding::NoTies)
+            })
+            .transpose()?;
+        Ok(MaxPoolPlan {
+            ring_bits,
+            range,
+            levels: max_pool_levels(window_sizes),
+            extend,
+            out_bits,
+        })
+    }
+
+    /// Width of the comparison ring for inputs in `range`: the differences `[lo − hi, hi − lo]`
+    /// as signed integers.
+    pub fn comparison_bits(range: (i128, i128)) -> u32 {
+        signed_bits((range.0 - range.1, range.1 - range.0))
+    }
 }
 
 /// Comparisons per level of the max-pool tree for windows of the given sizes.

@@ -477,15 +477,9 @@ fn walk(
                 let mut s = Session::new(role, &mut pads, exchange);
                 pool::avg_pool(&mut s, p, spec, inputs[0]).map_err(protocol)?
             }
-            (
-                StepKind::MaxPool {
-                    ring_bits, range, ..
-                },
-                Op::MaxPool(shape),
-            ) => {
+            (StepKind::MaxPool(p), Op::MaxPool(shape)) => {
                 let mut s = Session::new(role, &mut pads, exchange);
-                pool::max_pool(&mut s, Ring::new(*ring_bits), *range, shape, inputs[0])
-                    .map_err(protocol)?
+                pool::max_pool(&mut s, p, shape, inputs[0]).map_err(protocol)?
             }
             (StepKind::Local, Op::Concat | Op::Reshape) => {
                 let parts: Vec<Vec<u64>> = inputs.iter().map(|x| reduce(x, out_bits)).collect();

@@ -37,8 +37,9 @@ use crate::transport::{
     BlockingExchange, Counters, Exchange, FrameChannel, TransportError, within,
 };
 
-/// Version of the two-party protocol on the wire; both parties must run the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the two-party protocol on the wire; both parties must run the same (2: max pools
+/// compare in the ring of their input differences, so one plan's messages differ from 1's).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// How long the client waits for the server to close the connection after its last frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -308,6 +308,115 @@ pub fn every_op_plan() -> Plan {
     b.build(t9).expect("every_op_plan is valid")
 }
 
+/// Small valid plans around max pools, one per ring situation, on a `[1, 4, 4]` input with
+/// values in `[−8, 8]` (sound ranges), each named:
+///
+/// - `"unsigned chain"`: `rescale (clamp [0, 15]) → maxpool 2×2 → maxpool 1×2 → reshape →
+///   matmul` (raw accumulators): the pools compare in 5 bits, the second extends its outputs
+///   into the matmul's 37-bit input ring;
+/// - `"signed into combinations"`: `rescale (clamp [−8, 7])`, read by a `maxpool 2×2` and an
+///   `avgpool 2×2`, whose outputs an `add` combines: the rescale extends straight into the
+///   average pool's combination ring, the max pool into the add's;
+/// - `"offset range"`: `rescale (×16, clamp [100, 115]) → maxpool 2×2` as the output: the pool
+///   compares in 5 bits values that need 8.
+pub fn max_pool_plans() -> Vec<(&'static str, Plan)> {
+    let pool = |kernel: [usize; 2], in_hw| PoolShape {
+        channels: 1,
+        in_hw,
+        kernel,
+        stride: kernel,
+        pads: [0; 4],
+    };
+    let rescale = |multiplier, shift, clamp| {
+        Op::Rescale(Requant {
+            multipliers: vec![multiplier],
+            shift,
+            clamp,
+            rounding: Rounding::HalfEven,
+        })
+    };
+    let mut b = PlanBuilder::new(&[1, 4, 4], (-8, 8));
+    let t1 = b.layer(rescale(3, 1, (0, 15)), &[b.input()], &[1, 4, 4], (0, 15));
+    let t2 = b.layer(
+        Op::MaxPool(pool([2, 2], [4, 4])),
+        &[t1],
+        &[1, 2, 2],
+        (0, 15),
+    );
+    let t3 = b.layer(
+        Op::MaxPool(pool([1, 2], [2, 2])),
+        &[t2],
+        &[1, 2, 1],
+        (0, 15),
+    );
+    let t4 = b.layer(Op::Reshape, &[t3], &[1, 2], (0, 15));
+    let shape = MatMulShape {
+        rows: 1,
+        inner: 2,
+        cols: 2,
+    };
+    let mut matmul = linear(shape, 8, None);
+    (matmul.protocol.tile.c, matmul.protocol.tile.m) = (2, 2);
+    let t5 = b.linear(
+        Op::MatMul(matmul),
+        t4,
+        weights(&[1, 1, 1, 1], &[0, 0]),
+        &[1, 2],
+        (0, 30),
+    );
+    let unsigned = b.build(t5).expect("unsigned chain is valid");
+
+    let mut b = PlanBuilder::new(&[1, 4, 4], (-8, 8));
+    let t1 = b.layer(rescale(3, 1, (-8, 7)), &[b.input()], &[1, 4, 4], (-8, 7));
+    let t2 = b.layer(
+        Op::MaxPool(pool([2, 2], [4, 4])),
+        &[t1],
+        &[1, 2, 2],
+        (-8, 7),
+    );
+    let avg = AvgPoolSpec {
+        pool: pool([2, 2], [4, 4]),
+        count_include_pad: false,
+        requant: Requant {
+            multipliers: (1..=4).map(|n| 256 / n).collect(),
+            shift: 8,
+            clamp: (-8, 7),
+            rounding: Rounding::HalfEven,
+        },
+        ceil_pads: [0, 0],
+    };
+    let t3 = b.layer(Op::AvgPool(avg), &[t1], &[1, 2, 2], (-8, 7));
+    let add = Op::Add(AddSpec {
+        m_a: 1,
+        m_b: 1,
+        shift: 1,
+        clamp: (-8, 7),
+        rounding: Rounding::HalfEven,
+    });
+    let t4 = b.layer(add, &[t2, t3], &[1, 2, 2], (-8, 7));
+    let signed = b.build(t4).expect("signed into combinations is valid");
+
+    let mut b = PlanBuilder::new(&[1, 4, 4], (-8, 8));
+    let t1 = b.layer(
+        rescale(16, 0, (100, 115)),
+        &[b.input()],
+        &[1, 4, 4],
+        (100, 115),
+    );
+    let t2 = b.layer(
+        Op::MaxPool(pool([2, 2], [4, 4])),
+        &[t1],
+        &[1, 2, 2],
+        (100, 115),
+    );
+    let offset = b.build(t2).expect("offset range is valid");
+    vec![
+        ("unsigned chain", unsigned),
+        ("signed into combinations", signed),
+        ("offset range", offset),
+    ]
+}
+
 /// An epilogue with every kind of step for a `[1, 3]` output (that of [`every_op_plan`]):
 /// per-channel dequantization by (0.5, 0.25, 2), `Mul(2)`, `Add(−1)`, Softmax along the
 /// channels, the two largest values, a reshape to `[2]`, ArgMax (last index on ties, dimension

@@ -24,7 +24,7 @@ pub fn register(r: &mut OpRegistry) {
         "MaxPool",
         max_pool,
         OpDoc {
-            becomes: "OT max pooling (comparison tree) on shares",
+            becomes: "OT max pooling on shares: comparison tree in the small ring of the input differences, then one extension per output",
             limits: "no indices output; 2-D windows; no dilation",
         },
     );
