@@ -103,6 +103,13 @@ pub fn signed_bits(range: (i128, i128)) -> u32 {
     (2..=127).find(|&b| fits_signed(range, b)).unwrap_or(127)
 }
 
+/// Number of low bits in which `a` and `a − d mod 2^len` agree: `v2(d)`, or `len` if `d` is a
+/// multiple of `2^len`. Two comparisons whose thresholds are `d` apart share the carries of
+/// these bits ([`crate::nonlinear::carry::carry_pair`]).
+pub fn shared_bits(len: u32, d: u64) -> u32 {
+    d.trailing_zeros().min(len)
+}
+
 /// Clamp of `n` shares in `Z_{2^ring_bits}` to `[lo, hi]`, given the sound range of the input:
 /// only the sides the range says can bind are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
