@@ -172,7 +172,7 @@ fn predicted_traffic_of_every_op_plan() {
     assert_eq!(
         rows,
         vec![
-            t(56160, 52780, 24),
+            t(56036, 52692, 24),
             t(39, 39, 14),
             t(39, 81, 17),
             t(8, 49, 10),
@@ -180,7 +180,7 @@ fn predicted_traffic_of_every_op_plan() {
             t(0, 0, 0),
             t(0, 0, 0),
             t(55840, 26127, 2),
-            t(30, 37, 19),
+            t(22, 32, 19),
         ]
     );
     assert_eq!(prepared.cost.setup, t(55840, 0, 1));

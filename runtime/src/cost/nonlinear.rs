@@ -199,13 +199,16 @@ pub fn max_pool(pairs: &[u64], ring_bits: u32) -> Cost {
 }
 
 impl ClampPlan {
-    /// Exact cost for `n` elements.
+    /// Exact cost for `n` elements: per side that can bind a DReLU in the comparison ring, the
+    /// two sides as one [`msb_pair`]; the selection in the output ring (one [`mux`], with both
+    /// sides a [`mux_plus`]).
     pub fn cost(&self, n: u64) -> Cost {
-        let m = n * self.sides();
-        if m == 0 {
-            return Cost::default();
+        let (l, r) = (self.ring_bits, self.out_bits);
+        match (self.lower, self.upper) {
+            (false, false) => Cost::default(),
+            (true, true) => msb_pair(n, l, self.gap()) + mux_plus(n, r),
+            _ => msb(n, l) + mux(n, r),
         }
-        msb(m, self.ring_bits) + mux(m, self.ring_bits)
     }
 }
 

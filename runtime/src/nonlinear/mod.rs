@@ -16,7 +16,8 @@
 //!   [`relu::relu_blocked`]) needs `B + 1 + 2·⌈log2(l/B)⌉` rounds for about 8 bits per bit.
 //!   [`carry::carry_pair`] adds the carries of `(a − d) + b` for a public `d` to the same chain:
 //!   shared below bit `v2(d)`, local at it, 3 bits and 1 ROT per bit above it.
-//! - [`relu`]: multiplexer, ReLU and clamps (only the sides the value range lets bind).
+//! - [`relu`]: ReLU and clamps (only the sides the value range lets bind; two sides share one
+//!   [`carry::carry_pair`] and one multiplexer, [`cot::mux_plus`]).
 //! - [`trunc`]: SiRNN-style rescaling `round(x / 2^k)` into any ring: truncation, the cheap
 //!   known-MSB variant, truncate-and-reduce, signed/unsigned extension. Ties round to even as
 //!   the plan semantics require (a second `k`-bit chain and one AND), or half up where the plan
