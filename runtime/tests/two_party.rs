@@ -196,7 +196,7 @@ fn predicted_traffic_of_every_op_plan() {
     assert_eq!(
         rows,
         vec![
-            t(56164, 52812, 26),
+            t(56044, 52732, 26),
             t(40, 41, 16),
             t(35, 45, 15),
             t(7, 47, 8),
@@ -204,7 +204,7 @@ fn predicted_traffic_of_every_op_plan() {
             t(0, 0, 0),
             t(0, 0, 0),
             t(55840, 26127, 2),
-            t(30, 37, 19),
+            t(22, 32, 19),
         ]
     );
     assert_eq!(prepared.cost.setup, t(55840, 0, 1));

@@ -11,6 +11,7 @@
 
 use crate::params::nonlinear::{
     ClampPlan, CombinePlan, MaxPoolPlan, RequantPlan, RescalePlan, UnpackPlan, WrapMode,
+    shared_bits,
 };
 use std::ops::{Add, AddAssign};
 
@@ -83,14 +84,31 @@ impl AddAssign for Cost {
 /// and `b` the client's `len`-bit inputs, `n` elements. One round of choice corrections, one
 /// round for bit 0, one round per further bit.
 pub fn carry_chain(n: u64, len: u32) -> Cost {
+    chain(n, len, 0)
+}
+
+/// The carries out of bit `len − 1` of `a + b` and of `(a − d mod 2^len) + b`
+/// ([`crate::nonlinear::carry::carry_pair`]): the rounds of one [`carry_chain`]; the second sum
+/// adds, for each of its bits above `v2(d)`, a server-choice correlated OT and one more bit on
+/// the client-choice OT of that bit.
+pub fn carry_pair(n: u64, len: u32, d: u64) -> Cost {
+    let shared = shared_bits(len, d);
+    chain(n, len, (len.max(1) - 1).saturating_sub(shared))
+}
+
+/// A chain over `len` bits whose last `own` bits also run the second sum of a
+/// [`carry_pair`].
+fn chain(n: u64, len: u32, own: u32) -> Cost {
     if len == 0 {
         return Cost::default();
     }
-    let k = u64::from(len);
-    let mut c =
-        Cost::round((k - 1) * n, k * n) + Cost::round(n, 0) + Cost::rots(k * n, (k - 1) * n);
-    for _ in 1..len {
-        c += Cost::round(n, n);
+    let (k, o) = (u64::from(len), u64::from(own));
+    let mut c = Cost::round((k - 1 + o) * n, k * n)
+        + Cost::round(n, 0)
+        + Cost::rots(k * n, (k - 1 + o) * n);
+    for j in 1..len {
+        let per = 1 + u64::from(j >= len - own);
+        c += Cost::round(per * n, per * n);
     }
     c
 }
@@ -129,6 +147,12 @@ pub fn msb(n: u64, ring_bits: u32) -> Cost {
     carry_chain(n, ring_bits - 1)
 }
 
+/// DReLU of `x` and of `x − d` for `n` shares in `Z_{2^l}`
+/// ([`crate::nonlinear::carry::drelu_pair`]): a [`carry_pair`] on the low `l − 1` bits.
+pub fn msb_pair(n: u64, ring_bits: u32, d: u64) -> Cost {
+    carry_pair(n, ring_bits - 1, d)
+}
+
 /// A batch of correlated OTs with the client as receiver: one round of choice corrections
 /// (`cots` bits), one round of server messages (`message_bits` in total).
 pub fn client_cots(cots: u64, message_bits: u64) -> Cost {
@@ -146,6 +170,17 @@ pub fn mux(n: u64, width: u32) -> Cost {
     }
     let w = u64::from(width);
     Cost::round(n, n) + Cost::round(n * w, n * w) + Cost::rots(n, n)
+}
+
+/// [`mux`] plus `e·k` for a second XOR-shared bit `e` and a public `k`
+/// ([`crate::nonlinear::cot::mux_plus`]): one more correlated OT per element, client as
+/// receiver, in the same two rounds.
+pub fn mux_plus(n: u64, width: u32) -> Cost {
+    if n == 0 {
+        return Cost::default();
+    }
+    let w = u64::from(width);
+    Cost::round(n, 2 * n) + Cost::round(2 * n * w, n * w) + Cost::rots(2 * n, n)
 }
 
 /// ReLU in `Z_{2^l}`: DReLU then multiplexer (no range information used).
@@ -172,13 +207,16 @@ impl MaxPoolPlan {
 }
 
 impl ClampPlan {
-    /// Exact cost for `n` elements.
+    /// Exact cost for `n` elements: per side that can bind a DReLU in the comparison ring, the
+    /// two sides as one [`msb_pair`]; the selection in the output ring (one [`mux`], with both
+    /// sides a [`mux_plus`]).
     pub fn cost(&self, n: u64) -> Cost {
-        let m = n * self.sides();
-        if m == 0 {
-            return Cost::default();
+        let (l, r) = (self.ring_bits, self.out_bits);
+        match (self.lower, self.upper) {
+            (false, false) => Cost::default(),
+            (true, true) => msb_pair(n, l, self.gap()) + mux_plus(n, r),
+            _ => msb(n, l) + mux(n, r),
         }
-        msb(m, self.ring_bits) + mux(m, self.ring_bits)
     }
 }
 

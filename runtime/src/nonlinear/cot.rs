@@ -66,8 +66,14 @@ impl CotReceiver {
 
     /// [`CotReceiver::finish`] for one element.
     pub(crate) fn finish_one(&self, i: usize, width: u32, msg: &mut BitReader) -> u64 {
+        self.finish_at(i, 0, width, msg)
+    }
+
+    /// [`CotReceiver::finish_one`] on the pad bits from `skip` on: a correlated OT sharing
+    /// element `i`'s choice with the correlations on the pad's lower `skip` bits.
+    pub(crate) fn finish_at(&self, i: usize, skip: u32, width: u32, msg: &mut BitReader) -> u64 {
         let d = msg.read(width);
-        let q = low(self.pads[i], width);
+        let q = low(self.pads[i] >> skip, width);
         if self.choices[i] {
             q.wrapping_add(d) & mask(width)
         } else {
@@ -115,10 +121,23 @@ impl CotSender {
 
     /// [`CotSender::respond`] for one element.
     pub(crate) fn respond_one(&self, i: usize, delta: u64, width: u32, msg: &mut BitWriter) -> u64 {
+        self.respond_at(i, 0, delta, width, msg)
+    }
+
+    /// [`CotSender::respond_one`] on the pad bits from `skip` on (see
+    /// [`CotReceiver::finish_at`]).
+    pub(crate) fn respond_at(
+        &self,
+        i: usize,
+        skip: u32,
+        delta: u64,
+        width: u32,
+        msg: &mut BitWriter,
+    ) -> u64 {
         let m = mask(width);
         let e = usize::from(self.flips[i]);
-        let q0 = low(self.pads[i][e], width);
-        let q1 = low(self.pads[i][1 ^ e], width);
+        let q0 = low(self.pads[i][e] >> skip, width);
+        let q1 = low(self.pads[i][1 ^ e] >> skip, width);
         msg.push(q0.wrapping_sub(q1).wrapping_add(delta) & m, width);
         q0.wrapping_neg() & m
     }
@@ -172,28 +191,74 @@ pub fn mux(
     d: &[bool],
     x: &[u64],
 ) -> Result<Vec<u64>, ProtocolError> {
+    mux_plus(s, ring, d, x, &[], 0)
+}
+
+/// Shares of `d·x + e·k` in `ring` from XOR shares of `d` and `e` (`e` empty: no second term),
+/// shares of `x` and a public `k`, in the two rounds of [`mux`]: `e·k = e0·k + e1·(1 − 2·e0)·k`
+/// adds one correlated OT per element with the client as receiver (choice `e1`, the server's
+/// `Δ = (1 − 2·e0)·k`). Cost: [`crate::cost::nonlinear::mux_plus`].
+///
+/// # Errors
+/// [`ProtocolError`] on length mismatch, exhausted OT pads or channel failure.
+pub fn mux_plus(
+    s: &mut Session<'_>,
+    ring: Ring,
+    d: &[bool],
+    x: &[u64],
+    e: &[bool],
+    k: u64,
+) -> Result<Vec<u64>, ProtocolError> {
     let n = x.len();
     check_len(d.len(), n)?;
+    if !e.is_empty() {
+        check_len(e.len(), n)?;
+    }
     if n == 0 {
         return Ok(Vec::new());
     }
     let w = ring.bits();
-    let mut send = CotSender::take(s, n)?;
+    let server = s.is_server();
+    // The second term's OTs: the server sends, the client chooses; each party receives the
+    // peer's choice corrections for the OTs it sends and messages for those it receives.
+    let (sent_extra, got_extra) = if server { (e.len(), 0) } else { (0, e.len()) };
+    let mut send = CotSender::take(s, n + sent_extra)?;
     let mut msg = BitWriter::new();
-    let recv = CotReceiver::start(s, d.to_vec(), &mut msg)?;
-    let mut r = s.round(msg, n as u64)?;
+    let mut choices = d.to_vec();
+    if !server {
+        choices.extend_from_slice(e);
+    }
+    let recv = CotReceiver::start(s, choices, &mut msg)?;
+    let mut r = s.round(msg, (n + sent_extra) as u64)?;
     send.read_corrections(&mut r);
-    let deltas: Vec<u64> = d
+    let mut deltas: Vec<u64> = d
         .iter()
         .zip(x)
         .map(|(&di, &xi)| if di { ring.neg(xi) } else { xi })
         .collect();
+    if server {
+        deltas.extend(
+            e.iter()
+                .map(|&ei| if ei { ring.neg(k) } else { ring.reduce(k) }),
+        );
+    }
     let mut msg = BitWriter::new();
     let sent = send.respond(0, &deltas, w, &mut msg);
-    let mut r = s.round(msg, n as u64 * u64::from(w))?;
-    let got = recv.finish(0, n, w, &mut r);
+    let mut r = s.round(msg, (n + got_extra) as u64 * u64::from(w))?;
+    let got = recv.finish(0, n + got_extra, w, &mut r);
+    // This party's share of `e·k`: the server's `e0·k` and its OT share, the client's OT share.
+    let second = |i: usize| -> u64 {
+        match (e.is_empty(), server) {
+            (true, _) => 0,
+            (false, true) => ring.add(if e[i] { ring.reduce(k) } else { 0 }, sent[n + i]),
+            (false, false) => got[n + i],
+        }
+    };
     Ok((0..n)
-        .map(|i| ring.add(ring.add(if d[i] { x[i] } else { 0 }, sent[i]), got[i]))
+        .map(|i| {
+            let dx = ring.add(ring.add(if d[i] { x[i] } else { 0 }, sent[i]), got[i]);
+            ring.add(dx, second(i))
+        })
         .collect())
 }
 
@@ -222,6 +287,34 @@ mod tests {
         let got = open(ring, &a, &b);
         for i in 0..200 {
             assert_eq!(got[i], if d[i] { v[i] } else { 0 });
+        }
+    }
+
+    #[test]
+    fn mux_plus_exact() {
+        let ring = Ring::new(7);
+        // Every (d, e) and every split of both bits, twice over values with edges.
+        let n = 64;
+        let v = values(-64, 63, n, 6);
+        let (xs, xc) = share(ring, &v, 7);
+        let bit = |i: usize, j: u32| (i >> j) & 1 == 1;
+        let (d, e): (Vec<bool>, Vec<bool>) = (0..n).map(|i| (bit(i, 0), bit(i, 1))).unzip();
+        let (ds, es): (Vec<bool>, Vec<bool>) =
+            (0..n).map(|i| (d[i] ^ bit(i, 2), e[i] ^ bit(i, 3))).unzip();
+        let (dc, ec): (Vec<bool>, Vec<bool>) = (0..n).map(|i| (bit(i, 2), bit(i, 3))).unzip();
+        let k = 100;
+        let (a, b) = run(cost::mux_plus(n as u64, 7), move |s| {
+            if s.is_server() {
+                mux_plus(s, ring, &ds, &xs, &es, k)
+            } else {
+                mux_plus(s, ring, &dc, &xc, &ec, k)
+            }
+        });
+        let got = open(ring, &a, &b);
+        for i in 0..n {
+            let want = i128::from(d[i]) * v[i] + i128::from(e[i]) * 100;
+            let want = i128::from(ring.to_signed(ring.reduce(want as u64)));
+            assert_eq!(got[i], want, "d {} e {} x {}", d[i], e[i], v[i]);
         }
     }
 }

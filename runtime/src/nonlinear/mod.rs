@@ -14,7 +14,10 @@
 //!   tree costs ≈ 11 bits per bit in `O(log l)` rounds (`protocols.md` §1.8), this chain 4.
 //!   [`carry::carry_out_blocked`] (carry-select over `B`-bit digits, used by
 //!   [`relu::relu_blocked`]) needs `B + 1 + 2·⌈log2(l/B)⌉` rounds for about 8 bits per bit.
-//! - [`relu`]: multiplexer, ReLU and clamps (only the sides the value range lets bind).
+//!   [`carry::carry_pair`] adds the carries of `(a − d) + b` for a public `d` to the same chain:
+//!   shared below bit `v2(d)`, local at it, 3 bits and 1 ROT per bit above it.
+//! - [`relu`]: ReLU and clamps (only the sides the value range lets bind; two sides share one
+//!   [`carry::carry_pair`] and one multiplexer, [`cot::mux_plus`]).
 //! - [`trunc`]: SiRNN-style rescaling `round(x / 2^k)` into any ring: truncation, the cheap
 //!   known-MSB variant, truncate-and-reduce, signed/unsigned extension. Ties round to even as
 //!   the plan semantics require (a second `k`-bit chain and one AND), or half up where the plan

@@ -1,5 +1,6 @@
 //! The plan's requantizations on shares, low precision first: truncate-and-reduce into the
-//! smallest ring the clamp needs, clamp there, and widen only when the output ring asks for it.
+//! smallest ring the clamp's comparisons need (widening only when the output ring asks for it),
+//! compare there, and select the clamped value in the output ring.
 //!
 //! - [`requant`]: `y = clamp(floor((z + 2^(k−1)) / 2^k), lo, hi)` of shares of `z` (linear
 //!   layers: the HE layer has already applied the server-private multipliers);
@@ -28,9 +29,7 @@ pub fn requant(
     z: &[u64],
 ) -> Result<Vec<u64>, ProtocolError> {
     let t = rescale(s, &plan.rescale, z)?;
-    let y = clamp(s, &plan.clamp, &t)?;
-    let m = mask(plan.out_bits);
-    Ok(y.into_iter().map(|v| v & m).collect())
+    clamp(s, &plan.clamp, &t)
 }
 
 /// Brings input `input` of a [`CombinePlan`] into the combination ring: extension if its ring

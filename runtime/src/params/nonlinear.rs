@@ -103,12 +103,27 @@ pub fn signed_bits(range: (i128, i128)) -> u32 {
     (2..=127).find(|&b| fits_signed(range, b)).unwrap_or(127)
 }
 
-/// Clamp of `n` shares in `Z_{2^ring_bits}` to `[lo, hi]`, given the sound range of the input:
-/// only the sides the range says can bind are compared.
+/// Number of low bits in which `a` and `a − d mod 2^len` agree: `v2(d)`, or `len` if `d` is a
+/// multiple of `2^len`. Two comparisons whose thresholds are `d` apart share the carries of
+/// these bits ([`crate::nonlinear::carry::carry_pair`]).
+pub fn shared_bits(len: u32, d: u64) -> u32 {
+    d.trailing_zeros().min(len)
+}
+
+/// Clamp of `n` shares in `Z_{2^ring_bits}` to `[lo, hi]`, given the sound range of the input,
+/// with the result in `Z_{2^out_bits}`: only the sides the range says can bind are compared.
+///
+/// A side compares `x` with a threshold: `d1 = [x ≥ t1]`, `d2 = [x ≥ t2]`. Any `t1` in
+/// `{lo, lo + 1}` and `t2` in `{hi, hi + 1}` gives the clamp (at `x = lo` or `x = hi` both
+/// choices select the same value), so with both sides the plan takes the pair whose distance
+/// `t2 − t1` has the most trailing zero bits: the two comparisons share the carries of those
+/// bits ([`ClampPlan::gap`], [`shared_bits`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClampPlan {
-    /// The ring.
+    /// The ring the comparisons run in.
     pub ring_bits: u32,
+    /// The ring of the output (at most `ring_bits`; the selection runs there).
+    pub out_bits: u32,
     /// Range of the input values.
     pub range: (i128, i128),
     /// Clamp bounds.
@@ -117,20 +132,25 @@ pub struct ClampPlan {
     pub lower: bool,
     /// Whether values above `hi` can occur.
     pub upper: bool,
+    /// Comparison thresholds `(t1, t2)` of `d1 = [x ≥ t1]` and `d2 = [x ≥ t2]`.
+    pub thresholds: (i128, i128),
 }
 
 impl ClampPlan {
     /// Plans a clamp.
     ///
     /// # Errors
-    /// [`ParamError`] if the ring is invalid, a range is empty, or `x − lo` / `x − hi − 1` do not
-    /// fit the ring as signed values on the sides that can bind.
+    /// [`ParamError`] if a ring is invalid or `out_bits > ring_bits`, a range is empty, the
+    /// range does not fit the ring, `x − lo` / `x − hi − 1` do not fit the ring as signed values
+    /// on the sides that can bind, or the output range does not fit the output ring.
     pub fn new(
         ring_bits: u32,
         range: (i128, i128),
         clamp: (i128, i128),
+        out_bits: u32,
     ) -> Result<Self, ParamError> {
         check_ring(ring_bits)?;
+        check_ring(out_bits)?;
         check_range(range)?;
         check_range(clamp)?;
         let lower = range.0 < clamp.0;
@@ -140,27 +160,55 @@ impl ClampPlan {
             hi: range.1,
             bits: ring_bits,
         };
-        if !fits_signed(range, ring_bits) {
+        // `x − t` is a signed value of the ring for every `x` of the range.
+        let fits = |t: i128| fits_signed((range.0 - t, range.1 - t), ring_bits);
+        if out_bits > ring_bits || !fits_signed(range, ring_bits) {
             return Err(err);
         }
-        if lower && !fits_signed((range.0 - clamp.0, range.1 - clamp.0), ring_bits) {
+        let (lo, hi) = (clamp.0, clamp.1 + 1);
+        if lower && !fits(lo) || upper && !fits(hi) {
             return Err(err);
         }
-        if upper && !fits_signed((range.0 - clamp.1 - 1, range.1 - clamp.1 - 1), ring_bits) {
-            return Err(err);
-        }
-        Ok(ClampPlan {
+        // With `lo` and `hi + 1` fitting, so do `lo + 1` and `hi` (`lo ≤ hi`).
+        let thresholds = if lower && upper {
+            [(lo, hi), (lo + 1, hi), (lo, hi - 1), (lo + 1, hi - 1)]
+                .into_iter()
+                .enumerate()
+                .filter(|&(_, (t1, t2))| t1 < t2)
+                .max_by_key(|&(i, (t1, t2))| ((t2 - t1).trailing_zeros(), std::cmp::Reverse(i)))
+                .map_or((lo, hi), |(_, t)| t)
+        } else {
+            (lo, hi)
+        };
+        let plan = ClampPlan {
             ring_bits,
+            out_bits,
             range,
             clamp,
             lower,
             upper,
-        })
+            thresholds,
+        };
+        let out = plan.out_range();
+        if !fits_signed(out, out_bits) {
+            return Err(ParamError::RangeTooWide {
+                lo: out.0,
+                hi: out.1,
+                bits: out_bits,
+            });
+        }
+        Ok(plan)
     }
 
     /// Number of comparisons per element (0, 1 or 2).
     pub fn sides(&self) -> u64 {
         u64::from(self.lower) + u64::from(self.upper)
+    }
+
+    /// Distance `t2 − t1` of the thresholds (positive; below `2^(ring_bits − 1)` when both sides
+    /// can bind).
+    pub fn gap(&self) -> u64 {
+        (self.thresholds.1 - self.thresholds.0) as u64
     }
 
     /// Range of the output.
@@ -348,14 +396,14 @@ pub fn floor_shift(x: i128, k: u32) -> i128 {
 /// Requantization `y = clamp(round(z / 2^k), lo, hi)` (ties as [`RescalePlan`]) of shares of `z` in
 /// `Z_{2^l}` (any multiplier already applied), output in `Z_{2^R}`: a truncate-and-reduce into
 /// the smallest ring the clamp needs (extending only if the output ring is wider), then the
-/// clamp on that small ring.
+/// clamp, comparing in that small ring and selecting in the output ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequantPlan {
     /// The rescale to the comparison ring.
     pub rescale: RescalePlan,
-    /// The clamp in the comparison ring.
+    /// The clamp from the comparison ring into the output ring.
     pub clamp: ClampPlan,
-    /// Output ring width (at most the comparison ring; the result is reduced locally).
+    /// Output ring width (at most the comparison ring; the clamp's output ring).
     pub out_bits: u32,
 }
 
@@ -363,8 +411,8 @@ impl RequantPlan {
     /// Plans a requantization.
     ///
     /// # Errors
-    /// [`ParamError`] as for [`RescalePlan::new`] and [`ClampPlan::new`], or if the clamped
-    /// output does not fit the output ring.
+    /// [`ParamError`] as for [`RescalePlan::new`] and [`ClampPlan::new`] (which also rejects
+    /// a clamped output that does not fit the output ring).
     pub fn new(
         in_bits: u32,
         range: (i128, i128),
@@ -395,15 +443,7 @@ impl RequantPlan {
             need = need.max(signed_bits((t.0 - clamp.1 - 1, t.1 - clamp.1 - 1)));
         }
         let rescale = RescalePlan::new(in_bits, range, shift, need, rounding)?;
-        let clamp = ClampPlan::new(need, t, clamp)?;
-        let out = clamp.out_range();
-        if !fits_signed(out, out_bits) {
-            return Err(ParamError::RangeTooWide {
-                lo: out.0,
-                hi: out.1,
-                bits: out_bits,
-            });
-        }
+        let clamp = ClampPlan::new(need, t, clamp, out_bits)?;
         Ok(RequantPlan {
             rescale,
             clamp,
