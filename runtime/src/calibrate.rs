@@ -39,7 +39,10 @@ pub const NONLINEAR_ELEMENTS: usize = 1 << 14;
 pub const OT_COUNT: usize = 1 << 20;
 
 /// Least ROTs timed per batch size: small batches are repeated up to it.
-const OT_TIMED_ROTS: u64 = 1 << 21;
+const OT_TIMED_ROTS: u64 = 1 << 22;
+
+/// Least batches timed per batch size; the median batch counts (the machine may be shared).
+const OT_MIN_BATCHES: u64 = 3;
 
 /// Why calibration failed.
 #[derive(Debug, thiserror::Error)]
@@ -165,8 +168,8 @@ pub fn measure_protocol(n: usize, rng: &mut ChaCha20Rng) -> Result<f64, Calibrat
 }
 
 /// Nanoseconds per ROT by `backend` (server as sender) over loopback QUIC, per batch size of
-/// `batches`: each size timed over at least [`OT_TIMED_ROTS`] ROTs, after one small batch that
-/// pays the base OTs.
+/// `batches`: the median of at least [`OT_MIN_BATCHES`] batches and [`OT_TIMED_ROTS`] ROTs,
+/// after one small batch that pays the base OTs.
 ///
 /// # Errors
 /// [`CalibrateError::Ot`] if the connection or the extension fails.
@@ -186,15 +189,19 @@ pub fn measure_ot(backend: OtBackend, batches: &[u64]) -> Result<Vec<OtRate>, Ca
         tokio::try_join!(so.pads(128, 0), co.pads(0, 128)).map_err(|e| err(e.to_string()))?;
         let mut rates = Vec::with_capacity(batches.len());
         for &n in batches {
-            let repeats = OT_TIMED_ROTS.div_ceil(n.max(1));
-            let t = Instant::now();
+            let repeats = OT_TIMED_ROTS.div_ceil(n.max(1)).max(OT_MIN_BATCHES);
+            let mut times = Vec::with_capacity(repeats as usize);
             for _ in 0..repeats {
-                let n = n as usize;
-                tokio::try_join!(so.pads(n, 0), co.pads(0, n)).map_err(|e| err(e.to_string()))?;
+                let t = Instant::now();
+                let count = n as usize;
+                tokio::try_join!(so.pads(count, 0), co.pads(0, count))
+                    .map_err(|e| err(e.to_string()))?;
+                times.push(t.elapsed().as_secs_f64());
             }
+            times.sort_by(f64::total_cmp);
             rates.push(OtRate {
                 batch_rots: n,
-                ns_per_rot: t.elapsed().as_secs_f64() * 1e9 / (repeats * n.max(1)) as f64,
+                ns_per_rot: times[times.len() / 2] * 1e9 / n.max(1) as f64,
             });
         }
         Ok(rates)
