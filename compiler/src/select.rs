@@ -11,8 +11,7 @@
 //! baseline keeps them (with a passing tile where the flooding check fails,
 //! [`baseline::cheetah`]); the optimizer ([`crate::optimize`]) keeps their HE parameters and
 //! tiles in its probe plans and replaces them all, then chooses the OT batch size
-//! ([`choose_ot_batch`]; the baseline keeps
-//! [`heq_runtime::cost::plan::DEFAULT_OT_BATCH_ROTS`]).
+//! ([`choose_ot_batch`]), which the baseline's cost then uses too.
 
 use crate::error::Result;
 use crate::lower::Skeleton;
@@ -112,6 +111,14 @@ pub fn select(
                 baseline.as_ref().map(|b| &b.cost),
             )?;
             let cost = choose_ot_batch(&mut o.plan.public, objective, profile)?;
+            let baseline = match baseline {
+                Some(mut b) => {
+                    b.public.protocol.ot_batch_rots = o.plan.public.protocol.ot_batch_rots;
+                    b.cost = optimize::predict(&b.public)?;
+                    Some(b)
+                }
+                None => None,
+            };
             Ok(Selection {
                 plan: o.plan,
                 cost,

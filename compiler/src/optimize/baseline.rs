@@ -8,7 +8,6 @@
 //! parameters and tiles ([`crate::select`]).
 
 use super::candidates::runnable_tile;
-use heq_runtime::cost::plan::DEFAULT_OT_BATCH_ROTS;
 use heq_runtime::plan::{
     AffineShape, ConvShape, HeParams, LinearProtocol, MatMulShape, Op, Packing, Plan, PublicPlan,
     Tile,
@@ -122,7 +121,8 @@ pub fn cheetah(plan: &Plan) -> Plan {
 }
 
 /// The public part of [`cheetah`] (what scheduling and pricing read; no copy of the weights),
-/// with the default OT batch size.
+/// with the plan's OT batch size (a runtime parameter, not a protocol: the comparison is of
+/// protocols).
 pub fn cheetah_public(plan: &Plan) -> PublicPlan {
     let stat_bits = plan.public.protocol.stat_bits;
     let protocols: Vec<LinearProtocol> = plan
@@ -139,9 +139,7 @@ pub fn cheetah_public(plan: &Plan) -> PublicPlan {
             )
         })
         .collect();
-    let mut public = super::public_with_protocols(&plan.public, &protocols, "cheetah");
-    public.protocol.ot_batch_rots = DEFAULT_OT_BATCH_ROTS;
-    public
+    super::public_with_protocols(&plan.public, &protocols, "cheetah")
 }
 
 #[cfg(test)]
