@@ -223,20 +223,32 @@ mod tests {
             (12, (-2048, 2043), 3, (-1000, 1000), 12),
         ] {
             for rounding in [Rounding::NoTies, Rounding::HalfEven] {
-                let plan = RequantPlan::new(l, range, k, clamp, out, rounding).expect("plan");
-                let ring = Ring::new(l);
-                let mut v = values(range.0, range.1, 700, u64::from(l));
-                with_ties(&mut v, range, k, 0);
-                let (zs, zc) = share(ring, &v, 3);
-                let (a, b) = run(plan.cost(700), move |s| {
-                    requant(s, &plan, if s.is_server() { &zs } else { &zc })
-                });
-                let got = open(Ring::new(out), &a, &b);
-                for i in 0..v.len() {
-                    let want = reference(v[i], k, clamp, rounding);
-                    assert_eq!(got[i], want, "l {l} k {k} z {} {rounding:?}", v[i]);
-                }
+                check_requant(l, range, k, clamp, out, rounding);
             }
+        }
+    }
+
+    /// Requantizes 700 values of `range` (ties and the tie window's edges among them) on shares
+    /// and checks every result against the reference.
+    fn check_requant(
+        l: u32,
+        range: (i128, i128),
+        k: u32,
+        clamp: (i128, i128),
+        out: u32,
+        rounding: Rounding,
+    ) {
+        let plan = RequantPlan::new(l, range, k, clamp, out, rounding).expect("plan");
+        let mut v = values(range.0, range.1, 700, u64::from(l));
+        with_ties(&mut v, range, k, rounding.tie_window().unwrap_or(0));
+        let (zs, zc) = share(Ring::new(l), &v, 3);
+        let (a, b) = run(plan.cost(700), move |s| {
+            requant(s, &plan, if s.is_server() { &zs } else { &zc })
+        });
+        let got = open(Ring::new(out), &a, &b);
+        for i in 0..v.len() {
+            let want = reference(v[i], k, clamp, rounding);
+            assert_eq!(got[i], want, "l {l} k {k} z {} {rounding:?}", v[i]);
         }
     }
 
@@ -253,19 +265,7 @@ mod tests {
             ),
             (16, (-(1 << 13), 1 << 13), 6, (0, 15), 5, 5),
         ] {
-            let rounding = Rounding::HalfEvenWithin(window);
-            let plan = RequantPlan::new(l, range, k, clamp, out, rounding).expect("plan");
-            let mut v = values(range.0, range.1, 700, u64::from(l));
-            with_ties(&mut v, range, k, window);
-            let (zs, zc) = share(Ring::new(l), &v, 5);
-            let (a, b) = run(plan.cost(700), move |s| {
-                requant(s, &plan, if s.is_server() { &zs } else { &zc })
-            });
-            let got = open(Ring::new(out), &a, &b);
-            for i in 0..v.len() {
-                let want = reference(v[i], k, clamp, rounding);
-                assert_eq!(got[i], want, "l {l} k {k} z {} {rounding:?}", v[i]);
-            }
+            check_requant(l, range, k, clamp, out, Rounding::HalfEvenWithin(window));
         }
     }
 
