@@ -227,7 +227,7 @@ impl RescalePlan {
         let wrap = u64::from(self.wrap != WrapMode::None);
         let tie = u64::from(self.tie_test());
         let mut c = if self.tie_test_fused() {
-            carry_chain(2 * n, self.shift)
+            carry_pair(n, self.shift, self.tie_distance())
         } else {
             carry_chain(n, self.chain_len())
         };

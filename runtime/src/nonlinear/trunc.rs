@@ -16,9 +16,11 @@
 //! ([`Rounding::HalfEvenWithin`](crate::plan::Rounding::HalfEvenWithin)) the server adds
 //! `2^(k−1) + w`, so every remainder in the window rounds up, and a tie is `lo ≤ 2w`:
 //! `c ⊕ c' ⊕ [lo0 ≤ 2w]` with `c'` the carry of `(lo0 − 1 − 2w mod 2^k) + lo1`, at the same cost.
-//! Plan and cost: [`RescalePlan`].
+//! Where the main chain is the `k`-bit one, the two chains are one
+//! [`carry_pair`](super::carry::carry_pair) (the server's summands `1 + 2w` apart), in the
+//! rounds of one chain. Plan and cost: [`RescalePlan`].
 
-use super::carry::carries;
+use super::carry::{carries, carry_pair};
 use super::cot::{client_cots, mask, mux};
 use super::{ProtocolError, Session};
 use crate::params::nonlinear::{RescalePlan, WrapMode};
@@ -55,22 +57,19 @@ pub fn rescale(
     if plan.wrap == WrapMode::Chain {
         positions.push(l - 1);
     }
-    let mut low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
-    let n = y.len();
-    // The tie test's chain on `(lo0 − 1) + lo1` runs in the same rounds as the main chain when
-    // both have length k.
-    let fused = plan.tie_test_fused();
-    if fused {
-        low.extend(tie_inputs(s.is_server(), &y, plan));
-    }
-    let mut bits = carries(s, &low, len, &positions)?;
-    let tie_carry = if fused {
-        Some(bits[0].split_off(n))
+    let low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
+    // When both chains have length k, the tie test's sum `(lo0 − 1 − 2w) + lo1` is the main
+    // sum's with the server's summand `1 + 2w` lower: one carry pair, in the rounds of one chain.
+    let (bits, tie_carry) = if plan.tie_test_fused() {
+        let (c, c2) = carry_pair(s, &low, k, plan.tie_distance())?;
+        (vec![c], Some(c2))
     } else if plan.tie_test() {
+        let bits = carries(s, &low, len, &positions)?;
         let inputs = tie_inputs(s.is_server(), &y, plan);
-        Some(carries(s, &inputs, k, &[k - 1])?.pop().unwrap_or_default())
+        let c2 = carries(s, &inputs, k, &[k - 1])?.pop().unwrap_or_default();
+        (bits, Some(c2))
     } else {
-        None
+        (carries(s, &low, len, &positions)?, None)
     };
     let carry = if k > 0 { bits.first() } else { None };
     let ties = match (carry, tie_carry) {
@@ -148,7 +147,7 @@ pub fn rescale(
 /// (`w` the tie window).
 fn tie_inputs(server: bool, y: &[u64], plan: &RescalePlan) -> Vec<u64> {
     let m = mask(plan.shift);
-    let below = 1 + 2 * tie_window(plan);
+    let below = plan.tie_distance();
     y.iter()
         .map(|&v| {
             if server {
@@ -173,7 +172,7 @@ fn tie_correction(
     let server = s.is_server();
     let m = mask(k);
     let odd_offset = server && (plan.offset >> k) & 1 == 1;
-    let window = 2 * tie_window(plan);
+    let window = plan.tie_distance() - 1;
     let tie: Vec<bool> = (0..y.len())
         .map(|i| c[i] ^ c2[i] ^ (server && y[i] & m <= window))
         .collect();
@@ -181,11 +180,6 @@ fn tie_correction(
         .map(|i| u64::from(((y[i] >> k) & 1 == 1) ^ c[i] ^ odd_offset))
         .collect();
     mux(s, Ring::new(1), &tie, &odd)
-}
-
-/// The plan's tie window (0 for exact ties).
-fn tie_window(plan: &RescalePlan) -> u64 {
-    plan.rounding.tie_window().unwrap_or(0)
 }
 
 #[cfg(test)]

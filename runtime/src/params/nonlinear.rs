@@ -347,7 +347,14 @@ impl RescalePlan {
         rounding_offset(self.shift, self.rounding) as u64
     }
 
-    /// Whether the tie test's chain runs batched with the main chain (both are `k` bits long).
+    /// How much lower the server's summand of the tie test's chain is than the main chain's:
+    /// `1 + 2w` (`w` the tie window), the tie test being `lo ≤ 2w`.
+    pub fn tie_distance(&self) -> u64 {
+        1 + 2 * self.rounding.tie_window().unwrap_or(0)
+    }
+
+    /// Whether the tie test's chain runs with the main chain as one carry pair (both are `k` bits
+    /// long).
     pub fn tie_test_fused(&self) -> bool {
         self.tie_test() && self.chain_len() == self.shift
     }
