@@ -255,8 +255,8 @@ pub struct RescalePlan {
     pub offset: u64,
     /// How the wrap is computed.
     pub wrap: WrapMode,
-    /// Tie rule; ties cost a second carry chain on `k` bits (in the same rounds as the main one
-    /// unless the wrap needs the long chain) and one AND (only when `k > 0`).
+    /// Tie rule; ties cost a second carry chain on `k` bits (with the main one as a carry pair,
+    /// in its rounds, unless the wrap needs the long chain) and one AND (only when `k > 0`).
     pub rounding: Rounding,
 }
 
