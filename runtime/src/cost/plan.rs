@@ -103,17 +103,16 @@ pub struct PlanCost {
 /// The OT batch sizes (most ROTs per direction in one batch) the compiler chooses from.
 ///
 /// A silent-OT batch costs about 0.2 MB per direction whatever its size (0.58 bytes per ROT at
-/// 2^18, 0.047 at 2^22, `cost::ot_extension`) and a few round trips, and its working memory is
-/// a few tens of bytes per ROT (about 64 MB per party at 2^20, 256 MB at 2^22). The encoder is
+/// 2^18, 0.047 at 2^22, `cost::ot_extension`) and a few round trips, and its working memory
+/// grows with its size (the encoder's buffer alone is 512 MB at 2^24). The encoder is
 /// fastest where its buffers fit the caches (measured per size by `heq-run calibrate`,
 /// [`crate::cost::compute::ComputeProfile::ot_ns_per_rot`]). 2^22 bounds the memory.
 pub const OT_BATCH_CHOICES: [u64; 4] = [1 << 16, 1 << 18, 1 << 20, 1 << 22];
 
-/// The OT batch size of plans that do not choose one (test plans, the Cheetah baseline).
+/// The OT batch size of plans that do not choose one (test plans, `--baseline cheetah`).
 pub const DEFAULT_OT_BATCH_ROTS: u64 = 1 << 20;
 
-/// The largest OT batch size a plan may ask for (a batch of 2^24 ROTs per direction needs about
-/// 1 GB per party).
+/// The largest OT batch size a plan may ask for (its encoder's buffer alone is 512 MB).
 pub const MAX_OT_BATCH_ROTS: u64 = 1 << 24;
 
 /// One OT-extension batch: the ROTs of the consecutive layers from `first_layer` on, produced
