@@ -90,5 +90,8 @@ fn compressed_plans_compute_the_same_tensors_as_literal_ones() {
         }
         println!("{stem}: {shortened} of {} shifts shortened", ks.len());
     }
-    assert!(shortened_total > 20, "only {shortened_total} shifts shortened");
+    assert!(
+        shortened_total > 20,
+        "only {shortened_total} shifts shortened"
+    );
 }

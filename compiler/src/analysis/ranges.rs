@@ -32,31 +32,20 @@ pub fn ceil_log2(n: usize) -> u32 {
     }
 }
 
-/// Sound accumulator bounds of every output channel of a linear layer whose input lies in
-/// `input`.
-pub fn channel_acc_ranges(v: &Linear, input: (i64, i64)) -> Vec<(i128, i128)> {
-    let (lo, hi) = (input.0.min(0) as i128, input.1.max(0) as i128);
-    (0..v.shape.out_channels())
-        .map(|m| {
-            let (mut pos, mut neg) = (0i128, 0i128);
-            for i in v.shape.channel_weights(m) {
-                let w = i128::from(v.weights[i]);
-                if w > 0 { pos += w } else { neg += w }
-            }
-            let b = i128::from(v.bias[m]);
-            (b + pos * lo + neg * hi, b + pos * hi + neg * lo)
-        })
-        .collect()
-}
-
-/// Sound accumulator bounds of a linear layer whose input lies in `input` (every channel's,
-/// widened to contain 0).
+/// Sound accumulator bounds of a linear layer whose input lies in `input`.
 pub fn acc_range(v: &Linear, input: (i64, i64)) -> (i64, i64) {
-    let (min, max) = channel_acc_ranges(v, input)
-        .into_iter()
-        .fold((0i128, 0i128), |(min, max), (lo, hi)| {
-            (min.min(lo), max.max(hi))
-        });
+    let (lo, hi) = (input.0.min(0) as i128, input.1.max(0) as i128);
+    let (mut min, mut max) = (0i128, 0i128);
+    for m in 0..v.shape.out_channels() {
+        let (mut pos, mut neg) = (0i128, 0i128);
+        for i in v.shape.channel_weights(m) {
+            let w = i128::from(v.weights[i]);
+            if w > 0 { pos += w } else { neg += w }
+        }
+        let b = i128::from(v.bias[m]);
+        max = max.max(b + pos * hi + neg * lo);
+        min = min.min(b + pos * lo + neg * hi);
+    }
     let clip = |x: i128| x.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
     (clip(min), clip(max))
 }

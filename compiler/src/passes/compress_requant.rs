@@ -5,7 +5,7 @@
 //! multiplier width the share ring of `x·m`, so both shrink with it (the rings follow from the
 //! new multipliers in `heq_runtime::params::nonlinear`).
 //!
-//! **One input** (a linear layer's output channel over its accumulator range, a `Rescale`
+//! **One input** (a linear layer's output channel over `|acc| < 2^(acc_bits − 1)`, a `Rescale`
 //! multiplier over its input range, an average pool's multiplier over the window sums of its
 //! count): `x ↦ clamp(round(x·m / 2^k), lo, hi)` is a non-decreasing step function of `x`
 //! (mirrored for `m < 0`). Two such functions agree on the integers of `[x0, x1]` iff they agree
@@ -34,8 +34,9 @@
 //! graph (after mixed precision), before lowering.
 
 use super::Pass;
-use super::prove_no_ties::{exact_pool_requant, proven_rounding};
-use crate::analysis::ranges::channel_acc_ranges;
+use super::prove_no_ties::{
+    acc_max_abs, exact_pool_requant, proven_add_rounding, proven_requant_rounding,
+};
 use crate::error::Result;
 use crate::ir::{Layer, LayerGraph, LayerOp, Requant};
 use heq_runtime::params::nonlinear::pool_window_sizes;
@@ -56,18 +57,27 @@ impl Pass for CompressRequant {
         for n in g.order().unwrap_or_default() {
             let layer = g.layer(n).clone();
             let range = |i: usize| wide(g.tensor(layer.inputs[i]).range);
+            let proven =
+                |r: &Requant| proven_requant_rounding(g, &layer, r).unwrap_or(Rounding::HalfEven);
             let op = match &layer.op {
-                LayerOp::Linear(l) => l.requant.as_ref().and_then(|r| {
-                    let domains = channel_acc_ranges(l, g.tensor(layer.inputs[0]).range);
+                LayerOp::Linear(l) => l.requant.as_ref().zip(l.acc).and_then(|(r, acc)| {
+                    // The published width, not per-channel ranges: the public multipliers
+                    // then depend on no more of the weights than the plan already shows.
+                    let bound = acc_max_abs(acc.sound);
+                    let domains = vec![(-bound, bound); r.multipliers.len()];
                     let mut l = l.clone();
-                    l.requant = Some(compress_requant(r, &domains)?);
+                    l.requant = Some(compress_requant(r, &domains, proven)?);
                     Some(LayerOp::Linear(l))
                 }),
                 LayerOp::Rescale(r) => {
-                    compress_requant(r, &vec![range(0); r.multipliers.len()]).map(LayerOp::Rescale)
+                    compress_requant(r, &vec![range(0); r.multipliers.len()], proven)
+                        .map(LayerOp::Rescale)
                 }
-                LayerOp::Add(a) => compress_add(a, range(0), range(1)).map(LayerOp::Add),
-                LayerOp::AvgPool(a) => compress_pool(g, &layer, a).map(|requant| {
+                LayerOp::Add(a) => compress_add(a, range(0), range(1), |c: &AddSpec| {
+                    proven_add_rounding(g, &layer, c)
+                })
+                .map(LayerOp::Add),
+                LayerOp::AvgPool(a) => compress_pool(g, &layer, a, proven).map(|requant| {
                     LayerOp::AvgPool(AvgPoolSpec {
                         requant,
                         ..a.clone()
@@ -75,20 +85,8 @@ impl Pass for CompressRequant {
                 }),
                 LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => None,
             };
-            let Some(op) = op else { continue };
-            let mut compressed = Layer {
-                op,
-                ..layer.clone()
-            };
-            let rounding = proven_rounding(g, &compressed);
-            if let (Some((_, slot)), Some(rounding)) =
-                (compressed.op.clamp_and_rounding_mut(), rounding)
-                && !matches!(slot, Rounding::HalfEvenWithin(_))
-            {
-                *slot = rounding;
-            }
-            if compressed != layer {
-                *g.layer_mut(n) = compressed;
+            if let Some(op) = op {
+                g.layer_mut(n).op = op;
                 changed = true;
             }
         }
@@ -244,6 +242,17 @@ impl Multipliers {
         self.lo > self.hi
     }
 
+    /// 0 if a member, else the least odd member, else the least: an odd multiplier keeps the
+    /// shift from holding a factor of two that a smaller shift would do without, so tie proofs
+    /// see the real shift (and 0 never ties).
+    fn preferred(&self) -> i128 {
+        if self.lo > 0 && self.lo % 2 == 0 && self.lo < self.hi {
+            self.lo + 1
+        } else {
+            self.lo
+        }
+    }
+
     /// Keeps the `m` with `x·m ≥ c`.
     fn at_least(&mut self, x: i128, c: i128) {
         match x.signum() {
@@ -315,24 +324,50 @@ fn orient(m: i64, (x0, x1): (i128, i128)) -> ((i128, i128), i128) {
 
 /// The requantization `r` with the smallest shift at which every multiplier `i` has a
 /// replacement giving identical clamped outputs on the integers of `domains[i]` (ties to even),
-/// each replacement the least in magnitude there; its rounding is `HalfEven` until the tie
-/// analysis proves more. `None` when nothing changes or the search gives up (more than
-/// [`MAX_LEVELS`] levels, a domain beyond `2^62`, a rounding that only its tie window
-/// reproduces).
-pub fn compress_requant(r: &Requant, domains: &[(i128, i128)]) -> Option<Requant> {
-    let (multipliers, shift) = compress_multipliers(r, domains)?;
-    let compressed = Requant {
+/// the least odd one there, and the tie rule `proven` derives for it; if `r` is
+/// [`Rounding::NoTies`], the smallest such shift whose replacement keeps `NoTies` (the tie test
+/// costs more than a few bits of shift). `None` when nothing changes or the search gives up
+/// (more than [`MAX_LEVELS`] levels, a domain beyond `2^62`, a rounding that only its tie
+/// window reproduces, wider multipliers).
+pub fn compress_requant(
+    r: &Requant,
+    domains: &[(i128, i128)],
+    proven: impl Fn(&Requant) -> Rounding,
+) -> Option<Requant> {
+    let candidates = shift_candidates(r, domains)?.map(|(multipliers, shift)| Requant {
         multipliers,
         shift,
         clamp: r.clamp,
         rounding: Rounding::HalfEven,
-    };
-    (compressed.multipliers != r.multipliers || shift != r.shift).then_some(compressed)
+    });
+    let compressed = first_kept(r.rounding, candidates, proven)?;
+    let bits = heq_runtime::plan::multiplier_bits;
+    let narrower = bits(&compressed.multipliers) <= bits(&r.multipliers);
+    (narrower && compressed != *r).then_some(compressed)
 }
 
-/// The multipliers and shift of [`compress_requant`], for the multipliers that have a domain
-/// (`domains` may be shorter than `r.multipliers`).
-fn compress_multipliers(r: &Requant, domains: &[(i128, i128)]) -> Option<(Vec<i64>, u32)> {
+/// The first candidate whose tie rule (`proven`, written into it) is `NoTies` where `original`
+/// is.
+fn first_kept(
+    original: Rounding,
+    candidates: impl Iterator<Item = Requant>,
+    proven: impl Fn(&Requant) -> Rounding,
+) -> Option<Requant> {
+    candidates
+        .map(|mut c| {
+            c.rounding = proven(&c);
+            c
+        })
+        .find(|c| original != Rounding::NoTies || c.rounding == Rounding::NoTies)
+}
+
+/// For every shift from the smallest at which each multiplier `i` of `r` with a domain
+/// (`domains` may be shorter than `r.multipliers`) has a replacement with identical clamped
+/// outputs on `domains[i]`, up to `r.shift`: the replacements there (the least odd ones).
+fn shift_candidates(
+    r: &Requant,
+    domains: &[(i128, i128)],
+) -> Option<impl Iterator<Item = (Vec<i64>, u32)>> {
     let stairs = r
         .multipliers
         .iter()
@@ -347,24 +382,31 @@ fn compress_multipliers(r: &Requant, domains: &[(i128, i128)]) -> Option<(Vec<i6
             Some((Staircase::of(f, domain)?, sign))
         })
         .collect::<Option<Vec<_>>>()?;
-    let shift = stairs
+    let first = stairs
         .iter()
         .map(|(s, _)| s.smallest_shift(r.shift, r.clamp))
         .try_fold(0, |k, s| Some(k.max(s?)))?;
-    let multipliers = stairs
-        .iter()
-        .map(|(s, sign)| i64::try_from(sign * s.admissible(shift, r.clamp).lo).ok())
-        .collect::<Option<Vec<_>>>()?;
-    let bits = |ms: &[i64]| heq_runtime::plan::multiplier_bits(ms);
-    (bits(&multipliers) <= bits(&r.multipliers[..multipliers.len()]))
-        .then_some((multipliers, shift))
+    let clamp = r.clamp;
+    Some((first..=r.shift).map_while(move |shift| {
+        let multipliers = stairs
+            .iter()
+            .map(|(s, sign)| i64::try_from(sign * s.admissible(shift, clamp).preferred()).ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some((multipliers, shift))
+    }))
 }
 
 /// The residual add `a` on inputs in `ra` and `rb` with the smallest shift (and multipliers next
 /// to the scaled originals) that gives identical clamped outputs on every pair of inputs,
-/// checked exhaustively; its rounding is `HalfEven` until the tie analysis proves more. `None`
-/// when no smaller shift is found or the inputs have more than [`MAX_ADD_PAIRS`] pairs.
-pub fn compress_add(a: &AddSpec, ra: (i128, i128), rb: (i128, i128)) -> Option<AddSpec> {
+/// checked exhaustively, with the tie rule `proven` derives for it (keeping `NoTies` as
+/// [`compress_requant`] does). `None` when no smaller shift is found or the inputs have more
+/// than [`MAX_ADD_PAIRS`] pairs.
+pub fn compress_add(
+    a: &AddSpec,
+    ra: (i128, i128),
+    rb: (i128, i128),
+    proven: impl Fn(&AddSpec) -> Rounding,
+) -> Option<AddSpec> {
     let size = |(lo, hi): (i128, i128)| hi - lo + 1;
     if size(ra).checked_mul(size(rb))? > MAX_ADD_PAIRS {
         return None;
@@ -384,46 +426,52 @@ pub fn compress_add(a: &AddSpec, ra: (i128, i128), rb: (i128, i128)) -> Option<A
     let stairs = (o0..=o1)
         .map(|o| Staircase::of(|i| original(o, i), inner).map(|s| (o, s)))
         .collect::<Option<Vec<_>>>()?;
-    let (mo_c, mi_c, shift) = (0..a.shift).find_map(|k| {
+    // The multiplier of the inner input reproducing every staircase with `m_outer` at shift `k`.
+    let inner_multiplier = |m_outer: i128, k: u32| {
+        let mut ms = Multipliers::non_negative();
+        for (o, s) in &stairs {
+            s.admit(o * m_outer, k, a.clamp, &mut ms);
+            if ms.is_empty() {
+                return None;
+            }
+        }
+        Some(ms.preferred())
+    };
+    let agrees = |m_outer: i128, m_inner: i128, k: u32| {
+        (o0..=o1).all(|o| {
+            (inner.0..=inner.1).all(|i| {
+                let value = requantize(o, m_outer, i * m_inner, k, a.clamp, Rounding::HalfEven);
+                value == original(o, i)
+            })
+        })
+    };
+    let spec = |m_outer: i128, m_inner: i128, shift: u32| {
+        let (outer, inner) = (
+            i64::try_from(so * m_outer).ok()?,
+            i64::try_from(si * m_inner).ok()?,
+        );
+        let (m_a, m_b) = if swap { (inner, outer) } else { (outer, inner) };
+        let mut c = AddSpec {
+            m_a,
+            m_b,
+            shift,
+            clamp: a.clamp,
+            rounding: Rounding::HalfEven,
+        };
+        c.rounding = proven(&c);
+        let kept = a.rounding != Rounding::NoTies || c.rounding == Rounding::NoTies;
+        kept.then_some(c)
+    };
+    (0..a.shift).find_map(|k| {
         let center = heq_runtime::ring::round_shift(mo_abs, a.shift - k).half_even();
-        let offsets = (0..=ADD_SEARCH_RADIUS).flat_map(|d| [d, -d]);
-        offsets
-            .map(|d| center + d)
+        (0..=ADD_SEARCH_RADIUS)
+            .flat_map(|d| [center + d, center - d])
             .filter(|&m| m >= 0)
             .find_map(|m_outer| {
-                let mut ms = Multipliers::non_negative();
-                for (o, s) in &stairs {
-                    s.admit(o * m_outer, k, a.clamp, &mut ms);
-                    if ms.is_empty() {
-                        return None;
-                    }
-                }
-                Some((m_outer, ms.lo, k))
+                let m_inner = inner_multiplier(m_outer, k)?;
+                let c = spec(m_outer, m_inner, k)?;
+                agrees(m_outer, m_inner, k).then_some(c)
             })
-    })?;
-    let agrees = (o0..=o1).all(|o| {
-        (inner.0..=inner.1).all(|i| {
-            requantize(o, mo_c, i * mi_c, shift, a.clamp, Rounding::HalfEven) == original(o, i)
-        })
-    });
-    if !agrees {
-        return None;
-    }
-    let (mo_new, mi_new) = (
-        i64::try_from(so * mo_c).ok()?,
-        i64::try_from(si * mi_c).ok()?,
-    );
-    let (m_a, m_b) = if swap {
-        (mi_new, mo_new)
-    } else {
-        (mo_new, mi_new)
-    };
-    Some(AddSpec {
-        m_a,
-        m_b,
-        shift,
-        clamp: a.clamp,
-        rounding: Rounding::HalfEven,
     })
 }
 
@@ -444,14 +492,22 @@ fn pool_sum_domains(a: &AvgPoolSpec, (lo, hi): (i128, i128)) -> BTreeMap<usize, 
 
 /// The compressed requantization of the average pool `layer` (spec `a`): with a tie window,
 /// the smallest shift of the tie-window analysis, checked exhaustively against the original;
-/// otherwise the one-input compression per window count, the counts that never occur scaled to
-/// the new shift. `None` when nothing changes.
-fn compress_pool(g: &LayerGraph, layer: &Layer, a: &AvgPoolSpec) -> Option<Requant> {
+/// otherwise the one-input compression per window count ([`compress_requant`], tie rule from
+/// `proven`), the counts that never occur scaled to the new shift. `None` when nothing changes.
+fn compress_pool(
+    g: &LayerGraph,
+    layer: &Layer,
+    a: &AvgPoolSpec,
+    proven: impl Fn(&Requant) -> Rounding,
+) -> Option<Requant> {
     let r = &a.requant;
     let domains = pool_sum_domains(a, wide(g.tensor(layer.inputs[0]).range));
     if let Rounding::HalfEvenWithin(_) = r.rounding {
         let candidate = exact_pool_requant(g, layer, 0)?;
         let sums: i128 = domains.values().map(|(lo, hi)| hi - lo + 1).sum();
+        if candidate.shift >= r.shift || sums > MAX_POOL_SUMS {
+            return None;
+        }
         let same = |n: usize, s: i128| {
             let value = |q: &Requant| {
                 let m = i128::from(q.multipliers[n - 1]);
@@ -462,30 +518,32 @@ fn compress_pool(g: &LayerGraph, layer: &Layer, a: &AvgPoolSpec) -> Option<Requa
         let agrees = domains
             .iter()
             .all(|(&n, &(lo, hi))| (lo..=hi).all(|s| same(n, s)));
-        return (candidate.shift < r.shift && sums <= MAX_POOL_SUMS && agrees).then_some(candidate);
+        return agrees.then_some(candidate);
     }
     let counts: Vec<usize> = domains.keys().copied().collect();
     let subset = Requant {
         multipliers: counts.iter().map(|&n| r.multipliers[n - 1]).collect(),
         ..r.clone()
     };
-    let (compressed, shift) =
-        compress_multipliers(&subset, &domains.into_values().collect::<Vec<_>>())?;
-    let mut multipliers: Vec<i64> = r
-        .multipliers
-        .iter()
-        .map(|&m| heq_runtime::ring::round_shift(i128::from(m), r.shift - shift).half_even() as i64)
-        .collect();
-    for (n, m) in counts.into_iter().zip(compressed) {
-        multipliers[n - 1] = m;
-    }
-    let compressed = Requant {
-        multipliers,
-        shift,
-        clamp: r.clamp,
-        rounding: Rounding::HalfEven,
-    };
-    (compressed.multipliers != r.multipliers || shift != r.shift).then_some(compressed)
+    let domains: Vec<(i128, i128)> = domains.into_values().collect();
+    let candidates = shift_candidates(&subset, &domains)?.map(|(compressed, shift)| {
+        let mut multipliers: Vec<i64> = r
+            .multipliers
+            .iter()
+            .map(|&m| heq_runtime::ring::round_shift(i128::from(m), r.shift - shift).half_even())
+            .map(|m| m as i64)
+            .collect();
+        for (&n, m) in counts.iter().zip(compressed) {
+            multipliers[n - 1] = m;
+        }
+        Requant {
+            multipliers,
+            shift,
+            clamp: r.clamp,
+            rounding: Rounding::HalfEven,
+        }
+    });
+    first_kept(r.rounding, candidates, proven).filter(|c| c != r)
 }
 
 #[cfg(test)]
@@ -528,7 +586,7 @@ mod tests {
     /// `r` compressed on `domain` (itself when nothing changes), checked at every `x`.
     fn compressed_exactly(r: &Requant, domain: (i128, i128)) -> Requant {
         let domains = vec![domain; r.multipliers.len()];
-        let c = compress_requant(r, &domains).unwrap_or_else(|| r.clone());
+        let c = compress_requant(r, &domains, |_| Rounding::HalfEven).unwrap_or_else(|| r.clone());
         assert!(c.shift <= r.shift, "{r:?} → {c:?}");
         for i in 0..r.multipliers.len() {
             for x in domain.0..=domain.1 {
@@ -626,6 +684,36 @@ mod tests {
     }
 
     #[test]
+    fn a_tie_free_requantization_stays_tie_free() {
+        // |x| < 2^19 with an odd multiplier: no tie once the shift exceeds 20 bits.
+        let x = (1i128 << 19) - 1;
+        let proven = |c: &Requant| crate::analysis::ties::single_term(&c.multipliers, c.shift, x);
+        let tie_free = Requant {
+            rounding: Rounding::NoTies,
+            ..requant(0xB5_0001, 30, (0, 15))
+        };
+        // The smallest shift is 14 (m = 181, the only one there); at 20 and 21 the only
+        // multipliers are 181·2^6 and 181·2^7, whose factors of two leave ties possible: the
+        // first odd one comes at 22.
+        let c = compress_requant(&tie_free, &[(-x, x)], proven).expect("compresses");
+        assert_eq!((c.shift, c.rounding), (22, Rounding::NoTies));
+        assert_eq!(c.multipliers[0] % 2, 1);
+        // Without the tie proof to keep, the shift goes down to 14 and ties become possible.
+        let plain = requant(0xB5_0001, 30, (0, 15));
+        let c = compress_requant(&plain, &[(-x, x)], proven).expect("compresses");
+        assert_eq!(
+            (c.multipliers, c.shift, c.rounding),
+            (vec![181], 14, Rounding::HalfEven)
+        );
+        for r in [&tie_free, &plain] {
+            let c = compress_requant(r, &[(-x, x)], proven).expect("compresses");
+            for v in -x..=x {
+                assert_eq!(value(&c, 0, v), value(r, 0, v), "x = {v}");
+            }
+        }
+    }
+
+    #[test]
     fn several_multipliers_share_the_largest_smallest_shift() {
         // x/2 needs shift 1, x·3/8 shift 3 on this domain; the first becomes 4/8.
         let r = Requant {
@@ -671,7 +759,7 @@ mod tests {
                 i128::from(cases.range(-30, 5)),
                 i128::from(cases.range(5, 30)),
             );
-            let Some(c) = compress_add(&spec, ra, rb) else {
+            let Some(c) = compress_add(&spec, ra, rb, |_| Rounding::HalfEven) else {
                 continue;
             };
             compressed += 1;
@@ -698,7 +786,7 @@ mod tests {
             clamp: (0, 15),
             rounding: Rounding::HalfEven,
         };
-        let c = compress_add(&spec, (0, 15), (-8, 7)).expect("compresses");
+        let c = compress_add(&spec, (0, 15), (-8, 7), |_| Rounding::HalfEven).expect("compresses");
         assert_eq!((c.m_a, c.m_b, c.shift), (1, 1, 0));
         // Half of a sum keeps its ties to even: (a + b) / 2.
         let half = AddSpec {
@@ -706,9 +794,12 @@ mod tests {
             m_b: 1 << 22,
             ..spec
         };
-        let c = compress_add(&half, (0, 15), (0, 15)).expect("compresses");
+        let c = compress_add(&half, (0, 15), (0, 15), |_| Rounding::HalfEven).expect("compresses");
         assert_eq!((c.m_a, c.m_b, c.shift), (1, 1, 1));
         // Too many pairs: unchanged.
-        assert_eq!(compress_add(&spec, (0, 1 << 12), (0, 1 << 12)), None);
+        assert_eq!(
+            compress_add(&spec, (0, 1 << 12), (0, 1 << 12), |_| Rounding::HalfEven),
+            None
+        );
     }
 }

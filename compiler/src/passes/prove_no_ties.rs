@@ -9,7 +9,7 @@ use super::Pass;
 use crate::analysis::ties::{max_abs, pool_tie_window, single_term, sum_of_terms};
 use crate::error::Result;
 use crate::ir::{Layer, LayerGraph, LayerOp, Requant};
-use heq_runtime::plan::Rounding;
+use heq_runtime::plan::{AddSpec, Rounding};
 use std::collections::BTreeSet;
 
 /// Tie analysis as a pass.
@@ -56,25 +56,38 @@ impl Pass for ProveNoTies {
 /// The tie rule proven for a requantizing layer's multipliers and shift over its inputs'
 /// ranges: [`Rounding::NoTies`] where no tie can occur, else `HalfEven` (`None` for a layer that
 /// does not requantize). An average pool's tie window is [`exact_pool_requant`]'s business.
-pub(super) fn proven_rounding(g: &LayerGraph, layer: &Layer) -> Option<Rounding> {
-    let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
+fn proven_rounding(g: &LayerGraph, layer: &Layer) -> Option<Rounding> {
+    match &layer.op {
+        LayerOp::Linear(l) => proven_requant_rounding(g, layer, l.requant.as_ref()?),
+        LayerOp::Rescale(r) => proven_requant_rounding(g, layer, r),
+        LayerOp::AvgPool(a) => proven_requant_rounding(g, layer, &a.requant),
+        LayerOp::Add(a) => Some(proven_add_rounding(g, layer, a)),
+        LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => None,
+    }
+}
+
+/// The tie rule proven for `r` as the requantization of `layer` (a linear layer, a `Rescale` or
+/// an average pool; `None` for other layers and a linear layer before range analysis).
+pub(super) fn proven_requant_rounding(
+    g: &LayerGraph,
+    layer: &Layer,
+    r: &Requant,
+) -> Option<Rounding> {
+    let input = max_abs(g.tensor(layer.inputs[0]).range);
     match &layer.op {
         LayerOp::Linear(l) => l
             .acc
-            .zip(l.requant.as_ref())
-            .map(|(acc, r)| single_term(&r.multipliers, r.shift, acc_max_abs(acc.sound))),
-        LayerOp::Rescale(r) => Some(single_term(&r.multipliers, r.shift, input(0))),
-        LayerOp::Add(a) => Some(sum_of_terms(
-            &[(input(0), a.m_a), (input(1), a.m_b)],
-            a.shift,
-        )),
-        LayerOp::AvgPool(a) => Some(avg_pool_rounding(
-            &a.requant.multipliers,
-            a.requant.shift,
-            input(0),
-        )),
-        LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => None,
+            .map(|acc| single_term(&r.multipliers, r.shift, acc_max_abs(acc.sound))),
+        LayerOp::Rescale(_) => Some(single_term(&r.multipliers, r.shift, input)),
+        LayerOp::AvgPool(_) => Some(avg_pool_rounding(&r.multipliers, r.shift, input)),
+        LayerOp::Add(_) | LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => None,
     }
+}
+
+/// The tie rule proven for the residual add `a` on the inputs of `layer`.
+pub(super) fn proven_add_rounding(g: &LayerGraph, layer: &Layer, a: &AddSpec) -> Rounding {
+    let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
+    sum_of_terms(&[(input(0), a.m_a), (input(1), a.m_b)], a.shift)
 }
 
 /// The requantization of an average pool `layer` that rounds its exact quotients to nearest,
@@ -114,7 +127,7 @@ pub(super) fn exact_pool_requant(g: &LayerGraph, layer: &Layer, start: u32) -> O
 }
 
 /// `|acc| < 2^(bits−1)`.
-fn acc_max_abs(bits: u32) -> i128 {
+pub(super) fn acc_max_abs(bits: u32) -> i128 {
     (1i128 << bits.saturating_sub(1).min(126)) - 1
 }
 
