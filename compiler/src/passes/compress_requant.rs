@@ -616,6 +616,50 @@ mod tests {
     }
 
     #[test]
+    fn staircases_record_every_level_even_across_jumps() {
+        // 3x clamped to [-4, 4] on [-2, 2]: -4 (clamped -6), -3, 0, 3, 4 (clamped 6).
+        let s = Staircase::of(|x| (3 * x).clamp(-4, 4), (-2, 2)).expect("few levels");
+        let rises = vec![
+            (-3, -1),
+            (-2, 0),
+            (-1, 0),
+            (0, 0),
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (4, 2),
+        ];
+        assert_eq!((s.first, s.last, s.rises), (-4, 4, rises));
+        assert_eq!(Staircase::of(|x| x, (0, 1 << 21)), None);
+    }
+
+    #[test]
+    fn pool_sums_per_count_are_the_hulls_of_their_windows() {
+        use heq_runtime::plan::PoolShape;
+        // 3x3 windows, stride 1, padding 1, over 4x4: corners count 4, edges 6, inside 9.
+        let pool = PoolShape {
+            channels: 1,
+            in_hw: [4, 4],
+            kernel: [3, 3],
+            stride: [1, 1],
+            pads: [1, 1, 1, 1],
+        };
+        let mut spec = AvgPoolSpec {
+            pool,
+            count_include_pad: false,
+            requant: requant(1, 0, (-8, 7)),
+            ceil_pads: [0, 0],
+        };
+        let sums = pool_sum_domains(&spec, (-8, 7));
+        let want = [(4, (-32, 28)), (6, (-48, 42)), (9, (-72, 63))];
+        assert_eq!(sums.into_iter().collect::<Vec<_>>(), want);
+        // Counting the padding, every window counts 9 but sums 4, 6 or 9 elements.
+        spec.count_include_pad = true;
+        let sums = pool_sum_domains(&spec, (-8, 7));
+        assert_eq!(sums.into_iter().collect::<Vec<_>>(), [(9, (-72, 63))]);
+    }
+
+    #[test]
     fn random_requantizations_compress_exactly_and_minimally() {
         let mut cases = Cases(14);
         for case in 0..400 {
