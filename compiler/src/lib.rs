@@ -9,7 +9,9 @@
 //!    accumulator widths) and identity removal, the IR verified after each pass;
 //! 4. **precision** ([`precision`], with [`CompileOptions::precision`] only): lower bit widths
 //!    per layer within an accuracy budget measured on calibration data (HEQuant's mixed
-//!    precision);
+//!    precision), then **requantization compression** ([`passes::CompressRequant`], unless
+//!    [`CompileOptions::compress_requant`] is off): the smallest shifts and multipliers with
+//!    bit-identical outputs over the proven ranges, on the final graph;
 //! 5. **lower** ([`lower`]): the [`lower::Skeleton`], the plan of `heq_runtime::plan` without
 //!    protocol choices;
 //! 6. **select** ([`select`]): every linear layer's protocol, by the [`Strategy`]: the Cheetah
@@ -64,6 +66,10 @@ pub struct CompileOptions {
     /// choice ([`select::choose_ot_batch`]); within
     /// `1..=`[`heq_runtime::cost::plan::MAX_OT_BATCH_ROTS`].
     pub ot_batch: Option<u64>,
+    /// Replace every requantization's multipliers and shift by the smallest ones with
+    /// bit-identical outputs over the proven ranges ([`passes::CompressRequant`]); `false` keeps
+    /// the frontend's literal 24-bit multipliers.
+    pub compress_requant: bool,
 }
 
 impl CompileOptions {
@@ -74,6 +80,7 @@ impl CompileOptions {
             profile: ComputeProfile::builtin(),
             precision: None,
             ot_batch: None,
+            compress_requant: true,
         }
     }
 }
@@ -218,6 +225,11 @@ pub fn compile_proto_opts(
         }
         None => None,
     };
+    if options.compress_requant {
+        let mut pm = passes::PassManager::compression();
+        pm.run(&mut graph)?;
+        timings.extend(pm.timings.iter().map(|(n, d)| (format!("pass {n}"), *d)));
+    }
     let start = Instant::now();
     let mut skeleton = lower::lower(&graph)?;
     if let Some(p) = &precision {

@@ -71,6 +71,11 @@ pub struct Args {
     /// send more OT-extension bytes and round trips.
     #[arg(long, value_name = "ROTS", value_parser = ot_batch)]
     pub ot_batch: Option<u64>,
+    /// Keep the literal requantization multipliers (24 significant bits) and shifts instead of
+    /// the smallest ones that give bit-identical outputs over the proven value ranges (the
+    /// default, which shortens the truncations and narrows their rings).
+    #[arg(long)]
+    pub no_compress_requant: bool,
 }
 
 /// Parses `--ot-batch`: a count of ROTs in `1..=MAX_OT_BATCH_ROTS`.
@@ -135,6 +140,7 @@ impl Args {
             options.precision = Some(p);
         }
         options.ot_batch = self.ot_batch;
+        options.compress_requant = !self.no_compress_requant;
         Ok(options)
     }
 }

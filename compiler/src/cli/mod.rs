@@ -35,7 +35,9 @@ pub enum Command {
     /// linear layer's HE configuration (`--objective comm|latency`, `--net lan|wan|custom`,
     /// `--profile` from `heq-run calibrate`); `--baseline cheetah` keeps OpenCheetah's. With
     /// `--calibration` and `--max-accuracy-drop` or `--max-output-error`, mixed precision lowers
-    /// per-layer bit widths within that budget, measured on the calibration data. Prints a
+    /// per-layer bit widths within that budget, measured on the calibration data. Every
+    /// requantization then gets the smallest shift and multipliers with bit-identical outputs
+    /// over the proven value ranges (`--no-compress-requant` keeps the literal ones). Prints a
     /// summary with the predicted bytes, their ratio to the Cheetah baseline, the predicted time
     /// and the measured agreement of a mixed-precision plan; with -v the compiler phases and
     /// their times. Operators heqc cannot compile are all listed in one error, one line per

@@ -1,10 +1,12 @@
 //! Passes over the layer graph, run by a [`PassManager`] that verifies the IR after each pass
 //! and records its time.
 
+mod compress_requant;
 mod drop_identity;
 mod infer_ranges;
 mod prove_no_ties;
 
+pub use compress_requant::CompressRequant;
 pub use drop_identity::DropIdentity;
 pub use infer_ranges::InferRanges;
 pub use prove_no_ties::ProveNoTies;
@@ -40,6 +42,14 @@ impl PassManager {
         pm.add(DropIdentity);
         pm.add(InferRanges);
         pm.add(ProveNoTies);
+        pm
+    }
+
+    /// Requantization compression ([`CompressRequant`]) on a graph the standard pipeline has
+    /// analysed, after any change of bit widths.
+    pub fn compression() -> Self {
+        let mut pm = PassManager::default();
+        pm.add(CompressRequant);
         pm
     }
 

@@ -8,8 +8,8 @@
 use super::Pass;
 use crate::analysis::ties::{max_abs, pool_tie_window, single_term, sum_of_terms};
 use crate::error::Result;
-use crate::ir::{LayerGraph, LayerOp, Requant};
-use heq_runtime::plan::{AvgPoolSpec, Rounding};
+use crate::ir::{Layer, LayerGraph, LayerOp, Requant};
+use heq_runtime::plan::{AddSpec, Rounding};
 use std::collections::BTreeSet;
 
 /// Tie analysis as a pass.
@@ -24,38 +24,19 @@ impl Pass for ProveNoTies {
         let mut changed = false;
         for n in g.order().unwrap_or_default() {
             let layer = g.layer(n);
-            if let LayerOp::AvgPool(a) = &layer.op {
-                let ratio = f64::from(g.tensor(layer.inputs[0]).scale)
-                    / f64::from(g.tensor(layer.output).scale);
-                let x = max_abs(g.tensor(layer.inputs[0]).range);
-                if let Some(requant) = exact_pool_requant(a, ratio, x) {
-                    let LayerOp::AvgPool(a) = &mut g.layer_mut(n).op else {
-                        unreachable!("matched above")
-                    };
-                    changed |= a.requant != requant;
-                    a.requant = requant;
-                    continue;
-                }
+            if let LayerOp::AvgPool(a) = &layer.op
+                && let Some(requant) = exact_pool_requant(g, layer, a.requant.shift)
+            {
+                let LayerOp::AvgPool(a) = &mut g.layer_mut(n).op else {
+                    unreachable!("matched above")
+                };
+                changed |= a.requant != requant;
+                a.requant = requant;
+                continue;
             }
-            let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
-            let rounding = match &layer.op {
-                LayerOp::Linear(l) => l
-                    .acc
-                    .zip(l.requant.as_ref())
-                    .map(|(acc, r)| single_term(&r.multipliers, r.shift, acc_max_abs(acc.sound))),
-                LayerOp::Rescale(r) => Some(single_term(&r.multipliers, r.shift, input(0))),
-                LayerOp::Add(a) => Some(sum_of_terms(
-                    &[(input(0), a.m_a), (input(1), a.m_b)],
-                    a.shift,
-                )),
-                LayerOp::AvgPool(a) => Some(avg_pool_rounding(
-                    &a.requant.multipliers,
-                    a.requant.shift,
-                    input(0),
-                )),
-                _ => None,
+            let Some(rounding) = proven_rounding(g, layer) else {
+                continue;
             };
-            let Some(rounding) = rounding else { continue };
             let slot = g
                 .layer_mut(n)
                 .op
@@ -72,10 +53,54 @@ impl Pass for ProveNoTies {
     }
 }
 
-/// The requantization of an average pool that rounds its exact quotients to nearest, ties to
-/// even ([`pool_tie_window`]), where its scale ratio is a power of two and the plain multipliers
-/// would round some ties the wrong way; `None` otherwise.
-fn exact_pool_requant(a: &AvgPoolSpec, ratio: f64, x_max_abs: i128) -> Option<Requant> {
+/// The tie rule proven for a requantizing layer's multipliers and shift over its inputs'
+/// ranges: [`Rounding::NoTies`] where no tie can occur, else `HalfEven` (`None` for a layer that
+/// does not requantize). An average pool's tie window is [`exact_pool_requant`]'s business.
+fn proven_rounding(g: &LayerGraph, layer: &Layer) -> Option<Rounding> {
+    match &layer.op {
+        LayerOp::Linear(l) => proven_requant_rounding(g, layer, l.requant.as_ref()?),
+        LayerOp::Rescale(r) => proven_requant_rounding(g, layer, r),
+        LayerOp::AvgPool(a) => proven_requant_rounding(g, layer, &a.requant),
+        LayerOp::Add(a) => Some(proven_add_rounding(g, layer, a)),
+        LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => None,
+    }
+}
+
+/// The tie rule proven for `r` as the requantization of `layer` (a linear layer, a `Rescale` or
+/// an average pool; `None` for other layers and a linear layer before range analysis).
+pub(super) fn proven_requant_rounding(
+    g: &LayerGraph,
+    layer: &Layer,
+    r: &Requant,
+) -> Option<Rounding> {
+    let input = max_abs(g.tensor(layer.inputs[0]).range);
+    match &layer.op {
+        LayerOp::Linear(l) => l
+            .acc
+            .map(|acc| single_term(&r.multipliers, r.shift, acc_max_abs(acc.sound))),
+        LayerOp::Rescale(_) => Some(single_term(&r.multipliers, r.shift, input)),
+        LayerOp::AvgPool(_) => Some(avg_pool_rounding(&r.multipliers, r.shift, input)),
+        LayerOp::Add(_) | LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => None,
+    }
+}
+
+/// The tie rule proven for the residual add `a` on the inputs of `layer`.
+pub(super) fn proven_add_rounding(g: &LayerGraph, layer: &Layer, a: &AddSpec) -> Rounding {
+    let input = |i: usize| max_abs(g.tensor(layer.inputs[i]).range);
+    sum_of_terms(&[(input(0), a.m_a), (input(1), a.m_b)], a.shift)
+}
+
+/// The requantization of an average pool `layer` that rounds its exact quotients to nearest,
+/// ties to even ([`pool_tie_window`], trying shifts from `start` on), where its scale ratio is
+/// a power of two and the plain multipliers would round some ties the wrong way; `None`
+/// otherwise (also for a layer that is not an average pool).
+pub(super) fn exact_pool_requant(g: &LayerGraph, layer: &Layer, start: u32) -> Option<Requant> {
+    let LayerOp::AvgPool(a) = &layer.op else {
+        return None;
+    };
+    let ratio =
+        f64::from(g.tensor(layer.inputs[0]).scale) / f64::from(g.tensor(layer.output).scale);
+    let x_max_abs = max_abs(g.tensor(layer.inputs[0]).range);
     let e = ratio.log2().round();
     if !(ratio > 0.0 && ratio == e.exp2() && e.abs() < 64.0) {
         return None;
@@ -88,7 +113,7 @@ fn exact_pool_requant(a: &AvgPoolSpec, ratio: f64, x_max_abs: i128) -> Option<Re
         .collect();
     let r = &a.requant;
     let (multipliers, shift, window) =
-        pool_tie_window(e as i32, &counts, r.multipliers.len(), x_max_abs, r.shift)?;
+        pool_tie_window(e as i32, &counts, r.multipliers.len(), x_max_abs, start)?;
     Some(Requant {
         multipliers,
         shift,
@@ -102,7 +127,7 @@ fn exact_pool_requant(a: &AvgPoolSpec, ratio: f64, x_max_abs: i128) -> Option<Re
 }
 
 /// `|acc| < 2^(bits−1)`.
-fn acc_max_abs(bits: u32) -> i128 {
+pub(super) fn acc_max_abs(bits: u32) -> i128 {
     (1i128 << bits.saturating_sub(1).min(126)) - 1
 }
 
