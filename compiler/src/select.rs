@@ -65,27 +65,33 @@ pub struct Selection {
 /// Chooses the protocols of every linear layer of `skeleton` with `strategy`; candidates are
 /// timed with `profile` (the latency objective's compute times, and the runner-ups).
 ///
+/// The Cheetah baseline is built from `literal` where given: the same model with the
+/// requantizations as the frontend read them, since requantization compression
+/// ([`crate::passes::CompressRequant`]) is heqc's, not Cheetah's. [`Strategy::Baseline`]'s plan
+/// is that baseline.
+///
 /// # Errors
 /// [`crate::Error::Plan`] when the plan breaks a structural rule; [`crate::Error::Optimize`]
 /// when the chosen plan cannot be scheduled or the optimizer fails.
 pub fn select(
     skeleton: Skeleton,
+    literal: Option<Skeleton>,
     strategy: Strategy,
     profile: &ComputeProfile,
 ) -> Result<Selection> {
-    let opencheetah = skeleton
-        .linear_ops()
-        .filter_map(baseline::layer_protocol)
-        .collect();
-    let start = skeleton.into_plan(opencheetah, "cheetah")?;
-    let baseline_public = baseline::cheetah_public(&start);
+    let start = opencheetah_plan(skeleton)?;
+    let baseline_start = match literal {
+        Some(literal) => opencheetah_plan(literal)?,
+        None => start.clone(),
+    };
+    let baseline_public = baseline::cheetah_public(&baseline_start);
     let baseline_cost = optimize::predict(&baseline_public);
     match strategy {
         Strategy::Baseline => {
             let cost = baseline_cost?;
             let plan = Plan {
                 public: baseline_public.clone(),
-                weights: start.weights,
+                weights: baseline_start.weights,
             };
             let runner_ups = candidates::runner_ups(&plan, profile);
             Ok(Selection {
@@ -128,6 +134,15 @@ pub fn select(
             })
         }
     }
+}
+
+/// `skeleton` with OpenCheetah's protocol on every linear layer ([`baseline::layer_protocol`]).
+fn opencheetah_plan(skeleton: Skeleton) -> Result<Plan> {
+    let opencheetah = skeleton
+        .linear_ops()
+        .filter_map(baseline::layer_protocol)
+        .collect();
+    skeleton.into_plan(opencheetah, "cheetah")
 }
 
 /// Sets the plan's OT batch size to the choice of [`OT_BATCH_CHOICES`] that minimises

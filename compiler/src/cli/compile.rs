@@ -73,7 +73,8 @@ pub struct Args {
     pub ot_batch: Option<u64>,
     /// Keep the literal requantization multipliers (24 significant bits) and shifts instead of
     /// the smallest ones that give bit-identical outputs over the proven value ranges (the
-    /// default, which shortens the truncations and narrows their rings).
+    /// default, which shortens the truncations and narrows their rings). The Cheetah baseline
+    /// (`--baseline cheetah`, and the comparison printed beside every plan) always keeps them.
     #[arg(long)]
     pub no_compress_requant: bool,
 }
