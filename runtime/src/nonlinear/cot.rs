@@ -143,6 +143,63 @@ impl CotSender {
     }
 }
 
+/// Sender half of a batch of XOR-correlated OTs in one round, the sender's message not waiting
+/// for the receiver's choice correction ("sender first"): with the ROT pads `p0, p1` the sender
+/// sends `m = p0 ⊕ p1 ⊕ Δ` while the receiver (random choice `c`, pad `p_c`) sends `e = b ⊕ c`;
+/// the sender's share is `p0 ⊕ e·Δ`, the receiver's `p_c ⊕ c·m = p0 ⊕ c·Δ`, together
+/// `(c ⊕ e)·Δ = b·Δ`. Each message is one-time padded (`m` by the pad the receiver lacks, `e`
+/// by `c`), so both go in the same round. Correlations of up to 64 bits use that many pad bits.
+pub(crate) struct XorSender {
+    pads: Vec<[u128; 2]>,
+}
+
+impl XorSender {
+    /// Takes `n` sender ROTs.
+    pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
+        Ok(XorSender {
+            pads: s.pads().take_send(n)?.to_vec(),
+        })
+    }
+
+    /// Writes the message of OT `i` with the `width`-bit correlation `delta`.
+    pub(crate) fn send(&self, i: usize, delta: u64, width: u32, msg: &mut BitWriter) {
+        let [p0, p1] = self.pads[i];
+        msg.push(low(p0 ^ p1, width) ^ (delta & mask(width)), width);
+    }
+
+    /// The sender's share of `b·Δ` of OT `i`, given the receiver's correction `e`.
+    pub(crate) fn share(&self, i: usize, e: bool, delta: u64, width: u32) -> u64 {
+        low(self.pads[i][0], width) ^ if e { delta & mask(width) } else { 0 }
+    }
+}
+
+/// Receiver half of [`XorSender`]'s one-round correlated OTs.
+pub(crate) struct XorReceiver {
+    random: Vec<bool>,
+    pads: Vec<u128>,
+}
+
+impl XorReceiver {
+    /// Takes `n` receiver ROTs.
+    pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
+        let (random, pads) = s.pads().take_recv(n)?;
+        Ok(XorReceiver {
+            random: random.to_vec(),
+            pads: pads.to_vec(),
+        })
+    }
+
+    /// Writes the correction of OT `i` for the real choice `b`.
+    pub(crate) fn correct(&self, i: usize, b: bool, msg: &mut BitWriter) {
+        msg.push_bit(b ^ self.random[i]);
+    }
+
+    /// The receiver's share of `b·Δ` of OT `i`, given the sender's `width`-bit message `m`.
+    pub(crate) fn share(&self, i: usize, m: u64, width: u32) -> u64 {
+        low(self.pads[i], width) ^ if self.random[i] { m } else { 0 }
+    }
+}
+
 /// A batch of correlated OTs with the client as receiver, in two rounds: the client's choices
 /// `b` (client side) against the server's `deltas` (server side), each element with its own
 /// width. Returns this party's additive shares of `b·Δ` per element, each modulo `2^width`.
