@@ -190,34 +190,36 @@ pub fn msb_pair(n: u64, ring_bits: u32, d: u64, depth: CarryDepth) -> Cost {
     carry_pair(n, ring_bits - 1, d, depth)
 }
 
-/// A batch of correlated OTs with the client as receiver: one round of choice corrections
-/// (`cots` bits), one round of server messages (`message_bits` in total).
+/// A batch of correlated OTs with the client as receiver, in one round (the server's messages
+/// do not wait for the corrections, `crate::nonlinear::cot::OneRoundSender`): `cots` correction
+/// bits from the client, `message_bits` in total from the server.
 pub fn client_cots(cots: u64, message_bits: u64) -> Cost {
     if cots == 0 {
         return Cost::default();
     }
-    Cost::round(0, cots) + Cost::round(message_bits, 0) + Cost::rots(cots, 0)
+    Cost::round(message_bits, cots) + Cost::rots(cots, 0)
 }
 
 /// Multiplexer `d·x` of XOR-shared bits and `w`-bit arithmetic shares: two correlated OTs per
-/// element, one in each direction.
+/// element, one in each direction, in one round (each party's corrections and messages in one
+/// message).
 pub fn mux(n: u64, width: u32) -> Cost {
     if n == 0 {
         return Cost::default();
     }
     let w = u64::from(width);
-    Cost::round(n, n) + Cost::round(n * w, n * w) + Cost::rots(n, n)
+    Cost::round(n + n * w, n + n * w) + Cost::rots(n, n)
 }
 
 /// [`mux`] plus `e·k` for a second XOR-shared bit `e` and a public `k`
 /// ([`crate::nonlinear::cot::mux_plus`]): one more correlated OT per element, client as
-/// receiver, in the same two rounds.
+/// receiver, in the same round.
 pub fn mux_plus(n: u64, width: u32) -> Cost {
     if n == 0 {
         return Cost::default();
     }
     let w = u64::from(width);
-    Cost::round(n, 2 * n) + Cost::round(2 * n * w, n * w) + Cost::rots(2 * n, n)
+    Cost::round(n + 2 * n * w, 2 * n + n * w) + Cost::rots(2 * n, n)
 }
 
 /// ReLU in `Z_{2^l}`: DReLU then multiplexer (no range information used).

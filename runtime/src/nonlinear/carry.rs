@@ -8,7 +8,7 @@
 //!   corrections go in the first round, and each bit then costs one round with one bit each way:
 //!   `len + 1` rounds, 4 bits and 2 ROTs per bit. Cost: [`crate::cost::nonlinear::carry_chain`].
 //! - **Tree**: the generate bits `g_j = a_j b_j` in one round (one ROT per bit, server as sender,
-//!   [`XorSender`]: its message does not wait for the client's correction), the propagate bits
+//!   [`OneRoundSender`]: its message does not wait for the client's correction), the propagate bits
 //!   `p_j = a_j ⊕ b_j` locally, then the parallel-prefix tree of [`CarryTree`], one round per
 //!   level: a node `(G_hi ⊕ P_hi·G_lo, P_hi·P_lo)` is one or two ANDs of shared bits with the
 //!   common factor `x = P_hi`, `x·y = x_S y_S ⊕ x_C y_C ⊕ x_S y_C ⊕ x_C y_S`, whose cross terms
@@ -16,7 +16,7 @@
 //!   `y` shares). `1 + ⌈log2 len⌉` rounds for one carry; about 8 bits and 3 ROTs per bit. Cost:
 //!   [`crate::cost::nonlinear::carry_tree`].
 
-use super::cot::{CotReceiver, CotSender, XorReceiver, XorSender, mask};
+use super::cot::{CotReceiver, CotSender, OneRoundReceiver, OneRoundSender, mask};
 use super::{BitWriter, ProtocolError, Session};
 use crate::params::carry::{CarryTree, NodeKind};
 use crate::params::nonlinear::shared_bits;
@@ -239,7 +239,7 @@ fn chain(
 /// Rounds 1 and 2: every digit's [`digit_ots`]. Round `2 + t`: per node of level `t` with ANDs
 /// and per element, each party writes its correction (choice: its share of `P_hi`) and then its
 /// message (correlation: its shares of `G_lo`, and of `P_lo` when the node needs `P`), one ROT
-/// per direction ([`XorSender`], [`XorReceiver`]).
+/// per direction ([`OneRoundSender`], one pad bit per AND).
 fn tree(
     s: &mut Session<'_>,
     mine: &[u64],
@@ -325,22 +325,19 @@ fn tree(
             })
             .collect();
         let count = nodes.len() * n;
-        let send = XorSender::take(s, count)?;
-        let recv = XorReceiver::take(s, count)?;
-        let y = |lo: usize, ands: u32, i: usize| {
-            u64::from(g[lo][i])
-                | if ands == 2 {
-                    u64::from(p[lo][i]) << 1
-                } else {
-                    0
-                }
-        };
+        let send = OneRoundSender::take(s, count)?;
+        let recv = OneRoundReceiver::take(s, count)?;
+        // The `y` factors of a node: `G_lo`, and `P_lo` when the node needs `P`.
+        let y = |lo: usize, ands: u32, i: usize| [g[lo][i], ands == 2 && p[lo][i]];
         let mut msg = BitWriter::new();
         let mut in_bits = 0u64;
         for (slot, &(_, hi, lo, ands)) in nodes.iter().enumerate() {
             for i in 0..n {
-                recv.correct(slot * n + i, p[hi][i], &mut msg);
-                send.send(slot * n + i, y(lo, ands, i), ands, &mut msg);
+                let o = slot * n + i;
+                recv.correct(o, p[hi][i], &mut msg);
+                for (f, &yf) in y(lo, ands, i)[..ands as usize].iter().enumerate() {
+                    send.send_at(o, f as u32, u64::from(yf), 1, &mut msg);
+                }
             }
             in_bits += u64::from(1 + ands) * n as u64;
         }
@@ -350,14 +347,21 @@ fn tree(
             let mut gk = Vec::with_capacity(n);
             let mut pk = Vec::with_capacity(if ands == 2 { n } else { 0 });
             for i in 0..n {
-                let (e, m) = (r.read_bit(), r.read(ands));
-                let yi = y(lo, ands, i);
-                let own = if p[hi][i] { yi } else { 0 };
                 let o = slot * n + i;
-                let prod = own ^ send.share(o, e, yi, ands) ^ recv.share(o, m, ands);
-                gk.push(g[hi][i] ^ (prod & 1 == 1));
+                let e = r.read_bit();
+                let x = p[hi][i];
+                let ys = y(lo, ands, i);
+                // `x·y_f`: own term, then the cross terms of both directions.
+                let prod = |f: usize, d: u64| {
+                    let (yf, skip) = (ys[f], f as u32);
+                    (x && yf)
+                        ^ (send.share_at(o, skip, e, u64::from(yf), 1) == 1)
+                        ^ (recv.share_at(o, skip, x, d, 1) == 1)
+                };
+                let d: Vec<u64> = (0..ands).map(|_| r.read(1)).collect();
+                gk.push(g[hi][i] ^ prod(0, d[0]));
                 if ands == 2 {
-                    pk.push(prod >> 1 & 1 == 1);
+                    pk.push(prod(1, d[1]));
                 }
             }
             computed.push((k, gk, pk));
