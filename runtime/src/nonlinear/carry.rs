@@ -332,9 +332,9 @@ fn tree(
         let mut msg = BitWriter::new();
         let mut in_bits = 0u64;
         for (slot, &(_, hi, lo, ands)) in nodes.iter().enumerate() {
-            for i in 0..n {
+            for (i, &x) in p[hi].iter().enumerate() {
                 let o = slot * n + i;
-                recv.correct(o, p[hi][i], &mut msg);
+                recv.correct(o, x, &mut msg);
                 for (f, &yf) in y(lo, ands, i)[..ands as usize].iter().enumerate() {
                     send.send_at(o, f as u32, u64::from(yf), 1, &mut msg);
                 }
@@ -467,10 +467,10 @@ fn digit_ots(
         let (random, pads) = (random.to_vec(), pads.to_vec());
         let mut msg = BitWriter::new();
         for &(start, m, ..) in &digits {
-            for i in 0..n {
+            for (i, &b) in mine.iter().enumerate() {
                 let base = start as usize * n + i * m as usize;
                 for j in 0..m {
-                    msg.push_bit(bit_of(mine[i], start + j) ^ random[base + j as usize]);
+                    msg.push_bit(bit_of(b, start + j) ^ random[base + j as usize]);
                 }
             }
         }
@@ -483,13 +483,13 @@ fn digit_ots(
         let mut out = Vec::with_capacity(digits.len());
         for &(start, m, w, ..) in &digits {
             let mut shares = Vec::with_capacity(n);
-            for i in 0..n {
+            for (i, &mi) in mine.iter().enumerate() {
                 let base = start as usize * n + i * m as usize;
                 let c = (0..m).fold(0u64, |v, j| v | u64::from(random[base + j as usize]) << j);
                 let key = (0..m).fold(0u64, |k, j| {
                     k ^ slot(pads[base + j as usize], without(c, j), w)
                 });
-                let b = value(mine[i], start, m);
+                let b = value(mi, start, m);
                 let mut entry = 0;
                 for x in 0..1u64 << m {
                     let v = r.read(w);
