@@ -31,23 +31,24 @@ fn summary_reports_predicted_bytes_and_the_baseline_ratio() {
     let s = compile(&[]);
     assert!(
         s.contains(
-            "optimized profile: predicted 1357017 bytes (708587 up, 648430 down), \
-             2.06x less than cheetah (2801283 bytes)"
+            "optimized profile: predicted 1357015 bytes (708586 up, 648429 down), \
+             2.06x less than cheetah (2801281 bytes)"
         ),
         "{s}"
     );
     let s = compile(&["--baseline", "cheetah"]);
     assert!(
         s.contains(
-            "cheetah profile: predicted 2801283 bytes (602543 up, 2198740 down), \
-             1.00x less than cheetah (2801283 bytes)"
+            "cheetah profile: predicted 2801281 bytes (602542 up, 2198739 down), \
+             1.00x less than cheetah (2801281 bytes)"
         ),
         "{s}"
     );
-    // The latency optimum depends on the shipped compute profile (runtime/profiles/default.json).
+    // The latency optimum depends on the shipped compute profile (runtime/profiles/default.json);
+    // on the WAN its carry trees send more bytes for far fewer rounds.
     let s = compile(&["--objective", "latency", "--net", "wan"]);
     assert!(
-        s.contains("optimized profile: predicted 1354721 bytes"),
+        s.contains("optimized profile: predicted 1741673 bytes"),
         "{s}"
     );
 }

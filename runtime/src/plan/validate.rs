@@ -503,6 +503,27 @@ mod tests {
     }
 
     #[test]
+    fn only_layers_with_carries_choose_a_tree() {
+        let mut trees = every_op_plan();
+        let mut carrying = 0;
+        for l in &mut trees.public.layers {
+            if l.op.computes_carries() {
+                l.carry = CarryDepth::Tree;
+                carrying += 1;
+            }
+        }
+        assert!(carrying >= 4 && validate(&trees).is_ok());
+        let concat = |p: &mut Plan| {
+            let l = p.public.layers.iter_mut().find(|l| l.op == Op::Concat);
+            l.expect("every_op_plan has a concat").carry = CarryDepth::Tree;
+        };
+        assert_eq!(
+            errors(concat),
+            vec!["l5 (l5): carry depth tree on a layer that computes no carries".to_string()]
+        );
+    }
+
+    #[test]
     fn pool_pads_must_be_smaller_than_the_window() {
         // A window entirely in the padding would count no element.
         assert_eq!(
