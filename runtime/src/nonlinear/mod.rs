@@ -5,7 +5,9 @@
 //! All protocols are exact (no probabilistic one-bit errors) and built from one primitive, the
 //! correlated OT with a chosen choice derived from a random OT ([`cot`]): the receiver sends
 //! `e = b ⊕ c`, the sender sends `d = Q0 − Q1 + Δ`; the outputs are additive shares of `b·Δ`
-//! in `Z_{2^w}` (XOR shares for `w = 1`). On top of it:
+//! in `Z_{2^w}` (XOR shares for `w = 1`). Both messages go in one round (the sender fixes its
+//! share once it sees `e`), except in the ripple carry chain, whose corrections all go first.
+//! The carry trees also use 1-out-of-16 OTs built from four random OTs. On top of it:
 //!
 //! - [`carry`]: the carries of `a + b` (server's `a`, client's `b`) by a ripple chain of
 //!   `c_j = a_j b_j ⊕ (a_j ⊕ b_j) c_{j−1}`: 4 bits and 2 ROTs per bit, one round per bit. This
