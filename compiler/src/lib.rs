@@ -68,20 +68,21 @@ pub struct CompileOptions {
     pub ot_batch: Option<u64>,
     /// Replace every requantization's multipliers and shift by the smallest ones with
     /// bit-identical outputs over the proven ranges ([`passes::CompressRequant`]); `false` keeps
-    /// the frontend's literal 24-bit multipliers. The Cheetah baseline (its plan with
-    /// [`Strategy::Baseline`], its cost beside an optimized plan) always keeps them.
+    /// the frontend's literal 24-bit multipliers ([`CompileOptions::new`] does so for
+    /// [`Strategy::Baseline`]: Cheetah as it would run the model).
     pub compress_requant: bool,
 }
 
 impl CompileOptions {
-    /// `strategy` with the shipped compute profile and no mixed precision.
+    /// `strategy` with the shipped compute profile and no mixed precision; requantizations
+    /// compressed, except for the Cheetah baseline.
     pub fn new(strategy: Strategy) -> Self {
         CompileOptions {
             strategy,
             profile: ComputeProfile::builtin(),
             precision: None,
             ot_batch: None,
-            compress_requant: true,
+            compress_requant: !matches!(strategy, Strategy::Baseline),
         }
     }
 }
@@ -226,28 +227,19 @@ pub fn compile_proto_opts(
         }
         None => None,
     };
-    // The Cheetah baseline keeps the literal requantizations (`select::select`).
-    let compress =
-        options.compress_requant && !matches!(options.strategy, Strategy::Baseline);
-    let literal = compress.then(|| graph.clone());
-    if compress {
+    if options.compress_requant {
         let mut pm = passes::PassManager::compression();
         pm.run(&mut graph)?;
         timings.extend(pm.timings.iter().map(|(n, d)| (format!("pass {n}"), *d)));
     }
     let start = Instant::now();
-    let lower = |g: &ir::LayerGraph| -> Result<lower::Skeleton> {
-        let mut skeleton = lower::lower(g)?;
-        if let Some(p) = &precision {
-            skeleton.record_precision(p.record.clone());
-        }
-        Ok(skeleton)
-    };
-    let skeleton = lower(&graph)?;
-    let literal = literal.as_ref().map(lower).transpose()?;
+    let mut skeleton = lower::lower(&graph)?;
+    if let Some(p) = &precision {
+        skeleton.record_precision(p.record.clone());
+    }
     timings.push(("lower".to_string(), start.elapsed()));
     let start = Instant::now();
-    let mut selection = select::select(skeleton, literal, options.strategy, &options.profile)?;
+    let mut selection = select::select(skeleton, options.strategy, &options.profile)?;
     if let Some(rots) = options.ot_batch {
         selection.plan.public.protocol.ot_batch_rots = rots;
         selection.cost = optimize::predict(&selection.plan.public)?;

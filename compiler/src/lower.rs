@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
 use heq_runtime::plan::{
-    self, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights, LinearLayer,
+    self, CarryDepth, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights, LinearLayer,
     LinearProtocol, Op, OtBackend, Packing, Plan, PrecisionRecord, PublicPlan, ServerWeights,
     TensorInfo, Tile,
 };
@@ -179,6 +179,7 @@ pub fn lower(g: &LayerGraph) -> Result<Skeleton> {
             op,
             inputs,
             output,
+            carry: CarryDepth::Ripple,
         });
     }
     let output = map(g.output.tensor, &mut tensors);

@@ -10,8 +10,9 @@
 //! Both strategies start from OpenCheetah's protocols ([`baseline::layer_protocol`]): the
 //! baseline keeps them (with a passing tile where the flooding check fails,
 //! [`baseline::cheetah`]); the optimizer ([`crate::optimize`]) keeps their HE parameters and
-//! tiles in its probe plans and replaces them all, then chooses the OT batch size
-//! ([`choose_ot_batch`]), which the baseline's cost then uses too.
+//! tiles in its probe plans and replaces them all, then chooses every layer's carry depth
+//! ([`choose_carry_depths`]) and the OT batch size ([`choose_ot_batch`]), which the baseline's
+//! cost then uses too (the baseline keeps ripple chains).
 
 use crate::error::Result;
 use crate::lower::Skeleton;
@@ -19,7 +20,7 @@ use crate::optimize::candidates::{self, RunnerUp};
 use crate::optimize::{self, Objective, Solution, baseline};
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::{OT_BATCH_CHOICES, PlanCost};
-use heq_runtime::plan::{Plan, PublicPlan};
+use heq_runtime::plan::{CarryDepth, Plan, PublicPlan};
 
 /// How the linear layers' protocols are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,35 +64,27 @@ pub struct Selection {
 }
 
 /// Chooses the protocols of every linear layer of `skeleton` with `strategy`; candidates are
-/// timed with `profile` (the latency objective's compute times, and the runner-ups).
-///
-/// The Cheetah baseline is built from `literal` where given: the same model with the
-/// requantizations as the frontend read them, since requantization compression
-/// ([`crate::passes::CompressRequant`]) is heqc's, not Cheetah's. [`Strategy::Baseline`]'s plan
-/// is that baseline.
+/// timed with `profile` (the latency objective's compute times, and the runner-ups). The
+/// Cheetah baseline prices Cheetah's protocols on the skeleton's own requantizations, so a plan
+/// read back from disk prices the same baseline.
 ///
 /// # Errors
 /// [`crate::Error::Plan`] when the plan breaks a structural rule; [`crate::Error::Optimize`]
 /// when the chosen plan cannot be scheduled or the optimizer fails.
 pub fn select(
     skeleton: Skeleton,
-    literal: Option<Skeleton>,
     strategy: Strategy,
     profile: &ComputeProfile,
 ) -> Result<Selection> {
     let start = opencheetah_plan(skeleton)?;
-    let baseline_start = match literal {
-        Some(literal) => opencheetah_plan(literal)?,
-        None => start.clone(),
-    };
-    let baseline_public = baseline::cheetah_public(&baseline_start);
+    let baseline_public = baseline::cheetah_public(&start);
     let baseline_cost = optimize::predict(&baseline_public);
     match strategy {
         Strategy::Baseline => {
             let cost = baseline_cost?;
             let plan = Plan {
                 public: baseline_public.clone(),
-                weights: baseline_start.weights,
+                weights: start.weights,
             };
             let runner_ups = candidates::runner_ups(&plan, profile);
             Ok(Selection {
@@ -116,6 +109,7 @@ pub fn select(
                 profile,
                 baseline.as_ref().map(|b| &b.cost),
             )?;
+            choose_carry_depths(&mut o.plan.public, objective, profile)?;
             let cost = choose_ot_batch(&mut o.plan.public, objective, profile)?;
             let baseline = match baseline {
                 Some(mut b) => {
@@ -143,6 +137,46 @@ fn opencheetah_plan(skeleton: Skeleton) -> Result<Plan> {
         .filter_map(baseline::layer_protocol)
         .collect();
     skeleton.into_plan(opencheetah, "cheetah")
+}
+
+/// Sets every layer's carry depth to the one that minimises `objective` on that layer: its
+/// channel bytes and rounds and its compute (the ROTs its protocols consume and the OT extension
+/// produces, `profile`), each depth priced exactly by the plan cost (a layer's depth changes
+/// only its own nonlinear steps, so the layers are chosen independently). Communication keeps
+/// the ripple chains (fewer bytes); latency takes trees where their round trips saved outweigh
+/// their extra bytes and ROTs. Equal values keep the chain.
+///
+/// # Errors
+/// [`crate::Error::Optimize`] when the plan cannot be scheduled.
+pub fn choose_carry_depths(
+    public: &mut PublicPlan,
+    objective: Objective,
+    profile: &ComputeProfile,
+) -> Result<()> {
+    let mut priced = |depth: CarryDepth| -> Result<(PlanCost, Vec<f64>)> {
+        for l in &mut public.layers {
+            l.carry = if l.op.computes_carries() {
+                depth
+            } else {
+                CarryDepth::Ripple
+            };
+        }
+        let cost = optimize::predict(public)?;
+        let ms = profile.layer_ms(public, &cost);
+        Ok((cost, ms))
+    };
+    let ripple = priced(CarryDepth::Ripple)?;
+    let tree = priced(CarryDepth::Tree)?;
+    let value = |(cost, ms): &(PlanCost, Vec<f64>), i: usize| {
+        let t = cost.layers[i].traffic;
+        objective.value(t.total_bytes(), t.rounds, ms[i])
+    };
+    for (i, l) in public.layers.iter_mut().enumerate() {
+        if l.carry == CarryDepth::Tree && value(&tree, i) >= value(&ripple, i) {
+            l.carry = CarryDepth::Ripple;
+        }
+    }
+    Ok(())
 }
 
 /// Sets the plan's OT batch size to the choice of [`OT_BATCH_CHOICES`] that minimises

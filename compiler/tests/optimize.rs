@@ -272,3 +272,56 @@ fn the_ot_batch_size_follows_the_objective() {
     assert!(batches >= 3, "{batches}");
     assert_eq!(chosen(Objective::Latency(Net::custom(100.0, 500.0))).1, 1);
 }
+
+/// Carry depths follow the objective: communication keeps every ripple chain; latency on the
+/// WAN takes log-depth trees, with far fewer rounds in total, and no layer's objective value
+/// above the same plan's with ripple chains (each layer took the better depth).
+#[test]
+fn carry_depths_follow_the_objective() {
+    use heq_runtime::plan::CarryDepth;
+    let path = common::models_dir().join("resnet_qdq_w4.onnx");
+    let profile = heq_runtime::cost::compute::ComputeProfile::builtin();
+    let compiled = |objective| {
+        heqc::compile_path_with(&path, heqc::Strategy::Optimized(objective))
+            .unwrap()
+            .selection
+    };
+    let comm = compiled(Objective::Comm);
+    assert!(
+        comm.plan
+            .public
+            .layers
+            .iter()
+            .all(|l| l.carry == CarryDepth::Ripple)
+    );
+    let wan = Objective::Latency(Net::Wan);
+    let s = compiled(wan);
+    let trees = s.plan.public.layers.iter();
+    let trees = trees.filter(|l| l.carry == CarryDepth::Tree).count();
+    let computing = s.plan.public.layers.iter();
+    let computing = computing.filter(|l| l.op.computes_carries()).count();
+    assert_eq!(
+        trees, computing,
+        "every layer with carries takes a tree on the WAN"
+    );
+    let mut ripple = s.plan.public.clone();
+    for l in &mut ripple.layers {
+        l.carry = CarryDepth::Ripple;
+    }
+    let chains = optimize::predict(&ripple).unwrap();
+    let (rounds, chain_rounds) = (s.cost.channel().rounds, chains.channel().rounds);
+    assert!(
+        3 * rounds < chain_rounds,
+        "{rounds} rounds with trees, {chain_rounds} with chains"
+    );
+    let (t_ms, r_ms) = (
+        profile.layer_ms(&s.plan.public, &s.cost),
+        profile.layer_ms(&ripple, &chains),
+    );
+    for (i, (t, r)) in s.cost.layers.iter().zip(&chains.layers).enumerate() {
+        let value = |c: &heq_runtime::cost::plan::LayerCost, ms: f64| {
+            wan.value(c.traffic.total_bytes(), c.traffic.rounds, ms)
+        };
+        assert!(value(t, t_ms[i]) <= value(r, r_ms[i]), "layer {}", t.layer);
+    }
+}

@@ -16,7 +16,7 @@ use heq_runtime::nonlinear::{ProtocolError, Role, Session, relu, requant, run_as
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{IdealOt, Side};
 use heq_runtime::params::nonlinear::{RequantPlan, RescalePlan};
-use heq_runtime::plan::{OtBackend, Rounding};
+use heq_runtime::plan::{CarryDepth, OtBackend, Rounding};
 use heq_runtime::ring::Ring;
 use heq_runtime::transport::{memory, quic};
 use rand::{Rng, SeedableRng};
@@ -60,15 +60,15 @@ fn cases() -> Vec<Case> {
             name: "relu l=37",
             ring: Ring::new(37),
             range: (-(1 << 36), (1 << 36) - 1),
-            cost: |n| cost::relu(n, 37),
-            run: |s, x| relu::relu(s, Ring::new(37), x),
+            cost: |n| cost::relu(n, 37, CarryDepth::Ripple),
+            run: |s, x| relu::relu(s, Ring::new(37), x, CarryDepth::Ripple),
         },
         Case {
-            name: "relu l=37 carry-select B=6",
+            name: "relu l=37 carry tree",
             ring: Ring::new(37),
             range: (-(1 << 36), (1 << 36) - 1),
-            cost: |n| cost::relu_blocked(n, 37, 6),
-            run: |s, x| relu::relu_blocked(s, Ring::new(37), x, 6),
+            cost: |n| cost::relu(n, 37, CarryDepth::Tree),
+            run: |s, x| relu::relu(s, Ring::new(37), x, CarryDepth::Tree),
         },
         Case {
             name: "trunc l=37 k=12 general",

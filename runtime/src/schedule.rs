@@ -37,7 +37,8 @@
 //! requantization, a [`CombinePlan`] that multiplies the shares by the public per-channel
 //! multipliers and rounds exactly; `Rescale`, `Add` and
 //! `AvgPool` are [`CombinePlan`]s, `MaxPool` a [`MaxPoolPlan`] (comparison tree, extension),
-//! `Concat` and `Reshape` are local. The model input is held by the client in the clear (its
+//! `Concat` and `Reshape` are local; every carry a layer's protocols compute runs at the
+//! layer's [`CarryDepth`]. The model input is held by the client in the clear (its
 //! server share is zero, and a linear layer reading it encrypts the plain input); the server
 //! reveals its output share to the client at the end.
 
@@ -48,7 +49,8 @@ use crate::params::nonlinear::{
     multiplied_range, pool_window_sizes, rescale_plan, signed_bits,
 };
 use crate::plan::{
-    ConvShape, HeParams, LayerId, LinearProtocol, Op, PublicPlan, Requant, Rounding, TensorId,
+    CarryDepth, ConvShape, HeParams, LayerId, LinearProtocol, Op, PublicPlan, Requant, Rounding,
+    TensorId,
 };
 
 /// Why a plan cannot be scheduled.
@@ -161,6 +163,32 @@ pub enum StepKind {
     Local,
 }
 
+impl StepKind {
+    /// The step with its carries (requantization, max pool comparisons) computed at `depth`.
+    pub fn with_carry_depth(self, depth: CarryDepth) -> Self {
+        match self {
+            StepKind::Linear {
+                plain_input,
+                geometry,
+                budget,
+                unpack,
+                requant,
+            } => StepKind::Linear {
+                plain_input,
+                geometry,
+                budget,
+                unpack,
+                requant: requant.map(|p| p.with_carry_depth(depth)),
+            },
+            StepKind::Rescale(p) => StepKind::Rescale(p.with_carry_depth(depth)),
+            StepKind::Add(p) => StepKind::Add(p.with_carry_depth(depth)),
+            StepKind::AvgPool(p) => StepKind::AvgPool(p.with_carry_depth(depth)),
+            StepKind::MaxPool(p) => StepKind::MaxPool(MaxPoolPlan { depth, ..p }),
+            StepKind::Local => StepKind::Local,
+        }
+    }
+}
+
 /// The linear protocol and accumulator width of a linear op.
 pub fn linear_protocol(op: &Op) -> Option<(&LinearProtocol, u32)> {
     match op {
@@ -202,7 +230,7 @@ pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
         .layers
         .iter()
         .map(|layer| {
-            let kind = step_kind(plan, &rings, layer)?;
+            let kind = step_kind(plan, &rings, layer)?.with_carry_depth(layer.carry);
             let out_bits = rings[layer.output.0 as usize];
             let extend = requantized(&kind)
                 .filter(|p| p.requant.out_bits < out_bits)
@@ -593,7 +621,7 @@ mod tests {
         assert_eq!((p2.range, ext(p2.extend)), ((0, 15), Some((5, 37))));
         assert_eq!(s.steps[2].extend, None);
         let c = crate::cost::plan::layer_cost(&plans[0].1.public, &s.steps[2]).nonlinear;
-        let n = crate::cost::nonlinear::max_pool(&[2], 5)
+        let n = crate::cost::nonlinear::max_pool(&[2], 5, CarryDepth::Ripple)
             + crate::cost::nonlinear::client_cots(2, 2 * 32);
         assert_eq!(c, n);
 

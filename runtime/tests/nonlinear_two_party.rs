@@ -9,7 +9,7 @@ use heq_runtime::nonlinear::{Role, Session, relu, requant, run_async, run_with_p
 use heq_runtime::ot::cryprot::CryprotOt;
 use heq_runtime::ot::{IdealOt, OtSource, Side};
 use heq_runtime::params::nonlinear::{RequantPlan, RescalePlan};
-use heq_runtime::plan::{OtBackend, Rounding};
+use heq_runtime::plan::{CarryDepth, OtBackend, Rounding};
 use heq_runtime::ring::Ring;
 use heq_runtime::transport::{FrameChannel, quic};
 use rand::{Rng, SeedableRng};
@@ -130,9 +130,9 @@ async fn relu_37_over_quic_with_silent_ot() -> anyhow::Result<()> {
     let (a, b) = both(
         (ss.into_inner(), cs.into_inner()),
         (&mut so, &mut co),
-        cost::relu(n as u64, 37),
+        cost::relu(n as u64, 37, CarryDepth::Ripple),
         share(ring, &v, 2),
-        move |s, x| relu::relu(s, ring, x),
+        move |s, x| relu::relu(s, ring, x, CarryDepth::Ripple),
     )
     .await?;
     let got = open(ring, &a, &b);
@@ -224,7 +224,7 @@ async fn one_ot_batch_serves_two_layers() -> anyhow::Result<()> {
     let (ss, cs) = tokio::try_join!(quic::frame_channel(&mut sc), quic::frame_channel(&mut cc))?;
     let n = 5000;
     let ring = Ring::new(37);
-    let relu_cost = cost::relu(n as u64, 37);
+    let relu_cost = cost::relu(n as u64, 37, CarryDepth::Ripple);
     let range = (-(1i128 << 14) + 1, (1 << 14) - 513);
     let plan = RequantPlan::new(16, range, 10, (0, 15), 5, Rounding::NoTies)?;
     let rq_cost = plan.cost(n as u64);
@@ -252,13 +252,13 @@ async fn one_ot_batch_serves_two_layers() -> anyhow::Result<()> {
             Role::Server,
             s1,
             FrameChannel::new(ss.into_inner()),
-            move |s| relu::relu(s, ring, &x1s)
+            move |s| relu::relu(s, ring, &x1s, CarryDepth::Ripple)
         ),
         run_with_pads(
             Role::Client,
             c1,
             FrameChannel::new(cs.into_inner()),
-            move |s| relu::relu(s, ring, &x1c)
+            move |s| relu::relu(s, ring, &x1c, CarryDepth::Ripple)
         ),
     )?;
     let got = open(ring, &a, &b);

@@ -8,7 +8,7 @@ use common::every_op_runnable;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::ot::IdealOt;
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
-use heq_runtime::plan::{Op, PackDim, Packing, Plan};
+use heq_runtime::plan::{CarryDepth, Op, PackDim, Packing, Plan};
 use heq_runtime::reference;
 use heq_runtime::reference::testutil::max_pool_plans;
 use heq_runtime::schedule::StepKind;
@@ -57,6 +57,39 @@ fn check_reports(server: &Report, client: &Report) {
 fn every_op_plan_is_bit_exact_with_predicted_traffic() {
     let plan = every_op_runnable();
     assert_bit_exact(&plan, "every op");
+}
+
+/// Every layer that computes carries at [`CarryDepth::Tree`]: the same outputs, the (other)
+/// predicted traffic measured, in fewer rounds.
+#[test]
+fn every_op_plan_with_carry_trees_is_bit_exact_with_predicted_traffic() {
+    let mut plan = every_op_runnable();
+    let ripple = Prepared::new(&plan.public).expect("schedulable").cost;
+    for l in &mut plan.public.layers {
+        if l.op.computes_carries() {
+            l.carry = CarryDepth::Tree;
+        }
+    }
+    assert_bit_exact(&plan, "every op, trees");
+    let tree = Prepared::new(&plan.public).expect("schedulable").cost;
+    assert!(tree.channel().rounds < ripple.channel().rounds);
+    for (label, mut plan) in max_pool_plans() {
+        for l in &mut plan.public.layers {
+            if l.op.computes_carries() {
+                l.carry = CarryDepth::Tree;
+            }
+        }
+        for input in [
+            vec![8; 16],
+            vec![-8; 16],
+            (0..16).map(|i| (i * 7 % 17) - 8).collect(),
+        ] {
+            let want = reference::run(&plan, &input).expect("reference");
+            let (got, server, client) = run_both(&plan, &input, 7);
+            assert_eq!(got, want, "{label} trees, input {input:?}");
+            check_reports(&server, &client);
+        }
+    }
 }
 
 /// Three inputs (a ramp and both extremes) through both parties: output == reference, measured
@@ -196,15 +229,15 @@ fn predicted_traffic_of_every_op_plan() {
     assert_eq!(
         rows,
         vec![
-            t(56028, 52728, 26),
-            t(40, 41, 16),
-            t(27, 44, 15),
-            t(6, 46, 8),
-            t(55849, 26202, 11),
+            t(56028, 52728, 22),
+            t(40, 41, 13),
+            t(27, 44, 12),
+            t(6, 46, 5),
+            t(55849, 26202, 8),
             t(0, 0, 0),
             t(0, 0, 0),
             t(55840, 26127, 2),
-            t(21, 32, 19),
+            t(20, 31, 16),
         ]
     );
     assert_eq!(prepared.cost.setup, t(55840, 0, 1));

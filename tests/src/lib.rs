@@ -28,8 +28,17 @@ pub fn models_dir() -> PathBuf {
 /// # Errors
 /// Whatever heqc reports.
 pub fn compile(name: &str) -> anyhow::Result<Plan> {
+    compile_with(name, heqc::select::Strategy::default())
+}
+
+/// [`compile`] with the optimizer's `strategy` (e.g. the latency objective, which chooses
+/// log-depth carry trees).
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_with(name: &str, strategy: heqc::select::Strategy) -> anyhow::Result<Plan> {
     let path = models_dir().join(format!("{name}.onnx"));
-    Ok(heqc::compile_path(&path)
+    Ok(heqc::compile_path_with(&path, strategy)
         .with_context(|| format!("compiling {}", path.display()))?
         .selection
         .plan)

@@ -5,8 +5,10 @@
 //! float or index model output computed from them), traffic equal to the prediction on every
 //! layer.
 
-use heq_runtime::plan::OtBackend;
-use heq_tests::{check_model, check_model_net, compile, init_rayon};
+use heq_runtime::plan::{CarryDepth, OtBackend, Plan};
+use heq_tests::{check_model, check_model_net, compile, compile_with, init_rayon};
+use heqc::optimize::{Net, Objective};
+use heqc::select::Strategy;
 
 fn e2e(name: &str) {
     e2e_with(name, OtBackend::Silent);
@@ -14,13 +16,33 @@ fn e2e(name: &str) {
 
 fn e2e_with(name: &str, backend: OtBackend) {
     init_rayon();
-    let plan = compile(name).expect("compiles");
-    let runs = check_model(&plan, 2, backend).expect("two-party run");
+    e2e_plan(name, &compile(name).expect("compiles"), backend);
+}
+
+fn e2e_plan(name: &str, plan: &Plan, backend: OtBackend) {
+    let runs = check_model(plan, 2, backend).expect("two-party run");
     eprintln!("{name} ({backend:?}):\n{}", runs[0].client.table());
     if backend == plan.public.protocol.ot {
-        let (_, client) = check_model_net(&plan, 1).expect("network session");
+        let (_, client) = check_model_net(plan, 1).expect("network session");
         eprintln!("{name} over the network: {:?}", client.quic);
     }
+}
+
+/// The WAN latency plan computes its carries by log-depth trees (and one-round correlated OTs
+/// everywhere): still bit-exact, traffic still as predicted.
+#[test]
+fn resnet_qdq_w4_wan_latency_trees() {
+    init_rayon();
+    let name = "resnet_qdq_w4";
+    let plan =
+        compile_with(name, Strategy::Optimized(Objective::Latency(Net::Wan))).expect("compiles");
+    let trees = plan
+        .public
+        .layers
+        .iter()
+        .filter(|l| l.carry == CarryDepth::Tree);
+    assert!(trees.count() > 0, "the WAN plan takes trees");
+    e2e_plan(name, &plan, OtBackend::Silent);
 }
 
 #[test]

@@ -73,8 +73,9 @@ pub struct Args {
     pub ot_batch: Option<u64>,
     /// Keep the literal requantization multipliers (24 significant bits) and shifts instead of
     /// the smallest ones that give bit-identical outputs over the proven value ranges (the
-    /// default, which shortens the truncations and narrows their rings). The Cheetah baseline
-    /// (`--baseline cheetah`, and the comparison printed beside every plan) always keeps them.
+    /// default, which shortens the truncations and narrows their rings). `--baseline cheetah`
+    /// always keeps them (Cheetah as it would run the model); the baseline printed beside an
+    /// optimized plan prices Cheetah's protocols on that plan's requantizations.
     #[arg(long)]
     pub no_compress_requant: bool,
 }
@@ -141,7 +142,7 @@ impl Args {
             options.precision = Some(p);
         }
         options.ot_batch = self.ot_batch;
-        options.compress_requant = !self.no_compress_requant;
+        options.compress_requant &= !self.no_compress_requant;
         Ok(options)
     }
 }

@@ -195,6 +195,12 @@ fn text_table(r: &Report, wide: bool) -> String {
             opt(&l.time.map(|t| format!("{:.3}", t.total_ms))),
         ];
         let _ = writeln!(out, "{}", table_line(&cells, wide));
+        if let Some(c) = &l.carry {
+            let _ = writeln!(
+                out,
+                "     carries: {c} (log-depth: fewer rounds, more bytes)"
+            );
+        }
         if let Some(h) = &l.he {
             let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
             if let Some(r) = &l.runner_up {

@@ -14,7 +14,7 @@ use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
-    ElementKind, EpilogueOp, IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan,
+    CarryDepth, ElementKind, EpilogueOp, IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan,
     PrecisionRecord, PublicPlan, Requant, TensorId, TopKOutput, ValueType, multiplier_bits,
 };
 use serde::Serialize;
@@ -89,6 +89,9 @@ pub struct LayerRow {
     pub time: Option<Time>,
     /// Predicted traffic of the layer on the Cheetah baseline.
     pub baseline: Option<Traffic>,
+    /// The layer's carry depth when it is not the ripple chain (`tree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carry: Option<String>,
 }
 
 /// Predicted time: compute (the compute profile) plus network (bytes / bandwidth + rounds ·
@@ -551,6 +554,7 @@ fn build(
             baseline: base
                 .and_then(|b| b.cost.layers.get(l.id.0 as usize))
                 .map(|c| c.traffic),
+            carry: (l.carry != CarryDepth::Ripple).then(|| l.carry.to_string()),
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
             let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);

@@ -9,8 +9,8 @@
 
 use super::candidates::runnable_tile;
 use heq_runtime::plan::{
-    AffineShape, ConvShape, HeParams, LinearProtocol, MatMulShape, Op, Packing, Plan, PublicPlan,
-    Tile,
+    AffineShape, CarryDepth, ConvShape, HeParams, LinearProtocol, MatMulShape, Op, Packing, Plan,
+    PublicPlan, Tile,
 };
 
 /// Ring degree of the baseline.
@@ -122,7 +122,7 @@ pub fn cheetah(plan: &Plan) -> Plan {
 
 /// The public part of [`cheetah`] (what scheduling and pricing read; no copy of the weights),
 /// with the plan's OT batch size (a runtime parameter, not a protocol: the comparison is of
-/// protocols).
+/// protocols) and ripple carry chains in every layer.
 pub fn cheetah_public(plan: &Plan) -> PublicPlan {
     let stat_bits = plan.public.protocol.stat_bits;
     let protocols: Vec<LinearProtocol> = plan
@@ -139,7 +139,11 @@ pub fn cheetah_public(plan: &Plan) -> PublicPlan {
             )
         })
         .collect();
-    super::public_with_protocols(&plan.public, &protocols, "cheetah")
+    let mut public = super::public_with_protocols(&plan.public, &protocols, "cheetah");
+    for l in &mut public.layers {
+        l.carry = CarryDepth::Ripple;
+    }
+    public
 }
 
 #[cfg(test)]

@@ -155,7 +155,6 @@ fn analyse(mut g: LayerGraph) -> Result<LayerGraph> {
 fn plan_and_bytes(g: &LayerGraph, profile: &ComputeProfile) -> Result<(Plan, u64)> {
     let s = select(
         crate::lower::lower(g)?,
-        None,
         Strategy::Optimized(Objective::Comm),
         profile,
     )?;

@@ -9,10 +9,12 @@
 //! cryprot-ot silent or IKNP protocols that produce the ROTs) is counted separately by
 //! [`crate::cost::ot_extension`].
 
+use crate::params::carry::CarryTree;
 use crate::params::nonlinear::{
     ClampPlan, CombinePlan, MaxPoolPlan, RequantPlan, RescalePlan, UnpackPlan, WrapMode,
     shared_bits,
 };
+use crate::plan::CarryDepth;
 use std::ops::{Add, AddAssign};
 
 /// Communication of one protocol run, both directions.
@@ -80,20 +82,38 @@ impl AddAssign for Cost {
     }
 }
 
-/// Carry chain: XOR shares of the carries out of bit positions of `a + b`, `a` the server's
-/// and `b` the client's `len`-bit inputs, `n` elements. One round of choice corrections, one
-/// round for bit 0, one round per further bit.
+/// The carries out of `positions` (ascending, below `len`) of `a + b`, `a` the server's and `b`
+/// the client's `len`-bit inputs, `n` elements ([`crate::nonlinear::carry::carries`]) at
+/// `depth`: [`carry_chain`] or [`carry_tree`].
+pub fn carries(n: u64, len: u32, positions: &[u32], depth: CarryDepth) -> Cost {
+    match depth {
+        CarryDepth::Ripple => carry_chain(n, len),
+        CarryDepth::Tree => carry_tree(n, &CarryTree::new(positions, None)),
+    }
+}
+
+/// Ripple carry chain over `len` bits, whatever the positions read: one round of choice
+/// corrections (`len − 1` bits from the server, `len` from the client), one round for bit 0
+/// (`n` bits from the server), one round per further bit (one bit each way): `len + 1` rounds,
+/// `4·len − 2` bits and `2·len − 1` ROTs per element.
 pub fn carry_chain(n: u64, len: u32) -> Cost {
     chain(n, len, 0)
 }
 
 /// The carries out of bit `len − 1` of `a + b` and of `(a − d mod 2^len) + b`
-/// ([`crate::nonlinear::carry::carry_pair`]): the rounds of one [`carry_chain`]; the second sum
-/// adds, for each of its bits above `v2(d)`, a server-choice correlated OT and one more bit on
-/// the client-choice OT of that bit.
-pub fn carry_pair(n: u64, len: u32, d: u64) -> Cost {
+/// ([`crate::nonlinear::carry::carry_pair`]) at `depth`. Ripple: the rounds of one
+/// [`carry_chain`]; the second sum adds, for each of its bits above `v2(d)`, a server-choice
+/// correlated OT and one more bit on the client-choice OT of that bit. Tree: [`carry_tree`] of
+/// the tree with the twin's groups.
+pub fn carry_pair(n: u64, len: u32, d: u64, depth: CarryDepth) -> Cost {
+    if len == 0 {
+        return Cost::default();
+    }
     let shared = shared_bits(len, d);
-    chain(n, len, (len.max(1) - 1).saturating_sub(shared))
+    match depth {
+        CarryDepth::Ripple => chain(n, len, (len - 1).saturating_sub(shared)),
+        CarryDepth::Tree => carry_tree(n, &CarryTree::new(&[len - 1], Some(shared))),
+    }
 }
 
 /// A chain over `len` bits whose last `own` bits also run the second sum of a
@@ -113,96 +133,116 @@ fn chain(n: u64, len: u32, own: u32) -> Cost {
     c
 }
 
-/// Millionaire comparison `[x < y]` of the server's `x` and the client's `y`, `bits`-bit
-/// unsigned, XOR-shared result: the carry out of `¬x + y`.
-pub fn millionaire(n: u64, bits: u32) -> Cost {
-    carry_chain(n, bits)
-}
-
-/// Carry-select carry out of `len` bits with `block`-bit digits
-/// ([`crate::nonlinear::carry::carry_out_blocked`]): one batched chain over `2·⌈len/block⌉ − 1`
-/// digit instances, then a tree of multiplexers over `Z_2`.
-pub fn carry_out_blocked(n: u64, len: u32, block: u32) -> Cost {
-    if len == 0 {
+/// The log-depth carries of `tree` for `n` elements ([`crate::nonlinear::carry`], tree depth).
+///
+/// Round 1: the client corrects the choices of one ROT per bit (server as sender), `w` bits for
+/// a tree of width `w`. Round 2: per digit of `m` bits the server sends its 1-out-of-`2^m`
+/// table, `2^m` entries of the digit's entry bits ([`CarryTree::entry_bits`]: 1 for `G`, 2 with
+/// `P`, twice that with the twin's). Round `2 + t`: every node of level `t` with ANDs
+/// ([`CarryTree::combines_at`]) takes one ROT per direction and has each party send one
+/// correction bit and one message bit per AND (1 for `G` only, 2 with `P`).
+///
+/// So one carry of `w` bits without twin, in `D = ⌈w/4⌉` digits (all of 4 bits) whose `D − 1`
+/// nodes include `⌈log2 D⌉` starting at bit 0 (one AND), costs per element
+/// `w + 16 + 32(D − 1) + 6(D − 1) − 2⌈log2 D⌉` bits (rounded up to bytes per round and
+/// direction), `w + 2(D − 1)` ROTs and `2 + ⌈log2 D⌉` rounds, against the chain's `4w − 2`
+/// bits, `2w − 1` ROTs and `w + 1` rounds: at `w = 28`, 266 bits, 40 ROTs and 5 rounds against
+/// 110 bits, 55 ROTs and 29 rounds.
+pub fn carry_tree(n: u64, tree: &CarryTree) -> Cost {
+    if tree.width == 0 {
         return Cost::default();
     }
-    let b = block.clamp(1, len);
-    let nb = u64::from(len.div_ceil(b));
-    let mut c = carry_chain(n * (2 * nb - 1), b);
-    let mut blocks = nb;
-    while blocks > 1 {
-        c += mux(2 * n * (blocks / 2), 1);
-        blocks = blocks.div_ceil(2);
+    let w = u64::from(tree.width);
+    let table: u64 = tree
+        .digits
+        .iter()
+        .map(|d| u64::from(tree.entry_bits(d)) << tree.nodes[d.leaf].width())
+        .sum();
+    let mut c = Cost::round(0, w * n) + Cost::round(table * n, 0) + Cost::rots(w * n, 0);
+    for level in 1..=tree.depth {
+        let (nodes, bits) = tree
+            .combines_at(level)
+            .fold((0u64, 0u64), |(k, b), (_, node)| {
+                (k + 1, b + 1 + u64::from(node.ands()))
+            });
+        c += Cost::round(bits * n, bits * n) + Cost::rots(nodes * n, nodes * n);
     }
     c
 }
 
-/// ReLU in `Z_{2^l}` with the carry-select DReLU (fewer rounds, more bytes than [`relu`]).
-pub fn relu_blocked(n: u64, ring_bits: u32, block: u32) -> Cost {
-    carry_out_blocked(n, ring_bits - 1, block) + mux(n, ring_bits)
+/// Millionaire comparison `[x < y]` of the server's `x` and the client's `y`, `bits`-bit
+/// unsigned, XOR-shared result: the carry out of `¬x + y`.
+pub fn millionaire(n: u64, bits: u32, depth: CarryDepth) -> Cost {
+    if bits == 0 {
+        return Cost::default();
+    }
+    carries(n, bits, &[bits - 1], depth)
 }
 
-/// MSB (and DReLU = 1 − MSB) of `n` shares in `Z_{2^l}`: a carry chain on the low `l − 1` bits.
-pub fn msb(n: u64, ring_bits: u32) -> Cost {
-    carry_chain(n, ring_bits - 1)
+/// MSB (and DReLU = 1 − MSB) of `n` shares in `Z_{2^l}`: the carry out of the low `l − 1` bits.
+pub fn msb(n: u64, ring_bits: u32, depth: CarryDepth) -> Cost {
+    carries(n, ring_bits - 1, &[ring_bits.max(2) - 2], depth)
 }
 
 /// DReLU of `x` and of `x − d` for `n` shares in `Z_{2^l}`
 /// ([`crate::nonlinear::carry::drelu_pair`]): a [`carry_pair`] on the low `l − 1` bits.
-pub fn msb_pair(n: u64, ring_bits: u32, d: u64) -> Cost {
-    carry_pair(n, ring_bits - 1, d)
+pub fn msb_pair(n: u64, ring_bits: u32, d: u64, depth: CarryDepth) -> Cost {
+    carry_pair(n, ring_bits - 1, d, depth)
 }
 
-/// A batch of correlated OTs with the client as receiver: one round of choice corrections
-/// (`cots` bits), one round of server messages (`message_bits` in total).
+/// A batch of correlated OTs with the client as receiver, in one round (the server's messages
+/// do not wait for the corrections, `crate::nonlinear::cot::OneRoundSender`): `cots` correction
+/// bits from the client, `message_bits` in total from the server.
 pub fn client_cots(cots: u64, message_bits: u64) -> Cost {
     if cots == 0 {
         return Cost::default();
     }
-    Cost::round(0, cots) + Cost::round(message_bits, 0) + Cost::rots(cots, 0)
+    Cost::round(message_bits, cots) + Cost::rots(cots, 0)
 }
 
 /// Multiplexer `d·x` of XOR-shared bits and `w`-bit arithmetic shares: two correlated OTs per
-/// element, one in each direction.
+/// element, one in each direction, in one round (each party's corrections and messages in one
+/// message).
 pub fn mux(n: u64, width: u32) -> Cost {
     if n == 0 {
         return Cost::default();
     }
     let w = u64::from(width);
-    Cost::round(n, n) + Cost::round(n * w, n * w) + Cost::rots(n, n)
+    Cost::round(n + n * w, n + n * w) + Cost::rots(n, n)
 }
 
 /// [`mux`] plus `e·k` for a second XOR-shared bit `e` and a public `k`
 /// ([`crate::nonlinear::cot::mux_plus`]): one more correlated OT per element, client as
-/// receiver, in the same two rounds.
+/// receiver, in the same round.
 pub fn mux_plus(n: u64, width: u32) -> Cost {
     if n == 0 {
         return Cost::default();
     }
     let w = u64::from(width);
-    Cost::round(n, 2 * n) + Cost::round(2 * n * w, n * w) + Cost::rots(2 * n, n)
+    Cost::round(n + 2 * n * w, 2 * n + n * w) + Cost::rots(2 * n, n)
 }
 
 /// ReLU in `Z_{2^l}`: DReLU then multiplexer (no range information used).
-pub fn relu(n: u64, ring_bits: u32) -> Cost {
-    msb(n, ring_bits) + mux(n, ring_bits)
+pub fn relu(n: u64, ring_bits: u32, depth: CarryDepth) -> Cost {
+    msb(n, ring_bits, depth) + mux(n, ring_bits)
 }
 
 /// Max pooling by a comparison tree: `⌈log2 window⌉` levels, each a batched
 /// `max(a, b) = b + [a − b ≥ 0]·(a − b)`. `pairs[i]` is the number of comparisons at level `i`.
-pub fn max_pool(pairs: &[u64], ring_bits: u32) -> Cost {
+pub fn max_pool(pairs: &[u64], ring_bits: u32, depth: CarryDepth) -> Cost {
     pairs
         .iter()
         .filter(|&&m| m > 0)
         .fold(Cost::default(), |c, &m| {
-            c + msb(m, ring_bits) + mux(m, ring_bits)
+            c + msb(m, ring_bits, depth) + mux(m, ring_bits)
         })
 }
 
 impl MaxPoolPlan {
     /// Exact cost for `n` outputs: the comparison tree, then the extension of each output.
     pub fn cost(&self, n: u64) -> Cost {
-        max_pool(&self.levels, self.ring_bits) + self.extend.map(|e| e.cost(n)).unwrap_or_default()
+        max_pool(&self.levels, self.ring_bits, self.depth)
+            + self.extend.map(|e| e.cost(n)).unwrap_or_default()
     }
 }
 
@@ -214,8 +254,8 @@ impl ClampPlan {
         let (l, r) = (self.ring_bits, self.out_bits);
         match (self.lower, self.upper) {
             (false, false) => Cost::default(),
-            (true, true) => msb_pair(n, l, self.gap()) + mux_plus(n, r),
-            _ => msb(n, l) + mux(n, r),
+            (true, true) => msb_pair(n, l, self.gap(), self.depth) + mux_plus(n, r),
+            _ => msb(n, l, self.depth) + mux(n, r),
         }
     }
 }
@@ -227,13 +267,13 @@ impl RescalePlan {
         let wrap = u64::from(self.wrap != WrapMode::None);
         let tie = u64::from(self.tie_test());
         let mut c = if self.tie_test_fused() {
-            carry_pair(n, self.shift, self.tie_distance())
+            carry_pair(n, self.shift, self.tie_distance(), self.depth)
         } else {
-            carry_chain(n, self.chain_len())
+            carries(n, self.chain_len(), &self.carry_positions(), self.depth)
         };
         if self.tie_test() {
             if !self.tie_test_fused() {
-                c += carry_chain(n, self.shift);
+                c += carries(n, self.shift, &[self.shift - 1], self.depth);
             }
             c += mux(n, 1);
         }

@@ -1,20 +1,32 @@
 //! Carries of `a + b` for the server's `a` and the client's `b`: the millionaire comparison, the
-//! MSB/DReLU of shared values and the truncation carries all reduce to it.
+//! MSB/DReLU of shared values and the truncation carries all reduce to it. Two depths
+//! ([`CarryDepth`], chosen per layer by the compiler) compute the same carries:
 //!
-//! Ripple chain `c_j = a_j b_j ⊕ (a_j ⊕ b_j)·c_{j−1}` with `c_{j−1} = u ⊕ v` shared:
-//! `c_j = a_j u ⊕ b_j v ⊕ b_j (a_j ⊕ u) ⊕ a_j v`. The two cross terms are one correlated OT in
-//! each direction with choices `b_j` (client) and `a_j` (server) known up front, so all choice
-//! corrections go in the first round, and each bit then costs one round with one bit each way.
-//! Exact cost: [`crate::cost::nonlinear::carry_chain`].
+//! - **Ripple** chain `c_j = a_j b_j ⊕ (a_j ⊕ b_j)·c_{j−1}` with `c_{j−1} = u ⊕ v` shared:
+//!   `c_j = a_j u ⊕ b_j v ⊕ b_j (a_j ⊕ u) ⊕ a_j v`. The two cross terms are one correlated OT in
+//!   each direction with choices `b_j` (client) and `a_j` (server) known up front, so all choice
+//!   corrections go in the first round, and each bit then costs one round with one bit each way:
+//!   `len + 1` rounds, 4 bits and 2 ROTs per bit. Cost: [`crate::cost::nonlinear::carry_chain`].
+//! - **Tree**: the generate bits `g_j = a_j b_j` in one round (one ROT per bit, server as sender,
+//!   [`OneRoundSender`]: its message does not wait for the client's correction), the propagate bits
+//!   `p_j = a_j ⊕ b_j` locally, then the parallel-prefix tree of [`CarryTree`], one round per
+//!   level: a node `(G_hi ⊕ P_hi·G_lo, P_hi·P_lo)` is one or two ANDs of shared bits with the
+//!   common factor `x = P_hi`, `x·y = x_S y_S ⊕ x_C y_C ⊕ x_S y_C ⊕ x_C y_S`, whose cross terms
+//!   are one one-round correlated OT in each direction (choice `x`, correlation the one or two
+//!   `y` shares). `1 + ⌈log2 len⌉` rounds for one carry; about 8 bits and 3 ROTs per bit. Cost:
+//!   [`crate::cost::nonlinear::carry_tree`].
 
-use super::cot::{CotReceiver, CotSender, mask, mux};
+use super::cot::{CotReceiver, CotSender, OneRoundReceiver, OneRoundSender, mask};
 use super::{BitWriter, ProtocolError, Session};
+use crate::params::carry::{CarryTree, NodeKind};
 use crate::params::nonlinear::shared_bits;
+use crate::plan::CarryDepth;
 use crate::ring::Ring;
 
 /// XOR shares of the carries out of bit `positions` (ascending, each below `len`) of `a + b`,
 /// where this party's `mine` holds `a` (server) or `b` (client); bits of `mine` at or above `len`
-/// are ignored. Returns one share vector per position.
+/// are ignored. Returns one share vector per position. Cost:
+/// [`crate::cost::nonlinear::carries`].
 ///
 /// # Errors
 /// [`ProtocolError`] if the OT pads run out or the channel fails.
@@ -23,8 +35,12 @@ pub fn carries(
     mine: &[u64],
     len: u32,
     positions: &[u32],
+    depth: CarryDepth,
 ) -> Result<Vec<Vec<bool>>, ProtocolError> {
-    Ok(chain(s, mine, len, positions, None)?.0)
+    Ok(match depth {
+        CarryDepth::Ripple => chain(s, mine, len, positions, None)?.0,
+        CarryDepth::Tree => tree(s, mine, len, positions, None)?.0,
+    })
 }
 
 /// XOR shares of the carries out of bit `len − 1` of `a + b` and of `a' + b` with
@@ -37,8 +53,8 @@ pub fn carries(
 /// sum runs its own chain; its correlated OT with the client's choice `b_j` is the first one's
 /// (one ROT and one choice correction, one more pad bit for the second correlation), so each such
 /// bit costs the second sum 3 bits and 1 ROT instead of a separate chain's 4 bits and 2 ROTs.
-/// With `d` a multiple of `2^(len−1)` the second carry is free. Cost:
-/// [`crate::cost::nonlinear::carry_pair`].
+/// With `d` a multiple of `2^(len−1)` the second carry is free. The tree shares its groups
+/// below bit `z` in the same way ([`CarryTree`]). Cost: [`crate::cost::nonlinear::carry_pair`].
 ///
 /// # Errors
 /// As [`carries`].
@@ -47,11 +63,15 @@ pub fn carry_pair(
     mine: &[u64],
     len: u32,
     d: u64,
+    depth: CarryDepth,
 ) -> Result<(Vec<bool>, Vec<bool>), ProtocolError> {
     if len == 0 {
         return Ok((vec![false; mine.len()], vec![false; mine.len()]));
     }
-    let (mut at, twin) = chain(s, mine, len, &[len - 1], Some(d))?;
+    let (mut at, twin) = match depth {
+        CarryDepth::Ripple => chain(s, mine, len, &[len - 1], Some(d))?,
+        CarryDepth::Tree => tree(s, mine, len, &[len - 1], Some(d))?,
+    };
     Ok((at.pop().unwrap_or_default(), twin))
 }
 
@@ -212,101 +232,294 @@ fn chain(
     Ok((out, twin_share))
 }
 
-/// XOR shares of the carry out of bit `len − 1` of `a + b` in `block + 1 + 2·⌈log2(len/block)⌉`
-/// rounds instead of `len + 1` (carry-select): every `block`-bit digit runs the chain for carry-in
-/// 0 and, via the server's input `a + 1` (carry 1 forced when `a` is all ones), carry-in 1, all
-/// digits in parallel; a tree then combines (generate, propagate) pairs,
-/// `G = G_hi ⊕ P_hi·G_lo`, `P = P_hi·P_lo`, one multiplexer over `Z_2` per level. About twice the
-/// bytes of [`carries`]; cost: [`crate::cost::nonlinear::carry_out_blocked`].
+/// The log-depth tree behind [`carries`] and [`carry_pair`] ([`CarryTree`]): the carries at
+/// `positions` of `a + b` and, with `twin = Some(d)`, the carry out of bit `len − 1` of
+/// `(a − d) + b`.
 ///
-/// # Errors
-/// As [`carries`].
-pub fn carry_out_blocked(
+/// Rounds 1 and 2: every digit's [`digit_ots`]. Round `2 + t`: per node of level `t` with ANDs
+/// and per element, each party writes its correction (choice: its share of `P_hi`) and then its
+/// message (correlation: its shares of `G_lo`, and of `P_lo` when the node needs `P`), one ROT
+/// per direction ([`OneRoundSender`], one pad bit per AND).
+fn tree(
     s: &mut Session<'_>,
     mine: &[u64],
     len: u32,
-    block: u32,
-) -> Result<Vec<bool>, ProtocolError> {
+    positions: &[u32],
+    twin: Option<u64>,
+) -> Result<(Vec<Vec<bool>>, Vec<bool>), ProtocolError> {
     let n = mine.len();
-    if len == 0 {
-        return Ok(vec![false; n]);
+    let t = CarryTree::new(positions, twin.map(|d| shared_bits(len, d)));
+    if t.width == 0 {
+        return Ok((Vec::new(), vec![false; n]));
     }
-    let b = block.clamp(1, len);
-    let nb = len.div_ceil(b);
-    // Zero bits below bit 0 keep every digit `b` bits wide without changing the carry out.
-    let pad = nb * b - len;
-    let m = mask(b);
     let server = s.is_server();
-    let digit = |x: u64, i: u32| (((u128::from(x & mask(len))) << pad) >> (i * b)) as u64 & m;
-    let mut inputs: Vec<u64> = mine.iter().map(|&x| digit(x, 0)).collect();
-    for i in 1..nb {
-        inputs.extend(mine.iter().map(|&x| digit(x, i)));
-        inputs.extend(mine.iter().map(|&x| {
-            let d = digit(x, i);
-            if server { d.wrapping_add(1) & m } else { d }
-        }));
+    let second: Vec<u64> = match twin {
+        Some(d) if server => mine.iter().map(|&a| a.wrapping_sub(d)).collect(),
+        _ => mine.to_vec(),
+    };
+    let bit = |x: &[u64], i: usize, j: u32| (x[i] >> j) & 1 == 1;
+    // (G, P) shares per node; a node's vectors are dropped once its last parent is computed.
+    let mut g: Vec<Vec<bool>> = vec![Vec::new(); t.nodes.len()];
+    let mut p: Vec<Vec<bool>> = vec![Vec::new(); t.nodes.len()];
+    let entries = digit_ots(s, &t, mine, &second)?;
+    for (d, shares) in t.digits.iter().zip(entries) {
+        let np = t.nodes[d.leaf].needs_p();
+        let field = |k: u32| {
+            shares
+                .iter()
+                .map(|&e| (e >> k) & 1 == 1)
+                .collect::<Vec<bool>>()
+        };
+        g[d.leaf] = field(0);
+        if np {
+            p[d.leaf] = field(1);
+        }
+        if let Some(tw) = d.twin {
+            let base = t.nodes[d.leaf].bits();
+            g[tw] = field(base);
+            if np {
+                p[tw] = field(base + 1);
+            }
+        }
     }
-    let c = carries(s, &inputs, b, &[b - 1])?.pop().unwrap_or_default();
-    // (G, P) per digit, low to high.
-    let mut gp: Vec<(Vec<bool>, Vec<bool>)> = vec![(c[..n].to_vec(), vec![false; n])];
-    for i in 1..nb as usize {
-        let c0 = &c[n * (2 * i - 1)..n * 2 * i];
-        let c1 = &c[n * 2 * i..n * (2 * i + 1)];
-        let p = (0..n)
-            .map(|j| {
-                let forced = server && digit(mine[j], i as u32) == m;
-                c1[j] ^ forced ^ c0[j]
+    // The twin's single-bit digit `[z, z]`: `g'_z = g_z ⊕ b_z`, `p'_z = ¬p_z`.
+    for (k, node) in t.nodes.iter().enumerate() {
+        if node.kind == NodeKind::TwinLeaf && g[k].is_empty() {
+            let main = t
+                .digits
+                .iter()
+                .find(|d| t.nodes[d.leaf].start == node.start)
+                .map_or(k, |d| d.leaf);
+            g[k] = (0..n)
+                .map(|i| g[main][i] ^ (!server && bit(mine, i, node.start)))
+                .collect();
+            if node.needs_p() {
+                p[k] = p[main].iter().map(|&x| x ^ server).collect();
+            }
+        }
+    }
+    let client_bit = |i: usize, j: u32| !server && bit(mine, i, j);
+    let mut last_use = vec![0u32; t.nodes.len()];
+    for node in &t.nodes {
+        match node.kind {
+            NodeKind::Combine { hi, lo } => {
+                last_use[hi] = last_use[hi].max(node.level);
+                last_use[lo] = last_use[lo].max(node.level);
+            }
+            NodeKind::TwinLocal { main, lo } => {
+                last_use[main] = last_use[main].max(node.level);
+                last_use[lo] = last_use[lo].max(node.level);
+            }
+            _ => {}
+        }
+    }
+    for &k in t.outputs.iter().chain(&t.twin_output) {
+        last_use[k] = u32::MAX;
+    }
+    for level in 1..=t.depth {
+        let nodes: Vec<(usize, usize, usize, u32)> = t
+            .combines_at(level)
+            .filter_map(|(k, node)| match node.kind {
+                NodeKind::Combine { hi, lo } => Some((k, hi, lo, node.ands())),
+                _ => None,
             })
             .collect();
-        gp.push((c0.to_vec(), p));
+        let count = nodes.len() * n;
+        let send = OneRoundSender::take(s, count)?;
+        let recv = OneRoundReceiver::take(s, count)?;
+        // The `y` factors of a node: `G_lo`, and `P_lo` when the node needs `P`.
+        let y = |lo: usize, ands: u32, i: usize| [g[lo][i], ands == 2 && p[lo][i]];
+        let mut msg = BitWriter::new();
+        let mut in_bits = 0u64;
+        for (slot, &(_, hi, lo, ands)) in nodes.iter().enumerate() {
+            for (i, &x) in p[hi].iter().enumerate() {
+                let o = slot * n + i;
+                recv.correct(o, x, &mut msg);
+                for (f, &yf) in y(lo, ands, i)[..ands as usize].iter().enumerate() {
+                    send.send_at(o, f as u32, u64::from(yf), 1, &mut msg);
+                }
+            }
+            in_bits += u64::from(1 + ands) * n as u64;
+        }
+        let mut r = s.round(msg, in_bits)?;
+        let mut computed = Vec::with_capacity(nodes.len());
+        for (slot, &(k, hi, lo, ands)) in nodes.iter().enumerate() {
+            let mut gk = Vec::with_capacity(n);
+            let mut pk = Vec::with_capacity(if ands == 2 { n } else { 0 });
+            for i in 0..n {
+                let o = slot * n + i;
+                let e = r.read_bit();
+                let x = p[hi][i];
+                let ys = y(lo, ands, i);
+                // `x·y_f`: own term, then the cross terms of both directions.
+                let prod = |f: usize, d: u64| {
+                    let (yf, skip) = (ys[f], f as u32);
+                    (x && yf)
+                        ^ (send.share_at(o, skip, e, u64::from(yf), 1) == 1)
+                        ^ (recv.share_at(o, skip, x, d, 1) == 1)
+                };
+                let d: Vec<u64> = (0..ands).map(|_| r.read(1)).collect();
+                gk.push(g[hi][i] ^ prod(0, d[0]));
+                if ands == 2 {
+                    pk.push(prod(1, d[1]));
+                }
+            }
+            computed.push((k, gk, pk));
+        }
+        for (k, gk, pk) in computed {
+            (g[k], p[k]) = (gk, pk);
+        }
+        for (k, node) in t.nodes.iter().enumerate().filter(|(_, n)| n.level == level) {
+            if let NodeKind::TwinLocal { main, lo } = node.kind {
+                g[k] = (0..n)
+                    .map(|i| g[main][i] ^ g[lo][i] ^ client_bit(i, node.end))
+                    .collect();
+                if node.needs_p() {
+                    p[k] = (0..n).map(|i| p[lo][i] ^ p[main][i]).collect();
+                }
+            }
+        }
+        for k in (0..t.nodes.len()).filter(|&k| last_use[k] == level) {
+            (g[k], p[k]) = (Vec::new(), Vec::new());
+        }
     }
-    while gp.len() > 1 {
-        let pairs = gp.len() / 2;
-        let mut d = Vec::with_capacity(2 * n * pairs);
-        let mut x = Vec::with_capacity(2 * n * pairs);
-        for k in 0..pairs {
-            let (lo, hi) = (&gp[2 * k], &gp[2 * k + 1]);
-            d.extend_from_slice(&hi.1);
-            d.extend_from_slice(&hi.1);
-            x.extend(lo.0.iter().map(|&g| u64::from(g)));
-            x.extend(lo.1.iter().map(|&p| u64::from(p)));
-        }
-        let prod = mux(s, Ring::new(1), &d, &x)?;
-        let mut next = Vec::with_capacity(gp.len().div_ceil(2));
-        for k in 0..pairs {
-            let hi = &gp[2 * k + 1];
-            let base = 2 * n * k;
-            let g = (0..n).map(|j| hi.0[j] ^ (prod[base + j] == 1)).collect();
-            let p = (0..n).map(|j| prod[base + n + j] == 1).collect();
-            next.push((g, p));
-        }
-        if gp.len() % 2 == 1 {
-            next.extend(gp.pop());
-        }
-        gp = next;
-    }
-    Ok(gp.pop().map(|(g, _)| g).unwrap_or_default())
+    let out = t.outputs.iter().map(|&k| g[k].clone()).collect();
+    let twin_share = t.twin_output.map(|k| g[k].clone()).unwrap_or_default();
+    Ok((out, twin_share))
 }
 
-/// [`drelu`] with the carry-select comparison ([`carry_out_blocked`]): fewer rounds, more bytes.
-///
-/// # Errors
-/// As [`carries`].
-pub fn drelu_blocked(
+/// Rounds 1 and 2 of [`tree`]: for every digit of `t` and element, one 1-out-of-`2^m` OT
+/// (`m` the digit's bits) of the table of the digit's `(G, P)` (and the twin's, from the
+/// server's `second` summand) over the client's digit `x`, from `m` ROTs with the server as
+/// sender (Brassard–Crépeau–Robert: `m` 1-out-of-2 OTs of keys). Round 1: the client corrects
+/// its random choices `c` to its digit `b` (`e = b ⊕ c`). Round 2: the server sends entry `x`
+/// masked by `K_(x ⊕ e) ⊕ r`, where `K_y` is the XOR over the digit's bits `j` of slot `y
+/// without bit j` of the pad `k_(j, y_j)`, and `r` (from pad bits the keys do not use, of pads
+/// the client holds only one of) is the server's share; the client unmasks entry `b` with
+/// `K_c`, which it knows. For `y ≠ c` some bit `j` has `y_j ≠ c_j`, and the slot of
+/// `k_(j, 1 − c_j)` that `K_y` uses belongs to `y` alone, so every other entry stays hidden.
+/// Returns per digit the shares of each element's entry (bit 0 `G`, then `P` when needed, then
+/// the twin's).
+fn digit_ots(
     s: &mut Session<'_>,
-    ring: Ring,
-    shares: &[u64],
-    block: u32,
-) -> Result<Vec<bool>, ProtocolError> {
-    let l = ring.bits();
-    let low: Vec<u64> = shares.iter().map(|&x| x & mask(l - 1)).collect();
-    let carry = carry_out_blocked(s, &low, l - 1, block)?;
-    let server = s.is_server();
-    Ok(shares
+    t: &CarryTree,
+    mine: &[u64],
+    second: &[u64],
+) -> Result<Vec<Vec<u64>>, ProtocolError> {
+    let n = mine.len();
+    let total = t.width as usize * n;
+    // (start, bits, entry bits, needs P, has a twin) per digit.
+    let digits: Vec<(u32, u32, u32, bool, bool)> = t
+        .digits
         .iter()
-        .zip(carry)
-        .map(|(&x, c)| ring.msb(x) ^ c ^ server)
-        .collect())
+        .map(|d| {
+            let node = t.nodes[d.leaf];
+            let twin = d.twin.is_some();
+            (
+                node.start,
+                node.width(),
+                t.entry_bits(d),
+                node.needs_p(),
+                twin,
+            )
+        })
+        .collect();
+    let value = |x: u64, start: u32, m: u32| (x >> start) & mask(m);
+    // Slot `slot` (of `w` bits) of a pad.
+    let slot = |pad: u128, slot: u64, w: u32| (pad >> (slot * u64::from(w))) as u64 & mask(w);
+    // `y` without bit `j`.
+    let without = |y: u64, j: u32| ((y >> (j + 1)) << j) | (y & mask(j));
+    // Pad bits the keys never use (8 slots of at most 4 bits): the server's share.
+    const SHARE_AT: u32 = 96;
+    if s.is_server() {
+        let pads = s.pads().take_send(total)?.to_vec();
+        let mut r = s.round(BitWriter::new(), total as u64)?;
+        let e: Vec<bool> = (0..total).map(|_| r.read_bit()).collect();
+        let mut msg = BitWriter::new();
+        let mut out = Vec::with_capacity(digits.len());
+        for &(start, m, w, np, twin) in &digits {
+            let mut shares = Vec::with_capacity(n);
+            for i in 0..n {
+                let base = start as usize * n + i * m as usize;
+                let ot = &pads[base..base + m as usize];
+                let e_digit = (0..m).fold(0u64, |v, j| v | u64::from(e[base + j as usize]) << j);
+                let share = ((ot[0][0] ^ ot[0][1]) >> SHARE_AT) as u64 & mask(w);
+                let (a, a2) = (value(mine[i], start, m), value(second[i], start, m));
+                for x in 0..1u64 << m {
+                    let y = x ^ e_digit;
+                    let key = (0..m).fold(0u64, |k, j| {
+                        k ^ slot(ot[j as usize][((y >> j) & 1) as usize], without(y, j), w)
+                    });
+                    let mut entry = digit_entry(a, x, m, np);
+                    if twin {
+                        entry |= digit_entry(a2, x, m, np) << (w / 2);
+                    }
+                    msg.push(entry ^ share ^ key, w);
+                }
+                shares.push(share);
+            }
+            out.push(shares);
+        }
+        s.round(msg, 0)?;
+        Ok(out)
+    } else {
+        let (random, pads) = s.pads().take_recv(total)?;
+        let (random, pads) = (random.to_vec(), pads.to_vec());
+        let mut msg = BitWriter::new();
+        for &(start, m, ..) in &digits {
+            for (i, &b) in mine.iter().enumerate() {
+                let base = start as usize * n + i * m as usize;
+                for j in 0..m {
+                    msg.push_bit(bit_of(b, start + j) ^ random[base + j as usize]);
+                }
+            }
+        }
+        s.round(msg, 0)?;
+        let table_bits: u64 = digits
+            .iter()
+            .map(|&(_, m, w, ..)| (u64::from(w) << m) * n as u64)
+            .sum();
+        let mut r = s.round(BitWriter::new(), table_bits)?;
+        let mut out = Vec::with_capacity(digits.len());
+        for &(start, m, w, ..) in &digits {
+            let mut shares = Vec::with_capacity(n);
+            for (i, &mi) in mine.iter().enumerate() {
+                let base = start as usize * n + i * m as usize;
+                let c = (0..m).fold(0u64, |v, j| v | u64::from(random[base + j as usize]) << j);
+                let key = (0..m).fold(0u64, |k, j| {
+                    k ^ slot(pads[base + j as usize], without(c, j), w)
+                });
+                let b = value(mi, start, m);
+                let mut entry = 0;
+                for x in 0..1u64 << m {
+                    let v = r.read(w);
+                    if x == b {
+                        entry = v;
+                    }
+                }
+                shares.push(entry ^ key);
+            }
+            out.push(shares);
+        }
+        Ok(out)
+    }
+}
+
+/// Bit `j` of `x`.
+fn bit_of(x: u64, j: u32) -> bool {
+    (x >> j) & 1 == 1
+}
+
+/// The `(G, P)` entry of an `m`-bit digit `a + x`: bit 0 the carry out, bit 1 (with `np`)
+/// whether every bit propagates (`a + x = 2^m − 1`).
+fn digit_entry(a: u64, x: u64, m: u32, np: bool) -> u64 {
+    let sum = a + x;
+    u64::from(sum >> m != 0)
+        | if np {
+            u64::from(sum == mask(m)) << 1
+        } else {
+            0
+        }
 }
 
 /// Millionaire comparison: XOR shares of `[x < y]` for the server's `x` and the client's `y`,
@@ -314,7 +527,12 @@ pub fn drelu_blocked(
 ///
 /// # Errors
 /// As [`carries`].
-pub fn less_than(s: &mut Session<'_>, mine: &[u64], bits: u32) -> Result<Vec<bool>, ProtocolError> {
+pub fn less_than(
+    s: &mut Session<'_>,
+    mine: &[u64],
+    bits: u32,
+    depth: CarryDepth,
+) -> Result<Vec<bool>, ProtocolError> {
     if bits == 0 {
         return Ok(vec![false; mine.len()]);
     }
@@ -324,7 +542,7 @@ pub fn less_than(s: &mut Session<'_>, mine: &[u64], bits: u32) -> Result<Vec<boo
     } else {
         mine.to_vec()
     };
-    let mut c = carries(s, &input, bits, &[bits - 1])?;
+    let mut c = carries(s, &input, bits, &[bits - 1], depth)?;
     Ok(c.pop().unwrap_or_default())
 }
 
@@ -332,10 +550,17 @@ pub fn less_than(s: &mut Session<'_>, mine: &[u64], bits: u32) -> Result<Vec<boo
 ///
 /// # Errors
 /// As [`carries`].
-pub fn msb(s: &mut Session<'_>, ring: Ring, shares: &[u64]) -> Result<Vec<bool>, ProtocolError> {
+pub fn msb(
+    s: &mut Session<'_>,
+    ring: Ring,
+    shares: &[u64],
+    depth: CarryDepth,
+) -> Result<Vec<bool>, ProtocolError> {
     let l = ring.bits();
     let low: Vec<u64> = shares.iter().map(|&x| x & mask(l - 1)).collect();
-    let carry = carries(s, &low, l - 1, &[l - 2])?.pop().unwrap_or_default();
+    let carry = carries(s, &low, l - 1, &[l - 2], depth)?
+        .pop()
+        .unwrap_or_default();
     Ok(shares
         .iter()
         .zip(carry)
@@ -347,9 +572,14 @@ pub fn msb(s: &mut Session<'_>, ring: Ring, shares: &[u64]) -> Result<Vec<bool>,
 ///
 /// # Errors
 /// As [`carries`].
-pub fn drelu(s: &mut Session<'_>, ring: Ring, shares: &[u64]) -> Result<Vec<bool>, ProtocolError> {
+pub fn drelu(
+    s: &mut Session<'_>,
+    ring: Ring,
+    shares: &[u64],
+    depth: CarryDepth,
+) -> Result<Vec<bool>, ProtocolError> {
     let server = s.is_server();
-    Ok(msb(s, ring, shares)?
+    Ok(msb(s, ring, shares, depth)?
         .into_iter()
         .map(|b| b ^ server)
         .collect())
@@ -366,11 +596,12 @@ pub fn drelu_pair(
     ring: Ring,
     shares: &[u64],
     d: u64,
+    depth: CarryDepth,
 ) -> Result<(Vec<bool>, Vec<bool>), ProtocolError> {
     let l = ring.bits();
     let server = s.is_server();
     let low: Vec<u64> = shares.iter().map(|&x| x & mask(l - 1)).collect();
-    let (c, c2) = carry_pair(s, &low, l - 1, d)?;
+    let (c, c2) = carry_pair(s, &low, l - 1, d, depth)?;
     let sign = |x: u64, carry: bool| ring.msb(x) ^ carry ^ server;
     let second = |x: u64| {
         if server {
@@ -392,32 +623,32 @@ mod tests {
     use crate::cost::nonlinear as cost;
     use crate::nonlinear::testutil::{run, share, values};
 
+    const DEPTHS: [CarryDepth; 2] = [CarryDepth::Ripple, CarryDepth::Tree];
+
     #[test]
     fn millionaire_exact_all_widths() {
         for bits in [1u32, 2, 3, 8, 17, 45] {
-            let n = 300;
-            let top = (1i128 << bits) - 1;
-            let x = values(0, top, n, u64::from(bits));
-            let mut y = values(0, top, n, 1000 + u64::from(bits));
-            y[3] = x[3]; // a tie
-            let xs: Vec<u64> = x.iter().map(|&v| v as u64).collect();
-            let ys: Vec<u64> = y.iter().map(|&v| v as u64).collect();
-            let (a, b) = run(cost::millionaire(n as u64, bits), move |s| {
-                let mine = if s.is_server() {
-                    xs.clone()
-                } else {
-                    ys.clone()
-                };
-                less_than(s, &mine, bits)
-            });
-            for i in 0..n {
-                assert_eq!(
-                    a[i] ^ b[i],
-                    x[i] < y[i],
-                    "bits {bits} x {} y {}",
-                    x[i],
-                    y[i]
-                );
+            for depth in DEPTHS {
+                let n = 300;
+                let top = (1i128 << bits) - 1;
+                let x = values(0, top, n, u64::from(bits));
+                let mut y = values(0, top, n, 1000 + u64::from(bits));
+                y[3] = x[3]; // a tie
+                let xs: Vec<u64> = x.iter().map(|&v| v as u64).collect();
+                let ys: Vec<u64> = y.iter().map(|&v| v as u64).collect();
+                let (a, b) = run(cost::millionaire(n as u64, bits, depth), move |s| {
+                    let mine = if s.is_server() { &xs } else { &ys };
+                    less_than(s, mine, bits, depth)
+                });
+                for i in 0..n {
+                    assert_eq!(
+                        a[i] ^ b[i],
+                        x[i] < y[i],
+                        "bits {bits} {depth} x {} y {}",
+                        x[i],
+                        y[i]
+                    );
+                }
             }
         }
     }
@@ -425,61 +656,70 @@ mod tests {
     #[test]
     fn drelu_and_msb_exact() {
         for l in [2u32, 3, 5, 16, 37, 45] {
-            let ring = Ring::new(l);
-            let half = 1i128 << (l - 1);
-            let v = values(-half, half - 1, 500, u64::from(l));
-            let (xs, xc) = share(ring, &v, 5);
-            let (a, b) = run(cost::msb(500, l), move |s| {
-                drelu(s, ring, if s.is_server() { &xs } else { &xc })
-            });
-            for i in 0..v.len() {
-                assert_eq!(a[i] ^ b[i], v[i] >= 0, "l {l} v {}", v[i]);
+            for depth in DEPTHS {
+                let ring = Ring::new(l);
+                let half = 1i128 << (l - 1);
+                let v = values(-half, half - 1, 500, u64::from(l));
+                let (xs, xc) = share(ring, &v, 5);
+                let (a, b) = run(cost::msb(500, l, depth), move |s| {
+                    drelu(s, ring, if s.is_server() { &xs } else { &xc }, depth)
+                });
+                for i in 0..v.len() {
+                    assert_eq!(a[i] ^ b[i], v[i] >= 0, "l {l} {depth} v {}", v[i]);
+                }
             }
         }
     }
 
+    /// Every pair of `len`-bit summands (`len` in `1..=6`), at both depths, for the carries out
+    /// of several position sets.
     #[test]
-    fn blocked_carry_out_matches() {
-        for (len, block) in [
-            (1u32, 4u32),
-            (7, 3),
-            (12, 4),
-            (36, 6),
-            (36, 5),
-            (45, 7),
-            (16, 16),
-        ] {
-            let n = 200;
-            let top = (1i128 << len) - 1;
-            let a = values(0, top, n, u64::from(len * block));
-            let mut b = values(0, top, n, u64::from(len * block + 1));
-            for i in 7..20 {
-                b[i] = (top - a[i] + i128::from(i % 2 == 0)).min(top); // sums 2^len − 1 and 2^len
+    fn carries_exhaustive() {
+        for len in 1u32..=6 {
+            let all = 1u64 << len;
+            let (a, b): (Vec<u64>, Vec<u64>) =
+                (0..all).flat_map(|a| (0..all).map(move |b| (a, b))).unzip();
+            let mut sets = vec![
+                vec![len - 1],
+                (0..len).collect(),
+                vec![len / 2, len - 1],
+                vec![0, len - 1],
+            ];
+            for set in &mut sets {
+                set.dedup();
             }
-            let (av, bv): (Vec<u64>, Vec<u64>) = a
-                .iter()
-                .zip(&b)
-                .map(|(&x, &y)| (x as u64, y as u64))
-                .unzip();
-            let (sa, sb) = run(cost::carry_out_blocked(n as u64, len, block), move |s| {
-                carry_out_blocked(s, if s.is_server() { &av } else { &bv }, len, block)
-            });
-            for i in 0..n {
-                assert_eq!(sa[i] ^ sb[i], a[i] + b[i] > top, "len {len} block {block}");
+            sets.sort();
+            sets.dedup();
+            for positions in sets {
+                for depth in DEPTHS {
+                    let n = a.len() as u64;
+                    let (ma, mb, pos) = (a.clone(), b.clone(), positions.clone());
+                    let (sa, sb) = run(cost::carries(n, len, &positions, depth), move |s| {
+                        let mine = if s.is_server() { &ma } else { &mb };
+                        carries(s, mine, len, &pos, depth)
+                    });
+                    for (k, &j) in positions.iter().enumerate() {
+                        let m = mask(j + 1);
+                        for i in 0..a.len() {
+                            let carry = (a[i] & m) + (b[i] & m) > m;
+                            assert_eq!(sa[k][i] ^ sb[k][i], carry, "{positions:?} {depth} i {i}");
+                        }
+                    }
+                }
             }
         }
     }
 
     /// Every pair of `len`-bit summands for every distance `d` (0 and `2^len` included), then
-    /// random wide summands for distances with 0 to all bits shared.
+    /// random wide summands for distances with 0 to all bits shared; both depths.
     #[test]
     fn carry_pair_exhaustive() {
         let mut cases: Vec<(u32, u64, Vec<u64>, Vec<u64>)> = Vec::new();
-        for len in 1u32..=5 {
+        for len in 1u32..=6 {
             let all = 1u64 << len;
             let (a, b): (Vec<u64>, Vec<u64>) =
                 (0..all).flat_map(|a| (0..all).map(move |b| (a, b))).unzip();
-            for d in 0..=all {
+            for d in (0..=all).filter(|&d| len < 6 || d % 7 < 2 || d.is_power_of_two()) {
                 cases.push((len, d, a.clone(), b.clone()));
             }
         }
@@ -502,25 +742,20 @@ mod tests {
             cases.push((17, d, a, b));
         }
         for (len, d, a, b) in cases {
-            let n = a.len() as u64;
-            let (ma, mb) = (a.clone(), b.clone());
-            let (sa, sb) = run(cost::carry_pair(n, len, d), move |s| {
-                carry_pair(s, if s.is_server() { &ma } else { &mb }, len, d)
-            });
-            let m = mask(len);
-            let carry = |x: u64, y: u64| (x & m) + (y & m) > m;
-            for i in 0..a.len() {
-                let twin = a[i].wrapping_sub(d);
-                assert_eq!(
-                    sa.0[i] ^ sb.0[i],
-                    carry(a[i], b[i]),
-                    "len {len} d {d} i {i}"
-                );
-                assert_eq!(
-                    sa.1[i] ^ sb.1[i],
-                    carry(twin, b[i]),
-                    "len {len} d {d} i {i}"
-                );
+            for depth in DEPTHS {
+                let n = a.len() as u64;
+                let (ma, mb) = (a.clone(), b.clone());
+                let (sa, sb) = run(cost::carry_pair(n, len, d, depth), move |s| {
+                    carry_pair(s, if s.is_server() { &ma } else { &mb }, len, d, depth)
+                });
+                let m = mask(len);
+                let carry = |x: u64, y: u64| (x & m) + (y & m) > m;
+                for i in 0..a.len() {
+                    let twin = a[i].wrapping_sub(d);
+                    let at = format!("len {len} d {d} {depth} i {i}");
+                    assert_eq!(sa.0[i] ^ sb.0[i], carry(a[i], b[i]), "{at}");
+                    assert_eq!(sa.1[i] ^ sb.1[i], carry(twin, b[i]), "{at}");
+                }
             }
         }
     }
@@ -535,31 +770,34 @@ mod tests {
             (9, 255),
             (37, 1 << 20),
         ] {
-            let ring = Ring::new(l);
-            let half = 1i128 << (l - 1);
-            // x and x − d both signed values of the ring.
-            let v = values(-half + d as i128, half - 1, 400, u64::from(l));
-            let (xs, xc) = share(ring, &v, 5);
-            let (a, b) = run(cost::msb_pair(400, l, d), move |s| {
-                drelu_pair(s, ring, if s.is_server() { &xs } else { &xc }, d)
-            });
-            for (i, &x) in v.iter().enumerate() {
-                assert_eq!(a.0[i] ^ b.0[i], x >= 0, "l {l} x {x}");
-                assert_eq!(a.1[i] ^ b.1[i], x >= d as i128, "l {l} d {d} x {x}");
+            for depth in DEPTHS {
+                let ring = Ring::new(l);
+                let half = 1i128 << (l - 1);
+                // x and x − d both signed values of the ring.
+                let v = values(-half + d as i128, half - 1, 400, u64::from(l));
+                let (xs, xc) = share(ring, &v, 5);
+                let (a, b) = run(cost::msb_pair(400, l, d, depth), move |s| {
+                    drelu_pair(s, ring, if s.is_server() { &xs } else { &xc }, d, depth)
+                });
+                for (i, &x) in v.iter().enumerate() {
+                    assert_eq!(a.0[i] ^ b.0[i], x >= 0, "l {l} {depth} x {x}");
+                    assert_eq!(a.1[i] ^ b.1[i], x >= d as i128, "l {l} {depth} d {d} x {x}");
+                }
             }
         }
     }
 
     #[test]
     fn pair_costs() {
+        use CarryDepth::Ripple;
         let n = 8;
         // No twin bits of its own: one chain; all bits its own: 3 bits and 1 ROT per bit
         // below a second chain.
-        assert_eq!(cost::carry_pair(n, 8, 128), cost::carry_chain(n, 8));
-        assert_eq!(cost::carry_pair(n, 8, 256), cost::carry_chain(n, 8));
+        assert_eq!(cost::carry_pair(n, 8, 128, Ripple), cost::carry_chain(n, 8));
+        assert_eq!(cost::carry_pair(n, 8, 256, Ripple), cost::carry_chain(n, 8));
         let (one, pair, two) = (
             cost::carry_chain(n, 8),
-            cost::carry_pair(n, 8, 1),
+            cost::carry_pair(n, 8, 1, Ripple),
             cost::carry_chain(2 * n, 8),
         );
         assert_eq!(pair.rounds, one.rounds);
@@ -570,14 +808,69 @@ mod tests {
     }
 
     #[test]
+    fn tree_costs() {
+        use CarryDepth::{Ripple, Tree};
+        let n = 8;
+        for w in [1u32, 2, 5, 8, 13, 28, 36] {
+            let digits = w.div_ceil(4);
+            let log = digits.next_power_of_two().trailing_zeros();
+            let tree = cost::carries(n, w, &[w - 1], Tree);
+            let chain = cost::carries(n, w, &[w - 1], Ripple);
+            assert_eq!(tree.rounds, u64::from(2 + log), "w {w}");
+            assert_eq!(
+                (tree.server_rots, tree.client_rots),
+                (u64::from(w + digits - 1) * n, u64::from(digits - 1) * n)
+            );
+            assert_eq!(chain.rounds, u64::from(w + 1));
+            assert!(tree.rounds <= chain.rounds && tree.total_bytes() >= chain.total_bytes());
+            if w % 4 == 0 {
+                // Per element: w corrections, the tables (16 entries of 1 bit for the bottom
+                // digit, of 2 above it), 6 bits per node with P and 4 per node without.
+                let bits = w + 16 + 32 * (digits - 1) + 6 * (digits - 1) - 2 * log;
+                assert_eq!(tree.total_bytes(), u64::from(bits) * n / 8, "w {w}");
+                assert!(
+                    tree.server_rots + tree.client_rots < chain.server_rots + chain.client_rots
+                );
+            }
+        }
+        assert_eq!(cost::carries(n, 28, &[27], Tree).total_bytes(), 266);
+        // A twin whose top bit is the only one not shared costs nothing more. With no bit shared
+        // (5 bits: digits [0, 3] and [4, 4] under one node), both tables carry the twin's
+        // entries (16 and 2 more bits) and the twin's node its own AND, in the same rounds.
+        assert_eq!(
+            cost::carry_pair(n, 5, 16, Tree),
+            cost::carries(n, 5, &[4], Tree)
+        );
+        let (pair, one) = (
+            cost::carry_pair(n, 5, 1, Tree),
+            cost::carries(n, 5, &[4], Tree),
+        );
+        assert_eq!(pair.rounds, one.rounds);
+        assert_eq!(
+            pair.server_bytes - one.server_bytes,
+            (16 + 2 * 2 + 2) * n / 8
+        );
+        assert_eq!(pair.client_bytes - one.client_bytes, 2 * n / 8);
+        assert_eq!(pair.client_rots - one.client_rots, n);
+    }
+
+    #[test]
     fn carries_at_several_positions() {
         let (a, b) = (0b1011_0110u64, 0b0110_1011u64);
-        let (sa, sb) = run(cost::carry_chain(1, 8), move |s| {
-            carries(s, &[if s.is_server() { a } else { b }], 8, &[2, 5, 7])
-        });
-        let carry = |j: u32| ((a & mask(j + 1)) + (b & mask(j + 1))) >> (j + 1) == 1;
-        for (k, &j) in [2u32, 5, 7].iter().enumerate() {
-            assert_eq!(sa[k][0] ^ sb[k][0], carry(j), "position {j}");
+        for depth in DEPTHS {
+            let (sa, sb) = run(cost::carries(1, 8, &[2, 5, 7], depth), move |s| {
+                carries(
+                    s,
+                    &[if s.is_server() { a } else { b }],
+                    8,
+                    &[2, 5, 7],
+                    depth,
+                )
+            });
+            let carry = |j: u32| ((a & mask(j + 1)) + (b & mask(j + 1))) >> (j + 1) == 1;
+            for (k, &j) in [2u32, 5, 7].iter().enumerate() {
+                assert_eq!(sa[k][0] ^ sb[k][0], carry(j), "position {j} {depth}");
+            }
         }
     }
 }

@@ -7,9 +7,14 @@
 //! bits down. The receiver learns nothing about `Δ` beyond `b·Δ` (the other pad is hidden by
 //! the ROT); the sender sees `e`, a one-time pad of `b`.
 //!
-//! The multiplexer [`mux`] `d·x` (`d = d0 ⊕ d1`, `x = x0 + x1`) is two correlated OTs: each
-//! party sends its share of `x` correlated by `Δ = (1 − 2·d_own)·x_own` to the other's choice
-//! `d_other`, and `d·x = d0 x0 + d1 x1 + d1·Δ_0 + d0·Δ_1`. Cost: [`crate::cost::nonlinear::mux`].
+//! The ripple carry chain uses this two-round form (all its corrections go first, then one bit
+//! per round); everything else uses the one-round form, [`OneRoundSender`], whose sender
+//! message does not wait for the correction.
+//!
+//! The multiplexer [`mux`] `d·x` (`d = d0 ⊕ d1`, `x = x0 + x1`) is two correlated OTs, in one
+//! round: each party sends its share of `x` correlated by `Δ = (1 − 2·d_own)·x_own` to the
+//! other's choice `d_other`, and `d·x = d0 x0 + d1 x1 + d1·Δ_0 + d0·Δ_1`. Cost:
+//! [`crate::cost::nonlinear::mux`].
 
 use super::{BitReader, BitWriter, ProtocolError, Session, check_len};
 use crate::ring::Ring;
@@ -143,10 +148,84 @@ impl CotSender {
     }
 }
 
-/// A batch of correlated OTs with the client as receiver, in two rounds: the client's choices
-/// `b` (client side) against the server's `deltas` (server side), each element with its own
-/// width. Returns this party's additive shares of `b·Δ` per element, each modulo `2^width`.
-/// The party that does not hold an input passes an empty slice for it.
+/// Sender half of a batch of correlated OTs over `Z_{2^w}` in one round: the sender's message
+/// does not wait for the receiver's choice correction ("sender first"). With the ROT pads
+/// `Q0, Q1` (low `w` bits from a pad offset) the sender sends `d = Q0 − Q1 + Δ` while the
+/// receiver (random choice `c`, pad `Q_c`) sends `e = b ⊕ c`: the shares `−Q0` and
+/// `Q_c + c·d` add up to `c·Δ`, and with `e = 1` (`b = 1 − c`) the sender takes `Δ + Q0` and
+/// the receiver negates its share, so that they add up to `b·Δ`. Each message is one-time padded
+/// (`d` by the pad the receiver lacks, `e` by `c`), so both go in the same round: one round where
+/// the two-round form ([`CotSender`]) needs two, with the same bits and ROTs. For `w = 1` the
+/// shares are XOR shares of `b ∧ Δ`.
+pub(crate) struct OneRoundSender {
+    pads: Vec<[u128; 2]>,
+}
+
+impl OneRoundSender {
+    /// Takes `n` sender ROTs.
+    pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
+        Ok(OneRoundSender {
+            pads: s.pads().take_send(n)?.to_vec(),
+        })
+    }
+
+    /// Writes the message of OT `i` for the correlation `delta` in `Z_{2^width}`, on the pad
+    /// bits from `skip` on (several correlations can share one OT's choice at distinct offsets).
+    pub(crate) fn send_at(&self, i: usize, skip: u32, delta: u64, width: u32, msg: &mut BitWriter) {
+        let [p0, p1] = self.pads[i];
+        let (q0, q1) = (low(p0 >> skip, width), low(p1 >> skip, width));
+        msg.push(q0.wrapping_sub(q1).wrapping_add(delta) & mask(width), width);
+    }
+
+    /// The sender's share of `b·Δ` of OT `i` (pad bits from `skip`), given the receiver's
+    /// correction `e`.
+    pub(crate) fn share_at(&self, i: usize, skip: u32, e: bool, delta: u64, width: u32) -> u64 {
+        let q0 = low(self.pads[i][0] >> skip, width);
+        let s = if e {
+            delta.wrapping_add(q0)
+        } else {
+            q0.wrapping_neg()
+        };
+        s & mask(width)
+    }
+}
+
+/// Receiver half of [`OneRoundSender`]'s correlated OTs.
+pub(crate) struct OneRoundReceiver {
+    random: Vec<bool>,
+    pads: Vec<u128>,
+}
+
+impl OneRoundReceiver {
+    /// Takes `n` receiver ROTs.
+    pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
+        let (random, pads) = s.pads().take_recv(n)?;
+        Ok(OneRoundReceiver {
+            random: random.to_vec(),
+            pads: pads.to_vec(),
+        })
+    }
+
+    /// Writes the correction of OT `i` for the real choice `b`.
+    pub(crate) fn correct(&self, i: usize, b: bool, msg: &mut BitWriter) {
+        msg.push_bit(b ^ self.random[i]);
+    }
+
+    /// The receiver's share of `b·Δ` of OT `i` (pad bits from `skip`), given its real choice
+    /// `b` and the sender's message `d`.
+    pub(crate) fn share_at(&self, i: usize, skip: u32, b: bool, d: u64, width: u32) -> u64 {
+        let c = self.random[i];
+        let q = low(self.pads[i] >> skip, width);
+        let r = if c { q.wrapping_add(d) } else { q };
+        let r = if b ^ c { r.wrapping_neg() } else { r };
+        r & mask(width)
+    }
+}
+
+/// A batch of correlated OTs with the client as receiver, in one round ([`OneRoundSender`]):
+/// the client's choices `b` (client side) against the server's `deltas` (server side), each
+/// element with its own width. Returns this party's additive shares of `b·Δ` per element, each
+/// modulo `2^width`. The party that does not hold an input passes an empty slice for it.
 pub(crate) fn client_cots(
     s: &mut Session<'_>,
     choices: &[bool],
@@ -160,23 +239,25 @@ pub(crate) fn client_cots(
     let total: u64 = widths.iter().map(|&w| u64::from(w)).sum();
     if s.is_server() {
         check_len(deltas.len(), n)?;
-        let mut sender = CotSender::take(s, n)?;
-        let mut r = s.round(BitWriter::new(), n as u64)?;
-        sender.read_corrections(&mut r);
+        let sender = OneRoundSender::take(s, n)?;
         let mut msg = BitWriter::new();
-        let out = (0..n)
-            .map(|i| sender.respond_one(i, deltas[i], widths[i], &mut msg))
-            .collect();
-        s.round(msg, 0)?;
-        Ok(out)
+        for i in 0..n {
+            sender.send_at(i, 0, deltas[i], widths[i], &mut msg);
+        }
+        let mut r = s.round(msg, n as u64)?;
+        Ok((0..n)
+            .map(|i| sender.share_at(i, 0, r.read_bit(), deltas[i], widths[i]))
+            .collect())
     } else {
         check_len(choices.len(), n)?;
+        let recv = OneRoundReceiver::take(s, n)?;
         let mut msg = BitWriter::new();
-        let recv = CotReceiver::start(s, choices.to_vec(), &mut msg)?;
-        s.round(msg, 0)?;
-        let mut r = s.round(BitWriter::new(), total)?;
+        for (i, &b) in choices.iter().enumerate() {
+            recv.correct(i, b, &mut msg);
+        }
+        let mut r = s.round(msg, total)?;
         Ok((0..n)
-            .map(|i| recv.finish_one(i, widths[i], &mut r))
+            .map(|i| recv.share_at(i, 0, choices[i], r.read(widths[i]), widths[i]))
             .collect())
     }
 }
@@ -195,7 +276,7 @@ pub fn mux(
 }
 
 /// Shares of `d·x + e·k` in `ring` from XOR shares of `d` and `e` (`e` empty: no second term),
-/// shares of `x` and a public `k`, in the two rounds of [`mux`]: `e·k = e0·k + e1·(1 − 2·e0)·k`
+/// shares of `x` and a public `k`, in the one round of [`mux`]: `e·k = e0·k + e1·(1 − 2·e0)·k`
 /// adds one correlated OT per element with the client as receiver (choice `e1`, the server's
 /// `Δ = (1 − 2·e0)·k`). Cost: [`crate::cost::nonlinear::mux_plus`].
 ///
@@ -219,18 +300,14 @@ pub fn mux_plus(
     }
     let w = ring.bits();
     let server = s.is_server();
-    // The second term's OTs: the server sends, the client chooses; each party receives the
-    // peer's choice corrections for the OTs it sends and messages for those it receives.
+    // The second term's OTs: the server sends, the client chooses.
     let (sent_extra, got_extra) = if server { (e.len(), 0) } else { (0, e.len()) };
-    let mut send = CotSender::take(s, n + sent_extra)?;
-    let mut msg = BitWriter::new();
+    let send = OneRoundSender::take(s, n + sent_extra)?;
     let mut choices = d.to_vec();
     if !server {
         choices.extend_from_slice(e);
     }
-    let recv = CotReceiver::start(s, choices, &mut msg)?;
-    let mut r = s.round(msg, (n + sent_extra) as u64)?;
-    send.read_corrections(&mut r);
+    let recv = OneRoundReceiver::take(s, n + got_extra)?;
     let mut deltas: Vec<u64> = d
         .iter()
         .zip(x)
@@ -242,10 +319,23 @@ pub fn mux_plus(
                 .map(|&ei| if ei { ring.neg(k) } else { ring.reduce(k) }),
         );
     }
+    // One round: this party's corrections (its choices), then its messages (its deltas).
     let mut msg = BitWriter::new();
-    let sent = send.respond(0, &deltas, w, &mut msg);
-    let mut r = s.round(msg, (n + got_extra) as u64 * u64::from(w))?;
-    let got = recv.finish(0, n + got_extra, w, &mut r);
+    for (i, &b) in choices.iter().enumerate() {
+        recv.correct(i, b, &mut msg);
+    }
+    for (i, &delta) in deltas.iter().enumerate() {
+        send.send_at(i, 0, delta, w, &mut msg);
+    }
+    let in_bits = deltas.len() as u64 + choices.len() as u64 * u64::from(w);
+    let mut r = s.round(msg, in_bits)?;
+    let flips: Vec<bool> = (0..deltas.len()).map(|_| r.read_bit()).collect();
+    let sent: Vec<u64> = (0..deltas.len())
+        .map(|i| send.share_at(i, 0, flips[i], deltas[i], w))
+        .collect();
+    let got: Vec<u64> = (0..choices.len())
+        .map(|i| recv.share_at(i, 0, choices[i], r.read(w), w))
+        .collect();
     // This party's share of `e·k`: the server's `e0·k` and its OT share, the client's OT share.
     let second = |i: usize| -> u64 {
         match (e.is_empty(), server) {

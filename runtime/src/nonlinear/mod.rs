@@ -5,17 +5,19 @@
 //! All protocols are exact (no probabilistic one-bit errors) and built from one primitive, the
 //! correlated OT with a chosen choice derived from a random OT ([`cot`]): the receiver sends
 //! `e = b ⊕ c`, the sender sends `d = Q0 − Q1 + Δ`; the outputs are additive shares of `b·Δ`
-//! in `Z_{2^w}` (XOR shares for `w = 1`). On top of it:
+//! in `Z_{2^w}` (XOR shares for `w = 1`). Both messages go in one round (the sender fixes its
+//! share once it sees `e`), except in the ripple carry chain, whose corrections all go first.
+//! The carry trees also use 1-out-of-16 OTs built from four random OTs. On top of it:
 //!
 //! - [`carry`]: the carries of `a + b` (server's `a`, client's `b`) by a ripple chain of
 //!   `c_j = a_j b_j ⊕ (a_j ⊕ b_j) c_{j−1}`: 4 bits and 2 ROTs per bit, one round per bit. This
 //!   is the millionaire protocol (`[x < y]` = carry of `¬x + y`), the MSB (carry of the low
 //!   `l − 1` bits) and the truncation carry. It trades rounds for bytes: CrypTFlow2's radix-16
 //!   tree costs ≈ 11 bits per bit in `O(log l)` rounds (`protocols.md` §1.8), this chain 4.
-//!   [`carry::carry_out_blocked`] (carry-select over `B`-bit digits, used by
-//!   [`relu::relu_blocked`]) needs `B + 1 + 2·⌈log2(l/B)⌉` rounds for about 8 bits per bit.
-//!   [`carry::carry_pair`] adds the carries of `(a − d) + b` for a public `d` to the same chain:
-//!   shared below bit `v2(d)`, local at it, 3 bits and 1 ROT per bit above it.
+//!   Each layer chooses ([`crate::plan::CarryDepth`]) between this chain and a parallel-prefix
+//!   tree of generate/propagate bits: `1 + ⌈log2 l⌉` rounds for about 8 bits and 3 ROTs per bit.
+//!   [`carry::carry_pair`] adds the carries of `(a − d) + b` for a public `d` to the same chain
+//!   or tree: shared below bit `v2(d)`, local at it, 3 bits and 1 ROT per bit above it (chain).
 //! - [`relu`]: ReLU and clamps (only the sides the value range lets bind; two sides share one
 //!   [`carry::carry_pair`] and one multiplexer, [`cot::mux_plus`]).
 //! - [`trunc`]: SiRNN-style rescaling `round(x / 2^k)` into any ring: truncation, the cheap
@@ -439,7 +441,13 @@ pub(crate) mod testutil {
             let _ = ce.exchange(vec![0; 4]);
         });
         let mut s = Session::new(Role::Server, &mut pads, &mut se);
-        let err = crate::nonlinear::carry::less_than(&mut s, &[1; 10], 2).expect_err("tampered");
+        let err = crate::nonlinear::carry::less_than(
+            &mut s,
+            &[1; 10],
+            2,
+            crate::plan::CarryDepth::Ripple,
+        )
+        .expect_err("tampered");
         assert!(
             matches!(
                 err,

@@ -42,7 +42,7 @@ pub fn max_pool(
                 base.push(p[1]);
             }
         }
-        let d = drelu(s, ring, &diffs)?;
+        let d = drelu(s, ring, &diffs, plan.depth)?;
         let m = mux(s, ring, &d, &diffs)?;
         let mut next = m.iter().zip(&base).map(|(&v, &b)| ring.add(v, b));
         for w in &mut windows {
@@ -113,7 +113,7 @@ mod tests {
     use crate::cost::nonlinear::{self as cost};
     use crate::nonlinear::testutil::{open, round_shift, run, share, values};
     use crate::params::nonlinear::{ParamError, WrapMode, avg_pool_plan, pool_window_sizes};
-    use crate::plan::{Requant, Rounding};
+    use crate::plan::{CarryDepth, Requant, Rounding};
 
     fn shape(c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> PoolShape {
         PoolShape {
@@ -128,6 +128,17 @@ mod tests {
     /// Runs max pooling of `v` (shared in `Z_{2^in_bits}`) as `plan` says, asserting its exact
     /// cost, and checks every output against the window maximum (reduced into the output ring).
     fn check_max_pool(plan: &MaxPoolPlan, sh: &PoolShape, in_bits: u32, v: &[i128], seed: u64) {
+        for depth in [CarryDepth::Ripple, CarryDepth::Tree] {
+            let plan = MaxPoolPlan {
+                depth,
+                ..plan.clone()
+            };
+            check_max_pool_at(&plan, sh, in_bits, v, seed);
+        }
+    }
+
+    /// [`check_max_pool`] at the plan's carry depth.
+    fn check_max_pool_at(plan: &MaxPoolPlan, sh: &PoolShape, in_bits: u32, v: &[i128], seed: u64) {
         let (xs, xc) = share(Ring::new(in_bits), v, seed);
         let wins = pool_windows(sh);
         let (p, sh2) = (plan.clone(), sh.clone());
@@ -190,12 +201,16 @@ mod tests {
             );
             assert_eq!(
                 p.cost(3),
-                cost::max_pool(&[5, 2], bits) + cost::client_cots(3, 3 * u64::from(20 - bits))
+                cost::max_pool(&[5, 2], bits, CarryDepth::Ripple)
+                    + cost::client_cots(3, 3 * u64::from(20 - bits))
             );
             // An output ring no wider than the comparison ring is a local reduction.
             let narrow = MaxPoolPlan::new(range, &[4], bits).expect("plan");
             assert_eq!(narrow.extend, None);
-            assert_eq!(narrow.cost(1), cost::max_pool(&[2, 1], bits));
+            assert_eq!(
+                narrow.cost(1),
+                cost::max_pool(&[2, 1], bits, CarryDepth::Ripple)
+            );
         }
         assert!(matches!(
             MaxPoolPlan::new((5, 4), &[4], 8),

@@ -23,30 +23,21 @@ use super::carry::{drelu, drelu_pair};
 use super::cot::{mux, mux_plus};
 use super::{ProtocolError, Session};
 use crate::params::nonlinear::ClampPlan;
+use crate::plan::CarryDepth;
 use crate::ring::Ring;
 
-/// ReLU `max(x, 0)` of shared signed values in `ring`, with no range information.
+/// ReLU `max(x, 0)` of shared signed values in `ring`, with no range information, its
+/// comparison at `depth`.
 ///
 /// # Errors
 /// [`ProtocolError`] on exhausted OT pads or channel failure.
-pub fn relu(s: &mut Session<'_>, ring: Ring, x: &[u64]) -> Result<Vec<u64>, ProtocolError> {
-    let d = drelu(s, ring, x)?;
-    mux(s, ring, &d, x)
-}
-
-/// [`relu`] with the carry-select comparison: `block + 1 + 2·⌈log2((l−1)/block)⌉ + 2` rounds
-/// instead of `l + 2`, about 1.8× the bytes. Cost:
-/// [`crate::cost::nonlinear::relu_blocked`].
-///
-/// # Errors
-/// [`ProtocolError`] on exhausted OT pads or channel failure.
-pub fn relu_blocked(
+pub fn relu(
     s: &mut Session<'_>,
     ring: Ring,
     x: &[u64],
-    block: u32,
+    depth: CarryDepth,
 ) -> Result<Vec<u64>, ProtocolError> {
-    let d = super::carry::drelu_blocked(s, ring, x, block)?;
+    let d = drelu(s, ring, x, depth)?;
     mux(s, ring, &d, x)
 }
 
@@ -68,17 +59,17 @@ pub fn clamp(s: &mut Session<'_>, plan: &ClampPlan, x: &[u64]) -> Result<Vec<u64
     let y = match (plan.lower, plan.upper) {
         (false, false) => x.iter().map(|&v| out.reduce(v)).collect(),
         (true, false) => {
-            let d1 = drelu(s, ring, &minus(ring, t1))?;
+            let d1 = drelu(s, ring, &minus(ring, t1), plan.depth)?;
             let m = mux(s, out, &d1, &minus(out, lo))?;
             m.into_iter().map(|v| out.add(v, konst(out, lo))).collect()
         }
         (false, true) => {
-            let d2 = drelu(s, ring, &minus(ring, t2))?;
+            let d2 = drelu(s, ring, &minus(ring, t2), plan.depth)?;
             let m = mux(s, out, &d2, &minus(out, hi))?;
             x.iter().zip(m).map(|(&v, m)| out.sub(v, m)).collect()
         }
         (true, true) => {
-            let (d1, d2) = drelu_pair(s, ring, &minus(ring, t1), plan.gap())?;
+            let (d1, d2) = drelu_pair(s, ring, &minus(ring, t1), plan.gap(), plan.depth)?;
             let inside: Vec<bool> = d1.iter().zip(&d2).map(|(&a, &b)| a ^ b).collect();
             let k = (hi - lo) as u64;
             let m = mux_plus(s, out, &inside, &minus(out, lo), &d2, k)?;
@@ -96,37 +87,26 @@ mod tests {
     use crate::params::nonlinear::signed_bits;
 
     #[test]
-    fn relu_exact_widths() {
+    fn relu_exact_widths_and_depths() {
         for l in [2u32, 4, 9, 16, 37, 45] {
-            let ring = Ring::new(l);
-            let half = 1i128 << (l - 1);
-            let v = values(-half, half - 1, 400, u64::from(l));
-            let (xs, xc) = share(ring, &v, 11);
-            let (a, b) = run(cost::relu(400, l), move |s| {
-                relu(s, ring, if s.is_server() { &xs } else { &xc })
-            });
-            let got = open(ring, &a, &b);
-            for i in 0..v.len() {
-                assert_eq!(got[i], v[i].max(0), "l {l}");
+            for depth in [CarryDepth::Ripple, CarryDepth::Tree] {
+                let ring = Ring::new(l);
+                let half = 1i128 << (l - 1);
+                let v = values(-half, half - 1, 400, u64::from(l));
+                let (xs, xc) = share(ring, &v, 11);
+                let (a, b) = run(cost::relu(400, l, depth), move |s| {
+                    relu(s, ring, if s.is_server() { &xs } else { &xc }, depth)
+                });
+                let got = open(ring, &a, &b);
+                for i in 0..v.len() {
+                    assert_eq!(got[i], v[i].max(0), "l {l} {depth}");
+                }
             }
         }
-    }
-
-    #[test]
-    fn relu_blocked_exact() {
-        for (l, block) in [(37u32, 6u32), (16, 4), (5, 2)] {
-            let ring = Ring::new(l);
-            let half = 1i128 << (l - 1);
-            let v = values(-half, half - 1, 400, u64::from(l));
-            let (xs, xc) = share(ring, &v, 21);
-            let (a, b) = run(cost::relu_blocked(400, l, block), move |s| {
-                relu_blocked(s, ring, if s.is_server() { &xs } else { &xc }, block)
-            });
-            let got = open(ring, &a, &b);
-            for i in 0..v.len() {
-                assert_eq!(got[i], v[i].max(0), "l {l}");
-            }
-        }
+        // 36 bits: 6 rounds of the tree (9 digits) against 37 of the chain, then the
+        // multiplexer's one.
+        assert_eq!(cost::relu(1, 37, CarryDepth::Tree).rounds, 7);
+        assert_eq!(cost::relu(1, 37, CarryDepth::Ripple).rounds, 38);
     }
 
     /// Runs `plans` one after the other on `inputs[i]` (signed values) in one session, with the
@@ -208,8 +188,13 @@ mod tests {
                         };
                         let plan = ClampPlan::new(l, range, (lo, hi), out_bits).expect("plan");
                         both += usize::from(plan.sides() == 2);
-                        inputs.push(shares_of_range(ring, range, (lo * 64 + hi) as u64));
-                        plans.push(plan);
+                        let input = shares_of_range(ring, range, (lo * 64 + hi) as u64);
+                        let tree = ClampPlan {
+                            depth: CarryDepth::Tree,
+                            ..plan
+                        };
+                        inputs.extend([input.clone(), input]);
+                        plans.extend([plan, tree]);
                     }
                     let got = run_clamps(&plans, &inputs);
                     for ((plan, input), got) in plans.iter().zip(&inputs).zip(got) {
@@ -226,26 +211,33 @@ mod tests {
 
     #[test]
     fn clamp_thresholds_and_costs() {
+        use CarryDepth::{Ripple, Tree};
         let n = 100;
         // hi − lo + 1 = 16 in the tightest ring (6 bits): one chain for both sides.
         let p = ClampPlan::new(6, (-16, 31), (0, 15), 5).expect("plan");
         assert_eq!((p.sides(), p.thresholds), (2, (0, 16)));
-        assert_eq!(p.cost(n), cost::msb(n, 6) + cost::mux_plus(n, 5));
+        assert_eq!(p.cost(n), cost::msb(n, 6, Ripple) + cost::mux_plus(n, 5));
+        // The twin's top bit is local in the tree too.
+        let t = ClampPlan { depth: Tree, ..p };
+        assert_eq!(t.cost(n), cost::msb(n, 6, Tree) + cost::mux_plus(n, 5));
         // hi − lo + 1 = 7 (odd): thresholds 6 apart share one bit.
         let p = ClampPlan::new(5, (-9, 14), (0, 6), 4).expect("plan");
         assert_eq!(p.thresholds, (1, 7));
-        assert_eq!(p.cost(n), cost::msb_pair(n, 5, 6) + cost::mux_plus(n, 4));
+        assert_eq!(
+            p.cost(n),
+            cost::msb_pair(n, 5, 6, Ripple) + cost::mux_plus(n, 4)
+        );
         // lo = hi: thresholds 1 apart, the output is lo.
         let p = ClampPlan::new(5, (-12, 15), (3, 3), 3).expect("plan");
         assert_eq!(p.thresholds, (3, 4));
         // One side: one DReLU in the comparison ring, one multiplexer in the output ring.
         let p = ClampPlan::new(11, (-300, 300), (0, 400), 10).expect("plan");
         assert_eq!((p.lower, p.upper), (true, false));
-        assert_eq!(p.cost(n), cost::msb(n, 11) + cost::mux(n, 10));
+        assert_eq!(p.cost(n), cost::msb(n, 11, Ripple) + cost::mux(n, 10));
         // The joint clamp beats two comparisons and two multiplexers in bytes and ROTs, with the
         // rounds of one.
         let p = ClampPlan::new(11, (-300, 300), (0, 255), 9).expect("plan");
-        let (joint, separate) = (p.cost(n), cost::relu(2 * n, 11));
+        let (joint, separate) = (p.cost(n), cost::relu(2 * n, 11, Ripple));
         assert!(joint.total_bytes() < separate.total_bytes());
         assert!(
             joint.server_rots + joint.client_rots < separate.server_rots + separate.client_rots

@@ -50,26 +50,22 @@ pub fn rescale(
         })
         .collect();
     let len = plan.chain_len();
-    let mut positions = Vec::new();
-    if k > 0 {
-        positions.push(k - 1);
-    }
-    if plan.wrap == WrapMode::Chain {
-        positions.push(l - 1);
-    }
+    let positions = plan.carry_positions();
     let low: Vec<u64> = y.iter().map(|&v| v & mask(len)).collect();
     // When both chains have length k, the tie test's sum `(lo0 − 1 − 2w) + lo1` is the main
     // sum's with the server's summand `1 + 2w` lower: one carry pair, in the rounds of one chain.
     let (bits, tie_carry) = if plan.tie_test_fused() {
-        let (c, c2) = carry_pair(s, &low, k, plan.tie_distance())?;
+        let (c, c2) = carry_pair(s, &low, k, plan.tie_distance(), plan.depth)?;
         (vec![c], Some(c2))
     } else if plan.tie_test() {
-        let bits = carries(s, &low, len, &positions)?;
+        let bits = carries(s, &low, len, &positions, plan.depth)?;
         let inputs = tie_inputs(s.is_server(), &y, plan);
-        let c2 = carries(s, &inputs, k, &[k - 1])?.pop().unwrap_or_default();
+        let c2 = carries(s, &inputs, k, &[k - 1], plan.depth)?
+            .pop()
+            .unwrap_or_default();
         (bits, Some(c2))
     } else {
-        (carries(s, &low, len, &positions)?, None)
+        (carries(s, &low, len, &positions, plan.depth)?, None)
     };
     let carry = if k > 0 { bits.first() } else { None };
     let ties = match (carry, tie_carry) {
@@ -187,7 +183,7 @@ mod tests {
     use super::*;
     use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
     use crate::params::nonlinear::ParamError;
-    use crate::plan::Rounding;
+    use crate::plan::{CarryDepth, Rounding};
 
     fn check(l: u32, range: (i128, i128), k: u32, r: u32, expect_wrap: WrapMode) {
         check_rounding(l, range, k, r, expect_wrap, Rounding::NoTies);
@@ -210,7 +206,8 @@ mod tests {
         assert_eq!(wrap, expect_wrap, "l {l} k {k} r {r} {range:?}");
     }
 
-    /// Rescales the values `v` on shares, checks every result and returns the plan's wrap mode.
+    /// Rescales the values `v` on shares at both carry depths, checks every result and returns
+    /// the plan's wrap mode.
     fn check_values(
         l: u32,
         range: (i128, i128),
@@ -219,22 +216,25 @@ mod tests {
         rounding: Rounding,
         v: Vec<i128>,
     ) -> WrapMode {
-        let plan = RescalePlan::new(l, range, k, r, rounding).expect("plan");
-        let (inr, outr) = (Ring::new(l), Ring::new(r));
-        let (xs, xc) = share(inr, &v, u64::from(r));
-        let (a, b) = run(plan.cost(v.len() as u64), move |s| {
-            rescale(s, &plan, if s.is_server() { &xs } else { &xc })
-        });
-        let got = open(outr, &a, &b);
-        for i in 0..v.len() {
-            assert_eq!(
-                got[i],
-                round_shift(v[i], k, rounding),
-                "l {l} k {k} r {r} x {} {rounding:?}",
-                v[i]
-            );
+        let ripple = RescalePlan::new(l, range, k, r, rounding).expect("plan");
+        for depth in [CarryDepth::Ripple, CarryDepth::Tree] {
+            let plan = RescalePlan { depth, ..ripple };
+            let (inr, outr) = (Ring::new(l), Ring::new(r));
+            let (xs, xc) = share(inr, &v, u64::from(r));
+            let (a, b) = run(plan.cost(v.len() as u64), move |s| {
+                rescale(s, &plan, if s.is_server() { &xs } else { &xc })
+            });
+            let got = open(outr, &a, &b);
+            for i in 0..v.len() {
+                assert_eq!(
+                    got[i],
+                    round_shift(v[i], k, rounding),
+                    "l {l} k {k} r {r} x {} {rounding:?} {depth}",
+                    v[i]
+                );
+            }
         }
-        plan.wrap
+        ripple.wrap
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! chooses one per layer, and [`crate::cost::nonlinear`] prices it (the plans' `cost` methods
 //! live there, with the accounting). Protocol background: `protocols.md` §1.8, §3.5, §5.5–5.6.
 
-use crate::plan::{AddSpec, AvgPoolSpec, Packing, PoolShape, Requant, Rounding};
+use crate::plan::{AddSpec, AvgPoolSpec, CarryDepth, Packing, PoolShape, Requant, Rounding};
 
 /// Widest share ring the nonlinear protocols accept (`Z_{2^62}`: sums of two shares and
 /// offsets stay inside `u64`/`i128` arithmetic with room to spare).
@@ -134,6 +134,9 @@ pub struct ClampPlan {
     pub upper: bool,
     /// Comparison thresholds `(t1, t2)` of `d1 = [x ≥ t1]` and `d2 = [x ≥ t2]`.
     pub thresholds: (i128, i128),
+    /// How the comparisons compute their carries ([`CarryDepth::Ripple`] unless the schedule
+    /// sets the layer's).
+    pub depth: CarryDepth,
 }
 
 impl ClampPlan {
@@ -188,6 +191,7 @@ impl ClampPlan {
             lower,
             upper,
             thresholds,
+            depth: CarryDepth::Ripple,
         };
         let out = plan.out_range();
         if !fits_signed(out, out_bits) {
@@ -258,6 +262,9 @@ pub struct RescalePlan {
     /// Tie rule; ties cost a second carry chain on `k` bits (with the main one as a carry pair,
     /// in its rounds, unless the wrap needs the long chain) and one AND (only when `k > 0`).
     pub rounding: Rounding,
+    /// How the carries are computed ([`CarryDepth::Ripple`] unless the schedule sets the
+    /// layer's).
+    pub depth: CarryDepth,
 }
 
 impl RescalePlan {
@@ -334,6 +341,7 @@ impl RescalePlan {
             offset,
             wrap,
             rounding,
+            depth: CarryDepth::Ripple,
         })
     }
 
@@ -382,6 +390,19 @@ impl RescalePlan {
             WrapMode::Chain => self.in_bits,
             _ => self.shift,
         }
+    }
+
+    /// The bits whose carries the main chain delivers: `k − 1` (the rounding carry, when
+    /// `k > 0`) and `l − 1` (the wrap, [`WrapMode::Chain`]).
+    pub fn carry_positions(&self) -> Vec<u32> {
+        let mut positions = Vec::with_capacity(2);
+        if self.shift > 0 {
+            positions.push(self.shift - 1);
+        }
+        if self.wrap == WrapMode::Chain {
+            positions.push(self.in_bits - 1);
+        }
+        positions
     }
 }
 
@@ -626,6 +647,14 @@ impl CombinePlan {
             requant,
         })
     }
+
+    /// The plan with its requantization's carries computed at `depth` (the inputs' extensions
+    /// compute none).
+    pub fn with_carry_depth(mut self, depth: CarryDepth) -> Self {
+        self.requant.rescale.depth = depth;
+        self.requant.clamp.depth = depth;
+        self
+    }
 }
 
 fn clamp_of(c: (i64, i64)) -> (i128, i128) {
@@ -767,6 +796,9 @@ pub struct MaxPoolPlan {
     pub extend: Option<RescalePlan>,
     /// Width `R` of the output ring.
     pub out_bits: u32,
+    /// How the comparisons compute their carries ([`CarryDepth::Ripple`] unless the schedule
+    /// sets the layer's).
+    pub depth: CarryDepth,
 }
 
 impl MaxPoolPlan {
@@ -797,6 +829,7 @@ impl MaxPoolPlan {
             levels: max_pool_levels(window_sizes),
             extend,
             out_bits,
+            depth: CarryDepth::Ripple,
         })
     }
 

@@ -196,6 +196,31 @@ pub struct Layer {
     pub inputs: Vec<TensorId>,
     /// Output tensor.
     pub output: TensorId,
+    /// How the layer's nonlinear protocols compute carries (comparisons, truncation carries);
+    /// [`CarryDepth::Ripple`] for layers without any.
+    pub carry: CarryDepth,
+}
+
+/// How a layer's carry computations ([`crate::nonlinear::carry`]) combine the bits: the
+/// compiler's per-layer trade of bytes for rounds. Exact costs:
+/// [`crate::cost::nonlinear::carries`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CarryDepth {
+    /// A ripple chain: one round per bit, 4 bits and 2 random OTs per bit.
+    #[default]
+    Ripple,
+    /// A parallel-prefix tree of generate/propagate pairs: `1 + ⌈log2 len⌉` rounds, about twice
+    /// the bytes and 1.5 times the random OTs of the chain.
+    Tree,
+}
+
+impl fmt::Display for CarryDepth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CarryDepth::Ripple => "ripple",
+            CarryDepth::Tree => "tree",
+        })
+    }
 }
 
 /// The operation of a layer. Linear layers (`Conv`, `MatMul`, `Affine`) run under HE; their
@@ -247,6 +272,15 @@ impl Op {
     /// Whether this layer runs under homomorphic encryption.
     pub fn is_linear(&self) -> bool {
         matches!(self, Op::Conv(_) | Op::MatMul(_) | Op::Affine(_))
+    }
+
+    /// Whether the layer runs a nonlinear protocol that can compute carries (a requantization or
+    /// a max pool), i.e. whether its [`Layer::carry`] can matter.
+    pub fn computes_carries(&self) -> bool {
+        match self {
+            Op::Rescale(_) | Op::Add(_) | Op::AvgPool(_) | Op::MaxPool(_) => true,
+            op => op.requant().is_some(),
+        }
     }
 
     /// The shape-independent part of a linear layer (`None` for other operations).

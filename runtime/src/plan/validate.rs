@@ -15,6 +15,8 @@
 //! - clamps are ordered, shifts are below 64, tie windows fit their shift, accumulator widths
 //!   are in `1..=64`, share rings and plaintext moduli in `1..=64` bits, packing factors at
 //!   least 1, the OT batch size in `1..=`[`MAX_OT_BATCH_ROTS`];
+//! - only layers that compute carries ([`Op::computes_carries`]) choose a carry depth other
+//!   than [`CarryDepth::Ripple`];
 //! - `Rescale` has one multiplier or one per channel (dividing the tensor length); `AvgPool`
 //!   has one multiplier per possible window count (`kernel_h · kernel_w`) and its `ceil_pads`
 //!   are part of the bottom and right pads;
@@ -30,7 +32,7 @@
 //! are far above what two-party inference can run (ResNet-50 at 224×224: 2^19.6 elements in its
 //! largest tensor, 112·112·64, and 2^26.8 multiply-accumulates in its largest layer, conv1).
 
-use super::{Layer, LayerWeights, Op, Plan, TensorId};
+use super::{CarryDepth, Layer, LayerWeights, Op, Plan, TensorId};
 use crate::cost::plan::MAX_OT_BATCH_ROTS;
 use crate::error::PlanError;
 
@@ -103,6 +105,12 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
             continue;
         }
         check_params(&layer.op, &at, &mut errs);
+        if layer.carry != CarryDepth::Ripple && !layer.op.computes_carries() {
+            errs.push(format!(
+                "{at}: carry depth {} on a layer that computes no carries",
+                layer.carry
+            ));
+        }
         let mut io_lens = Vec::with_capacity(layer.inputs.len() + 1);
         for t in layer.inputs.iter().chain([&layer.output]) {
             match lens[t.0 as usize] {
@@ -492,6 +500,27 @@ mod tests {
         assert_eq!(errors(|p| conv(p).groups = 0), vec![shapes, weights]);
         let weights = "l0: 36 weights, 2 biases; expected 0, 2";
         assert_eq!(errors(|p| conv(p).groups = 3), vec![shapes, weights]);
+    }
+
+    #[test]
+    fn only_layers_with_carries_choose_a_tree() {
+        let mut trees = every_op_plan();
+        let mut carrying = 0;
+        for l in &mut trees.public.layers {
+            if l.op.computes_carries() {
+                l.carry = CarryDepth::Tree;
+                carrying += 1;
+            }
+        }
+        assert!(carrying >= 4 && validate(&trees).is_ok());
+        let concat = |p: &mut Plan| {
+            let l = p.public.layers.iter_mut().find(|l| l.op == Op::Concat);
+            l.expect("every_op_plan has a concat").carry = CarryDepth::Tree;
+        };
+        assert_eq!(
+            errors(concat),
+            vec!["l5 (l5): carry depth tree on a layer that computes no carries".to_string()]
+        );
     }
 
     #[test]

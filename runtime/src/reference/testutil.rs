@@ -20,7 +20,7 @@
 
 use crate::error::PlanError;
 use crate::plan::{
-    AddSpec, AffineShape, AvgPoolSpec, ChannelScales, ConvShape, Epilogue, EpilogueOp,
+    AddSpec, AffineShape, AvgPoolSpec, CarryDepth, ChannelScales, ConvShape, Epilogue, EpilogueOp,
     EpilogueStep, GlobalProtocol, HeParams, IntType, IoSpec, Layer, LayerId, LayerWeights,
     LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan, PoolShape, PublicPlan,
     Requant, Rounding, ServerWeights, TensorId, TensorInfo, Tile, TopKOutput,
@@ -87,6 +87,7 @@ impl PlanBuilder {
             op,
             inputs: inputs.to_vec(),
             output,
+            carry: CarryDepth::Ripple,
         });
         output
     }
