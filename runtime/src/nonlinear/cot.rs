@@ -12,6 +12,7 @@
 //! `d_other`, and `d·x = d0 x0 + d1 x1 + d1·Δ_0 + d0·Δ_1`. Cost: [`crate::cost::nonlinear::mux`].
 
 use super::{BitReader, BitWriter, ProtocolError, Session, check_len};
+use crate::ot::Pad;
 use crate::ring::Ring;
 
 /// `2^w − 1`.
@@ -23,14 +24,15 @@ pub(crate) fn mask(width: u32) -> u64 {
     }
 }
 
-fn low(pad: u128, width: u32) -> u64 {
-    (pad as u64) & mask(width)
+/// The low `width` bits of `pad` from bit `skip` on.
+fn low(pad: Pad, skip: u32, width: u32) -> u64 {
+    ((u128::from(pad) >> skip) as u64) & mask(width)
 }
 
 /// Receiver half of a batch.
 pub(crate) struct CotReceiver {
     choices: Vec<bool>,
-    pads: Vec<u128>,
+    pads: Vec<Pad>,
 }
 
 impl CotReceiver {
@@ -73,7 +75,7 @@ impl CotReceiver {
     /// element `i`'s choice with the correlations on the pad's lower `skip` bits.
     pub(crate) fn finish_at(&self, i: usize, skip: u32, width: u32, msg: &mut BitReader) -> u64 {
         let d = msg.read(width);
-        let q = low(self.pads[i] >> skip, width);
+        let q = low(self.pads[i], skip, width);
         if self.choices[i] {
             q.wrapping_add(d) & mask(width)
         } else {
@@ -84,7 +86,7 @@ impl CotReceiver {
 
 /// Sender half of a batch.
 pub(crate) struct CotSender {
-    pads: Vec<[u128; 2]>,
+    pads: Vec<[Pad; 2]>,
     flips: Vec<bool>,
 }
 
@@ -136,8 +138,8 @@ impl CotSender {
     ) -> u64 {
         let m = mask(width);
         let e = usize::from(self.flips[i]);
-        let q0 = low(self.pads[i][e] >> skip, width);
-        let q1 = low(self.pads[i][1 ^ e] >> skip, width);
+        let q0 = low(self.pads[i][e], skip, width);
+        let q1 = low(self.pads[i][1 ^ e], skip, width);
         msg.push(q0.wrapping_sub(q1).wrapping_add(delta) & m, width);
         q0.wrapping_neg() & m
     }

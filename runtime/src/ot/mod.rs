@@ -9,8 +9,11 @@
 //! choices); IKNP produces ROTs for receiver-chosen random choices.
 //!
 //! The synchronous party drivers take their ROTs from a [`PadSupply`], one batch at a time
-//! ([`crate::cost::plan::OtBatch`]); [`BlockingOt`] serves an async [`OtSource`] to them through
-//! the [`crate::transport::bridge`].
+//! ([`crate::cost::plan::OtBatch`]), into one [`OtPads`] buffer that every batch of the run
+//! reuses: the backend writes its pads into it as the OT crate's [`Pad`] blocks (no conversion,
+//! no second copy), so a party's pad memory is one batch whatever the size of the model.
+//! [`BlockingOt`] serves an async [`OtSource`] to the drivers through the
+//! [`crate::transport::bridge`].
 //!
 //! Background: `protocols.md` §1.8, `dependencies.md` §2b (cryprot-ot 0.3.0).
 
@@ -23,6 +26,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::transport::bridge::{Bridge, TimedOut};
+
+/// One 128-bit OT pad, stored as the OT crate's block: the backends write their output into
+/// [`OtPads`] in place. `u128::from(pad)` reads its value.
+pub type Pad = cryprot_core::Block;
 
 /// Why OT material could not be produced or consumed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +44,15 @@ pub enum OtError {
         left: usize,
         /// `"sender"` or `"receiver"`.
         dir: &'static str,
+    },
+    /// A new batch was to replace pads that were never consumed (a bug in the cost
+    /// accounting: the pads of every batch are used up before the next batch starts).
+    #[error("OT pads left unused: {send} sender and {receive} receiver ROTs")]
+    Unused {
+        /// Sender ROTs left.
+        send: usize,
+        /// Receiver ROTs left.
+        receive: usize,
     },
     /// The OT extension backend failed.
     #[error("OT backend: {0}")]
@@ -55,11 +71,12 @@ pub enum OtError {
 ///
 /// # Security
 /// The pads are secret; `Debug` prints only the counts.
+#[derive(Default)]
 pub struct OtPads {
-    send: Vec<[u128; 2]>,
+    send: Vec<[Pad; 2]>,
     send_pos: usize,
     choices: Vec<bool>,
-    recv: Vec<u128>,
+    recv: Vec<Pad>,
     recv_pos: usize,
 }
 
@@ -75,7 +92,7 @@ impl OtPads {
     ///
     /// # Panics
     /// If `choices` and `recv` differ in length.
-    pub fn new(send: Vec<[u128; 2]>, choices: Vec<bool>, recv: Vec<u128>) -> Self {
+    pub fn new(send: Vec<[Pad; 2]>, choices: Vec<bool>, recv: Vec<Pad>) -> Self {
         assert_eq!(choices.len(), recv.len(), "one choice per received pad");
         OtPads {
             send,
@@ -94,36 +111,35 @@ impl OtPads {
         )
     }
 
-    /// Moves the next `send` sender and `receive` receiver ROTs into a new [`OtPads`], so one
-    /// large OT batch (cheap per OT with silent OT) can serve many protocol runs; the peer must
-    /// split its pads the same way.
-    ///
-    /// # Errors
-    /// [`OtError::Exhausted`] if fewer are left.
-    pub fn split(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
-        let sent = self.take_send(send)?.to_vec();
-        let (choices, recv) = self.take_recv(receive)?;
-        Ok(OtPads::new(sent, choices.to_vec(), recv.to_vec()))
+    /// ROTs this buffer can hold without allocating, as (sender, receiver).
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.send.capacity(), self.recv.capacity())
     }
 
-    /// Appends `more`'s unconsumed ROTs after this one's (dropping those already consumed).
-    pub fn append(&mut self, more: OtPads) {
-        self.send.drain(..self.send_pos);
-        self.send.extend_from_slice(&more.send[more.send_pos..]);
-        self.send_pos = 0;
-        self.choices.drain(..self.recv_pos);
-        self.choices
-            .extend_from_slice(&more.choices[more.recv_pos..]);
-        self.recv.drain(..self.recv_pos);
-        self.recv.extend_from_slice(&more.recv[more.recv_pos..]);
-        self.recv_pos = 0;
+    /// Empties the buffer for the next batch, keeping its allocation, and hands the backend
+    /// its three vectors (sender pads, receiver choices, receiver pads) to fill.
+    ///
+    /// # Errors
+    /// [`OtError::Unused`] if pads of the previous batch were not consumed.
+    pub fn refill(
+        &mut self,
+    ) -> Result<(&mut Vec<[Pad; 2]>, &mut Vec<bool>, &mut Vec<Pad>), OtError> {
+        let (send, receive) = self.remaining();
+        if (send, receive) != (0, 0) {
+            return Err(OtError::Unused { send, receive });
+        }
+        self.send.clear();
+        self.choices.clear();
+        self.recv.clear();
+        (self.send_pos, self.recv_pos) = (0, 0);
+        Ok((&mut self.send, &mut self.choices, &mut self.recv))
     }
 
     /// Takes the next `n` sender ROTs.
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
-    pub fn take_send(&mut self, n: usize) -> Result<&[[u128; 2]], OtError> {
+    pub fn take_send(&mut self, n: usize) -> Result<&[[Pad; 2]], OtError> {
         let left = self.send.len() - self.send_pos;
         if n > left {
             return Err(OtError::Exhausted {
@@ -140,7 +156,7 @@ impl OtPads {
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
-    pub fn take_recv(&mut self, n: usize) -> Result<(&[bool], &[u128]), OtError> {
+    pub fn take_recv(&mut self, n: usize) -> Result<(&[bool], &[Pad]), OtError> {
         let left = self.recv.len() - self.recv_pos;
         if n > left {
             return Err(OtError::Exhausted {
@@ -157,27 +173,48 @@ impl OtPads {
 
 /// A producer of random OTs for one party. The peer's source must be asked for the matching
 /// counts (this party's `send` = the peer's `receive`) in the same order.
-pub trait OtSource {
+pub trait OtSource: Send {
     /// Produces `send` ROTs with this party as sender and `receive` ROTs with this party as
-    /// receiver.
+    /// receiver into `pads`, replacing its contents ([`OtPads::refill`]) and reusing its
+    /// allocation.
     ///
     /// # Errors
-    /// [`OtError::Backend`] if the OT protocol fails.
+    /// [`OtError::Backend`] if the OT protocol fails, [`OtError::Unused`] if `pads` still
+    /// holds unconsumed ROTs.
+    fn pads_into(
+        &mut self,
+        send: usize,
+        receive: usize,
+        pads: &mut OtPads,
+    ) -> impl Future<Output = Result<(), OtError>> + Send;
+
+    /// [`OtSource::pads_into`] a new buffer.
+    ///
+    /// # Errors
+    /// As [`OtSource::pads_into`].
     fn pads(
         &mut self,
         send: usize,
         receive: usize,
-    ) -> impl Future<Output = Result<OtPads, OtError>> + Send;
+    ) -> impl Future<Output = Result<OtPads, OtError>> + Send {
+        async move {
+            let mut pads = OtPads::default();
+            self.pads_into(send, receive, &mut pads).await?;
+            Ok(pads)
+        }
+    }
 }
 
 /// Where a synchronous party driver gets its ROTs: one batch at a time, blocking until it is
 /// produced. The peer's supply is asked for the matching counts at the same point of the run.
 pub trait PadSupply {
-    /// Produces `send` ROTs with this party as sender and `receive` with it as receiver.
+    /// Produces `send` ROTs with this party as sender and `receive` with it as receiver into
+    /// `pads`, replacing its (consumed) contents.
     ///
     /// # Errors
-    /// [`OtError::Backend`] or [`OtError::Timeout`] if the OT extension fails.
-    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError>;
+    /// [`OtError::Backend`] or [`OtError::Timeout`] if the OT extension fails,
+    /// [`OtError::Unused`] if `pads` still holds unconsumed ROTs.
+    fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError>;
 }
 
 /// An [`OtSource`] served to a synchronous driver: each batch runs on the runtime `bridge`
@@ -196,8 +233,9 @@ impl<'a, S: OtSource> BlockingOt<'a, S> {
 }
 
 impl<S: OtSource> PadSupply for BlockingOt<'_, S> {
-    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
-        self.bridge.wait(self.source.pads(send, receive))?
+    fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
+        self.bridge
+            .wait(self.source.pads_into(send, receive, pads))?
     }
 }
 
@@ -247,40 +285,55 @@ impl IdealOt {
 
     /// The pads without async (the dealer never waits).
     pub fn pads_now(&mut self, send: usize, receive: usize) -> OtPads {
+        let mut pads = OtPads::default();
+        self.fill(send, receive, &mut pads)
+            .expect("a new buffer holds no unused pads");
+        pads
+    }
+
+    /// [`IdealOt::pads_now`] into `pads` ([`OtPads::refill`]).
+    fn fill(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
         let (send_rng, recv_rng) = match self.side {
             Side::Server => (&mut self.server_to_client, &mut self.client_to_server),
             Side::Client => (&mut self.client_to_server, &mut self.server_to_client),
         };
-        let sent = (0..send).map(|_| draw(send_rng).0).collect();
-        let (choices, recv) = (0..receive)
-            .map(|_| {
-                let (p, c) = draw(recv_rng);
-                (c, p[usize::from(c)])
-            })
-            .unzip();
-        OtPads::new(sent, choices, recv)
+        let (sent, choices, recv) = pads.refill()?;
+        sent.reserve_exact(send);
+        sent.extend((0..send).map(|_| draw(send_rng).0));
+        choices.reserve_exact(receive);
+        recv.reserve_exact(receive);
+        for _ in 0..receive {
+            let (p, c) = draw(recv_rng);
+            choices.push(c);
+            recv.push(p[usize::from(c)]);
+        }
+        Ok(())
     }
 }
 
-fn draw(rng: &mut ChaCha12Rng) -> ([u128; 2], bool) {
-    let p = [rng.random::<u128>(), rng.random::<u128>()];
+fn draw(rng: &mut ChaCha12Rng) -> ([Pad; 2], bool) {
+    let p = [
+        Pad::from(rng.random::<u128>()),
+        Pad::from(rng.random::<u128>()),
+    ];
     (p, rng.random::<bool>())
 }
 
 impl PadSupply for IdealOt {
-    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
-        Ok(self.pads_now(send, receive))
+    fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
+        self.fill(send, receive, pads)
     }
 }
 
 impl OtSource for IdealOt {
-    fn pads(
+    fn pads_into(
         &mut self,
         send: usize,
         receive: usize,
-    ) -> impl Future<Output = Result<OtPads, OtError>> + Send {
-        let pads = self.pads_now(send, receive);
-        async move { Ok(pads) }
+        pads: &mut OtPads,
+    ) -> impl Future<Output = Result<(), OtError>> + Send {
+        let done = self.fill(send, receive, pads);
+        async move { done }
     }
 }
 
@@ -330,23 +383,33 @@ mod tests {
         ));
     }
 
+    /// A refilled buffer keeps its allocation, continues the dealer's streams (the halves stay
+    /// paired) and refuses to drop unconsumed pads.
     #[test]
-    fn split_pads_stay_paired() {
+    fn refill_reuses_the_buffer_and_keeps_the_halves_paired() {
         let (mut s, mut c) = IdealOt::pair(8);
-        let (mut sp, mut cp) = (s.pads_now(30, 0), c.pads_now(0, 30));
-        let _ = (
-            sp.split(10, 0).expect("split"),
-            cp.split(0, 10).expect("split"),
-        );
-        let (mut s2, mut c2) = (
-            sp.split(20, 0).expect("split"),
-            cp.split(0, 20).expect("split"),
-        );
-        let sent = s2.take_send(20).expect("enough").to_vec();
-        let (ch, got) = c2.take_recv(20).expect("enough");
-        for i in 0..20 {
-            assert_eq!(got[i], sent[i][usize::from(ch[i])]);
+        let (mut sp, mut cp) = (OtPads::default(), OtPads::default());
+        let mut first_capacity = None;
+        for round in 0..3 {
+            s.batch(30, 0, &mut sp).expect("consumed");
+            c.batch(0, 30, &mut cp).expect("consumed");
+            assert_eq!((sp.remaining(), cp.remaining()), ((30, 0), (0, 30)));
+            let sent = sp.take_send(30).expect("enough").to_vec();
+            let (ch, got) = cp.take_recv(30).expect("enough");
+            for i in 0..30 {
+                assert_eq!(got[i], sent[i][usize::from(ch[i])], "round {round}");
+            }
+            let capacity = (sp.capacity().0, cp.capacity().1);
+            assert_eq!(*first_capacity.get_or_insert(capacity), capacity);
         }
-        assert!(sp.split(1, 0).is_err());
+        s.batch(10, 0, &mut sp).expect("consumed");
+        sp.take_send(9).expect("enough");
+        assert!(matches!(
+            s.batch(10, 0, &mut sp),
+            Err(OtError::Unused {
+                send: 1,
+                receive: 0
+            })
+        ));
     }
 }
