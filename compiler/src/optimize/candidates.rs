@@ -86,6 +86,12 @@ impl Candidate {
         self.cost.total_bytes() as u64 + self.unpack_bytes
     }
 
+    /// Objective value of what depends on this candidate: its bytes, the rounds of its
+    /// unpacking and its compute.
+    pub fn value(&self, objective: super::Objective) -> f64 {
+        objective.value(self.bytes(), self.unpack_rounds, self.compute_ms)
+    }
+
     /// The HE context of the candidate.
     pub fn context(&self) -> HeContext {
         HeContext {

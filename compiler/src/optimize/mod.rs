@@ -155,8 +155,7 @@ impl Problem {
     /// Objective value of one candidate (with the rounds of its unpacking; the other rounds
     /// are in [`Problem::rounds`]).
     pub fn candidate_value(&self, c: &Candidate) -> f64 {
-        self.objective
-            .value(c.bytes(), c.unpack_rounds, c.compute_ms)
+        c.value(self.objective)
     }
 
     /// Objective value of one context's public key.

@@ -144,7 +144,7 @@ impl Cheapest {
     /// The candidate of least objective value among `candidates` (the first on ties).
     fn of(objective: Objective, candidates: impl Iterator<Item = Candidate>) -> Self {
         candidates
-            .map(|c| (objective.value(c.bytes(), 0, c.compute_ms), c))
+            .map(|c| (c.value(objective), c))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map_or(
                 Cheapest {

@@ -15,16 +15,16 @@
 //! The random OTs are produced by the OT extension, which runs on its own connection, in
 //! [`OtBatch`]es of at most the plan's
 //! [`ot_batch_rots`](crate::plan::GlobalProtocol::ot_batch_rots) ROTs per direction. Every
-//! nonlinear protocol of a layer is a [`Stage`] that runs over its elements (packed words,
-//! elements, or pool channels) in chunks small enough that one chunk needs at most one batch of
-//! ROTs: the protocols are elementwise, so the chunks compute what one run would, each chunk
-//! repeating the protocol's rounds (and its messages' byte rounding). Consecutive chunks share
-//! a batch while it holds their ROTs (so small layers share one), and a batch is produced when
-//! its first chunk starts. A party's ROTs in memory are so one batch, whatever the size of a
-//! layer (one chunk of a single element or pool channel above the limit gets a batch of its
-//! own, of its size), at a price in rounds (`⌈ROTs / batch⌉` runs of a large layer's
-//! protocols) and in OT-extension bytes and round trips (silent OT's cost per OT falls with the
-//! batch size). The OT extension's traffic is [`PlanCost::ot_extension`], the sum of
+//! nonlinear protocol of a layer is a [`Stage`] that runs over its units (packed words,
+//! elements, or pool channels) in chunks of at most [`chunk_rots`] ROTs per direction (16
+//! batches, at most 2^22 ROTs, at least one batch): the protocols are elementwise, so the
+//! chunks compute what one run would, each chunk repeating the protocol's rounds (and its
+//! messages' byte rounding). Consecutive chunks share a batch while it holds their ROTs (so
+//! small layers share one), a larger chunk has batches of its own, and a batch is produced
+//! when its first chunk starts. A party's ROTs in memory are so one chunk's batches, whatever
+//! the size of a layer (only a single element or pool channel may need more), at a price in
+//! rounds (`⌈ROTs / chunk⌉` runs of a large layer's protocols) and in OT-extension bytes and
+//! round trips (silent OT's cost per OT falls with the batch size). The OT extension's traffic is [`PlanCost::ot_extension`], the sum of
 //! [`crate::cost::ot_extension`]'s bytes over the batches.
 
 use std::ops::Range;
@@ -76,8 +76,8 @@ impl std::ops::Add for Traffic {
 }
 
 /// One nonlinear protocol of a layer, run over its `units` (packed words, elements or pool
-/// channels) in chunks of `chunk_units` consecutive units, each chunk needing at most one OT
-/// batch of ROTs (unless a single unit needs more).
+/// channels) in chunks of `chunk_units` consecutive units, each chunk needing at most
+/// [`chunk_rots`] ROTs per direction (unless a single unit needs more).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stage {
     /// Units the protocol runs over.
@@ -140,10 +140,10 @@ impl Stage {
     }
 }
 
-/// The cost of unpacking `words` packed words with `plan` in the chunks of OT batches of
-/// `limit` ROTs (the stage [`layer_cost`] runs).
-pub fn unpack_cost(plan: &UnpackPlan, words: u64, limit: u64) -> Cost {
-    Stage::new(words, limit, |k| plan.cost(k)).cost()
+/// The cost of unpacking `words` packed words with `plan` with OT batches of `batch_rots`
+/// ROTs, in the chunks of [`chunk_rots`] (the stage [`layer_cost`] runs).
+pub fn unpack_cost(plan: &UnpackPlan, words: u64, batch_rots: u64) -> Cost {
+    Stage::new(words, chunk_rots(batch_rots), |k| plan.cost(k)).cost()
 }
 
 /// Predicted cost of one layer.
@@ -212,9 +212,11 @@ pub struct OtBatch {
 }
 
 /// Groups the chunks' ROTs (server, client) into batches of at most `limit` ROTs per
-/// direction: consecutive chunks while they fit; a chunk above `limit` (one unit needing more)
-/// gets a batch of its own, of its size. Chunks without ROTs start no batch.
+/// direction: consecutive chunks while they fit, and a chunk above `limit` in
+/// `⌈rots/limit⌉` batches of its own starting at that chunk (the last one open to the next
+/// chunks). Chunks without ROTs start no batch.
 pub fn ot_batches(chunks: &[(u64, u64)], limit: u64) -> Vec<OtBatch> {
+    let limit = limit.max(1);
     let mut batches: Vec<OtBatch> = Vec::new();
     let mut open: Option<OtBatch> = None;
     for (i, &(s, c)) in chunks.iter().enumerate() {
@@ -229,14 +231,43 @@ pub fn ot_batches(chunks: &[(u64, u64)], limit: u64) -> Vec<OtBatch> {
             b.client_rots += c;
             continue;
         }
-        batches.extend(open.replace(OtBatch {
+        batches.extend(open.take());
+        let (mut s, mut c) = (s, c);
+        while s > limit || c > limit {
+            batches.push(OtBatch {
+                first_chunk: i,
+                server_rots: s.min(limit),
+                client_rots: c.min(limit),
+            });
+            s -= s.min(limit);
+            c -= c.min(limit);
+        }
+        open = Some(OtBatch {
             first_chunk: i,
             server_rots: s,
             client_rots: c,
-        }));
+        });
     }
     batches.extend(open);
     batches
+}
+
+/// Most OT batches one chunk of a nonlinear protocol spans ([`chunk_rots`]).
+pub const CHUNK_BATCHES: u64 = 16;
+
+/// Most ROTs per direction of one chunk spanning several OT batches ([`chunk_rots`]).
+pub const MAX_CHUNK_ROTS: u64 = 1 << 22;
+
+/// Most ROTs per direction one chunk of a nonlinear protocol ([`Stage`]) consumes with OT
+/// batches of `batch_rots`: [`CHUNK_BATCHES`] batches but at most [`MAX_CHUNK_ROTS`], and at
+/// least one batch. The chunk bounds a party's pads in memory (its batches are held until it
+/// has consumed them); spanning several small batches keeps the OT encoder at the speed of
+/// small batches while a large layer runs in few chunks, and so few rounds.
+pub fn chunk_rots(batch_rots: u64) -> u64 {
+    batch_rots
+        .saturating_mul(CHUNK_BATCHES)
+        .min(MAX_CHUNK_ROTS)
+        .max(batch_rots)
 }
 
 /// Traffic of the OT extension producing `batches` with `backend`; `first` if they are the
@@ -273,11 +304,11 @@ pub const LINEAR_ROUNDS: u64 = 2;
 
 /// The predicted cost of one scheduled step of `plan`: its HE messages, then its nonlinear
 /// protocols (the unpacking of the packed words, the requantization or the layer's own
-/// protocol, the extension of the output), each a [`Stage`] chunked to the plan's OT batch
-/// size.
+/// protocol, the extension of the output), each a [`Stage`] in chunks of [`chunk_rots`] of the
+/// plan's OT batch size.
 pub fn layer_cost(plan: &PublicPlan, step: &Step) -> LayerCost {
     let layer = &plan.layers[step.layer.0 as usize];
-    let limit = plan.protocol.ot_batch_rots;
+    let limit = chunk_rots(plan.protocol.ot_batch_rots);
     let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
     let n_out = len(layer.output);
     let mut stages = Vec::new();
@@ -471,14 +502,14 @@ mod tests {
     }
 
     #[test]
-    fn ot_batches_group_chunks_and_give_large_ones_their_own() {
+    fn ot_batches_group_chunks_and_split_large_ones() {
         let b = |first_chunk, server_rots, client_rots| OtBatch {
             first_chunk,
             server_rots,
             client_rots,
         };
         // Chunks 0+1 share a batch, chunk 2 (no ROTs) starts none, chunk 3 overflows into a
-        // new batch that chunk 4 joins, chunk 5 (above the limit) has its own, 6 a new one.
+        // new batch that chunk 4 joins, chunk 5 needs 2.5 batches, the last part shared with 6.
         let chunks = [
             (40, 10),
             (60, 0),
@@ -490,10 +521,26 @@ mod tests {
         ];
         assert_eq!(
             ot_batches(&chunks, 100),
-            vec![b(0, 100, 10), b(3, 70, 95), b(5, 250, 30), b(6, 10, 0)]
+            vec![
+                b(0, 100, 10),
+                b(3, 70, 95),
+                b(5, 100, 30),
+                b(5, 100, 0),
+                b(5, 60, 0)
+            ]
         );
         assert_eq!(ot_batches(&chunks, u64::MAX), vec![b(0, 430, 135)]);
         assert!(ot_batches(&[(0, 0)], 100).is_empty());
+    }
+
+    #[test]
+    fn chunks_span_up_to_16_batches_and_2_pow_22_rots() {
+        assert_eq!(chunk_rots(4), 64);
+        assert_eq!(chunk_rots(1 << 18), 1 << 22);
+        assert_eq!(chunk_rots(1 << 20), 1 << 22);
+        assert_eq!(chunk_rots(1 << 22), 1 << 22);
+        assert_eq!(chunk_rots(1 << 24), 1 << 24);
+        assert_eq!(chunk_rots(u64::MAX), u64::MAX);
     }
 
     /// A stage runs in the most units whose ROTs fit the limit; its cost is the chunks' costs,

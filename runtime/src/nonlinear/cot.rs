@@ -43,13 +43,10 @@ impl CotReceiver {
         msg: &mut BitWriter,
     ) -> Result<Self, ProtocolError> {
         let (random, pads) = s.pads().take_recv(choices.len())?;
-        for (&b, &c) in choices.iter().zip(random) {
+        for (&b, c) in choices.iter().zip(random) {
             msg.push_bit(b ^ c);
         }
-        Ok(CotReceiver {
-            choices,
-            pads: pads.to_vec(),
-        })
+        Ok(CotReceiver { choices, pads })
     }
 
     /// Reads the sender's `len` messages for elements `offset..offset + len`; returns the
@@ -93,7 +90,7 @@ pub(crate) struct CotSender {
 impl CotSender {
     /// Takes `n` sender ROTs.
     pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
-        let pads = s.pads().take_send(n)?.to_vec();
+        let pads = s.pads().take_send(n)?;
         Ok(CotSender {
             pads,
             flips: Vec::new(),

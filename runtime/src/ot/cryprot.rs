@@ -143,7 +143,7 @@ impl OtSource for CryprotOt {
         pads: &mut OtPads,
     ) -> Result<(), OtError> {
         let server = self.is_server();
-        let (sent, choices, received) = pads.refill()?;
+        let (sent, choices, received) = pads.next_batch();
         if server {
             send(&mut self.sender, n_send, sent).await?;
             receive(&mut self.receiver, n_receive, choices, received).await

@@ -9,9 +9,10 @@
 //! choices); IKNP produces ROTs for receiver-chosen random choices.
 //!
 //! The synchronous party drivers take their ROTs from a [`PadSupply`], one batch at a time
-//! ([`crate::cost::plan::OtBatch`]), into one [`OtPads`] buffer that every batch of the run
-//! reuses: the backend writes its pads into it as the OT crate's [`Pad`] blocks (no conversion,
-//! no second copy), so a party's pad memory is one batch whatever the size of the model.
+//! ([`crate::cost::plan::OtBatch`]), into one [`OtPads`] whose buffers every batch of the run
+//! reuses: the backend writes its pads into them as the OT crate's [`Pad`] blocks (no
+//! conversion, no second copy), so a party's pad memory is the batches of one chunk of a
+//! nonlinear protocol ([`crate::cost::plan::chunk_rots`]), whatever the size of the model.
 //! [`BlockingOt`] serves an async [`OtSource`] to the drivers through the
 //! [`crate::transport::bridge`].
 //!
@@ -45,8 +46,7 @@ pub enum OtError {
         /// `"sender"` or `"receiver"`.
         dir: &'static str,
     },
-    /// A new batch was to replace pads that were never consumed (a bug in the cost
-    /// accounting: the pads of every batch are used up before the next batch starts).
+    /// A run ended with ROTs it never consumed (a bug in the cost accounting).
     #[error("OT pads left unused: {send} sender and {receive} receiver ROTs")]
     Unused {
         /// Sender ROTs left.
@@ -67,17 +67,17 @@ pub enum OtError {
 }
 
 /// The ROTs one party holds for one protocol run: those where it is the OT sender and those
-/// where it is the receiver, consumed in order.
+/// where it is the receiver, consumed in order. Each OT batch is one segment, written in
+/// place by the backend; segments stay allocated for the next batches once every pad is
+/// consumed, so a run reuses the same buffers.
 ///
 /// # Security
 /// The pads are secret; `Debug` prints only the counts.
 #[derive(Default)]
 pub struct OtPads {
-    send: Vec<[Pad; 2]>,
-    send_pos: usize,
-    choices: Vec<bool>,
-    recv: Vec<Pad>,
-    recv_pos: usize,
+    send: Segments<[Pad; 2]>,
+    choices: Segments<bool>,
+    recv: Segments<Pad>,
 }
 
 impl std::fmt::Debug for OtPads {
@@ -88,86 +88,113 @@ impl std::fmt::Debug for OtPads {
 }
 
 impl OtPads {
-    /// Pads from sender ROTs and receiver ROTs (choices and chosen pads).
-    ///
-    /// # Panics
-    /// If `choices` and `recv` differ in length.
-    pub fn new(send: Vec<[Pad; 2]>, choices: Vec<bool>, recv: Vec<Pad>) -> Self {
-        assert_eq!(choices.len(), recv.len(), "one choice per received pad");
-        OtPads {
-            send,
-            send_pos: 0,
-            choices,
-            recv,
-            recv_pos: 0,
-        }
-    }
-
     /// ROTs left as (sender, receiver).
     pub fn remaining(&self) -> (usize, usize) {
-        (
-            self.send.len() - self.send_pos,
-            self.recv.len() - self.recv_pos,
-        )
+        (self.send.remaining(), self.recv.remaining())
     }
 
-    /// ROTs this buffer can hold without allocating, as (sender, receiver).
+    /// ROTs the buffers can hold without allocating, as (sender, receiver).
     pub fn capacity(&self) -> (usize, usize) {
         (self.send.capacity(), self.recv.capacity())
     }
 
-    /// Empties the buffer for the next batch, keeping its allocation, and hands the backend
-    /// its three vectors (sender pads, receiver choices, receiver pads) to fill.
-    ///
-    /// # Errors
-    /// [`OtError::Unused`] if pads of the previous batch were not consumed.
-    pub fn refill(
-        &mut self,
-    ) -> Result<(&mut Vec<[Pad; 2]>, &mut Vec<bool>, &mut Vec<Pad>), OtError> {
-        let (send, receive) = self.remaining();
-        if (send, receive) != (0, 0) {
-            return Err(OtError::Unused { send, receive });
-        }
-        self.send.clear();
-        self.choices.clear();
-        self.recv.clear();
-        (self.send_pos, self.recv_pos) = (0, 0);
-        Ok((&mut self.send, &mut self.choices, &mut self.recv))
+    /// The (empty) buffers for the next batch: sender pads, receiver choices, receiver pads,
+    /// which the backend fills (choices and receiver pads of equal length). When every pad so
+    /// far is consumed, the earlier batches' buffers are emptied and reused first.
+    pub fn next_batch(&mut self) -> (&mut Vec<[Pad; 2]>, &mut Vec<bool>, &mut Vec<Pad>) {
+        (self.send.push(), self.choices.push(), self.recv.push())
     }
 
     /// Takes the next `n` sender ROTs.
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
-    pub fn take_send(&mut self, n: usize) -> Result<&[[Pad; 2]], OtError> {
-        let left = self.send.len() - self.send_pos;
-        if n > left {
-            return Err(OtError::Exhausted {
-                need: n,
-                left,
-                dir: "sender",
-            });
-        }
-        self.send_pos += n;
-        Ok(&self.send[self.send_pos - n..self.send_pos])
+    pub fn take_send(&mut self, n: usize) -> Result<Vec<[Pad; 2]>, OtError> {
+        let left = self.send.remaining();
+        self.send.take(n).ok_or(OtError::Exhausted {
+            need: n,
+            left,
+            dir: "sender",
+        })
     }
 
     /// Takes the next `n` receiver ROTs as (choices, pads).
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
-    pub fn take_recv(&mut self, n: usize) -> Result<(&[bool], &[Pad]), OtError> {
-        let left = self.recv.len() - self.recv_pos;
-        if n > left {
-            return Err(OtError::Exhausted {
+    pub fn take_recv(&mut self, n: usize) -> Result<(Vec<bool>, Vec<Pad>), OtError> {
+        let left = self.recv.remaining();
+        match (self.choices.take(n), self.recv.take(n)) {
+            (Some(choices), Some(pads)) => Ok((choices, pads)),
+            _ => Err(OtError::Exhausted {
                 need: n,
                 left,
                 dir: "receiver",
-            });
+            }),
         }
-        self.recv_pos += n;
-        let r = self.recv_pos - n..self.recv_pos;
-        Ok((&self.choices[r.clone()], &self.recv[r]))
+    }
+}
+
+/// Values in the order they were produced, one buffer per batch; `pos` is the next value of
+/// buffer `seg`, buffers from `used` on are spare allocations.
+struct Segments<T> {
+    bufs: Vec<Vec<T>>,
+    used: usize,
+    seg: usize,
+    pos: usize,
+}
+
+impl<T> Default for Segments<T> {
+    fn default() -> Self {
+        Segments {
+            bufs: Vec::new(),
+            used: 0,
+            seg: 0,
+            pos: 0,
+        }
+    }
+}
+
+impl<T: Copy> Segments<T> {
+    fn remaining(&self) -> usize {
+        let held: usize = self.bufs[self.seg..self.used].iter().map(Vec::len).sum();
+        held - self.pos
+    }
+
+    fn capacity(&self) -> usize {
+        self.bufs.iter().map(Vec::capacity).sum()
+    }
+
+    /// An empty buffer after the others, emptying and recycling them first if all is consumed.
+    fn push(&mut self) -> &mut Vec<T> {
+        if self.remaining() == 0 {
+            (self.used, self.seg, self.pos) = (0, 0, 0);
+        }
+        if self.used == self.bufs.len() {
+            self.bufs.push(Vec::new());
+        }
+        self.used += 1;
+        let buf = &mut self.bufs[self.used - 1];
+        buf.clear();
+        buf
+    }
+
+    /// The next `n` values, or `None` if fewer are left.
+    fn take(&mut self, n: usize) -> Option<Vec<T>> {
+        if n > self.remaining() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let buf = &self.bufs[self.seg];
+            let k = (n - out.len()).min(buf.len() - self.pos);
+            out.extend_from_slice(&buf[self.pos..self.pos + k]);
+            self.pos += k;
+            if self.pos == buf.len() {
+                (self.seg, self.pos) = (self.seg + 1, 0);
+            }
+        }
+        Some(out)
     }
 }
 
@@ -175,12 +202,10 @@ impl OtPads {
 /// counts (this party's `send` = the peer's `receive`) in the same order.
 pub trait OtSource: Send {
     /// Produces `send` ROTs with this party as sender and `receive` ROTs with this party as
-    /// receiver into `pads`, replacing its contents ([`OtPads::refill`]) and reusing its
-    /// allocation.
+    /// receiver into the next batch of `pads` ([`OtPads::next_batch`]), reusing its buffers.
     ///
     /// # Errors
-    /// [`OtError::Backend`] if the OT protocol fails, [`OtError::Unused`] if `pads` still
-    /// holds unconsumed ROTs.
+    /// [`OtError::Backend`] if the OT protocol fails.
     fn pads_into(
         &mut self,
         send: usize,
@@ -209,11 +234,10 @@ pub trait OtSource: Send {
 /// produced. The peer's supply is asked for the matching counts at the same point of the run.
 pub trait PadSupply {
     /// Produces `send` ROTs with this party as sender and `receive` with it as receiver into
-    /// `pads`, replacing its (consumed) contents.
+    /// the next batch of `pads` ([`OtPads::next_batch`]).
     ///
     /// # Errors
-    /// [`OtError::Backend`] or [`OtError::Timeout`] if the OT extension fails,
-    /// [`OtError::Unused`] if `pads` still holds unconsumed ROTs.
+    /// [`OtError::Backend`] or [`OtError::Timeout`] if the OT extension fails.
     fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError>;
 }
 
@@ -286,18 +310,17 @@ impl IdealOt {
     /// The pads without async (the dealer never waits).
     pub fn pads_now(&mut self, send: usize, receive: usize) -> OtPads {
         let mut pads = OtPads::default();
-        self.fill(send, receive, &mut pads)
-            .expect("a new buffer holds no unused pads");
+        self.fill(send, receive, &mut pads);
         pads
     }
 
-    /// [`IdealOt::pads_now`] into `pads` ([`OtPads::refill`]).
-    fn fill(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
+    /// [`IdealOt::pads_now`] into the next batch of `pads`.
+    fn fill(&mut self, send: usize, receive: usize, pads: &mut OtPads) {
         let (send_rng, recv_rng) = match self.side {
             Side::Server => (&mut self.server_to_client, &mut self.client_to_server),
             Side::Client => (&mut self.client_to_server, &mut self.server_to_client),
         };
-        let (sent, choices, recv) = pads.refill()?;
+        let (sent, choices, recv) = pads.next_batch();
         sent.reserve_exact(send);
         sent.extend((0..send).map(|_| draw(send_rng).0));
         choices.reserve_exact(receive);
@@ -307,7 +330,6 @@ impl IdealOt {
             choices.push(c);
             recv.push(p[usize::from(c)]);
         }
-        Ok(())
     }
 }
 
@@ -321,7 +343,8 @@ fn draw(rng: &mut ChaCha12Rng) -> ([Pad; 2], bool) {
 
 impl PadSupply for IdealOt {
     fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
-        self.fill(send, receive, pads)
+        self.fill(send, receive, pads);
+        Ok(())
     }
 }
 
@@ -332,8 +355,8 @@ impl OtSource for IdealOt {
         receive: usize,
         pads: &mut OtPads,
     ) -> impl Future<Output = Result<(), OtError>> + Send {
-        let done = self.fill(send, receive, pads);
-        async move { done }
+        self.fill(send, receive, pads);
+        async move { Ok(()) }
     }
 }
 
@@ -363,12 +386,12 @@ mod tests {
         let (mut s, mut c) = IdealOt::pair(7);
         let mut sp = s.pads_now(100, 50);
         let mut cp = c.pads_now(50, 100);
-        let sent = sp.take_send(100).expect("enough").to_vec();
+        let sent = sp.take_send(100).expect("enough");
         let (ch, got) = cp.take_recv(100).expect("enough");
         for i in 0..100 {
             assert_eq!(got[i], sent[i][usize::from(ch[i])]);
         }
-        let sent = cp.take_send(50).expect("enough").to_vec();
+        let sent = cp.take_send(50).expect("enough");
         let (ch, got) = sp.take_recv(50).expect("enough");
         for i in 0..50 {
             assert_eq!(got[i], sent[i][usize::from(ch[i])]);
@@ -383,32 +406,37 @@ mod tests {
         ));
     }
 
-    /// A refilled buffer keeps its allocation, continues the dealer's streams (the halves stay
-    /// paired) and refuses to drop unconsumed pads.
+    /// Batches fetched while pads are left follow them (one protocol can span several); once
+    /// every pad is consumed the buffers are reused; the halves stay paired throughout.
     #[test]
-    fn refill_reuses_the_buffer_and_keeps_the_halves_paired() {
+    fn batches_append_and_consumed_buffers_are_reused() {
         let (mut s, mut c) = IdealOt::pair(8);
         let (mut sp, mut cp) = (OtPads::default(), OtPads::default());
         let mut first_capacity = None;
         for round in 0..3 {
-            s.batch(30, 0, &mut sp).expect("consumed");
-            c.batch(0, 30, &mut cp).expect("consumed");
+            for _ in 0..3 {
+                s.batch(10, 0, &mut sp).expect("ideal");
+                c.batch(0, 10, &mut cp).expect("ideal");
+            }
             assert_eq!((sp.remaining(), cp.remaining()), ((30, 0), (0, 30)));
-            let sent = sp.take_send(30).expect("enough").to_vec();
-            let (ch, got) = cp.take_recv(30).expect("enough");
-            for i in 0..30 {
-                assert_eq!(got[i], sent[i][usize::from(ch[i])], "round {round}");
+            // Takes across the batches' boundaries.
+            for n in [7, 16, 7] {
+                let sent = sp.take_send(n).expect("enough");
+                let (ch, got) = cp.take_recv(n).expect("enough");
+                for i in 0..n {
+                    assert_eq!(got[i], sent[i][usize::from(ch[i])], "round {round}");
+                }
             }
             let capacity = (sp.capacity().0, cp.capacity().1);
             assert_eq!(*first_capacity.get_or_insert(capacity), capacity);
+            assert_eq!(capacity, (30, 30));
         }
-        s.batch(10, 0, &mut sp).expect("consumed");
-        sp.take_send(9).expect("enough");
         assert!(matches!(
-            s.batch(10, 0, &mut sp),
-            Err(OtError::Unused {
-                send: 1,
-                receive: 0
+            sp.take_send(1),
+            Err(OtError::Exhausted {
+                need: 1,
+                left: 0,
+                ..
             })
         ));
     }

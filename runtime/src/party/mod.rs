@@ -11,10 +11,11 @@
 //! The client generates the HE keys and sends one public key per HE context; each linear layer
 //! is a query and a response (`protocols.md` §1.5); the nonlinear steps are the sessions of
 //! [`crate::nonlinear`] on ROTs produced beforehand. Each nonlinear protocol runs in the chunks
-//! of its [`Stage`] (at most one OT batch of ROTs each); both parties ask their [`PadSupply`]
-//! for each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when the batch's first
-//! chunk starts, into one reused pad buffer, so memory holds one batch, not a layer's or the
-//! whole inference's ROTs; the server reveals its output share to the client at the end. The client learns only the output; the server
+//! of its [`Stage`] (at most [`crate::cost::plan::chunk_rots`] ROTs each); both parties ask
+//! their [`PadSupply`] for each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when
+//! the batch's first chunk starts, into reused pad buffers, so memory holds one chunk's
+//! batches, not a layer's or the whole inference's ROTs; the server reveals its output share to
+//! the client at the end. The client learns only the output; the server
 //! learns nothing. Every
 //! peer message is length-checked before use: a malformed message is a [`PartyError`], never a
 //! panic. The predicted traffic of every step comes from [`crate::cost::plan`], and
@@ -390,8 +391,8 @@ fn reduce(x: &[u64], bits: u32) -> Vec<u64> {
     x.iter().map(|&v| ring.reduce(v)).collect()
 }
 
-/// The ROTs of a run as they are consumed: one buffer, refilled in place with each OT batch
-/// when the batch's first chunk starts, so a party holds one batch of ROTs at a time.
+/// The ROTs of a run as they are consumed: reused buffers, refilled in place with each OT
+/// batch when the batch's first chunk starts, so a party holds one chunk's batches at a time.
 struct PadStream<'a> {
     pads: OtPads,
     batches: std::iter::Peekable<std::slice::Iter<'a, OtBatch>>,
@@ -401,7 +402,7 @@ struct PadStream<'a> {
 }
 
 impl PadStream<'_> {
-    /// Starts the next chunk: produces the batch beginning at it, if any, into the buffer.
+    /// Starts the next chunk: produces the batches beginning at it, if any, into the buffers.
     fn start_chunk(&mut self) -> Result<&mut OtPads, crate::ot::OtError> {
         while let Some(batch) = self.batches.next_if(|b| b.first_chunk == self.next_chunk) {
             let (send, receive) = batch_rots(batch, self.role);
@@ -413,7 +414,7 @@ impl PadStream<'_> {
 
     /// Runs the protocol `f` of `stage` chunk by chunk (`f` gets the chunk's units) and
     /// concatenates the chunks' outputs: elementwise protocols so compute what one run over all
-    /// units would, with at most one OT batch of ROTs at a time.
+    /// units would, with one chunk's ROTs at a time.
     fn run_stage(
         &mut self,
         stage: &Stage,
@@ -475,7 +476,7 @@ fn last_reads(plan: &PublicPlan) -> Vec<Option<usize>> {
 /// party's share of the model input in its tensor's ring. Returns this party's share of the
 /// output (in the output tensor's ring) and the per-layer rows. A tensor is dropped after the
 /// last layer that reads it, and every nonlinear protocol runs in the chunks of its
-/// [`Stage`], so memory holds the live tensors, one layer's HE state and one OT batch.
+/// [`Stage`], so memory holds the live tensors, one layer's HE state and one chunk's ROTs.
 fn walk(
     party: &mut dyn LinearParty,
     plan: &PublicPlan,
