@@ -11,8 +11,10 @@
 //! The synchronous party drivers take their ROTs from a [`PadSupply`], one batch at a time
 //! ([`crate::cost::plan::OtBatch`]), into one [`OtPads`] whose buffers every batch of the run
 //! reuses: the backend writes its pads into them as the OT crate's [`Pad`] blocks (no
-//! conversion, no second copy), so a party's pad memory is the batches of one chunk of a
-//! nonlinear protocol ([`crate::cost::plan::chunk_rots`]), whatever the size of the model.
+//! conversion), and a protocol copies out only the pads of its current call
+//! ([`OtPads::take_send`], [`OtPads::take_recv`]), so a party's pad memory is about twice the
+//! batches of one chunk of a nonlinear protocol ([`crate::cost::plan::chunk_rots`]), whatever
+//! the size of the model.
 //! [`BlockingOt`] serves an async [`OtSource`] to the drivers through the
 //! [`crate::transport::bridge`].
 //!
