@@ -180,11 +180,13 @@ pub fn choose_carry_depths(
 }
 
 /// Sets the plan's OT batch size to the choice of [`OT_BATCH_CHOICES`] that minimises
-/// `objective` over what the batch size changes (the OT extension's bytes and round trips, and
-/// the OT compute at that batch size's speed in `profile`), and returns the plan's cost at it.
-/// Communication alone prefers the fewest batches; latency weighs the encoder's speed, which is
-/// highest where its buffers fit the caches, against the round trips of more batches. Of equal
-/// values the smaller size wins (the same batches, less memory promised).
+/// `objective` over what the batch size changes (the OT extension's bytes and round trips, the
+/// channel's rounds and bytes of the layers whose nonlinear protocols run in more chunks at a
+/// smaller batch, and the OT compute at that batch size's speed in `profile`), and returns the
+/// plan's cost at it. Communication alone prefers the fewest batches and chunks; latency weighs
+/// the encoder's speed, which is highest where its buffers fit the caches, against the round
+/// trips of more batches and chunks. Of equal values the smaller size wins (the same batches,
+/// less memory promised).
 ///
 /// # Errors
 /// [`crate::Error::Optimize`] when the plan cannot be scheduled.
@@ -197,9 +199,9 @@ pub fn choose_ot_batch(
     for rots in OT_BATCH_CHOICES {
         public.protocol.ot_batch_rots = rots;
         let cost = optimize::predict(public)?;
-        let ot = cost.ot_extension;
+        let traffic = cost.ot_extension + cost.channel();
         let compute_ms: f64 = profile.layer_ms(public, &cost).iter().sum();
-        let value = objective.value(ot.total_bytes(), ot.rounds, compute_ms);
+        let value = objective.value(traffic.total_bytes(), traffic.rounds, compute_ms);
         if best.as_ref().is_none_or(|(v, ..)| value < *v) {
             best = Some((value, rots, cost));
         }

@@ -229,58 +229,40 @@ async fn one_ot_batch_serves_two_layers() -> anyhow::Result<()> {
     let plan = RequantPlan::new(16, range, 10, (0, 15), 5, Rounding::NoTies)?;
     let rq_cost = plan.cost(n as u64);
     let total = relu_cost + rq_cost;
-    let (mut sp, mut cp) = tokio::try_join!(
+    let (sp, cp) = tokio::try_join!(
         so.pads(total.server_rots as usize, total.client_rots as usize),
         co.pads(total.client_rots as usize, total.server_rots as usize)
     )?;
-    let split = |p: &mut heq_runtime::ot::OtPads, c: Cost, server: bool| {
-        let (mine, theirs) = if server {
-            (c.server_rots, c.client_rots)
-        } else {
-            (c.client_rots, c.server_rots)
-        };
-        p.split(mine as usize, theirs as usize)
-    };
     let v1 = random_values((-(1 << 36), (1 << 36) - 1), n, 11);
     let (x1s, x1c) = share(ring, &v1, 12);
-    let (s1, c1) = (
-        split(&mut sp, relu_cost, true)?,
-        split(&mut cp, relu_cost, false)?,
-    );
+    let v2 = random_values(range, n, 13);
+    let (x2s, x2c) = share(Ring::new(16), &v2, 14);
+    // Both layers on one batch of pads, one after the other; each party reports what is left.
+    let layers = move |s: &mut Session<'_>, x1: &[u64], x2: &[u64]| {
+        let y1 = relu::relu(s, ring, x1, CarryDepth::Ripple)?;
+        let y2 = requant::requant(s, &plan, x2)?;
+        Ok((y1, y2, s.pads().remaining()))
+    };
     let ((a, ss), (b, cs)) = tokio::try_join!(
         run_with_pads(
             Role::Server,
-            s1,
+            sp,
             FrameChannel::new(ss.into_inner()),
-            move |s| relu::relu(s, ring, &x1s, CarryDepth::Ripple)
+            move |s| layers(s, &x1s, &x2s)
         ),
         run_with_pads(
             Role::Client,
-            c1,
+            cp,
             FrameChannel::new(cs.into_inner()),
-            move |s| relu::relu(s, ring, &x1c, CarryDepth::Ripple)
+            move |s| layers(s, &x1c, &x2c)
         ),
     )?;
-    let got = open(ring, &a, &b);
+    let got = open(ring, &a.0, &b.0);
     assert!((0..n).all(|i| got[i] == v1[i].max(0)));
-    let v2 = random_values(range, n, 13);
-    let (x2s, x2c) = share(Ring::new(16), &v2, 14);
-    let (s2, c2) = (
-        split(&mut sp, rq_cost, true)?,
-        split(&mut cp, rq_cost, false)?,
-    );
-    let ((a, ss), (b, cs)) = tokio::try_join!(
-        run_with_pads(Role::Server, s2, ss, move |s| requant::requant(
-            s, &plan, &x2s
-        )),
-        run_with_pads(Role::Client, c2, cs, move |s| requant::requant(
-            s, &plan, &x2c
-        )),
-    )?;
-    let got = open(Ring::new(5), &a, &b);
+    let got = open(Ring::new(5), &a.1, &b.1);
     assert!((0..n).all(|i| got[i] == ((v2[i] + 512) >> 10).clamp(0, 15)));
     assert_eq!(ss.counters().bytes_sent, total.server_bytes);
     assert_eq!(cs.counters().bytes_sent, total.client_bytes);
-    assert_eq!((sp.remaining(), cp.remaining()), ((0, 0), (0, 0)));
+    assert_eq!((a.2, b.2), ((0, 0), (0, 0)));
     Ok(())
 }

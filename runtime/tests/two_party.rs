@@ -5,8 +5,10 @@
 mod common;
 
 use common::every_op_runnable;
-use heq_runtime::cost::plan::Traffic;
-use heq_runtime::ot::IdealOt;
+use std::collections::BTreeMap;
+
+use heq_runtime::cost::plan::{CHUNK_BATCHES, Traffic};
+use heq_runtime::ot::{IdealOt, OtError, OtPads, PadSupply};
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
 use heq_runtime::plan::{CarryDepth, Op, PackDim, Packing, Plan};
 use heq_runtime::reference;
@@ -29,7 +31,44 @@ fn run_prepared(
     input: &[i64],
     seed: u64,
 ) -> (Vec<i64>, Report, Report) {
-    let (mut so, mut co) = IdealOt::pair(seed);
+    let (y, server, client, _) = run_recorded(plan, prepared, input, seed);
+    (y, server, client)
+}
+
+/// An ideal OT supply that records the most pads its party's buffer could hold after a batch.
+struct Recording {
+    ot: IdealOt,
+    /// Largest buffer capacity seen, (sender, receiver) ROTs.
+    peak: (usize, usize),
+}
+
+impl PadSupply for Recording {
+    fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
+        self.ot.batch(send, receive, pads)?;
+        let (s, r) = pads.capacity();
+        self.peak = (self.peak.0.max(s), self.peak.1.max(r));
+        Ok(())
+    }
+}
+
+/// As [`run_prepared`]; also returns each party's (server, client) largest pad buffer.
+fn run_recorded(
+    plan: &Plan,
+    prepared: &Prepared,
+    input: &[i64],
+    seed: u64,
+) -> (Vec<i64>, Report, Report, [(usize, usize); 2]) {
+    let (so, co) = IdealOt::pair(seed);
+    let (mut so, mut co) = (
+        Recording {
+            ot: so,
+            peak: (0, 0),
+        },
+        Recording {
+            ot: co,
+            peak: (0, 0),
+        },
+    );
     let (mut se, mut ce) = pipe();
     let (y, server, client) = std::thread::scope(|scope| {
         let server = scope.spawn(|| {
@@ -41,7 +80,7 @@ fn run_prepared(
             run_client(&plan.public, input, prepared, &mut ce, &mut co, &mut rng).expect("client");
         (y, server.join().expect("server thread"), client)
     });
-    (y, server, client)
+    (y, server, client, [so.peak, co.peak])
 }
 
 /// Both reports agree with each other and with the prediction on every row.
@@ -130,30 +169,70 @@ fn max_pools_are_bit_exact_with_predicted_traffic() {
     }
 }
 
-/// The ROTs come in many small OT batches (a layer split over several batches, several layers
-/// sharing one): the output and every layer's traffic are unchanged.
+/// With small OT batches every layer whose ROTs exceed a chunk runs its nonlinear protocols in
+/// several chunks: the output is unchanged, every layer's measured traffic equals the (chunked)
+/// prediction, each party's pad buffers never hold more than the batches of one chunk, and
+/// every ROT is used (the run fails otherwise).
 #[test]
-fn small_ot_batches_change_nothing_but_the_batching() {
-    let plan = every_op_runnable();
+fn layers_larger_than_a_chunk_run_in_chunks() {
     let input: Vec<i64> = (0..32).map(|i| (i * 5 % 17) - 8).collect();
-    let want = reference::run(&plan, &input).expect("reference");
-    let (_, whole, _) = run_both(&plan, &input, 9);
-    for limit in [64, 300] {
-        let mut plan = plan.clone();
-        plan.public.protocol.ot_batch_rots = limit;
-        let prepared = Prepared::new(&plan.public).expect("schedulable");
-        let batches = &prepared.cost.ot_batches;
-        assert!(batches.len() > 2, "limit {limit}: {batches:?}");
-        assert!(
-            batches
+    let plans = [
+        ("every op", every_op_runnable()),
+        ("packed", every_op_packed(2, PackDim::OutChannels)),
+    ];
+    for (label, plan) in plans {
+        let want = reference::run(&plan, &input).expect("reference");
+        let (_, whole, _) = run_both(&plan, &input, 9);
+        for (limit, at_least) in [(1, 5), (4, 3), (16, 1)] {
+            let mut plan = plan.clone();
+            plan.public.protocol.ot_batch_rots = limit;
+            let prepared = Prepared::new(&plan.public).expect("schedulable");
+            let cost = &prepared.cost;
+            let chunked = cost
+                .layers
                 .iter()
-                .all(|b| b.server_rots <= limit && b.client_rots <= limit)
-        );
-        let (got, server, client) = run_prepared(&plan, &prepared, &input, 9);
-        assert_eq!(got, want, "limit {limit}");
-        check_reports(&server, &client);
-        let traffic = |r: &Report| r.rows.iter().map(|r| r.measured).collect::<Vec<_>>();
-        assert_eq!(traffic(&server), traffic(&whole), "limit {limit}");
+                .filter(|l| l.stages.iter().any(|s| s.chunks() > 1))
+                .count();
+            assert!(chunked >= at_least, "{label} limit {limit}: {chunked}");
+            assert!(
+                cost.ot_batches
+                    .iter()
+                    .all(|b| b.server_rots <= limit && b.client_rots <= limit),
+                "{label} limit {limit}"
+            );
+            // The most batches produced at one chunk's start: all of one chunk's, at most
+            // CHUNK_BATCHES where every unit fits a chunk.
+            let mut at_chunk = BTreeMap::new();
+            for b in &cost.ot_batches {
+                *at_chunk.entry(b.first_chunk).or_insert(0u64) += 1;
+            }
+            let most = at_chunk.values().copied().max().unwrap_or(0);
+            if limit == 16 {
+                assert!(most <= CHUNK_BATCHES, "{label}: {most}");
+            }
+            let (got, server, client, peaks) = run_recorded(&plan, &prepared, &input, 9);
+            assert_eq!(got, want, "{label} limit {limit}");
+            check_reports(&server, &client);
+            for (s, c) in peaks {
+                assert!(
+                    s.max(c) as u64 <= most * limit,
+                    "{label} limit {limit}: {peaks:?}"
+                );
+            }
+            // A chunked layer repeats its protocols' rounds; the others are unchanged.
+            let rows = server.rows.iter().zip(&whole.rows).skip(1);
+            for ((row, base), layer) in rows.zip(&cost.layers) {
+                if layer.stages.iter().all(|s| s.chunks() == 1) {
+                    assert_eq!(row.measured, base.measured, "{label} {:?}", row.layer);
+                } else {
+                    assert!(
+                        row.measured.rounds > base.measured.rounds,
+                        "{label} limit {limit} {:?}",
+                        row.layer
+                    );
+                }
+            }
+        }
     }
 }
 

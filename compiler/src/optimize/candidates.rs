@@ -72,14 +72,24 @@ pub struct Candidate {
     pub compute_ms: f64,
     /// Channel bytes of the unpacking of its packed words (0 without packing): the number of
     /// words depends on the tile, the unpacking's ring on the plan around the layer, so the
-    /// optimizer sets it (`UnpackPlan::cost` of `cost.coeffs_down` words).
+    /// optimizer sets it (`cost::plan::unpack_cost` of `cost.coeffs_down` words).
     pub unpack_bytes: u64,
+    /// Channel rounds of the unpacking: its protocol's rounds once per chunk of one OT batch
+    /// of ROTs, so more words may take more rounds (0 without packing; set with
+    /// `unpack_bytes`).
+    pub unpack_rounds: u64,
 }
 
 impl Candidate {
     /// Channel bytes that depend on this candidate: HE messages and unpacking.
     pub fn bytes(&self) -> u64 {
         self.cost.total_bytes() as u64 + self.unpack_bytes
+    }
+
+    /// Objective value of what depends on this candidate: its bytes, the rounds of its
+    /// unpacking and its compute.
+    pub fn value(&self, objective: super::Objective) -> f64 {
+        objective.value(self.bytes(), self.unpack_rounds, self.compute_ms)
     }
 
     /// The HE context of the candidate.
@@ -552,6 +562,7 @@ fn layer_candidates(
                     products,
                     compute_ms,
                     unpack_bytes: 0,
+                    unpack_rounds: 0,
                 });
             }
             all.extend(pareto(per_context));

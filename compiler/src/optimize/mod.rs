@@ -141,7 +141,8 @@ pub struct Problem {
     /// Channel bytes that do not depend on the choice (nonlinear steps and reveal; the
     /// unpacking of packed words is in the candidates, [`Candidate::unpack_bytes`]).
     pub fixed_bytes: u64,
-    /// Channel rounds (they do not depend on the choice).
+    /// Channel rounds that do not depend on the choice (the unpacking's are in the
+    /// candidates, [`Candidate::unpack_rounds`]).
     pub rounds: u64,
     /// Compute milliseconds that do not depend on the choice: the nonlinear steps' ROTs (the
     /// unpacking of packed words is in the candidates' [`Candidate::compute_ms`]).
@@ -151,9 +152,10 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// Objective value of one candidate (its rounds are in [`Problem::rounds`]).
+    /// Objective value of one candidate (with the rounds of its unpacking; the other rounds
+    /// are in [`Problem::rounds`]).
     pub fn candidate_value(&self, c: &Candidate) -> f64 {
-        self.objective.value(c.bytes(), 0, c.compute_ms)
+        c.value(self.objective)
     }
 
     /// Objective value of one context's public key.

@@ -18,7 +18,7 @@ use super::{Objective, Problem, exhaustive, ilp, public_with_protocols};
 use crate::error::{Error, Result};
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::linear::public_key_bytes;
-use heq_runtime::cost::plan::{PlanCost, plan_cost};
+use heq_runtime::cost::plan::{PlanCost, plan_cost, unpack_cost};
 use heq_runtime::params::nonlinear::UnpackPlan;
 use heq_runtime::plan::{LinearProtocol, PackDim, Plan};
 use heq_runtime::schedule::{ScheduleError, StepKind, schedule};
@@ -144,7 +144,7 @@ impl Cheapest {
     /// The candidate of least objective value among `candidates` (the first on ties).
     fn of(objective: Objective, candidates: impl Iterator<Item = Candidate>) -> Self {
         candidates
-            .map(|c| (objective.value(c.bytes(), 0, c.compute_ms), c))
+            .map(|c| (c.value(objective), c))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map_or(
                 Cheapest {
@@ -168,8 +168,10 @@ impl Cheapest {
 struct Probe {
     /// Nonlinear and reveal bytes, the unpacking of packed words excluded.
     fixed_bytes: u64,
-    /// All channel rounds.
+    /// Channel rounds, the unpacking of packed words excluded.
     rounds: u64,
+    /// The plan's OT batch size, which chunks the unpacking.
+    batch_rots: u64,
     /// Compute milliseconds of the nonlinear steps (their ROTs, produced and consumed), the
     /// unpacking of packed words excluded.
     fixed_ms: f64,
@@ -201,13 +203,18 @@ impl Probe {
         let mut positions = Vec::new();
         let mut layer_bytes = Vec::with_capacity(s.steps.len());
         let mut rots = 0;
+        let mut rounds = cost.channel().rounds;
+        let batch_rots = probe.protocol.ot_batch_rots;
         for (pos, (step, c)) in s.steps.iter().zip(&cost.layers).enumerate() {
             let mut bytes = c.traffic.total_bytes();
             let mut nonlinear = c.nonlinear;
             if let (StepKind::Linear { unpack, .. }, Some(he)) = (&step.kind, c.he) {
                 let words = he.coeffs_down as u64;
-                let unpacking = unpack.map(|u| u.cost(words)).unwrap_or_default();
+                let unpacking = unpack
+                    .map(|u| unpack_cost(&u, words, batch_rots))
+                    .unwrap_or_default();
                 bytes -= he.total_bytes() as u64 + unpacking.total_bytes();
+                rounds -= unpacking.rounds;
                 nonlinear.server_rots -= unpacking.server_rots;
                 nonlinear.client_rots -= unpacking.client_rots;
                 unpacks.push(*unpack);
@@ -219,7 +226,8 @@ impl Probe {
         let ms_per_rot = profile.ms_per_rot(probe.protocol.ot, probe.protocol.ot_batch_rots);
         Some(Probe {
             fixed_bytes: layer_bytes.iter().sum::<u64>() + cost.reveal.total_bytes(),
-            rounds: cost.channel().rounds,
+            rounds,
+            batch_rots,
             fixed_ms: rots as f64 * ms_per_rot,
             ms_per_rot,
             unpacks,
@@ -231,11 +239,12 @@ impl Probe {
     /// `c` with the bytes and the ROT compute of its unpacking as the `i`-th linear layer.
     fn priced(&self, i: usize, c: &Candidate) -> Candidate {
         let unpacking = self.unpacks[i]
-            .map(|u| u.cost(c.cost.coeffs_down as u64))
+            .map(|u| unpack_cost(&u, c.cost.coeffs_down as u64, self.batch_rots))
             .unwrap_or_default();
         let rots = unpacking.server_rots + unpacking.client_rots;
         Candidate {
             unpack_bytes: unpacking.total_bytes(),
+            unpack_rounds: unpacking.rounds,
             compute_ms: c.compute_ms + rots as f64 * self.ms_per_rot,
             ..c.clone()
         }

@@ -278,18 +278,19 @@ impl ComputeProfile {
     }
 
     /// Compute milliseconds of every layer of a priced plan, in plan order; a layer's ROTs are
-    /// produced at the speed of the OT batch that holds them.
+    /// produced at the speed of the OT batch that holds its first chunk.
     pub fn layer_ms(&self, plan: &PublicPlan, cost: &PlanCost) -> Vec<f64> {
         let backend = plan.protocol.ot;
+        let mut first_chunk = 0;
         cost.layers
             .iter()
-            .enumerate()
-            .map(|(i, l)| {
+            .map(|l| {
                 let batch = cost
                     .ot_batches
                     .iter()
-                    .rfind(|b| b.first_layer <= i)
+                    .rfind(|b| b.first_chunk <= first_chunk)
                     .map_or(0, |b| b.server_rots.max(b.client_rots));
+                first_chunk += l.stages.iter().map(|s| s.chunks() as usize).sum::<usize>();
                 let ot_ns = self.ot_ns_per_rot(backend, batch);
                 let he = plan
                     .layers

@@ -13,19 +13,28 @@
 //!   ring, one round.
 //!
 //! The random OTs are produced by the OT extension, which runs on its own connection, in
-//! [`OtBatch`]es: consecutive layers share a batch of at most the plan's
-//! [`ot_batch_rots`](crate::plan::GlobalProtocol::ot_batch_rots) ROTs per direction (a larger
-//! layer has batches of its own), produced when the batch's first layer starts. Memory is so
-//! bounded by the batch size, not by the whole inference, at a price in OT-extension bytes and
-//! round trips (silent OT's cost per OT falls with the batch size). Its traffic is
-//! [`PlanCost::ot_extension`], the sum of [`crate::cost::ot_extension`]'s bytes over the
-//! batches.
+//! [`OtBatch`]es of at most the plan's
+//! [`ot_batch_rots`](crate::plan::GlobalProtocol::ot_batch_rots) ROTs per direction. Every
+//! nonlinear protocol of a layer is a [`Stage`] that runs over its units (packed words,
+//! elements, or pool channels) in chunks of at most [`chunk_rots`] ROTs per direction (16
+//! batches, at most 2^22 ROTs, at least one batch): the protocols are elementwise, so the
+//! chunks compute what one run would, each chunk repeating the protocol's rounds (and its
+//! messages' byte rounding). Consecutive chunks share a batch while it holds their ROTs (so
+//! small layers share one), a larger chunk has batches of its own, and a batch is produced
+//! when its first chunk starts. A party's ROTs in memory are so one chunk's batches, whatever
+//! the size of a layer (only a single element or pool channel may need more), at a price in
+//! rounds (`⌈ROTs / chunk⌉` runs of a large layer's protocols) and in OT-extension bytes and
+//! round trips (silent OT's cost per OT falls with the batch size). The OT extension's traffic is [`PlanCost::ot_extension`], the sum of
+//! [`crate::cost::ot_extension`]'s bytes over the batches.
+
+use std::ops::Range;
 
 use crate::cost::linear::{LinearCost, public_key_bytes};
 use crate::cost::nonlinear::Cost;
 use crate::cost::ot_extension::ot_extension_bytes;
 use crate::params::he::ConfigError;
-use crate::plan::{LayerId, OtBackend, PublicPlan, TensorId};
+use crate::params::nonlinear::UnpackPlan;
+use crate::plan::{LayerId, Op, OtBackend, PublicPlan, TensorId};
 use crate::schedule::{Schedule, Step, StepKind};
 
 /// Bytes each way and rounds of one part of a run.
@@ -66,8 +75,79 @@ impl std::ops::Add for Traffic {
     }
 }
 
-/// Predicted cost of one layer.
+/// One nonlinear protocol of a layer, run over its `units` (packed words, elements or pool
+/// channels) in chunks of `chunk_units` consecutive units, each chunk needing at most
+/// [`chunk_rots`] ROTs per direction (unless a single unit needs more).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage {
+    /// Units the protocol runs over.
+    pub units: u64,
+    /// Units per chunk (the last chunk has the rest); at least 1.
+    pub chunk_units: u64,
+    /// Cost of one full chunk.
+    pub chunk: Cost,
+    /// Cost of the last chunk.
+    pub last: Cost,
+}
+
+impl Stage {
+    /// The stage of `units` units whose protocol costs `cost(k)` for `k` units, in chunks of at
+    /// most `limit` ROTs per direction. ROTs grow linearly with the units (every protocol
+    /// spends the same ROTs on each element), so the chunk is the largest number of units
+    /// whose ROTs fit.
+    pub fn new(units: u64, limit: u64, cost: impl Fn(u64) -> Cost) -> Stage {
+        let whole = cost(units);
+        let rots = whole.server_rots.max(whole.client_rots);
+        let chunk_units = if rots <= limit {
+            units.max(1)
+        } else {
+            let per_unit = whole
+                .server_rots
+                .div_ceil(units)
+                .max(whole.client_rots.div_ceil(units));
+            (limit / per_unit).max(1)
+        };
+        let chunks = units.div_ceil(chunk_units).max(1);
+        Stage {
+            units,
+            chunk_units,
+            chunk: cost(chunk_units.min(units)),
+            last: cost(units - (chunks - 1) * chunk_units),
+        }
+    }
+
+    /// Number of chunks (one for a stage without units).
+    pub fn chunks(&self) -> u64 {
+        self.units.div_ceil(self.chunk_units).max(1)
+    }
+
+    /// The units of each chunk, in run order.
+    pub fn ranges(&self) -> impl Iterator<Item = Range<usize>> + use<> {
+        let (units, chunk) = (self.units as usize, self.chunk_units as usize);
+        (0..self.chunks() as usize).map(move |i| i * chunk..((i + 1) * chunk).min(units))
+    }
+
+    /// The cost of every chunk, in run order.
+    pub fn chunk_costs(&self) -> impl Iterator<Item = Cost> + use<> {
+        let full = self.chunks() - 1;
+        let (chunk, last) = (self.chunk, self.last);
+        (0..full).map(move |_| chunk).chain(std::iter::once(last))
+    }
+
+    /// The cost of all chunks.
+    pub fn cost(&self) -> Cost {
+        self.chunk_costs().fold(Cost::default(), |a, c| a + c)
+    }
+}
+
+/// The cost of unpacking `words` packed words with `plan` with OT batches of `batch_rots`
+/// ROTs, in the chunks of [`chunk_rots`] (the stage [`layer_cost`] runs).
+pub fn unpack_cost(plan: &UnpackPlan, words: u64, batch_rots: u64) -> Cost {
+    Stage::new(words, chunk_rots(batch_rots), |k| plan.cost(k)).cost()
+}
+
+/// Predicted cost of one layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerCost {
     /// The layer.
     pub layer: LayerId,
@@ -75,8 +155,11 @@ pub struct LayerCost {
     pub traffic: Traffic,
     /// The HE part of a linear layer.
     pub he: Option<LinearCost>,
-    /// The nonlinear part (with its ROT counts).
+    /// The nonlinear part (with its ROT counts): the sum of its stages.
     pub nonlinear: Cost,
+    /// The nonlinear protocols in run order: the unpacking of the packed words, the
+    /// requantization or the layer's own protocol, the extension of the output.
+    pub stages: Vec<Stage>,
 }
 
 /// Predicted cost of one inference.
@@ -115,26 +198,28 @@ pub const DEFAULT_OT_BATCH_ROTS: u64 = 1 << 20;
 /// The largest OT batch size a plan may ask for (its encoder's buffer alone is 512 MB).
 pub const MAX_OT_BATCH_ROTS: u64 = 1 << 24;
 
-/// One OT-extension batch: the ROTs of the consecutive layers from `first_layer` on, produced
-/// when that layer starts (both parties ask at the same point of the run).
+/// One OT-extension batch: the ROTs of the consecutive chunks ([`Stage`]) from `first_chunk`
+/// on, produced when that chunk starts (both parties ask at the same point of the run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OtBatch {
-    /// Index of the first layer (in plan order) whose ROTs the batch holds.
-    pub first_layer: usize,
+    /// Index of the first chunk (counting the chunks of every layer's stages in run order)
+    /// whose ROTs the batch holds.
+    pub first_chunk: usize,
     /// ROTs with the server as OT sender.
     pub server_rots: u64,
     /// ROTs with the client as OT sender.
     pub client_rots: u64,
 }
 
-/// Groups the layers' ROTs (server, client) into batches of at most `limit` ROTs per direction:
-/// consecutive layers while they fit, and a layer above `limit` in `⌈rots/limit⌉` batches of its
-/// own starting at that layer. Layers without ROTs start no batch.
-pub fn ot_batches(layers: &[(u64, u64)], limit: u64) -> Vec<OtBatch> {
+/// Groups the chunks' ROTs (server, client) into batches of at most `limit` ROTs per
+/// direction: consecutive chunks while they fit, and a chunk above `limit` in
+/// `⌈rots/limit⌉` batches of its own starting at that chunk (the last one open to the next
+/// chunks). Chunks without ROTs start no batch.
+pub fn ot_batches(chunks: &[(u64, u64)], limit: u64) -> Vec<OtBatch> {
     let limit = limit.max(1);
     let mut batches: Vec<OtBatch> = Vec::new();
     let mut open: Option<OtBatch> = None;
-    for (i, &(s, c)) in layers.iter().enumerate() {
+    for (i, &(s, c)) in chunks.iter().enumerate() {
         if s == 0 && c == 0 {
             continue;
         }
@@ -150,7 +235,7 @@ pub fn ot_batches(layers: &[(u64, u64)], limit: u64) -> Vec<OtBatch> {
         let (mut s, mut c) = (s, c);
         while s > limit || c > limit {
             batches.push(OtBatch {
-                first_layer: i,
+                first_chunk: i,
                 server_rots: s.min(limit),
                 client_rots: c.min(limit),
             });
@@ -158,13 +243,31 @@ pub fn ot_batches(layers: &[(u64, u64)], limit: u64) -> Vec<OtBatch> {
             c -= c.min(limit);
         }
         open = Some(OtBatch {
-            first_layer: i,
+            first_chunk: i,
             server_rots: s,
             client_rots: c,
         });
     }
     batches.extend(open);
     batches
+}
+
+/// Most OT batches one chunk of a nonlinear protocol spans ([`chunk_rots`]).
+pub const CHUNK_BATCHES: u64 = 16;
+
+/// Most ROTs per direction of one chunk spanning several OT batches ([`chunk_rots`]).
+pub const MAX_CHUNK_ROTS: u64 = 1 << 22;
+
+/// Most ROTs per direction one chunk of a nonlinear protocol ([`Stage`]) consumes with OT
+/// batches of `batch_rots`: [`CHUNK_BATCHES`] batches but at most [`MAX_CHUNK_ROTS`], and at
+/// least one batch. The chunk bounds a party's pads in memory (its batches are held until it
+/// has consumed them); spanning several small batches keeps the OT encoder at the speed of
+/// small batches while a large layer runs in few chunks, and so few rounds.
+pub fn chunk_rots(batch_rots: u64) -> u64 {
+    batch_rots
+        .saturating_mul(CHUNK_BATCHES)
+        .min(MAX_CHUNK_ROTS)
+        .max(batch_rots)
 }
 
 /// Traffic of the OT extension producing `batches` with `backend`; `first` if they are the
@@ -201,36 +304,62 @@ pub const LINEAR_ROUNDS: u64 = 2;
 
 /// The predicted cost of one scheduled step of `plan`: its HE messages, then its nonlinear
 /// protocols (the unpacking of the packed words, the requantization or the layer's own
-/// protocol, the extension of the output).
+/// protocol, the extension of the output), each a [`Stage`] in chunks of [`chunk_rots`] of the
+/// plan's OT batch size.
 pub fn layer_cost(plan: &PublicPlan, step: &Step) -> LayerCost {
     let layer = &plan.layers[step.layer.0 as usize];
+    let limit = chunk_rots(plan.protocol.ot_batch_rots);
     let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
     let n_out = len(layer.output);
-    let (he, own) = match &step.kind {
-        StepKind::Linear {
-            geometry,
-            budget,
-            unpack,
-            requant,
-            ..
-        } => {
+    let mut stages = Vec::new();
+    let he = match (&step.kind, &layer.op) {
+        (
+            StepKind::Linear {
+                geometry,
+                budget,
+                unpack,
+                requant,
+                ..
+            },
+            _,
+        ) => {
             let he = geometry.cost(budget);
             let words = he.coeffs_down as u64;
-            let nonlinear = unpack.map(|u| u.cost(words)).unwrap_or_default()
-                + requant
+            stages.extend(unpack.map(|u| Stage::new(words, limit, |k| u.cost(k))));
+            stages.extend(
+                requant
                     .as_ref()
-                    .map(|p| p.cost(&[n_out], n_out))
-                    .unwrap_or_default();
-            (Some(he), nonlinear)
+                    .map(|p| Stage::new(n_out, limit, |k| p.cost(&[k], k))),
+            );
+            Some(he)
         }
-        StepKind::Rescale(p) | StepKind::Add(p) | StepKind::AvgPool(p) => {
-            let lens: Vec<u64> = layer.inputs.iter().map(|&t| len(t)).collect();
-            (None, p.cost(&lens, n_out))
+        (StepKind::Rescale(p) | StepKind::Add(p), _) => {
+            let inputs = layer.inputs.len();
+            stages.push(Stage::new(n_out, limit, |k| p.cost(&vec![k; inputs], k)));
+            None
         }
-        StepKind::MaxPool(p) => (None, p.cost(n_out)),
-        StepKind::Local => (None, Cost::default()),
+        (StepKind::AvgPool(p), Op::AvgPool(spec)) => {
+            let (c, [h, w], [oh, ow]) = (spec.pool.channels, spec.pool.in_hw, spec.pool.out_hw());
+            let (per_in, per_out) = ((h * w) as u64, (oh * ow) as u64);
+            stages.push(Stage::new(c as u64, limit, |k| {
+                p.cost(&[k * per_in], k * per_out)
+            }));
+            None
+        }
+        (StepKind::MaxPool(p), Op::MaxPool(shape)) => {
+            let [oh, ow] = shape.out_hw();
+            let (c, per_out) = (shape.channels as u64, (oh * ow) as u64);
+            stages.push(Stage::new(c, limit, |k| {
+                p.for_channels(k, c).cost(k * per_out)
+            }));
+            None
+        }
+        _ => None,
     };
-    let nonlinear = own + step.extend.map(|e| e.cost(n_out)).unwrap_or_default();
+    stages.extend(step.extend.map(|e| Stage::new(n_out, limit, |k| e.cost(k))));
+    let nonlinear = stages
+        .iter()
+        .fold(Cost::default(), |a, stage| a + stage.cost());
     let he_traffic = he.map_or(Traffic::default(), |h| Traffic {
         bytes_up: h.bytes_up as u64,
         bytes_down: h.bytes_down as u64,
@@ -241,6 +370,7 @@ pub fn layer_cost(plan: &PublicPlan, step: &Step) -> LayerCost {
         traffic: he_traffic + Traffic::of(&nonlinear),
         he,
         nonlinear,
+        stages,
     }
 }
 
@@ -277,7 +407,9 @@ pub fn plan_cost(
     let client_rots = layers.iter().map(|l| l.nonlinear.client_rots).sum();
     let rots: Vec<(u64, u64)> = layers
         .iter()
-        .map(|l| (l.nonlinear.server_rots, l.nonlinear.client_rots))
+        .flat_map(|l| &l.stages)
+        .flat_map(Stage::chunk_costs)
+        .map(|c| (c.server_rots, c.client_rots))
         .collect();
     let ot_batches = ot_batches(&rots, plan.protocol.ot_batch_rots);
     let ot_extension = ot_extension_traffic(backend, &ot_batches, true);
@@ -370,15 +502,15 @@ mod tests {
     }
 
     #[test]
-    fn ot_batches_group_layers_and_split_large_ones() {
-        let b = |first_layer, server_rots, client_rots| OtBatch {
-            first_layer,
+    fn ot_batches_group_chunks_and_split_large_ones() {
+        let b = |first_chunk, server_rots, client_rots| OtBatch {
+            first_chunk,
             server_rots,
             client_rots,
         };
-        // Layers 0+1 share a batch, layer 2 (no ROTs) starts none, layer 3 overflows into a
-        // new batch that layer 4 joins, layer 5 needs 2.5 batches, the last part shared with 6.
-        let layers = [
+        // Chunks 0+1 share a batch, chunk 2 (no ROTs) starts none, chunk 3 overflows into a
+        // new batch that chunk 4 joins, chunk 5 needs 2.5 batches, the last part shared with 6.
+        let chunks = [
             (40, 10),
             (60, 0),
             (0, 0),
@@ -388,7 +520,7 @@ mod tests {
             (10, 0),
         ];
         assert_eq!(
-            ot_batches(&layers, 100),
+            ot_batches(&chunks, 100),
             vec![
                 b(0, 100, 10),
                 b(3, 70, 95),
@@ -397,20 +529,76 @@ mod tests {
                 b(5, 60, 0)
             ]
         );
-        assert_eq!(ot_batches(&layers, u64::MAX), vec![b(0, 430, 135)]);
+        assert_eq!(ot_batches(&chunks, u64::MAX), vec![b(0, 430, 135)]);
         assert!(ot_batches(&[(0, 0)], 100).is_empty());
+    }
+
+    #[test]
+    fn chunks_span_up_to_16_batches_and_2_pow_22_rots() {
+        assert_eq!(chunk_rots(4), 64);
+        assert_eq!(chunk_rots(1 << 18), 1 << 22);
+        assert_eq!(chunk_rots(1 << 20), 1 << 22);
+        assert_eq!(chunk_rots(1 << 22), 1 << 22);
+        assert_eq!(chunk_rots(1 << 24), 1 << 24);
+        assert_eq!(chunk_rots(u64::MAX), u64::MAX);
+    }
+
+    /// A stage runs in the most units whose ROTs fit the limit; its cost is the chunks' costs,
+    /// each with its own rounds and byte rounding.
+    #[test]
+    fn stages_chunk_to_the_batch_limit() {
+        // 3 server ROTs and 2 client ROTs per unit; one 5-bit message per unit each way.
+        let cost = |k: u64| Cost {
+            server_bytes: (5 * k).div_ceil(8),
+            client_bytes: (5 * k).div_ceil(8),
+            rounds: 2,
+            server_rots: 3 * k,
+            client_rots: 2 * k,
+        };
+        let whole = Stage::new(10, 30, cost);
+        assert_eq!((whole.chunk_units, whole.chunks()), (10, 1));
+        assert_eq!(whole.cost(), cost(10));
+        assert_eq!(whole.ranges().collect::<Vec<_>>(), vec![0..10]);
+        // 14 ROTs per batch: 4 units (12 ROTs) per chunk, 4 + 4 + 2.
+        let s = Stage::new(10, 14, cost);
+        assert_eq!((s.chunk_units, s.chunks()), (4, 3));
+        assert_eq!(s.ranges().collect::<Vec<_>>(), vec![0..4, 4..8, 8..10]);
+        assert_eq!(
+            s.chunk_costs().collect::<Vec<_>>(),
+            vec![cost(4), cost(4), cost(2)]
+        );
+        assert_eq!(
+            s.cost(),
+            Cost {
+                server_bytes: 3 + 3 + 2,
+                client_bytes: 3 + 3 + 2,
+                rounds: 6,
+                server_rots: 30,
+                client_rots: 20
+            }
+        );
+        // A unit above the limit: one unit per chunk.
+        let single = Stage::new(3, 2, cost);
+        assert_eq!(
+            (single.chunk_units, single.chunks(), single.last),
+            (1, 3, cost(1))
+        );
+        // No units: one empty chunk, the protocol's cost at zero.
+        let empty = Stage::new(0, 14, cost);
+        assert_eq!((empty.chunks(), empty.cost()), (1, cost(0)));
+        assert_eq!(empty.ranges().collect::<Vec<_>>(), vec![0..0]);
     }
 
     #[test]
     fn ot_extension_traffic_pays_base_ots_once_per_direction() {
         let batches = [
             OtBatch {
-                first_layer: 0,
+                first_chunk: 0,
                 server_rots: 5000,
                 client_rots: 0,
             },
             OtBatch {
-                first_layer: 1,
+                first_chunk: 1,
                 server_rots: 7000,
                 client_rots: 3000,
             },

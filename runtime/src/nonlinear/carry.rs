@@ -18,6 +18,7 @@
 
 use super::cot::{CotReceiver, CotSender, OneRoundReceiver, OneRoundSender, mask};
 use super::{BitWriter, ProtocolError, Session};
+use crate::ot::Pad;
 use crate::params::carry::{CarryTree, NodeKind};
 use crate::params::nonlinear::shared_bits;
 use crate::plan::CarryDepth;
@@ -426,7 +427,8 @@ fn digit_ots(
         .collect();
     let value = |x: u64, start: u32, m: u32| (x >> start) & mask(m);
     // Slot `slot` (of `w` bits) of a pad.
-    let slot = |pad: u128, slot: u64, w: u32| (pad >> (slot * u64::from(w))) as u64 & mask(w);
+    let slot =
+        |pad: Pad, slot: u64, w: u32| (u128::from(pad) >> (slot * u64::from(w))) as u64 & mask(w);
     // `y` without bit `j`.
     let without = |y: u64, j: u32| ((y >> (j + 1)) << j) | (y & mask(j));
     // Pad bits the keys never use (8 slots of at most 4 bits): the server's share.
@@ -443,7 +445,7 @@ fn digit_ots(
                 let base = start as usize * n + i * m as usize;
                 let ot = &pads[base..base + m as usize];
                 let e_digit = (0..m).fold(0u64, |v, j| v | u64::from(e[base + j as usize]) << j);
-                let share = ((ot[0][0] ^ ot[0][1]) >> SHARE_AT) as u64 & mask(w);
+                let share = (u128::from(ot[0][0] ^ ot[0][1]) >> SHARE_AT) as u64 & mask(w);
                 let (a, a2) = (value(mine[i], start, m), value(second[i], start, m));
                 for x in 0..1u64 << m {
                     let y = x ^ e_digit;

@@ -17,6 +17,7 @@
 //! [`crate::cost::nonlinear::mux`].
 
 use super::{BitReader, BitWriter, ProtocolError, Session, check_len};
+use crate::ot::Pad;
 use crate::ring::Ring;
 
 /// `2^w − 1`.
@@ -28,14 +29,15 @@ pub(crate) fn mask(width: u32) -> u64 {
     }
 }
 
-fn low(pad: u128, width: u32) -> u64 {
-    (pad as u64) & mask(width)
+/// The low `width` bits of `pad` from bit `skip` on.
+fn low(pad: Pad, skip: u32, width: u32) -> u64 {
+    ((u128::from(pad) >> skip) as u64) & mask(width)
 }
 
 /// Receiver half of a batch.
 pub(crate) struct CotReceiver {
     choices: Vec<bool>,
-    pads: Vec<u128>,
+    pads: Vec<Pad>,
 }
 
 impl CotReceiver {
@@ -46,13 +48,10 @@ impl CotReceiver {
         msg: &mut BitWriter,
     ) -> Result<Self, ProtocolError> {
         let (random, pads) = s.pads().take_recv(choices.len())?;
-        for (&b, &c) in choices.iter().zip(random) {
+        for (&b, c) in choices.iter().zip(random) {
             msg.push_bit(b ^ c);
         }
-        Ok(CotReceiver {
-            choices,
-            pads: pads.to_vec(),
-        })
+        Ok(CotReceiver { choices, pads })
     }
 
     /// Reads the sender's `len` messages for elements `offset..offset + len`; returns the
@@ -78,7 +77,7 @@ impl CotReceiver {
     /// element `i`'s choice with the correlations on the pad's lower `skip` bits.
     pub(crate) fn finish_at(&self, i: usize, skip: u32, width: u32, msg: &mut BitReader) -> u64 {
         let d = msg.read(width);
-        let q = low(self.pads[i] >> skip, width);
+        let q = low(self.pads[i], skip, width);
         if self.choices[i] {
             q.wrapping_add(d) & mask(width)
         } else {
@@ -89,14 +88,14 @@ impl CotReceiver {
 
 /// Sender half of a batch.
 pub(crate) struct CotSender {
-    pads: Vec<[u128; 2]>,
+    pads: Vec<[Pad; 2]>,
     flips: Vec<bool>,
 }
 
 impl CotSender {
     /// Takes `n` sender ROTs.
     pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
-        let pads = s.pads().take_send(n)?.to_vec();
+        let pads = s.pads().take_send(n)?;
         Ok(CotSender {
             pads,
             flips: Vec::new(),
@@ -141,8 +140,8 @@ impl CotSender {
     ) -> u64 {
         let m = mask(width);
         let e = usize::from(self.flips[i]);
-        let q0 = low(self.pads[i][e] >> skip, width);
-        let q1 = low(self.pads[i][1 ^ e] >> skip, width);
+        let q0 = low(self.pads[i][e], skip, width);
+        let q1 = low(self.pads[i][1 ^ e], skip, width);
         msg.push(q0.wrapping_sub(q1).wrapping_add(delta) & m, width);
         q0.wrapping_neg() & m
     }
@@ -158,7 +157,7 @@ impl CotSender {
 /// the two-round form ([`CotSender`]) needs two, with the same bits and ROTs. For `w = 1` the
 /// shares are XOR shares of `b ∧ Δ`.
 pub(crate) struct OneRoundSender {
-    pads: Vec<[u128; 2]>,
+    pads: Vec<[Pad; 2]>,
 }
 
 impl OneRoundSender {
@@ -173,14 +172,14 @@ impl OneRoundSender {
     /// bits from `skip` on (several correlations can share one OT's choice at distinct offsets).
     pub(crate) fn send_at(&self, i: usize, skip: u32, delta: u64, width: u32, msg: &mut BitWriter) {
         let [p0, p1] = self.pads[i];
-        let (q0, q1) = (low(p0 >> skip, width), low(p1 >> skip, width));
+        let (q0, q1) = (low(p0, skip, width), low(p1, skip, width));
         msg.push(q0.wrapping_sub(q1).wrapping_add(delta) & mask(width), width);
     }
 
     /// The sender's share of `b·Δ` of OT `i` (pad bits from `skip`), given the receiver's
     /// correction `e`.
     pub(crate) fn share_at(&self, i: usize, skip: u32, e: bool, delta: u64, width: u32) -> u64 {
-        let q0 = low(self.pads[i][0] >> skip, width);
+        let q0 = low(self.pads[i][0], skip, width);
         let s = if e {
             delta.wrapping_add(q0)
         } else {
@@ -193,7 +192,7 @@ impl OneRoundSender {
 /// Receiver half of [`OneRoundSender`]'s correlated OTs.
 pub(crate) struct OneRoundReceiver {
     random: Vec<bool>,
-    pads: Vec<u128>,
+    pads: Vec<Pad>,
 }
 
 impl OneRoundReceiver {
@@ -215,7 +214,7 @@ impl OneRoundReceiver {
     /// `b` and the sender's message `d`.
     pub(crate) fn share_at(&self, i: usize, skip: u32, b: bool, d: u64, width: u32) -> u64 {
         let c = self.random[i];
-        let q = low(self.pads[i] >> skip, width);
+        let q = low(self.pads[i], skip, width);
         let r = if c { q.wrapping_add(d) } else { q };
         let r = if b ^ c { r.wrapping_neg() } else { r };
         r & mask(width)

@@ -297,8 +297,8 @@ where
     run_with_pads(role, pads, channel, f).await
 }
 
-/// [`run_async`] with ROTs already fetched (e.g. split off a large batch with
-/// [`OtPads::split`]).
+/// [`run_async`] with ROTs already fetched (e.g. one batch for several protocols run one
+/// after the other in `f`).
 ///
 /// # Errors
 /// [`ProtocolError`] from the channel or the protocol.

@@ -14,12 +14,11 @@
 //! 1.9 for 7·10^5, 0.1 for 2^24 (per direction, both parties' bytes) — batch OTs generously.
 
 use cryprot_net::Connection;
-use cryprot_ot::RandChoiceRotReceiver;
-use cryprot_ot::RotSender;
 use cryprot_ot::extension::{SemiHonestOtExtensionReceiver, SemiHonestOtExtensionSender};
 use cryprot_ot::silent_ot::{SemiHonestSilentOtReceiver, SemiHonestSilentOtSender};
+use cryprot_ot::{RandChoiceRotReceiver, RotSender};
 
-use super::{OtError, OtPads, OtSource, Side};
+use super::{OtError, OtPads, OtSource, Pad, Side};
 use crate::plan::OtBackend;
 
 /// Smallest silent-OT batch requested: cryprot-codes 0.2.3's expand-convolute encoder
@@ -78,59 +77,51 @@ fn backend(e: impl std::error::Error) -> OtError {
     OtError::Backend(msg)
 }
 
-async fn send(sender: &mut Sender, n: usize) -> Result<Vec<[u128; 2]>, OtError> {
+/// Writes `n` sender ROTs into `sent` (resized in place; the backend fills the buffer
+/// directly).
+async fn send(sender: &mut Sender, n: usize, sent: &mut Vec<[Pad; 2]>) -> Result<(), OtError> {
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let blocks: Vec<[u128; 2]> = match sender {
+    match sender {
         Sender::Silent(s) => {
-            let buf = s
-                .random_send(n.max(SILENT_MIN_OTS))
-                .await
-                .map_err(backend)?;
-            buf.iter()
-                .take(n)
-                .map(|p| [u128::from(p[0]), u128::from(p[1])])
-                .collect()
+            let count = n.max(SILENT_MIN_OTS);
+            sent.resize(count, [Pad::ZERO; 2]);
+            s.random_sent_into(count, sent).await.map_err(backend)?;
         }
         Sender::Iknp(s) => {
-            let buf = s.send(n.next_multiple_of(128)).await.map_err(backend)?;
-            buf.iter()
-                .take(n)
-                .map(|p| [u128::from(p[0]), u128::from(p[1])])
-                .collect()
+            sent.resize(n.next_multiple_of(128), [Pad::ZERO; 2]);
+            s.send_into(sent).await.map_err(backend)?;
         }
-    };
-    Ok(blocks)
+    }
+    sent.truncate(n);
+    Ok(())
 }
 
-async fn receive(receiver: &mut Receiver, n: usize) -> Result<(Vec<bool>, Vec<u128>), OtError> {
+/// Writes `n` receiver ROTs into `choices` and `recv` (resized in place).
+async fn receive(
+    receiver: &mut Receiver,
+    n: usize,
+    choices: &mut Vec<bool>,
+    recv: &mut Vec<Pad>,
+) -> Result<(), OtError> {
     if n == 0 {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(());
     }
-    let (pads, choices): (Vec<u128>, Vec<bool>) = match receiver {
+    let random = match receiver {
         Receiver::Silent(r) => {
-            let (buf, choices) = r
-                .random_receive(n.max(SILENT_MIN_OTS))
-                .await
-                .map_err(backend)?;
-            (
-                buf.iter().take(n).map(|&b| u128::from(b)).collect(),
-                choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect(),
-            )
+            let count = n.max(SILENT_MIN_OTS);
+            recv.resize(SemiHonestSilentOtReceiver::ots_buf_size(count), Pad::ZERO);
+            r.random_receive_into(count, recv).await.map_err(backend)?
         }
         Receiver::Iknp(r) => {
-            let (buf, choices) = r
-                .rand_choice_receive(n.next_multiple_of(128))
-                .await
-                .map_err(backend)?;
-            (
-                buf.iter().take(n).map(|&b| u128::from(b)).collect(),
-                choices.iter().take(n).map(|c| c.unwrap_u8() == 1).collect(),
-            )
+            recv.resize(n.next_multiple_of(128), Pad::ZERO);
+            r.rand_choice_receive_into(recv).await.map_err(backend)?
         }
     };
-    Ok((choices, pads))
+    recv.truncate(n);
+    choices.extend(random.iter().take(n).map(|c| c.unwrap_u8() == 1));
+    Ok(())
 }
 
 impl CryprotOt {
@@ -145,14 +136,20 @@ impl OtSource for CryprotOt {
     /// receiver blocks a rayon worker while it waits for the sender's tree groups, so running
     /// both directions at once can starve the rayon pool on a 2-core machine when both parties
     /// share a process.
-    async fn pads(&mut self, n_send: usize, n_receive: usize) -> Result<OtPads, OtError> {
-        let (sent, (choices, received)) = if self.is_server() {
-            let sent = send(&mut self.sender, n_send).await?;
-            (sent, receive(&mut self.receiver, n_receive).await?)
+    async fn pads_into(
+        &mut self,
+        n_send: usize,
+        n_receive: usize,
+        pads: &mut OtPads,
+    ) -> Result<(), OtError> {
+        let server = self.is_server();
+        let (sent, choices, received) = pads.next_batch();
+        if server {
+            send(&mut self.sender, n_send, sent).await?;
+            receive(&mut self.receiver, n_receive, choices, received).await
         } else {
-            let got = receive(&mut self.receiver, n_receive).await?;
-            (send(&mut self.sender, n_send).await?, got)
-        };
-        Ok(OtPads::new(sent, choices, received))
+            receive(&mut self.receiver, n_receive, choices, received).await?;
+            send(&mut self.sender, n_send, sent).await
+        }
     }
 }

@@ -9,8 +9,14 @@
 //! choices); IKNP produces ROTs for receiver-chosen random choices.
 //!
 //! The synchronous party drivers take their ROTs from a [`PadSupply`], one batch at a time
-//! ([`crate::cost::plan::OtBatch`]); [`BlockingOt`] serves an async [`OtSource`] to them through
-//! the [`crate::transport::bridge`].
+//! ([`crate::cost::plan::OtBatch`]), into one [`OtPads`] whose buffers every batch of the run
+//! reuses: the backend writes its pads into them as the OT crate's [`Pad`] blocks (no
+//! conversion), and a protocol copies out only the pads of its current call
+//! ([`OtPads::take_send`], [`OtPads::take_recv`]), so a party's pad memory is about twice the
+//! batches of one chunk of a nonlinear protocol ([`crate::cost::plan::chunk_rots`]), whatever
+//! the size of the model.
+//! [`BlockingOt`] serves an async [`OtSource`] to the drivers through the
+//! [`crate::transport::bridge`].
 //!
 //! Background: `protocols.md` §1.8, `dependencies.md` §2b (cryprot-ot 0.3.0).
 
@@ -23,6 +29,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::transport::bridge::{Bridge, TimedOut};
+
+/// One 128-bit OT pad, stored as the OT crate's block: the backends write their output into
+/// [`OtPads`] in place. `u128::from(pad)` reads its value.
+pub type Pad = cryprot_core::Block;
 
 /// Why OT material could not be produced or consumed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +48,14 @@ pub enum OtError {
         /// `"sender"` or `"receiver"`.
         dir: &'static str,
     },
+    /// A run ended with ROTs it never consumed (a bug in the cost accounting).
+    #[error("OT pads left unused: {send} sender and {receive} receiver ROTs")]
+    Unused {
+        /// Sender ROTs left.
+        send: usize,
+        /// Receiver ROTs left.
+        receive: usize,
+    },
     /// The OT extension backend failed.
     #[error("OT backend: {0}")]
     Backend(String),
@@ -51,16 +69,17 @@ pub enum OtError {
 }
 
 /// The ROTs one party holds for one protocol run: those where it is the OT sender and those
-/// where it is the receiver, consumed in order.
+/// where it is the receiver, consumed in order. Each OT batch is one segment, written in
+/// place by the backend; segments stay allocated for the next batches once every pad is
+/// consumed, so a run reuses the same buffers.
 ///
 /// # Security
 /// The pads are secret; `Debug` prints only the counts.
+#[derive(Default)]
 pub struct OtPads {
-    send: Vec<[u128; 2]>,
-    send_pos: usize,
-    choices: Vec<bool>,
-    recv: Vec<u128>,
-    recv_pos: usize,
+    send: Segments<[Pad; 2]>,
+    choices: Segments<bool>,
+    recv: Segments<Pad>,
 }
 
 impl std::fmt::Debug for OtPads {
@@ -71,113 +90,157 @@ impl std::fmt::Debug for OtPads {
 }
 
 impl OtPads {
-    /// Pads from sender ROTs and receiver ROTs (choices and chosen pads).
-    ///
-    /// # Panics
-    /// If `choices` and `recv` differ in length.
-    pub fn new(send: Vec<[u128; 2]>, choices: Vec<bool>, recv: Vec<u128>) -> Self {
-        assert_eq!(choices.len(), recv.len(), "one choice per received pad");
-        OtPads {
-            send,
-            send_pos: 0,
-            choices,
-            recv,
-            recv_pos: 0,
-        }
-    }
-
     /// ROTs left as (sender, receiver).
     pub fn remaining(&self) -> (usize, usize) {
-        (
-            self.send.len() - self.send_pos,
-            self.recv.len() - self.recv_pos,
-        )
+        (self.send.remaining(), self.recv.remaining())
     }
 
-    /// Moves the next `send` sender and `receive` receiver ROTs into a new [`OtPads`], so one
-    /// large OT batch (cheap per OT with silent OT) can serve many protocol runs; the peer must
-    /// split its pads the same way.
-    ///
-    /// # Errors
-    /// [`OtError::Exhausted`] if fewer are left.
-    pub fn split(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
-        let sent = self.take_send(send)?.to_vec();
-        let (choices, recv) = self.take_recv(receive)?;
-        Ok(OtPads::new(sent, choices.to_vec(), recv.to_vec()))
+    /// ROTs the buffers can hold without allocating, as (sender, receiver).
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.send.capacity(), self.recv.capacity())
     }
 
-    /// Appends `more`'s unconsumed ROTs after this one's (dropping those already consumed).
-    pub fn append(&mut self, more: OtPads) {
-        self.send.drain(..self.send_pos);
-        self.send.extend_from_slice(&more.send[more.send_pos..]);
-        self.send_pos = 0;
-        self.choices.drain(..self.recv_pos);
-        self.choices
-            .extend_from_slice(&more.choices[more.recv_pos..]);
-        self.recv.drain(..self.recv_pos);
-        self.recv.extend_from_slice(&more.recv[more.recv_pos..]);
-        self.recv_pos = 0;
+    /// The (empty) buffers for the next batch: sender pads, receiver choices, receiver pads,
+    /// which the backend fills (choices and receiver pads of equal length). When every pad so
+    /// far is consumed, the earlier batches' buffers are emptied and reused first.
+    pub fn next_batch(&mut self) -> (&mut Vec<[Pad; 2]>, &mut Vec<bool>, &mut Vec<Pad>) {
+        (self.send.push(), self.choices.push(), self.recv.push())
     }
 
     /// Takes the next `n` sender ROTs.
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
-    pub fn take_send(&mut self, n: usize) -> Result<&[[u128; 2]], OtError> {
-        let left = self.send.len() - self.send_pos;
-        if n > left {
-            return Err(OtError::Exhausted {
-                need: n,
-                left,
-                dir: "sender",
-            });
-        }
-        self.send_pos += n;
-        Ok(&self.send[self.send_pos - n..self.send_pos])
+    pub fn take_send(&mut self, n: usize) -> Result<Vec<[Pad; 2]>, OtError> {
+        let left = self.send.remaining();
+        self.send.take(n).ok_or(OtError::Exhausted {
+            need: n,
+            left,
+            dir: "sender",
+        })
     }
 
     /// Takes the next `n` receiver ROTs as (choices, pads).
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
-    pub fn take_recv(&mut self, n: usize) -> Result<(&[bool], &[u128]), OtError> {
-        let left = self.recv.len() - self.recv_pos;
-        if n > left {
-            return Err(OtError::Exhausted {
+    pub fn take_recv(&mut self, n: usize) -> Result<(Vec<bool>, Vec<Pad>), OtError> {
+        let left = self.recv.remaining();
+        match (self.choices.take(n), self.recv.take(n)) {
+            (Some(choices), Some(pads)) => Ok((choices, pads)),
+            _ => Err(OtError::Exhausted {
                 need: n,
                 left,
                 dir: "receiver",
-            });
+            }),
         }
-        self.recv_pos += n;
-        let r = self.recv_pos - n..self.recv_pos;
-        Ok((&self.choices[r.clone()], &self.recv[r]))
+    }
+}
+
+/// Values in the order they were produced, one buffer per batch; `pos` is the next value of
+/// buffer `seg`, buffers from `used` on are spare allocations.
+struct Segments<T> {
+    bufs: Vec<Vec<T>>,
+    used: usize,
+    seg: usize,
+    pos: usize,
+}
+
+impl<T> Default for Segments<T> {
+    fn default() -> Self {
+        Segments {
+            bufs: Vec::new(),
+            used: 0,
+            seg: 0,
+            pos: 0,
+        }
+    }
+}
+
+impl<T: Copy> Segments<T> {
+    fn remaining(&self) -> usize {
+        let held: usize = self.bufs[self.seg..self.used].iter().map(Vec::len).sum();
+        held - self.pos
+    }
+
+    fn capacity(&self) -> usize {
+        self.bufs.iter().map(Vec::capacity).sum()
+    }
+
+    /// An empty buffer after the others, emptying and recycling them first if all is consumed.
+    fn push(&mut self) -> &mut Vec<T> {
+        if self.remaining() == 0 {
+            (self.used, self.seg, self.pos) = (0, 0, 0);
+        }
+        if self.used == self.bufs.len() {
+            self.bufs.push(Vec::new());
+        }
+        self.used += 1;
+        let buf = &mut self.bufs[self.used - 1];
+        buf.clear();
+        buf
+    }
+
+    /// The next `n` values, or `None` if fewer are left.
+    fn take(&mut self, n: usize) -> Option<Vec<T>> {
+        if n > self.remaining() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let buf = &self.bufs[self.seg];
+            let k = (n - out.len()).min(buf.len() - self.pos);
+            out.extend_from_slice(&buf[self.pos..self.pos + k]);
+            self.pos += k;
+            if self.pos == buf.len() {
+                (self.seg, self.pos) = (self.seg + 1, 0);
+            }
+        }
+        Some(out)
     }
 }
 
 /// A producer of random OTs for one party. The peer's source must be asked for the matching
 /// counts (this party's `send` = the peer's `receive`) in the same order.
-pub trait OtSource {
+pub trait OtSource: Send {
     /// Produces `send` ROTs with this party as sender and `receive` ROTs with this party as
-    /// receiver.
+    /// receiver into the next batch of `pads` ([`OtPads::next_batch`]), reusing its buffers.
     ///
     /// # Errors
     /// [`OtError::Backend`] if the OT protocol fails.
+    fn pads_into(
+        &mut self,
+        send: usize,
+        receive: usize,
+        pads: &mut OtPads,
+    ) -> impl Future<Output = Result<(), OtError>> + Send;
+
+    /// [`OtSource::pads_into`] a new buffer.
+    ///
+    /// # Errors
+    /// As [`OtSource::pads_into`].
     fn pads(
         &mut self,
         send: usize,
         receive: usize,
-    ) -> impl Future<Output = Result<OtPads, OtError>> + Send;
+    ) -> impl Future<Output = Result<OtPads, OtError>> + Send {
+        async move {
+            let mut pads = OtPads::default();
+            self.pads_into(send, receive, &mut pads).await?;
+            Ok(pads)
+        }
+    }
 }
 
 /// Where a synchronous party driver gets its ROTs: one batch at a time, blocking until it is
 /// produced. The peer's supply is asked for the matching counts at the same point of the run.
 pub trait PadSupply {
-    /// Produces `send` ROTs with this party as sender and `receive` with it as receiver.
+    /// Produces `send` ROTs with this party as sender and `receive` with it as receiver into
+    /// the next batch of `pads` ([`OtPads::next_batch`]).
     ///
     /// # Errors
     /// [`OtError::Backend`] or [`OtError::Timeout`] if the OT extension fails.
-    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError>;
+    fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError>;
 }
 
 /// An [`OtSource`] served to a synchronous driver: each batch runs on the runtime `bridge`
@@ -196,8 +259,9 @@ impl<'a, S: OtSource> BlockingOt<'a, S> {
 }
 
 impl<S: OtSource> PadSupply for BlockingOt<'_, S> {
-    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
-        self.bridge.wait(self.source.pads(send, receive))?
+    fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
+        self.bridge
+            .wait(self.source.pads_into(send, receive, pads))?
     }
 }
 
@@ -247,40 +311,54 @@ impl IdealOt {
 
     /// The pads without async (the dealer never waits).
     pub fn pads_now(&mut self, send: usize, receive: usize) -> OtPads {
+        let mut pads = OtPads::default();
+        self.fill(send, receive, &mut pads);
+        pads
+    }
+
+    /// [`IdealOt::pads_now`] into the next batch of `pads`.
+    fn fill(&mut self, send: usize, receive: usize, pads: &mut OtPads) {
         let (send_rng, recv_rng) = match self.side {
             Side::Server => (&mut self.server_to_client, &mut self.client_to_server),
             Side::Client => (&mut self.client_to_server, &mut self.server_to_client),
         };
-        let sent = (0..send).map(|_| draw(send_rng).0).collect();
-        let (choices, recv) = (0..receive)
-            .map(|_| {
-                let (p, c) = draw(recv_rng);
-                (c, p[usize::from(c)])
-            })
-            .unzip();
-        OtPads::new(sent, choices, recv)
+        let (sent, choices, recv) = pads.next_batch();
+        sent.reserve_exact(send);
+        sent.extend((0..send).map(|_| draw(send_rng).0));
+        choices.reserve_exact(receive);
+        recv.reserve_exact(receive);
+        for _ in 0..receive {
+            let (p, c) = draw(recv_rng);
+            choices.push(c);
+            recv.push(p[usize::from(c)]);
+        }
     }
 }
 
-fn draw(rng: &mut ChaCha12Rng) -> ([u128; 2], bool) {
-    let p = [rng.random::<u128>(), rng.random::<u128>()];
+fn draw(rng: &mut ChaCha12Rng) -> ([Pad; 2], bool) {
+    let p = [
+        Pad::from(rng.random::<u128>()),
+        Pad::from(rng.random::<u128>()),
+    ];
     (p, rng.random::<bool>())
 }
 
 impl PadSupply for IdealOt {
-    fn batch(&mut self, send: usize, receive: usize) -> Result<OtPads, OtError> {
-        Ok(self.pads_now(send, receive))
+    fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
+        self.fill(send, receive, pads);
+        Ok(())
     }
 }
 
 impl OtSource for IdealOt {
-    fn pads(
+    fn pads_into(
         &mut self,
         send: usize,
         receive: usize,
-    ) -> impl Future<Output = Result<OtPads, OtError>> + Send {
-        let pads = self.pads_now(send, receive);
-        async move { Ok(pads) }
+        pads: &mut OtPads,
+    ) -> impl Future<Output = Result<(), OtError>> + Send {
+        self.fill(send, receive, pads);
+        async move { Ok(()) }
     }
 }
 
@@ -310,12 +388,12 @@ mod tests {
         let (mut s, mut c) = IdealOt::pair(7);
         let mut sp = s.pads_now(100, 50);
         let mut cp = c.pads_now(50, 100);
-        let sent = sp.take_send(100).expect("enough").to_vec();
+        let sent = sp.take_send(100).expect("enough");
         let (ch, got) = cp.take_recv(100).expect("enough");
         for i in 0..100 {
             assert_eq!(got[i], sent[i][usize::from(ch[i])]);
         }
-        let sent = cp.take_send(50).expect("enough").to_vec();
+        let sent = cp.take_send(50).expect("enough");
         let (ch, got) = sp.take_recv(50).expect("enough");
         for i in 0..50 {
             assert_eq!(got[i], sent[i][usize::from(ch[i])]);
@@ -330,23 +408,38 @@ mod tests {
         ));
     }
 
+    /// Batches fetched while pads are left follow them (one protocol can span several); once
+    /// every pad is consumed the buffers are reused; the halves stay paired throughout.
     #[test]
-    fn split_pads_stay_paired() {
+    fn batches_append_and_consumed_buffers_are_reused() {
         let (mut s, mut c) = IdealOt::pair(8);
-        let (mut sp, mut cp) = (s.pads_now(30, 0), c.pads_now(0, 30));
-        let _ = (
-            sp.split(10, 0).expect("split"),
-            cp.split(0, 10).expect("split"),
-        );
-        let (mut s2, mut c2) = (
-            sp.split(20, 0).expect("split"),
-            cp.split(0, 20).expect("split"),
-        );
-        let sent = s2.take_send(20).expect("enough").to_vec();
-        let (ch, got) = c2.take_recv(20).expect("enough");
-        for i in 0..20 {
-            assert_eq!(got[i], sent[i][usize::from(ch[i])]);
+        let (mut sp, mut cp) = (OtPads::default(), OtPads::default());
+        let mut first_capacity = None;
+        for round in 0..3 {
+            for _ in 0..3 {
+                s.batch(10, 0, &mut sp).expect("ideal");
+                c.batch(0, 10, &mut cp).expect("ideal");
+            }
+            assert_eq!((sp.remaining(), cp.remaining()), ((30, 0), (0, 30)));
+            // Takes across the batches' boundaries.
+            for n in [7, 16, 7] {
+                let sent = sp.take_send(n).expect("enough");
+                let (ch, got) = cp.take_recv(n).expect("enough");
+                for i in 0..n {
+                    assert_eq!(got[i], sent[i][usize::from(ch[i])], "round {round}");
+                }
+            }
+            let capacity = (sp.capacity().0, cp.capacity().1);
+            assert_eq!(*first_capacity.get_or_insert(capacity), capacity);
+            assert_eq!(capacity, (30, 30));
         }
-        assert!(sp.split(1, 0).is_err());
+        assert!(matches!(
+            sp.take_send(1),
+            Err(OtError::Exhausted {
+                need: 1,
+                left: 0,
+                ..
+            })
+        ));
     }
 }

@@ -833,6 +833,19 @@ impl MaxPoolPlan {
         })
     }
 
+    /// The plan of `k` of its `channels` channels (every channel has the same windows, so each
+    /// tree level has `k / channels` of the comparisons): the pooling of a chunk of channels.
+    pub fn for_channels(&self, k: u64, channels: u64) -> MaxPoolPlan {
+        MaxPoolPlan {
+            levels: self
+                .levels
+                .iter()
+                .map(|&m| m / channels.max(1) * k)
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// Width of the comparison ring for inputs in `range`: the differences `[lo − hi, hi − lo]`
     /// as signed integers.
     pub fn comparison_bits(range: (i128, i128)) -> u32 {

@@ -10,10 +10,12 @@
 //!
 //! The client generates the HE keys and sends one public key per HE context; each linear layer
 //! is a query and a response (`protocols.md` §1.5); the nonlinear steps are the sessions of
-//! [`crate::nonlinear`] on ROTs produced beforehand: both parties ask their [`PadSupply`] for
-//! each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when the batch's first layer
-//! starts, so memory holds one batch, not the whole inference's ROTs; the server reveals its
-//! output share to the client at the end. The client learns only the output; the server
+//! [`crate::nonlinear`] on ROTs produced beforehand. Each nonlinear protocol runs in the chunks
+//! of its [`Stage`] (at most [`crate::cost::plan::chunk_rots`] ROTs each); both parties ask
+//! their [`PadSupply`] for each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when
+//! the batch's first chunk starts, into reused pad buffers, so memory holds one chunk's
+//! batches, not a layer's or the whole inference's ROTs; the server reveals its output share to
+//! the client at the end. The client learns only the output; the server
 //! learns nothing. Every
 //! peer message is length-checked before use: a malformed message is a [`PartyError`], never a
 //! panic. The predicted traffic of every step comes from [`crate::cost::plan`], and
@@ -29,10 +31,11 @@ pub mod sim;
 pub use client::run_client;
 pub use server::run_server;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cost::plan::{OtBatch, PlanCost, Traffic, plan_cost};
+use crate::cost::plan::{OtBatch, PlanCost, Stage, Traffic, plan_cost};
 use crate::he::{HeError, Params};
 use crate::linear::{Layout, LinearError, NO_ELEMENT};
 use crate::nonlinear::requant::{add, align, requant, unpack};
@@ -41,7 +44,7 @@ use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool}
 use crate::ot::{OtPads, PadSupply};
 use crate::params::he::{ConfigError, LinearOutput};
 use crate::params::nonlinear::CombinePlan;
-use crate::plan::{HeParams, Layer, LayerId, Op, OtBackend, PublicPlan, TensorId};
+use crate::plan::{HeParams, Layer, LayerId, Op, OtBackend, PoolShape, PublicPlan, TensorId};
 use crate::ring::Ring;
 use crate::schedule::{Schedule, ScheduleError, StepKind, schedule};
 use crate::transport::{Counters, Exchange, TransportError};
@@ -388,9 +391,92 @@ fn reduce(x: &[u64], bits: u32) -> Vec<u64> {
     x.iter().map(|&v| ring.reduce(v)).collect()
 }
 
+/// The ROTs of a run as they are consumed: reused buffers, refilled in place with each OT
+/// batch when the batch's first chunk starts, so a party holds one chunk's batches at a time.
+struct PadStream<'a> {
+    pads: OtPads,
+    batches: std::iter::Peekable<std::slice::Iter<'a, OtBatch>>,
+    next_chunk: usize,
+    role: Role,
+    ot: &'a mut dyn PadSupply,
+}
+
+impl PadStream<'_> {
+    /// Starts the next chunk: produces the batches beginning at it, if any, into the buffers.
+    fn start_chunk(&mut self) -> Result<&mut OtPads, crate::ot::OtError> {
+        while let Some(batch) = self.batches.next_if(|b| b.first_chunk == self.next_chunk) {
+            let (send, receive) = batch_rots(batch, self.role);
+            self.ot.batch(send, receive, &mut self.pads)?;
+        }
+        self.next_chunk += 1;
+        Ok(&mut self.pads)
+    }
+
+    /// Runs the protocol `f` of `stage` chunk by chunk (`f` gets the chunk's units) and
+    /// concatenates the chunks' outputs: elementwise protocols so compute what one run over all
+    /// units would, with one chunk's ROTs at a time.
+    fn run_stage(
+        &mut self,
+        stage: &Stage,
+        exchange: &mut dyn Exchange,
+        mut f: impl FnMut(&mut Session<'_>, Range<usize>) -> Result<Vec<u64>, ProtocolError>,
+    ) -> Result<Vec<u64>, ProtocolError> {
+        let mut out = Vec::new();
+        for range in stage.ranges() {
+            let role = self.role;
+            let pads = self.start_chunk()?;
+            let mut s = Session::new(role, pads, exchange);
+            out.extend(f(&mut s, range)?);
+        }
+        Ok(out)
+    }
+
+    /// Checks that the run consumed every ROT of every batch.
+    ///
+    /// # Errors
+    /// [`crate::ot::OtError::Unused`] with the ROTs left in the buffer and in batches never
+    /// started (a bug in the cost accounting).
+    fn finish(mut self) -> Result<(), crate::ot::OtError> {
+        let (mut send, mut receive) = self.pads.remaining();
+        for batch in self.batches.by_ref() {
+            let (s, r) = batch_rots(batch, self.role);
+            (send, receive) = (send + s, receive + r);
+        }
+        if (send, receive) == (0, 0) {
+            Ok(())
+        } else {
+            Err(crate::ot::OtError::Unused { send, receive })
+        }
+    }
+}
+
+/// `x[range]`, or a length error if `x` is too short (a plan whose tensors do not match).
+fn part<T>(x: &[T], range: Range<usize>) -> Result<&[T], ProtocolError> {
+    let end = range.end;
+    x.get(range).ok_or(ProtocolError::Length {
+        expected: end,
+        actual: x.len(),
+    })
+}
+
+/// For every tensor, the index of the last layer reading it (`None`: never read).
+fn last_reads(plan: &PublicPlan) -> Vec<Option<usize>> {
+    let mut last = vec![None; plan.tensors.len()];
+    for (i, layer) in plan.layers.iter().enumerate() {
+        for t in &layer.inputs {
+            if let Some(slot) = last.get_mut(t.0 as usize) {
+                *slot = Some(i);
+            }
+        }
+    }
+    last
+}
+
 /// Walks the schedule: the shared body of [`run_server`] and [`run_client`]. `input` is this
 /// party's share of the model input in its tensor's ring. Returns this party's share of the
-/// output (in the output tensor's ring) and the per-layer rows.
+/// output (in the output tensor's ring) and the per-layer rows. A tensor is dropped after the
+/// last layer that reads it, and every nonlinear protocol runs in the chunks of its
+/// [`Stage`], so memory holds the live tensors, one layer's HE state and one chunk's ROTs.
 fn walk(
     party: &mut dyn LinearParty,
     plan: &PublicPlan,
@@ -403,17 +489,19 @@ fn walk(
     let role = party.role();
     let mut tensors: Vec<Option<Vec<u64>>> = vec![None; plan.tensors.len()];
     tensors[plan.input.tensor.0 as usize] = Some(input);
+    let last_read = last_reads(plan);
     let mut rows = Vec::with_capacity(sched.steps.len());
-    let mut pads = OtPads::new(Vec::new(), Vec::new(), Vec::new());
-    let mut batches = prepared.cost.ot_batches.iter().peekable();
+    let mut stream = PadStream {
+        pads: OtPads::default(),
+        batches: prepared.cost.ot_batches.iter().peekable(),
+        next_chunk: 0,
+        role,
+        ot,
+    };
     for (index, (step, cost)) in sched.steps.iter().zip(&prepared.cost.layers).enumerate() {
         let layer = &plan.layers[step.layer.0 as usize];
         let id = layer.id;
         let start = Instant::now();
-        while let Some(batch) = batches.next_if(|b| b.first_layer == index) {
-            let (send, receive) = batch_rots(batch, role);
-            pads.append(ot.batch(send, receive)?);
-        }
         let before = exchange.counters();
         let inputs = layer
             .inputs
@@ -429,6 +517,8 @@ fn walk(
             .collect::<Result<Vec<&[u64]>, _>>()?;
         let out_bits = sched.rings[layer.output.0 as usize];
         let protocol = |source| PartyError::Protocol { layer: id, source };
+        let mut stages = cost.stages.iter();
+        let mut next_stage = || stages.next().ok_or(PartyError::StepMismatch(id));
         let y = match (&step.kind, &layer.op) {
             (
                 StepKind::Linear {
@@ -446,8 +536,11 @@ fn walk(
                 let words = party.linear(layer, layout.clone(), &x, *plain_input, exchange)?;
                 let acc = match up {
                     Some(u) => {
-                        let mut s = Session::new(role, &mut pads, exchange);
-                        let fields = unpack(&mut s, u, &words).map_err(protocol)?;
+                        let fields = stream
+                            .run_stage(next_stage()?, exchange, |s, r| {
+                                unpack(s, u, part(&words, r)?)
+                            })
+                            .map_err(protocol)?;
                         scatter(&fields, layout.word_fields(), layout.output_len())
                     }
                     None => words,
@@ -455,8 +548,11 @@ fn walk(
                 match rq {
                     Some(p) => {
                         let m = linear_multipliers(op, acc.len());
-                        let mut s = Session::new(role, &mut pads, exchange);
-                        scale_requant(&mut s, p, &acc, &m).map_err(protocol)?
+                        stream
+                            .run_stage(next_stage()?, exchange, |s, r| {
+                                scale_requant(s, p, part(&acc, r.clone())?, part(&m, r)?)
+                            })
+                            .map_err(protocol)?
                     }
                     None => acc,
                 }
@@ -466,20 +562,41 @@ fn walk(
                 let m: Vec<i64> = (0..inputs[0].len())
                     .map(|i| r.multipliers.get(i / per).copied().unwrap_or(0))
                     .collect();
-                let mut s = Session::new(role, &mut pads, exchange);
-                scale_requant(&mut s, p, inputs[0], &m).map_err(protocol)?
+                stream
+                    .run_stage(next_stage()?, exchange, |s, r| {
+                        scale_requant(s, p, part(inputs[0], r.clone())?, part(&m, r)?)
+                    })
+                    .map_err(protocol)?
             }
-            (StepKind::Add(p), Op::Add(a)) => {
-                let mut s = Session::new(role, &mut pads, exchange);
-                add(&mut s, p, inputs[0], inputs[1], (a.m_a, a.m_b)).map_err(protocol)?
-            }
+            (StepKind::Add(p), Op::Add(a)) => stream
+                .run_stage(next_stage()?, exchange, |s, r| {
+                    let (x, y) = (part(inputs[0], r.clone())?, part(inputs[1], r)?);
+                    add(s, p, x, y, (a.m_a, a.m_b))
+                })
+                .map_err(protocol)?,
             (StepKind::AvgPool(p), Op::AvgPool(spec)) => {
-                let mut s = Session::new(role, &mut pads, exchange);
-                pool::avg_pool(&mut s, p, spec, inputs[0]).map_err(protocol)?
+                let [h, w] = spec.pool.in_hw;
+                stream
+                    .run_stage(next_stage()?, exchange, |s, r| {
+                        let mut chunk = spec.clone();
+                        chunk.pool.channels = r.len();
+                        let x = part(inputs[0], r.start * h * w..r.end * h * w)?;
+                        pool::avg_pool(s, p, &chunk, x)
+                    })
+                    .map_err(protocol)?
             }
             (StepKind::MaxPool(p), Op::MaxPool(shape)) => {
-                let mut s = Session::new(role, &mut pads, exchange);
-                pool::max_pool(&mut s, p, shape, inputs[0]).map_err(protocol)?
+                let [h, w] = shape.in_hw;
+                stream
+                    .run_stage(next_stage()?, exchange, |s, r| {
+                        let chunk = PoolShape {
+                            channels: r.len(),
+                            ..shape.clone()
+                        };
+                        let x = part(inputs[0], r.start * h * w..r.end * h * w)?;
+                        pool::max_pool(s, p, &chunk, x)
+                    })
+                    .map_err(protocol)?
             }
             (StepKind::Local, Op::Concat | Op::Reshape) => {
                 let parts: Vec<Vec<u64>> = inputs.iter().map(|x| reduce(x, out_bits)).collect();
@@ -488,13 +605,20 @@ fn walk(
             _ => return Err(PartyError::StepMismatch(id)),
         };
         let y = match &step.extend {
-            Some(e) => {
-                let mut s = Session::new(role, &mut pads, exchange);
-                rescale(&mut s, e, &y).map_err(protocol)?
-            }
+            Some(e) => stream
+                .run_stage(next_stage()?, exchange, |s, r| rescale(s, e, part(&y, r)?))
+                .map_err(protocol)?,
             None => y,
         };
+        if stages.next().is_some() {
+            return Err(PartyError::StepMismatch(id));
+        }
         let y = reduce(&y, out_bits);
+        for &t in &layer.inputs {
+            if last_read[t.0 as usize] == Some(index) && t != plan.output.tensor {
+                tensors[t.0 as usize] = None;
+            }
+        }
         tensors[layer.output.0 as usize] = Some(y);
         rows.push(Row {
             name: layer.op.kind().to_string(),
@@ -504,6 +628,7 @@ fn walk(
             time: start.elapsed(),
         });
     }
+    stream.finish()?;
     let out = plan.output.tensor;
     let y = tensors[out.0 as usize]
         .take()

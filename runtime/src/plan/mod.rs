@@ -731,9 +731,10 @@ pub struct GlobalProtocol {
     /// OT backend.
     pub ot: OtBackend,
     /// Most random OTs per direction in one OT-extension batch
-    /// ([`crate::cost::plan::ot_batches`]): larger batches send fewer OT-extension bytes and
-    /// round trips, smaller ones hold less memory and, where the encoder's buffers fit the
-    /// caches, produce each OT faster. The compiler chooses it by its objective from
+    /// ([`crate::cost::plan::ot_batches`]), which sets the chunks of the nonlinear protocols
+    /// ([`crate::cost::plan::chunk_rots`]): larger batches send fewer OT-extension bytes and
+    /// round trips, smaller ones run large layers in more chunks (more rounds) with less
+    /// memory and, where the encoder's buffers fit the caches, produce each OT faster. The compiler chooses it by its objective from
     /// [`crate::cost::plan::OT_BATCH_CHOICES`].
     pub ot_batch_rots: u64,
     /// Statistical security parameter of masks and noise flooding, in bits.
