@@ -15,8 +15,10 @@
 //! ([`OtPads::take_send`], [`OtPads::take_recv`]), so a party's pad memory is about twice the
 //! batches of one chunk of a nonlinear protocol ([`crate::cost::plan::chunk_rots`]), whatever
 //! the size of the model.
-//! [`BlockingOt`] serves an async [`OtSource`] to the drivers through the
-//! [`crate::transport::bridge`].
+//! [`with_prefetch`] serves an async [`OtSource`] to the drivers through the
+//! [`crate::transport::bridge`]: a producer thread runs the plan's batches one chunk ahead of
+//! the driver, so the OT extension overlaps the protocol's own computation and waiting, and
+//! the pads grow by at most the next chunk's batches.
 //!
 //! Background: `protocols.md` §1.8, `dependencies.md` §2b (cryprot-ot 0.3.0).
 
@@ -107,6 +109,14 @@ impl OtPads {
         (self.send.push(), self.choices.push(), self.recv.push())
     }
 
+    /// Moves the ROTs of `batch` (produced elsewhere, e.g. ahead of use) after those left, as
+    /// their own segments.
+    pub fn append(&mut self, batch: OtPads) {
+        self.send.append(batch.send);
+        self.choices.append(batch.choices);
+        self.recv.append(batch.recv);
+    }
+
     /// Takes the next `n` sender ROTs.
     ///
     /// # Errors
@@ -181,6 +191,16 @@ impl<T: Copy> Segments<T> {
         buf
     }
 
+    /// Moves the unconsumed values of `other` after this buffer's, one segment per batch.
+    fn append(&mut self, mut other: Segments<T>) {
+        if other.pos > 0 {
+            other.bufs[other.seg].drain(..other.pos);
+        }
+        for buf in other.bufs.drain(other.seg..other.used) {
+            *self.push() = buf;
+        }
+    }
+
     /// The next `n` values, or `None` if fewer are left.
     fn take(&mut self, n: usize) -> Option<Vec<T>> {
         if n > self.remaining() {
@@ -243,25 +263,128 @@ pub trait PadSupply {
     fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError>;
 }
 
-/// An [`OtSource`] served to a synchronous driver: each batch runs on the runtime `bridge`
-/// reaches and fails with [`OtError::Timeout`] when the bridge gives up waiting for the peer
-/// (however long the batch's own computation takes).
-pub struct BlockingOt<'a, S> {
-    source: &'a mut S,
+/// The OT batches of a run as this party produces them: per group, the batches that start at
+/// the same chunk, each as (ROTs as OT sender, ROTs as OT receiver), in run order.
+pub type BatchGroups = Vec<Vec<(usize, usize)>>;
+
+/// Runs `run` with a [`PadSupply`] that serves `source`'s batches produced ahead of use: a
+/// producer thread works through `groups` in order on the runtime `bridge` reaches, one group
+/// ahead of the driver (the group of the next chunk that starts batches is produced while the
+/// driver computes the current one), so this party's pad memory grows by at most one chunk's
+/// batches. The driver must ask for the batches in `groups`' order and counts (a request that
+/// differs fails with [`OtError::Backend`]); the peer produces the matching batches in the
+/// same order on its own OT streams, so the OT extension runs concurrently with the protocol
+/// channel without changing either's traffic.
+///
+/// A failing batch ([`OtError::Backend`], or [`OtError::Timeout`] when the bridge gives up
+/// waiting for the peer) is returned by the driver's next request; once `run` returns (early
+/// on an error) the batch in production is dropped and the producer stops.
+pub fn with_prefetch<S: OtSource, T>(
+    source: &mut S,
     bridge: Bridge,
+    groups: BatchGroups,
+    run: impl FnOnce(&mut dyn PadSupply) -> T,
+) -> T {
+    // Rendezvous: the producer holds at most the group it finished until the driver takes it.
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(0);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    // cryprot-ot computes on rayon's current pool and its PPRF receiver blocks a worker
+    // while it waits for the peer's trees: on the global pool it could hold a worker that the
+    // driver's own parallel HE work waits for, while the peer waits for this party's driver.
+    // The producer gets a pool of its own: one worker polls the batch, two compute.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(OT_POOL_THREADS)
+        .thread_name(|i| format!("ot-{i}"))
+        .build();
+    std::thread::scope(|scope| {
+        scope.spawn(move || match pool {
+            Ok(pool) => pool.install(|| produce(source, &bridge, groups, &ready_tx, stop_rx)),
+            Err(e) => {
+                let _ = ready_tx.send(Err(OtError::Backend(format!("OT thread pool: {e}"))));
+            }
+        });
+        let mut supply = Prefetched {
+            ready: ready_rx,
+            group: std::collections::VecDeque::new(),
+            _stop: stop_tx,
+        };
+        run(&mut supply)
+        // `supply` is dropped here, before the scope joins the producer: the closed channels
+        // stop it.
+    })
 }
 
-impl<'a, S: OtSource> BlockingOt<'a, S> {
-    /// Serves `source` through `bridge`.
-    pub fn new(source: &'a mut S, bridge: Bridge) -> Self {
-        BlockingOt { source, bridge }
+/// Threads of the producer's rayon pool in [`with_prefetch`]: the one that polls the batch and
+/// the two the OT extension computes on (as the global pool of a 2-core machine had before).
+const OT_POOL_THREADS: usize = 3;
+
+/// The producer of [`with_prefetch`]: each group's batches into their own [`OtPads`], handed
+/// over as a whole; stops at the first error, at the end of `groups` or when the driver is
+/// gone.
+fn produce<S: OtSource>(
+    source: &mut S,
+    bridge: &Bridge,
+    groups: BatchGroups,
+    ready: &std::sync::mpsc::SyncSender<Result<Vec<(usize, usize, OtPads)>, OtError>>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
+    for group in groups {
+        let mut produced = Vec::with_capacity(group.len());
+        for (send, receive) in group {
+            let mut pads = OtPads::default();
+            let batch = bridge.wait(async {
+                tokio::select! {
+                    result = source.pads_into(send, receive, &mut pads) => Some(result),
+                    _ = stop.changed() => None,
+                }
+            });
+            let result = match batch {
+                Ok(Some(result)) => result,
+                Ok(None) => return,
+                Err(timed_out) => Err(timed_out.into()),
+            };
+            match result {
+                Ok(()) => produced.push((send, receive, pads)),
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if ready.send(Ok(produced)).is_err() {
+            return;
+        }
     }
 }
 
-impl<S: OtSource> PadSupply for BlockingOt<'_, S> {
+/// The driver's side of [`with_prefetch`].
+struct Prefetched {
+    ready: std::sync::mpsc::Receiver<Result<Vec<(usize, usize, OtPads)>, OtError>>,
+    group: std::collections::VecDeque<(usize, usize, OtPads)>,
+    /// Dropped with the supply: cancels the batch in production.
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+impl PadSupply for Prefetched {
     fn batch(&mut self, send: usize, receive: usize, pads: &mut OtPads) -> Result<(), OtError> {
-        self.bridge
-            .wait(self.source.pads_into(send, receive, pads))?
+        if self.group.is_empty() {
+            let group = self.ready.recv().map_err(|_| {
+                OtError::Backend("the OT producer ended before the run's last batch".into())
+            })??;
+            self.group.extend(group);
+        }
+        match self.group.pop_front() {
+            Some((s, r, batch)) if (s, r) == (send, receive) => {
+                pads.append(batch);
+                Ok(())
+            }
+            Some((s, r, _)) => Err(OtError::Backend(format!(
+                "requested a batch of {send} + {receive} ROTs, the plan's next has {s} + {r}"
+            ))),
+            None => Err(OtError::Backend(
+                "the OT producer sent an empty group".into(),
+            )),
+        }
     }
 }
 
@@ -441,5 +564,148 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// An [`IdealOt`] half that counts the batches it produced and fails batch `fail_at`.
+    struct Recording {
+        inner: IdealOt,
+        produced: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        fail_at: Option<usize>,
+    }
+
+    impl OtSource for Recording {
+        async fn pads_into(
+            &mut self,
+            send: usize,
+            receive: usize,
+            pads: &mut OtPads,
+        ) -> Result<(), OtError> {
+            let k = self.produced.load(std::sync::atomic::Ordering::SeqCst);
+            if self.fail_at == Some(k) {
+                return Err(OtError::Backend(format!("batch {k} failed")));
+            }
+            self.inner.batch(send, receive, pads)?;
+            self.produced
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn recording(
+        seed: u64,
+        fail_at: Option<usize>,
+    ) -> (Recording, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let produced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (server, _) = IdealOt::pair(seed);
+        let source = Recording {
+            inner: server,
+            produced: produced.clone(),
+            fail_at,
+        };
+        (source, produced)
+    }
+
+    /// Polls `produced` until it reaches `n` (or 5 s pass) and returns it.
+    fn wait_for(produced: &std::sync::atomic::AtomicUsize, n: usize) -> usize {
+        let start = std::time::Instant::now();
+        while produced.load(std::sync::atomic::Ordering::SeqCst) < n
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        produced.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// The next chunk's batches are produced while the driver still runs the current chunk,
+    /// no further (the producer then waits for the driver), and the pads are those the source
+    /// produces when asked batch by batch.
+    #[test]
+    fn prefetch_produces_the_next_chunks_batches_ahead_and_no_further() {
+        let rt = runtime();
+        let bridge = Bridge::new(rt.handle().clone(), None);
+        let (mut source, produced) = recording(9, None);
+        let groups = vec![vec![(10, 4), (5, 0)], vec![(7, 2)], vec![(3, 1)]];
+        let mut pads = OtPads::default();
+        let seen = with_prefetch(&mut source, bridge, groups, |ot| {
+            let mut seen = Vec::new();
+            ot.batch(10, 4, &mut pads).unwrap();
+            ot.batch(5, 0, &mut pads).unwrap();
+            // Chunk 0 runs: the producer makes chunk 1's batch meanwhile, then waits.
+            seen.push(wait_for(&produced, 3));
+            std::thread::sleep(Duration::from_millis(50));
+            seen.push(produced.load(std::sync::atomic::Ordering::SeqCst));
+            assert_eq!(pads.remaining(), (15, 4));
+            let _ = (pads.take_send(15).unwrap(), pads.take_recv(4).unwrap());
+            ot.batch(7, 2, &mut pads).unwrap();
+            seen.push(wait_for(&produced, 4));
+            ot.batch(3, 1, &mut pads).unwrap();
+            seen
+        });
+        assert_eq!(seen, vec![3, 3, 4]);
+        // Chunk 1's pads, then chunk 2's appended (10 sender ROTs, 3 receiver ROTs).
+        assert_eq!(pads.remaining(), (10, 3));
+        let (mut reference, _) = IdealOt::pair(9);
+        let mut expected = OtPads::default();
+        for (send, receive) in [(10, 4), (5, 0), (7, 2), (3, 1)] {
+            reference.batch(send, receive, &mut expected).unwrap();
+        }
+        let _ = (
+            expected.take_send(15).unwrap(),
+            expected.take_recv(4).unwrap(),
+        );
+        assert_eq!(pads.take_send(10).unwrap(), expected.take_send(10).unwrap());
+        assert_eq!(pads.take_recv(3).unwrap(), expected.take_recv(3).unwrap());
+    }
+
+    /// A failing batch fails the driver's request for it with the backend's error; a request
+    /// that is not the plan's next batch fails; a driver that stops early does not hang.
+    #[test]
+    fn prefetch_reports_failures_and_stops_with_the_driver() {
+        let rt = runtime();
+        let bridge = Bridge::new(rt.handle().clone(), None);
+        let groups = vec![vec![(4, 0)], vec![(4, 0)], vec![(4, 0)]];
+        let mut pads = OtPads::default();
+
+        let (mut failing, _) = recording(10, Some(1));
+        let errors = with_prefetch(&mut failing, bridge.clone(), groups.clone(), |ot| {
+            let first = ot.batch(4, 0, &mut pads).map_err(|e| e.to_string());
+            let second = ot.batch(4, 0, &mut pads).map_err(|e| e.to_string());
+            let after = ot.batch(4, 0, &mut pads).map_err(|e| e.to_string());
+            (first, second, after)
+        });
+        assert_eq!(
+            errors,
+            (
+                Ok(()),
+                Err("OT backend: batch 1 failed".to_string()),
+                Err("OT backend: the OT producer ended before the run's last batch".to_string())
+            )
+        );
+
+        let (mut source, produced) = recording(10, None);
+        let mismatch = with_prefetch(&mut source, bridge.clone(), groups.clone(), |ot| {
+            ot.batch(5, 0, &mut pads).map_err(|e| e.to_string())
+        });
+        assert_eq!(
+            mismatch,
+            Err(
+                "OT backend: requested a batch of 5 + 0 ROTs, the plan's next has 4 + 0"
+                    .to_string()
+            )
+        );
+        // The producer stopped with the driver, at most one batch ahead.
+        assert!(produced.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+
+        let (mut stalled, _) = recording(11, None);
+        let never = with_prefetch(&mut stalled, bridge, groups, |_| "returned");
+        assert_eq!(never, "returned");
     }
 }

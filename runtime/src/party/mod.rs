@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! let prepared = Prepared::new(&plan.public)?;            // both parties, no communication
-//! let mut ot = BlockingOt::new(&mut source, bridge);      // ROTs batch by batch
-//! let report = run_server(&plan, &prepared, &mut exchange, &mut ot, &mut rng)?;
+//! let groups = prepared.ot_groups(Role::Server);           // the plan's OT batches
+//! let report = with_prefetch(&mut source, bridge, groups, |ot| {
+//!     run_server(&plan, &prepared, &mut exchange, ot, &mut rng) // ROTs batch by batch
+//! })?;
 //! // the client: run_client(&plan.public, &input, &prepared, &mut exchange, &mut ot, &mut rng)
 //! ```
 //!
@@ -14,7 +16,8 @@
 //! of its [`Stage`] (at most [`crate::cost::plan::chunk_rots`] ROTs each); both parties ask
 //! their [`PadSupply`] for each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when
 //! the batch's first chunk starts, into reused pad buffers, so memory holds one chunk's
-//! batches, not a layer's or the whole inference's ROTs; the server reveals its output share to
+//! batches (and, with [`crate::ot::with_prefetch`], the next chunk's, produced while this
+//! chunk runs), not a layer's or the whole inference's ROTs; the server reveals its output share to
 //! the client at the end. The client learns only the output; the server
 //! learns nothing. Every
 //! peer message is length-checked before use: a malformed message is a [`PartyError`], never a
@@ -41,7 +44,7 @@ use crate::linear::{Layout, LinearError, NO_ELEMENT};
 use crate::nonlinear::requant::{add, align, requant, unpack};
 use crate::nonlinear::trunc::rescale;
 use crate::nonlinear::{BitReader, BitWriter, ProtocolError, Role, Session, pool};
-use crate::ot::{OtPads, PadSupply};
+use crate::ot::{BatchGroups, OtPads, PadSupply};
 use crate::params::he::{ConfigError, LinearOutput};
 use crate::params::nonlinear::CombinePlan;
 use crate::plan::{HeParams, Layer, LayerId, Op, OtBackend, PoolShape, PublicPlan, TensorId};
@@ -151,6 +154,22 @@ impl Prepared {
         let schedule = schedule(plan)?;
         let cost = plan_cost(plan, &schedule, backend)?;
         Ok(Prepared { schedule, cost })
+    }
+
+    /// The plan's OT batches as `role` produces them, grouped by the chunk that starts them
+    /// (the order the drivers ask for them; [`crate::ot::with_prefetch`]).
+    pub fn ot_groups(&self, role: Role) -> BatchGroups {
+        let mut groups: BatchGroups = Vec::new();
+        let mut first_chunk = None;
+        for batch in &self.cost.ot_batches {
+            let rots = batch_rots(batch, role);
+            match groups.last_mut() {
+                Some(group) if first_chunk == Some(batch.first_chunk) => group.push(rots),
+                _ => groups.push(vec![rots]),
+            }
+            first_chunk = Some(batch.first_chunk);
+        }
+        groups
     }
 }
 

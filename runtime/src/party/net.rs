@@ -28,7 +28,7 @@ use super::progress::{Observed, Progress, SampleProgress, steps};
 use super::{PartyError, Prepared, Report, run_client, run_server};
 use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
-use crate::ot::{BlockingOt, OtError, PadSupply, Side};
+use crate::ot::{BatchGroups, OtError, PadSupply, Side, with_prefetch};
 use crate::plan::Plan;
 use crate::transport::bridge::{Bridge, PeerActivity};
 use crate::transport::net::{Listener, NetError, Peer, QuicCounts, QuicTraffic};
@@ -271,7 +271,9 @@ async fn run_session(
             timeout,
             traffic: peer.traffic.clone(),
         };
-        let (result, channel) = run_blocking(frames, waits, observer, &mut ot, i as usize, driver);
+        let groups = prepared.ot_groups(role);
+        let (result, channel) =
+            run_blocking(frames, waits, observer, &mut ot, groups, i as usize, driver);
         frames = channel;
         let (output, report) = result?;
         tracing::debug!(remote = %peer.remote, sample = i, "sample done");
@@ -332,21 +334,25 @@ impl Waits {
     }
 }
 
-/// Runs one sample's driver on this thread over `frames`, with the OT batches from `ot` (the
-/// tokio runtime keeps driving the connection on its workers), and hands the channel back.
+/// Runs one sample's driver on this thread over `frames`, with the sample's OT batches
+/// (`groups`) from `ot` produced ahead of use ([`with_prefetch`]; the tokio runtime keeps
+/// driving the connection on its workers), and hands the channel back.
 fn run_blocking(
     frames: FrameChannel<QuicStream>,
     waits: Waits,
     observer: Option<Box<dyn SampleProgress>>,
     ot: &mut CryprotOt,
+    groups: BatchGroups,
     sample: usize,
     driver: &mut Driver,
 ) -> (SampleResult, FrameChannel<QuicStream>) {
     Bridge::block_in_place(waits.timeout, move |bridge| {
-        let mut ot = BlockingOt::new(ot, bridge.clone().watching(waits.ot_batch()));
+        let ot_bridge = bridge.clone().watching(waits.ot_batch());
         let frames = BlockingExchange::new(frames, bridge.watching(waits.frames()));
         let mut exchange = Observed::new(frames, observer);
-        let result = driver(sample, &mut exchange, &mut ot);
+        let result = with_prefetch(ot, ot_bridge, groups, |ot| {
+            driver(sample, &mut exchange, ot)
+        });
         (result, exchange.finish().into_inner())
     })
 }

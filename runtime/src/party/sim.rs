@@ -8,8 +8,9 @@
 //! source from its own thread.
 
 use super::{PartyError, Prepared, Report, run_client, run_server};
+use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
-use crate::ot::{BlockingOt, Side};
+use crate::ot::{Side, with_prefetch};
 use crate::plan::{OtBackend, Plan};
 use crate::transport::bridge::Bridge;
 use crate::transport::memory::pipe;
@@ -65,12 +66,16 @@ pub fn run(
         let (server, client) = std::thread::scope(|scope| {
             let server = scope.spawn(move || {
                 let mut rng = ChaCha20Rng::seed_from_u64(s_seed);
-                let mut ot = BlockingOt::new(server_ot, server_bridge);
-                run_server(plan, prepared, &mut se, &mut ot, &mut rng)
+                let groups = prepared.ot_groups(Role::Server);
+                with_prefetch(server_ot, server_bridge, groups, |ot| {
+                    run_server(plan, prepared, &mut se, ot, &mut rng)
+                })
             });
             let mut rng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(1));
-            let mut ot = BlockingOt::new(client_ot, bridge.clone());
-            let client = run_client(&plan.public, input, prepared, &mut ce, &mut ot, &mut rng);
+            let groups = prepared.ot_groups(Role::Client);
+            let client = with_prefetch(client_ot, bridge.clone(), groups, |ot| {
+                run_client(&plan.public, input, prepared, &mut ce, ot, &mut rng)
+            });
             // A failed client drops its channel end, so the server fails too instead of
             // waiting.
             drop(ce);

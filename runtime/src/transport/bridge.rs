@@ -11,7 +11,7 @@
 //! (`--mode sim`) use [`Bridge::new`] with the runtime's handle.
 //!
 //! Its two users adapt it to what the drivers consume: [`super::BlockingExchange`] (protocol
-//! frames) and [`crate::ot::BlockingOt`] (batches of random OTs).
+//! frames) and [`crate::ot::with_prefetch`] (batches of random OTs, produced ahead of use).
 //!
 //! The timeout bounds *waiting for the peer*, not the duration of a wait: its clock runs only
 //! while this process is idle (it used less than a quarter of a core since the last check) and
