@@ -318,6 +318,10 @@ pub fn with_prefetch<S: OtSource, T>(
 /// the two the OT extension computes on (as the global pool of a 2-core machine had before).
 const OT_POOL_THREADS: usize = 3;
 
+/// What the producer of [`with_prefetch`] hands over per group: each batch's counts (this
+/// party as sender, as receiver) and pads, or the error that stopped it.
+type ProducedGroup = Result<Vec<(usize, usize, OtPads)>, OtError>;
+
 /// The producer of [`with_prefetch`]: each group's batches into their own [`OtPads`], handed
 /// over as a whole; stops at the first error, at the end of `groups` or when the driver is
 /// gone.
@@ -325,7 +329,7 @@ fn produce<S: OtSource>(
     source: &mut S,
     bridge: &Bridge,
     groups: BatchGroups,
-    ready: &std::sync::mpsc::SyncSender<Result<Vec<(usize, usize, OtPads)>, OtError>>,
+    ready: &std::sync::mpsc::SyncSender<ProducedGroup>,
     mut stop: tokio::sync::watch::Receiver<()>,
 ) {
     for group in groups {
@@ -359,7 +363,7 @@ fn produce<S: OtSource>(
 
 /// The driver's side of [`with_prefetch`].
 struct Prefetched {
-    ready: std::sync::mpsc::Receiver<Result<Vec<(usize, usize, OtPads)>, OtError>>,
+    ready: std::sync::mpsc::Receiver<ProducedGroup>,
     group: std::collections::VecDeque<(usize, usize, OtPads)>,
     /// Dropped with the supply: cancels the batch in production.
     _stop: tokio::sync::watch::Sender<()>,
