@@ -359,7 +359,10 @@ fn tree(
                         ^ (send.share_at(o, skip, e, u64::from(yf), 1) == 1)
                         ^ (recv.share_at(o, skip, x, d, 1) == 1)
                 };
-                let d: Vec<u64> = (0..ands).map(|_| r.read(1)).collect();
+                let mut d = [0u64; 2];
+                for df in &mut d[..ands as usize] {
+                    *df = r.read(1);
+                }
                 gk.push(g[hi][i] ^ prod(0, d[0]));
                 if ands == 2 {
                     pk.push(prod(1, d[1]));
@@ -434,7 +437,7 @@ fn digit_ots(
     // Pad bits the keys never use (8 slots of at most 4 bits): the server's share.
     const SHARE_AT: u32 = 96;
     if s.is_server() {
-        let pads = s.pads().take_send(total)?.to_vec();
+        let pads = s.pads().take_send(total)?;
         let mut r = s.round(BitWriter::new(), total as u64)?;
         let e: Vec<bool> = (0..total).map(|_| r.read_bit()).collect();
         let mut msg = BitWriter::new();
@@ -466,7 +469,6 @@ fn digit_ots(
         Ok(out)
     } else {
         let (random, pads) = s.pads().take_recv(total)?;
-        let (random, pads) = (random.to_vec(), pads.to_vec());
         let mut msg = BitWriter::new();
         for &(start, m, ..) in &digits {
             for (i, &b) in mine.iter().enumerate() {

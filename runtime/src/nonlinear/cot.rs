@@ -164,7 +164,7 @@ impl OneRoundSender {
     /// Takes `n` sender ROTs.
     pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
         Ok(OneRoundSender {
-            pads: s.pads().take_send(n)?.to_vec(),
+            pads: s.pads().take_send(n)?,
         })
     }
 
@@ -199,10 +199,7 @@ impl OneRoundReceiver {
     /// Takes `n` receiver ROTs.
     pub(crate) fn take(s: &mut Session<'_>, n: usize) -> Result<Self, ProtocolError> {
         let (random, pads) = s.pads().take_recv(n)?;
-        Ok(OneRoundReceiver {
-            random: random.to_vec(),
-            pads: pads.to_vec(),
-        })
+        Ok(OneRoundReceiver { random, pads })
     }
 
     /// Writes the correction of OT `i` for the real choice `b`.
