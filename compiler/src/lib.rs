@@ -11,7 +11,9 @@
 //!    per layer within an accuracy budget measured on calibration data (HEQuant's mixed
 //!    precision), then **requantization compression** ([`passes::CompressRequant`], unless
 //!    [`CompileOptions::compress_requant`] is off): the smallest shifts and multipliers with
-//!    bit-identical outputs over the proven ranges, on the final graph;
+//!    bit-identical outputs over the proven ranges, on the final graph; then, with
+//!    [`precision::Options::faithful`], faithful truncations within the same budget
+//!    ([`precision::choose_faithful`]);
 //! 5. **lower** ([`lower`]): the [`lower::Skeleton`], the plan of `heq_runtime::plan` without
 //!    protocol choices;
 //! 6. **select** ([`select`]): every linear layer's protocol, by the [`Strategy`]: the Cheetah
@@ -211,7 +213,7 @@ pub fn compile_proto_opts(
     let mut pm = passes::PassManager::standard();
     pm.run(&mut graph)?;
     timings.extend(pm.timings.iter().map(|(n, d)| (format!("pass {n}"), *d)));
-    let precision = match &options.precision {
+    let mut precision = match &options.precision {
         Some(p) => {
             let start = Instant::now();
             let outcome = precision::choose(&graph, p, &options.profile)?;
@@ -231,6 +233,25 @@ pub fn compile_proto_opts(
         let mut pm = passes::PassManager::compression();
         pm.run(&mut graph)?;
         timings.extend(pm.timings.iter().map(|(n, d)| (format!("pass {n}"), *d)));
+    }
+    if let (Some(p), Some(outcome)) = (&options.precision, &mut precision)
+        && p.faithful
+    {
+        let start = Instant::now();
+        let f = precision::choose_faithful(&graph, outcome, p, &options.profile)?;
+        timings.push(("faithful truncation".to_string(), start.elapsed()));
+        tracing::info!(
+            faithful = f.layers,
+            candidates = f.candidates,
+            measured = f.measured,
+            "faithful truncation chosen"
+        );
+        if let Some((agree, err)) = f.agreement {
+            outcome.record.top1_agreement = agree;
+            outcome.record.max_output_error = err;
+            outcome.record.faithful_seed = Some(precision::FAITHFUL_SEED);
+        }
+        graph = f.graph;
     }
     let start = Instant::now();
     let mut skeleton = lower::lower(&graph)?;

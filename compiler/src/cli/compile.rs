@@ -18,6 +18,16 @@ pub enum ObjectiveArg {
     Latency,
 }
 
+/// How requantizations truncate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TruncationArg {
+    /// Exactly: the two-party output equals the reference executor's bit for bit.
+    Exact,
+    /// Faithfully where `--calibration` data shows the budget allows it: the floor or the
+    /// ceiling of `x / 2^k` (±1 in the last place, unbiased), no carry chain on the low bits.
+    Faithful,
+}
+
 /// Fixed configurations instead of the optimizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BaselineArg {
@@ -66,6 +76,18 @@ pub struct Args {
     /// Mixed precision keeps the first and the last linear layer at their bit widths.
     #[arg(long, requires = "calibration")]
     pub keep_first_last: bool,
+    /// `exact` (default): every requantization bit for bit as the reference executor.
+    /// `faithful`: requantizations may return the floor or the ceiling of `x / 2^k` (the
+    /// two-party output then differs from the reference by at most 1 in each such layer, and
+    /// the errors propagate), for far fewer bytes; needs `--calibration` and its budget, and
+    /// keeps faithful truncation only on as many layers (the last ones) as the measured
+    /// agreement allows, which the plan records and `heqc explain` shows.
+    #[arg(long, value_enum, default_value = "exact")]
+    pub truncation: TruncationArg,
+    /// With `--truncation faithful`: keep every layer's bit widths (no mixed precision), the
+    /// calibration data only decides the faithful truncations.
+    #[arg(long, requires = "calibration")]
+    pub keep_bits: bool,
     /// Produce the random OTs in batches of at most ROTS per direction instead of the
     /// objective's choice (2^16 to 2^22): smaller batches hold less memory in each party and
     /// send more OT-extension bytes and round trips.
@@ -125,6 +147,17 @@ impl Args {
     pub fn options(&self) -> anyhow::Result<CompileOptions> {
         let mut options = CompileOptions::new(self.strategy()?);
         options.profile = self.net.profile()?;
+        let faithful = self.truncation == TruncationArg::Faithful;
+        if faithful && self.calibration.is_none() {
+            bail!(
+                "--truncation faithful needs --calibration data and --max-accuracy-drop or \
+                 --max-output-error: faithful truncation is kept only where the agreement \
+                 measured on that data stays within the budget"
+            );
+        }
+        if self.keep_bits && !faithful {
+            bail!("--keep-bits only applies with --truncation faithful");
+        }
         if let Some(path) = &self.calibration {
             let budget = match (self.max_accuracy_drop, self.max_output_error) {
                 (Some(x), None) => PrecisionBudget::AccuracyDrop(x),
@@ -139,6 +172,10 @@ impl Args {
                 .with_context(|| format!("reading the calibration data {}", path.display()))?;
             let mut p = precision::Options::new(data, budget);
             p.keep_ends = self.keep_first_last;
+            p.faithful = faithful;
+            if self.keep_bits {
+                p.widths.clear();
+            }
             options.precision = Some(p);
         }
         options.ot_batch = self.ot_batch;

@@ -201,6 +201,12 @@ fn text_table(r: &Report, wide: bool) -> String {
                 "     carries: {c} (log-depth: fewer rounds, more bytes)"
             );
         }
+        if l.faithful {
+            let _ = writeln!(
+                out,
+                "     truncation: faithful (floor or ceiling: within 1 of the exact value)"
+            );
+        }
         if let Some(h) = &l.he {
             let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
             if let Some(r) = &l.runner_up {
@@ -339,8 +345,11 @@ pub fn precision_line(p: &PrecisionRecord) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let faithful = p.faithful_seed.map_or(String::new(), |seed| {
+        format!("; with faithful truncations (share splits simulated, seed {seed:#x})")
+    });
     format!(
-        "mixed precision ({budget}) on {} calibration samples: top-1 agreement {:.2}%, max output error {}; lowered: {lowered}",
+        "mixed precision ({budget}) on {} calibration samples: top-1 agreement {:.2}%, max output error {}; lowered: {lowered}{faithful}",
         p.samples,
         p.top1_agreement * 100.0,
         p.max_output_error

@@ -92,6 +92,9 @@ pub struct LayerRow {
     /// The layer's carry depth when it is not the ripple chain (`tree`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub carry: Option<String>,
+    /// Whether the layer's requantization truncates faithfully (±1, `Rounding::Faithful`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub faithful: bool,
 }
 
 /// Predicted time: compute (the compute profile) plus network (bytes / bandwidth + rounds ·
@@ -555,6 +558,10 @@ fn build(
                 .and_then(|b| b.cost.layers.get(l.id.0 as usize))
                 .map(|c| c.traffic),
             carry: (l.carry != CarryDepth::Ripple).then(|| l.carry.to_string()),
+            faithful: match &l.op {
+                Op::Add(a) => a.rounding.is_faithful(),
+                op => op.requant().is_some_and(|r| r.rounding.is_faithful()),
+            },
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
             let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);

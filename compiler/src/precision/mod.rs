@@ -17,6 +17,16 @@
 //!    value is spread over the chosen candidates' sensitivities (so that this combination no
 //!    longer fits) and the ILP re-solved, at most [`MAX_ROUNDS`] times; the best measured
 //!    combination within budget is kept (at worst none: the original plan).
+//!
+//! **Faithful truncation** ([`choose_faithful`], with [`Options::faithful`]), on the final
+//! (compressed) graph: requantizations become [`Rounding::Faithful`] (±1 in the last place, far
+//! fewer bytes) from the last one backwards, as many as the budget allows. Each try runs the
+//! calibration samples with [`reference::run_simulated`]: the share splits the two-party
+//! protocol would meet are drawn from a fixed seed ([`FAITHFUL_SEED`] plus the sample index),
+//! so the floor or ceiling comes up as often as in a real run (stochastic rounding, unbiased)
+//! and the measurement is reproducible. A worst case is not used: which of the two neighbours
+//! hurts a sample's top-1 depends on every other layer's choice, so no single rule is the
+//! worst, and "always the floor" would measure a bias the protocol does not have.
 
 pub mod ilp;
 pub mod requantize;
@@ -28,12 +38,16 @@ use crate::passes::PassManager;
 use crate::select::{Strategy, select};
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::npy::NpyArray;
-use heq_runtime::plan::{LoweredLayer, Plan, PrecisionBudget, PrecisionRecord};
+use heq_runtime::plan::{LoweredLayer, Plan, PrecisionBudget, PrecisionRecord, Rounding};
 use heq_runtime::reference;
 use petgraph::stable_graph::NodeIndex;
 
 /// Re-solves after a measured violation, at most.
 pub const MAX_ROUNDS: usize = 8;
+
+/// Seed of the simulated share splits of faithful truncation; sample `i` runs with
+/// `FAITHFUL_SEED + i`.
+pub const FAITHFUL_SEED: u64 = 0x6865_7163_6661_6974;
 
 /// What mixed precision may do.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +60,8 @@ pub struct Options {
     pub widths: Vec<u32>,
     /// Keep the first and the last linear layer at their widths.
     pub keep_ends: bool,
+    /// Also make requantizations faithful within the budget ([`choose_faithful`]).
+    pub faithful: bool,
 }
 
 impl Options {
@@ -56,6 +72,7 @@ impl Options {
             budget,
             widths: vec![6, 4, 3],
             keep_ends: false,
+            faithful: false,
         }
     }
 
@@ -86,24 +103,48 @@ pub struct Outcome {
     pub candidates: usize,
     /// ILP rounds solved.
     pub rounds: usize,
+    /// The original plan's outputs on the samples (what [`choose_faithful`] compares with).
+    original: Outputs,
+}
+
+/// The result of [`choose_faithful`].
+#[derive(Clone, Debug)]
+pub struct Faithful {
+    /// The graph with the chosen requantizations faithful.
+    pub graph: LayerGraph,
+    /// Requantizations made faithful.
+    pub layers: usize,
+    /// Requantizations with a shift (the candidates).
+    pub candidates: usize,
+    /// Measured top-1 agreement and largest output error of `graph` against the original plan
+    /// (`None` when no requantization became faithful).
+    pub agreement: Option<(f64, f64)>,
+    /// Plans measured.
+    pub measured: usize,
 }
 
 /// Dequantized outputs of every sample, and their top-1 classes.
+#[derive(Clone, Debug)]
 struct Outputs {
     values: Vec<Vec<f32>>,
     top1: Vec<usize>,
 }
 
-/// Runs `plan` on the samples with the reference executor.
-fn run(plan: &Plan, samples: &[&[f32]]) -> Result<Outputs> {
+/// Runs `plan` on the samples with the reference executor, faithful truncations exact or,
+/// with a seed, simulated ([`reference::run_simulated`], sample `i` with `seed + i`).
+fn run(plan: &Plan, samples: &[&[f32]], seed: Option<u64>) -> Result<Outputs> {
     let p = &plan.public;
     let values = samples
         .iter()
-        .map(|x| {
-            let y = reference::run(plan, &reference::quantize_input(p, x)).map_err(|e| {
-                Error::Calibration {
-                    reason: format!("reference executor: {e}"),
-                }
+        .zip(0u64..)
+        .map(|(x, i)| {
+            let x = reference::quantize_input(p, x);
+            let y = match seed {
+                None => reference::run(plan, &x),
+                Some(seed) => reference::run_simulated(plan, &x, seed.wrapping_add(i)),
+            }
+            .map_err(|e| Error::Calibration {
+                reason: format!("reference executor: {e}"),
             })?;
             Ok(reference::dequantize_output(p, &y))
         })
@@ -236,7 +277,7 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
     check_samples(data, &input.shape)?;
     let samples: Vec<&[f32]> = data.data.chunks(input_len).collect();
     let (plan, base_bytes) = plan_and_bytes(g, profile)?;
-    let original = run(&plan, &samples)?;
+    let original = run(&plan, &samples, None)?;
     let limit = opts.limit();
     let nodes = lowerable(g, opts.keep_ends)?;
     let mut per_layer: Vec<Vec<Candidate>> = Vec::with_capacity(nodes.len());
@@ -254,7 +295,7 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
                 continue;
             };
             measured += 1;
-            let out = run(&plan, &samples)?;
+            let out = run(&plan, &samples, None)?;
             let sensitivity = metric(opts.budget, compare(&original, &out));
             tracing::debug!(
                 layer = %lowered.name, bits, sensitivity, saving = base_bytes as f64 - b as f64,
@@ -277,6 +318,9 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
         (base_bytes, g.clone(), Vec::new(), (1.0, 0.0));
     let mut rounds = 0;
     for _ in 0..MAX_ROUNDS {
+        if per_layer.iter().all(Vec::is_empty) {
+            break;
+        }
         rounds += 1;
         let options: Vec<Vec<ilp::Choice>> = per_layer
             .iter()
@@ -298,7 +342,7 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
         });
         let value = match result {
             Some((edited, lowered, plan, b)) => {
-                let cmp = compare(&original, &run(&plan, &samples)?);
+                let cmp = compare(&original, &run(&plan, &samples, None)?);
                 let value = metric(opts.budget, cmp);
                 if value <= limit && b < best.0 {
                     best = (b, edited, lowered, cmp);
@@ -332,8 +376,104 @@ pub fn choose(g: &LayerGraph, opts: &Options, profile: &ComputeProfile) -> Resul
             top1_agreement: agree,
             max_output_error: err,
             lowered,
+            faithful_seed: None,
         },
         candidates: measured,
         rounds,
+        original,
+    })
+}
+
+/// The requantizing layers of `g` with a shift, in execution order.
+fn truncating_layers(g: &LayerGraph) -> Result<Vec<NodeIndex>> {
+    let order = g.order().ok_or_else(|| Error::Invariant {
+        pass: "precision",
+        violations: vec!["cycle".into()],
+    })?;
+    Ok(order
+        .into_iter()
+        .filter(|&n| {
+            let shift = match &g.layer(n).op {
+                LayerOp::Linear(l) => l.requant.as_ref().map(|r| r.shift),
+                LayerOp::Rescale(r) => Some(r.shift),
+                LayerOp::AvgPool(a) => Some(a.requant.shift),
+                LayerOp::Add(a) => Some(a.shift),
+                LayerOp::MaxPool(_) | LayerOp::Concat | LayerOp::Reshape => None,
+            };
+            shift.is_some_and(|k| k > 0)
+        })
+        .collect())
+}
+
+/// Chooses faithful truncations for the final graph `g` (mixed precision's `outcome` applied,
+/// requantizations compressed): all of them if the budget allows, otherwise the longest run of
+/// the last ones that a bisection finds within the budget (measured against the original plan,
+/// so mixed precision's loss counts too). Errors propagate from earlier layers to later ones,
+/// so the last ones are the cheapest in accuracy. The bisection assumes that fewer faithful
+/// layers never measure worse; the chosen plan's own measurement is what is recorded.
+///
+/// # Errors
+/// Lowering, optimizer and reference-executor failures.
+pub fn choose_faithful(
+    g: &LayerGraph,
+    outcome: &Outcome,
+    opts: &Options,
+    profile: &ComputeProfile,
+) -> Result<Faithful> {
+    let input_len = g.tensor(g.input.tensor).len().max(1);
+    let samples: Vec<&[f32]> = opts.samples.data.chunks(input_len).collect();
+    let layers = truncating_layers(g)?;
+    let limit = opts.limit();
+    let mut measured = 0;
+    let mut measure = |n: usize| -> Result<(LayerGraph, (f64, f64), bool)> {
+        let mut edited = g.clone();
+        for &node in &layers[layers.len() - n..] {
+            if let Some((_, rounding)) = edited.layer_mut(node).op.clamp_and_rounding_mut() {
+                *rounding = Rounding::Faithful;
+            }
+        }
+        let (plan, _) = plan_and_bytes(&edited, profile)?;
+        let cmp = compare(
+            &outcome.original,
+            &run(&plan, &samples, Some(FAITHFUL_SEED))?,
+        );
+        measured += 1;
+        tracing::debug!(faithful = n, agreement = cmp.0, error = cmp.1, "faithful truncation");
+        Ok((edited, cmp, metric(opts.budget, cmp) <= limit))
+    };
+    let mut best = None;
+    let (mut within, mut over) = (0, layers.len());
+    if over > 0 {
+        let (edited, cmp, ok) = measure(over)?;
+        if ok {
+            best = Some((over, edited, cmp));
+            within = over;
+        }
+    }
+    while over - within > 1 {
+        let mid = within + (over - within) / 2;
+        let (edited, cmp, ok) = measure(mid)?;
+        if ok {
+            best = Some((mid, edited, cmp));
+            within = mid;
+        } else {
+            over = mid;
+        }
+    }
+    Ok(match best {
+        Some((n, graph, cmp)) => Faithful {
+            graph,
+            layers: n,
+            candidates: layers.len(),
+            agreement: Some(cmp),
+            measured,
+        },
+        None => Faithful {
+            graph: g.clone(),
+            layers: 0,
+            candidates: layers.len(),
+            agreement: None,
+            measured,
+        },
     })
 }

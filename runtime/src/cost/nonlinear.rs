@@ -261,9 +261,11 @@ impl ClampPlan {
 }
 
 impl RescalePlan {
-    /// Exact cost for `n` elements.
+    /// Exact cost for `n` elements: the carry chain (the low `k` bits, or all `l` for the wrap),
+    /// the tie test, and one B2A per needed bit (carry, tie, wrap); faithful truncation computes
+    /// no carry of the low bits and no tie.
     pub fn cost(&self, n: u64) -> Cost {
-        let carry = u64::from(self.shift > 0);
+        let carry = u64::from(self.low_carry());
         let wrap = u64::from(self.wrap != WrapMode::None);
         let tie = u64::from(self.tie_test());
         let mut c = if self.tie_test_fused() {

@@ -348,6 +348,44 @@ pub(crate) mod testutil {
         ring.share_with_mask(&vals, &mask)
     }
 
+    /// Every value of `range` under every share split of `ring`, the client's share running
+    /// through the whole ring for each value: (values, server shares, client shares).
+    pub fn every_split(ring: Ring, range: (i128, i128)) -> (Vec<i128>, Vec<u64>, Vec<u64>) {
+        let splits = 1u64 << ring.bits();
+        let values: Vec<i128> = (range.0..=range.1)
+            .flat_map(|v| std::iter::repeat_n(v, splits as usize))
+            .collect();
+        let mask: Vec<u64> = (0..values.len() as u64).map(|i| i % splits).collect();
+        let vals: Vec<u64> = values.iter().map(|&v| ring.reduce(v as u64)).collect();
+        let (server, client) = ring.share_with_mask(&vals, &mask);
+        (values, server, client)
+    }
+
+    /// Checks faithful truncations `got` of `values` by `2^k` under [`every_split`] of a
+    /// `bits`-bit ring: each is `⌊x / 2^k⌋` or `⌈x / 2^k⌉`, after `clamp`, and the ceiling
+    /// comes up for exactly `(x mod 2^k)·2^(bits − k)` of the `2^bits` splits of `x` (the
+    /// protocol rounds stochastically and without bias over uniform shares).
+    pub fn check_faithful(values: &[i128], got: &[i128], bits: u32, k: u32, clamp: (i128, i128)) {
+        let splits = 1usize << bits;
+        for (x, got) in values.chunks(splits).zip(got.chunks(splits)) {
+            let x = x[0];
+            let floor = x >> k;
+            let rest = x - (floor << k);
+            let (lo, hi) = (
+                floor.clamp(clamp.0, clamp.1),
+                (floor + i128::from(rest > 0)).clamp(clamp.0, clamp.1),
+            );
+            assert!(
+                got.iter().all(|&y| y == lo || y == hi),
+                "x {x} k {k}: {got:?}"
+            );
+            if lo != hi {
+                let ceil = got.iter().filter(|&&y| y == hi).count() as i128;
+                assert_eq!(ceil, rest << (bits - k), "x {x} k {k}");
+            }
+        }
+    }
+
     /// Reconstructs signed values.
     pub fn open(ring: Ring, a: &[u64], b: &[u64]) -> Vec<i128> {
         ring.add_vec(a, b)

@@ -171,7 +171,9 @@ pub fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::nonlinear::testutil::{
+        check_faithful, every_split, open, round_shift, run, share, values, with_ties,
+    };
     use crate::params::nonlinear::{add_plan, rescale_plan};
     use crate::plan::{AddSpec, PackDim, Packing, Requant, Rounding};
 
@@ -249,6 +251,32 @@ mod tests {
         for i in 0..v.len() {
             let want = reference(v[i], k, clamp, rounding);
             assert_eq!(got[i], want, "l {l} k {k} z {} {rounding:?}", v[i]);
+        }
+    }
+
+    #[test]
+    fn faithful_requant_is_within_one_of_the_exact_value_for_every_share_split() {
+        for (l, range, k, clamp, out) in [
+            (8u32, (-100i128, 100i128), 3u32, (-8i128, 7i128), 4u32),
+            (8, (-128, 100), 4, (0, 15), 5),
+            (7, (-30, 30), 1, (-64, 63), 7),
+        ] {
+            let faithful =
+                RequantPlan::new(l, range, k, clamp, out, Rounding::Faithful).expect("plan");
+            let exact =
+                RequantPlan::new(l, range, k, clamp, out, Rounding::HalfEven).expect("plan");
+            let (v, zs, zc) = every_split(Ring::new(l), range);
+            let n = v.len() as u64;
+            assert!(faithful.cost(n).total_bytes() < exact.cost(n).total_bytes());
+            let (a, b) = run(faithful.cost(n), move |s| {
+                requant(s, &faithful, if s.is_server() { &zs } else { &zc })
+            });
+            let got = open(Ring::new(out), &a, &b);
+            check_faithful(&v, &got, l, k, clamp);
+            for (&z, &y) in v.iter().zip(&got) {
+                let want = reference(z, k, clamp, Rounding::HalfEven);
+                assert!((y - want).abs() <= 1, "z {z}: {y} against {want}");
+            }
         }
     }
 

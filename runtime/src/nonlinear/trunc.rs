@@ -18,7 +18,12 @@
 //! `c ⊕ c' ⊕ [lo0 ≤ 2w]` with `c'` the carry of `(lo0 − 1 − 2w mod 2^k) + lo1`, at the same cost.
 //! Where the main chain is the `k`-bit one, the two chains are one
 //! [`carry_pair`](super::carry::carry_pair) (the server's summands `1 + 2w` apart), in the
-//! rounds of one chain. Plan and cost: [`RescalePlan`].
+//! rounds of one chain.
+//!
+//! Faithful truncation ([`Rounding::Faithful`](crate::plan::Rounding::Faithful), opt-in) adds
+//! `2^k − 1 + offset` and leaves `c` out: `y = ⌈x / 2^k⌉ − c ∈ {⌊x / 2^k⌋, ⌈x / 2^k⌉}`, no
+//! chain on the low bits and no tie test; only the wrap is computed (exactly as above), and
+//! truncate-and-reduce becomes local. Plan and cost: [`RescalePlan`].
 
 use super::carry::{carries, carry_pair};
 use super::cot::{client_cots, mask, mux};
@@ -67,7 +72,7 @@ pub fn rescale(
     } else {
         (carries(s, &low, len, &positions, plan.depth)?, None)
     };
-    let carry = if k > 0 { bits.first() } else { None };
+    let carry = if plan.low_carry() { bits.first() } else { None };
     let ties = match (carry, tie_carry) {
         (Some(c), Some(c2)) => Some(tie_correction(s, plan, &y, c, &c2)?),
         _ => None,
@@ -181,7 +186,10 @@ fn tie_correction(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nonlinear::testutil::{open, round_shift, run, share, values, with_ties};
+    use crate::cost::nonlinear::{Cost, client_cots};
+    use crate::nonlinear::testutil::{
+        check_faithful, every_split, open, round_shift, run, share, values, with_ties,
+    };
     use crate::params::nonlinear::ParamError;
     use crate::plan::{CarryDepth, Rounding};
 
@@ -248,6 +256,45 @@ mod tests {
         ] {
             let rounding = Rounding::HalfEvenWithin(window);
             check_values(l, range, k, r, rounding, (range.0..=range.1).collect());
+        }
+    }
+
+    #[test]
+    fn faithful_truncation_is_floor_or_ceil_for_every_value_and_share_split() {
+        let unbounded = (i128::MIN, i128::MAX);
+        for (l, range, k, r, wrap) in [
+            (7, (-20, 20), 3, 7, WrapMode::KnownMsb),
+            (7, (-64, 55), 2, 7, WrapMode::Chain),
+            (8, (-60, 60), 4, 4, WrapMode::None),
+            (7, (0, 30), 5, 9, WrapMode::KnownMsb),
+            (6, (-32, 31), 0, 9, WrapMode::Chain),
+        ] {
+            let faithful = RescalePlan::new(l, range, k, r, Rounding::Faithful).expect("plan");
+            assert_eq!(faithful.wrap, wrap, "l {l} k {k} r {r}");
+            let (values, xs, xc) = every_split(Ring::new(l), range);
+            let n = values.len() as u64;
+            // Only the wrap is computed: one correlated OT with the MSB known, none at all for
+            // truncate-and-reduce.
+            match wrap {
+                WrapMode::None => assert_eq!(faithful.cost(n), Cost::default()),
+                WrapMode::KnownMsb => assert_eq!(
+                    faithful.cost(n),
+                    client_cots(n, n * u64::from(faithful.wrap_bits()))
+                ),
+                WrapMode::Chain => {}
+            }
+            if k > 0 {
+                let exact = RescalePlan::new(l, range, k, r, Rounding::NoTies).expect("plan");
+                assert!(faithful.cost(n).total_bytes() < exact.cost(n).total_bytes());
+            }
+            for depth in [CarryDepth::Ripple, CarryDepth::Tree] {
+                let plan = RescalePlan { depth, ..faithful };
+                let (xs, xc) = (xs.clone(), xc.clone());
+                let (a, b) = run(plan.cost(n), move |s| {
+                    rescale(s, &plan, if s.is_server() { &xs } else { &xc })
+                });
+                check_faithful(&values, &open(Ring::new(r), &a, &b), l, k, unbounded);
+            }
         }
     }
 

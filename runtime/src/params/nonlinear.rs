@@ -245,6 +245,12 @@ pub enum WrapMode {
 /// integer below `2^l` (or below `2^(l−1)`, the known-MSB case). Then
 /// `y = (Y0 >> k) + (Y1 >> k) + c − w·2^(l−k) − offset/2^k` with `c` the carry of the low `k`
 /// bits and `w` the wrap of the ring.
+///
+/// Faithful truncation ([`Rounding::Faithful`]) adds `2^k − 1` instead of `2^(k−1)` and drops
+/// `c` (and the tie test): `y = ⌈x / 2^k⌉ − c`, which is `⌊x / 2^k⌋` or `⌈x / 2^k⌉` (exactly
+/// `x / 2^k` when `2^k` divides `x`, as `c = 0` then). With a uniformly random share it is
+/// `⌈x / 2^k⌉` with probability `(x mod 2^k) / 2^k`: unbiased stochastic rounding. The wrap
+/// stays exact; without a wrap ([`WrapMode::None`]) the truncation is local.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RescalePlan {
     /// Input ring width `l`.
@@ -297,6 +303,7 @@ impl RescalePlan {
             });
         }
         let half = rounding_offset(shift, rounding);
+        let out = shifted_range(range, shift, rounding);
         let too_wide = ParamError::RangeTooWide {
             lo: range.0,
             hi: range.1,
@@ -318,7 +325,6 @@ impl RescalePlan {
             })
             .map(|&(off, _, msb)| (off as u64, msb))
             .ok_or(too_wide)?;
-        let out = (floor_shift(lo, shift), floor_shift(hi, shift));
         if !fits_signed(out, out_bits) {
             return Err(ParamError::RangeTooWide {
                 lo: out.0,
@@ -345,12 +351,18 @@ impl RescalePlan {
         })
     }
 
+    /// Whether the carry `c` of the low `k` bits is computed (`k > 0`, not faithful).
+    pub fn low_carry(&self) -> bool {
+        self.shift > 0 && !self.rounding.is_faithful()
+    }
+
     /// Whether ties to even need the extra tie test.
     pub fn tie_test(&self) -> bool {
         self.shift > 0 && self.rounding.tie_window().is_some()
     }
 
-    /// The constant the server adds before the shift: `2^(k−1) + window`.
+    /// The constant the server adds before the shift: `2^(k−1) + window`, or `2^k − 1` for
+    /// faithful truncation.
     pub fn rounding_offset(&self) -> u64 {
         rounding_offset(self.shift, self.rounding) as u64
     }
@@ -369,11 +381,7 @@ impl RescalePlan {
 
     /// Range of the output values.
     pub fn out_range(&self) -> (i128, i128) {
-        let half = rounding_offset(self.shift, self.rounding);
-        (
-            floor_shift(self.range.0 + half, self.shift),
-            floor_shift(self.range.1 + half, self.shift),
-        )
+        shifted_range(self.range, self.shift, self.rounding)
     }
 
     /// Bits the wrap is needed in (`R − (l − k)`), 0 if not needed.
@@ -384,19 +392,21 @@ impl RescalePlan {
         }
     }
 
-    /// Length of the carry chain.
+    /// Length of the carry chain (0 without one: faithful truncation or `k = 0` without
+    /// [`WrapMode::Chain`]).
     pub fn chain_len(&self) -> u32 {
         match self.wrap {
             WrapMode::Chain => self.in_bits,
-            _ => self.shift,
+            _ if self.low_carry() => self.shift,
+            _ => 0,
         }
     }
 
-    /// The bits whose carries the main chain delivers: `k − 1` (the rounding carry, when
-    /// `k > 0`) and `l − 1` (the wrap, [`WrapMode::Chain`]).
+    /// The bits whose carries the main chain delivers: `k − 1` (the rounding carry,
+    /// [`RescalePlan::low_carry`]) and `l − 1` (the wrap, [`WrapMode::Chain`]).
     pub fn carry_positions(&self) -> Vec<u32> {
         let mut positions = Vec::with_capacity(2);
-        if self.shift > 0 {
+        if self.low_carry() {
             positions.push(self.shift - 1);
         }
         if self.wrap == WrapMode::Chain {
@@ -408,11 +418,36 @@ impl RescalePlan {
 
 /// `2^(k−1)` plus the tie window: with it, `floor((x + offset) / 2^k)` is the nearest integer
 /// outside the window and the upper neighbour inside it, where the tie test corrects it to even.
+/// Faithful truncation: `2^k − 1`, so that `floor((x + offset) / 2^k) = ⌈x / 2^k⌉`.
 fn rounding_offset(shift: u32, rounding: Rounding) -> i128 {
-    if shift == 0 {
+    if rounding.is_faithful() {
+        (1i128 << shift) - 1
+    } else if shift == 0 {
         0
     } else {
         (1i128 << (shift - 1)) + i128::from(rounding.tie_window().unwrap_or(0))
+    }
+}
+
+/// Range of `floor((x + rounding offset) / 2^k)` for `x` in `range`; for faithful truncation
+/// from `⌊lo / 2^k⌋` (the carry can take one off) to `⌈hi / 2^k⌉`.
+fn shifted_range(range: (i128, i128), shift: u32, rounding: Rounding) -> (i128, i128) {
+    let half = rounding_offset(shift, rounding);
+    let lo = if rounding.is_faithful() {
+        range.0
+    } else {
+        range.0 + half
+    };
+    (floor_shift(lo, shift), floor_shift(range.1 + half, shift))
+}
+
+/// What a requantization adds before its shift, for ring sizes: `2^(k−1)` (the nearest
+/// integer; a tie window lowers the result again), `2^k − 1` for faithful truncation.
+fn headroom(shift: u32, rounding: Rounding) -> i128 {
+    if rounding.is_faithful() || shift == 0 {
+        rounding_offset(shift, rounding)
+    } else {
+        1i128 << (shift - 1)
     }
 }
 
@@ -458,11 +493,15 @@ impl RequantPlan {
                 bits: in_bits,
             });
         }
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
-        let t = (
-            floor_shift(range.0 + half, shift),
-            floor_shift(range.1 + half, shift),
-        );
+        let t = if rounding.is_faithful() {
+            shifted_range(range, shift, rounding)
+        } else {
+            let half = headroom(shift, rounding);
+            (
+                floor_shift(range.0 + half, shift),
+                floor_shift(range.1 + half, shift),
+            )
+        };
         let mut need = signed_bits(t).max(out_bits);
         if t.0 < clamp.0 {
             need = need.max(signed_bits((t.0 - clamp.0, t.1 - clamp.0)));
@@ -612,7 +651,7 @@ impl CombinePlan {
         rounding: Rounding,
     ) -> Result<Self, ParamError> {
         check_range(z_range)?;
-        let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
+        let half = headroom(shift, rounding);
         let ring_bits = (signed_bits((z_range.0, z_range.1 + half)) + 1).max(shift + 2);
         check_ring(ring_bits)?;
         let inputs = inputs

@@ -356,7 +356,7 @@ pub struct LinearInfo<'a> {
 }
 
 /// A requantization `y = clamp(round(x·m / 2^k), lo, hi)`, rounding to nearest with ties to
-/// even. The operation carrying it says which multiplier an element takes: a linear layer's
+/// even (the two-party output of a [`Rounding::Faithful`] one may be the other neighbour). The operation carrying it says which multiplier an element takes: a linear layer's
 /// output channel `c` takes `m[c]`; a `Rescale` one multiplier for the whole tensor or one per
 /// channel; an `AvgPool` window of `n` counted elements `m[n − 1]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,17 +454,29 @@ pub enum Rounding {
     /// quotient's ties land near the midpoint, not on it, and the compiler chooses the window
     /// so that exactly those fall inside it. Costs the same as `HalfEven`.
     HalfEvenWithin(u64),
+    /// Faithful truncation (opt-in, `heqc compile --truncation faithful`): the two-party
+    /// protocol drops the carry of the low `k` bits and computes `⌊x / 2^k⌋` or `⌈x / 2^k⌉`
+    /// (exactly `x / 2^k` when `2^k` divides `x`), which one depending on the random share
+    /// split; the reference executor computes the nearest integer, ties to even, so the two
+    /// differ by at most 1 before the clamp (`docs/semantics.md` §6).
+    Faithful,
 }
 
 impl Rounding {
-    /// Half-width of the tie window (0 for exact ties), or `None` where no tie occurs
-    /// ([`Rounding::NoTies`]).
+    /// Half-width of the tie window (0 for exact ties), or `None` where no tie is tested
+    /// ([`Rounding::NoTies`], [`Rounding::Faithful`]).
     pub fn tie_window(self) -> Option<u64> {
         match self {
             Rounding::HalfEven => Some(0),
-            Rounding::NoTies => None,
+            Rounding::NoTies | Rounding::Faithful => None,
             Rounding::HalfEvenWithin(w) => Some(w),
         }
+    }
+
+    /// Whether the protocol may return either neighbour of `x / 2^k`
+    /// ([`Rounding::Faithful`]) instead of the exact rounding.
+    pub fn is_faithful(self) -> bool {
+        self == Rounding::Faithful
     }
 }
 
@@ -760,6 +772,9 @@ pub struct PrecisionRecord {
     pub max_output_error: f64,
     /// Per lowered linear layer: its name, and its weight and output bit widths.
     pub lowered: Vec<LoweredLayer>,
+    /// With faithful truncations ([`Rounding::Faithful`]): the seed of the simulated share
+    /// splits the agreement above was measured with (`None`: every truncation exact).
+    pub faithful_seed: Option<u64>,
 }
 
 /// The accuracy constraint of mixed precision.

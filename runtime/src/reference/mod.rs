@@ -8,6 +8,12 @@
 //!
 //! The executor validates the plan first ([`crate::plan::validate`]); it never panics, whatever
 //! the plan.
+//!
+//! A [`Rounding::Faithful`] requantization is the one exception to "bit for bit": [`run`]
+//! computes its exact value (nearest, ties to even), while the two-party protocol returns the
+//! floor or the ceiling of `x / 2^k` depending on the random share split. [`run_simulated`]
+//! draws that split from a seeded generator, as the compiler does to measure the agreement of a
+//! plan with faithful truncations (`docs/semantics.md` §6).
 
 pub mod epilogue;
 #[cfg(any(test, feature = "testing"))]
@@ -38,10 +44,48 @@ pub struct Trace {
 /// outside its tensor's range ([`ExecError::OutOfRange`]), an accumulator wider than its layer
 /// declares ([`ExecError::AccOverflow`]) or a 128-bit overflow ([`ExecError::Overflow`]).
 pub fn run(plan: &Plan, input: &[i64]) -> Result<Vec<i64>, ExecError> {
-    let mut tensors = execute(plan, input, None)?;
+    output(plan, execute(plan, input, None, &mut Truncation::Exact)?)
+}
+
+/// Runs one sample as [`run`], except that every [`Rounding::Faithful`] requantization returns
+/// what its two-party protocol returns for a share split drawn from a generator seeded with
+/// `seed`: `⌈t / 2^k⌉` with probability `(t mod 2^k) / 2^k`, else `⌊t / 2^k⌋` (the server's low
+/// `k` share bits are uniform, and the protocol's dropped carry is 1 exactly when they are at
+/// least `t mod 2^k`).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_simulated(plan: &Plan, input: &[i64], seed: u64) -> Result<Vec<i64>, ExecError> {
+    let mut splits = Truncation::Simulated(SplitMix64(seed));
+    output(plan, execute(plan, input, None, &mut splits)?)
+}
+
+/// The output tensor of a run's tensors.
+fn output(plan: &Plan, mut tensors: Vec<Vec<i64>>) -> Result<Vec<i64>, ExecError> {
     Ok(std::mem::take(
         &mut tensors[plan.public.output.tensor.0 as usize],
     ))
+}
+
+/// How the executor rounds a [`Rounding::Faithful`] requantization.
+enum Truncation {
+    /// Exactly, as every other (the nearest integer, ties to even).
+    Exact,
+    /// As the two-party protocol does for random share splits from this generator.
+    Simulated(SplitMix64),
+}
+
+/// The SplitMix64 generator (Steele, Lea and Flood): a seeded stream of uniform `u64`.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }
 
 /// Runs one sample and keeps every tensor and every linear layer's accumulators.
@@ -50,7 +94,7 @@ pub fn run(plan: &Plan, input: &[i64]) -> Result<Vec<i64>, ExecError> {
 /// As [`run`].
 pub fn run_traced(plan: &Plan, input: &[i64]) -> Result<Trace, ExecError> {
     let mut accumulators = Vec::new();
-    let tensors = execute(plan, input, Some(&mut accumulators))?;
+    let tensors = execute(plan, input, Some(&mut accumulators), &mut Truncation::Exact)?;
     Ok(Trace {
         tensors,
         accumulators,
@@ -100,11 +144,13 @@ pub fn dequantize_output(plan: &PublicPlan, y: &[i64]) -> Vec<f32> {
     }
 }
 
-/// Runs the plan, pushing accumulators to `accs` when given; returns every tensor.
+/// Runs the plan, pushing accumulators to `accs` when given and rounding faithful
+/// requantizations by `tr`; returns every tensor.
 fn execute(
     plan: &Plan,
     input: &[i64],
     mut accs: Option<&mut Vec<(LayerId, Vec<i64>)>>,
+    tr: &mut Truncation,
 ) -> Result<Vec<Vec<i64>>, ExecError> {
     crate::plan::validate(plan)?;
     let p = &plan.public;
@@ -123,14 +169,14 @@ fn execute(
         let x = &tensors[layer.inputs[0].0 as usize];
         let id = layer.id;
         let (acc, y) = match &layer.op {
-            Op::Conv(l) => linear(plan, id, l, |lw| conv(&l.shape, lw, x))?,
-            Op::MatMul(l) => linear(plan, id, l, |lw| matmul(&l.shape, lw, x))?,
-            Op::Affine(l) => linear(plan, id, l, |lw| affine(&l.shape, lw, x))?,
+            Op::Conv(l) => linear(plan, id, l, tr, |lw| conv(&l.shape, lw, x))?,
+            Op::MatMul(l) => linear(plan, id, l, tr, |lw| matmul(&l.shape, lw, x))?,
+            Op::Affine(l) => linear(plan, id, l, tr, |lw| affine(&l.shape, lw, x))?,
             Op::Rescale(r) => {
                 let per_channel = x.len() / r.multipliers.len();
                 let y = x.iter().enumerate().map(|(i, &v)| {
                     let m = r.multipliers[i / per_channel];
-                    requantize(i128::from(v), m, r.shift, r.clamp, r.rounding)
+                    requantize(i128::from(v), m, r.shift, r.clamp, r.rounding, tr)
                 });
                 (None, y.collect::<Result<_, _>>().map_err(|e| e.at(id))?)
             }
@@ -140,12 +186,12 @@ fn execute(
                     let bm = i128::from(b)
                         .checked_mul(i128::from(a.m_b))
                         .ok_or(RoundFail::Overflow)?;
-                    requantize_sum(i128::from(x), a.m_a, bm, a.shift, a.clamp, a.rounding)
+                    requantize_sum(i128::from(x), a.m_a, bm, a.shift, a.clamp, a.rounding, tr)
                 });
                 (None, y.collect::<Result<_, _>>().map_err(|e| e.at(id))?)
             }
             Op::MaxPool(s) => (None, max_pool(s, x)),
-            Op::AvgPool(a) => (None, avg_pool(a, x).map_err(|e| e.at(id))?),
+            Op::AvgPool(a) => (None, avg_pool(a, x, tr).map_err(|e| e.at(id))?),
             Op::Concat => {
                 let parts = layer
                     .inputs
@@ -188,6 +234,7 @@ fn linear<S>(
     plan: &Plan,
     id: LayerId,
     l: &LinearLayer<S>,
+    tr: &mut Truncation,
     accumulate: impl FnOnce(&LayerWeights) -> Accumulators,
 ) -> Result<(Option<Vec<i64>>, Vec<i64>), ExecError> {
     let lw = plan
@@ -221,6 +268,7 @@ fn linear<S>(
                     r.shift,
                     r.clamp,
                     r.rounding,
+                    tr,
                 )
             })
             .collect::<Result<_, _>>()
@@ -253,8 +301,9 @@ fn requantize(
     k: u32,
     clamp: (i64, i64),
     rounding: Rounding,
+    tr: &mut Truncation,
 ) -> Result<i64, RoundFail> {
-    requantize_sum(x, m, 0, k, clamp, rounding)
+    requantize_sum(x, m, 0, k, clamp, rounding, tr)
 }
 
 /// `clamp(round((x·m + extra) / 2^k), lo, hi)`, ties to even.
@@ -265,25 +314,40 @@ fn requantize_sum(
     k: u32,
     (lo, hi): (i64, i64),
     rounding: Rounding,
+    tr: &mut Truncation,
 ) -> Result<i64, RoundFail> {
     let t = x
         .checked_mul(i128::from(m))
         .and_then(|t| t.checked_add(extra))
         .ok_or(RoundFail::Overflow)?;
-    let y = round_shift(t, k, rounding)?.clamp(i128::from(lo), i128::from(hi));
+    let y = round_shift(t, k, rounding, tr)?.clamp(i128::from(lo), i128::from(hi));
     i64::try_from(y).map_err(|_| RoundFail::Overflow)
 }
 
 /// `t / 2^k` rounded to nearest, ties (within the rule's window) to even
 /// ([`crate::ring::round_shift_within`]); a tie is an error where the plan declares
-/// [`Rounding::NoTies`]. validate() keeps `k < 64`.
-fn round_shift(t: i128, k: u32, rounding: Rounding) -> Result<i128, RoundFail> {
-    match rounding.tie_window() {
-        None => match ring::round_shift(t, k) {
-            RoundShift::Tie { .. } => Err(RoundFail::Tie),
-            r => Ok(r.half_even()),
+/// [`Rounding::NoTies`]; a faithful one as `tr` says. validate() keeps `k < 64`.
+fn round_shift(
+    t: i128,
+    k: u32,
+    rounding: Rounding,
+    tr: &mut Truncation,
+) -> Result<i128, RoundFail> {
+    match (rounding, tr) {
+        (Rounding::Faithful, Truncation::Simulated(rng)) => {
+            let floor = t >> k;
+            let rest = t - (floor << k);
+            let low = if k == 0 { 0 } else { rng.next() >> (64 - k) };
+            Ok(floor + i128::from(i128::from(low) < rest))
+        }
+        (Rounding::Faithful, Truncation::Exact) => Ok(ring::round_shift(t, k).half_even()),
+        (rounding, _) => match rounding.tie_window() {
+            None => match ring::round_shift(t, k) {
+                RoundShift::Tie { .. } => Err(RoundFail::Tie),
+                r => Ok(r.half_even()),
+            },
+            Some(window) => Ok(ring::round_shift_within(t, k, window).half_even()),
         },
-        Some(window) => Ok(ring::round_shift_within(t, k, window).half_even()),
     }
 }
 
@@ -407,7 +471,7 @@ fn max_pool(s: &PoolShape, x: &[i64]) -> Vec<i64> {
 
 /// Average pooling: window sum, then the requantization with the multiplier of the counted
 /// elements ([`AvgPoolSpec::window_counts`]).
-fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Result<Vec<i64>, RoundFail> {
+fn avg_pool(a: &AvgPoolSpec, x: &[i64], tr: &mut Truncation) -> Result<Vec<i64>, RoundFail> {
     let mut y = Vec::new();
     let mut failure = None;
     let mut counts = a.window_counts().into_iter();
@@ -417,7 +481,7 @@ fn avg_pool(a: &AvgPoolSpec, x: &[i64]) -> Result<Vec<i64>, RoundFail> {
         // validate() sizes the table to the window, and a window counts at least one element.
         let m = counts.next().and_then(|n| a.multiplier(n)).unwrap_or(0);
         let r = &a.requant;
-        match requantize(sum, m, r.shift, r.clamp, r.rounding) {
+        match requantize(sum, m, r.shift, r.clamp, r.rounding, tr) {
             Ok(v) => y.push(v),
             Err(e) => failure = Some(e),
         }

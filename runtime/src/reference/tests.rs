@@ -685,3 +685,36 @@ proptest::proptest! {
         proptest::prop_assert_eq!(run(&b.build(y).unwrap(), &x).unwrap(), want);
     }
 }
+
+#[test]
+fn faithful_rescale_is_exact_in_run_and_floor_or_ceiling_when_simulated() {
+    // y = x·3 / 2^3 for every x in [-100, 100]: run rounds to nearest (ties to even), the
+    // simulation to ⌊3x / 8⌋ or ⌈3x / 8⌉, the ceiling about (3x mod 8) / 8 of the time.
+    let mut b = PlanBuilder::new(&[201], WIDE);
+    let op = Op::Rescale(Requant {
+        multipliers: vec![3],
+        shift: 3,
+        clamp: WIDE,
+        rounding: Rounding::Faithful,
+    });
+    let y = b.layer(op, &[b.input()], &[201], WIDE);
+    let plan = b.build(y).expect("valid plan");
+    let x: Vec<i64> = (-100..=100).collect();
+    let exact = run(&plan, &x).expect("run");
+    let nearest: Vec<i64> = x
+        .iter()
+        .map(|&v| ring::round_shift(i128::from(3 * v), 3).half_even() as i64)
+        .collect();
+    assert_eq!(exact, nearest);
+    let simulated = run_simulated(&plan, &x, 7).expect("simulated");
+    assert_eq!(run_simulated(&plan, &x, 7).expect("again"), simulated);
+    assert_ne!(run_simulated(&plan, &x, 8).expect("other seed"), simulated);
+    let mut ceilings = 0;
+    for (&v, &y) in x.iter().zip(&simulated) {
+        let (floor, rest) = ((3 * v) >> 3, (3 * v) & 7);
+        assert!(y == floor || rest > 0 && y == floor + 1, "x {v}: {y}");
+        ceilings += i64::from(y > floor);
+    }
+    // Σ (3x mod 8) / 8 over the inputs is 87.5 (the 3x that 8 divides give no ceiling).
+    assert!((60..=115).contains(&ceilings), "{ceilings} ceilings");
+}
