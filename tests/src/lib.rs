@@ -105,8 +105,11 @@ pub fn check_model(plan: &Plan, n: usize, backend: OtBackend) -> anyhow::Result<
     Ok(runs)
 }
 
-/// Every row's measured traffic equals the prediction.
-fn check_rows(report: &Report) -> anyhow::Result<()> {
+/// Checks that every row's measured traffic equals the prediction.
+///
+/// # Errors
+/// The first row whose measured traffic differs.
+pub fn check_rows(report: &Report) -> anyhow::Result<()> {
     for row in &report.rows {
         ensure!(
             row.measured == row.predicted,

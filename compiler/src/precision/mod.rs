@@ -438,7 +438,12 @@ pub fn choose_faithful(
             &run(&plan, &samples, Some(FAITHFUL_SEED))?,
         );
         measured += 1;
-        tracing::debug!(faithful = n, agreement = cmp.0, error = cmp.1, "faithful truncation");
+        tracing::debug!(
+            faithful = n,
+            agreement = cmp.0,
+            error = cmp.1,
+            "faithful truncation"
+        );
         Ok((edited, cmp, metric(opts.budget, cmp) <= limit))
     };
     let mut best = None;
