@@ -612,3 +612,45 @@ fn ot_batch_bounds_the_batches_and_is_checked() {
         );
     }
 }
+
+#[test]
+fn faithful_truncation_needs_calibration_and_explain_marks_its_layers() {
+    let dir = temp_dir("faithful");
+    let model = common::models_dir().join("cnn_avg_qdq_u8s8.onnx");
+    let plan = dir.join("p.plan");
+    let out = heqc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--truncation",
+        "faithful",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--truncation faithful needs --calibration data"),
+        "{err}"
+    );
+    let x = common::models_dir().join("inputs/digits_test_x.npy");
+    let out = heqc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--calibration",
+        x.to_str().unwrap(),
+        "--max-accuracy-drop",
+        "0.02",
+        "--truncation",
+        "faithful",
+        "--keep-bits",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("with faithful truncations"), "{stdout}");
+    let out = heqc(&["explain", plan.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("truncation: faithful"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -43,20 +43,27 @@ fn predicted_bytes(plan: &Plan) -> u64 {
         .total_bytes()
 }
 
+/// `model` compiled with faithful truncation within `budget` on the digits samples, bit widths
+/// kept.
+fn compile_faithful(model: &str, budget: PrecisionBudget) -> Plan {
+    let x = npy::read_f32(&models_dir().join("inputs/digits_test_x.npy")).expect("fixture");
+    let mut options = CompileOptions::new(Strategy::default());
+    let mut p = precision::Options::new(x, budget);
+    p.faithful = true;
+    p.widths.clear();
+    options.precision = Some(p);
+    let path = models_dir().join(format!("{model}.onnx"));
+    heqc::compile_path_opts(&path, &options)
+        .expect("compiles")
+        .selection
+        .plan
+}
+
 #[test]
 fn faithful_plan_records_its_agreement_and_runs_with_the_predicted_traffic() {
     init_rayon();
     let x = npy::read_f32(&models_dir().join("inputs/digits_test_x.npy")).expect("fixture");
-    let mut options = CompileOptions::new(Strategy::default());
-    let mut p = precision::Options::new(x.clone(), PrecisionBudget::AccuracyDrop(0.05));
-    p.faithful = true;
-    p.widths.clear();
-    options.precision = Some(p);
-    let path = models_dir().join(format!("{MODEL}.onnx"));
-    let plan = heqc::compile_path_opts(&path, &options)
-        .expect("compiles")
-        .selection
-        .plan;
+    let plan = compile_faithful(MODEL, PrecisionBudget::AccuracyDrop(0.05));
     let exact = compile(MODEL).expect("compiles");
     assert!(
         faithful_layers(&plan) > 0,
@@ -132,4 +139,17 @@ fn one_faithful_layer_is_within_one_of_the_reference() {
         differ > 0,
         "the faithful layer rounded some value the other way"
     );
+}
+
+#[test]
+fn a_tight_budget_keeps_faithful_truncation_on_the_last_layers_only() {
+    // Every requantization faithful changes one top-1 of 64 on this model; with no drop allowed
+    // the bisection keeps the last one (the classifier's) only.
+    let plan = compile_faithful("cnn_avg_qcdq_w4a4", PrecisionBudget::AccuracyDrop(0.0));
+    assert_eq!(faithful_layers(&plan), 1);
+    let last = plan.public.layers.last().expect("a layer");
+    assert!(last.op.requant().is_some_and(|r| r.rounding.is_faithful()));
+    let record = plan.public.protocol.precision.expect("a record");
+    assert_eq!(record.top1_agreement, 1.0);
+    assert_eq!(record.faithful_seed, Some(precision::FAITHFUL_SEED));
 }

@@ -757,9 +757,9 @@ pub struct GlobalProtocol {
     pub precision: Option<PrecisionRecord>,
 }
 
-/// The record of a mixed-precision compilation: the budget, the layers whose bit widths were
-/// lowered, and the plan's measured agreement with the model as quantized on the calibration
-/// data.
+/// The record of a compilation on calibration data (mixed precision, faithful truncation): the
+/// budget, the layers whose bit widths were lowered, and the plan's measured agreement with the
+/// model as quantized on the calibration data (faithful truncations simulated).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrecisionRecord {
     /// Calibration samples.
