@@ -11,8 +11,8 @@
 use crate::optimize::{self, Net, baseline, candidates};
 use crate::select::{Priced, Selection};
 use heq_runtime::cost::compute::ComputeProfile;
-use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
+use heq_runtime::cost::plan::{PlanCost, pad_memory_bytes};
 use heq_runtime::plan::{
     CarryDepth, ElementKind, EpilogueOp, IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan,
     PrecisionRecord, PublicPlan, Requant, TensorId, TopKOutput, ValueType, multiplier_bits,
@@ -92,6 +92,10 @@ pub struct LayerRow {
     /// The layer's carry depth when it is not the ripple chain (`tree`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub carry: Option<String>,
+    /// The most chunks one of the layer's nonlinear protocols runs in, when above one (each
+    /// chunk repeats the protocol's rounds, [`heq_runtime::cost::plan::Stage`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u64>,
 }
 
 /// Predicted time: compute (the compute profile) plus network (bytes / bandwidth + rounds ·
@@ -266,10 +270,17 @@ pub struct Predicted {
     pub ot_batches: usize,
     /// ROTs per direction of the largest batch.
     pub ot_batch_rots: u64,
+    /// Most ROTs per direction of one chunk of a nonlinear protocol (the plan's bound).
+    pub chunk_rots: u64,
+    /// Chunks of all nonlinear protocols of one inference.
+    pub chunks: u64,
+    /// The most bytes of ROT pads a party holds at once (two chunks,
+    /// [`heq_runtime::cost::plan::pad_memory_bytes`]).
+    pub pad_memory_bytes: u64,
 }
 
 impl Predicted {
-    fn of(c: &PlanCost) -> Self {
+    fn of(p: &PublicPlan, c: &PlanCost) -> Self {
         Predicted {
             channel: c.channel(),
             setup: c.setup,
@@ -282,6 +293,14 @@ impl Predicted {
                 .map(|b| b.server_rots.max(b.client_rots))
                 .max()
                 .unwrap_or(0),
+            chunk_rots: p.protocol.chunk_rots,
+            chunks: c
+                .layers
+                .iter()
+                .flat_map(|l| &l.stages)
+                .map(|s| s.chunks())
+                .sum(),
+            pad_memory_bytes: pad_memory_bytes(p.protocol.chunk_rots),
         }
     }
 }
@@ -555,6 +574,10 @@ fn build(
                 .and_then(|b| b.cost.layers.get(l.id.0 as usize))
                 .map(|c| c.traffic),
             carry: (l.carry != CarryDepth::Ripple).then(|| l.carry.to_string()),
+            chunks: cost
+                .and_then(|c| c.layers.get(l.id.0 as usize))
+                .and_then(|c| c.stages.iter().map(|s| s.chunks()).max())
+                .filter(|&n| n > 1),
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
             let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);
@@ -610,8 +633,8 @@ fn build(
         }
         rows.push(row);
     }
-    totals.predicted = cost.map(Predicted::of);
-    totals.baseline = base.map(|b| Predicted::of(&b.cost));
+    totals.predicted = cost.map(|c| Predicted::of(p, c));
+    totals.baseline = base.map(|b| Predicted::of(&b.public, &b.cost));
     if let (Some(c), Some(b)) = (&totals.predicted, &totals.baseline) {
         totals.ratio = Some(b.channel.total_bytes() as f64 / c.channel.total_bytes().max(1) as f64);
     }
