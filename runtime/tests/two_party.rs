@@ -7,7 +7,9 @@ mod common;
 use common::every_op_runnable;
 use std::collections::BTreeMap;
 
-use heq_runtime::cost::plan::{CHUNK_BATCHES, Traffic};
+use heq_runtime::cost::plan::{
+    CHUNK_BATCHES, RECEIVER_PAD_BYTES, SENDER_PAD_BYTES, Traffic, pad_memory_bytes,
+};
 use heq_runtime::ot::{IdealOt, OtError, OtPads, PadSupply};
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
 use heq_runtime::plan::{CarryDepth, Op, PackDim, Packing, Plan};
@@ -221,6 +223,26 @@ fn layers_larger_than_a_chunk_run_in_chunks() {
             check_reports(&server, &client);
             for (s, c) in peaks {
                 assert!(s.max(c) as u64 <= most * batch, "{at}: {peaks:?}");
+            }
+            // The driver's pads (the producer's next group aside) within the predicted pads.
+            let pads = |(send, receive): (usize, usize)| {
+                send as u64 * SENDER_PAD_BYTES + receive as u64 * RECEIVER_PAD_BYTES
+            };
+            let (server_pads, client_pads) = cost.pad_bytes();
+            assert!(
+                pads(peaks[0]) <= server_pads,
+                "{at}: {peaks:?} {server_pads}"
+            );
+            assert!(
+                pads(peaks[1]) <= client_pads,
+                "{at}: {peaks:?} {client_pads}"
+            );
+            if chunk == 256 {
+                // Every unit fits a chunk: within the chunk bound's pads.
+                assert!(
+                    server_pads.max(client_pads) <= pad_memory_bytes(chunk),
+                    "{at}"
+                );
             }
             // A chunked layer repeats its protocols' rounds; the others are unchanged.
             let rows = server.rows.iter().zip(&whole.rows).skip(1);

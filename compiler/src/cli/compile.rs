@@ -74,7 +74,7 @@ pub struct Args {
     /// Run the nonlinear protocols in chunks of at most ROTS random OTs per direction instead
     /// of the objective's choice (by default 16 OT batches, at most 2^22; `--objective latency`
     /// takes up to 2^24 where the round trips saved are worth it): each party holds up to two
-    /// chunks' pads, 98 bytes per ROT (`heqc explain` prints the bound), and a layer larger
+    /// chunks' pads, up to 98 bytes per ROT (`heqc explain` prints them), and a layer larger
     /// than a chunk repeats its protocols' rounds once per chunk. Bounds the OT batch too.
     #[arg(long, value_name = "ROTS", value_parser = chunk_rots)]
     pub chunk_rots: Option<u64>,

@@ -228,7 +228,7 @@ fn text_table(r: &Report, wide: bool) -> String {
     );
     let traffic = |p: &Predicted| {
         format!(
-            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down, {} batch{} of up to {} ROTs; {} chunks of up to {} ROTs, pads up to {} bytes per party",
+            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down, {} batch{} of up to {} ROTs; {} chunks of up to {} ROTs, pads up to {} / {} bytes (server / client)",
             p.channel.total_bytes(),
             p.channel.bytes_up,
             p.channel.bytes_down,
@@ -242,7 +242,8 @@ fn text_table(r: &Report, wide: bool) -> String {
             p.ot_batch_rots,
             p.chunks,
             p.chunk_rots,
-            p.pad_memory_bytes
+            p.server_pad_bytes,
+            p.client_pad_bytes
         )
     };
     if let Some(p) = &t.predicted {

@@ -11,8 +11,8 @@
 use crate::optimize::{self, Net, baseline, candidates};
 use crate::select::{Priced, Selection};
 use heq_runtime::cost::compute::ComputeProfile;
+use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
-use heq_runtime::cost::plan::{PlanCost, pad_memory_bytes};
 use heq_runtime::plan::{
     CarryDepth, ElementKind, EpilogueOp, IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan,
     PrecisionRecord, PublicPlan, Requant, TensorId, TopKOutput, ValueType, multiplier_bits,
@@ -274,9 +274,11 @@ pub struct Predicted {
     pub chunk_rots: u64,
     /// Chunks of all nonlinear protocols of one inference.
     pub chunks: u64,
-    /// The most bytes of ROT pads a party holds at once (two chunks,
-    /// [`heq_runtime::cost::plan::pad_memory_bytes`]).
-    pub pad_memory_bytes: u64,
+    /// The most bytes of ROT pads the server holds at once
+    /// ([`heq_runtime::cost::plan::PlanCost::pad_bytes`]).
+    pub server_pad_bytes: u64,
+    /// The most bytes of ROT pads the client holds at once.
+    pub client_pad_bytes: u64,
 }
 
 impl Predicted {
@@ -300,7 +302,8 @@ impl Predicted {
                 .flat_map(|l| &l.stages)
                 .map(|s| s.chunks())
                 .sum(),
-            pad_memory_bytes: pad_memory_bytes(p.protocol.chunk_rots),
+            server_pad_bytes: c.pad_bytes().0,
+            client_pad_bytes: c.pad_bytes().1,
         }
     }
 }

@@ -323,6 +323,30 @@ impl PlanCost {
             .iter()
             .fold(self.setup + self.reveal, |t, l| t + l.traffic)
     }
+
+    /// The most bytes of ROT pads each party holds at once, as (server, client): the batches
+    /// one chunk starts, and the next such group, produced ahead ([`crate::ot::with_prefetch`]);
+    /// a party holds [`SENDER_PAD_BYTES`] per ROT it sends and [`RECEIVER_PAD_BYTES`] per ROT
+    /// it receives. At most [`pad_memory_bytes`] of the plan's chunk bound where every unit
+    /// fits a chunk.
+    pub fn pad_bytes(&self) -> (u64, u64) {
+        let mut groups: Vec<(usize, u64, u64)> = Vec::new();
+        for b in &self.ot_batches {
+            let server = b.server_rots * SENDER_PAD_BYTES + b.client_rots * RECEIVER_PAD_BYTES;
+            let client = b.client_rots * SENDER_PAD_BYTES + b.server_rots * RECEIVER_PAD_BYTES;
+            match groups.last_mut() {
+                Some(g) if g.0 == b.first_chunk => (g.1, g.2) = (g.1 + server, g.2 + client),
+                _ => groups.push((b.first_chunk, server, client)),
+            }
+        }
+        let held = |i: usize| {
+            let next = groups.get(i + 1).map_or((0, 0), |g| (g.1, g.2));
+            (groups[i].1 + next.0, groups[i].2 + next.1)
+        };
+        (0..groups.len())
+            .map(held)
+            .fold((0, 0), |(s, c), (hs, hc)| (s.max(hs), c.max(hc)))
+    }
 }
 
 /// Rounds of the HE part of a linear layer: the query, then the response.
@@ -621,6 +645,50 @@ mod tests {
         let empty = Stage::new(0, 14, cost);
         assert_eq!((empty.chunks(), empty.cost()), (1, cost(0)));
         assert_eq!(empty.ranges().collect::<Vec<_>>(), vec![0..0]);
+    }
+
+    /// Each party holds the batches one chunk starts and the next chunk's: 32 bytes per ROT
+    /// it sends, 17 per ROT it receives.
+    #[test]
+    fn pads_in_memory_are_two_consecutive_chunks_batches() {
+        let b = |first_chunk, server_rots, client_rots| OtBatch {
+            first_chunk,
+            server_rots,
+            client_rots,
+        };
+        let mut cost = PlanCost {
+            setup: Traffic::default(),
+            layers: Vec::new(),
+            reveal: Traffic::default(),
+            server_rots: 0,
+            client_rots: 0,
+            ot_batches: Vec::new(),
+            ot_extension: Traffic::default(),
+        };
+        assert_eq!(cost.pad_bytes(), (0, 0));
+        cost.ot_batches = vec![b(0, 10, 0)];
+        assert_eq!(cost.pad_bytes(), (320, 170));
+        // Groups: chunk 0 (10, 2), chunk 3 (100 + 100, 0 + 50), chunk 4 (1, 1).
+        cost.ot_batches = vec![b(0, 10, 2), b(3, 100, 0), b(3, 100, 50), b(4, 1, 1)];
+        let server = |s: u64, c: u64| 32 * s + 17 * c;
+        let client = |s: u64, c: u64| 17 * s + 32 * c;
+        assert_eq!(
+            cost.pad_bytes(),
+            (
+                server(10, 2) + server(200, 50),
+                client(10, 2) + client(200, 50)
+            )
+        );
+        assert_eq!(cost.pad_bytes(), (7604, 5234));
+        // A large last group: the last two groups hold the most.
+        cost.ot_batches.push(b(4, 0, 300));
+        assert_eq!(
+            cost.pad_bytes(),
+            (
+                server(200, 50) + server(1, 301),
+                client(200, 50) + client(1, 301)
+            )
+        );
     }
 
     #[test]
