@@ -64,7 +64,8 @@ pub struct CompileOptions {
     /// Mixed precision on calibration data (`None`: the model's bit widths, exactly).
     pub precision: Option<precision::Options>,
     /// Most random OTs per direction in one OT-extension batch, instead of the objective's
-    /// choice ([`select::choose_ot_batch`]); within
+    /// choice ([`select::choose_ot_batch`]), with its default chunks
+    /// ([`heq_runtime::cost::plan::default_chunk_rots`]) unless `chunk_rots` is set; within
     /// `1..=`[`heq_runtime::cost::plan::MAX_OT_BATCH_ROTS`].
     pub ot_batch: Option<u64>,
     /// Most random OTs per direction one chunk of a nonlinear protocol consumes, instead of

@@ -67,8 +67,9 @@ pub struct Args {
     #[arg(long, requires = "calibration")]
     pub keep_first_last: bool,
     /// Produce the random OTs in batches of at most ROTS per direction instead of the
-    /// objective's choice (2^16 to 2^22): smaller batches hold less memory in each party and
-    /// send more OT-extension bytes and round trips.
+    /// objective's choice (2^16 to 2^22), with chunks of 16 batches (at most 2^22 ROTs) unless
+    /// `--chunk-rots` is given: smaller batches hold less memory in each party and send more
+    /// OT-extension bytes and round trips.
     #[arg(long, value_name = "ROTS", value_parser = ot_batch)]
     pub ot_batch: Option<u64>,
     /// Run the nonlinear protocols in chunks of at most ROTS random OTs per direction instead
