@@ -50,6 +50,7 @@ pub use error::{Error, Result, UnsupportedNode};
 pub use select::Strategy;
 
 use heq_runtime::cost::compute::ComputeProfile;
+use heq_runtime::cost::plan::default_chunk_rots;
 use select::Selection;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -65,9 +66,14 @@ pub struct CompileOptions {
     /// Mixed precision on calibration data (`None`: the model's bit widths, exactly).
     pub precision: Option<precision::Options>,
     /// Most random OTs per direction in one OT-extension batch, instead of the objective's
-    /// choice ([`select::choose_ot_batch`]); within
+    /// choice ([`select::choose_ot_batch`]), with its default chunks
+    /// ([`heq_runtime::cost::plan::default_chunk_rots`]) unless `chunk_rots` is set; within
     /// `1..=`[`heq_runtime::cost::plan::MAX_OT_BATCH_ROTS`].
     pub ot_batch: Option<u64>,
+    /// Most random OTs per direction one chunk of a nonlinear protocol consumes, instead of
+    /// the objective's choice ([`select::choose_chunk_rots`]); within
+    /// `1..=`[`heq_runtime::cost::plan::MAX_CHUNK_ROTS`]. It bounds the OT batch size too.
+    pub chunk_rots: Option<u64>,
     /// Replace every requantization's multipliers and shift by the smallest ones with
     /// bit-identical outputs over the proven ranges ([`passes::CompressRequant`]); `false` keeps
     /// the frontend's literal 24-bit multipliers ([`CompileOptions::new`] does so for
@@ -84,6 +90,7 @@ impl CompileOptions {
             profile: ComputeProfile::builtin(),
             precision: None,
             ot_batch: None,
+            chunk_rots: None,
             compress_requant: !matches!(strategy, Strategy::Baseline),
         }
     }
@@ -261,8 +268,16 @@ pub fn compile_proto_opts(
     timings.push(("lower".to_string(), start.elapsed()));
     let start = Instant::now();
     let mut selection = select::select(skeleton, options.strategy, &options.profile)?;
-    if let Some(rots) = options.ot_batch {
-        selection.plan.public.protocol.ot_batch_rots = rots;
+    if options.ot_batch.is_some() || options.chunk_rots.is_some() {
+        let protocol = &mut selection.plan.public.protocol;
+        if let Some(rots) = options.ot_batch {
+            protocol.ot_batch_rots = rots;
+            protocol.chunk_rots = default_chunk_rots(rots);
+        }
+        if let Some(rots) = options.chunk_rots {
+            protocol.ot_batch_rots = protocol.ot_batch_rots.min(rots);
+            protocol.chunk_rots = rots;
+        }
         selection.cost = optimize::predict(&selection.plan.public)?;
     }
     timings.push(("select".to_string(), start.elapsed()));

@@ -198,6 +198,9 @@ pub fn lower(g: &LayerGraph) -> Result<Skeleton> {
             ot: OtBackend::Silent,
             // Chosen by the selection.
             ot_batch_rots: heq_runtime::cost::plan::DEFAULT_OT_BATCH_ROTS,
+            chunk_rots: heq_runtime::cost::plan::default_chunk_rots(
+                heq_runtime::cost::plan::DEFAULT_OT_BATCH_ROTS,
+            ),
             stat_bits: 40,
             // Set by the selection.
             profile: String::new(),

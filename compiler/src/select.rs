@@ -11,15 +11,16 @@
 //! baseline keeps them (with a passing tile where the flooding check fails,
 //! [`baseline::cheetah`]); the optimizer ([`crate::optimize`]) keeps their HE parameters and
 //! tiles in its probe plans and replaces them all, then chooses every layer's carry depth
-//! ([`choose_carry_depths`]) and the OT batch size ([`choose_ot_batch`]), which the baseline's
-//! cost then uses too (the baseline keeps ripple chains).
+//! ([`choose_carry_depths`]), the OT batch size ([`choose_ot_batch`]) and the chunk bound
+//! ([`choose_chunk_rots`]), which the baseline's cost then uses too (the baseline keeps ripple
+//! chains).
 
 use crate::error::Result;
 use crate::lower::Skeleton;
 use crate::optimize::candidates::{self, RunnerUp};
 use crate::optimize::{self, Objective, Solution, baseline};
 use heq_runtime::cost::compute::ComputeProfile;
-use heq_runtime::cost::plan::{OT_BATCH_CHOICES, PlanCost};
+use heq_runtime::cost::plan::{MAX_CHUNK_ROTS, OT_BATCH_CHOICES, PlanCost, default_chunk_rots};
 use heq_runtime::plan::{CarryDepth, Plan, PublicPlan};
 
 /// How the linear layers' protocols are chosen.
@@ -110,10 +111,12 @@ pub fn select(
                 baseline.as_ref().map(|b| &b.cost),
             )?;
             choose_carry_depths(&mut o.plan.public, objective, profile)?;
-            let cost = choose_ot_batch(&mut o.plan.public, objective, profile)?;
+            choose_ot_batch(&mut o.plan.public, objective, profile)?;
+            let cost = choose_chunk_rots(&mut o.plan.public, objective, profile)?;
             let baseline = match baseline {
                 Some(mut b) => {
                     b.public.protocol.ot_batch_rots = o.plan.public.protocol.ot_batch_rots;
+                    b.public.protocol.chunk_rots = o.plan.public.protocol.chunk_rots;
                     b.cost = optimize::predict(&b.public)?;
                     Some(b)
                 }
@@ -186,7 +189,8 @@ pub fn choose_carry_depths(
 /// plan's cost at it. Communication alone prefers the fewest batches and chunks; latency weighs
 /// the encoder's speed, which is highest where its buffers fit the caches, against the round
 /// trips of more batches and chunks. Of equal values the smaller size wins (the same batches,
-/// less memory promised).
+/// less memory promised). Each size is priced with its default chunks
+/// ([`default_chunk_rots`]), which the plan keeps.
 ///
 /// # Errors
 /// [`crate::Error::Optimize`] when the plan cannot be scheduled.
@@ -198,6 +202,7 @@ pub fn choose_ot_batch(
     let mut best: Option<(f64, u64, PlanCost)> = None;
     for rots in OT_BATCH_CHOICES {
         public.protocol.ot_batch_rots = rots;
+        public.protocol.chunk_rots = default_chunk_rots(rots);
         let cost = optimize::predict(public)?;
         let traffic = cost.ot_extension + cost.channel();
         let compute_ms: f64 = profile.layer_ms(public, &cost).iter().sum();
@@ -208,5 +213,56 @@ pub fn choose_ot_batch(
     }
     let (_, rots, cost) = best.expect("OT_BATCH_CHOICES is not empty");
     public.protocol.ot_batch_rots = rots;
+    public.protocol.chunk_rots = default_chunk_rots(rots);
+    Ok(cost)
+}
+
+/// How much worse than the best chunk bound's objective value a smaller chunk bound may be
+/// and still be chosen: a fraction of the best value. Larger chunks hold more pads in each
+/// party ([`heq_runtime::cost::plan::pad_memory_bytes`]: 2^22 ROTs 0.41 GB, 2^24 1.64 GB),
+/// which the objectives do not price, so a larger chunk must save more than 1 % of the
+/// objective (on the WAN, rounds at 40 ms; on a LAN the rounds of chunking cost well under
+/// 1 % of the time and the default chunks stay).
+pub const CHUNK_VALUE_TOLERANCE: f64 = 0.01;
+
+/// The chunk bounds [`choose_chunk_rots`] weighs with OT batches of `batch_rots`: the default
+/// ([`default_chunk_rots`]), then every power of two above it up to [`MAX_CHUNK_ROTS`].
+pub fn chunk_choices(batch_rots: u64) -> Vec<u64> {
+    let default = default_chunk_rots(batch_rots);
+    std::iter::successors(Some(default), |c| {
+        Some((c + 1).next_power_of_two()).filter(|&n| n <= MAX_CHUNK_ROTS)
+    })
+    .collect()
+}
+
+/// Sets the plan's chunk bound (at its OT batch size) to the smallest of [`chunk_choices`]
+/// whose objective value (channel and OT-extension bytes and rounds, and compute, as
+/// [`choose_ot_batch`] weighs them) is within [`CHUNK_VALUE_TOLERANCE`] of the best one's, and
+/// returns the plan's cost at it. Larger chunks run large layers in fewer chunks, so fewer
+/// rounds (and slightly fewer bytes of byte rounding), at the price of memory: communication
+/// and fast networks keep the default, a high round-trip time takes larger chunks.
+///
+/// # Errors
+/// [`crate::Error::Optimize`] when the plan cannot be scheduled.
+pub fn choose_chunk_rots(
+    public: &mut PublicPlan,
+    objective: Objective,
+    profile: &ComputeProfile,
+) -> Result<PlanCost> {
+    let mut priced = Vec::new();
+    for chunk in chunk_choices(public.protocol.ot_batch_rots) {
+        public.protocol.chunk_rots = chunk;
+        let cost = optimize::predict(public)?;
+        let traffic = cost.ot_extension + cost.channel();
+        let compute_ms: f64 = profile.layer_ms(public, &cost).iter().sum();
+        let value = objective.value(traffic.total_bytes(), traffic.rounds, compute_ms);
+        priced.push((value, chunk, cost));
+    }
+    let best = priced.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let (_, chunk, cost) = priced
+        .into_iter()
+        .find(|p| p.0 <= best * (1.0 + CHUNK_VALUE_TOLERANCE))
+        .expect("chunk_choices is not empty");
+    public.protocol.chunk_rots = chunk;
     Ok(cost)
 }

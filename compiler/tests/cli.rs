@@ -654,3 +654,66 @@ fn faithful_truncation_needs_calibration_and_explain_marks_its_layers() {
     assert!(text.contains("truncation: faithful"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `--chunk-rots` sets the plan's chunk bound (and bounds its OT batch), priced by the plan's
+/// cost; a bound below `--ot-batch` or outside `1..=2^24` is refused.
+#[test]
+fn chunk_rots_sets_the_chunks_and_is_checked() {
+    let dir = temp_dir("chunk-rots");
+    let model = common::models_dir().join("cnn_avg_qdq_u8s8.onnx");
+    let plan = dir.join("p.bin");
+    let compile = |extra: &[&str]| {
+        let mut args = vec![
+            "compile",
+            model.to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        heqc(&args)
+    };
+    assert!(compile(&["--chunk-rots", "4096"]).status.success());
+    let read = heq_runtime::plan::read_plan(&plan).unwrap();
+    assert_eq!(
+        (
+            read.public.protocol.ot_batch_rots,
+            read.public.protocol.chunk_rots
+        ),
+        (4096, 4096)
+    );
+    let cost = heqc::optimize::predict(&read.public).unwrap();
+    assert!(
+        cost.layers
+            .iter()
+            .any(|l| l.stages.iter().any(|s| s.chunks() > 1))
+    );
+    assert!(
+        compile(&["--ot-batch", "1024", "--chunk-rots", "8192"])
+            .status
+            .success()
+    );
+    let read = heq_runtime::plan::read_plan(&plan).unwrap();
+    assert_eq!(
+        (
+            read.public.protocol.ot_batch_rots,
+            read.public.protocol.chunk_rots
+        ),
+        (1024, 8192)
+    );
+    let out = compile(&["--ot-batch", "8192", "--chunk-rots", "1024"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--chunk-rots 1024 is below the OT batch of --ot-batch 8192"),
+        "{err}"
+    );
+    for bad in ["0", "16777217", "many"] {
+        let out = compile(&["--chunk-rots", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("expected a number of ROTs from 1 to 16777216"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -279,6 +279,64 @@ fn the_ot_batch_size_follows_the_objective() {
     assert_eq!(chosen(Objective::Latency(Net::custom(100.0, 500.0))).1, 1);
 }
 
+/// The chunk bound is priced: with small OT batches (2^12 ROTs, default chunks of 2^16) the
+/// model's layers run in several chunks; communication and a network whose round trips cost
+/// next to nothing keep the default chunks (least memory), a high round-trip time takes the
+/// smallest larger chunk within 1 % of the best value, with fewer rounds and a cost equal to
+/// the plan's prediction.
+#[test]
+fn the_chunk_bound_follows_the_objective() {
+    use heq_runtime::cost::plan::{MAX_CHUNK_ROTS, default_chunk_rots};
+    use heqc::select::{CHUNK_VALUE_TOLERANCE, choose_chunk_rots, chunk_choices};
+    let mut plan = baseline_plan(&common::models_dir().join("cnn_avg_qdq_u8s8.onnx"));
+    plan.public.protocol.ot_batch_rots = 1 << 12;
+    plan.public.protocol.chunk_rots = default_chunk_rots(1 << 12);
+    assert_eq!(plan.public.protocol.chunk_rots, 1 << 16);
+    assert_eq!(
+        chunk_choices(1 << 12),
+        (16..=24).map(|k| 1u64 << k).collect::<Vec<_>>()
+    );
+    assert_eq!(chunk_choices(1 << 22), vec![1 << 22, 1 << 23, 1 << 24]);
+    assert_eq!(chunk_choices(MAX_CHUNK_ROTS), vec![MAX_CHUNK_ROTS]);
+    let profile = heq_runtime::cost::compute::ComputeProfile::builtin();
+    let chosen = |objective| {
+        let mut public = plan.public.clone();
+        let cost = choose_chunk_rots(&mut public, objective, &profile).unwrap();
+        assert_eq!(cost, optimize::predict(&public).unwrap());
+        assert_eq!(public.protocol.ot_batch_rots, 1 << 12);
+        (public.protocol.chunk_rots, cost)
+    };
+    let default = optimize::predict(&plan.public).unwrap();
+    assert!(
+        default
+            .layers
+            .iter()
+            .any(|l| l.stages.iter().any(|s| s.chunks() > 1)),
+        "the default chunks split some layer"
+    );
+    assert_eq!(chosen(Objective::Comm).0, 1 << 16);
+    assert_eq!(
+        chosen(Objective::Latency(Net::custom(3000.0, 1e-6))).0,
+        1 << 16
+    );
+    let wan = Net::custom(100.0, 500.0);
+    let (chunk, cost) = chosen(Objective::Latency(wan));
+    assert!(chunk > 1 << 16, "{chunk}");
+    assert!(cost.channel().rounds < default.channel().rounds);
+    // Within the tolerance of the largest chunks, and the smallest such.
+    let value = |chunk: u64| {
+        let mut public = plan.public.clone();
+        public.protocol.chunk_rots = chunk;
+        let c = optimize::predict(&public).unwrap();
+        let t = c.ot_extension + c.channel();
+        let ms: f64 = profile.layer_ms(&public, &c).iter().sum();
+        Objective::Latency(wan).value(t.total_bytes(), t.rounds, ms)
+    };
+    let best = value(MAX_CHUNK_ROTS);
+    assert!(value(chunk) <= best * (1.0 + CHUNK_VALUE_TOLERANCE));
+    assert!(value(chunk / 2) > best * (1.0 + CHUNK_VALUE_TOLERANCE));
+}
+
 /// Carry depths follow the objective: communication keeps every ripple chain; latency on the
 /// WAN takes log-depth trees, with far fewer rounds in total, and no layer's objective value
 /// above the same plan's with ripple chains (each layer took the better depth).

@@ -131,9 +131,9 @@ fn every_byte_flip_is_rejected() {
 
 #[test]
 fn plans_of_the_previous_format_are_refused() {
-    // Every version is refused but the current one (version 6 had no faithful truncation,
-    // version 5 no carry depths, version 4 no OT batch size, version 3 no tie windows): a
-    // reader of another version would misread the body or its semantics.
+    // Every version is refused but the current one (version 6 had no faithful truncation and
+    // no chunk bound, version 5 no carry depths, version 4 no OT batch size, version 3 no tie
+    // windows): a reader of another version would misread the body or its semantics.
     let mut b = sample_bytes();
     b[8..12].copy_from_slice(&(PLAN_FORMAT_VERSION - 1).to_le_bytes());
     assert!(matches!(

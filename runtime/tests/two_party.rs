@@ -7,7 +7,9 @@ mod common;
 use common::every_op_runnable;
 use std::collections::BTreeMap;
 
-use heq_runtime::cost::plan::{CHUNK_BATCHES, Traffic};
+use heq_runtime::cost::plan::{
+    CHUNK_BATCHES, RECEIVER_PAD_BYTES, SENDER_PAD_BYTES, Traffic, pad_memory_bytes,
+};
 use heq_runtime::ot::{IdealOt, OtError, OtPads, PadSupply};
 use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
 use heq_runtime::plan::{CarryDepth, Op, PackDim, Packing, Plan};
@@ -169,10 +171,11 @@ fn max_pools_are_bit_exact_with_predicted_traffic() {
     }
 }
 
-/// With small OT batches every layer whose ROTs exceed a chunk runs its nonlinear protocols in
-/// several chunks: the output is unchanged, every layer's measured traffic equals the (chunked)
-/// prediction, each party's pad buffers never hold more than the batches of one chunk, and
-/// every ROT is used (the run fails otherwise).
+/// With small OT batches and chunk bounds every layer whose ROTs exceed a chunk runs its
+/// nonlinear protocols in several chunks: the output is unchanged, every layer's measured
+/// traffic equals the (chunked) prediction, each party's pad buffers never hold more than the
+/// batches of one chunk, and every ROT is used (the run fails otherwise). The chunk bound is
+/// the plan's own: the default 16 batches, or one batch, or 4.
 #[test]
 fn layers_larger_than_a_chunk_run_in_chunks() {
     let input: Vec<i64> = (0..32).map(|i| (i * 5 % 17) - 8).collect();
@@ -183,9 +186,13 @@ fn layers_larger_than_a_chunk_run_in_chunks() {
     for (label, plan) in plans {
         let want = reference::run(&plan, &input).expect("reference");
         let (_, whole, _) = run_both(&plan, &input, 9);
-        for (limit, at_least) in [(1, 5), (4, 3), (16, 1)] {
+        let mut chunk_rounds = Vec::new();
+        for (batch, chunk, at_least) in [(1, 16, 5), (4, 64, 3), (16, 256, 1), (1, 4, 5), (4, 4, 5)]
+        {
             let mut plan = plan.clone();
-            plan.public.protocol.ot_batch_rots = limit;
+            plan.public.protocol.ot_batch_rots = batch;
+            plan.public.protocol.chunk_rots = chunk;
+            let at = format!("{label} batch {batch} chunk {chunk}");
             let prepared = Prepared::new(&plan.public).expect("schedulable");
             let cost = &prepared.cost;
             let chunked = cost
@@ -193,46 +200,76 @@ fn layers_larger_than_a_chunk_run_in_chunks() {
                 .iter()
                 .filter(|l| l.stages.iter().any(|s| s.chunks() > 1))
                 .count();
-            assert!(chunked >= at_least, "{label} limit {limit}: {chunked}");
+            assert!(chunked >= at_least, "{at}: {chunked}");
             assert!(
                 cost.ot_batches
                     .iter()
-                    .all(|b| b.server_rots <= limit && b.client_rots <= limit),
-                "{label} limit {limit}"
+                    .all(|b| b.server_rots <= batch && b.client_rots <= batch),
+                "{at}"
             );
             // The most batches produced at one chunk's start: all of one chunk's, at most
-            // CHUNK_BATCHES where every unit fits a chunk.
+            // chunk / batch (CHUNK_BATCHES by default) where every unit fits a chunk.
             let mut at_chunk = BTreeMap::new();
             for b in &cost.ot_batches {
                 *at_chunk.entry(b.first_chunk).or_insert(0u64) += 1;
             }
             let most = at_chunk.values().copied().max().unwrap_or(0);
-            if limit == 16 {
-                assert!(most <= CHUNK_BATCHES, "{label}: {most}");
+            if chunk == 256 {
+                assert_eq!(chunk / batch, CHUNK_BATCHES);
+                assert!(most <= CHUNK_BATCHES, "{at}: {most}");
             }
             let (got, server, client, peaks) = run_recorded(&plan, &prepared, &input, 9);
-            assert_eq!(got, want, "{label} limit {limit}");
+            assert_eq!(got, want, "{at}");
             check_reports(&server, &client);
             for (s, c) in peaks {
+                assert!(s.max(c) as u64 <= most * batch, "{at}: {peaks:?}");
+            }
+            // The driver's pads (the producer's next group aside) within the predicted pads.
+            let pads = |(send, receive): (usize, usize)| {
+                send as u64 * SENDER_PAD_BYTES + receive as u64 * RECEIVER_PAD_BYTES
+            };
+            let (server_pads, client_pads) = cost.pad_bytes();
+            assert!(
+                pads(peaks[0]) <= server_pads,
+                "{at}: {peaks:?} {server_pads}"
+            );
+            assert!(
+                pads(peaks[1]) <= client_pads,
+                "{at}: {peaks:?} {client_pads}"
+            );
+            if chunk == 256 {
+                // Every unit fits a chunk: within the chunk bound's pads.
                 assert!(
-                    s.max(c) as u64 <= most * limit,
-                    "{label} limit {limit}: {peaks:?}"
+                    server_pads.max(client_pads) <= pad_memory_bytes(chunk),
+                    "{at}"
                 );
             }
             // A chunked layer repeats its protocols' rounds; the others are unchanged.
             let rows = server.rows.iter().zip(&whole.rows).skip(1);
             for ((row, base), layer) in rows.zip(&cost.layers) {
                 if layer.stages.iter().all(|s| s.chunks() == 1) {
-                    assert_eq!(row.measured, base.measured, "{label} {:?}", row.layer);
+                    assert_eq!(row.measured, base.measured, "{at} {:?}", row.layer);
                 } else {
                     assert!(
                         row.measured.rounds > base.measured.rounds,
-                        "{label} limit {limit} {:?}",
+                        "{at} {:?}",
                         row.layer
                     );
                 }
             }
+            chunk_rounds.push((chunk, cost.channel().rounds));
         }
+        // Larger chunks, fewer rounds: the chunk bound alone sets them, not the batch size.
+        let rounds = |c: u64| chunk_rounds.iter().find(|r| r.0 == c).map(|r| r.1);
+        let fours: Vec<_> = chunk_rounds.iter().filter(|r| r.0 == 4).collect();
+        assert_eq!(
+            fours[0], fours[1],
+            "{label}: the batch size changes no rounds"
+        );
+        assert!(rounds(4) > rounds(16), "{label}: {chunk_rounds:?}");
+        assert!(rounds(16) > rounds(64), "{label}: {chunk_rounds:?}");
+        assert!(rounds(64) >= rounds(256), "{label}: {chunk_rounds:?}");
+        assert!(whole.rows.iter().map(|r| r.measured.rounds).sum::<u64>() <= rounds(256).unwrap());
     }
 }
 

@@ -89,10 +89,18 @@ pub struct Args {
     #[arg(long, requires = "calibration")]
     pub keep_bits: bool,
     /// Produce the random OTs in batches of at most ROTS per direction instead of the
-    /// objective's choice (2^16 to 2^22): smaller batches hold less memory in each party and
-    /// send more OT-extension bytes and round trips.
+    /// objective's choice (2^16 to 2^22), with chunks of 16 batches (at most 2^22 ROTs) unless
+    /// `--chunk-rots` is given: smaller batches hold less memory in each party and send more
+    /// OT-extension bytes and round trips.
     #[arg(long, value_name = "ROTS", value_parser = ot_batch)]
     pub ot_batch: Option<u64>,
+    /// Run the nonlinear protocols in chunks of at most ROTS random OTs per direction instead
+    /// of the objective's choice (by default 16 OT batches, at most 2^22; `--objective latency`
+    /// takes up to 2^24 where the round trips saved are worth it): each party holds up to two
+    /// chunks' pads, up to 98 bytes per ROT (`heqc explain` prints them), and a layer larger
+    /// than a chunk repeats its protocols' rounds once per chunk. Bounds the OT batch too.
+    #[arg(long, value_name = "ROTS", value_parser = chunk_rots)]
+    pub chunk_rots: Option<u64>,
     /// Keep the literal requantization multipliers (24 significant bits) and shifts instead of
     /// the smallest ones that give bit-identical outputs over the proven value ranges (the
     /// default, which shortens the truncations and narrows their rings). `--baseline cheetah`
@@ -104,7 +112,16 @@ pub struct Args {
 
 /// Parses `--ot-batch`: a count of ROTs in `1..=MAX_OT_BATCH_ROTS`.
 fn ot_batch(s: &str) -> Result<u64, String> {
-    let max = heq_runtime::cost::plan::MAX_OT_BATCH_ROTS;
+    rots_up_to(s, heq_runtime::cost::plan::MAX_OT_BATCH_ROTS)
+}
+
+/// Parses `--chunk-rots`: a count of ROTs in `1..=MAX_CHUNK_ROTS`.
+fn chunk_rots(s: &str) -> Result<u64, String> {
+    rots_up_to(s, heq_runtime::cost::plan::MAX_CHUNK_ROTS)
+}
+
+/// Parses a count of ROTs in `1..=max`.
+fn rots_up_to(s: &str, max: u64) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(format!("expected a number of ROTs from 1 to {max}")),
@@ -178,7 +195,13 @@ impl Args {
             }
             options.precision = Some(p);
         }
+        if let (Some(batch), Some(chunk)) = (self.ot_batch, self.chunk_rots)
+            && chunk < batch
+        {
+            bail!("--chunk-rots {chunk} is below the OT batch of --ot-batch {batch}");
+        }
         options.ot_batch = self.ot_batch;
+        options.chunk_rots = self.chunk_rots;
         options.compress_requant &= !self.no_compress_requant;
         Ok(options)
     }

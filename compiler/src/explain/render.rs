@@ -207,6 +207,9 @@ fn text_table(r: &Report, wide: bool) -> String {
                 "     truncation: faithful (floor or ceiling: within 1 of the exact value)"
             );
         }
+        if let Some(n) = l.chunks {
+            let _ = writeln!(out, "     chunks: {n} (each repeats its protocol's rounds)");
+        }
         if let Some(h) = &l.he {
             let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
             if let Some(r) = &l.runner_up {
@@ -231,7 +234,7 @@ fn text_table(r: &Report, wide: bool) -> String {
     );
     let traffic = |p: &Predicted| {
         format!(
-            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down, {} batch{} of up to {} ROTs",
+            "{} bytes ({} up, {} down) in {} rounds; keys {} bytes, reveal {} bytes; OT extension {} up, {} down, {} batch{} of up to {} ROTs; {} chunks of up to {} ROTs, pads up to {} / {} bytes (server / client)",
             p.channel.total_bytes(),
             p.channel.bytes_up,
             p.channel.bytes_down,
@@ -242,7 +245,11 @@ fn text_table(r: &Report, wide: bool) -> String {
             p.ot_extension.bytes_down,
             p.ot_batches,
             if p.ot_batches == 1 { "" } else { "es" },
-            p.ot_batch_rots
+            p.ot_batch_rots,
+            p.chunks,
+            p.chunk_rots,
+            p.server_pad_bytes,
+            p.client_pad_bytes
         )
     };
     if let Some(p) = &t.predicted {

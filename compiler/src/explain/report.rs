@@ -95,6 +95,10 @@ pub struct LayerRow {
     /// Whether the layer's requantization truncates faithfully (±1, `Rounding::Faithful`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub faithful: bool,
+    /// The most chunks one of the layer's nonlinear protocols runs in, when above one (each
+    /// chunk repeats the protocol's rounds, [`heq_runtime::cost::plan::Stage`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u64>,
 }
 
 /// Predicted time: compute (the compute profile) plus network (bytes / bandwidth + rounds ·
@@ -269,10 +273,19 @@ pub struct Predicted {
     pub ot_batches: usize,
     /// ROTs per direction of the largest batch.
     pub ot_batch_rots: u64,
+    /// Most ROTs per direction of one chunk of a nonlinear protocol (the plan's bound).
+    pub chunk_rots: u64,
+    /// Chunks of all nonlinear protocols of one inference.
+    pub chunks: u64,
+    /// The most bytes of ROT pads the server holds at once
+    /// ([`heq_runtime::cost::plan::PlanCost::pad_bytes`]).
+    pub server_pad_bytes: u64,
+    /// The most bytes of ROT pads the client holds at once.
+    pub client_pad_bytes: u64,
 }
 
 impl Predicted {
-    fn of(c: &PlanCost) -> Self {
+    fn of(p: &PublicPlan, c: &PlanCost) -> Self {
         Predicted {
             channel: c.channel(),
             setup: c.setup,
@@ -285,6 +298,15 @@ impl Predicted {
                 .map(|b| b.server_rots.max(b.client_rots))
                 .max()
                 .unwrap_or(0),
+            chunk_rots: p.protocol.chunk_rots,
+            chunks: c
+                .layers
+                .iter()
+                .flat_map(|l| &l.stages)
+                .map(|s| s.chunks())
+                .sum(),
+            server_pad_bytes: c.pad_bytes().0,
+            client_pad_bytes: c.pad_bytes().1,
         }
     }
 }
@@ -562,6 +584,10 @@ fn build(
                 Op::Add(a) => a.rounding.is_faithful(),
                 op => op.requant().is_some_and(|r| r.rounding.is_faithful()),
             },
+            chunks: cost
+                .and_then(|c| c.layers.get(l.id.0 as usize))
+                .and_then(|c| c.stages.iter().map(|s| s.chunks()).max())
+                .filter(|&n| n > 1),
         };
         let mut linear = |l: LinearFacts<'_>, macs: u64| {
             let (proto, acc, naive) = (l.protocol, l.acc_bits, l.acc_bits_naive);
@@ -617,8 +643,8 @@ fn build(
         }
         rows.push(row);
     }
-    totals.predicted = cost.map(Predicted::of);
-    totals.baseline = base.map(|b| Predicted::of(&b.cost));
+    totals.predicted = cost.map(|c| Predicted::of(p, c));
+    totals.baseline = base.map(|b| Predicted::of(&b.public, &b.cost));
     if let (Some(c), Some(b)) = (&totals.predicted, &totals.baseline) {
         totals.ratio = Some(b.channel.total_bytes() as f64 / c.channel.total_bytes().max(1) as f64);
     }

@@ -170,8 +170,8 @@ struct Probe {
     fixed_bytes: u64,
     /// Channel rounds, the unpacking of packed words excluded.
     rounds: u64,
-    /// The plan's OT batch size, which chunks the unpacking.
-    batch_rots: u64,
+    /// The plan's chunk bound, which chunks the unpacking.
+    chunk_rots: u64,
     /// Compute milliseconds of the nonlinear steps (their ROTs, produced and consumed), the
     /// unpacking of packed words excluded.
     fixed_ms: f64,
@@ -204,14 +204,14 @@ impl Probe {
         let mut layer_bytes = Vec::with_capacity(s.steps.len());
         let mut rots = 0;
         let mut rounds = cost.channel().rounds;
-        let batch_rots = probe.protocol.ot_batch_rots;
+        let chunk_rots = probe.protocol.chunk_rots;
         for (pos, (step, c)) in s.steps.iter().zip(&cost.layers).enumerate() {
             let mut bytes = c.traffic.total_bytes();
             let mut nonlinear = c.nonlinear;
             if let (StepKind::Linear { unpack, .. }, Some(he)) = (&step.kind, c.he) {
                 let words = he.coeffs_down as u64;
                 let unpacking = unpack
-                    .map(|u| unpack_cost(&u, words, batch_rots))
+                    .map(|u| unpack_cost(&u, words, chunk_rots))
                     .unwrap_or_default();
                 bytes -= he.total_bytes() as u64 + unpacking.total_bytes();
                 rounds -= unpacking.rounds;
@@ -227,7 +227,7 @@ impl Probe {
         Some(Probe {
             fixed_bytes: layer_bytes.iter().sum::<u64>() + cost.reveal.total_bytes(),
             rounds,
-            batch_rots,
+            chunk_rots,
             fixed_ms: rots as f64 * ms_per_rot,
             ms_per_rot,
             unpacks,
@@ -239,7 +239,7 @@ impl Probe {
     /// `c` with the bytes and the ROT compute of its unpacking as the `i`-th linear layer.
     fn priced(&self, i: usize, c: &Candidate) -> Candidate {
         let unpacking = self.unpacks[i]
-            .map(|u| unpack_cost(&u, c.cost.coeffs_down as u64, self.batch_rots))
+            .map(|u| unpack_cost(&u, c.cost.coeffs_down as u64, self.chunk_rots))
             .unwrap_or_default();
         let rots = unpacking.server_rots + unpacking.client_rots;
         Candidate {

@@ -16,15 +16,18 @@
 //! [`OtBatch`]es of at most the plan's
 //! [`ot_batch_rots`](crate::plan::GlobalProtocol::ot_batch_rots) ROTs per direction. Every
 //! nonlinear protocol of a layer is a [`Stage`] that runs over its units (packed words,
-//! elements, or pool channels) in chunks of at most [`chunk_rots`] ROTs per direction (16
-//! batches, at most 2^22 ROTs, at least one batch): the protocols are elementwise, so the
-//! chunks compute what one run would, each chunk repeating the protocol's rounds (and its
-//! messages' byte rounding). Consecutive chunks share a batch while it holds their ROTs (so
-//! small layers share one), a larger chunk has batches of its own, and a batch is produced
-//! when its first chunk starts. A party's ROTs in memory are so one chunk's batches, whatever
-//! the size of a layer (only a single element or pool channel may need more), at a price in
-//! rounds (`⌈ROTs / chunk⌉` runs of a large layer's protocols) and in OT-extension bytes and
-//! round trips (silent OT's cost per OT falls with the batch size). The OT extension's traffic is [`PlanCost::ot_extension`], the sum of
+//! elements, or pool channels) in chunks of at most the plan's
+//! [`chunk_rots`](crate::plan::GlobalProtocol::chunk_rots) ROTs per direction (at least one
+//! batch; [`default_chunk_rots`]: 16 batches, at most 2^22 ROTs): the protocols are
+//! elementwise, so the chunks compute what one run would, each chunk repeating the protocol's
+//! rounds (and its messages' byte rounding). Consecutive chunks share a batch while it holds
+//! their ROTs (so small layers share one), a larger chunk has batches of its own, and a batch
+//! is produced when its first chunk starts. A party's ROTs in memory are so one chunk's
+//! batches plus the next chunk's ([`pad_memory_bytes`]), whatever the size of a layer (only a
+//! single element or pool channel may need more), at a price in rounds (`⌈ROTs / chunk⌉` runs
+//! of a large layer's protocols) and in OT-extension bytes and round trips (silent OT's cost
+//! per OT falls with the batch size): the chunk bound trades a party's memory for rounds. The
+//! OT extension's traffic is [`PlanCost::ot_extension`], the sum of
 //! [`crate::cost::ot_extension`]'s bytes over the batches.
 
 use std::ops::Range;
@@ -76,8 +79,9 @@ impl std::ops::Add for Traffic {
 }
 
 /// One nonlinear protocol of a layer, run over its `units` (packed words, elements or pool
-/// channels) in chunks of `chunk_units` consecutive units, each chunk needing at most
-/// [`chunk_rots`] ROTs per direction (unless a single unit needs more).
+/// channels) in chunks of `chunk_units` consecutive units, each chunk needing at most the
+/// plan's [`chunk_rots`](crate::plan::GlobalProtocol::chunk_rots) ROTs per direction (unless a
+/// single unit needs more).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stage {
     /// Units the protocol runs over.
@@ -140,10 +144,10 @@ impl Stage {
     }
 }
 
-/// The cost of unpacking `words` packed words with `plan` with OT batches of `batch_rots`
-/// ROTs, in the chunks of [`chunk_rots`] (the stage [`layer_cost`] runs).
-pub fn unpack_cost(plan: &UnpackPlan, words: u64, batch_rots: u64) -> Cost {
-    Stage::new(words, chunk_rots(batch_rots), |k| plan.cost(k)).cost()
+/// The cost of unpacking `words` packed words with `plan` in chunks of at most `chunk_rots`
+/// ROTs per direction (the stage [`layer_cost`] runs).
+pub fn unpack_cost(plan: &UnpackPlan, words: u64, chunk_rots: u64) -> Cost {
+    Stage::new(words, chunk_rots, |k| plan.cost(k)).cost()
 }
 
 /// Predicted cost of one layer.
@@ -252,22 +256,44 @@ pub fn ot_batches(chunks: &[(u64, u64)], limit: u64) -> Vec<OtBatch> {
     batches
 }
 
-/// Most OT batches one chunk of a nonlinear protocol spans ([`chunk_rots`]).
+/// Most OT batches one chunk of a nonlinear protocol spans by default ([`default_chunk_rots`]).
 pub const CHUNK_BATCHES: u64 = 16;
 
-/// Most ROTs per direction of one chunk spanning several OT batches ([`chunk_rots`]).
-pub const MAX_CHUNK_ROTS: u64 = 1 << 22;
+/// Most ROTs per direction of one chunk spanning several OT batches by default
+/// ([`default_chunk_rots`]).
+pub const DEFAULT_MAX_CHUNK_ROTS: u64 = 1 << 22;
 
-/// Most ROTs per direction one chunk of a nonlinear protocol ([`Stage`]) consumes with OT
-/// batches of `batch_rots`: [`CHUNK_BATCHES`] batches but at most [`MAX_CHUNK_ROTS`], and at
-/// least one batch. The chunk bounds a party's pads in memory (its batches are held until it
-/// has consumed them); spanning several small batches keeps the OT encoder at the speed of
-/// small batches while a large layer runs in few chunks, and so few rounds.
-pub fn chunk_rots(batch_rots: u64) -> u64 {
+/// The largest chunk bound a plan may ask for, as large as the largest OT batch
+/// ([`MAX_OT_BATCH_ROTS`]): its pads alone take up to [`pad_memory_bytes`]`(2^24)` = 1.64 GB
+/// per party.
+pub const MAX_CHUNK_ROTS: u64 = 1 << 24;
+
+/// The chunk bound of plans that do not choose a larger one (test plans, `--baseline
+/// cheetah`, the communication objective and fast networks) with OT batches of `batch_rots`:
+/// [`CHUNK_BATCHES`] batches but at most [`DEFAULT_MAX_CHUNK_ROTS`], and at least one batch.
+/// The chunk bounds a party's pads in memory (its batches are held until it has consumed
+/// them); spanning several small batches keeps the OT encoder at the speed of small batches
+/// while a large layer runs in few chunks, and so few rounds.
+pub fn default_chunk_rots(batch_rots: u64) -> u64 {
     batch_rots
         .saturating_mul(CHUNK_BATCHES)
-        .min(MAX_CHUNK_ROTS)
+        .min(DEFAULT_MAX_CHUNK_ROTS)
         .max(batch_rots)
+}
+
+/// Bytes of one ROT's pads in a party that is its OT sender (two 128-bit pads).
+pub const SENDER_PAD_BYTES: u64 = 32;
+
+/// Bytes of one ROT's pads in a party that is its OT receiver (a 128-bit pad and a choice).
+pub const RECEIVER_PAD_BYTES: u64 = 17;
+
+/// The most bytes of ROT pads a party holds with chunks of at most `chunk_rots` ROTs per
+/// direction: the current chunk's and the next one's (produced ahead,
+/// [`crate::ot::with_prefetch`]), each up to `chunk_rots` ROTs as sender and as receiver
+/// (only a single unit larger than the chunk may need more). The OT extension's working
+/// memory and the tensors come on top.
+pub fn pad_memory_bytes(chunk_rots: u64) -> u64 {
+    chunk_rots.saturating_mul(2 * (SENDER_PAD_BYTES + RECEIVER_PAD_BYTES))
 }
 
 /// Traffic of the OT extension producing `batches` with `backend`; `first` if they are the
@@ -297,6 +323,30 @@ impl PlanCost {
             .iter()
             .fold(self.setup + self.reveal, |t, l| t + l.traffic)
     }
+
+    /// The most bytes of ROT pads each party holds at once, as (server, client): the batches
+    /// one chunk starts, and the next such group, produced ahead ([`crate::ot::with_prefetch`]);
+    /// a party holds [`SENDER_PAD_BYTES`] per ROT it sends and [`RECEIVER_PAD_BYTES`] per ROT
+    /// it receives. At most [`pad_memory_bytes`] of the plan's chunk bound where every unit
+    /// fits a chunk.
+    pub fn pad_bytes(&self) -> (u64, u64) {
+        let mut groups: Vec<(usize, u64, u64)> = Vec::new();
+        for b in &self.ot_batches {
+            let server = b.server_rots * SENDER_PAD_BYTES + b.client_rots * RECEIVER_PAD_BYTES;
+            let client = b.client_rots * SENDER_PAD_BYTES + b.server_rots * RECEIVER_PAD_BYTES;
+            match groups.last_mut() {
+                Some(g) if g.0 == b.first_chunk => (g.1, g.2) = (g.1 + server, g.2 + client),
+                _ => groups.push((b.first_chunk, server, client)),
+            }
+        }
+        let held = |i: usize| {
+            let next = groups.get(i + 1).map_or((0, 0), |g| (g.1, g.2));
+            (groups[i].1 + next.0, groups[i].2 + next.1)
+        };
+        (0..groups.len())
+            .map(held)
+            .fold((0, 0), |(s, c), (hs, hc)| (s.max(hs), c.max(hc)))
+    }
 }
 
 /// Rounds of the HE part of a linear layer: the query, then the response.
@@ -304,11 +354,11 @@ pub const LINEAR_ROUNDS: u64 = 2;
 
 /// The predicted cost of one scheduled step of `plan`: its HE messages, then its nonlinear
 /// protocols (the unpacking of the packed words, the requantization or the layer's own
-/// protocol, the extension of the output), each a [`Stage`] in chunks of [`chunk_rots`] of the
-/// plan's OT batch size.
+/// protocol, the extension of the output), each a [`Stage`] in chunks of the plan's
+/// [`chunk_rots`](crate::plan::GlobalProtocol::chunk_rots).
 pub fn layer_cost(plan: &PublicPlan, step: &Step) -> LayerCost {
     let layer = &plan.layers[step.layer.0 as usize];
-    let limit = chunk_rots(plan.protocol.ot_batch_rots);
+    let limit = plan.protocol.chunk_rots;
     let len = |t: TensorId| plan.tensors[t.0 as usize].len() as u64;
     let n_out = len(layer.output);
     let mut stages = Vec::new();
@@ -534,13 +584,21 @@ mod tests {
     }
 
     #[test]
-    fn chunks_span_up_to_16_batches_and_2_pow_22_rots() {
-        assert_eq!(chunk_rots(4), 64);
-        assert_eq!(chunk_rots(1 << 18), 1 << 22);
-        assert_eq!(chunk_rots(1 << 20), 1 << 22);
-        assert_eq!(chunk_rots(1 << 22), 1 << 22);
-        assert_eq!(chunk_rots(1 << 24), 1 << 24);
-        assert_eq!(chunk_rots(u64::MAX), u64::MAX);
+    fn default_chunks_span_up_to_16_batches_and_2_pow_22_rots() {
+        assert_eq!(default_chunk_rots(4), 64);
+        assert_eq!(default_chunk_rots(1 << 18), 1 << 22);
+        assert_eq!(default_chunk_rots(1 << 20), 1 << 22);
+        assert_eq!(default_chunk_rots(1 << 22), 1 << 22);
+        assert_eq!(default_chunk_rots(1 << 24), 1 << 24);
+        assert_eq!(default_chunk_rots(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn pad_memory_is_two_chunks_of_sender_and_receiver_pads() {
+        assert_eq!(pad_memory_bytes(1), 98);
+        assert_eq!(pad_memory_bytes(1 << 22), 411_041_792);
+        assert_eq!(pad_memory_bytes(MAX_CHUNK_ROTS), 1_644_167_168);
+        assert_eq!(pad_memory_bytes(u64::MAX), u64::MAX);
     }
 
     /// A stage runs in the most units whose ROTs fit the limit; its cost is the chunks' costs,
@@ -587,6 +645,50 @@ mod tests {
         let empty = Stage::new(0, 14, cost);
         assert_eq!((empty.chunks(), empty.cost()), (1, cost(0)));
         assert_eq!(empty.ranges().collect::<Vec<_>>(), vec![0..0]);
+    }
+
+    /// Each party holds the batches one chunk starts and the next chunk's: 32 bytes per ROT
+    /// it sends, 17 per ROT it receives.
+    #[test]
+    fn pads_in_memory_are_two_consecutive_chunks_batches() {
+        let b = |first_chunk, server_rots, client_rots| OtBatch {
+            first_chunk,
+            server_rots,
+            client_rots,
+        };
+        let mut cost = PlanCost {
+            setup: Traffic::default(),
+            layers: Vec::new(),
+            reveal: Traffic::default(),
+            server_rots: 0,
+            client_rots: 0,
+            ot_batches: Vec::new(),
+            ot_extension: Traffic::default(),
+        };
+        assert_eq!(cost.pad_bytes(), (0, 0));
+        cost.ot_batches = vec![b(0, 10, 0)];
+        assert_eq!(cost.pad_bytes(), (320, 170));
+        // Groups: chunk 0 (10, 2), chunk 3 (100 + 100, 0 + 50), chunk 4 (1, 1).
+        cost.ot_batches = vec![b(0, 10, 2), b(3, 100, 0), b(3, 100, 50), b(4, 1, 1)];
+        let server = |s: u64, c: u64| 32 * s + 17 * c;
+        let client = |s: u64, c: u64| 17 * s + 32 * c;
+        assert_eq!(
+            cost.pad_bytes(),
+            (
+                server(10, 2) + server(200, 50),
+                client(10, 2) + client(200, 50)
+            )
+        );
+        assert_eq!(cost.pad_bytes(), (7604, 5234));
+        // A large last group: the last two groups hold the most.
+        cost.ot_batches.push(b(4, 0, 300));
+        assert_eq!(
+            cost.pad_bytes(),
+            (
+                server(200, 50) + server(1, 301),
+                client(200, 50) + client(1, 301)
+            )
+        );
     }
 
     #[test]

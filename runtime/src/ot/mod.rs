@@ -13,7 +13,7 @@
 //! reuses: the backend writes its pads into them as the OT crate's [`Pad`] blocks (no
 //! conversion), and a protocol copies out only the pads of its current call
 //! ([`OtPads::take_send`], [`OtPads::take_recv`]), so a party's pad memory is about twice the
-//! batches of one chunk of a nonlinear protocol ([`crate::cost::plan::chunk_rots`]), whatever
+//! batches of one chunk of a nonlinear protocol ([`crate::plan::GlobalProtocol::chunk_rots`]), whatever
 //! the size of the model.
 //! [`with_prefetch`] serves an async [`OtSource`] to the drivers through the
 //! [`crate::transport::bridge`]: a producer thread runs the plan's batches one chunk ahead of

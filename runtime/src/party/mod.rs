@@ -13,7 +13,7 @@
 //! The client generates the HE keys and sends one public key per HE context; each linear layer
 //! is a query and a response (`protocols.md` §1.5); the nonlinear steps are the sessions of
 //! [`crate::nonlinear`] on ROTs produced beforehand. Each nonlinear protocol runs in the chunks
-//! of its [`Stage`] (at most [`crate::cost::plan::chunk_rots`] ROTs each); both parties ask
+//! of its [`Stage`] (at most the plan's [`crate::plan::GlobalProtocol::chunk_rots`] ROTs each); both parties ask
 //! their [`PadSupply`] for each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when
 //! the batch's first chunk starts, into reused pad buffers, so memory holds one chunk's
 //! batches (and, with [`crate::ot::with_prefetch`], the next chunk's, produced while this

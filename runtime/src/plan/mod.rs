@@ -743,12 +743,18 @@ pub struct GlobalProtocol {
     /// OT backend.
     pub ot: OtBackend,
     /// Most random OTs per direction in one OT-extension batch
-    /// ([`crate::cost::plan::ot_batches`]), which sets the chunks of the nonlinear protocols
-    /// ([`crate::cost::plan::chunk_rots`]): larger batches send fewer OT-extension bytes and
-    /// round trips, smaller ones run large layers in more chunks (more rounds) with less
-    /// memory and, where the encoder's buffers fit the caches, produce each OT faster. The compiler chooses it by its objective from
+    /// ([`crate::cost::plan::ot_batches`]): larger batches send fewer OT-extension bytes and
+    /// round trips, smaller ones, where the encoder's buffers fit the caches, produce each OT
+    /// faster. The compiler chooses it by its objective from
     /// [`crate::cost::plan::OT_BATCH_CHOICES`].
     pub ot_batch_rots: u64,
+    /// Most random OTs per direction one chunk of a nonlinear protocol consumes
+    /// ([`crate::cost::plan::Stage`]), at least `ot_batch_rots` and at most
+    /// [`crate::cost::plan::MAX_CHUNK_ROTS`]: larger chunks run large layers in fewer chunks
+    /// (fewer rounds) and hold more pads in each party
+    /// ([`crate::cost::plan::pad_memory_bytes`]). The compiler keeps
+    /// [`crate::cost::plan::default_chunk_rots`] unless its objective gains from larger chunks.
+    pub chunk_rots: u64,
     /// Statistical security parameter of masks and noise flooding, in bits.
     pub stat_bits: u32,
     /// Name of the configuration the compiler used (`"default"`, `"cheetah"`, `"optimized"`).

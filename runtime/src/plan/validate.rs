@@ -14,7 +14,8 @@
 //!   more than [`MAX_LAYER_MACS`] multiply-accumulates or window reads;
 //! - clamps are ordered, shifts are below 64, tie windows fit their shift, accumulator widths
 //!   are in `1..=64`, share rings and plaintext moduli in `1..=64` bits, packing factors at
-//!   least 1, the OT batch size in `1..=`[`MAX_OT_BATCH_ROTS`];
+//!   least 1, the OT batch size in `1..=`[`MAX_OT_BATCH_ROTS`], the chunk bound from the batch
+//!   size to [`MAX_CHUNK_ROTS`];
 //! - only layers that compute carries ([`Op::computes_carries`]) choose a carry depth other
 //!   than [`CarryDepth::Ripple`];
 //! - `Rescale` has one multiplier or one per channel (dividing the tensor length); `AvgPool`
@@ -33,7 +34,7 @@
 //! largest tensor, 112·112·64, and 2^26.8 multiply-accumulates in its largest layer, conv1).
 
 use super::{CarryDepth, Layer, LayerWeights, Op, Plan, TensorId};
-use crate::cost::plan::MAX_OT_BATCH_ROTS;
+use crate::cost::plan::{MAX_CHUNK_ROTS, MAX_OT_BATCH_ROTS};
 use crate::error::PlanError;
 
 /// Most elements one tensor may have (2^26).
@@ -72,6 +73,12 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
     if !(1..=MAX_OT_BATCH_ROTS).contains(&batch) {
         errs.push(format!(
             "OT batch of {batch} ROTs outside 1..={MAX_OT_BATCH_ROTS}"
+        ));
+    }
+    let chunk = p.protocol.chunk_rots;
+    if !(batch..=MAX_CHUNK_ROTS).contains(&chunk) {
+        errs.push(format!(
+            "chunks of {chunk} ROTs outside the OT batch's {batch}..={MAX_CHUNK_ROTS}"
         ));
     }
     let mut defined = vec![false; n_tensors];
@@ -445,6 +452,7 @@ fn checked_product(dims: &[usize]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cost::plan::default_chunk_rots;
     use crate::plan::{AvgPoolSpec, Rounding, TensorInfo};
     use crate::reference::testutil::every_op_plan;
 
@@ -714,6 +722,29 @@ mod tests {
             let errs = {
                 let mut plan = every_op_plan();
                 plan.public.protocol.ot_batch_rots = rots;
+                plan.public.protocol.chunk_rots = default_chunk_rots(rots);
+                match validate(&plan) {
+                    Err(PlanError::Invalid(errs)) => errs,
+                    _ => Vec::new(),
+                }
+            };
+            assert_eq!(!errs.is_empty(), bad, "{rots}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn the_chunk_bound_holds_a_batch_and_is_bounded() {
+        let batch = every_op_plan().public.protocol.ot_batch_rots;
+        for (rots, bad) in [
+            (0, true),
+            (batch - 1, true),
+            (batch, false),
+            (MAX_CHUNK_ROTS, false),
+            (MAX_CHUNK_ROTS + 1, true),
+        ] {
+            let errs = {
+                let mut plan = every_op_plan();
+                plan.public.protocol.chunk_rots = rots;
                 match validate(&plan) {
                     Err(PlanError::Invalid(errs)) => errs,
                     _ => Vec::new(),

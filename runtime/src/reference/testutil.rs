@@ -49,6 +49,9 @@ impl PlanBuilder {
             protocol: GlobalProtocol {
                 ot: OtBackend::Silent,
                 ot_batch_rots: crate::cost::plan::DEFAULT_OT_BATCH_ROTS,
+                chunk_rots: crate::cost::plan::default_chunk_rots(
+                    crate::cost::plan::DEFAULT_OT_BATCH_ROTS,
+                ),
                 stat_bits: 40,
                 profile: "default".into(),
                 precision: None,
