@@ -25,10 +25,10 @@ use crate::plan::{HeParams, Layer, LayerId, PublicPlan, ServerWeights};
 use crate::schedule::StepKind;
 use crate::transport::Exchange;
 
-/// Memory for prepared kernels when the server is not told otherwise: 512 MiB, which keeps
-/// ResNet-50 W4A4 (latency plan) under 1.5 GB of peak resident memory per party
-/// (`docs/transport.md`).
-pub const DEFAULT_KERNEL_MEMORY: usize = 512 << 20;
+/// Memory for prepared kernels when the server is not told otherwise: 128 MiB. Prepared
+/// kernels add their size to the server's peak resident memory; this keeps ResNet-50 W4A4
+/// (latency-LAN plan) under 1.5 GB per party (`docs/transport.md`).
+pub const DEFAULT_KERNEL_MEMORY: usize = 128 << 20;
 
 /// The server's linear layers prepared from its weights, shared by all its sessions.
 #[derive(Debug)]
