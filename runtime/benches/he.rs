@@ -261,8 +261,9 @@ fn run_layer(
     let pk = Arc::new(PublicKey::new(&params, &key.public_key(rng).expect("pk")).expect("pk"));
     let client = LinearClient::new(layout.clone(), key).expect("client");
     let t = Instant::now();
-    let server =
-        LinearServer::new(layout.clone(), params.clone(), pk, &weights, STAT_BITS).expect("server");
+    let mut server =
+        LinearServer::new(&layout, params.clone(), &weights, STAT_BITS).expect("server");
+    server.prepare_kernels(&layout).expect("kernels");
     let t_setup = ms(t);
     let in_mask = (1u64 << proto.in_ring_bits) - 1;
     let x_c: Vec<u64> = (0..layout.input_len())
@@ -276,7 +277,9 @@ fn run_layer(
     let t_query = ms(t);
     let up = query.to_bytes(&params).len();
     let t = Instant::now();
-    let (resp, _) = server.respond(&query, Some(&x_s), rng).expect("respond");
+    let (resp, _) = server
+        .respond(&layout, &pk, &query, Some(&x_s), rng)
+        .expect("respond");
     let t_respond = ms(t);
     let down = resp.to_bytes(&layout).len();
     let t = Instant::now();

@@ -189,8 +189,8 @@ fn run(
     );
     let pk = Arc::new(PublicKey::new(&params, &pk_msg).expect("pk"));
     let client = LinearClient::new(layout.clone(), key).expect("client");
-    let server = LinearServer::new(layout.clone(), params.clone(), pk, weights, cfg.stat_bits)
-        .expect("server");
+    let mut server =
+        LinearServer::new(&layout, params.clone(), weights, cfg.stat_bits).expect("server");
 
     let in_mask = (1u64 << cfg.in_bits) - 1;
     let xv: Vec<u64> = x.iter().map(|&v| (v as u64) & in_mask).collect();
@@ -211,9 +211,19 @@ fn run(
     prop_assert_eq!(q_bytes.len(), cost.bytes_up);
     prop_assert_eq!(query.ciphertexts(), cost.cts_up);
     let query = Query::from_bytes(&params, &layout, &q_bytes).expect("decode query");
-    let (resp, y_s) = server
-        .respond(&query, x_s.as_deref(), rng)
+    // Kernels built during the response, then prepared: the same response bit for bit.
+    let mut same_rng = rng.clone();
+    prop_assert!(!server.kernels_prepared());
+    let on_the_fly = server
+        .respond(&layout, &pk, &query, x_s.as_deref(), &mut same_rng)
         .expect("respond");
+    server.prepare_kernels(&layout).expect("kernels");
+    prop_assert!(server.kernels_prepared());
+    let (resp, y_s) = server
+        .respond(&layout, &pk, &query, x_s.as_deref(), rng)
+        .expect("respond");
+    prop_assert_eq!(&on_the_fly.0, &resp);
+    prop_assert_eq!(&on_the_fly.1, &y_s);
     let r_bytes = resp.to_bytes(&layout);
     prop_assert_eq!(r_bytes.len(), cost.bytes_down);
     prop_assert_eq!(resp.ciphertexts(), cost.cts_down);
@@ -461,7 +471,7 @@ fn malformed_messages_are_rejected() {
         stat_bits: 12,
     };
     let layer = layer(
-        shape,
+        shape.clone(),
         10,
         &cfg,
         Tile {
@@ -477,8 +487,12 @@ fn malformed_messages_are_rejected() {
     let pk = Arc::new(PublicKey::new(&params, &key.public_key(&mut rng).expect("pk")).expect("pk"));
     let client = LinearClient::new(layout.clone(), key).expect("client");
     let weights = random_weights(&mut rng, 24, 3);
-    let server =
-        LinearServer::new(layout.clone(), params.clone(), pk, &weights, 12).expect("server");
+    let server = LinearServer::new(&layout, params.clone(), &weights, 12).expect("server");
+    // One filter group against one channel tile: one kernel of N words per prime.
+    assert_eq!(
+        server.kernel_bytes(),
+        8 * cfg.he.degree * cfg.he.moduli_bits.len()
+    );
     let q = client
         .query(&[1; 8], &mut rng)
         .expect("query")
@@ -497,8 +511,34 @@ fn malformed_messages_are_rejected() {
     ));
     let query = Query::from_bytes(&params, &layout, &q).expect("query");
     let (resp, _) = server
-        .respond(&query, Some(&[0; 8]), &mut rng)
+        .respond(&layout, &pk, &query, Some(&[0; 8]), &mut rng)
         .expect("respond");
+    // Another layer's layout (other tiles) is refused, by the kernels and by the response.
+    let other_tiles = Layout::matmul(
+        &self::layer(
+            shape,
+            10,
+            &cfg,
+            Tile {
+                c: 4,
+                h: 1,
+                w: 1,
+                m: 3,
+            },
+        ),
+        LinearOutput::Accumulator,
+    )
+    .expect("layout");
+    assert!(matches!(
+        server.respond(&other_tiles, &pk, &query, Some(&[0; 8]), &mut rng),
+        Err(LinearError::LayoutMismatch)
+    ));
+    let mut unprepared = LinearServer::new(&layout, params.clone(), &weights, 12).expect("server");
+    assert!(matches!(
+        unprepared.prepare_kernels(&other_tiles),
+        Err(LinearError::LayoutMismatch)
+    ));
+    assert!(!unprepared.kernels_prepared());
     let r = resp.to_bytes(&layout);
     let mut long = r.clone();
     long.push(0);
@@ -512,18 +552,8 @@ fn malformed_messages_are_rejected() {
         weights: vec![2047; 24],
         bias: vec![0; 3],
     };
-    let pk2 = Arc::new(
-        PublicKey::new(
-            &params,
-            &SecretKey::generate(&params, &mut rng)
-                .expect("key")
-                .public_key(&mut rng)
-                .expect("pk"),
-        )
-        .expect("pk"),
-    );
     assert!(matches!(
-        LinearServer::new(layout, params, pk2, &heavy, 30),
+        LinearServer::new(&layout, params, &heavy, 30),
         Err(LinearError::Flooding {
             noise_bits: 21,
             flood_bits: 36,

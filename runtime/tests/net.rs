@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::every_op_runnable;
 use heq_runtime::ot::IdealOt;
-use heq_runtime::party::{Prepared, run_client, run_server};
+use heq_runtime::party::{Prepared, ServerLayers, run_client, run_server};
 use heq_runtime::plan::{Op, Plan, Requant, Rounding, write_plan};
 use heq_runtime::reference::testutil::PlanBuilder;
 use heq_runtime::transport::memory::{PipeEnd, pipe};
@@ -102,16 +102,30 @@ impl Server {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let rest = first
-            .strip_prefix("heq-run server: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        // The server prepares its layers, then listens.
+        let mut before = Vec::new();
+        let rest = loop {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(rest) = line.strip_prefix("heq-run server: listening on ") {
+                break rest.to_string();
+            }
+            assert!(
+                line.starts_with("heq-run server: prepar"),
+                "unexpected line {line:?} before listening"
+            );
+            before.push(line);
+        };
         let (addr, fingerprint) = rest
             .split_once(", certificate fingerprint sha256:")
             .unwrap();
         let (addr, fingerprint) = (addr.to_string(), fingerprint.to_string());
-        let log =
-            std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        let log = std::thread::spawn(move || {
+            before
+                .into_iter()
+                .chain(lines.map_while(Result::ok))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
         Server {
             child,
             addr,
@@ -441,6 +455,45 @@ fn eight_concurrent_clients_are_bit_exact() {
     let (code, log) = server.wait();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(log.matches(" done (1 sample(s))").count(), 8, "{log}");
+    // The default budget holds the small plan's kernels: prepared once for all sessions.
+    assert!(
+        log.contains("prepared the kernels of 3 of 3 linear layers"),
+        "{log}"
+    );
+}
+
+/// A server whose kernels are built during every inference (`--kernel-memory 0`) serves two
+/// sessions one after the other, each bit-exact.
+#[test]
+fn a_server_without_prepared_kernels_serves_two_sessions() {
+    let dir = setup("nokernels", 1);
+    let server = Server::start(
+        &dir,
+        "server.plan",
+        &["--sessions", "2", "--kernel-memory", "0"],
+    );
+    for _ in 0..2 {
+        let out = heq_run(
+            &dir,
+            &client_args(&server, Some(&server.fingerprint), "client.plan"),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            std::fs::read(dir.join("y.npy")).unwrap(),
+            plain(&dir, "x.npy")
+        );
+    }
+    let (code, log) = server.wait();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(log.matches(" done (1 sample(s))").count(), 2, "{log}");
+    assert!(
+        log.contains("preparing the linear layers, kernels up to 0 MiB"),
+        "{log}"
+    );
+    assert!(
+        log.contains("prepared the kernels of 0 of 3 linear layers (0.0 of "),
+        "{log}"
+    );
 }
 
 /// A client in this process that connects (pinned) to `server` and then misbehaves with `act`
@@ -672,6 +725,8 @@ impl Exchange for CutAfter {
 fn cutting_the_channel_after_any_message_fails_both_parties() {
     let plan = every_op_runnable();
     let prepared = Prepared::new(&plan.public).unwrap();
+    let weights = plan.weights.as_ref().unwrap();
+    let layers = ServerLayers::new(&plan.public, &prepared, weights, usize::MAX).unwrap();
     let messages = prepared.cost.channel().rounds as usize;
     let input: Vec<i64> = (0..32).map(|i| (i * 5 % 17) - 8).collect();
     for cut_server in [false, true] {
@@ -702,10 +757,10 @@ fn cutting_the_channel_after_any_message_fails_both_parties() {
                 )
             };
             let (server, client) = std::thread::scope(|scope| {
-                let (plan, prepared) = (&plan, &prepared);
+                let (plan, prepared, layers) = (&plan, &prepared, &layers);
                 let server = scope.spawn(move || {
                     let mut rng = ChaCha20Rng::seed_from_u64(1);
-                    let r = run_server(plan, prepared, &mut se, &mut so, &mut rng);
+                    let r = run_server(&plan.public, layers, prepared, &mut se, &mut so, &mut rng);
                     drop(se);
                     r
                 });

@@ -11,12 +11,16 @@ use heq_runtime::cost::plan::{
     CHUNK_BATCHES, RECEIVER_PAD_BYTES, SENDER_PAD_BYTES, Traffic, pad_memory_bytes,
 };
 use heq_runtime::ot::{IdealOt, OtError, OtPads, PadSupply};
-use heq_runtime::party::{PartyError, Prepared, Report, run_client, run_server};
-use heq_runtime::plan::{CarryDepth, Op, PackDim, Packing, Plan};
+use heq_runtime::party::{
+    DEFAULT_KERNEL_MEMORY, KernelStats, PartyError, Prepared, Report, ServerLayers, run_client,
+    run_server,
+};
+use heq_runtime::plan::{CarryDepth, LayerId, Op, PackDim, Packing, Plan};
 use heq_runtime::reference;
 use heq_runtime::reference::testutil::max_pool_plans;
 use heq_runtime::schedule::StepKind;
 use heq_runtime::transport::memory::pipe;
+use heq_runtime::transport::{Counters, Exchange, TransportError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -33,8 +37,15 @@ fn run_prepared(
     input: &[i64],
     seed: u64,
 ) -> (Vec<i64>, Report, Report) {
-    let (y, server, client, _) = run_recorded(plan, prepared, input, seed);
-    (y, server, client)
+    let layers = server_layers(plan, prepared, DEFAULT_KERNEL_MEMORY);
+    let run = run_recorded(plan, prepared, &layers, input, seed);
+    (run.output, run.server, run.client)
+}
+
+/// The server's layers of `plan` with `kernel_memory` bytes for kernels.
+fn server_layers(plan: &Plan, prepared: &Prepared, kernel_memory: usize) -> ServerLayers {
+    let weights = plan.weights.as_ref().expect("server plan");
+    ServerLayers::new(&plan.public, prepared, weights, kernel_memory).expect("server layers")
 }
 
 /// An ideal OT supply that records the most pads its party's buffer could hold after a batch.
@@ -53,13 +64,45 @@ impl PadSupply for Recording {
     }
 }
 
-/// As [`run_prepared`]; also returns each party's (server, client) largest pad buffer.
+/// A channel end that keeps a copy of every message it sends.
+struct Transcript<E> {
+    inner: E,
+    sent: Vec<Vec<u8>>,
+}
+
+impl<E: Exchange> Exchange for Transcript<E> {
+    fn exchange(&mut self, out: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        self.sent.push(out.clone());
+        self.inner.exchange(out)
+    }
+
+    fn counters(&self) -> Counters {
+        self.inner.counters()
+    }
+}
+
+/// One run of both parties, recorded.
+struct Recorded {
+    /// The client's output.
+    output: Vec<i64>,
+    /// The server's report.
+    server: Report,
+    /// The client's report.
+    client: Report,
+    /// Each party's (server, client) largest pad buffer.
+    peaks: [(usize, usize); 2],
+    /// Every message the server sent.
+    server_sent: Vec<Vec<u8>>,
+}
+
+/// As [`run_prepared`] with the server's `layers`, recorded.
 fn run_recorded(
     plan: &Plan,
     prepared: &Prepared,
+    layers: &ServerLayers,
     input: &[i64],
     seed: u64,
-) -> (Vec<i64>, Report, Report, [(usize, usize); 2]) {
+) -> Recorded {
     let (so, co) = IdealOt::pair(seed);
     let (mut so, mut co) = (
         Recording {
@@ -71,18 +114,28 @@ fn run_recorded(
             peak: (0, 0),
         },
     );
-    let (mut se, mut ce) = pipe();
-    let (y, server, client) = std::thread::scope(|scope| {
+    let (se, mut ce) = pipe();
+    let mut se = Transcript {
+        inner: se,
+        sent: Vec::new(),
+    };
+    let (output, server, client) = std::thread::scope(|scope| {
         let server = scope.spawn(|| {
             let mut rng = ChaCha20Rng::seed_from_u64(seed);
-            run_server(plan, prepared, &mut se, &mut so, &mut rng).expect("server")
+            run_server(&plan.public, layers, prepared, &mut se, &mut so, &mut rng).expect("server")
         });
         let mut rng = ChaCha20Rng::seed_from_u64(seed + 1);
         let (y, client) =
             run_client(&plan.public, input, prepared, &mut ce, &mut co, &mut rng).expect("client");
         (y, server.join().expect("server thread"), client)
     });
-    (y, server, client, [so.peak, co.peak])
+    Recorded {
+        output,
+        server,
+        client,
+        peaks: [so.peak, co.peak],
+        server_sent: se.sent,
+    }
 }
 
 /// Both reports agree with each other and with the prediction on every row.
@@ -218,7 +271,14 @@ fn layers_larger_than_a_chunk_run_in_chunks() {
                 assert_eq!(chunk / batch, CHUNK_BATCHES);
                 assert!(most <= CHUNK_BATCHES, "{at}: {most}");
             }
-            let (got, server, client, peaks) = run_recorded(&plan, &prepared, &input, 9);
+            let layers = server_layers(&plan, &prepared, DEFAULT_KERNEL_MEMORY);
+            let Recorded {
+                output: got,
+                server,
+                client,
+                peaks,
+                ..
+            } = run_recorded(&plan, &prepared, &layers, &input, 9);
             assert_eq!(got, want, "{at}");
             check_reports(&server, &client);
             for (s, c) in peaks {
@@ -393,7 +453,9 @@ fn a_short_public_key_message_is_rejected() {
     });
     let (mut so, _) = IdealOt::pair(1);
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let err = run_server(&plan, &prepared, &mut se, &mut so, &mut rng).expect_err("tampered key");
+    let layers = server_layers(&plan, &prepared, DEFAULT_KERNEL_MEMORY);
+    let err = run_server(&plan.public, &layers, &prepared, &mut se, &mut so, &mut rng)
+        .expect_err("tampered key");
     assert!(
         matches!(
             err,
@@ -406,4 +468,105 @@ fn a_short_public_key_message_is_rejected() {
         "{err:?}"
     );
     peer.join().expect("peer");
+}
+
+/// The linear layers of `prepared`, in plan order.
+fn linear_layers(prepared: &Prepared) -> Vec<LayerId> {
+    prepared
+        .schedule
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, StepKind::Linear { .. }))
+        .map(|s| s.layer)
+        .collect()
+}
+
+/// The kernel memory budget: 0 prepares no kernel, enough for all prepares all, and in between
+/// the layers are prepared in plan order while their kernels fit what is left. Every budget
+/// gives the same run bit for bit (same seeds: the same server messages, the same output).
+#[test]
+fn the_kernel_budget_prepares_in_plan_order_and_never_changes_a_run() {
+    let plan = every_op_runnable();
+    let prepared = Prepared::new(&plan.public).expect("schedulable");
+    let input: Vec<i64> = (0..32).map(|i| (i * 5 % 17) - 8).collect();
+    let want = reference::run(&plan, &input).expect("reference");
+    let linear = linear_layers(&prepared);
+    let all = server_layers(&plan, &prepared, usize::MAX);
+    let bytes: Vec<usize> = linear
+        .iter()
+        .map(|&id| all.get(id).expect("linear layer").kernel_bytes())
+        .collect();
+    // Kernels of 64 KiB (`8·N` bytes per prime): two for the convolution, one for the matmul,
+    // one for the affine layer.
+    assert_eq!(bytes, vec![131072, 65536, 65536]);
+    let total: usize = bytes.iter().sum();
+    let baseline = run_recorded(&plan, &prepared, &all, &input, 5);
+    assert_eq!(baseline.output, want);
+    for (budget, expected) in [
+        (0, [false, false, false]),
+        (bytes[1] - 1, [false, false, false]),
+        // The first layer does not fit, the second does; the rest is too small for the third.
+        (bytes[0] - 1, [false, true, false]),
+        (bytes[0], [true, false, false]),
+        (total - 1, [true, true, false]),
+        (total, [true, true, true]),
+        (usize::MAX, [true, true, true]),
+    ] {
+        let layers = server_layers(&plan, &prepared, budget);
+        let got: Vec<bool> = linear
+            .iter()
+            .map(|&id| layers.get(id).expect("linear layer").kernels_prepared())
+            .collect();
+        assert_eq!(got, expected, "budget {budget}");
+        let prepared_bytes = bytes
+            .iter()
+            .zip(expected)
+            .filter(|(_, p)| *p)
+            .map(|(b, _)| b);
+        let KernelStats {
+            layers: n,
+            prepared_layers,
+            prepared_bytes: got_bytes,
+            total_bytes,
+            ..
+        } = layers.stats();
+        assert_eq!(
+            (n, prepared_layers, got_bytes, total_bytes),
+            (
+                3,
+                expected.iter().filter(|p| **p).count(),
+                prepared_bytes.sum(),
+                total
+            ),
+            "budget {budget}"
+        );
+        let run = run_recorded(&plan, &prepared, &layers, &input, 5);
+        assert_eq!(run.output, want, "budget {budget}");
+        assert!(run.server_sent == baseline.server_sent, "budget {budget}");
+        check_reports(&run.server, &run.client);
+    }
+}
+
+/// One preparation serves several inferences: different inputs through the same server
+/// layers, each output equal to the reference's, with and without prepared kernels.
+#[test]
+fn prepared_layers_serve_several_inferences() {
+    let plan = every_op_runnable();
+    let prepared = Prepared::new(&plan.public).expect("schedulable");
+    for budget in [0, usize::MAX] {
+        let layers = server_layers(&plan, &prepared, budget);
+        for (seed, input) in [
+            (
+                1u64,
+                (0..32).map(|i| (i * 5 % 17) - 8).collect::<Vec<i64>>(),
+            ),
+            (2, vec![8; 32]),
+            (3, vec![-8; 32]),
+        ] {
+            let want = reference::run(&plan, &input).expect("reference");
+            let run = run_recorded(&plan, &prepared, &layers, &input, seed);
+            assert_eq!(run.output, want, "budget {budget} seed {seed}");
+            check_reports(&run.server, &run.client);
+        }
+    }
 }

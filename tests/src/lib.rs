@@ -12,7 +12,7 @@ use heq_runtime::nonlinear::Role;
 use heq_runtime::party::net::{SessionOptions, SessionReport, client_session, serve_session};
 use heq_runtime::party::report::{OtJson, measured_ot};
 use heq_runtime::party::sim::{self, SimRun};
-use heq_runtime::party::{Prepared, Report};
+use heq_runtime::party::{DEFAULT_KERNEL_MEMORY, Prepared, Report, ServerLayers};
 use heq_runtime::plan::{OtBackend, Plan};
 use heq_runtime::reference::epilogue::{self, OutputData};
 use heq_runtime::transport::net::{Identity, Listener, connect};
@@ -90,7 +90,7 @@ pub fn check_model_output(plan: &Plan, revealed: &[i64], reference: &[i64]) -> a
 /// A failed run, a different output, or traffic that differs from the prediction.
 pub fn check_model(plan: &Plan, n: usize, backend: OtBackend) -> anyhow::Result<Vec<SimRun>> {
     let inputs = digits_inputs(plan, n)?;
-    let runs = sim::run(plan, &inputs, backend, 7)?;
+    let runs = sim::run(plan, &inputs, backend, DEFAULT_KERNEL_MEMORY, 7)?;
     for (i, (run, input)) in runs.iter().zip(&inputs).enumerate() {
         let want = reference::run(plan, input)?;
         ensure!(
@@ -141,6 +141,9 @@ pub fn check_model_net(plan: &Plan, n: usize) -> anyhow::Result<(SessionReport, 
     let server_plan = Arc::new(plan.clone());
     let client_plan = Arc::new(plan.to_client());
     let prepared = Arc::new(Prepared::new(&plan.public)?);
+    let weights = plan.weights.as_ref().context("the plan has no weights")?;
+    let layers = ServerLayers::new(&plan.public, &prepared, weights, DEFAULT_KERNEL_MEMORY)?;
+    let layers = Arc::new(layers);
     let opts = SessionOptions {
         timeout: Some(Duration::from_secs(120)),
         progress: None,
@@ -158,7 +161,7 @@ pub fn check_model_net(plan: &Plan, n: usize) -> anyhow::Result<(SessionReport, 
         // Each party in its own task: a party's driver blocks its worker thread.
         let server = tokio::spawn(async move {
             let peer = listener.accept().await.context("no client")??;
-            anyhow::Ok(serve_session(peer, server_plan, p, &o).await?)
+            anyhow::Ok(serve_session(peer, server_plan, p, layers, &o).await?)
         });
         let pin = identity.fingerprint();
         let client = tokio::spawn(async move {

@@ -3,7 +3,7 @@
 //! runs through both parties with exactly the predicted traffic; with one faithful layer, the
 //! two-party output is within 1 of the reference executor's exact value.
 
-use heq_runtime::party::sim;
+use heq_runtime::party::{DEFAULT_KERNEL_MEMORY, sim};
 use heq_runtime::plan::{Op, OtBackend, Plan, PrecisionBudget, Rounding};
 use heq_runtime::{npy, reference};
 use heq_tests::{check_rows, compile, digits_inputs, init_rayon, models_dir};
@@ -99,7 +99,9 @@ fn faithful_plan_records_its_agreement_and_runs_with_the_predicted_traffic() {
     assert!(record.top1_agreement >= 0.95);
     // Both parties: every layer's measured traffic is the predicted one.
     let inputs = digits_inputs(&plan, 2).expect("inputs");
-    for run in sim::run(&plan, &inputs, OtBackend::Silent, 7).expect("two-party run") {
+    for run in sim::run(&plan, &inputs, OtBackend::Silent, DEFAULT_KERNEL_MEMORY, 7)
+        .expect("two-party run")
+    {
         check_rows(&run.server).expect("server traffic");
         check_rows(&run.client).expect("client traffic");
     }
@@ -122,7 +124,7 @@ fn one_faithful_layer_is_within_one_of_the_reference() {
     assert!(predicted_bytes(&plan) < exact);
     let inputs = digits_inputs(&plan, 4).expect("inputs");
     let mut differ = 0;
-    for (run, input) in sim::run(&plan, &inputs, OtBackend::Silent, 7)
+    for (run, input) in sim::run(&plan, &inputs, OtBackend::Silent, DEFAULT_KERNEL_MEMORY, 7)
         .expect("two-party run")
         .iter()
         .zip(&inputs)

@@ -202,7 +202,7 @@ fn view<'a>(op: &'a Op, w: &LayerWeights) -> Option<LinearView<'a>> {
 }
 
 /// Bits of an upper bound on the noise the server's flood must hide for this geometry
-/// (`LinearServer::product_noise`; a filter in field `j` of a slot counts `2^(j·s)` times): `(B_e + 2)·max_g Σ_{m∈g} ‖w_m‖₁ + 1` plus
+/// (`product_noise` in `runtime/src/linear/protocol.rs`; a filter in field `j` of a slot counts `2^(j·s)` times): `(B_e + 2)·max_g Σ_{m∈g} ‖w_m‖₁ + 1` plus
 /// the re-randomisation noise `2·B_e·N + B_e`. The server sums the centred kernel coefficients
 /// reduced mod `t`, which is never larger, so a layer passing this bound passes the server's
 /// check.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use heq_runtime::output_file;
+use heq_runtime::party::DEFAULT_KERNEL_MEMORY;
 use heq_runtime::plan::OtBackend;
 use heq_runtime::transport::net::Fingerprint;
 
@@ -56,6 +57,13 @@ pub struct RunArgs {
     /// 1 otherwise.
     #[arg(long, value_name = "K", requires = "listen", value_parser = clap::value_parser!(u64).range(1..))]
     pub sessions: Option<u64>,
+    /// Server and `--mode sim`: memory for the server's kernels (weight polynomials in NTT
+    /// form, built before the first client), in MiB. Layers are prepared in plan order while
+    /// their kernels fit what is left; the other layers build their kernels during every
+    /// inference, which costs server time. More memory: faster inferences, a slower start and
+    /// a larger resident size; 0 prepares none. The server prints what it prepared.
+    #[arg(long, value_name = "MiB", default_value_t = (DEFAULT_KERNEL_MEMORY >> 20) as u64)]
+    pub kernel_memory: u64,
     /// Client: the SHA-256 fingerprint of the server's certificate (64 hex digits, as the
     /// server prints it); without it the server is not authenticated.
     #[arg(long, value_name = "SHA256HEX", requires = "connect")]
@@ -109,6 +117,13 @@ impl RunArgs {
     /// No `--plan`.
     pub fn plan(&self) -> anyhow::Result<&Path> {
         self.plan.as_deref().context("--plan is required")
+    }
+
+    /// `--kernel-memory` in bytes.
+    pub fn kernel_memory_bytes(&self) -> usize {
+        usize::try_from(self.kernel_memory)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20)
     }
 
     /// The input and output paths (clap makes them present where the mode needs them).

@@ -1,11 +1,12 @@
-//! `--role server`: listens, prints its address and certificate fingerprint, serves client
-//! sessions ([`heq_runtime::party::net::serve`]) and reports after each one.
+//! `--role server`: prepares its linear layers ([`heq_runtime::party::ServerLayers`], kernels
+//! within `--kernel-memory`), then listens, prints its address and certificate fingerprint,
+//! serves client sessions ([`heq_runtime::party::net::serve`]) and reports after each one.
 
 use anyhow::{Context, bail};
 use heq_runtime::nonlinear::Role;
 use heq_runtime::party::net::{ServeOptions, SessionEnd, SessionOptions, serve};
 use heq_runtime::party::report::{self, OtJson, RunInfo, TransportJson, measured_ot};
-use heq_runtime::party::{Prepared, Report};
+use heq_runtime::party::{Prepared, Report, ServerLayers};
 use heq_runtime::plan::read_plan;
 use heq_runtime::transport::net::{Identity, Listener};
 use std::sync::Arc;
@@ -37,14 +38,38 @@ impl ServerFailed {
 /// sessions (with `--sessions`).
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let path = args.plan()?;
-    let plan = read_plan(path).with_context(|| format!("reading plan {}", path.display()))?;
-    if plan.weights.is_none() {
+    let mut plan = read_plan(path).with_context(|| format!("reading plan {}", path.display()))?;
+    let Some(weights) = plan.weights.take() else {
         bail!(
             "{}: this plan has no weights; the server needs the plan with weights \
              (heqc compile -o)",
             path.display()
         );
-    }
+    };
+    let prepared = Arc::new(Prepared::new(&plan.public)?);
+    // Before listening: no client waits for the preparation. The weights live on in `layers`
+    // only.
+    eprintln!(
+        "heq-run server: preparing the linear layers, kernels up to {} MiB",
+        args.kernel_memory
+    );
+    let layers = ServerLayers::new(
+        &plan.public,
+        &prepared,
+        &weights,
+        args.kernel_memory_bytes(),
+    )?;
+    drop(weights);
+    let stats = layers.stats();
+    eprintln!(
+        "heq-run server: prepared the kernels of {} of {} linear layers ({:.1} of {:.1} MiB) \
+         in {:.1} s",
+        stats.prepared_layers,
+        stats.layers,
+        mib(stats.prepared_bytes),
+        mib(stats.total_bytes),
+        stats.time.as_secs_f64()
+    );
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
         _ => Identity::generate()?,
@@ -67,7 +92,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
     };
     let plan = Arc::new(plan);
-    let prepared = Arc::new(Prepared::new(&plan.public)?);
+    let layers = Arc::new(layers);
     let mut summed: Option<Report> = None;
     let mut transport = TransportJson::default();
     let backend = plan.public.protocol.ot;
@@ -132,6 +157,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         &mut listener,
         plan.clone(),
         prepared.clone(),
+        layers,
         &opts,
         &mut on_end,
     ));
@@ -144,4 +170,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Bytes in MiB.
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
 }

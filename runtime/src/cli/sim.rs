@@ -22,7 +22,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let backend = args.ot.map_or(plan.public.protocol.ot, OtBackend::from);
     let seed = args.seed.unwrap_or_else(rand::random);
     let start = Instant::now();
-    let runs = sim::run(&plan, &samples, backend, seed).context("two-party run")?;
+    let runs = sim::run(&plan, &samples, backend, args.kernel_memory_bytes(), seed)
+        .context("two-party run")?;
     let prepared = Prepared::with_backend(&plan.public, backend)?;
     let summed = report::aggregate(runs.iter().map(|r| &r.client));
     let info = RunInfo {

@@ -9,6 +9,12 @@
 //!
 //! Predicted time of a layer = [`ComputeProfile::layer_ms`] (compute) + bytes / bandwidth +
 //! rounds · RTT ([`Network::transfer_ms`]).
+//!
+//! Building the server's kernels (the weight polynomials in NTT form) is not priced: the
+//! server prepares them once, before its first client ([`crate::party::ServerLayers`]), so
+//! they are no part of an inference. A plan does not know the server's `--kernel-memory`: a
+//! layer whose kernels do not fit builds them during every inference, server time that the
+//! prediction leaves out.
 
 use crate::cost::linear::LinearCost;
 use crate::cost::nonlinear::Cost;

@@ -62,4 +62,7 @@ pub enum LinearError {
     /// The key or public key was made for other HE parameters than the layer's.
     #[error("the key is for other HE parameters than this layer's")]
     KeyMismatch,
+    /// A layer's server was given the layout of another layer.
+    #[error("the layout is not the one this layer's server was made for")]
+    LayoutMismatch,
 }

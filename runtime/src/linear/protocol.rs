@@ -7,15 +7,12 @@ use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
 use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, ResponseCt, SecretKey, SeededCt};
+use crate::params::conv::ConvGeometry;
 use crate::params::he::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND};
-use crate::plan::LayerWeights;
+use crate::plan::{LayerWeights, LinearProtocol};
 
 use super::LinearError;
 use super::layout::{Layout, NO_ELEMENT};
-
-/// Kernels cached per layer up to this many bytes (NTT form); larger layers rebuild
-/// each filter group's kernels at every response.
-const KERNEL_CACHE_BYTES: usize = 256 << 20;
 
 /// The client's query: one seeded ciphertext per request tile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,18 +222,31 @@ impl LinearClient {
     }
 }
 
-/// The server of one linear layer: holds the weights, the bias and the client's public key.
+/// The server of one linear layer: everything derived from the weights and the plan, none of
+/// it from a client, so a server builds it once and answers every session's queries with it
+/// (the client's public key comes with each [`LinearServer::respond`]).
+///
+/// [`LinearServer::new`] checks the flooding against the weights and computes the bias words;
+/// the kernel polynomials in NTT form ([`LinearServer::kernel_bytes`] of memory) are built by
+/// [`LinearServer::prepare_kernels`], or else by every response, one filter group at a time.
+/// Both give the same response bit for bit. The layer's [`Layout`] (its index maps, as large
+/// as the layer's tensors) is not kept: each call takes it, and it must be the layout the
+/// server was made for.
 pub struct LinearServer {
-    layout: Arc<Layout>,
+    /// The geometry, protocol and output of the layout the server was made for.
+    geometry: ConvGeometry,
+    proto: LinearProtocol,
+    output: LinearOutput,
     params: Arc<Params>,
-    pk: Arc<PublicKey>,
     weights: Vec<i32>,
     /// Factor of each filter's kernel: 1, or `2·m[c]` for a folded requantization.
     scale: Vec<i64>,
     /// Plaintext added to each output word before masking: bias plus field biases, mod `t`.
     bias_words: Vec<u64>,
-    /// `kernels[mg][i]` for `layout.outputs` of filter group `mg`, input `i`; `None` when the
-    /// layer is too large to cache.
+    /// Kernels that are not all zero (each is one polynomial in NTT form when prepared).
+    nonzero_kernels: usize,
+    /// `kernels[mg][i]` for `layout.outputs` of filter group `mg`, input `i`; `None` until
+    /// [`LinearServer::prepare_kernels`].
     kernels: Option<Vec<Vec<Option<Kernel>>>>,
 }
 
@@ -244,28 +254,28 @@ impl std::fmt::Debug for LinearServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The weights are the server's secret: only the layout is printed.
         f.debug_struct("LinearServer")
-            .field("layout", &self.layout)
+            .field("geometry", &self.geometry)
+            .field("kernels_prepared", &self.kernels_prepared())
             .finish_non_exhaustive()
     }
 }
 
 impl LinearServer {
-    /// A server for `layout` with the layer's weights; builds (and caches) the centred kernel
-    /// polynomials and checks that the flooding hides the product noise with `stat_bits` bits
-    /// of statistical slack per revealed coefficient.
+    /// A server for `layout` with the layer's weights: computes the bias words and checks that
+    /// the flooding hides the product noise with `stat_bits` bits of statistical slack per
+    /// revealed coefficient. Builds no kernel ([`LinearServer::prepare_kernels`]).
     ///
     /// # Errors
     /// [`LinearError::Length`] for weights or biases of the wrong length,
     /// [`LinearError::Flooding`] when the moduli cannot flood this kernel,
     /// [`LinearError::KeyMismatch`] for parameters of another layer.
     pub fn new(
-        layout: Arc<Layout>,
+        layout: &Layout,
         params: Arc<Params>,
-        pk: Arc<PublicKey>,
         weights: &LayerWeights,
         stat_bits: u32,
     ) -> Result<Self, LinearError> {
-        let l = &*layout;
+        let l = layout;
         if params.he() != &l.proto.he {
             return Err(LinearError::KeyMismatch);
         }
@@ -285,16 +295,20 @@ impl LinearServer {
             });
         }
         let mut server = LinearServer {
-            layout: layout.clone(),
+            geometry: l.geometry.clone(),
+            proto: l.proto.clone(),
+            output: l.output,
             params,
-            pk,
             weights: weights.weights.clone(),
             scale: l.scale.clone(),
             bias_words: Vec::new(),
+            nonzero_kernels: 0,
             kernels: None,
         };
-        server.bias_words = server.bias_words(&weights.bias);
-        let noise = server.product_noise();
+        server.bias_words = server.bias_words(l, &weights.bias);
+        let (max_l1, nonzero) = server.kernel_norms(l);
+        server.nonzero_kernels = nonzero;
+        let noise = product_noise(l, max_l1);
         let noise_bits = 64 - noise.saturating_sub(1).leading_zeros();
         let flood_bits = l.budget.flood_bits;
         if l.budget.flood_slack(noise_bits) < i64::from(stat_bits) {
@@ -304,23 +318,57 @@ impl LinearServer {
                 stat_bits,
             });
         }
-        let g = &l.geometry;
-        let poly_bytes = 8 * l.proto.he.degree * l.proto.he.moduli_bits.len();
-        if g.n_mg * g.n_c * poly_bytes <= KERNEL_CACHE_BYTES {
-            server.kernels = Some(
-                (0..g.n_mg)
-                    .into_par_iter()
-                    .map(|mg| server.group_kernels(mg))
-                    .collect::<Result<_, _>>()?,
-            );
-        }
         Ok(server)
+    }
+
+    /// The HE parameters of its queries and responses.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+
+    /// Memory the prepared kernels take (or would take): one polynomial of `N` words per prime
+    /// for every kernel that is not all zero.
+    pub fn kernel_bytes(&self) -> usize {
+        let he = &self.proto.he;
+        self.nonzero_kernels * 8 * he.degree * he.moduli_bits.len()
+    }
+
+    /// Whether the kernels are prepared (else each response builds them).
+    pub fn kernels_prepared(&self) -> bool {
+        self.kernels.is_some()
+    }
+
+    /// Builds every kernel in NTT form from `layout` and keeps them (filter groups in
+    /// parallel), so that responses only multiply; does nothing if they are prepared already.
+    ///
+    /// # Errors
+    /// [`LinearError::LayoutMismatch`] for another layer's layout, [`LinearError::He`] if a
+    /// kernel cannot be built (not for a layout's own kernels).
+    pub fn prepare_kernels(&mut self, layout: &Layout) -> Result<(), LinearError> {
+        self.check_layout(layout)?;
+        if self.kernels.is_none() {
+            let kernels = (0..self.geometry.n_mg)
+                .into_par_iter()
+                .map(|mg| self.group_kernels(layout, mg))
+                .collect::<Result<_, _>>()?;
+            self.kernels = Some(kernels);
+        }
+        Ok(())
+    }
+
+    /// Whether `layout` is the one this server was made for (its geometry, protocol, output).
+    fn check_layout(&self, layout: &Layout) -> Result<(), LinearError> {
+        let same = (&layout.geometry, &layout.proto, layout.output)
+            == (&self.geometry, &self.proto, self.output);
+        if !same {
+            return Err(LinearError::LayoutMismatch);
+        }
+        Ok(())
     }
 
     /// The centred coefficients of the kernel of filter group `mg` against channel tile `ci`
     /// (`None` if all zero), reduced to `(−t/2, t/2]`.
-    fn kernel_coeffs(&self, mg: usize, ci: usize) -> Option<Vec<i64>> {
-        let l = &*self.layout;
+    fn kernel_coeffs(&self, l: &Layout, mg: usize, ci: usize) -> Option<Vec<i64>> {
         let g = &l.geometry;
         let s = &g.shape;
         let t = g.tile;
@@ -359,10 +407,10 @@ impl LinearServer {
         })
     }
 
-    fn group_kernels(&self, mg: usize) -> Result<Vec<Option<Kernel>>, LinearError> {
-        (0..self.layout.geometry.n_c)
+    fn group_kernels(&self, l: &Layout, mg: usize) -> Result<Vec<Option<Kernel>>, LinearError> {
+        (0..self.geometry.n_c)
             .map(|ci| {
-                self.kernel_coeffs(mg, ci)
+                self.kernel_coeffs(l, mg, ci)
                     .map(|c| Kernel::new(&self.params, &c))
                     .transpose()
                     .map_err(Into::into)
@@ -370,29 +418,23 @@ impl LinearServer {
             .collect()
     }
 
-    /// Bound on the noise the flood must hide: the product noise `(B_e + 2)·max ‖kernel‖₁ + 1`
-    /// (it depends on the weights) plus the re-randomisation noise `2·B_e·N + B_e` (it depends
-    /// on the server's ternary `u`, which keeps `c1` pseudorandom).
-    fn product_noise(&self) -> u64 {
-        let g = &self.layout.geometry;
-        let max_l1 = (0..g.n_mg)
+    /// The largest `‖kernel‖₁` summed over a filter group's kernels, and the number of kernels
+    /// that are not all zero.
+    fn kernel_norms(&self, l: &Layout) -> (u64, usize) {
+        let g = &self.geometry;
+        (0..g.n_mg)
             .into_par_iter()
             .map(|mg| {
                 (0..g.n_c)
-                    .filter_map(|ci| self.kernel_coeffs(mg, ci))
-                    .map(|c| c.iter().map(|v| v.unsigned_abs()).sum::<u64>())
-                    .sum::<u64>()
+                    .filter_map(|ci| self.kernel_coeffs(l, mg, ci))
+                    .fold((0u64, 0usize), |(l1, n), c| {
+                        (l1 + c.iter().map(|v| v.unsigned_abs()).sum::<u64>(), n + 1)
+                    })
             })
-            .max()
-            .unwrap_or(0);
-        let rerandomise = 2 * ERROR_BOUND * self.layout.proto.he.degree as u64 + ERROR_BOUND;
-        SHARE_NOISE_BOUND
-            .saturating_mul(max_l1)
-            .saturating_add(1 + rerandomise)
+            .reduce(|| (0, 0), |(a, m), (b, n)| (a.max(b), m + n))
     }
 
-    fn bias_words(&self, bias: &[i64]) -> Vec<u64> {
-        let l = &*self.layout;
+    fn bias_words(&self, l: &Layout, bias: &[i64]) -> Vec<u64> {
         let g = &l.geometry;
         let t_mask = (1u64 << l.proto.he.plain_bits) - 1;
         let s = g.field_bits;
@@ -430,17 +472,22 @@ impl LinearServer {
     /// Evaluates the layer on the query: adds the server's share `x` (input ring, layer order;
     /// `None` for the first layer, whose query encrypts the plain input), multiplies by the
     /// kernels, and masks each output word with a fresh uniform value, which is the server's
-    /// output share (`output_words` values in `Z_{2^out_ring_bits}`).
+    /// output share (`output_words` values in `Z_{2^out_ring_bits}`). `layout` is the layer's
+    /// layout, `pk` the client's public key, which re-randomises the responses.
     ///
     /// # Errors
-    /// [`LinearError::Length`] for a query or share of the wrong size.
+    /// [`LinearError::LayoutMismatch`] for another layer's layout, [`LinearError::Length`] for
+    /// a query or share of the wrong size.
     pub fn respond<R: RngCore + CryptoRng>(
         &self,
+        layout: &Layout,
+        pk: &PublicKey,
         query: &Query,
         x: Option<&[u64]>,
         rng: &mut R,
     ) -> Result<(Response, Vec<u64>), LinearError> {
-        let l = &*self.layout;
+        self.check_layout(layout)?;
+        let l = layout;
         if query.cts.len() != l.inputs.len() {
             return Err(LinearError::Length {
                 what: "query ciphertexts",
@@ -474,7 +521,7 @@ impl LinearServer {
                 let kernels = match &self.kernels {
                     Some(k) => &k[mg],
                     None => {
-                        built = self.group_kernels(mg)?;
+                        built = self.group_kernels(l, mg)?;
                         &built
                     }
                 };
@@ -504,7 +551,7 @@ impl LinearServer {
                             })
                             .collect();
                         let ct = acc
-                            .sanitize(p, &self.pk, &plain, &o.positions, &l.budget, rng)?
+                            .sanitize(p, pk, &plain, &o.positions, &l.budget, rng)?
                             .into_response(p, &o.positions, &l.budget)?;
                         Ok((ct, mask))
                     })
@@ -520,4 +567,15 @@ impl LinearServer {
         );
         Ok((Response { cts }, share))
     }
+}
+
+/// Bound on the noise the flood must hide: the product noise `(B_e + 2)·max_l1 + 1`, where
+/// `max_l1` is the largest `‖kernel‖₁` summed over a filter group (it depends on the weights),
+/// plus the re-randomisation noise `2·B_e·N + B_e` (it depends on the server's ternary `u`,
+/// which keeps `c1` pseudorandom).
+fn product_noise(layout: &Layout, max_l1: u64) -> u64 {
+    let rerandomise = 2 * ERROR_BOUND * layout.proto.he.degree as u64 + ERROR_BOUND;
+    SHARE_NOISE_BOUND
+        .saturating_mul(max_l1)
+        .saturating_add(1 + rerandomise)
 }

@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! let prepared = Prepared::new(&plan.public)?;            // both parties, no communication
+//! // the server, once for all its sessions: flooding checks, bias words, kernels (budget)
+//! let layers = ServerLayers::new(&plan.public, &prepared, &weights, DEFAULT_KERNEL_MEMORY)?;
 //! let groups = prepared.ot_groups(Role::Server);           // the plan's OT batches
 //! let report = with_prefetch(&mut source, bridge, groups, |ot| {
-//!     run_server(&plan, &prepared, &mut exchange, ot, &mut rng) // ROTs batch by batch
+//!     run_server(&plan.public, &layers, &prepared, &mut exchange, ot, &mut rng) // ROTs batch by batch
 //! })?;
 //! // the client: run_client(&plan.public, &input, &prepared, &mut exchange, &mut ot, &mut rng)
 //! ```
@@ -32,7 +34,7 @@ mod server;
 pub mod sim;
 
 pub use client::run_client;
-pub use server::run_server;
+pub use server::{DEFAULT_KERNEL_MEMORY, KernelStats, ServerLayers, run_server};
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -16,7 +16,8 @@
 //!
 //! Any failure closes the connection, so the peer fails promptly too; `timeout` bounds every
 //! wait for the peer. A server runs sessions concurrently ([`serve`]); one failing session
-//! never affects the others.
+//! never affects the others. All sessions share the server's [`ServerLayers`], prepared from
+//! its weights before the first client is accepted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::progress::{Observed, Progress, SampleProgress, steps};
-use super::{PartyError, Prepared, Report, run_client, run_server};
+use super::{PartyError, Prepared, Report, ServerLayers, run_client, run_server};
 use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
 use crate::ot::{BatchGroups, OtError, PadSupply, Side, with_prefetch};
@@ -357,7 +358,7 @@ fn run_blocking(
     })
 }
 
-/// Serves one client on `peer` with `plan` (with weights).
+/// Serves one client on `peer` with `plan` and the server's `layers` prepared for it.
 ///
 /// # Errors
 /// [`SessionError`]: a mismatch, the peer failing or vanishing, a timeout, a protocol error.
@@ -365,12 +366,13 @@ pub async fn serve_session(
     peer: Peer,
     plan: Arc<Plan>,
     prepared: Arc<Prepared>,
+    layers: Arc<ServerLayers>,
     opts: &SessionOptions,
 ) -> Result<SessionReport, SessionError> {
     let (p, q) = (plan.clone(), prepared.clone());
     let driver: Driver = Box::new(move |_, exchange, ot| {
         let mut rng = rand::rng();
-        run_server(&p, &q, exchange, ot, &mut rng).map(|r| (None, r))
+        run_server(&p.public, &layers, &q, exchange, ot, &mut rng).map(|r| (None, r))
     });
     let (_, report) = session(peer, Role::Server, &plan, &prepared, 0, opts, driver).await?;
     Ok(report)
@@ -430,11 +432,13 @@ pub struct SessionEnd {
 /// `opts.max_sessions` at once, calling `on_end` as each session ends; returns after
 /// `opts.sessions` sessions (never without a limit).
 ///
-/// `prepared` is [`Prepared::new`] of the plan.
+/// `prepared` is [`Prepared::new`] of the plan, `layers` the server's [`ServerLayers`] for
+/// it, which every session shares.
 pub async fn serve(
     listener: &mut Listener,
     plan: Arc<Plan>,
     prepared: Arc<Prepared>,
+    layers: Arc<ServerLayers>,
     opts: &ServeOptions,
     mut on_end: impl FnMut(SessionEnd),
 ) {
@@ -454,11 +458,11 @@ pub async fn serve(
                 if let Ok(peer) = &peer {
                     tracing::info!(session = id, remote = %peer.remote, "client connected");
                 }
-                let (plan, prepared, session) =
-                    (plan.clone(), prepared.clone(), opts.session.clone());
+                let (plan, prepared, layers, session) =
+                    (plan.clone(), prepared.clone(), layers.clone(), opts.session.clone());
                 running.spawn(async move {
                     let result = match peer {
-                        Ok(peer) => serve_session(peer, plan, prepared, &session).await,
+                        Ok(peer) => serve_session(peer, plan, prepared, layers, &session).await,
                         Err(e) => Err(e.into()),
                     };
                     SessionEnd { id, result }

@@ -1,7 +1,14 @@
 //! The server (model owner): holds the weights, receives the client's public keys, answers
 //! every linear layer's query and reveals its output share at the end.
+//!
+//! What the server derives from its weights does not depend on the client: [`ServerLayers`]
+//! builds it once, before the first session, and every session answers with it. That is, per
+//! linear layer, the flooding check, the bias words and, within a memory budget, the kernel
+//! polynomials in NTT form; a layer whose kernels do not fit builds them during each
+//! inference instead, one filter group at a time.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::{CryptoRng, RngCore};
 
@@ -14,35 +21,148 @@ use crate::he::{PublicKey, SeededCt};
 use crate::linear::{Layout, LinearServer, Query};
 use crate::nonlinear::Role;
 use crate::ot::PadSupply;
-use crate::plan::{HeParams, Layer, Plan, ServerWeights};
+use crate::plan::{HeParams, Layer, LayerId, PublicPlan, ServerWeights};
+use crate::schedule::StepKind;
 use crate::transport::Exchange;
 
-/// Runs `plan` (with its weights) as the server over `exchange`, taking the ROTs of the plan's
-/// OT batches from `ot` as the batches start (the client asks its supply at the same points).
+/// Memory for prepared kernels when the server is not told otherwise: 128 MiB. Prepared
+/// kernels add their size to the server's peak resident memory; this keeps ResNet-50 W4A4
+/// (latency-LAN plan) under 1.5 GB per party (`docs/transport.md`).
+pub const DEFAULT_KERNEL_MEMORY: usize = 128 << 20;
+
+/// The server's linear layers prepared from its weights, shared by all its sessions.
+#[derive(Debug)]
+pub struct ServerLayers {
+    layers: Vec<(LayerId, LinearServer)>,
+    stats: KernelStats,
+}
+
+/// What [`ServerLayers::new`] prepared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Linear layers.
+    pub layers: usize,
+    /// Layers whose kernels were prepared.
+    pub prepared_layers: usize,
+    /// Memory of the prepared kernels.
+    pub prepared_bytes: usize,
+    /// Memory all layers' kernels would take.
+    pub total_bytes: usize,
+    /// Time the preparation took.
+    pub time: Duration,
+}
+
+impl ServerLayers {
+    /// Prepares every linear layer of `plan` (scheduled as `prepared`) with its `weights`, in
+    /// plan order: checks the flooding and computes the bias words, and builds the kernels of
+    /// each layer whose kernels fit what is left of `kernel_memory` bytes (0: none, every
+    /// inference builds them; `usize::MAX`: all).
+    ///
+    /// # Errors
+    /// [`PartyError::MissingWeights`] for a linear layer without weights,
+    /// [`PartyError::Linear`] for weights that do not fit the layer or that the flooding cannot
+    /// hide, [`PartyError::He`] for invalid HE parameters.
+    pub fn new(
+        plan: &PublicPlan,
+        prepared: &Prepared,
+        weights: &ServerWeights,
+        kernel_memory: usize,
+    ) -> Result<Self, PartyError> {
+        let start = Instant::now();
+        let linear: Vec<&Layer> = prepared
+            .schedule
+            .steps
+            .iter()
+            .filter(|step| matches!(step.kind, StepKind::Linear { .. }))
+            .map(|step| &plan.layers[step.layer.0 as usize])
+            .collect();
+        tracing::info!(
+            layers = linear.len(),
+            kernel_memory_mib = kernel_memory >> 20,
+            "preparing the linear layers"
+        );
+        let mut params = ParamsCache::default();
+        let mut left = kernel_memory;
+        let mut stats = KernelStats {
+            layers: linear.len(),
+            ..KernelStats::default()
+        };
+        let mut layers = Vec::with_capacity(linear.len());
+        for (index, layer) in linear.into_iter().enumerate() {
+            let id = layer.id;
+            let linear_error = |source| PartyError::Linear { layer: id, source };
+            let w = weights.get(id).ok_or(PartyError::MissingWeights(id))?;
+            let layout = super::layout(layer).map_err(linear_error)?;
+            let p = params.get(&layout.protocol().he)?;
+            let mut server =
+                LinearServer::new(&layout, p, w, plan.protocol.stat_bits).map_err(linear_error)?;
+            let bytes = server.kernel_bytes();
+            stats.total_bytes += bytes;
+            if bytes <= left {
+                server.prepare_kernels(&layout).map_err(linear_error)?;
+                left -= bytes;
+                stats.prepared_layers += 1;
+                stats.prepared_bytes += bytes;
+            }
+            tracing::debug!(
+                layer = %id,
+                kernel_bytes = bytes,
+                prepared = server.kernels_prepared(),
+                "linear layer {} of {} ready",
+                index + 1,
+                stats.layers
+            );
+            layers.push((id, server));
+        }
+        stats.time = start.elapsed();
+        tracing::info!(
+            layers = stats.layers,
+            prepared_layers = stats.prepared_layers,
+            prepared_mib = stats.prepared_bytes >> 20,
+            total_mib = stats.total_bytes >> 20,
+            secs = stats.time.as_secs_f64(),
+            "linear layers prepared"
+        );
+        Ok(ServerLayers { layers, stats })
+    }
+
+    /// What was prepared.
+    pub fn stats(&self) -> KernelStats {
+        self.stats
+    }
+
+    /// The prepared server of layer `id`.
+    pub fn get(&self, id: LayerId) -> Option<&LinearServer> {
+        self.layers
+            .iter()
+            .find(|(l, _)| *l == id)
+            .map(|(_, server)| server)
+    }
+}
+
+/// Runs `plan` as the server over `exchange` with its prepared `layers`, taking the ROTs of
+/// the plan's OT batches from `ot` as the batches start (the client asks its supply at the
+/// same points).
 ///
 /// # Errors
-/// [`PartyError`] on a channel failure, a malformed peer message or a plan without weights.
+/// [`PartyError`] on a channel failure, a malformed peer message or layers prepared for
+/// another plan.
 pub fn run_server<R: RngCore + CryptoRng>(
-    plan: &Plan,
+    plan: &PublicPlan,
+    layers: &ServerLayers,
     prepared: &Prepared,
     exchange: &mut dyn Exchange,
     ot: &mut dyn PadSupply,
     rng: &mut R,
 ) -> Result<Report, PartyError> {
-    let p = &plan.public;
+    let p = plan;
     let role = Role::Server;
     let cost = &prepared.cost;
     let mut params = ParamsCache::default();
     let (keys, setup) = measured("setup", role, cost.setup, exchange, |ex| {
         receive_keys(&prepared.schedule.keys, &mut params, ex)
     })?;
-    let mut server = Server {
-        weights: plan.weights.as_ref(),
-        params,
-        keys,
-        stat_bits: p.protocol.stat_bits,
-        rng,
-    };
+    let mut server = Server { layers, keys, rng };
     let out = p.output.tensor.0 as usize;
     let input = vec![
         0;
@@ -87,10 +207,8 @@ fn receive_keys(
 }
 
 struct Server<'a, R> {
-    weights: Option<&'a ServerWeights>,
-    params: ParamsCache,
+    layers: &'a ServerLayers,
     keys: Vec<(HeParams, Arc<PublicKey>)>,
-    stat_bits: u32,
     rng: &'a mut R,
 }
 
@@ -109,24 +227,21 @@ impl<R: RngCore + CryptoRng> LinearParty for Server<'_, R> {
     ) -> Result<Vec<u64>, PartyError> {
         let id = layer.id;
         let linear = |source| PartyError::Linear { layer: id, source };
-        let weights = self
-            .weights
-            .and_then(|w| w.get(id))
-            .ok_or(PartyError::MissingWeights(id))?;
+        let server = self.layers.get(id).ok_or(PartyError::MissingWeights(id))?;
+        let params = server.params();
         let he = &layout.protocol().he;
-        let params = self.params.get(he)?;
         let pk = self
             .keys
             .iter()
             .find(|(k, _)| same_context(k, he))
             .map(|(_, pk)| pk.clone())
             .ok_or(PartyError::MissingKey(id))?;
-        let server = LinearServer::new(layout.clone(), params.clone(), pk, weights, self.stat_bits)
-            .map_err(linear)?;
         let query = exchange.exchange(Vec::new())?;
-        let query = Query::from_bytes(&params, &layout, &query).map_err(linear)?;
+        let query = Query::from_bytes(params, &layout, &query).map_err(linear)?;
         let share = (!plain).then_some(x);
-        let (response, y) = server.respond(&query, share, self.rng).map_err(linear)?;
+        let (response, y) = server
+            .respond(&layout, &pk, &query, share, self.rng)
+            .map_err(linear)?;
         exchange_checked(
             exchange,
             response.to_bytes(&layout),

@@ -7,11 +7,11 @@
 //! schedule predicts ([`crate::cost::plan::PlanCost::ot_batches`]), each party driving its
 //! source from its own thread.
 
-use super::{PartyError, Prepared, Report, run_client, run_server};
+use super::{PartyError, Prepared, Report, ServerLayers, run_client, run_server};
 use crate::nonlinear::Role;
 use crate::ot::cryprot::CryprotOt;
 use crate::ot::{Side, with_prefetch};
-use crate::plan::{OtBackend, Plan};
+use crate::plan::{OtBackend, Plan, ServerWeights};
 use crate::transport::bridge::Bridge;
 use crate::transport::memory::pipe;
 use crate::transport::net::loopback;
@@ -30,7 +30,9 @@ pub struct SimRun {
 }
 
 /// Runs every sample of `inputs` (centred values) through both parties with OT `backend`;
-/// `seed` seeds both parties' randomness (sample `i` uses `seed + 2i` and `seed + 2i + 1`).
+/// the server prepares its layers once with `kernel_memory` bytes for kernels
+/// ([`ServerLayers::new`]); `seed` seeds both parties' randomness (sample `i` uses
+/// `seed + 2i` and `seed + 2i + 1`).
 ///
 /// The cryprot-ot silent OT receiver blocks a rayon worker while it waits for the peer: with
 /// both parties in one process the global rayon pool needs at least 4 threads.
@@ -41,9 +43,13 @@ pub fn run(
     plan: &Plan,
     inputs: &[Vec<i64>],
     backend: OtBackend,
+    kernel_memory: usize,
     seed: u64,
 ) -> Result<Vec<SimRun>, PartyError> {
     let prepared = Prepared::with_backend(&plan.public, backend)?;
+    let no_weights = ServerWeights::default();
+    let weights = plan.weights.as_ref().unwrap_or(&no_weights);
+    let layers = ServerLayers::new(&plan.public, &prepared, weights, kernel_memory)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,7 +66,7 @@ pub fn run(
     for (i, input) in inputs.iter().enumerate() {
         let (mut se, mut ce) = pipe();
         let s_seed = seed.wrapping_add(2 * i as u64);
-        let prepared = &prepared;
+        let (prepared, layers) = (&prepared, &layers);
         let (server_ot, client_ot) = (&mut server_ot, &mut client_ot);
         let server_bridge = bridge.clone();
         let (server, client) = std::thread::scope(|scope| {
@@ -68,7 +74,7 @@ pub fn run(
                 let mut rng = ChaCha20Rng::seed_from_u64(s_seed);
                 let groups = prepared.ot_groups(Role::Server);
                 with_prefetch(server_ot, server_bridge, groups, |ot| {
-                    run_server(plan, prepared, &mut se, ot, &mut rng)
+                    run_server(&plan.public, layers, prepared, &mut se, ot, &mut rng)
                 })
             });
             let mut rng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(1));
