@@ -291,7 +291,9 @@ pub const RECEIVER_PAD_BYTES: u64 = 17;
 /// direction: the current chunk's and the next one's (produced ahead,
 /// [`crate::ot::with_prefetch`]), each up to `chunk_rots` ROTs as sender and as receiver
 /// (only a single unit larger than the chunk may need more). The OT extension's working
-/// memory and the tensors come on top.
+/// memory, the tensors and the pads a protocol copies out of a batch not yet consumed (held
+/// twice until it is, at most one batch per direction: [`crate::ot::OtPads::take_send`])
+/// come on top.
 pub fn pad_memory_bytes(chunk_rots: u64) -> u64 {
     chunk_rots.saturating_mul(2 * (SENDER_PAD_BYTES + RECEIVER_PAD_BYTES))
 }
@@ -327,8 +329,9 @@ impl PlanCost {
     /// The most bytes of ROT pads each party holds at once, as (server, client): the batches
     /// one chunk starts, and the next such group, produced ahead ([`crate::ot::with_prefetch`]);
     /// a party holds [`SENDER_PAD_BYTES`] per ROT it sends and [`RECEIVER_PAD_BYTES`] per ROT
-    /// it receives. At most [`pad_memory_bytes`] of the plan's chunk bound where every unit
-    /// fits a chunk.
+    /// it receives (pads copied out of a batch not yet consumed aside, see
+    /// [`pad_memory_bytes`]). At most [`pad_memory_bytes`] of the plan's chunk bound where
+    /// every unit fits a chunk.
     pub fn pad_bytes(&self) -> (u64, u64) {
         let mut groups: Vec<(usize, u64, u64)> = Vec::new();
         for b in &self.ot_batches {

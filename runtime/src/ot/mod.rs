@@ -9,12 +9,15 @@
 //! choices); IKNP produces ROTs for receiver-chosen random choices.
 //!
 //! The synchronous party drivers take their ROTs from a [`PadSupply`], one batch at a time
-//! ([`crate::cost::plan::OtBatch`]), into one [`OtPads`] whose buffers every batch of the run
-//! reuses: the backend writes its pads into them as the OT crate's [`Pad`] blocks (no
-//! conversion), and a protocol copies out only the pads of its current call
-//! ([`OtPads::take_send`], [`OtPads::take_recv`]), so a party's pad memory is about twice the
-//! batches of one chunk of a nonlinear protocol ([`crate::plan::GlobalProtocol::chunk_rots`]), whatever
-//! the size of the model.
+//! ([`crate::cost::plan::OtBatch`]), into one [`OtPads`]: the backend writes each batch's pads
+//! into a buffer of its own as the OT crate's [`Pad`] blocks (no conversion), and a protocol
+//! takes the pads of its current call ([`OtPads::take_send`], [`OtPads::take_recv`]): a take
+//! from the start of a batch that covers it takes the batch's buffer itself, other pads are
+//! copied, and a batch's buffer is freed as soon as its last pad is taken. So a party holds
+//! the pads of one chunk of a nonlinear protocol once
+//! ([`crate::plan::GlobalProtocol::chunk_rots`]; pads copied out of a batch not yet consumed
+//! are held twice until it is, at most one batch per direction), whatever the size of the
+//! model.
 //! [`with_prefetch`] serves an async [`OtSource`] to the drivers through the
 //! [`crate::transport::bridge`]: a producer thread runs the plan's batches one chunk ahead of
 //! the driver, so the OT extension overlaps the protocol's own computation and waiting, and
@@ -24,6 +27,7 @@
 
 pub mod cryprot;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
@@ -72,8 +76,8 @@ pub enum OtError {
 
 /// The ROTs one party holds for one protocol run: those where it is the OT sender and those
 /// where it is the receiver, consumed in order. Each OT batch is one segment, written in
-/// place by the backend; segments stay allocated for the next batches once every pad is
-/// consumed, so a run reuses the same buffers.
+/// place by the backend and freed (or handed to the take that covers it) once every pad of it
+/// is taken.
 ///
 /// # Security
 /// The pads are secret; `Debug` prints only the counts.
@@ -97,14 +101,14 @@ impl OtPads {
         (self.send.remaining(), self.recv.remaining())
     }
 
-    /// ROTs the buffers can hold without allocating, as (sender, receiver).
+    /// ROTs the buffers of the batches not yet consumed can hold, as (sender, receiver).
     pub fn capacity(&self) -> (usize, usize) {
         (self.send.capacity(), self.recv.capacity())
     }
 
-    /// The (empty) buffers for the next batch: sender pads, receiver choices, receiver pads,
-    /// which the backend fills (choices and receiver pads of equal length). When every pad so
-    /// far is consumed, the earlier batches' buffers are emptied and reused first.
+    /// New empty buffers for the next batch, after the pads left: sender pads, receiver
+    /// choices, receiver pads, which the backend fills (choices and receiver pads of equal
+    /// length).
     pub fn next_batch(&mut self) -> (&mut Vec<[Pad; 2]>, &mut Vec<bool>, &mut Vec<Pad>) {
         (self.send.push(), self.choices.push(), self.recv.push())
     }
@@ -117,7 +121,8 @@ impl OtPads {
         self.recv.append(batch.recv);
     }
 
-    /// Takes the next `n` sender ROTs.
+    /// Takes the next `n` sender ROTs (without copying a batch the take covers from its
+    /// start).
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
@@ -130,7 +135,8 @@ impl OtPads {
         })
     }
 
-    /// Takes the next `n` receiver ROTs as (choices, pads).
+    /// Takes the next `n` receiver ROTs as (choices, pads) (without copying a batch the take
+    /// covers from its start).
     ///
     /// # Errors
     /// [`OtError::Exhausted`] if fewer are left.
@@ -147,21 +153,17 @@ impl OtPads {
     }
 }
 
-/// Values in the order they were produced, one buffer per batch; `pos` is the next value of
-/// buffer `seg`, buffers from `used` on are spare allocations.
+/// Values in the order they were produced, one buffer per batch, the first `pos` values of
+/// the front buffer consumed. A buffer is freed as soon as its last value is taken.
 struct Segments<T> {
-    bufs: Vec<Vec<T>>,
-    used: usize,
-    seg: usize,
+    bufs: VecDeque<Vec<T>>,
     pos: usize,
 }
 
 impl<T> Default for Segments<T> {
     fn default() -> Self {
         Segments {
-            bufs: Vec::new(),
-            used: 0,
-            seg: 0,
+            bufs: VecDeque::new(),
             pos: 0,
         }
     }
@@ -169,52 +171,58 @@ impl<T> Default for Segments<T> {
 
 impl<T: Copy> Segments<T> {
     fn remaining(&self) -> usize {
-        let held: usize = self.bufs[self.seg..self.used].iter().map(Vec::len).sum();
-        held - self.pos
+        self.bufs.iter().map(Vec::len).sum::<usize>() - self.pos
     }
 
     fn capacity(&self) -> usize {
         self.bufs.iter().map(Vec::capacity).sum()
     }
 
-    /// An empty buffer after the others, emptying and recycling them first if all is consumed.
+    /// A new empty buffer after the others.
     fn push(&mut self) -> &mut Vec<T> {
-        if self.remaining() == 0 {
-            (self.used, self.seg, self.pos) = (0, 0, 0);
-        }
-        if self.used == self.bufs.len() {
-            self.bufs.push(Vec::new());
-        }
-        self.used += 1;
-        let buf = &mut self.bufs[self.used - 1];
-        buf.clear();
-        buf
+        self.bufs.push_back(Vec::new());
+        self.bufs.back_mut().expect("just pushed")
     }
 
-    /// Moves the unconsumed values of `other` after this buffer's, one segment per batch.
+    /// Moves the unconsumed values of `other` after these, one segment per batch.
     fn append(&mut self, mut other: Segments<T>) {
-        if other.pos > 0 {
-            other.bufs[other.seg].drain(..other.pos);
+        other.free_consumed();
+        if let Some(front) = other.bufs.front_mut() {
+            front.drain(..other.pos);
         }
-        for buf in other.bufs.drain(other.seg..other.used) {
-            *self.push() = buf;
+        self.bufs.append(&mut other.bufs);
+    }
+
+    /// Frees the front buffers whose values are all taken.
+    fn free_consumed(&mut self) {
+        while self.bufs.front().is_some_and(|b| self.pos == b.len()) {
+            self.bufs.pop_front();
+            self.pos = 0;
         }
     }
 
-    /// The next `n` values, or `None` if fewer are left.
+    /// The next `n` values, or `None` if fewer are left. A take from the start of a buffer
+    /// that covers all of it takes the buffer itself (grown for the values of the next ones);
+    /// the others are copied. Every buffer whose last value is taken is freed.
     fn take(&mut self, n: usize) -> Option<Vec<T>> {
         if n > self.remaining() {
             return None;
         }
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let buf = &self.bufs[self.seg];
-            let k = (n - out.len()).min(buf.len() - self.pos);
-            out.extend_from_slice(&buf[self.pos..self.pos + k]);
-            self.pos += k;
-            if self.pos == buf.len() {
-                (self.seg, self.pos) = (self.seg + 1, 0);
+        self.free_consumed();
+        let mut out = match self.bufs.front() {
+            Some(front) if self.pos == 0 && front.len() <= n => {
+                let mut whole = self.bufs.pop_front().expect("front");
+                whole.reserve_exact(n - whole.len());
+                whole
             }
+            _ => Vec::with_capacity(n),
+        };
+        while out.len() < n {
+            let front = self.bufs.front().expect("enough values remain");
+            let k = (n - out.len()).min(front.len() - self.pos);
+            out.extend_from_slice(&front[self.pos..self.pos + k]);
+            self.pos += k;
+            self.free_consumed();
         }
         Some(out)
     }
@@ -224,7 +232,7 @@ impl<T: Copy> Segments<T> {
 /// counts (this party's `send` = the peer's `receive`) in the same order.
 pub trait OtSource: Send {
     /// Produces `send` ROTs with this party as sender and `receive` ROTs with this party as
-    /// receiver into the next batch of `pads` ([`OtPads::next_batch`]), reusing its buffers.
+    /// receiver into the next batch of `pads` ([`OtPads::next_batch`]).
     ///
     /// # Errors
     /// [`OtError::Backend`] if the OT protocol fails.
@@ -305,7 +313,7 @@ pub fn with_prefetch<S: OtSource, T>(
         });
         let mut supply = Prefetched {
             ready: ready_rx,
-            group: std::collections::VecDeque::new(),
+            group: VecDeque::new(),
             _stop: stop_tx,
         };
         run(&mut supply)
@@ -364,7 +372,7 @@ fn produce<S: OtSource>(
 /// The driver's side of [`with_prefetch`].
 struct Prefetched {
     ready: std::sync::mpsc::Receiver<ProducedGroup>,
-    group: std::collections::VecDeque<(usize, usize, OtPads)>,
+    group: VecDeque<(usize, usize, OtPads)>,
     /// Dropped with the supply: cancels the batch in production.
     _stop: tokio::sync::watch::Sender<()>,
 }
@@ -535,39 +543,154 @@ mod tests {
         ));
     }
 
-    /// Batches fetched while pads are left follow them (one protocol can span several); once
-    /// every pad is consumed the buffers are reused; the halves stay paired throughout.
+    /// Every composition of `total` into positive parts, in lexicographic order.
+    fn compositions(total: usize) -> Vec<Vec<usize>> {
+        if total == 0 {
+            return vec![Vec::new()];
+        }
+        (1..=total)
+            .flat_map(|first| {
+                compositions(total - first)
+                    .into_iter()
+                    .map(move |mut rest| {
+                        rest.insert(0, first);
+                        rest
+                    })
+            })
+            .collect()
+    }
+
+    /// Over every layout of up to three batches (sizes 0, 2 or 3, sender and receiver ROTs
+    /// alike) and every way to take their pads: the takes return the pads in the order one
+    /// batch of them all would hold them, a batch's buffer is freed once its last pad is taken
+    /// (the capacity left is that of the batches not fully taken), and a take covering a whole
+    /// batch from its start returns that batch's buffer.
     #[test]
-    fn batches_append_and_consumed_buffers_are_reused() {
-        let (mut s, mut c) = IdealOt::pair(8);
-        let (mut sp, mut cp) = (OtPads::default(), OtPads::default());
-        let mut first_capacity = None;
-        for round in 0..3 {
-            for _ in 0..3 {
-                s.batch(10, 0, &mut sp).expect("ideal");
-                c.batch(0, 10, &mut cp).expect("ideal");
-            }
-            assert_eq!((sp.remaining(), cp.remaining()), ((30, 0), (0, 30)));
-            // Takes across the batches' boundaries.
-            for n in [7, 16, 7] {
-                let sent = sp.take_send(n).expect("enough");
-                let (ch, got) = cp.take_recv(n).expect("enough");
-                for i in 0..n {
-                    assert_eq!(got[i], sent[i][usize::from(ch[i])], "round {round}");
+    fn takes_return_the_pads_in_order_and_free_consumed_batches() {
+        let mut layouts = vec![Vec::new()];
+        let mut longest = layouts.clone();
+        for _ in 0..3 {
+            longest = longest
+                .iter()
+                .flat_map(|l: &Vec<usize>| [0, 2, 3].map(|size| [l.clone(), vec![size]].concat()))
+                .collect();
+            layouts.extend(longest.iter().cloned());
+        }
+        assert_eq!(layouts.len(), 1 + 3 + 9 + 27);
+        for layout in layouts {
+            let total: usize = layout.iter().sum();
+            let (mut reference, _) = IdealOt::pair(5);
+            let mut all = reference.pads_now(total, total);
+            let want_send = all.take_send(total).unwrap();
+            let want_recv = all.take_recv(total).unwrap();
+            for takes in compositions(total) {
+                let (mut source, _) = IdealOt::pair(5);
+                let mut pads = OtPads::default();
+                for &size in &layout {
+                    source.batch(size, size, &mut pads).unwrap();
+                }
+                let mut at = 0;
+                for n in takes {
+                    let whole = (pads.send.pos == 0)
+                        .then(|| pads.send.bufs.iter().find(|b| !b.is_empty()))
+                        .flatten()
+                        .filter(|b| b.len() == n)
+                        .map(|b| b.as_ptr());
+                    let sent = pads.take_send(n).unwrap();
+                    let (choices, got) = pads.take_recv(n).unwrap();
+                    assert_eq!(sent, want_send[at..at + n], "{layout:?}");
+                    assert_eq!(
+                        (choices, got),
+                        (
+                            want_recv.0[at..at + n].to_vec(),
+                            want_recv.1[at..at + n].to_vec()
+                        )
+                    );
+                    if let Some(ptr) = whole {
+                        assert_eq!(sent.as_ptr(), ptr, "{layout:?} at {at}");
+                    }
+                    at += n;
+                    let held: usize = layout
+                        .iter()
+                        .scan(0, |end, &size| {
+                            *end += size;
+                            Some(if *end > at { size } else { 0 })
+                        })
+                        .sum();
+                    assert_eq!(pads.capacity(), (held, held), "{layout:?} at {at}");
+                    assert_eq!(pads.remaining(), (total - at, total - at));
                 }
             }
-            let capacity = (sp.capacity().0, cp.capacity().1);
-            assert_eq!(*first_capacity.get_or_insert(capacity), capacity);
-            assert_eq!(capacity, (30, 30));
         }
+    }
+
+    /// A take of more ROTs than are left fails with the counts and takes nothing; in
+    /// particular a receiver take never splits choices from pads.
+    #[test]
+    fn takes_beyond_the_pads_left_fail_and_take_nothing() {
+        let (mut source, _) = IdealOt::pair(6);
+        let mut pads = OtPads::default();
+        source.batch(3, 2, &mut pads).unwrap();
+        source.batch(1, 2, &mut pads).unwrap();
+        let _ = pads.take_send(2).unwrap();
         assert!(matches!(
-            sp.take_send(1),
+            pads.take_send(3),
+            Err(OtError::Exhausted {
+                need: 3,
+                left: 2,
+                dir: "sender"
+            })
+        ));
+        assert!(matches!(
+            pads.take_recv(5),
+            Err(OtError::Exhausted {
+                need: 5,
+                left: 4,
+                dir: "receiver"
+            })
+        ));
+        assert_eq!(pads.remaining(), (2, 4));
+        assert_eq!(pads.take_send(2).unwrap().len(), 2);
+        assert_eq!(pads.take_recv(4).unwrap().1.len(), 4);
+        assert_eq!((pads.remaining(), pads.capacity()), ((0, 0), (0, 0)));
+        assert!(matches!(
+            pads.take_recv(1),
             Err(OtError::Exhausted {
                 need: 1,
                 left: 0,
                 ..
             })
         ));
+        assert!(pads.take_send(0).unwrap().is_empty());
+    }
+
+    /// Over many chunks, whose batches are fetched while pads of the last are left (one
+    /// protocol can span several), a party's buffers never hold more than the pads left plus
+    /// one batch, and the halves stay paired throughout.
+    #[test]
+    fn pads_held_do_not_grow_over_many_chunks() {
+        let (mut s, mut c) = IdealOt::pair(8);
+        let (mut sp, mut cp) = (OtPads::default(), OtPads::default());
+        s.batch(3, 0, &mut sp).expect("ideal");
+        c.batch(0, 3, &mut cp).expect("ideal");
+        for chunk in 0..200 {
+            for _ in 0..3 {
+                s.batch(10, 0, &mut sp).expect("ideal");
+                c.batch(0, 10, &mut cp).expect("ideal");
+            }
+            assert_eq!((sp.remaining(), cp.remaining()), ((33, 0), (0, 33)));
+            // Takes across the batches' boundaries; 3 pads stay for the next chunk.
+            for n in [7, 16, 7] {
+                let sent = sp.take_send(n).expect("enough");
+                let (ch, got) = cp.take_recv(n).expect("enough");
+                for i in 0..n {
+                    assert_eq!(got[i], sent[i][usize::from(ch[i])], "chunk {chunk}");
+                }
+                assert!(sp.capacity().0 <= sp.remaining().0 + 10, "chunk {chunk}");
+                assert!(cp.capacity().1 <= cp.remaining().1 + 10, "chunk {chunk}");
+            }
+            assert_eq!((sp.capacity().0, cp.capacity().1), (10, 10));
+        }
     }
 
     /// An [`IdealOt`] half that counts the batches it produced and fails batch `fail_at`.

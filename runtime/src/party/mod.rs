@@ -17,8 +17,8 @@
 //! [`crate::nonlinear`] on ROTs produced beforehand. Each nonlinear protocol runs in the chunks
 //! of its [`Stage`] (at most the plan's [`crate::plan::GlobalProtocol::chunk_rots`] ROTs each); both parties ask
 //! their [`PadSupply`] for each of the plan's OT batches ([`crate::cost::plan::OtBatch`]) when
-//! the batch's first chunk starts, into reused pad buffers, so memory holds one chunk's
-//! batches (and, with [`crate::ot::with_prefetch`], the next chunk's, produced while this
+//! the batch's first chunk starts, each into a buffer freed once its pads are taken
+//! ([`crate::ot::OtPads`]), so memory holds one chunk's batches (and, with [`crate::ot::with_prefetch`], the next chunk's, produced while this
 //! chunk runs), not a layer's or the whole inference's ROTs; the server reveals its output share to
 //! the client at the end. The client learns only the output; the server
 //! learns nothing. Every
@@ -412,8 +412,9 @@ fn reduce(x: &[u64], bits: u32) -> Vec<u64> {
     x.iter().map(|&v| ring.reduce(v)).collect()
 }
 
-/// The ROTs of a run as they are consumed: reused buffers, refilled in place with each OT
-/// batch when the batch's first chunk starts, so a party holds one chunk's batches at a time.
+/// The ROTs of a run as they are consumed: each OT batch is produced when the batch's first
+/// chunk starts and freed once its pads are taken, so a party holds one chunk's batches at a
+/// time.
 struct PadStream<'a> {
     pads: OtPads,
     batches: std::iter::Peekable<std::slice::Iter<'a, OtBatch>>,
