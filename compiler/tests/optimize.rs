@@ -54,8 +54,9 @@ fn optimized_fixtures_beat_the_baseline_on_every_layer_and_in_total() {
 }
 
 /// The latency objective's value of the chosen plan is its predicted time (what `heqc explain`
-/// reports): compute of the HE operations and of every nonlinear step's ROTs (also the
-/// unpacking of packed words), plus the channel's bytes and rounds on the network; only the OT
+/// reports): per layer the longer of its driver's compute (HE operations, then every nonlinear
+/// step's ROTs, also the unpacking of packed words) and the OT extension producing those ROTs,
+/// plus the channel's bytes and rounds on the network; only the OT
 /// extension's traffic, which runs beside the channel, is not in the objective. The objective
 /// prices the ROTs at the speed of the plan's batch size, the prediction at that of each
 /// actual batch: they agree where the speed does not depend on the size (a profile without
@@ -69,10 +70,7 @@ fn latency_objective_is_the_predicted_time() {
         for net in [Net::Lan, Net::Wan] {
             let o = optimize::optimize_with(&base, Objective::Latency(net), &profile).unwrap();
             let compute: f64 = profile.layer_ms(&o.plan.public, &o.cost).iter().sum();
-            let rots = o.cost.server_rots + o.cost.client_rots;
-            let p = &o.plan.public.protocol;
-            let nonlinear = rots as f64 * profile.ms_per_rot(p.ot, p.ot_batch_rots);
-            assert!(nonlinear > 0.0, "{name}");
+            assert!(o.cost.server_rots + o.cost.client_rots > 0, "{name}");
             let channel = o.cost.channel();
             let time = compute
                 + net

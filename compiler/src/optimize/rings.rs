@@ -18,6 +18,7 @@ use super::{Objective, Problem, exhaustive, ilp, public_with_protocols};
 use crate::error::{Error, Result};
 use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::linear::public_key_bytes;
+use heq_runtime::cost::nonlinear::Cost;
 use heq_runtime::cost::plan::{PlanCost, plan_cost, unpack_cost};
 use heq_runtime::params::nonlinear::UnpackPlan;
 use heq_runtime::plan::{LinearProtocol, PackDim, Plan};
@@ -172,12 +173,17 @@ struct Probe {
     rounds: u64,
     /// The plan's chunk bound, which chunks the unpacking.
     chunk_rots: u64,
-    /// Compute milliseconds of the nonlinear steps (their ROTs, produced and consumed), the
-    /// unpacking of packed words excluded.
+    /// Compute milliseconds of the layers without HE messages (their ROTs, produced and
+    /// consumed).
     fixed_ms: f64,
-    /// Compute milliseconds per ROT, the OT extension at the speed of the plan's batch size
-    /// (the batches themselves are chosen after the protocols, [`crate::select`]).
-    ms_per_rot: f64,
+    /// The compute profile timing the layers ([`ComputeProfile::layer_compute_ms`]).
+    profile: ComputeProfile,
+    /// Nanoseconds per ROT of the OT extension at the plan's batch size (the batches
+    /// themselves are chosen after the protocols, [`crate::select`]).
+    ot_ns_per_rot: f64,
+    /// Per linear layer, the ROTs of its nonlinear steps, the unpacking of packed words
+    /// excluded (timed with the candidate's HE work in [`Self::priced`]).
+    linear_rots: Vec<Cost>,
     /// Per linear layer, its unpacking (with packing).
     unpacks: Vec<Option<UnpackPlan>>,
     /// Per plan layer, its channel bytes without the HE messages and the unpacking.
@@ -202,7 +208,9 @@ impl Probe {
         let mut unpacks = Vec::new();
         let mut positions = Vec::new();
         let mut layer_bytes = Vec::with_capacity(s.steps.len());
-        let mut rots = 0;
+        let ot_ns_per_rot = profile.ot_ns_per_rot(probe.protocol.ot, probe.protocol.ot_batch_rots);
+        let mut fixed_ms = 0.0;
+        let mut linear_rots = Vec::new();
         let mut rounds = cost.channel().rounds;
         let chunk_rots = probe.protocol.chunk_rots;
         for (pos, (step, c)) in s.steps.iter().zip(&cost.layers).enumerate() {
@@ -219,33 +227,41 @@ impl Probe {
                 nonlinear.client_rots -= unpacking.client_rots;
                 unpacks.push(*unpack);
                 positions.push(pos);
+                linear_rots.push(nonlinear);
+            } else {
+                fixed_ms += profile.layer_compute_ms(0.0, &nonlinear, ot_ns_per_rot);
             }
-            rots += nonlinear.server_rots + nonlinear.client_rots;
             layer_bytes.push(bytes);
         }
-        let ms_per_rot = profile.ms_per_rot(probe.protocol.ot, probe.protocol.ot_batch_rots);
         Some(Probe {
             fixed_bytes: layer_bytes.iter().sum::<u64>() + cost.reveal.total_bytes(),
             rounds,
             chunk_rots,
-            fixed_ms: rots as f64 * ms_per_rot,
-            ms_per_rot,
+            fixed_ms,
+            profile: profile.clone(),
+            ot_ns_per_rot,
+            linear_rots,
             unpacks,
             layer_bytes,
             positions,
         })
     }
 
-    /// `c` with the bytes and the ROT compute of its unpacking as the `i`-th linear layer.
+    /// `c` as the `i`-th linear layer: with the bytes of its unpacking, and its HE compute
+    /// timed with the ROTs of the layer's nonlinear steps and of its unpacking.
     fn priced(&self, i: usize, c: &Candidate) -> Candidate {
         let unpacking = self.unpacks[i]
             .map(|u| unpack_cost(&u, c.cost.coeffs_down as u64, self.chunk_rots))
             .unwrap_or_default();
-        let rots = unpacking.server_rots + unpacking.client_rots;
+        let mut rots = self.linear_rots[i];
+        rots.server_rots += unpacking.server_rots;
+        rots.client_rots += unpacking.client_rots;
         Candidate {
             unpack_bytes: unpacking.total_bytes(),
             unpack_rounds: unpacking.rounds,
-            compute_ms: c.compute_ms + rots as f64 * self.ms_per_rot,
+            compute_ms: self
+                .profile
+                .layer_compute_ms(c.compute_ms, &rots, self.ot_ns_per_rot),
             ..c.clone()
         }
     }

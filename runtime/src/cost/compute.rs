@@ -8,7 +8,9 @@
 //! profile shipped in `runtime/profiles/default.json`, made the same way.
 //!
 //! Predicted time of a layer = [`ComputeProfile::layer_ms`] (compute) + bytes / bandwidth +
-//! rounds · RTT ([`Network::transfer_ms`]).
+//! rounds · RTT ([`Network::transfer_ms`]). A layer's compute is the longer of its driver's
+//! work (HE, then the protocol logic per ROT) and the OT extension producing its ROTs, which
+//! runs on its own thread ahead of the driver.
 //!
 //! Building the server's kernels (the weight polynomials in NTT form) is not priced: the
 //! server prepares them once, before its first client ([`crate::party::ServerLayers`]), so
@@ -268,19 +270,15 @@ impl ComputeProfile {
         }
     }
 
-    /// Compute milliseconds per ROT of the nonlinear protocols: the protocol logic consuming it
-    /// and the OT extension of `backend` producing it in batches of `batch_rots` ROTs per
-    /// direction.
-    pub fn ms_per_rot(&self, backend: OtBackend, batch_rots: u64) -> f64 {
-        (self.protocol_ns_per_rot + self.ot_ns_per_rot(backend, batch_rots)) * 1e-6
-    }
-
-    /// Compute milliseconds of a nonlinear protocol run: its ROTs, consumed and produced, the
-    /// OT extension taking `ot_ns_per_rot` per ROT ([`Self::ot_ns_per_rot`]).
-    pub fn nonlinear_ms(&self, cost: &Cost, ot_ns_per_rot: f64) -> f64 {
-        (cost.server_rots + cost.client_rots) as f64
-            * (self.protocol_ns_per_rot + ot_ns_per_rot)
-            * 1e-6
+    /// Compute milliseconds of a layer with `he_ms` of HE work and the nonlinear protocol runs
+    /// `cost`, whose ROTs the OT extension produces at `ot_ns_per_rot` ([`Self::ot_ns_per_rot`]).
+    /// The OT extension runs on its own thread one chunk ahead of the protocols
+    /// ([`crate::ot::with_prefetch`]), so it overlaps the HE work and the protocol logic: the
+    /// layer takes the longer of the two.
+    pub fn layer_compute_ms(&self, he_ms: f64, cost: &Cost, ot_ns_per_rot: f64) -> f64 {
+        let rots = (cost.server_rots + cost.client_rots) as f64;
+        let driver = he_ms + rots * self.protocol_ns_per_rot * 1e-6;
+        driver.max(rots * ot_ns_per_rot * 1e-6)
     }
 
     /// Compute milliseconds of every layer of a priced plan, in plan order; a layer's ROTs are
@@ -308,7 +306,7 @@ impl ComputeProfile {
                         Some(self.he_ms(&proto.he, ops))
                     })
                     .unwrap_or(0.0);
-                he + self.nonlinear_ms(&l.nonlinear, ot_ns)
+                self.layer_compute_ms(he, &l.nonlinear, ot_ns)
             })
             .collect()
     }
@@ -408,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn nonlinear_time_counts_rots_of_the_backend() {
+    fn layer_time_overlaps_the_ot_extension_with_the_driver() {
         let mut p = ComputeProfile::builtin();
         (
             p.protocol_ns_per_rot,
@@ -422,9 +420,14 @@ mod tests {
         };
         p.silent_ns_per_rot_by_batch.clear();
         let ns = |backend| p.ot_ns_per_rot(backend, 1 << 20);
-        assert!((p.nonlinear_ms(&c, ns(OtBackend::Silent)) - 0.03).abs() < 1e-12);
-        assert!((p.nonlinear_ms(&c, ns(OtBackend::Iknp)) - 0.05).abs() < 1e-12);
-        assert!((p.ms_per_rot(OtBackend::Iknp, 1 << 20) - 50e-6).abs() < 1e-15);
+        // Without HE work the OT extension (1000 ROTs × 20 or 40 ns) outlasts the protocol
+        // logic (1000 × 10 ns); with 1 ms of HE work the protocol logic follows it and the OT
+        // extension is hidden.
+        let ms = |he, backend| p.layer_compute_ms(he, &c, ns(backend));
+        assert!((ms(0.0, OtBackend::Silent) - 0.02).abs() < 1e-12);
+        assert!((ms(0.0, OtBackend::Iknp) - 0.04).abs() < 1e-12);
+        assert!((ms(1.0, OtBackend::Iknp) - 1.01).abs() < 1e-12);
+        assert!((ms(0.035, OtBackend::Iknp) - 0.045).abs() < 1e-12);
     }
 
     #[test]
