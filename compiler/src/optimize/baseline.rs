@@ -149,6 +149,54 @@ pub fn cheetah_public(plan: &Plan) -> PublicPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use heq_runtime::he::Params;
+    use heq_runtime::linear::{Layout, LinearServer};
+    use heq_runtime::params::he::LinearOutput;
+    use heq_runtime::plan::{IntType, LayerWeights, LinearLayer};
+
+    /// ResNet-50's classifier at full 8-bit weight scale: OpenCheetah's tile (many filters per
+    /// ciphertext) and every tile with few ciphertexts sum too much filter noise for the flood's
+    /// slack, so the baseline takes a tile with fewer filters per ciphertext, which the
+    /// server's own check (`LinearServer::new`) accepts.
+    #[test]
+    fn heavy_filters_get_a_tile_the_server_accepts() {
+        let shape = MatMulShape {
+            rows: 1,
+            inner: 2048,
+            cols: 1000,
+        };
+        let op = Op::MatMul(LinearLayer {
+            protocol: protocol(matmul_tile(&shape, DEGREE)),
+            shape,
+            weight_ty: IntType {
+                bits: 8,
+                signed: true,
+            },
+            acc_bits: 27,
+            acc_bits_naive: 27,
+            requant: None,
+        });
+        let weights = LayerWeights {
+            weights: vec![127; 2048 * 1000],
+            bias: vec![0; 1000],
+        };
+        let stat_bits = 40;
+        let server = |proto: &LinearProtocol| {
+            let Op::MatMul(l) = &op else { unreachable!() };
+            let layer = LinearLayer {
+                protocol: proto.clone(),
+                ..l.clone()
+            };
+            let layout = Layout::matmul(&layer, LinearOutput::Accumulator).unwrap();
+            let params = Params::new(&proto.he).unwrap();
+            LinearServer::new(&layout, params, &weights, stat_bits).map(drop)
+        };
+        let opencheetah = layer_protocol(&op).unwrap();
+        assert!(server(&opencheetah).is_err());
+        let fixed = runnable_tile(&op, &weights, &opencheetah, stat_bits).expect("a tile passes");
+        assert_ne!(fixed.tile, opencheetah.tile);
+        server(&fixed).expect("the server accepts the baseline's tile");
+    }
 
     #[test]
     fn conv_tile_follows_opencheetah() {

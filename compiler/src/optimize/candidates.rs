@@ -234,7 +234,9 @@ fn noise_bits(g: &ConvGeometry, filter_l1: &[u64], degree: usize) -> u32 {
 
 /// `proto` for the linear layer `op` with `weights` if the server's flooding check passes with
 /// its tile; otherwise the same HE parameters and rings on the tile with the fewest bytes that
-/// passes (`None` if none does, or `op` is not linear).
+/// passes: among the tiles with few ciphertexts ([`geometries`]), else among all tiles (a layer
+/// whose filters are too heavy for those needs fewer filters per ciphertext); `None` if none
+/// does, or `op` is not linear.
 pub fn runnable_tile(
     op: &Op,
     weights: &LayerWeights,
@@ -249,10 +251,13 @@ pub fn runnable_tile(
     if ConvGeometry::new(&v.conv, proto).is_ok_and(|g| passes(&g)) {
         return Some(proto.clone());
     }
-    let best = geometries(&v.conv, proto)
-        .into_iter()
-        .filter(passes)
-        .min_by_key(|g| g.cost(&budget).total_bytes())?;
+    let cheapest = |gs: Vec<ConvGeometry>| {
+        gs.into_iter()
+            .filter(passes)
+            .min_by_key(|g| g.cost(&budget).total_bytes())
+    };
+    let best = cheapest(geometries(&v.conv, proto))
+        .or_else(|| cheapest(all_geometries(&v.conv, proto)))?;
     Some(LinearProtocol {
         tile: best.tile,
         ..proto.clone()
@@ -325,17 +330,22 @@ fn tiles(s: &ConvShape, n: usize) -> Vec<Tile> {
 /// full `c1` per response and a full request each, which the saved useful coefficients never
 /// repay at these sizes; the cut keeps the search fast on large images.
 fn geometries(s: &ConvShape, proto: &LinearProtocol) -> Vec<ConvGeometry> {
+    let all = all_geometries(s, proto);
+    let cts = |g: &ConvGeometry| g.input_cts() + g.output_cts();
+    let fewest = all.iter().map(cts).min().unwrap_or(0);
+    all.into_iter().filter(|g| cts(g) <= 2 * fewest).collect()
+}
+
+/// The geometries of every tile of `s` with `proto`'s parameters.
+fn all_geometries(s: &ConvShape, proto: &LinearProtocol) -> Vec<ConvGeometry> {
     let mut p = proto.clone();
-    let all: Vec<ConvGeometry> = tiles(s, proto.he.degree)
+    tiles(s, proto.he.degree)
         .into_iter()
         .filter_map(|t| {
             p.tile = t;
             ConvGeometry::new(s, &p).ok()
         })
-        .collect();
-    let cts = |g: &ConvGeometry| g.input_cts() + g.output_cts();
-    let fewest = all.iter().map(cts).min().unwrap_or(0);
-    all.into_iter().filter(|g| cts(g) <= 2 * fewest).collect()
+        .collect()
 }
 
 /// Keeps the candidates not dominated on (bytes, compute time); sorted by bytes.
