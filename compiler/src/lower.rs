@@ -9,9 +9,9 @@
 use crate::error::{Error, Result};
 use crate::ir::{LayerGraph, LayerOp, Linear, LinearShape, TensorId};
 use heq_runtime::plan::{
-    self, CarryDepth, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights, LinearLayer,
-    LinearProtocol, Op, OtBackend, Packing, Plan, PrecisionRecord, PublicPlan, ServerWeights,
-    TensorInfo, Tile,
+    self, CarryDepth, Encoding, GlobalProtocol, HeParams, IoSpec, Layer, LayerId, LayerWeights,
+    LinearLayer, LinearProtocol, Op, OtBackend, Packing, Plan, PrecisionRecord, PublicPlan,
+    ServerWeights, TensorInfo, Tile,
 };
 use std::collections::HashMap;
 
@@ -95,6 +95,7 @@ fn unselected() -> LinearProtocol {
             m: 0,
         },
         packing: Packing::none(),
+        encoding: Encoding::Cheetah,
         in_ring_bits: 0,
         out_ring_bits: 0,
     }

@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use heq_runtime::cost::linear::conv_cost;
 use heq_runtime::he::{Accumulator, InputCt, Kernel, Params, PublicKey, SecretKey};
-use heq_runtime::linear::{Layout, LinearClient, LinearServer};
+use heq_runtime::linear::{Layout, LinearClient, LinearServer, ServerKeys};
 use heq_runtime::params::conv::ConvGeometry;
 use heq_runtime::params::he::{LinearOutput, he_budget};
 use heq_runtime::plan::{
-    ConvShape, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol, PackDim, Packing, Tile,
+    ConvShape, Encoding, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol, PackDim,
+    Packing, Tile,
 };
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -258,7 +259,10 @@ fn run_layer(
     let layout = Arc::new(Layout::conv(&layer, LinearOutput::Accumulator).expect("layout"));
     let params = Params::new(&proto.he).expect("parameters");
     let key = Arc::new(SecretKey::generate(&params, rng).expect("key"));
-    let pk = Arc::new(PublicKey::new(&params, &key.public_key(rng).expect("pk")).expect("pk"));
+    let keys = ServerKeys {
+        public: PublicKey::new(&params, &key.public_key(rng).expect("pk")).expect("pk"),
+        galois: None,
+    };
     let client = LinearClient::new(layout.clone(), key).expect("client");
     let t = Instant::now();
     let mut server =
@@ -278,7 +282,7 @@ fn run_layer(
     let up = query.to_bytes(&params).len();
     let t = Instant::now();
     let (resp, _) = server
-        .respond(&layout, &pk, &query, Some(&x_s), rng)
+        .respond(&layout, &keys, &query, Some(&x_s), rng)
         .expect("respond");
     let t_respond = ms(t);
     let down = resp.to_bytes(&layout).len();
@@ -335,6 +339,7 @@ fn proto(he: HeParams, tile: Tile, packing: Packing) -> LinearProtocol {
         he,
         tile,
         packing,
+        encoding: Encoding::Cheetah,
         in_ring_bits: l,
         out_ring_bits: l,
     }

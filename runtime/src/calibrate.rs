@@ -125,6 +125,7 @@ pub fn measure_he(
         sanitize_ms,
         switch_ms,
         decrypt_ms,
+        key_switch_ms: 0.0,
     })
 }
 

@@ -43,7 +43,7 @@
 //! reveals its output share to the client at the end.
 
 use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
-use crate::params::he::{ConfigError, HeBudget, LinearOutput, layer_budget};
+use crate::params::he::{ConfigError, HeBudget, LinearOutput, layer_budget, pack_exponents};
 use crate::params::nonlinear::{
     CombinePlan, MaxPoolPlan, ParamError, RescalePlan, UnpackPlan, add_plan, avg_pool_plan,
     multiplied_range, pool_window_sizes, rescale_plan, signed_bits,
@@ -105,10 +105,19 @@ pub struct Schedule {
     pub rings: Vec<u32>,
     /// One step per layer, in plan order.
     pub steps: Vec<Step>,
-    /// The HE contexts the client sends a public key for: the parameters of the first linear
-    /// layer of each distinct `(N, primes)`, in plan order (one key serves every plaintext
-    /// modulus of a context).
-    pub keys: Vec<HeParams>,
+    /// The HE contexts the client sends keys for, one per distinct `(N, primes)`, in plan
+    /// order (one key serves every plaintext modulus of a context).
+    pub keys: Vec<ContextKeys>,
+}
+
+/// The keys the client sends for one HE context: a public key, and Galois keys for the
+/// exponents its layers' response packing uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextKeys {
+    /// The parameters of the context's first linear layer.
+    pub he: HeParams,
+    /// Galois exponents, increasing (empty if no layer of the context packs responses).
+    pub galois: Vec<usize>,
 }
 
 /// What runs for one layer.
@@ -250,12 +259,25 @@ pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
             })
         })
         .collect::<Result<_, ScheduleError>>()?;
-    let mut keys: Vec<HeParams> = Vec::new();
+    let mut keys: Vec<ContextKeys> = Vec::new();
     for (p, _) in plan.layers.iter().filter_map(|l| linear_protocol(&l.op)) {
-        let same = |k: &HeParams| k.degree == p.he.degree && k.moduli_bits == p.he.moduli_bits;
-        if !keys.iter().any(same) {
-            keys.push(p.he.clone());
-        }
+        let same = |k: &&mut ContextKeys| {
+            k.he.degree == p.he.degree && k.he.moduli_bits == p.he.moduli_bits
+        };
+        let index = match keys.iter_mut().position(|k| same(&k)) {
+            Some(i) => i,
+            None => {
+                keys.push(ContextKeys {
+                    he: p.he.clone(),
+                    galois: Vec::new(),
+                });
+                keys.len() - 1
+            }
+        };
+        let galois = &mut keys[index].galois;
+        galois.extend(pack_exponents(p.he.degree, p.tile.c, p.encoding.members()));
+        galois.sort_unstable();
+        galois.dedup();
     }
     Ok(Schedule { rings, steps, keys })
 }
@@ -553,7 +575,10 @@ mod tests {
         assert_eq!(s.rings, vec![5, 37, 37, 37, 8]);
         assert_eq!(
             s.keys,
-            vec![crate::reference::testutil::default_protocol().he]
+            vec![ContextKeys {
+                he: crate::reference::testutil::default_protocol().he,
+                galois: Vec::new()
+            }]
         );
         assert!(matches!(
             &s.steps[2].kind,

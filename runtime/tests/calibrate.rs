@@ -30,11 +30,15 @@ fn calibrate_writes_a_profile() {
     let one = HeOps {
         requests: 1,
         products: 1,
+        sums: 1,
+        key_switches: 1,
         responses: 1,
     };
     let two = HeOps {
         requests: 2,
         products: 2,
+        sums: 2,
+        key_switches: 2,
         responses: 2,
     };
     assert!(p.he_ms(&he, one) > 0.0);

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use heq_runtime::cost::linear::{
     LinearCost, affine_cost, conv_cost, matmul_cost, public_key_bytes,
 };
-use heq_runtime::he::{Params, PublicKey, SecretKey};
+use heq_runtime::he::{GaloisKeys, Params, PublicKey, SecretKey, SeededGaloisKeys};
 use heq_runtime::linear::{
-    Layout, LinearClient, LinearError, LinearServer, Query, Response, unpack_words,
+    Layout, LinearClient, LinearError, LinearServer, Query, Response, ServerKeys, unpack_words,
 };
-use heq_runtime::params::he::LinearOutput;
+use heq_runtime::params::he::{LinearOutput, galois_key_bytes, pack_exponents};
 use heq_runtime::plan::{
-    AffineShape, ConvShape, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol,
+    AffineShape, ConvShape, Encoding, HeParams, IntType, LayerWeights, LinearLayer, LinearProtocol,
     MatMulShape, PackDim, Packing, Requant, Rounding, Tile,
 };
 use proptest::prelude::*;
@@ -162,6 +162,7 @@ fn layer<S>(shape: S, acc_bits: u32, cfg: &Config, tile: Tile) -> LinearLayer<S>
             he: cfg.he.clone(),
             tile,
             packing: cfg.packing,
+            encoding: Encoding::Cheetah,
             in_ring_bits: cfg.in_bits,
             out_ring_bits: cfg.out_bits,
         },
@@ -187,7 +188,23 @@ fn run(
         pk_msg.to_bytes(&params).len(),
         public_key_bytes(&cfg.he).expect("valid")
     );
-    let pk = Arc::new(PublicKey::new(&params, &pk_msg).expect("pk"));
+    let members = layout.protocol().encoding.members();
+    let exponents = pack_exponents(cfg.he.degree, layout.protocol().tile.c, members);
+    let galois = (!exponents.is_empty()).then(|| {
+        let seeded = key.galois_keys(&exponents, rng).expect("galois keys");
+        let bytes = seeded.to_bytes(&params);
+        let b0 = cfg.he.moduli_bits[0];
+        assert_eq!(
+            bytes.len(),
+            exponents.len() * galois_key_bytes(cfg.he.degree, b0)
+        );
+        let seeded = SeededGaloisKeys::from_bytes(&params, &exponents, &bytes).expect("decode");
+        GaloisKeys::new(&params, &seeded).expect("galois keys")
+    });
+    let keys = ServerKeys {
+        public: PublicKey::new(&params, &pk_msg).expect("pk"),
+        galois,
+    };
     let client = LinearClient::new(layout.clone(), key).expect("client");
     let mut server =
         LinearServer::new(&layout, params.clone(), weights, cfg.stat_bits).expect("server");
@@ -215,12 +232,12 @@ fn run(
     let mut same_rng = rng.clone();
     prop_assert!(!server.kernels_prepared());
     let on_the_fly = server
-        .respond(&layout, &pk, &query, x_s.as_deref(), &mut same_rng)
+        .respond(&layout, &keys, &query, x_s.as_deref(), &mut same_rng)
         .expect("respond");
     server.prepare_kernels(&layout).expect("kernels");
     prop_assert!(server.kernels_prepared());
     let (resp, y_s) = server
-        .respond(&layout, &pk, &query, x_s.as_deref(), rng)
+        .respond(&layout, &keys, &query, x_s.as_deref(), rng)
         .expect("respond");
     prop_assert_eq!(&on_the_fly.0, &resp);
     prop_assert_eq!(&on_the_fly.1, &y_s);
@@ -484,7 +501,10 @@ fn malformed_messages_are_rejected() {
     let layout = Arc::new(Layout::matmul(&layer, LinearOutput::Accumulator).expect("layout"));
     let params = Params::new(&cfg.he).expect("params");
     let key = Arc::new(SecretKey::generate(&params, &mut rng).expect("key"));
-    let pk = Arc::new(PublicKey::new(&params, &key.public_key(&mut rng).expect("pk")).expect("pk"));
+    let pk = ServerKeys {
+        public: PublicKey::new(&params, &key.public_key(&mut rng).expect("pk")).expect("pk"),
+        galois: None,
+    };
     let client = LinearClient::new(layout.clone(), key).expect("client");
     let weights = random_weights(&mut rng, 24, 3);
     let server = LinearServer::new(&layout, params.clone(), &weights, 12).expect("server");

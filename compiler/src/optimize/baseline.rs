@@ -9,8 +9,8 @@
 
 use super::candidates::runnable_tile;
 use heq_runtime::plan::{
-    AffineShape, CarryDepth, ConvShape, HeParams, LinearProtocol, MatMulShape, Op, Packing, Plan,
-    PublicPlan, Tile,
+    AffineShape, CarryDepth, ConvShape, Encoding, HeParams, LinearProtocol, MatMulShape, Op,
+    Packing, Plan, PublicPlan, Tile,
 };
 
 /// Ring degree of the baseline.
@@ -30,6 +30,7 @@ pub fn protocol(tile: Tile) -> LinearProtocol {
         },
         tile,
         packing: Packing::none(),
+        encoding: Encoding::Cheetah,
         in_ring_bits: RING_BITS,
         out_ring_bits: RING_BITS,
     }

@@ -16,7 +16,8 @@ use heq_runtime::cost::linear::{LinearCost, public_key_bytes};
 use heq_runtime::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
 use heq_runtime::params::he::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND, layer_budget};
 use heq_runtime::plan::{
-    ConvShape, HeParams, LayerId, LayerWeights, LinearProtocol, Op, PackDim, Packing, Plan, Tile,
+    ConvShape, Encoding, HeParams, LayerId, LayerWeights, LinearProtocol, Op, PackDim, Packing,
+    Plan, Tile,
 };
 
 /// The menu of ciphertext prime sizes per ring degree (the kept prime first). Every list is
@@ -414,6 +415,7 @@ impl RingOption {
                 ..p.he.clone()
             },
             packing: self.packing,
+            encoding: Encoding::Cheetah,
             in_ring_bits: self.ring,
             out_ring_bits: self.ring,
             ..p.clone()
@@ -538,6 +540,7 @@ fn layer_candidates(
             },
             tile: v.protocol.tile,
             packing: option.packing,
+            encoding: Encoding::Cheetah,
             in_ring_bits: option.ring,
             out_ring_bits: option.ring,
         };

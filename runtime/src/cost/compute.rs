@@ -44,6 +44,9 @@ pub struct HeTimes {
     pub switch_ms: f64,
     /// Client: decrypt one response.
     pub decrypt_ms: f64,
+    /// Server: one key switch of the response packing.
+    #[serde(default)]
+    pub key_switch_ms: f64,
 }
 
 impl HeTimes {
@@ -58,6 +61,7 @@ impl HeTimes {
             sanitize_ms: self.sanitize_ms * factor,
             switch_ms: self.switch_ms * factor,
             decrypt_ms: self.decrypt_ms * factor,
+            key_switch_ms: self.key_switch_ms * factor,
         }
     }
 
@@ -74,7 +78,11 @@ pub struct HeOps {
     pub requests: usize,
     /// Ciphertext × plaintext products.
     pub products: usize,
-    /// Response ciphertexts (sanitized and switched by the server, decrypted by the client).
+    /// Output sums (sanitized and switched by the server).
+    pub sums: usize,
+    /// Key switches of the response packing (server).
+    pub key_switches: usize,
+    /// Response ciphertexts (decrypted by the client).
     pub responses: usize,
 }
 
@@ -84,6 +92,8 @@ impl HeOps {
         HeOps {
             requests: cost.cts_up,
             products,
+            sums: cost.sums,
+            key_switches: cost.key_switches,
             responses: cost.cts_down,
         }
     }
@@ -242,7 +252,9 @@ impl ComputeProfile {
         let t = self.he_times(he);
         ops.requests as f64 * (t.encrypt_ms + t.absorb_ms)
             + ops.products as f64 * t.product_ms
-            + ops.responses as f64 * (t.sanitize_ms + t.switch_ms + t.decrypt_ms)
+            + ops.sums as f64 * (t.sanitize_ms + t.switch_ms)
+            + ops.key_switches as f64 * t.key_switch_ms
+            + ops.responses as f64 * t.decrypt_ms
     }
 
     /// Nanoseconds per ROT the OT extension `backend` takes in a batch of `batch_rots` ROTs per
@@ -387,6 +399,7 @@ mod tests {
             sanitize_ms: 4.0,
             switch_ms: 5.0,
             decrypt_ms: 6.0,
+            key_switch_ms: 7.0,
         };
         p.he = vec![base.clone()];
         // Same degree and prime count: the measured times (other prime sizes).
@@ -397,11 +410,13 @@ mod tests {
         let ops = HeOps {
             requests: 2,
             products: 3,
+            sums: 4,
+            key_switches: 3,
             responses: 1,
         };
         assert_eq!(
             p.he_ms(&he(4096, vec![60, 49]), ops),
-            2.0 * 3.0 + 3.0 * 3.0 + 4.0 + 5.0 + 6.0
+            2.0 * 3.0 + 3.0 * 3.0 + 4.0 * (4.0 + 5.0) + 3.0 * 7.0 + 6.0
         );
     }
 

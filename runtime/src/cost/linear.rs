@@ -7,7 +7,9 @@
 //! assert that they have exactly the sizes returned here.
 
 use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
-use crate::params::he::{ConfigError, HeBudget, LinearOutput, he_budget, layer_budget};
+use crate::params::he::{
+    ConfigError, HeBudget, LinearOutput, galois_key_bytes, he_budget, layer_budget,
+};
 use crate::plan::{AffineShape, ConvShape, HeParams, LinearProtocol, MatMulShape};
 
 /// Rounds of one linear layer: one query up, one response down.
@@ -22,8 +24,13 @@ pub struct LinearCost {
     pub bytes_down: usize,
     /// Request ciphertexts.
     pub cts_up: usize,
-    /// Response ciphertexts.
+    /// Response ciphertexts on the wire.
     pub cts_down: usize,
+    /// Output sums the server sanitizes and switches (`cts_down` times the responses packed
+    /// into one).
+    pub sums: usize,
+    /// Key switches of the response packing.
+    pub key_switches: usize,
     /// `c0` coefficients revealed to the client (each flooded): the `n` of the per-layer
     /// statistical bound `n·2^(−stat_bits)` (`docs/security.md` §1.2).
     pub coeffs_down: usize,
@@ -47,14 +54,32 @@ pub fn public_key_bytes(he: &HeParams) -> Result<usize, ConfigError> {
     Ok(he_budget(he, he.plain_bits)?.request_ct_bytes())
 }
 
+/// Bytes of the client's keys for one HE context: the public key and the Galois keys of
+/// `galois` exponents (response packing).
+///
+/// # Errors
+/// As [`he_budget`].
+pub fn context_key_bytes(he: &HeParams, galois: usize) -> Result<usize, ConfigError> {
+    let b0 = he.moduli_bits.first().copied().unwrap_or(0);
+    Ok(public_key_bytes(he)? + galois * galois_key_bytes(he.degree, b0))
+}
+
 impl ConvGeometry {
     /// The exact communication of the layer with the noise budget `budget`.
     pub fn cost(&self, budget: &HeBudget) -> LinearCost {
         let per_slot: Vec<usize> = (0..self.n_sg)
             .map(|sg| self.positions_per_slot(sg))
             .collect();
-        let slots_of: Vec<usize> = (0..self.n_mg).map(|mg| self.slots(mg)).collect();
-        // Response ciphertexts grouped by their useful coefficients (few distinct values).
+        // Useful coefficients of each response, per block of packed filter groups (the slots
+        // of its members summed); few distinct values.
+        let n = self.members();
+        let slots_of: Vec<usize> = (0..self.n_mg.div_ceil(n))
+            .map(|b| {
+                (b * n..((b + 1) * n).min(self.n_mg))
+                    .map(|mg| self.slots(mg))
+                    .sum()
+            })
+            .collect();
         let (slot_counts, position_counts) = (histogram(&slots_of), histogram(&per_slot));
         let bytes_down = slot_counts
             .iter()
@@ -69,7 +94,9 @@ impl ConvGeometry {
             bytes_up: self.input_cts() * budget.request_ct_bytes(),
             bytes_down,
             cts_up: self.input_cts(),
-            cts_down: self.output_cts(),
+            cts_down: self.response_cts(),
+            sums: self.output_cts(),
+            key_switches: self.key_switches(),
             coeffs_down: slots * per_slot.iter().sum::<usize>(),
             rounds: ROUNDS,
         }

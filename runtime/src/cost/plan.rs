@@ -32,7 +32,7 @@
 
 use std::ops::Range;
 
-use crate::cost::linear::{LinearCost, public_key_bytes};
+use crate::cost::linear::{LinearCost, context_key_bytes};
 use crate::cost::nonlinear::Cost;
 use crate::cost::ot_extension::ot_extension_bytes;
 use crate::params::he::ConfigError;
@@ -437,8 +437,8 @@ pub fn plan_cost(
     backend: OtBackend,
 ) -> Result<PlanCost, ConfigError> {
     let mut setup = Traffic::default();
-    for he in &schedule.keys {
-        setup.bytes_up += public_key_bytes(he)? as u64;
+    for k in &schedule.keys {
+        setup.bytes_up += context_key_bytes(&k.he, k.galois.len())? as u64;
     }
     if !schedule.keys.is_empty() {
         setup.rounds = 1;
@@ -516,7 +516,7 @@ mod tests {
         let plan = b.build(t2).unwrap();
         let s = schedule(&plan.public).unwrap();
         let c = plan_cost(&plan.public, &s, OtBackend::Silent).unwrap();
-        let key = public_key_bytes(&proto.he).unwrap() as u64;
+        let key = crate::cost::linear::public_key_bytes(&proto.he).unwrap() as u64;
         assert_eq!(
             c.setup,
             Traffic {

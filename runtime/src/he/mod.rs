@@ -11,7 +11,10 @@
 //! Noise budget and widths: `crate::params::he` (crypto-free, shared with the compiler);
 //! security argument: `docs/security.md`.
 
+mod pack_stub;
 mod wire;
+
+pub use pack_stub::{GaloisKeys, SeededGaloisKeys, Switched, pack};
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +26,8 @@ use rand::{CryptoRng, Rng, RngCore};
 
 use crate::params::he::{ConfigError, ERROR_BOUND, HeBudget, SEED_BYTES, he_budget};
 use crate::plan::HeParams;
+#[allow(unused_imports)]
+use rand::CryptoRng as _;
 use wire::{BitReader, BitWriter};
 
 /// Variance of the centred binomial error distribution (`σ ≈ 3.16`, bound [`ERROR_BOUND`]).

@@ -6,7 +6,7 @@
 //! per-channel affine map only permute the input and output elements.
 
 use crate::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
-use crate::params::he::{HeBudget, LinearOutput, layer_budget};
+use crate::params::he::{HeBudget, LinearOutput, layer_budget, pack_offset};
 use crate::plan::{AffineShape, ConvShape, LinearLayer, LinearProtocol, MatMulShape};
 
 use super::LinearError;
@@ -56,6 +56,17 @@ pub(crate) struct OutCt {
     pub first_word: usize,
 }
 
+/// One response ciphertext on the wire: the output sums it packs and the coefficients the
+/// client decrypts, member by member (each member's positions in order, moved by its pack
+/// offset), so the decrypted words come out in the members' word order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ResponseLayout {
+    /// Output sums (indices into `Layout::outputs`), in pack order.
+    pub members: Vec<usize>,
+    /// Coefficients of the packed ciphertext the client decrypts.
+    pub positions: Vec<usize>,
+}
+
 /// The public index maps of one linear layer: what both parties derive from the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -71,6 +82,8 @@ pub struct Layout {
     pub(crate) out_len: usize,
     pub(crate) inputs: Vec<Vec<InEntry>>,
     pub(crate) outputs: Vec<OutCt>,
+    /// The response ciphertexts on the wire: which output sums each packs.
+    pub(crate) responses: Vec<ResponseLayout>,
     /// `words · factor` entries: the output element in each field ([`NO_ELEMENT`] if empty).
     pub(crate) fields: Vec<u32>,
 }
@@ -150,7 +163,6 @@ impl Layout {
             _ => e,
         };
         let t = g.tile;
-        let hw = t.h * t.w;
         let mut inputs = Vec::with_capacity(g.input_cts());
         for ci in 0..g.n_c {
             let channels = ci * t.c..((ci + 1) * t.c).min(shape.in_channels);
@@ -167,7 +179,7 @@ impl Layout {
                                     continue;
                                 };
                                 entries.push(InEntry {
-                                    coef: (cl * hw + i * t.w + j) as u32,
+                                    coef: g.input_coef(cl, i, j) as u32,
                                     elem: in_map((c * h + r) * w + col) as u32,
                                     field: field as u32,
                                 });
@@ -179,7 +191,6 @@ impl Layout {
             }
         }
         let factor = g.factor;
-        let origin = g.origin();
         let (m_per_group, c_per_group) = (
             shape.out_channels / shape.groups,
             shape.in_channels / shape.groups,
@@ -202,11 +213,10 @@ impl Layout {
                 let mut words: std::collections::BTreeMap<usize, Vec<u32>> = Default::default();
                 for (sfield, (th, tw)) in g.spatial_tiles(sg).enumerate() {
                     for &(slot, cfield, m) in &filters {
-                        let base = origin - slot * t.c * hw;
                         let field = sfield + cfield;
                         for oi in 0..g.rows.outputs_of(th) {
                             for oj in 0..g.cols.outputs_of(tw) {
-                                let pos = base + oi * g.rows.stride * t.w + oj * g.cols.stride;
+                                let pos = g.output_coef(slot, oi, oj);
                                 let (yi, yj) =
                                     (th * g.rows.tile_out + oi, tw * g.cols.tile_out + oj);
                                 let elem = out_map((m * ho + yi) * wo + yj) as u32;
@@ -227,6 +237,20 @@ impl Layout {
                 });
             }
         }
+        let responses = (0..g.response_cts())
+            .map(|r| {
+                let members: Vec<usize> = g.pack_members(r).collect();
+                let positions = members
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(j, &k)| {
+                        let offset = pack_offset(g.output_stride(), g.members(), j);
+                        outputs[k].positions.iter().map(move |&p| p + offset)
+                    })
+                    .collect();
+                ResponseLayout { members, positions }
+            })
+            .collect();
         Ok(Layout {
             kind,
             geometry: g,
@@ -238,6 +262,7 @@ impl Layout {
             out_len,
             inputs,
             outputs,
+            responses,
             fields,
         })
     }

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! client.query(&x_client, rng)        -> Query       (seeded RLWE ciphertexts of the shares)
-//! server.respond(&query, x_server, rng) -> (Response, y_server)
+//! server.respond(&keys, &query, x_server, rng) -> (Response, y_server)
 //! client.finish(&response)            -> y_client    (y_client + y_server = acc mod 2^out)
 //! ```
 //!
@@ -21,7 +21,7 @@ mod protocol;
 
 pub use layout::{Kind, Layout, NO_ELEMENT};
 pub use packing::{extract_field, unpack_words};
-pub use protocol::{LinearClient, LinearServer, Query, Response};
+pub use protocol::{LinearClient, LinearServer, Query, Response, ServerKeys};
 
 use crate::he::HeError;
 use crate::params::he::ConfigError;
@@ -62,6 +62,9 @@ pub enum LinearError {
     /// The key or public key was made for other HE parameters than the layer's.
     #[error("the key is for other HE parameters than this layer's")]
     KeyMismatch,
+    /// A layer packs its responses but the client sent no Galois keys for its context.
+    #[error("the layer packs responses but the client sent no Galois keys for its HE context")]
+    MissingGaloisKeys,
     /// A layer's server was given the layout of another layer.
     #[error("the layout is not the one this layer's server was made for")]
     LayoutMismatch,

@@ -6,13 +6,16 @@ use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::he::{Accumulator, InputCt, Kernel, Params, PublicKey, ResponseCt, SecretKey, SeededCt};
+use crate::he::{
+    Accumulator, GaloisKeys, InputCt, Kernel, Params, PublicKey, ResponseCt, SecretKey, SeededCt,
+    Switched, pack,
+};
 use crate::params::conv::ConvGeometry;
 use crate::params::he::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND};
 use crate::plan::{LayerWeights, LinearProtocol};
 
 use super::LinearError;
-use super::layout::{Layout, NO_ELEMENT};
+use super::layout::{Layout, NO_ELEMENT, OutCt};
 
 /// The client's query: one seeded ciphertext per request tile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +57,8 @@ impl Query {
     }
 }
 
-/// The server's response: one truncated ciphertext per output tile.
+/// The server's response: one truncated ciphertext per response of the layout (an output
+/// tile, or several packed into one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     cts: Vec<ResponseCt>,
@@ -81,9 +85,9 @@ impl Response {
     pub fn from_bytes(layout: &Layout, bytes: &[u8]) -> Result<Self, LinearError> {
         let b = &layout.budget;
         let expected: usize = layout
-            .outputs
+            .responses
             .iter()
-            .map(|o| b.response_ct_bytes(o.positions.len()))
+            .map(|r| b.response_ct_bytes(r.positions.len()))
             .sum();
         if bytes.len() != expected {
             return Err(LinearError::Length {
@@ -93,14 +97,23 @@ impl Response {
             });
         }
         let mut rest = bytes;
-        let mut cts = Vec::with_capacity(layout.outputs.len());
-        for o in &layout.outputs {
-            let (ct, tail) = rest.split_at(b.response_ct_bytes(o.positions.len()));
-            cts.push(ResponseCt::from_bytes(b, o.positions.len(), ct)?);
+        let mut cts = Vec::with_capacity(layout.responses.len());
+        for r in &layout.responses {
+            let (ct, tail) = rest.split_at(b.response_ct_bytes(r.positions.len()));
+            cts.push(ResponseCt::from_bytes(b, r.positions.len(), ct)?);
             rest = tail;
         }
         Ok(Response { cts })
     }
+}
+
+/// The client's keys of one HE context as the server holds them.
+#[derive(Debug)]
+pub struct ServerKeys {
+    /// The public key, which re-randomises every response.
+    pub public: PublicKey,
+    /// The Galois keys, which pack responses (`None` if no layer of the context packs).
+    pub galois: Option<GaloisKeys>,
 }
 
 /// One independent generator per ciphertext, seeded from `rng`, so rayon can run them in
@@ -200,25 +213,34 @@ impl LinearClient {
     /// [`LinearError::Length`] for a response with the wrong number of ciphertexts.
     pub fn finish(&self, response: &Response) -> Result<Vec<u64>, LinearError> {
         let l = &*self.layout;
-        if response.cts.len() != l.outputs.len() {
+        if response.cts.len() != l.responses.len() {
             return Err(LinearError::Length {
                 what: "response ciphertexts",
-                expected: l.outputs.len(),
+                expected: l.responses.len(),
                 actual: response.cts.len(),
             });
         }
         let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
         let decode_bits = l.output.decode_bits(l.proto.he.plain_bits);
-        let words: Vec<Vec<u64>> = response
+        let decrypted: Vec<Vec<u64>> = response
             .cts
             .par_iter()
-            .zip(&l.outputs)
-            .map(|(ct, o)| self.key.decrypt(ct, &o.positions, &l.budget, decode_bits))
+            .zip(&l.responses)
+            .map(|(ct, r)| self.key.decrypt(ct, &r.positions, &l.budget, decode_bits))
             .collect::<Result<_, _>>()?;
-        Ok(order_words(
-            l,
-            words.into_iter().flatten().map(|w| w & out_mask).collect(),
-        ))
+        // Back to the output sums' word order: each response holds its members' words in turn.
+        let mut words = vec![0u64; l.fields.len() / l.geometry.factor];
+        for (r, values) in l.responses.iter().zip(decrypted) {
+            let mut values = values.into_iter();
+            for &k in &r.members {
+                let o = &l.outputs[k];
+                let dest = &mut words[o.first_word..o.first_word + o.positions.len()];
+                dest.iter_mut()
+                    .zip(values.by_ref())
+                    .for_each(|(w, v)| *w = v & out_mask);
+            }
+        }
+        Ok(order_words(l, words))
     }
 }
 
@@ -372,9 +394,7 @@ impl LinearServer {
         let g = &l.geometry;
         let s = &g.shape;
         let t = g.tile;
-        let hw = t.h * t.w;
         let (m_per_group, c_per_group) = (s.out_channels / s.groups, s.in_channels / s.groups);
-        let origin = g.origin();
         let plain = l.proto.he.plain_bits;
         let mut coeffs = vec![0i128; l.proto.he.degree];
         let mut any = false;
@@ -389,7 +409,8 @@ impl LinearServer {
                     for q in 0..g.cols.kernel {
                         let w = l.conv_weight(&self.weights, m, c - grp * c_per_group, r, q);
                         let w = i128::from(w) * i128::from(self.scale[m]);
-                        let idx = origin - slot * t.c * hw - cl * hw - r * t.w - q;
+                        let (idx, negated) = g.kernel_coef(slot, cl, r, q);
+                        let w = if negated { -w } else { w };
                         coeffs[idx] += w << (field as u32 * g.field_bits);
                         any = true;
                     }
@@ -473,7 +494,8 @@ impl LinearServer {
     /// `None` for the first layer, whose query encrypts the plain input), multiplies by the
     /// kernels, and masks each output word with a fresh uniform value, which is the server's
     /// output share (`output_words` values in `Z_{2^out_ring_bits}`). `layout` is the layer's
-    /// layout, `pk` the client's public key, which re-randomises the responses.
+    /// layout, `keys` the client's keys: the public key re-randomises the responses, the
+    /// Galois keys pack them (needed when the layout packs responses).
     ///
     /// # Errors
     /// [`LinearError::LayoutMismatch`] for another layer's layout, [`LinearError::Length`] for
@@ -481,7 +503,7 @@ impl LinearServer {
     pub fn respond<R: RngCore + CryptoRng>(
         &self,
         layout: &Layout,
-        pk: &PublicKey,
+        keys: &ServerKeys,
         query: &Query,
         x: Option<&[u64]>,
         rng: &mut R,
@@ -498,6 +520,12 @@ impl LinearServer {
         if let Some(x) = x {
             check_share(l, x)?;
         }
+        let g = &l.geometry;
+        let galois = match (g.members(), &keys.galois) {
+            (1, _) => None,
+            (_, Some(galois)) => Some(galois),
+            (_, None) => return Err(LinearError::MissingGaloisKeys),
+        };
         let p = &*self.params;
         let inputs: Vec<InputCt> = query
             .cts
@@ -505,67 +533,111 @@ impl LinearServer {
             .enumerate()
             .map(|(k, ct)| InputCt::new(p, ct, x.map(|x| encode_input(l, k, x)).as_deref()))
             .collect::<Result<_, _>>()?;
-        let t_mask = (1u64 << l.proto.he.plain_bits) - 1;
-        // The mask lives in the decoding ring, scaled up to the plaintext ring.
-        let plain_bits = l.proto.he.plain_bits;
-        let mask_shift = plain_bits - l.output.decode_bits(plain_bits);
-        let g = &l.geometry;
         let mut rngs = fork_rngs(rng, l.outputs.len());
-        // Filter groups in parallel; within a group the kernels are shared by its spatial groups.
-        let per_group: Vec<Vec<(ResponseCt, Vec<u64>)>> = rngs
-            .par_chunks_mut(g.n_sg)
-            .zip(l.outputs.par_chunks(g.n_sg))
-            .map(|(rngs, outs)| {
-                let mg = outs[0].mg;
-                let built;
-                let kernels = match &self.kernels {
-                    Some(k) => &k[mg],
-                    None => {
-                        built = self.group_kernels(l, mg)?;
-                        &built
+        // Blocks of `members` filter groups in parallel: their kernels are shared by the
+        // spatial groups, and each spatial group's sums of the block pack into one response.
+        let block = g.members() * g.n_sg;
+        let per_block: Vec<(Vec<ResponseCt>, Vec<Vec<u64>>)> = rngs
+            .par_chunks_mut(block)
+            .zip(l.outputs.par_chunks(block))
+            .zip(l.responses.par_chunks(g.n_sg))
+            .map(|((rngs, outs), responses)| {
+                let mut sums = Vec::with_capacity(outs.len());
+                let mut masks = Vec::with_capacity(outs.len());
+                for (group, rngs) in outs.chunks(g.n_sg).zip(rngs.chunks_mut(g.n_sg)) {
+                    let built;
+                    let kernels = match &self.kernels {
+                        Some(k) => &k[group[0].mg],
+                        None => {
+                            built = self.group_kernels(l, group[0].mg)?;
+                            &built
+                        }
+                    };
+                    for (o, rng) in group.iter().zip(rngs.iter_mut()) {
+                        let (sum, mask) = self.output_sum(l, &inputs, kernels, o, keys, rng)?;
+                        sums.push(Some(sum));
+                        masks.push(mask);
                     }
-                };
-                outs.iter()
-                    .zip(rngs.iter_mut())
-                    .map(|(o, rng)| {
-                        let pairs = o.inputs.iter().filter_map(|&(k, ci)| {
-                            kernels[ci].as_ref().map(|kernel| (&inputs[k], kernel))
-                        });
-                        let acc = Accumulator::sum_products(p, pairs)?;
-                        let mask: Vec<u64> = o
-                            .positions
-                            .iter()
-                            .map(|_| (rng.next_u64() & t_mask) >> mask_shift)
-                            .collect();
-                        let plain: Vec<(usize, u64)> = o
-                            .positions
-                            .iter()
-                            .zip(&mask)
-                            .enumerate()
-                            .map(|(i, (&pos, &r))| {
-                                (
-                                    pos,
-                                    self.bias_words[o.first_word + i].wrapping_sub(r << mask_shift)
-                                        & t_mask,
-                                )
-                            })
-                            .collect();
-                        let ct = acc
-                            .sanitize(p, pk, &plain, &o.positions, &l.budget, rng)?
-                            .into_response(p, &o.positions, &l.budget)?;
-                        Ok((ct, mask))
+                }
+                let first = outs[0].mg * g.n_sg;
+                let cts = responses
+                    .iter()
+                    .map(|r| {
+                        let mut members: Vec<Option<Switched>> =
+                            r.members.iter().map(|&k| sums[k - first].take()).collect();
+                        let ct = match galois {
+                            None => members.pop().flatten().ok_or(LinearError::LayoutMismatch)?,
+                            Some(galois) => {
+                                members.resize_with(g.members(), || None);
+                                pack(p, galois, members, g.output_stride())?
+                            }
+                        };
+                        Ok(ct.into_response(p, &r.positions, &l.budget)?)
                     })
-                    .collect::<Result<Vec<_>, LinearError>>()
+                    .collect::<Result<Vec<_>, LinearError>>()?;
+                Ok((cts, masks))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, LinearError>>()?;
         let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
-        let (cts, masks): (Vec<ResponseCt>, Vec<Vec<u64>>) =
-            per_group.into_iter().flatten().unzip();
+        let (cts, masks): (Vec<Vec<ResponseCt>>, Vec<Vec<Vec<u64>>>) =
+            per_block.into_iter().unzip();
         let share = order_words(
             l,
-            masks.into_iter().flatten().map(|r| r & out_mask).collect(),
+            masks
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|r| r & out_mask)
+                .collect(),
         );
-        Ok((Response { cts }, share))
+        Ok((
+            Response {
+                cts: cts.into_iter().flatten().collect(),
+            },
+            share,
+        ))
+    }
+
+    /// One output sum, made safe to reveal and switched to `q0`, and the server's mask of
+    /// its words: `Σ input × kernel`, plus the bias words minus a fresh uniform mask (in the
+    /// decoding ring, scaled up to the plaintext ring), re-randomised and flooded.
+    fn output_sum<R: RngCore + CryptoRng>(
+        &self,
+        l: &Layout,
+        inputs: &[InputCt],
+        kernels: &[Option<Kernel>],
+        o: &OutCt,
+        keys: &ServerKeys,
+        rng: &mut R,
+    ) -> Result<(Switched, Vec<u64>), LinearError> {
+        let p = &*self.params;
+        let plain_bits = l.proto.he.plain_bits;
+        let t_mask = (1u64 << plain_bits) - 1;
+        let mask_shift = plain_bits - l.output.decode_bits(plain_bits);
+        let pairs = o
+            .inputs
+            .iter()
+            .filter_map(|&(k, ci)| kernels[ci].as_ref().map(|kernel| (&inputs[k], kernel)));
+        let acc = Accumulator::sum_products(p, pairs)?;
+        let mask: Vec<u64> = o
+            .positions
+            .iter()
+            .map(|_| (rng.next_u64() & t_mask) >> mask_shift)
+            .collect();
+        let plain: Vec<(usize, u64)> = o
+            .positions
+            .iter()
+            .zip(&mask)
+            .enumerate()
+            .map(|(i, (&pos, &r))| {
+                let word = self.bias_words[o.first_word + i].wrapping_sub(r << mask_shift);
+                (pos, word & t_mask)
+            })
+            .collect();
+        let sum = acc
+            .sanitize(p, &keys.public, &plain, &o.positions, &l.budget, rng)?
+            .switch(p)?;
+        Ok((sum, mask))
     }
 }
 

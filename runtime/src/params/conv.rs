@@ -6,7 +6,7 @@
 //! [`crate::cost::linear`] counts its ciphertexts and revealed coefficients from the same one.
 
 use crate::params::he::ConfigError;
-use crate::plan::{AffineShape, ConvShape, LinearProtocol, MatMulShape, PackDim, Tile};
+use crate::plan::{AffineShape, ConvShape, Encoding, LinearProtocol, MatMulShape, PackDim, Tile};
 
 /// The matrix product `X (rows × inner) · W (inner × cols)` as the 1×1 convolution the protocol
 /// runs: `inner` input channels over a `rows × 1` image, `cols` filters.
@@ -138,6 +138,10 @@ pub struct ConvGeometry {
     pub field_bits: u32,
     /// Packing dimension (meaningful when `factor > 1`).
     pub dim: PackDim,
+    /// Coefficient layout and response packing.
+    pub encoding: Encoding,
+    /// Ring degree `N`.
+    pub degree: usize,
     /// Channel tiles `⌈C / C_w⌉`.
     pub n_c: usize,
     /// Spatial groups `⌈n_H·n_W / b_spatial⌉`.
@@ -195,6 +199,18 @@ impl ConvGeometry {
         if t.c == 0 || t.m == 0 || cells.is_none_or(|c| c > proto.he.degree) {
             return Err(bad_tile([rows.kernel, cols.kernel]));
         }
+        if let Encoding::Interleaved { members } = proto.encoding {
+            let fits =
+                t.m == 1 && t.c.is_power_of_two() && members.is_power_of_two() && members <= t.c;
+            if !fits {
+                return Err(ConfigError::Encoding(format!(
+                    "interleaved tile {}x{}x{}/{} with {members} responses per ciphertext: needs \
+                     one filter per ciphertext, a power-of-two channel tile and a power-of-two \
+                     number of responses at most the channel tile",
+                    t.c, t.h, t.w, t.m
+                )));
+            }
+        }
         let factor = proto.packing.factor.max(1) as usize;
         let (b_sp, b_ch) = match proto.packing.dim {
             PackDim::Spatial => (factor, 1),
@@ -208,6 +224,8 @@ impl ConvGeometry {
             factor,
             field_bits: proto.packing.field_bits,
             dim: proto.packing.dim,
+            encoding: proto.encoding,
+            degree: proto.he.degree,
             n_c: s.in_channels.div_ceil(t.c),
             n_sg: (rows.n_tiles * cols.n_tiles).div_ceil(b_sp),
             n_mg: s.out_channels.div_ceil(t.m * b_ch),
@@ -237,9 +255,79 @@ impl ConvGeometry {
         self.n_c * self.n_sg
     }
 
-    /// Response ciphertexts.
+    /// Output sums: one per filter group and spatial group (`mg·n_sg + sg`), each sanitized
+    /// and switched by the server.
     pub fn output_cts(&self) -> usize {
         self.n_mg * self.n_sg
+    }
+
+    /// Output sums packed into one response ciphertext.
+    pub fn members(&self) -> usize {
+        self.encoding.members()
+    }
+
+    /// Response ciphertexts on the wire: `⌈n_mg / members⌉` per spatial group.
+    pub fn response_cts(&self) -> usize {
+        self.n_mg.div_ceil(self.members()) * self.n_sg
+    }
+
+    /// The output sums (indices `mg·n_sg + sg`) packed into response `r = block·n_sg + sg`:
+    /// the filter groups `block·members ..` of spatial group `sg`, in order.
+    pub fn pack_members(&self, r: usize) -> impl Iterator<Item = usize> + '_ {
+        let (block, sg) = (r / self.n_sg, r % self.n_sg);
+        let n = self.members();
+        (block * n..((block + 1) * n).min(self.n_mg)).map(move |mg| mg * self.n_sg + sg)
+    }
+
+    /// Key switches of the packing: `members − 1` per response ciphertext (the last block of
+    /// a spatial group is padded with zero ciphertexts).
+    pub fn key_switches(&self) -> usize {
+        (self.members() - 1) * self.response_cts()
+    }
+
+    /// Stride of the output coefficients: every output of an interleaved encoding sits at a
+    /// multiple of `C_w` (1 for Cheetah's).
+    pub fn output_stride(&self) -> usize {
+        match self.encoding {
+            Encoding::Cheetah => 1,
+            Encoding::Interleaved { .. } => self.tile.c,
+        }
+    }
+
+    /// Coefficient of input element `(cl, i, j)` (channel, row, column within the tile).
+    pub fn input_coef(&self, cl: usize, i: usize, j: usize) -> usize {
+        let t = self.tile;
+        match self.encoding {
+            Encoding::Cheetah => cl * t.h * t.w + i * t.w + j,
+            Encoding::Interleaved { .. } => (i * t.w + j) * t.c + cl,
+        }
+    }
+
+    /// Coefficient of kernel tap `(r, q)` of channel `cl` for filter slot `slot`, and whether
+    /// the weight enters negated (the interleaved encoding puts taps at negative exponents,
+    /// `X^{−a} = −X^{N−a}`).
+    pub fn kernel_coef(&self, slot: usize, cl: usize, r: usize, q: usize) -> (usize, bool) {
+        let t = self.tile;
+        match self.encoding {
+            Encoding::Cheetah => (
+                self.origin() - slot * t.c * t.h * t.w - cl * t.h * t.w - r * t.w - q,
+                false,
+            ),
+            Encoding::Interleaved { .. } => match (r * t.w + q) * t.c + cl {
+                0 => (0, false),
+                a => (self.degree - a, true),
+            },
+        }
+    }
+
+    /// Coefficient of output `(oi, oj)` (within the tile) of filter slot `slot`.
+    pub fn output_coef(&self, slot: usize, oi: usize, oj: usize) -> usize {
+        let t = self.tile;
+        let offset = oi * self.rows.stride * t.w + oj * self.cols.stride;
+        match self.encoding {
+            Encoding::Cheetah => self.origin() - slot * t.c * t.h * t.w + offset,
+            Encoding::Interleaved { .. } => offset * t.c,
+        }
     }
 
     /// The spatial tiles `(tile_row, tile_col)` of spatial group `sg`, field by field.
@@ -290,8 +378,8 @@ impl ConvGeometry {
         self.slots(mg) * self.positions_per_slot(sg)
     }
 
-    /// Coefficient offset `O_W` of the encoding (`protocols.md` §1.3, several filters).
-    pub fn origin(&self) -> usize {
+    /// Coefficient offset `O_W` of Cheetah's encoding (`protocols.md` §1.3, several filters).
+    fn origin(&self) -> usize {
         let hw = self.tile.h * self.tile.w;
         hw * (self.tile.m * self.tile.c - 1)
             + self.tile.w * (self.rows.kernel - 1)

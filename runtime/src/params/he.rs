@@ -132,6 +132,10 @@ pub enum ConfigError {
     /// The layer shape itself is inconsistent.
     #[error("layer shape: {0}")]
     Shape(String),
+    /// The coefficient encoding cannot run with this tile, or its response packing does not fit
+    /// the noise budget.
+    #[error("encoding: {0}")]
+    Encoding(String),
 }
 
 /// Largest `log2 q` at 128-bit classical security for a ternary secret (HE standard, Table 1).
@@ -360,7 +364,16 @@ pub fn layer_budget(
     output: LinearOutput,
 ) -> Result<HeBudget, ConfigError> {
     check_rings(proto, acc_bits, output)?;
-    he_budget(&proto.he, output.budget_bits(proto.he.plain_bits))
+    let budget = he_budget(&proto.he, output.budget_bits(proto.he.plain_bits))?;
+    let members = proto.encoding.members();
+    if members > 1 && !pack_fits(&budget, members) {
+        return Err(ConfigError::Encoding(format!(
+            "packing {members} responses adds key-switching noise beyond the budget of \
+             q0 = 2^{} at 2^{}",
+            budget.moduli_bits[0], budget.dec_bits
+        )));
+    }
+    Ok(budget)
 }
 
 #[cfg(test)]
@@ -413,4 +426,54 @@ mod tests {
             })
         ));
     }
+}
+
+// Response packing (temporary stand-ins)
+
+/// Digits of a Galois key.
+pub const GALOIS_DIGITS: u32 = 6;
+
+/// Bits per Galois-key digit.
+pub fn galois_digit_bits(b0: u32) -> u32 {
+    b0.div_ceil(GALOIS_DIGITS)
+}
+
+/// Bound of one key switch's noise.
+pub fn key_switch_noise(degree: usize, b0: u32) -> u128 {
+    u128::from(GALOIS_DIGITS)
+        * degree as u128
+        * ((1u128 << galois_digit_bits(b0)) - 1)
+        * u128::from(ERROR_BOUND)
+}
+
+/// Bound of a pack's noise.
+pub fn pack_noise(degree: usize, b0: u32, members: usize) -> u128 {
+    (members.saturating_sub(1)) as u128 * key_switch_noise(degree, b0)
+}
+
+/// Galois exponents of a pack.
+pub fn pack_exponents(degree: usize, stride: usize, members: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut n = 2;
+    while n <= members {
+        out.push(n * degree / stride + 1);
+        n *= 2;
+    }
+    out
+}
+
+/// Bytes of one Galois key.
+pub fn galois_key_bytes(degree: usize, b0: u32) -> usize {
+    GALOIS_DIGITS as usize * ((degree * b0 as usize).div_ceil(8) + SEED_BYTES)
+}
+
+/// Offset of member `j`.
+pub fn pack_offset(stride: usize, members: usize, j: usize) -> usize {
+    j * stride / members
+}
+
+/// Whether a pack fits.
+pub fn pack_fits(budget: &HeBudget, members: usize) -> bool {
+    let room = budget.moduli_bits[0].saturating_sub(budget.dec_bits + 4);
+    pack_noise(budget.degree, budget.moduli_bits[0], members) <= 1u128 << room
 }

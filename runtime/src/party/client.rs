@@ -15,6 +15,7 @@ use crate::nonlinear::Role;
 use crate::ot::PadSupply;
 use crate::plan::{HeParams, Layer, PublicPlan};
 use crate::ring::Ring;
+use crate::schedule::ContextKeys;
 use crate::transport::Exchange;
 
 /// Runs `plan` as the client on `input` (centred values of the plan's input tensor) over
@@ -70,9 +71,10 @@ pub fn run_client<R: RngCore + CryptoRng>(
     Ok((y, Report { rows }))
 }
 
-/// Generates one key per context and sends the public keys, in schedule order, in one message.
+/// Generates one key per context and sends its public key and Galois keys, in schedule order,
+/// in one message.
 fn send_keys<R: RngCore + CryptoRng>(
-    contexts: &[HeParams],
+    contexts: &[ContextKeys],
     params: &mut ParamsCache,
     exchange: &mut dyn Exchange,
     rng: &mut R,
@@ -82,10 +84,13 @@ fn send_keys<R: RngCore + CryptoRng>(
     }
     let mut keys = Vec::with_capacity(contexts.len());
     let mut message = Vec::new();
-    for he in contexts {
-        let p = params.get(he)?;
+    for context in contexts {
+        let p = params.get(&context.he)?;
         let key = SecretKey::generate(&p, rng)?;
         message.extend(key.public_key(rng)?.to_bytes(&p));
+        if !context.galois.is_empty() {
+            message.extend(key.galois_keys(&context.galois, rng)?.to_bytes(&p));
+        }
         keys.push(Arc::new(key));
     }
     exchange_checked(exchange, message, 0, "public key acknowledgement")?;

@@ -1,4 +1,4 @@
-//! The server (model owner): holds the weights, receives the client's public keys, answers
+//! The server (model owner): holds the weights, receives the client's keys, answers
 //! every linear layer's query and reveals its output share at the end.
 //!
 //! What the server derives from its weights does not depend on the client: [`ServerLayers`]
@@ -16,13 +16,14 @@ use super::{
     LinearParty, ParamsCache, PartyError, Prepared, Report, exchange_checked, measured, pack,
     same_context, walk,
 };
-use crate::cost::linear::public_key_bytes;
-use crate::he::{PublicKey, SeededCt};
-use crate::linear::{Layout, LinearServer, Query};
+use crate::cost::linear::{context_key_bytes, public_key_bytes};
+use crate::he::{GaloisKeys, PublicKey, SeededCt, SeededGaloisKeys};
+use crate::linear::{Layout, LinearServer, Query, ServerKeys};
 use crate::nonlinear::Role;
 use crate::ot::PadSupply;
+use crate::params::he::ConfigError;
 use crate::plan::{HeParams, Layer, LayerId, PublicPlan, ServerWeights};
-use crate::schedule::StepKind;
+use crate::schedule::{ContextKeys, StepKind};
 use crate::transport::Exchange;
 
 /// Memory for prepared kernels when the server is not told otherwise: 128 MiB. Prepared
@@ -180,35 +181,48 @@ pub fn run_server<R: RngCore + CryptoRng>(
     Ok(Report { rows })
 }
 
-/// Receives one public key per context, in schedule order, in one message.
+/// Receives each context's public key and Galois keys, in schedule order, in one message.
 fn receive_keys(
-    contexts: &[HeParams],
+    contexts: &[ContextKeys],
     params: &mut ParamsCache,
     exchange: &mut dyn Exchange,
-) -> Result<Vec<(HeParams, Arc<PublicKey>)>, PartyError> {
+) -> Result<Vec<(HeParams, Arc<ServerKeys>)>, PartyError> {
     if contexts.is_empty() {
         return Ok(Vec::new());
     }
     let lens = contexts
         .iter()
-        .map(public_key_bytes)
-        .collect::<Result<Vec<_>, _>>()?;
-    let bytes = exchange_checked(exchange, Vec::new(), lens.iter().sum(), "public keys")?;
+        .map(|c| {
+            Ok((
+                public_key_bytes(&c.he)?,
+                context_key_bytes(&c.he, c.galois.len())?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let total = lens.iter().map(|&(_, all)| all).sum();
+    let bytes = exchange_checked(exchange, Vec::new(), total, "client keys")?;
     let mut rest = bytes.as_slice();
     let mut keys = Vec::with_capacity(contexts.len());
-    for (he, len) in contexts.iter().zip(lens) {
+    for (context, (public_len, len)) in contexts.iter().zip(lens) {
         let (chunk, tail) = rest.split_at(len);
         rest = tail;
-        let p = params.get(he)?;
-        let pk = PublicKey::new(&p, &SeededCt::from_bytes(&p, chunk)?)?;
-        keys.push((he.clone(), Arc::new(pk)));
+        let (public, galois) = chunk.split_at(public_len);
+        let p = params.get(&context.he)?;
+        let public = PublicKey::new(&p, &SeededCt::from_bytes(&p, public)?)?;
+        let galois = if context.galois.is_empty() {
+            None
+        } else {
+            let seeded = SeededGaloisKeys::from_bytes(&p, &context.galois, galois)?;
+            Some(GaloisKeys::new(&p, &seeded)?)
+        };
+        keys.push((context.he.clone(), Arc::new(ServerKeys { public, galois })));
     }
     Ok(keys)
 }
 
 struct Server<'a, R> {
     layers: &'a ServerLayers,
-    keys: Vec<(HeParams, Arc<PublicKey>)>,
+    keys: Vec<(HeParams, Arc<ServerKeys>)>,
     rng: &'a mut R,
 }
 
@@ -230,17 +244,17 @@ impl<R: RngCore + CryptoRng> LinearParty for Server<'_, R> {
         let server = self.layers.get(id).ok_or(PartyError::MissingWeights(id))?;
         let params = server.params();
         let he = &layout.protocol().he;
-        let pk = self
+        let keys = self
             .keys
             .iter()
             .find(|(k, _)| same_context(k, he))
-            .map(|(_, pk)| pk.clone())
+            .map(|(_, keys)| keys.clone())
             .ok_or(PartyError::MissingKey(id))?;
         let query = exchange.exchange(Vec::new())?;
         let query = Query::from_bytes(params, &layout, &query).map_err(linear)?;
         let share = (!plain).then_some(x);
         let (response, y) = server
-            .respond(&layout, &pk, &query, share, self.rng)
+            .respond(&layout, &keys, &query, share, self.rng)
             .map_err(linear)?;
         exchange_checked(
             exchange,

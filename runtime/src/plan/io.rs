@@ -21,8 +21,9 @@ pub const PLAN_MAGIC: [u8; 8] = *b"HEQPLAN\0";
 /// [`super::PublicPlan::epilogue`] and [`super::AvgPoolSpec::ceil_pads`], version 4
 /// [`super::Rounding::HalfEvenWithin`], version 5 [`super::GlobalProtocol::ot_batch_rots`],
 /// version 6 [`super::Layer::carry`], version 7 [`super::Rounding::Faithful`],
-/// [`super::PrecisionRecord::faithful_seed`] and [`super::GlobalProtocol::chunk_rots`].
-pub const PLAN_FORMAT_VERSION: u32 = 7;
+/// [`super::PrecisionRecord::faithful_seed`] and [`super::GlobalProtocol::chunk_rots`], version
+/// 8 [`super::LinearProtocol::encoding`].
+pub const PLAN_FORMAT_VERSION: u32 = 8;
 
 const HEADER_LEN: usize = 8 + 4 + 32;
 

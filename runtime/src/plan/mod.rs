@@ -665,6 +665,8 @@ pub struct LinearProtocol {
     pub tile: Tile,
     /// HEQuant intra-coefficient packing (`factor == 1`: none).
     pub packing: Packing,
+    /// Coefficient layout of the ciphertexts and response packing.
+    pub encoding: Encoding,
     /// Bits of the ring `Z_{2^l}` holding the input shares during this layer.
     pub in_ring_bits: u32,
     /// Bits of the ring `Z_{2^l}` holding the output shares the layer produces.
@@ -695,6 +697,36 @@ pub struct Tile {
     pub w: usize,
     /// Output channels (filters) per ciphertext.
     pub m: usize,
+}
+
+/// How a linear layer's tiles are laid out in ciphertext coefficients (`protocols.md` §1.3,
+/// §2: BumbleBee response packing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Encoding {
+    /// Cheetah's channel-major blocks: input `(c, i, j)` at `c·H_w·W_w + i·W_w + j`, `M_w`
+    /// filters per response, whose outputs are contiguous runs of coefficients. One response
+    /// ciphertext per filter group and spatial group.
+    #[default]
+    Cheetah,
+    /// Channel-interleaved: input `(c, i, j)` at `(i·W_w + j)·C_w + c` with `C_w` a power of two
+    /// and `M_w = 1`, so every output sits at a multiple of `C_w`. The server packs the responses
+    /// of `members` consecutive filter groups (a power of two, at most `C_w`) into one
+    /// ciphertext with the client's Galois keys (PackRLWEs), member `j`'s outputs at offset
+    /// `j·C_w/members`; `members = 1` sends them unpacked.
+    Interleaved {
+        /// Responses per packed response ciphertext.
+        members: usize,
+    },
+}
+
+impl Encoding {
+    /// Responses packed into one ciphertext (1 for Cheetah's encoding).
+    pub fn members(self) -> usize {
+        match self {
+            Encoding::Cheetah => 1,
+            Encoding::Interleaved { members } => members,
+        }
+    }
 }
 
 /// The dimension along which several low-bit values share one plaintext coefficient.

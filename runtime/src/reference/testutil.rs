@@ -20,10 +20,11 @@
 
 use crate::error::PlanError;
 use crate::plan::{
-    AddSpec, AffineShape, AvgPoolSpec, CarryDepth, ChannelScales, ConvShape, Epilogue, EpilogueOp,
-    EpilogueStep, GlobalProtocol, HeParams, IntType, IoSpec, Layer, LayerId, LayerWeights,
-    LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan, PoolShape, PublicPlan,
-    Requant, Rounding, ServerWeights, TensorId, TensorInfo, Tile, TopKOutput,
+    AddSpec, AffineShape, AvgPoolSpec, CarryDepth, ChannelScales, ConvShape, Encoding, Epilogue,
+    EpilogueOp, EpilogueStep, GlobalProtocol, HeParams, IntType, IoSpec, Layer, LayerId,
+    LayerWeights, LinearLayer, LinearProtocol, MatMulShape, Op, OtBackend, Packing, Plan,
+    PoolShape, PublicPlan, Requant, Rounding, ServerWeights, TensorId, TensorInfo, Tile,
+    TopKOutput,
 };
 
 /// Builds a plan layer by layer.
@@ -202,6 +203,7 @@ pub fn default_protocol() -> LinearProtocol {
             m: 1,
         },
         packing: Packing::none(),
+        encoding: Encoding::Cheetah,
         in_ring_bits: 37,
         out_ring_bits: 37,
     }
