@@ -97,6 +97,7 @@ struct Config {
     in_bits: u32,
     out_bits: u32,
     stat_bits: u32,
+    encoding: Encoding,
 }
 
 fn random_config(rng: &mut ChaCha20Rng, acc_bits: u32, pack: Option<PackDim>) -> Config {
@@ -145,6 +146,7 @@ fn random_config(rng: &mut ChaCha20Rng, acc_bits: u32, pack: Option<PackDim>) ->
         in_bits,
         out_bits,
         stat_bits,
+        encoding: Encoding::Cheetah,
     }
 }
 
@@ -162,7 +164,7 @@ fn layer<S>(shape: S, acc_bits: u32, cfg: &Config, tile: Tile) -> LinearLayer<S>
             he: cfg.he.clone(),
             tile,
             packing: cfg.packing,
-            encoding: Encoding::Cheetah,
+            encoding: cfg.encoding,
             in_ring_bits: cfg.in_bits,
             out_ring_bits: cfg.out_bits,
         },
@@ -297,7 +299,12 @@ fn pack_dim(rng: &mut ChaCha20Rng) -> Option<PackDim> {
 ///
 /// With `fold`, the layer folds a random requantization (multipliers, shift) into the HE
 /// computation and outputs `⌊(acc·m[c] + 2^(k−1)) / 2^k⌋ mod 2^out`.
-fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError> {
+fn conv_case(
+    seed: u64,
+    depthwise: bool,
+    fold: bool,
+    interleave: bool,
+) -> Result<(), TestCaseError> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let groups_pick = rng.random_range(1..=3usize);
     let (c, m, groups) = if depthwise {
@@ -353,6 +360,7 @@ fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError
             in_bits: plain,
             out_bits: rng.random_range(2..=plain - k - 1),
             stat_bits: 40,
+            encoding: Encoding::Cheetah,
         };
         (cfg, LinearOutput::Requantized { shift: k })
     } else {
@@ -375,14 +383,26 @@ fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError
     let n = cfg.he.degree;
     let th = rng.random_range(kh..=eh + 1);
     let tw = rng.random_range(kw..=ew + 1);
-    let tc = rng.random_range(1..=c.min(n / (th * tw)).max(1));
-    let tm = rng.random_range(1..=m.min(n / (th * tw * tc)).max(1));
+    let (tc, tm) = if interleave {
+        // A power-of-two channel tile, possibly wider than the layer.
+        let max_log = (n / (th * tw)).ilog2().min(c.next_power_of_two().ilog2() + 1);
+        (1usize << rng.random_range(0..=max_log), 1)
+    } else {
+        let tc = rng.random_range(1..=c.min(n / (th * tw)).max(1));
+        (tc, rng.random_range(1..=m.min(n / (th * tw * tc)).max(1)))
+    };
     let tile = Tile {
         c: tc,
         h: th,
         w: tw,
         m: tm,
     };
+    let mut cfg = cfg;
+    if interleave {
+        cfg.encoding = Encoding::Interleaved {
+            members: 1 << rng.random_range(0..=tc.ilog2()),
+        };
+    }
     let mut layer = layer(shape.clone(), acc_bits, &cfg, tile);
     if let LinearOutput::Requantized { shift } = output {
         layer.requant = Some(Requant {
@@ -392,6 +412,16 @@ fn conv_case(seed: u64, depthwise: bool, fold: bool) -> Result<(), TestCaseError
             multipliers,
         });
     }
+    // Fewer packed responses until the key-switching noise fits the budget.
+    while let Encoding::Interleaved { members } = layer.protocol.encoding
+        && members > 1
+        && conv_cost(&shape, acc_bits, &layer.protocol, output).is_err()
+    {
+        layer.protocol.encoding = Encoding::Interleaved {
+            members: members / 2,
+        };
+    }
+    cfg.encoding = layer.protocol.encoding;
     let cost = conv_cost(&shape, acc_bits, &layer.protocol, output).expect("valid config");
     let layout = Layout::conv(&layer, output).expect("layout");
     let first = rng.random_bool(0.2);
@@ -403,17 +433,22 @@ proptest! {
 
     #[test]
     fn conv_matches_plaintext(seed in any::<u64>()) {
-        conv_case(seed, false, false)?;
+        conv_case(seed, false, false, false)?;
     }
 
     #[test]
     fn depthwise_matches_plaintext(seed in any::<u64>()) {
-        conv_case(seed, true, false)?;
+        conv_case(seed, true, false, false)?;
     }
 
     #[test]
     fn folded_requantization_matches_plaintext(seed in any::<u64>()) {
-        conv_case(seed, seed % 3 == 0, true)?;
+        conv_case(seed, seed % 3 == 0, true, false)?;
+    }
+
+    #[test]
+    fn packed_responses_match_plaintext(seed in any::<u64>()) {
+        conv_case(seed, seed % 4 == 0, seed % 3 == 0, true)?;
     }
 
     #[test]
@@ -486,6 +521,7 @@ fn malformed_messages_are_rejected() {
         in_bits: 12,
         out_bits: 12,
         stat_bits: 12,
+        encoding: Encoding::Cheetah,
     };
     let layer = layer(
         shape.clone(),
@@ -663,6 +699,7 @@ fn larger_layers_match_plaintext() {
             in_bits: 37,
             out_bits: 37,
             stat_bits: 40,
+            encoding: Encoding::Cheetah,
         };
         let layer = layer(shape.clone(), acc_bits, &cfg, tile);
         let cost =
