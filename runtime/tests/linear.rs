@@ -349,7 +349,8 @@ fn conv_case(
             .enumerate()
             .map(|(i, &a)| (a * multipliers[i / per] + (1 << (k - 1))).div_euclid(1 << k))
             .collect();
-        let plain = rng.random_range(k + 3..=30);
+        // Narrow plaintexts leave room for packing's key-switching noise.
+        let plain = rng.random_range(k + 3..=if interleave { k + 8 } else { 30 });
         let cfg = Config {
             he: HeParams {
                 degree: 4096,
@@ -365,10 +366,13 @@ fn conv_case(
         (cfg, LinearOutput::Requantized { shift: k })
     } else {
         let dim = pack_dim(&mut rng);
-        (
-            random_config(&mut rng, acc_bits, dim),
-            LinearOutput::Accumulator,
-        )
+        let mut cfg = random_config(&mut rng, acc_bits, dim);
+        if interleave && dim.is_none() {
+            // Narrow plaintexts leave room for packing's key-switching noise.
+            cfg.he.plain_bits = cfg.he.plain_bits.min(acc_bits.max(2) + 2);
+            cfg.out_bits = cfg.out_bits.min(cfg.he.plain_bits);
+        }
+        (cfg, LinearOutput::Accumulator)
     };
     // Effective extents (a 1-wide kernel with stride > 1 sub-samples).
     let eff = |i: usize| {
@@ -385,7 +389,9 @@ fn conv_case(
     let tw = rng.random_range(kw..=ew + 1);
     let (tc, tm) = if interleave {
         // A power-of-two channel tile, possibly wider than the layer.
-        let max_log = (n / (th * tw)).ilog2().min(c.next_power_of_two().ilog2() + 1);
+        let max_log = (n / (th * tw))
+            .ilog2()
+            .min(c.next_power_of_two().ilog2() + 1);
         (1usize << rng.random_range(0..=max_log), 1)
     } else {
         let tc = rng.random_range(1..=c.min(n / (th * tw)).max(1));

@@ -11,10 +11,8 @@
 //! Noise budget and widths: `crate::params::he` (crypto-free, shared with the compiler);
 //! security argument: `docs/security.md`.
 
-mod pack_stub;
+mod pack;
 mod wire;
-
-pub use pack_stub::{GaloisKeys, SeededGaloisKeys, Switched, pack};
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,9 +24,9 @@ use rand::{CryptoRng, Rng, RngCore};
 
 use crate::params::he::{ConfigError, ERROR_BOUND, HeBudget, SEED_BYTES, he_budget};
 use crate::plan::HeParams;
-#[allow(unused_imports)]
-use rand::CryptoRng as _;
 use wire::{BitReader, BitWriter};
+
+pub use pack::{GaloisKeys, SeededGaloisKeys, pack};
 
 /// Variance of the centred binomial error distribution (`σ ≈ 3.16`, bound [`ERROR_BOUND`]).
 const ERROR_VARIANCE: usize = (ERROR_BOUND / 2) as usize;
@@ -75,6 +73,41 @@ pub enum HeError {
         expected: usize,
         /// Actual count.
         actual: usize,
+    },
+    /// A coefficient position is not below `N`.
+    #[error("position {position} is not below N = {degree}")]
+    Position {
+        /// The position.
+        position: usize,
+        /// Ring degree.
+        degree: usize,
+    },
+    /// A Galois exponent is even or not below `2N`.
+    #[error("Galois exponent {exponent}: must be odd and below 2N = {}", 2 * degree)]
+    GaloisExponent {
+        /// The exponent.
+        exponent: usize,
+        /// Ring degree.
+        degree: usize,
+    },
+    /// A pack needs a Galois key the server does not hold.
+    #[error("no Galois key for exponent {exponent}")]
+    MissingGaloisKey {
+        /// The exponent.
+        exponent: usize,
+    },
+    /// A pack's member count or stride is invalid.
+    #[error(
+        "cannot pack {members} ciphertexts at stride {stride} for N = {degree}: \
+         need powers of two with 1 ≤ members ≤ stride ≤ N"
+    )]
+    PackShape {
+        /// Members given.
+        members: usize,
+        /// Stride of the members' needed positions.
+        stride: usize,
+        /// Ring degree.
+        degree: usize,
     },
     /// A key was used with parameters of another ring or modulus chain.
     #[error("the key belongs to another ring degree or modulus chain")]
@@ -639,30 +672,86 @@ impl fmt::Debug for Sanitized {
 }
 
 impl Sanitized {
-    /// Switches the modulus down to `q0` and keeps the `c0` coefficients at `positions` and all
-    /// of `c1`, dropping their low bits (public post-processing of the flooded ciphertext).
+    /// Switches the modulus down to `q0`, both polynomials kept whole in power basis (public
+    /// post-processing of the flooded ciphertext), ready for [`pack`] or
+    /// [`Switched::into_response`].
     ///
     /// # Errors
     /// [`HeError::Math`] only on an internal inconsistency.
+    pub fn switch(self, params: &Params) -> Result<Switched, HeError> {
+        let Sanitized { mut c0, mut c1 } = self;
+        for _ in 1..params.moduli.len() {
+            c0.switch_down().map_err(math)?;
+            c1.switch_down().map_err(math)?;
+        }
+        Ok(Switched {
+            c0: Vec::<u64>::from(&c0),
+            c1: Vec::<u64>::from(&c1),
+        })
+    }
+
+    /// [`Sanitized::switch`] then [`Switched::into_response`].
+    ///
+    /// # Errors
+    /// As both.
     pub fn into_response(
         self,
         params: &Params,
         positions: &[usize],
         budget: &HeBudget,
     ) -> Result<ResponseCt, HeError> {
-        let Sanitized { mut c0, mut c1 } = self;
-        for _ in 1..params.moduli.len() {
-            c0.switch_down().map_err(math)?;
-            c1.switch_down().map_err(math)?;
+        self.switch(params)?
+            .into_response(params, positions, budget)
+    }
+}
+
+/// A flooded ciphertext switched to `q0`: both polynomials whole, power basis (`N` values
+/// each, reduced mod `q0`). Possibly the [`pack`] of several.
+#[derive(Clone)]
+pub struct Switched {
+    c0: Vec<u64>,
+    c1: Vec<u64>,
+}
+
+impl fmt::Debug for Switched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Switched")
+    }
+}
+
+impl Switched {
+    /// Keeps the `c0` coefficients at `positions`, in the given order, and all of `c1`,
+    /// dropping their low bits.
+    ///
+    /// # Errors
+    /// [`HeError::Position`] if a position is not below `N`, [`HeError::Arity`] if the
+    /// ciphertext belongs to another ring degree.
+    pub fn into_response(
+        self,
+        params: &Params,
+        positions: &[usize],
+        budget: &HeBudget,
+    ) -> Result<ResponseCt, HeError> {
+        let n = params.degree();
+        if self.c0.len() != n {
+            return Err(HeError::Arity {
+                what: "switched ciphertext",
+                expected: n,
+                actual: self.c0.len(),
+            });
         }
-        let c0 = Vec::<u64>::from(&c0);
-        let c1 = Vec::<u64>::from(&c1);
+        if let Some(&bad) = positions.iter().find(|&&pos| pos >= n) {
+            return Err(HeError::Position {
+                position: bad,
+                degree: n,
+            });
+        }
         Ok(ResponseCt {
             c0: positions
                 .iter()
-                .map(|&pos| c0[pos] >> budget.c0_drop())
+                .map(|&pos| self.c0[pos] >> budget.c0_drop())
                 .collect(),
-            c1: c1.iter().map(|&c| c >> budget.c1_drop()).collect(),
+            c1: self.c1.iter().map(|&c| c >> budget.c1_drop()).collect(),
         })
     }
 }

@@ -376,6 +376,62 @@ pub fn layer_budget(
     Ok(budget)
 }
 
+// Response packing
+
+/// Digits of the gadget decomposition of a Galois key: a key switch splits `c1` into this many
+/// unsigned digits of [`galois_digit_bits`] bits each.
+pub const GALOIS_DIGITS: u32 = 6;
+
+/// Bits of one gadget digit for a kept prime of `b0` bits: `⌈b0 / GALOIS_DIGITS⌉`, so the
+/// digits cover every coefficient below `q0 < 2^b0`.
+pub fn galois_digit_bits(b0: u32) -> u32 {
+    b0.div_ceil(GALOIS_DIGITS)
+}
+
+/// Bound on the error one key switch adds to a coefficient: `Σ_i δ_i·e_i` with
+/// [`GALOIS_DIGITS`] digits `δ_i < 2^b` and key errors `|e_i| ≤ ERROR_BOUND`, each a negacyclic
+/// product of `N` terms: `d·N·(2^b − 1)·ERROR_BOUND`.
+pub fn key_switch_noise(degree: usize, b0: u32) -> u128 {
+    let digit_max = (1u128 << galois_digit_bits(b0)) - 1;
+    u128::from(GALOIS_DIGITS) * degree as u128 * digit_max * u128::from(ERROR_BOUND)
+}
+
+/// Bound on the error a pack of `members` ciphertexts adds at a packed position: each of the
+/// `members − 1` tree nodes adds one key switch, doubled by every level above it, and a packed
+/// position sees one node per level: `(members − 1)·key_switch_noise` (zero for one member).
+pub fn pack_noise(degree: usize, b0: u32, members: usize) -> u128 {
+    members.saturating_sub(1) as u128 * key_switch_noise(degree, b0)
+}
+
+/// Galois exponents a pack of `members` (a power of two) ciphertexts at `stride` uses, one per
+/// tree level from the leaves up: `g = n'·N/stride + 1` for `n' = 2, 4, …, members`.
+pub fn pack_exponents(degree: usize, stride: usize, members: usize) -> Vec<usize> {
+    std::iter::successors(Some(2usize), |&m| m.checked_mul(2))
+        .take_while(|&m| m <= members)
+        .map(|m| m * degree / stride + 1)
+        .collect()
+}
+
+/// Bytes of one exponent's Galois key on the wire: per digit, `k0` at `B0` bits per coefficient
+/// (padded to a byte) and the seed of its uniform part.
+pub fn galois_key_bytes(degree: usize, b0: u32) -> usize {
+    GALOIS_DIGITS as usize * ((degree * b0 as usize).div_ceil(8) + SEED_BYTES)
+}
+
+/// Where member `j` of a pack of `members` at `stride` lands: its value at a position `p`
+/// (a multiple of `stride`) moves to `p + j·stride/members`.
+pub fn pack_offset(stride: usize, members: usize, j: usize) -> usize {
+    j * stride / members
+}
+
+/// Whether a pack of `members` ciphertexts fits the budget: [`pack_noise`] within its share
+/// `2^(B0 − dec − 4)` of the error (the table of the module doc then totals
+/// `(12/32)·2^(B0−dec)`, below the threshold `(15/32)·2^(B0−dec)`).
+pub fn pack_fits(budget: &HeBudget, members: usize) -> bool {
+    let b0 = budget.moduli_bits[0];
+    pack_noise(budget.degree, b0, members) <= 1u128 << (b0 - budget.dec_bits - 4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,54 +482,51 @@ mod tests {
             })
         ));
     }
-}
 
-// Response packing (temporary stand-ins)
-
-/// Digits of a Galois key.
-pub const GALOIS_DIGITS: u32 = 6;
-
-/// Bits per Galois-key digit.
-pub fn galois_digit_bits(b0: u32) -> u32 {
-    b0.div_ceil(GALOIS_DIGITS)
-}
-
-/// Bound of one key switch's noise.
-pub fn key_switch_noise(degree: usize, b0: u32) -> u128 {
-    u128::from(GALOIS_DIGITS)
-        * degree as u128
-        * ((1u128 << galois_digit_bits(b0)) - 1)
-        * u128::from(ERROR_BOUND)
-}
-
-/// Bound of a pack's noise.
-pub fn pack_noise(degree: usize, b0: u32, members: usize) -> u128 {
-    (members.saturating_sub(1)) as u128 * key_switch_noise(degree, b0)
-}
-
-/// Galois exponents of a pack.
-pub fn pack_exponents(degree: usize, stride: usize, members: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut n = 2;
-    while n <= members {
-        out.push(n * degree / stride + 1);
-        n *= 2;
+    #[test]
+    fn packing_bounds_and_sizes() {
+        assert_eq!(galois_digit_bits(60), 10);
+        assert_eq!(galois_digit_bits(61), 11);
+        assert_eq!(galois_digit_bits(34), 6);
+        assert_eq!(key_switch_noise(4096, 60), 6 * 4096 * 1023 * 20);
+        assert_eq!(key_switch_noise(4096, 60), 502_824_960);
+        assert_eq!(pack_noise(4096, 60, 1), 0);
+        assert_eq!(pack_noise(4096, 60, 8), 7 * 502_824_960);
+        assert_eq!(galois_key_bytes(4096, 60), 6 * (30_720 + 32));
+        assert_eq!(galois_key_bytes(2048, 54), 6 * (13_824 + 32));
+        assert_eq!(pack_exponents(4096, 16, 1), Vec::<usize>::new());
+        assert_eq!(pack_exponents(4096, 16, 8), vec![513, 1025, 2049]);
+        assert_eq!(pack_exponents(4096, 4096, 4096).last(), Some(&4097));
+        assert_eq!(pack_exponents(4096, 4096, 4096).len(), 12);
+        assert_eq!(
+            (0..4).map(|j| pack_offset(16, 4, j)).collect::<Vec<_>>(),
+            vec![0, 4, 8, 12]
+        );
+        assert_eq!(pack_offset(8, 1, 0), 0);
     }
-    out
-}
 
-/// Bytes of one Galois key.
-pub fn galois_key_bytes(degree: usize, b0: u32) -> usize {
-    GALOIS_DIGITS as usize * ((degree * b0 as usize).div_ceil(8) + SEED_BYTES)
-}
-
-/// Offset of member `j`.
-pub fn pack_offset(stride: usize, members: usize, j: usize) -> usize {
-    j * stride / members
-}
-
-/// Whether a pack fits.
-pub fn pack_fits(budget: &HeBudget, members: usize) -> bool {
-    let room = budget.moduli_bits[0].saturating_sub(budget.dec_bits + 4);
-    pack_noise(budget.degree, budget.moduli_bits[0], members) <= 1u128 << room
+    #[test]
+    fn pack_fits_its_share_of_the_budget() {
+        let he = HeParams {
+            degree: 4096,
+            moduli_bits: vec![60, 49],
+            plain_bits: 17,
+        };
+        // 2^(60 − 17 − 4) = 2^39 over 502 824 960 per switch: 1093 switches fit.
+        let b = he_budget(&he, 17).expect("valid");
+        assert!(pack_fits(&b, 1));
+        assert!(pack_fits(&b, 1094));
+        assert!(!pack_fits(&b, 1095));
+        // At ℓ = 37 the share is 2^19, below a single switch: only one member fits.
+        let b = he_budget(
+            &HeParams {
+                plain_bits: 37,
+                ..he
+            },
+            37,
+        )
+        .expect("valid");
+        assert!(pack_fits(&b, 1));
+        assert!(!pack_fits(&b, 2));
+    }
 }
