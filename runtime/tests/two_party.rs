@@ -15,7 +15,7 @@ use heq_runtime::party::{
     DEFAULT_KERNEL_MEMORY, KernelStats, PartyError, Prepared, Report, ServerLayers, run_client,
     run_server,
 };
-use heq_runtime::plan::{CarryDepth, LayerId, Op, PackDim, Packing, Plan};
+use heq_runtime::plan::{CarryDepth, Encoding, LayerId, Op, PackDim, Packing, Plan};
 use heq_runtime::reference;
 use heq_runtime::reference::testutil::max_pool_plans;
 use heq_runtime::schedule::StepKind;
@@ -387,6 +387,49 @@ fn packed_layers_are_bit_exact_with_predicted_traffic() {
     }
 }
 
+/// [`every_op_runnable`] with the channel-interleaved encoding on every linear layer: one
+/// filter per ciphertext, power-of-two channel tiles (wider than the layer) and `members`
+/// responses packed per ciphertext (capped by the channel tile), in 24-bit rings so that the
+/// packing's key-switching noise fits.
+fn every_op_interleaved(members: usize) -> Plan {
+    let mut plan = every_op_runnable();
+    for layer in &mut plan.public.layers {
+        let p = match &mut layer.op {
+            Op::Conv(l) => {
+                l.protocol.tile.c = 4;
+                &mut l.protocol
+            }
+            Op::MatMul(l) => {
+                l.protocol.tile.c = l.shape.inner.next_power_of_two();
+                &mut l.protocol
+            }
+            Op::Affine(l) => {
+                l.protocol.tile.c = l.shape.channels.next_power_of_two();
+                &mut l.protocol
+            }
+            _ => continue,
+        };
+        p.tile.m = 1;
+        p.encoding = Encoding::Interleaved {
+            members: members.min(p.tile.c),
+        };
+        p.he.plain_bits = 24;
+        (p.in_ring_bits, p.out_ring_bits) = (24, 24);
+    }
+    plan
+}
+
+#[test]
+fn packed_responses_are_bit_exact_with_predicted_traffic() {
+    for members in [1, 2, 4] {
+        let plan = every_op_interleaved(members);
+        let prepared = Prepared::new(&plan.public).expect("schedulable");
+        let galois = &prepared.schedule.keys[0].galois;
+        assert_eq!(galois.is_empty(), members == 1, "{galois:?}");
+        assert_bit_exact(&plan, &format!("interleaved, {members} per response"));
+    }
+}
+
 #[test]
 fn predicted_traffic_of_every_op_plan() {
     let plan = every_op_runnable();
@@ -460,7 +503,7 @@ fn a_short_public_key_message_is_rejected() {
         matches!(
             err,
             PartyError::MessageLength {
-                what: "public keys",
+                what: "client keys",
                 expected: 55840,
                 actual: 10
             }
