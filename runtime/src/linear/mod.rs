@@ -1,7 +1,9 @@
 //! Sans-IO two-party protocols of the linear layers (conv, grouped/depthwise conv, matmul/FC,
 //! per-channel affine), Cheetah-style (Huang et al., USENIX Security'22, ePrint 2022/207;
 //! `protocols.md` §1.3–1.7) with HEQuant intra-coefficient packing (arXiv 2401.15970;
-//! `protocols.md` §3.5).
+//! `protocols.md` §3.5) and, in the channel-interleaved encoding
+//! ([`crate::plan::Encoding::Interleaved`]), BumbleBee-style response packing: the server packs
+//! the responses of several filter groups into one ciphertext (`crate::he::pack`).
 //!
 //! One layer is one round trip, and no socket is touched here:
 //!

@@ -13,6 +13,9 @@
 //!   padded to a byte.
 //! * Public key (once per client key and `(N, primes)`, whatever the plaintext modulus): same
 //!   format as a request ciphertext.
+//! * Galois keys (once per `(N, primes)` whose layers pack responses, one per exponent):
+//!   [`galois_key_bytes`]. A packed response ciphertext has the format of any response, its
+//!   needed coefficients being those of all its members.
 //!
 //! # Noise budget
 //!
@@ -20,8 +23,9 @@
 //! total error is below `q0/(2·t_dec) ≥ (15/32)·2^(B0−dec)`. The budget splits it into
 //! `2^(B0−dec−3)` for the `c0` low-bit drop, `2^(B0−dec−3)` for the `c1` low-bit drop (times
 //! `‖s‖₁ ≤ N`, ternary secret), and `2^(B0−dec−4)` for the switched flood, product and
-//! re-randomisation noise plus the switching rounding. Total `≤ (5/16)·2^(B0−dec)`, at most
-//! 2/3 of the threshold in the worst case (every rounding error aligned with the secret); the
+//! re-randomisation noise plus the switching rounding, and `2^(B0−dec−4)` for the key switches
+//! of response packing ([`pack_fits`]). Total `≤ (5/16)·2^(B0−dec)` (`(3/8)` with packing), at most
+//! 2/3 (4/5 with packing) of the threshold in the worst case (every rounding error aligned with the secret); the
 //! measured errors are far smaller. See `docs/security.md`.
 
 use crate::plan::{HeParams, LinearProtocol, Tile};
