@@ -22,10 +22,11 @@
 //! With `B0 = ⌈log2 q0⌉` (`q0 ≥ (15/16)·2^B0`), decryption at `t_dec = 2^dec` is correct when the
 //! total error is below `q0/(2·t_dec) ≥ (15/32)·2^(B0−dec)`. The budget splits it into
 //! `2^(B0−dec−3)` for the `c0` low-bit drop, `2^(B0−dec−3)` for the `c1` low-bit drop (times
-//! `‖s‖₁ ≤ N`, ternary secret), and `2^(B0−dec−4)` for the switched flood, product and
+//! `‖s‖₁ ≤ N`, ternary secret), `2^(B0−dec−4)` for the switched flood, product and
 //! re-randomisation noise plus the switching rounding, and `2^(B0−dec−4)` for the key switches
-//! of response packing ([`pack_fits`]). Total `≤ (5/16)·2^(B0−dec)` (`(3/8)` with packing), at most
-//! 2/3 (4/5 with packing) of the threshold in the worst case (every rounding error aligned with the secret); the
+//! of response packing ([`pack_fits`]). Total `≤ (5/16)·2^(B0−dec)`, `(3/8)·2^(B0−dec)` with
+//! packing: at most 2/3 (4/5) of the threshold in the worst case (every rounding error aligned
+//! with the secret); the
 //! measured errors are far smaller. See `docs/security.md`.
 
 use crate::plan::{HeParams, LinearProtocol, Tile};
