@@ -26,8 +26,7 @@
 //! re-randomisation noise plus the switching rounding, and `2^(B0−dec−4)` for the key switches
 //! of response packing ([`pack_fits`]). Total `≤ (5/16)·2^(B0−dec)`, `(3/8)·2^(B0−dec)` with
 //! packing: at most 2/3 (4/5) of the threshold in the worst case (every rounding error aligned
-//! with the secret); the
-//! measured errors are far smaller. See `docs/security.md`.
+//! with the secret); the measured errors are far smaller. See `docs/security.md`.
 
 use crate::plan::{HeParams, LinearProtocol, Tile};
 
