@@ -13,6 +13,9 @@
 //!   padded to a byte.
 //! * Public key (once per client key and `(N, primes)`, whatever the plaintext modulus): same
 //!   format as a request ciphertext.
+//! * Galois key of one exponent (response packing, once per client key, `N` and `q0`):
+//!   [`GALOIS_DIGITS`] times a `k0` at `B0` bits per coefficient, padded to a byte, plus a seed
+//!   ([`galois_key_bytes`]).
 //!
 //! # Noise budget
 //!
@@ -22,7 +25,9 @@
 //! `‖s‖₁ ≤ N`, ternary secret), and `2^(B0−dec−4)` for the switched flood, product and
 //! re-randomisation noise plus the switching rounding. Total `≤ (5/16)·2^(B0−dec)`, at most
 //! 2/3 of the threshold in the worst case (every rounding error aligned with the secret); the
-//! measured errors are far smaller. See `docs/security.md`.
+//! measured errors are far smaller. A response pack (section "Response packing") gets its own
+//! share `2^(B0−dec−4)` for its key-switching error ([`pack_fits`]): total
+//! `≤ (12/32)·2^(B0−dec)`. See `docs/security.md`.
 
 use crate::plan::{HeParams, LinearProtocol, Tile};
 
