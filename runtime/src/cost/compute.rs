@@ -44,13 +44,15 @@ pub struct HeTimes {
     pub switch_ms: f64,
     /// Client: decrypt one response.
     pub decrypt_ms: f64,
-    /// Server: one key switch of the response packing.
+    /// Server: one key switch of a response pack (a pack of `n` responses takes `n − 1`), at
+    /// `q0` only. Zero in profiles measured before packing.
     #[serde(default)]
     pub key_switch_ms: f64,
 }
 
 impl HeTimes {
-    /// These times scaled by `factor` (another context of `factor` times the work).
+    /// These times scaled by `factor` (another context of `factor` times the work); the key
+    /// switch, which runs at `q0` alone, by the ratio of the degrees.
     fn scaled(&self, he: &HeParams, factor: f64) -> HeTimes {
         HeTimes {
             degree: he.degree,
@@ -61,7 +63,7 @@ impl HeTimes {
             sanitize_ms: self.sanitize_ms * factor,
             switch_ms: self.switch_ms * factor,
             decrypt_ms: self.decrypt_ms * factor,
-            key_switch_ms: self.key_switch_ms * factor,
+            key_switch_ms: self.key_switch_ms * he.degree as f64 / self.degree as f64,
         }
     }
 
@@ -407,6 +409,7 @@ mod tests {
         // Twice N, three primes: three times the work.
         let t = p.he_times(&he(8192, vec![60, 60, 60]));
         assert_eq!((t.encrypt_ms, t.decrypt_ms), (3.0, 18.0));
+        assert_eq!(t.key_switch_ms, 14.0);
         let ops = HeOps {
             requests: 2,
             products: 3,

@@ -1,7 +1,8 @@
 //! RLWE layer over fhe-math 0.1.1 (the only module that imports it): parameters, keys, seeded
 //! symmetric encryption with exact plaintext scaling, centred weight polynomials in NTT form,
-//! the server's response pipeline (re-randomise, flood, switch, drop low bits) and the
-//! client's decryption, with a fixed-size bit-packed wire format.
+//! the server's response pipeline (re-randomise, flood, switch, optionally pack several
+//! responses into one with the client's Galois keys, drop low bits) and the client's
+//! decryption, with a fixed-size bit-packed wire format.
 //!
 //! Scheme (Cheetah, ePrint 2022/207; `protocols.md` §1.2, §1.5, §3.4): BFV-style RLWE over
 //! `R_q = Z_q[X]/(X^N + 1)`, `q = q0·q1·…` (NTT-friendly primes, `q0` kept by the switch),

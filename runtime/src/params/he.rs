@@ -13,9 +13,11 @@
 //!   padded to a byte.
 //! * Public key (once per client key and `(N, primes)`, whatever the plaintext modulus): same
 //!   format as a request ciphertext.
-//! * Galois keys (once per `(N, primes)` whose layers pack responses, one per exponent):
-//!   [`galois_key_bytes`]. A packed response ciphertext has the format of any response, its
-//!   needed coefficients being those of all its members.
+//! * Galois key of one exponent (response packing, once per client key, `N` and `q0`):
+//!   [`GALOIS_DIGITS`] times a `k0` at `B0` bits per coefficient, padded to a byte, plus a seed
+//!   ([`galois_key_bytes`]).
+//!   A packed response ciphertext has the format of any response, its needed coefficients
+//!   being those of all its members.
 //!
 //! # Noise budget
 //!
