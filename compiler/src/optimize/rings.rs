@@ -142,9 +142,11 @@ struct Cheapest {
 }
 
 impl Cheapest {
-    /// The candidate of least objective value among `candidates` (the first on ties).
-    fn of(objective: Objective, candidates: impl Iterator<Item = Candidate>) -> Self {
+    /// The candidate of least objective value among `candidates` (the first on ties), only
+    /// among those that pack no responses (need no Galois keys) unless `packs`.
+    fn of(objective: Objective, candidates: impl Iterator<Item = Candidate>, packs: bool) -> Self {
         candidates
+            .filter(|c| packs || c.protocol.encoding.members() == 1)
             .map(|c| (c.value(objective), c))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map_or(
@@ -291,7 +293,7 @@ fn better(a: PickValue, b: PickValue) -> bool {
 /// Coordinate descent over the ring options from the narrowest ones: per layer the best of its
 /// options given the others (each priced in parallel), for up to three sweeps.
 fn descend(
-    best: &[Vec<Cheapest>],
+    best: &[Vec<[Cheapest; 2]>],
     total: &(dyn Fn(&[usize]) -> Option<PickValue> + Sync),
 ) -> Result<Vec<usize>> {
     let mut pick = vec![0usize; best.len()];
@@ -305,7 +307,7 @@ fn descend(
             let trials: Vec<(usize, PickValue)> = layer_best
                 .par_iter()
                 .enumerate()
-                .filter(|(j, b)| *j != pick[i] && b.value.is_finite())
+                .filter(|(j, b)| *j != pick[i] && b[1].value.is_finite())
                 .filter_map(|(j, _)| {
                     let mut trial = pick.clone();
                     trial[i] = j;
@@ -340,8 +342,9 @@ pub(super) struct RingSearch<'a> {
     /// `searched[i][j]`: the candidates of layer `i` at its option `j` (`None`: no
     /// configuration).
     searched: Vec<Vec<Option<LayerCandidates>>>,
-    /// `best[i][j]`: layer `i`'s cheapest candidate at option `j` (without its unpacking).
-    best: Vec<Vec<Cheapest>>,
+    /// `best[i][j][packs]`: layer `i`'s cheapest candidate at option `j` (without its
+    /// unpacking), among those that pack no responses (`0`) or among all (`1`).
+    best: Vec<Vec<[Cheapest; 2]>>,
     /// Per plan layer, the baseline's bytes: no layer may cost more (when any choice allows).
     limits: Vec<u64>,
 }
@@ -387,8 +390,10 @@ impl<'a> RingSearch<'a> {
             .map(|opts| {
                 opts.iter()
                     .map(|s| {
-                        let all = s.iter().flat_map(|l| l.candidates.iter().cloned());
-                        Cheapest::of(objective, all)
+                        [false, true].map(|packs| {
+                            let all = s.iter().flat_map(|l| l.candidates.iter().cloned());
+                            Cheapest::of(objective, all, packs)
+                        })
                     })
                     .collect()
             })
@@ -427,18 +432,29 @@ impl<'a> RingSearch<'a> {
     }
 
     /// The estimated value of a pick: every layer at its cheapest candidate, plus the keys
-    /// those use (the ILP then shares contexts and Galois keys better).
+    /// those use (the ILP then shares contexts and Galois keys better); the better of the
+    /// candidates that pack no responses and of all (Galois keys pay only when enough layers
+    /// share them).
     fn estimate(&self, pick: &[usize]) -> Option<PickValue> {
         let p = self.probe(pick)?;
+        let plain = self.estimate_at(&p, pick, false);
+        let packed = self.estimate_at(&p, pick, true);
+        Some(if better(packed, plain) { packed } else { plain })
+    }
+
+    /// [`Self::estimate`] on the candidates that pack no responses or (`packs`) on all.
+    fn estimate_at(&self, p: &Probe, pick: &[usize], packs: bool) -> PickValue {
         let mut chosen: Vec<Candidate> = Vec::with_capacity(pick.len());
         let mut value = 0.0;
         let mut he = Vec::with_capacity(pick.len());
         for (i, &j) in pick.iter().enumerate() {
             let c = match (&p.unpacks[i], &self.searched[i][j]) {
-                (Some(_), Some(l)) => {
-                    Cheapest::of(self.objective, l.candidates.iter().map(|c| p.priced(i, c)))
-                }
-                _ => self.best[i][j].clone(),
+                (Some(_), Some(l)) => Cheapest::of(
+                    self.objective,
+                    l.candidates.iter().map(|c| p.priced(i, c)),
+                    packs,
+                ),
+                _ => self.best[i][j][usize::from(packs)].clone(),
             };
             value += c.value;
             he.push(c.bytes);
@@ -446,7 +462,7 @@ impl<'a> RingSearch<'a> {
         }
         let keys = self.objective.value(key_bytes(&chosen), 0, 0.0);
         let value = self.objective.value(p.fixed_bytes, p.rounds, p.fixed_ms) + value + keys;
-        Some((p.excess(&he, &self.limits), value))
+        (p.excess(&he, &self.limits), value)
     }
 
     /// The exact value of a pick: the ILP's optimum over the candidates at those options.
