@@ -3,7 +3,7 @@
 
 use super::report::{Config, Predicted, Report, Time, shape_str};
 use crate::error::{Error, Result};
-use heq_runtime::plan::{PrecisionBudget, PrecisionRecord};
+use heq_runtime::plan::{Encoding, PrecisionBudget, PrecisionRecord};
 use std::fmt::Write;
 
 /// Output format of [`format`] and [`super::render`].
@@ -212,6 +212,13 @@ fn text_table(r: &Report, wide: bool) -> String {
         }
         if let Some(h) = &l.he {
             let _ = write!(out, "     HE {} up, {} down", h.bytes_up, h.bytes_down);
+            if let Some(c) = l
+                .config
+                .as_ref()
+                .filter(|c| c.encoding != Encoding::Cheetah)
+            {
+                let _ = write!(out, ", tile {}", c.tile);
+            }
             if let Some(r) = &l.runner_up {
                 let _ = write!(
                     out,

@@ -14,8 +14,9 @@ use heq_runtime::cost::compute::ComputeProfile;
 use heq_runtime::cost::plan::PlanCost;
 use heq_runtime::cost::plan::Traffic;
 use heq_runtime::plan::{
-    CarryDepth, ElementKind, EpilogueOp, IntType, LinearLayer, LinearProtocol, Op, PackDim, Plan,
-    PrecisionRecord, PublicPlan, Requant, TensorId, TopKOutput, ValueType, multiplier_bits,
+    CarryDepth, ElementKind, Encoding, EpilogueOp, IntType, LinearLayer, LinearProtocol, Op,
+    PackDim, Plan, PrecisionRecord, PublicPlan, Requant, TensorId, TopKOutput, ValueType,
+    multiplier_bits,
 };
 use serde::Serialize;
 
@@ -69,7 +70,8 @@ pub struct LayerRow {
     pub multiplier_bits: Option<u32>,
     /// Requantization shift.
     pub shift: Option<u32>,
-    /// Tile `CxHxW/M`, for linear layers.
+    /// Tile `CxHxW/M`, for linear layers, with ` il×n` when it is channel-interleaved and
+    /// its responses are packed `n` to a ciphertext.
     pub tile: Option<String>,
     /// Ring degree, for linear layers.
     pub degree: Option<usize>,
@@ -183,22 +185,24 @@ pub struct Config {
     pub plain_bits: u32,
     /// Input and output share ring bits.
     pub ring_bits: (u32, u32),
-    /// Tile `CxHxW/M`.
+    /// Tile `CxHxW/M`, with ` il×n` for the interleaved encoding.
     pub tile: String,
+    /// Coefficient encoding and response packing.
+    pub encoding: Encoding,
     /// Packing: `none` or `<factor>x<field_bits>/<dim>`.
     pub packing: String,
 }
 
 impl Config {
     fn of(p: &LinearProtocol) -> Self {
-        let t = p.tile;
         let k = &p.packing;
         Config {
             degree: p.he.degree,
             moduli_bits: p.he.moduli_bits.clone(),
             plain_bits: p.he.plain_bits,
             ring_bits: (p.in_ring_bits, p.out_ring_bits),
-            tile: format!("{}x{}x{}/{}", t.c, t.h, t.w, t.m),
+            tile: tile_str(p),
+            encoding: p.encoding,
             packing: if k.factor <= 1 {
                 "none".into()
             } else {
@@ -234,6 +238,17 @@ impl std::fmt::Display for Config {
             self.tile,
             self.packing
         )
+    }
+}
+
+/// The tile of a linear layer as `CxHxW/M`, followed by ` il×n` for the channel-interleaved
+/// encoding packing `n` responses to a ciphertext (` il×1`: interleaved, unpacked).
+fn tile_str(p: &LinearProtocol) -> String {
+    let t = p.tile;
+    let tile = format!("{}x{}x{}/{}", t.c, t.h, t.w, t.m);
+    match p.encoding {
+        Encoding::Cheetah => tile,
+        Encoding::Interleaved { members } => format!("{tile} il×{members}"),
     }
 }
 
@@ -598,8 +613,7 @@ fn build(
                 row.multiplier_bits = Some(r.multiplier_bits());
                 row.shift = Some(r.shift);
             }
-            let t = proto.tile;
-            row.tile = Some(format!("{}x{}x{}/{}", t.c, t.h, t.w, t.m));
+            row.tile = Some(tile_str(proto));
             row.degree = Some(proto.he.degree);
             row.ring_bits = Some((proto.in_ring_bits, proto.out_ring_bits));
             row.config = Some(Config::of(proto));

@@ -1,9 +1,16 @@
 //! Per-layer configurations of a linear layer: HE parameter sets from a fixed menu, at given
 //! share rings and packing ([`RingOption`]), and tiles `(C_w, H_w, W_w, M_w)` with
-//! `M_w·C_w·H_w·W_w ≤ N` (`protocols.md` §1.4, §3.6). Every candidate is priced by the runtime's
-//! own cost functions ([`heq_runtime::cost::linear`]) and must pass the server's flooding check
-//! (`LinearServer::new`); only the Pareto-optimal ones on (bytes, compute time) are kept, per HE
-//! context, so that the ILP stays small.
+//! `M_w·C_w·H_w·W_w ≤ N` (`protocols.md` §1.4, §3.6), in Cheetah's encoding and in the
+//! channel-interleaved one whose responses the server packs (BumbleBee, [`Encoding`]). Every
+//! candidate is priced by the runtime's own cost functions ([`heq_runtime::cost::linear`]) and
+//! must pass the server's flooding check (`LinearServer::new`); only the Pareto-optimal ones on
+//! (bytes, compute time) are kept, per HE context and set of Galois keys, so that the ILP stays
+//! small.
+//!
+//! An interleaved tile has one filter per ciphertext and a power-of-two channel tile `C_w`; its
+//! responses are packed `members` to a ciphertext: the largest power of two up to `C_w` and the
+//! filter groups (rounded up to a power of two) whose key-switching noise the primes accept,
+//! and also two (a single Galois key, which layers of the same `C_w` share) when that is fewer.
 //!
 //! A layer's share ring and HEQuant packing ([`RingOption`]) are chosen outside this module (they
 //! change the nonlinear steps around the layer too); for a packed option the field width is the
@@ -14,7 +21,10 @@ use crate::error::{Error, Result};
 use heq_runtime::cost::compute::{ComputeProfile, HeOps};
 use heq_runtime::cost::linear::{LinearCost, public_key_bytes};
 use heq_runtime::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
-use heq_runtime::params::he::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND, layer_budget};
+use heq_runtime::params::he::{
+    ConfigError, ERROR_BOUND, HeBudget, LinearOutput, SHARE_NOISE_BOUND, galois_key_bytes,
+    layer_budget, pack_exponents, pack_fits,
+};
 use heq_runtime::plan::{
     ConvShape, Encoding, HeParams, LayerId, LayerWeights, LinearProtocol, Op, PackDim, Packing,
     Plan, Tile,
@@ -56,6 +66,63 @@ pub struct HeContext {
     pub degree: usize,
     /// Prime sizes.
     pub moduli_bits: Vec<u32>,
+}
+
+/// What the client's keys of one HE context cost: its public key, and each Galois key of the
+/// response packing of its layers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ContextKeys {
+    /// The context.
+    pub context: HeContext,
+    /// Bytes of the public key.
+    pub public_key: u64,
+    /// Bytes of one Galois key.
+    pub galois_key: u64,
+}
+
+impl ContextKeys {
+    /// The key prices of the context of `he`.
+    ///
+    /// # Errors
+    /// As [`public_key_bytes`].
+    pub fn of(he: &HeParams) -> std::result::Result<Self, ConfigError> {
+        let b0 = he.moduli_bits.first().copied().unwrap_or(0);
+        Ok(ContextKeys {
+            context: HeContext {
+                degree: he.degree,
+                moduli_bits: he.moduli_bits.clone(),
+            },
+            public_key: public_key_bytes(he)? as u64,
+            galois_key: galois_key_bytes(he.degree, b0) as u64,
+        })
+    }
+}
+
+/// Bytes of the keys the client sends for the `chosen` candidates: per HE context they use, the
+/// public key and one Galois key per distinct exponent of their response packing (as
+/// `schedule` and `plan_cost` count them).
+pub fn key_bytes<'a>(chosen: impl IntoIterator<Item = &'a Candidate>) -> u64 {
+    let mut used: Vec<(ContextKeys, Vec<usize>)> = Vec::new();
+    for c in chosen {
+        let Ok(keys) = ContextKeys::of(&c.protocol.he) else {
+            continue;
+        };
+        let index = match used.iter().position(|(k, _)| k.context == keys.context) {
+            Some(i) => i,
+            None => {
+                used.push((keys, Vec::new()));
+                used.len() - 1
+            }
+        };
+        used[index].1.extend(c.galois_exponents());
+    }
+    used.into_iter()
+        .map(|(k, mut exponents)| {
+            exponents.sort_unstable();
+            exponents.dedup();
+            k.public_key + k.galois_key * exponents.len() as u64
+        })
+        .sum()
 }
 
 /// One configuration of one linear layer, priced.
@@ -100,6 +167,13 @@ impl Candidate {
             moduli_bits: self.protocol.he.moduli_bits.clone(),
         }
     }
+
+    /// The Galois exponents its response packing needs keys for, increasing (empty without
+    /// packing).
+    pub fn galois_exponents(&self) -> Vec<usize> {
+        let p = &self.protocol;
+        pack_exponents(p.he.degree, p.tile.c, p.encoding.members())
+    }
 }
 
 /// The candidates of one linear layer.
@@ -107,7 +181,8 @@ impl Candidate {
 pub struct LayerCandidates {
     /// The layer.
     pub layer: LayerId,
-    /// Pareto-optimal candidates per HE context, sorted by context then bytes.
+    /// Pareto-optimal candidates per HE context and set of Galois exponents, sorted by
+    /// context, then by bytes within each set of exponents.
     pub candidates: Vec<Candidate>,
 }
 
@@ -326,27 +401,126 @@ fn tiles(s: &ConvShape, n: usize) -> Vec<Tile> {
     out
 }
 
-/// The geometries of the candidate tiles for `proto`'s degree that need at most twice the
-/// fewest ciphertexts (request plus response) of any tile: a tile with more ciphertexts pays a
-/// full `c1` per response and a full request each, which the saved useful coefficients never
-/// repay at these sizes; the cut keeps the search fast on large images.
+/// Candidate tiles of the interleaved encoding for ring degree `n`: one filter per ciphertext
+/// and, for each `H_w × W_w` of [`tiles`], the three largest power-of-two channel tiles that
+/// fit, up to the channels rounded up to a power of two.
+fn interleaved_tiles(s: &ConvShape, n: usize) -> Vec<Tile> {
+    let rows = axis_tiles(s.in_hw[0], (s.pads[0], s.pads[2]), s.kernel[0], s.stride[0]);
+    let cols = axis_tiles(s.in_hw[1], (s.pads[1], s.pads[3]), s.kernel[1], s.stride[1]);
+    let most = s.in_channels.max(1).next_power_of_two();
+    let mut out = Vec::new();
+    for &h in &rows {
+        for &w in &cols {
+            let Some(room) = n.checked_div(h * w).filter(|&r| r > 0) else {
+                continue;
+            };
+            let cap = (1usize << room.ilog2()).min(most);
+            for c in [cap, cap / 2, cap / 4] {
+                if c > 0 {
+                    out.push(Tile { c, h, w, m: 1 });
+                }
+            }
+        }
+    }
+    out.sort_unstable_by_key(|t| (t.c, t.h, t.w));
+    out.dedup();
+    out
+}
+
+/// Responses one interleaved ciphertext can pack for `g` at most: its channel tile, and its
+/// filter groups rounded up to a power of two.
+fn most_members(g: &ConvGeometry) -> usize {
+    g.tile.c.min(g.n_mg.max(1).next_power_of_two())
+}
+
+/// The geometries of the candidate tiles for `proto`'s degree and encoding that need at most
+/// twice the fewest ciphertexts (request plus response) of any tile: a tile with more
+/// ciphertexts pays a full `c1` per response and a full request each, which the saved useful
+/// coefficients never repay at these sizes; the cut keeps the search fast on large images.
+/// Interleaved geometries pack [`most_members`] responses, at most `proto`'s members.
 fn geometries(s: &ConvShape, proto: &LinearProtocol) -> Vec<ConvGeometry> {
     let all = all_geometries(s, proto);
-    let cts = |g: &ConvGeometry| g.input_cts() + g.output_cts();
+    let cts = |g: &ConvGeometry| g.input_cts() + g.response_cts();
     let fewest = all.iter().map(cts).min().unwrap_or(0);
     all.into_iter().filter(|g| cts(g) <= 2 * fewest).collect()
 }
 
-/// The geometries of every tile of `s` with `proto`'s parameters.
+/// The geometries of every tile of `s` with `proto`'s parameters (interleaved ones with
+/// [`most_members`] responses per ciphertext, at most `proto`'s members).
 fn all_geometries(s: &ConvShape, proto: &LinearProtocol) -> Vec<ConvGeometry> {
     let mut p = proto.clone();
-    tiles(s, proto.he.degree)
-        .into_iter()
-        .filter_map(|t| {
-            p.tile = t;
-            ConvGeometry::new(s, &p).ok()
-        })
-        .collect()
+    match proto.encoding {
+        Encoding::Cheetah => tiles(s, proto.he.degree)
+            .into_iter()
+            .filter_map(|t| {
+                p.tile = t;
+                ConvGeometry::new(s, &p).ok()
+            })
+            .collect(),
+        Encoding::Interleaved { members } => interleaved_tiles(s, proto.he.degree)
+            .into_iter()
+            .filter_map(|t| {
+                p.tile = t;
+                p.encoding = Encoding::Interleaved { members: 1 };
+                let unpacked = ConvGeometry::new(s, &p).ok()?;
+                p.encoding = Encoding::Interleaved {
+                    members: most_members(&unpacked).min(members),
+                };
+                ConvGeometry::new(s, &p).ok()
+            })
+            .collect(),
+    }
+}
+
+/// The largest number of responses (a power of two up to `N`) whose packing noise fits
+/// `budget` (1: none).
+fn fitting_members(budget: &HeBudget) -> usize {
+    let mut members = 1;
+    while members < budget.degree && pack_fits(budget, members * 2) {
+        members *= 2;
+    }
+    members
+}
+
+/// The geometries a candidate geometry `g` runs as with primes that pack up to `fitting`
+/// responses: itself in Cheetah's encoding; an interleaved one packing as many responses as
+/// fit, and two when that is more (one Galois key); none when no two responses fit.
+fn packings(
+    s: &ConvShape,
+    proto: &LinearProtocol,
+    g: &ConvGeometry,
+    fitting: usize,
+) -> Vec<ConvGeometry> {
+    if proto.encoding == Encoding::Cheetah {
+        return vec![g.clone()];
+    }
+    let most = g.members().min(fitting);
+    let mut out = Vec::new();
+    for members in [most, 2] {
+        if members < 2
+            || members > most
+            || out.iter().any(|o: &ConvGeometry| o.members() == members)
+        {
+            continue;
+        }
+        let p = LinearProtocol {
+            tile: g.tile,
+            encoding: Encoding::Interleaved { members },
+            ..proto.clone()
+        };
+        out.extend(ConvGeometry::new(s, &p));
+    }
+    out
+}
+
+/// Keeps the candidates not dominated on (bytes, compute time) by one of the same Galois
+/// exponents (which pays the same keys); sorted by exponents, then bytes.
+fn pareto_per_keys(v: Vec<Candidate>) -> Vec<Candidate> {
+    let mut groups: std::collections::BTreeMap<Vec<usize>, Vec<Candidate>> = Default::default();
+    for c in v {
+        groups.entry(c.galois_exponents()).or_default().push(c);
+    }
+    groups.into_values().flat_map(pareto).collect()
 }
 
 /// Keeps the candidates not dominated on (bytes, compute time); sorted by bytes.
@@ -532,7 +706,7 @@ fn layer_candidates(
         let Some(first) = menu.first() else {
             continue;
         };
-        let mut proto = LinearProtocol {
+        let base = LinearProtocol {
             he: HeParams {
                 degree,
                 moduli_bits: first.clone(),
@@ -544,41 +718,64 @@ fn layer_candidates(
             in_ring_bits: option.ring,
             out_ring_bits: option.ring,
         };
-        // The tilings and their noise depend on N only, not on the primes.
-        let geoms: Vec<(ConvGeometry, u32)> = geometries(&v.conv, &proto)
+        // The tilings and their noise depend on N only, not on the primes (nor on the number of
+        // packed responses).
+        let encodings = [
+            Encoding::Cheetah,
+            Encoding::Interleaved {
+                members: degree.max(1),
+            },
+        ];
+        let geoms: Vec<(LinearProtocol, ConvGeometry, u32)> = encodings
             .into_iter()
-            .map(|g| {
-                let noise = noise_bits(&g, &v.filter_l1, degree);
-                (g, noise)
+            .flat_map(|encoding| {
+                let proto = LinearProtocol {
+                    encoding,
+                    ..base.clone()
+                };
+                geometries(&v.conv, &proto).into_iter().map(move |g| {
+                    let noise = noise_bits(&g, &v.filter_l1, degree);
+                    (proto.clone(), g, noise)
+                })
             })
             .collect();
         for moduli_bits in menu {
-            proto.he.moduli_bits = moduli_bits;
+            let mut proto = LinearProtocol {
+                he: HeParams {
+                    moduli_bits,
+                    ..base.he.clone()
+                },
+                ..base.clone()
+            };
             let Ok(budget) = layer_budget(&proto, v.acc_bits, LinearOutput::Accumulator) else {
                 continue;
             };
             if public_key_bytes(&proto.he).is_err() {
                 continue;
             }
+            let fitting = fitting_members(&budget);
             let mut per_context = Vec::new();
-            for (g, noise) in &geoms {
-                proto.tile = g.tile;
+            for (encoded, g, noise) in &geoms {
                 if budget.flood_slack(*noise) < i64::from(stat_bits) {
                     continue;
                 }
-                let cost = g.cost(&budget);
-                let products = g.n_c * g.n_sg * g.n_mg;
-                let compute_ms = profile.he_ms(&proto.he, HeOps::new(&cost, products));
-                per_context.push(Candidate {
-                    protocol: proto.clone(),
-                    cost,
-                    products,
-                    compute_ms,
-                    unpack_bytes: 0,
-                    unpack_rounds: 0,
-                });
+                for g in packings(&v.conv, encoded, g, fitting) {
+                    proto.tile = g.tile;
+                    proto.encoding = g.encoding;
+                    let cost = g.cost(&budget);
+                    let products = g.n_c * g.n_sg * g.n_mg;
+                    let compute_ms = profile.he_ms(&proto.he, HeOps::new(&cost, products));
+                    per_context.push(Candidate {
+                        protocol: proto.clone(),
+                        cost,
+                        products,
+                        compute_ms,
+                        unpack_bytes: 0,
+                        unpack_rounds: 0,
+                    });
+                }
             }
-            all.extend(pareto(per_context));
+            all.extend(pareto_per_keys(per_context));
         }
     }
     all
@@ -606,6 +803,216 @@ mod tests {
         // Caps 3, 1.
         assert_eq!(splits(3, 12), vec![3, 1]);
         assert_eq!(splits(5, 0), Vec::<usize>::new());
+    }
+
+    /// A 3×3 convolution of `c` channels over `hw × hw` (padding 1) into `m` filters.
+    fn conv(c: usize, hw: usize, m: usize) -> ConvShape {
+        ConvShape {
+            in_channels: c,
+            in_hw: [hw, hw],
+            out_channels: m,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pads: [1, 1, 1, 1],
+            groups: 1,
+        }
+    }
+
+    fn protocol(moduli_bits: Vec<u32>, plain_bits: u32, encoding: Encoding) -> LinearProtocol {
+        LinearProtocol {
+            he: HeParams {
+                degree: 4096,
+                moduli_bits,
+                plain_bits,
+            },
+            tile: Tile {
+                c: 1,
+                h: 1,
+                w: 1,
+                m: 1,
+            },
+            packing: Packing::none(),
+            encoding,
+            in_ring_bits: plain_bits,
+            out_ring_bits: plain_bits,
+        }
+    }
+
+    #[test]
+    fn interleaved_tiles_have_one_filter_and_power_of_two_channels() {
+        for (c, hw) in [(3, 8), (16, 32), (64, 8), (512, 7)] {
+            let s = conv(c, hw, 8);
+            let tiles = interleaved_tiles(&s, 4096);
+            assert!(!tiles.is_empty());
+            for t in &tiles {
+                assert_eq!(t.m, 1, "{t:?}");
+                assert!(
+                    t.c.is_power_of_two() && t.c <= c.next_power_of_two(),
+                    "{t:?}"
+                );
+                assert!(t.c * t.h * t.w <= 4096, "{t:?}");
+            }
+        }
+        // 3 channels over 8×8 (10×10 padded): the whole image in one tile, channels padded to
+        // 4, and the two halvings.
+        let tiles = interleaved_tiles(&conv(3, 8, 8), 4096);
+        for c in [4, 2, 1] {
+            assert!(
+                tiles.contains(&Tile {
+                    c,
+                    h: 10,
+                    w: 10,
+                    m: 1
+                }),
+                "{c}"
+            );
+        }
+        assert!(!tiles.iter().any(|t| t.c > 4));
+    }
+
+    #[test]
+    fn fitting_members_is_the_most_the_runtime_accepts() {
+        // b0 = 54 at 15 plaintext bits: room 2^35 over 6·4096·511·20 per key switch: 136
+        // switches, so 128 responses.
+        let p = protocol(vec![54, 30], 15, Encoding::Cheetah);
+        let budget = layer_budget(&p, 14, LinearOutput::Accumulator).unwrap();
+        assert_eq!(fitting_members(&budget), 128);
+        for (moduli, plain) in [(vec![54, 30], 15), (vec![60, 49], 16), (vec![60, 49], 37)] {
+            let p = protocol(moduli, plain, Encoding::Cheetah);
+            let budget = layer_budget(&p, plain - 1, LinearOutput::Accumulator).unwrap();
+            let fitting = fitting_members(&budget);
+            let with = |members| LinearProtocol {
+                encoding: Encoding::Interleaved { members },
+                ..p.clone()
+            };
+            let runs = |members| layer_budget(&with(members), plain - 1, LinearOutput::Accumulator);
+            assert!(runs(fitting).is_ok(), "{p:?}");
+            assert!(
+                matches!(runs(2 * fitting), Err(ConfigError::Encoding(_))),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn packings_are_the_most_that_fit_and_two() {
+        let s = conv(16, 16, 32);
+        let p = protocol(vec![60, 49], 16, Encoding::Interleaved { members: 4096 });
+        let g = geometries(&s, &p)
+            .into_iter()
+            .find(|g| g.tile.c == 16)
+            .unwrap();
+        // 16 channels per tile, 32 filter groups: 16 responses per ciphertext at most.
+        assert_eq!(g.members(), 16);
+        let members = |fitting| -> Vec<usize> {
+            packings(&s, &p, &g, fitting)
+                .iter()
+                .map(ConvGeometry::members)
+                .collect()
+        };
+        assert_eq!(members(4096), vec![16, 2]);
+        assert_eq!(members(4), vec![4, 2]);
+        assert_eq!(members(2), vec![2]);
+        assert_eq!(members(1), Vec::<usize>::new());
+        let cheetah = protocol(vec![60, 49], 16, Encoding::Cheetah);
+        assert_eq!(packings(&s, &cheetah, &g, 4096), vec![g.clone()]);
+    }
+
+    /// Both encodings are searched; every candidate is priced as the runtime prices it, and an
+    /// interleaved one packs the most responses its tile, filters and primes allow, or two.
+    #[test]
+    fn candidates_include_packed_ones_priced_by_the_runtime() {
+        let s = conv(16, 16, 32);
+        let own = protocol(vec![60, 49], 16, Encoding::Cheetah);
+        let v = LinearView {
+            conv: s.clone(),
+            acc_bits: 16,
+            protocol: &own,
+            filter_l1: vec![16 * 9 * 7; 32],
+        };
+        let found = layer_candidates(&v, RingOption::plain(16), 40, &ComputeProfile::builtin());
+        let packed: Vec<&Candidate> = found
+            .iter()
+            .filter(|c| c.protocol.encoding != Encoding::Cheetah)
+            .collect();
+        assert!(!packed.is_empty());
+        assert!(
+            found
+                .iter()
+                .any(|c| c.protocol.encoding == Encoding::Cheetah)
+        );
+        for c in &found {
+            let p = &c.protocol;
+            let cost = heq_runtime::cost::linear::conv_cost(&s, 16, p, LinearOutput::Accumulator);
+            assert_eq!(cost, Ok(c.cost), "{p:?}");
+        }
+        for c in packed {
+            let p = &c.protocol;
+            let members = p.encoding.members();
+            assert_eq!(p.tile.m, 1);
+            assert!(members.is_power_of_two() && members >= 2);
+            let most = p.tile.c.min(32);
+            let doubled = LinearProtocol {
+                encoding: Encoding::Interleaved {
+                    members: 2 * members,
+                },
+                ..p.clone()
+            };
+            let more_fit = layer_budget(&doubled, 16, LinearOutput::Accumulator).is_ok();
+            assert!(
+                members == 2 || 2 * members > most || !more_fit,
+                "{p:?} could pack more"
+            );
+            assert_eq!(c.cost.key_switches, (members - 1) * c.cost.cts_down);
+            assert_eq!(c.galois_exponents().len(), members.ilog2() as usize);
+        }
+    }
+
+    #[test]
+    fn key_bytes_count_each_context_and_exponent_once() {
+        let candidate = |moduli: Vec<u32>, c: usize, members: usize| Candidate {
+            protocol: LinearProtocol {
+                tile: Tile {
+                    c,
+                    h: 1,
+                    w: 1,
+                    m: 1,
+                },
+                ..protocol(
+                    moduli,
+                    16,
+                    if members == 1 {
+                        Encoding::Cheetah
+                    } else {
+                        Encoding::Interleaved { members }
+                    },
+                )
+            },
+            cost: LinearCost::default(),
+            products: 0,
+            compute_ms: 0.0,
+            unpack_bytes: 0,
+            unpack_rounds: 0,
+        };
+        let pk = |m: Vec<u32>| public_key_bytes(&protocol(m, 16, Encoding::Cheetah).he).unwrap();
+        let (pk60, pk54) = (pk(vec![60, 49]) as u64, pk(vec![54, 30]) as u64);
+        let (g60, g54) = (
+            galois_key_bytes(4096, 60) as u64,
+            galois_key_bytes(4096, 54) as u64,
+        );
+        // Exponents of (C_w, members): (8, 4) → N/4+1, N/2+1; (16, 8) → N/8+1, N/4+1, N/2+1;
+        // (16, 2) → N/8+1.
+        let chosen = [
+            candidate(vec![60, 49], 8, 4),
+            candidate(vec![60, 49], 16, 8),
+            candidate(vec![60, 49], 16, 2),
+            candidate(vec![60, 49], 8, 1),
+            candidate(vec![54, 30], 16, 2),
+            candidate(vec![54, 30], 4, 1),
+        ];
+        assert_eq!(key_bytes(&chosen), pk60 + 3 * g60 + pk54 + g54);
+        assert_eq!(key_bytes(&chosen[3..4]), pk60);
+        assert_eq!(key_bytes(&[]), 0);
     }
 
     #[test]

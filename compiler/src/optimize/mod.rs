@@ -17,9 +17,11 @@
 //!    contexts used), minimising first the bytes by which layers exceed the baseline's, then
 //!    the objective: every combination on small plans ([`exhaustive::best_pick`]), coordinate
 //!    descent on larger ones.
-//! 4. **ILP** ([`ilp`]): at the chosen options, one binary per (layer, candidate) and one per HE
-//!    context (each context used costs one public key), with only candidates that keep their
-//!    layer within the baseline's bytes; checked against brute force ([`exhaustive`]) in tests.
+//! 4. **ILP** ([`ilp`]): at the chosen options, one binary per (layer, candidate), one per HE
+//!    context (each context used costs one public key) and one per (context, Galois exponent)
+//!    (each costs one Galois key, shared by every layer whose response packing uses it), with
+//!    only candidates that keep their layer within the baseline's bytes; checked against brute
+//!    force ([`exhaustive`]) in tests.
 //! 5. The chosen plan is scheduled and priced by `heq_runtime::cost::plan::plan_cost`, and its
 //!    channel bytes must equal the ILP's (exactness).
 //!
@@ -33,7 +35,7 @@ pub mod ilp;
 pub mod rings;
 
 use crate::error::{Error, Result};
-use candidates::{Candidate, HeContext, LayerCandidates, RunnerUp};
+use candidates::{Candidate, ContextKeys, LayerCandidates, RunnerUp};
 use heq_runtime::cost::compute::{ComputeProfile, Network};
 use heq_runtime::cost::plan::{PlanCost, plan_cost};
 use heq_runtime::plan::{LinearProtocol, Plan, PublicPlan};
@@ -136,8 +138,8 @@ impl Objective {
 pub struct Problem {
     /// Candidates of every linear layer, in plan order.
     pub layers: Vec<LayerCandidates>,
-    /// Every context some candidate uses, with its public-key bytes.
-    pub contexts: Vec<(HeContext, u64)>,
+    /// Every context some candidate uses, with its key prices, sorted.
+    pub contexts: Vec<ContextKeys>,
     /// Channel bytes that do not depend on the choice (nonlinear steps and reveal; the
     /// unpacking of packed words is in the candidates, [`Candidate::unpack_bytes`]).
     pub fixed_bytes: u64,
@@ -160,7 +162,12 @@ impl Problem {
 
     /// Objective value of one context's public key.
     pub fn context_value(&self, ctx: usize) -> f64 {
-        self.objective.value(self.contexts[ctx].1, 0, 0.0)
+        self.objective.value(self.contexts[ctx].public_key, 0, 0.0)
+    }
+
+    /// Objective value of one Galois key of a context.
+    pub fn galois_value(&self, ctx: usize) -> f64 {
+        self.objective.value(self.contexts[ctx].galois_key, 0, 0.0)
     }
 
     /// Index of the context of `c` in [`Problem::contexts`].
@@ -168,21 +175,18 @@ impl Problem {
         let ctx = c.context();
         self.contexts
             .iter()
-            .position(|(k, _)| *k == ctx)
+            .position(|k| k.context == ctx)
             .expect("every candidate's context is listed")
     }
 
-    /// The contexts a choice uses, sorted.
-    fn used_contexts(&self, choice: &[usize]) -> Vec<usize> {
-        let mut used: Vec<usize> = self
-            .layers
-            .iter()
-            .zip(choice)
-            .map(|(l, &k)| self.context_of(&l.candidates[k]))
-            .collect();
-        used.sort_unstable();
-        used.dedup();
-        used
+    /// Bytes of the keys of a choice: per context used, its public key and its Galois keys.
+    fn key_bytes(&self, choice: &[usize]) -> u64 {
+        candidates::key_bytes(
+            self.layers
+                .iter()
+                .zip(choice)
+                .map(|(l, &k)| &l.candidates[k]),
+        )
     }
 
     /// Objective value of a choice (one candidate index per layer).
@@ -196,11 +200,7 @@ impl Problem {
             .zip(choice)
             .map(|(l, &k)| self.candidate_value(&l.candidates[k]))
             .sum();
-        let keys: f64 = self
-            .used_contexts(choice)
-            .into_iter()
-            .map(|c| self.context_value(c))
-            .sum();
+        let keys = self.objective.value(self.key_bytes(choice), 0, 0.0);
         fixed + layers + keys
     }
 
@@ -212,12 +212,7 @@ impl Problem {
             .zip(choice)
             .map(|(l, &k)| l.candidates[k].bytes())
             .sum();
-        let keys: u64 = self
-            .used_contexts(choice)
-            .into_iter()
-            .map(|c| self.contexts[c].1)
-            .sum();
-        self.fixed_bytes + layers + keys
+        self.fixed_bytes + layers + self.key_bytes(choice)
     }
 }
 

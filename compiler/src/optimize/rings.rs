@@ -6,18 +6,18 @@
 //! packings whose fields fit the probe plans' primes. A pick (one option per layer) is priced
 //! on a probe plan: the starting plan's HE parameters and tiles with the picked rings,
 //! scheduled and priced by `plan_cost` (nonlinear steps, unpacking), each HE layer at its
-//! cheapest candidate for its option and one key per context those use. Picks are compared
+//! cheapest candidate for its option and the keys those use (per context the public key and
+//! the Galois keys of their response packing). Picks are compared
 //! first on the bytes by which layers exceed the baseline's, then on the objective: every
 //! combination on small plans (each with the ILP's optimum, [`super::exhaustive::best_pick`]),
 //! coordinate descent from the narrowest rings on larger ones.
 
 use super::candidates::{
-    self, Candidate, HeContext, LayerCandidates, RingOption, RunnerUp, runner_up,
+    self, Candidate, ContextKeys, LayerCandidates, RingOption, RunnerUp, key_bytes, runner_up,
 };
 use super::{Objective, Problem, exhaustive, ilp, public_with_protocols};
 use crate::error::{Error, Result};
 use heq_runtime::cost::compute::ComputeProfile;
-use heq_runtime::cost::linear::public_key_bytes;
 use heq_runtime::cost::nonlinear::Cost;
 use heq_runtime::cost::plan::{PlanCost, plan_cost, unpack_cost};
 use heq_runtime::params::nonlinear::UnpackPlan;
@@ -132,34 +132,33 @@ fn ring_options(narrow: &[u32], acc_bits: &[u32]) -> Vec<Vec<RingOption>> {
         .collect()
 }
 
-/// A layer's cheapest candidate (objective value): its value, channel bytes, and HE context with
-/// the context's key bytes (`None` when the layer has no candidate).
+/// A layer's cheapest candidate (objective value): its value, channel bytes, and the candidate
+/// (`None` when the layer has none), whose keys the estimate prices.
 #[derive(Clone, Debug)]
 struct Cheapest {
     value: f64,
     bytes: u64,
-    key: Option<(HeContext, u64)>,
+    candidate: Option<Candidate>,
 }
 
 impl Cheapest {
-    /// The candidate of least objective value among `candidates` (the first on ties).
-    fn of(objective: Objective, candidates: impl Iterator<Item = Candidate>) -> Self {
+    /// The candidate of least objective value among `candidates` (the first on ties), only
+    /// among those that pack no responses (need no Galois keys) unless `packs`.
+    fn of(objective: Objective, candidates: impl Iterator<Item = Candidate>, packs: bool) -> Self {
         candidates
+            .filter(|c| packs || c.protocol.encoding.members() == 1)
             .map(|c| (c.value(objective), c))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map_or(
                 Cheapest {
                     value: f64::INFINITY,
                     bytes: u64::MAX,
-                    key: None,
+                    candidate: None,
                 },
-                |(value, c)| {
-                    let key = public_key_bytes(&c.protocol.he).map_or(0, |k| k as u64);
-                    Cheapest {
-                        value,
-                        bytes: c.bytes(),
-                        key: Some((c.context(), key)),
-                    }
+                |(value, c)| Cheapest {
+                    value,
+                    bytes: c.bytes(),
+                    candidate: Some(c),
                 },
             )
     }
@@ -294,7 +293,7 @@ fn better(a: PickValue, b: PickValue) -> bool {
 /// Coordinate descent over the ring options from the narrowest ones: per layer the best of its
 /// options given the others (each priced in parallel), for up to three sweeps.
 fn descend(
-    best: &[Vec<Cheapest>],
+    best: &[Vec<[Cheapest; 2]>],
     total: &(dyn Fn(&[usize]) -> Option<PickValue> + Sync),
 ) -> Result<Vec<usize>> {
     let mut pick = vec![0usize; best.len()];
@@ -308,7 +307,7 @@ fn descend(
             let trials: Vec<(usize, PickValue)> = layer_best
                 .par_iter()
                 .enumerate()
-                .filter(|(j, b)| *j != pick[i] && b.value.is_finite())
+                .filter(|(j, b)| *j != pick[i] && b[1].value.is_finite())
                 .filter_map(|(j, _)| {
                     let mut trial = pick.clone();
                     trial[i] = j;
@@ -343,8 +342,9 @@ pub(super) struct RingSearch<'a> {
     /// `searched[i][j]`: the candidates of layer `i` at its option `j` (`None`: no
     /// configuration).
     searched: Vec<Vec<Option<LayerCandidates>>>,
-    /// `best[i][j]`: layer `i`'s cheapest candidate at option `j` (without its unpacking).
-    best: Vec<Vec<Cheapest>>,
+    /// `best[i][j][packs]`: layer `i`'s cheapest candidate at option `j` (without its
+    /// unpacking), among those that pack no responses (`0`) or among all (`1`).
+    best: Vec<Vec<[Cheapest; 2]>>,
     /// Per plan layer, the baseline's bytes: no layer may cost more (when any choice allows).
     limits: Vec<u64>,
 }
@@ -390,8 +390,10 @@ impl<'a> RingSearch<'a> {
             .map(|opts| {
                 opts.iter()
                     .map(|s| {
-                        let all = s.iter().flat_map(|l| l.candidates.iter().cloned());
-                        Cheapest::of(objective, all)
+                        [false, true].map(|packs| {
+                            let all = s.iter().flat_map(|l| l.candidates.iter().cloned());
+                            Cheapest::of(objective, all, packs)
+                        })
                     })
                     .collect()
             })
@@ -429,34 +431,38 @@ impl<'a> RingSearch<'a> {
         Probe::new(self.plan, &self.parts, &self.chosen(pick), self.profile)
     }
 
-    /// The estimated value of a pick: every layer at its cheapest candidate, plus one key per
-    /// context those use (the ILP then shares contexts better).
+    /// The estimated value of a pick: every layer at its cheapest candidate, plus the keys
+    /// those use (the ILP then shares contexts and Galois keys better); the better of the
+    /// candidates that pack no responses and of all (Galois keys pay only when enough layers
+    /// share them).
     fn estimate(&self, pick: &[usize]) -> Option<PickValue> {
         let p = self.probe(pick)?;
-        let mut keys: Vec<(HeContext, u64)> = Vec::new();
+        let plain = self.estimate_at(&p, pick, false);
+        let packed = self.estimate_at(&p, pick, true);
+        Some(if better(packed, plain) { packed } else { plain })
+    }
+
+    /// [`Self::estimate`] on the candidates that pack no responses or (`packs`) on all.
+    fn estimate_at(&self, p: &Probe, pick: &[usize], packs: bool) -> PickValue {
+        let mut chosen: Vec<Candidate> = Vec::with_capacity(pick.len());
         let mut value = 0.0;
         let mut he = Vec::with_capacity(pick.len());
         for (i, &j) in pick.iter().enumerate() {
             let c = match (&p.unpacks[i], &self.searched[i][j]) {
-                (Some(_), Some(l)) => {
-                    Cheapest::of(self.objective, l.candidates.iter().map(|c| p.priced(i, c)))
-                }
-                _ => self.best[i][j].clone(),
+                (Some(_), Some(l)) => Cheapest::of(
+                    self.objective,
+                    l.candidates.iter().map(|c| p.priced(i, c)),
+                    packs,
+                ),
+                _ => self.best[i][j][usize::from(packs)].clone(),
             };
             value += c.value;
             he.push(c.bytes);
-            if let Some(k) = c.key
-                && !keys.iter().any(|(c, _)| *c == k.0)
-            {
-                keys.push(k);
-            }
+            chosen.extend(c.candidate);
         }
-        let keys: f64 = keys
-            .iter()
-            .map(|(_, b)| self.objective.value(*b, 0, 0.0))
-            .sum();
+        let keys = self.objective.value(key_bytes(&chosen), 0, 0.0);
         let value = self.objective.value(p.fixed_bytes, p.rounds, p.fixed_ms) + value + keys;
-        Some((p.excess(&he, &self.limits), value))
+        (p.excess(&he, &self.limits), value)
     }
 
     /// The exact value of a pick: the ILP's optimum over the candidates at those options.
@@ -535,14 +541,14 @@ impl<'a> RingSearch<'a> {
                 })
             })
             .collect::<Result<_>>()?;
-        let mut contexts: Vec<(HeContext, u64)> = Vec::new();
+        let mut contexts: Vec<ContextKeys> = Vec::new();
         for c in layers.iter().flat_map(|l| &l.candidates) {
             let ctx = c.context();
-            if !contexts.iter().any(|(k, _)| *k == ctx) {
-                let key = public_key_bytes(&c.protocol.he).map_err(|e| Error::Optimize {
+            if !contexts.iter().any(|k| k.context == ctx) {
+                let keys = ContextKeys::of(&c.protocol.he).map_err(|e| Error::Optimize {
                     reason: e.to_string(),
                 })?;
-                contexts.push((ctx, key as u64));
+                contexts.push(keys);
             }
         }
         contexts.sort();
