@@ -15,7 +15,7 @@ use crate::params::he::{ERROR_BOUND, LinearOutput, SHARE_NOISE_BOUND};
 use crate::plan::{LayerWeights, LinearProtocol};
 
 use super::LinearError;
-use super::layout::{Layout, NO_ELEMENT, OutCt};
+use super::layout::{Layout, NO_ELEMENT, OutCt, ResponseLayout};
 
 /// The client's query: one seeded ciphertext per request tile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -521,11 +521,9 @@ impl LinearServer {
             check_share(l, x)?;
         }
         let g = &l.geometry;
-        let galois = match (g.members(), &keys.galois) {
-            (1, _) => None,
-            (_, Some(galois)) => Some(galois),
-            (_, None) => return Err(LinearError::MissingGaloisKeys),
-        };
+        if g.members() > 1 && keys.galois.is_none() {
+            return Err(LinearError::MissingGaloisKeys);
+        }
         let p = &*self.params;
         let inputs: Vec<InputCt> = query
             .cts
@@ -533,69 +531,80 @@ impl LinearServer {
             .enumerate()
             .map(|(k, ct)| InputCt::new(p, ct, x.map(|x| encode_input(l, k, x)).as_deref()))
             .collect::<Result<_, _>>()?;
-        let mut rngs = fork_rngs(rng, l.outputs.len());
-        // Blocks of `members` filter groups in parallel: their kernels are shared by the
-        // spatial groups, and each spatial group's sums of the block pack into one response.
-        let block = g.members() * g.n_sg;
-        let per_block: Vec<(Vec<ResponseCt>, Vec<Vec<u64>>)> = rngs
-            .par_chunks_mut(block)
-            .zip(l.outputs.par_chunks(block))
+        let mut rngs = fork_rngs(rng, l.responses.len());
+        // Blocks of `members` filter groups in parallel, and within a block its spatial groups:
+        // the block's kernels serve every spatial group, whose sums pack into one response.
+        // Only one response's sums are alive at a time per thread.
+        let per_block: Vec<Vec<(ResponseCt, Vec<Vec<u64>>)>> = rngs
+            .par_chunks_mut(g.n_sg)
             .zip(l.responses.par_chunks(g.n_sg))
-            .map(|((rngs, outs), responses)| {
-                let mut sums = Vec::with_capacity(outs.len());
-                let mut masks = Vec::with_capacity(outs.len());
-                for (group, rngs) in outs.chunks(g.n_sg).zip(rngs.chunks_mut(g.n_sg)) {
-                    let built;
-                    let kernels = match &self.kernels {
-                        Some(k) => &k[group[0].mg],
-                        None => {
-                            built = self.group_kernels(l, group[0].mg)?;
-                            &built
-                        }
-                    };
-                    for (o, rng) in group.iter().zip(rngs.iter_mut()) {
-                        let (sum, mask) = self.output_sum(l, &inputs, kernels, o, keys, rng)?;
-                        sums.push(Some(sum));
-                        masks.push(mask);
+            .enumerate()
+            .map(|(b, (rngs, responses))| {
+                let groups = b * g.members()..((b + 1) * g.members()).min(g.n_mg);
+                let built: Vec<Vec<Option<Kernel>>>;
+                let kernels: Vec<&[Option<Kernel>]> = match &self.kernels {
+                    Some(k) => k[groups].iter().map(Vec::as_slice).collect(),
+                    None => {
+                        built = groups
+                            .into_par_iter()
+                            .map(|mg| self.group_kernels(l, mg))
+                            .collect::<Result<_, _>>()?;
+                        built.iter().map(Vec::as_slice).collect()
                     }
-                }
-                let first = outs[0].mg * g.n_sg;
-                let cts = responses
-                    .iter()
-                    .map(|r| {
-                        let mut members: Vec<Option<Switched>> =
-                            r.members.iter().map(|&k| sums[k - first].take()).collect();
-                        let ct = match galois {
-                            None => members.pop().flatten().ok_or(LinearError::LayoutMismatch)?,
-                            Some(galois) => {
-                                members.resize_with(g.members(), || None);
-                                pack(p, galois, members, g.output_stride())?
-                            }
-                        };
-                        Ok(ct.into_response(p, &r.positions, &l.budget)?)
-                    })
-                    .collect::<Result<Vec<_>, LinearError>>()?;
-                Ok((cts, masks))
+                };
+                rngs.par_iter_mut()
+                    .zip(responses)
+                    .map(|(rng, r)| self.response(l, &inputs, &kernels, r, keys, rng))
+                    .collect::<Result<Vec<_>, LinearError>>()
             })
             .collect::<Result<_, LinearError>>()?;
+        // The masks are the server's share, in the output sums' word order.
         let out_mask = (1u64 << l.proto.out_ring_bits) - 1;
-        let (cts, masks): (Vec<Vec<ResponseCt>>, Vec<Vec<Vec<u64>>>) =
-            per_block.into_iter().unzip();
-        let share = order_words(
-            l,
-            masks
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|r| r & out_mask)
-                .collect(),
-        );
-        Ok((
-            Response {
-                cts: cts.into_iter().flatten().collect(),
-            },
-            share,
-        ))
+        let mut share = vec![0u64; l.fields.len() / g.factor];
+        let mut cts = Vec::with_capacity(l.responses.len());
+        for ((ct, masks), r) in per_block.into_iter().flatten().zip(&l.responses) {
+            cts.push(ct);
+            for (&k, mask) in r.members.iter().zip(masks) {
+                let o = &l.outputs[k];
+                share[o.first_word..o.first_word + mask.len()]
+                    .iter_mut()
+                    .zip(mask)
+                    .for_each(|(w, m)| *w = m & out_mask);
+            }
+        }
+        Ok((Response { cts }, order_words(l, share)))
+    }
+
+    /// One response ciphertext and the masks of its members: each member's output sum
+    /// ([`LinearServer::output_sum`], `kernels[j]` those of member `j`'s filter group), packed
+    /// into one ciphertext when the layout packs, then truncated.
+    fn response<R: RngCore + CryptoRng>(
+        &self,
+        l: &Layout,
+        inputs: &[InputCt],
+        kernels: &[&[Option<Kernel>]],
+        r: &ResponseLayout,
+        keys: &ServerKeys,
+        rng: &mut R,
+    ) -> Result<(ResponseCt, Vec<Vec<u64>>), LinearError> {
+        let g = &l.geometry;
+        let p = &*self.params;
+        let mut sums = Vec::with_capacity(g.members());
+        let mut masks = Vec::with_capacity(r.members.len());
+        for (&k, kernels) in r.members.iter().zip(kernels) {
+            let (sum, mask) = self.output_sum(l, inputs, kernels, &l.outputs[k], keys, rng)?;
+            sums.push(Some(sum));
+            masks.push(mask);
+        }
+        let ct = match (&keys.galois, g.members()) {
+            (_, 1) => sums.pop().flatten().ok_or(LinearError::LayoutMismatch)?,
+            (Some(galois), members) => {
+                sums.resize_with(members, || None);
+                pack(p, galois, sums, g.output_stride())?
+            }
+            (None, _) => return Err(LinearError::MissingGaloisKeys),
+        };
+        Ok((ct.into_response(p, &r.positions, &l.budget)?, masks))
     }
 
     /// One output sum, made safe to reveal and switched to `q0`, and the server's mask of
