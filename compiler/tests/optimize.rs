@@ -195,8 +195,9 @@ fn baseline_mode_is_the_cheetah_protocol() {
 }
 
 /// Compiles a zoo model with the optimizer; checks every layer against the baseline and the
-/// ILP's bytes against `plan_cost`; returns the number of packed linear layers.
-fn zoo(arch: heq_bench::zoo::Arch, precision: heq_bench::zoo::Precision) -> usize {
+/// ILP's bytes against `plan_cost`; returns the numbers of linear layers with HEQuant packing
+/// and with packed responses.
+fn zoo(arch: heq_bench::zoo::Arch, precision: heq_bench::zoo::Precision) -> (usize, usize) {
     let model = heq_bench::zoo::build(arch, precision, 1);
     let start = std::time::Instant::now();
     let c = heqc::compile_proto(&model, "zoo").unwrap();
@@ -218,13 +219,20 @@ fn zoo(arch: heq_bench::zoo::Arch, precision: heq_bench::zoo::Precision) -> usiz
     assert_dominates(&format!("{arch:?} {precision:?}"), &s.cost, &base);
     assert_eq!(o.problem.bytes(&o.choice), ot);
     assert!(ot < bt);
-    s.plan
+    let protocols: Vec<_> = s
+        .plan
         .public
         .layers
         .iter()
         .filter_map(|l| heq_runtime::schedule::linear_protocol(&l.op))
-        .filter(|(p, _)| p.packing.factor > 1)
-        .count()
+        .collect();
+    let count = |f: &dyn Fn(&heq_runtime::plan::LinearProtocol) -> bool| {
+        protocols.iter().filter(|(p, _)| f(p)).count()
+    };
+    (
+        count(&|p| p.packing.factor > 1),
+        count(&|p| p.encoding.members() > 1),
+    )
 }
 
 #[test]
@@ -239,8 +247,10 @@ fn resnet18_cifar_compiles_with_the_optimizer() {
 fn resnet50_compiles_with_the_optimizer() {
     use heq_bench::zoo::{Arch, Precision};
     zoo(Arch::ResNet50, Precision::W8A8);
-    // HEQuant packing pays off on the 4-bit layers' narrow accumulators.
-    assert!(zoo(Arch::ResNet50, Precision::W4A4) > 0);
+    // Response packing pays off on ResNet-50's many filters, its Galois keys shared by the
+    // layers of a context.
+    let (_, packed) = zoo(Arch::ResNet50, Precision::W4A4);
+    assert!(packed > 0);
 }
 
 /// The OT batch size is priced: communication takes the fewest OT-extension bytes (one batch,

@@ -720,12 +720,7 @@ fn layer_candidates(
         };
         // The tilings and their noise depend on N only, not on the primes (nor on the number of
         // packed responses).
-        let encodings = [
-            Encoding::Cheetah,
-            Encoding::Interleaved {
-                members: degree.max(1),
-            },
-        ];
+        let encodings = [Encoding::Cheetah, Encoding::Interleaved { members: degree }];
         let geoms: Vec<(LinearProtocol, ConvGeometry, u32)> = encodings
             .into_iter()
             .flat_map(|encoding| {
