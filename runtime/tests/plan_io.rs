@@ -131,16 +131,16 @@ fn every_byte_flip_is_rejected() {
 
 #[test]
 fn plans_of_the_previous_format_are_refused() {
-    // Every version is refused but the current one (version 6 had no faithful truncation and
-    // no chunk bound, version 5 no carry depths, version 4 no OT batch size, version 3 no tie
+    // Every version is refused but the current one (version 7 had no coefficient encodings,
+    // version 6 no faithful truncation and no chunk bound, version 5 no carry depths, version 4 no OT batch size, version 3 no tie
     // windows): a reader of another version would misread the body or its semantics.
     let mut b = sample_bytes();
     b[8..12].copy_from_slice(&(PLAN_FORMAT_VERSION - 1).to_le_bytes());
     assert!(matches!(
         read_plan_bytes(&b),
         Err(PlanError::Version {
-            found: 6,
-            expected: 7
+            found: 7,
+            expected: 8
         })
     ));
 }
@@ -148,12 +148,12 @@ fn plans_of_the_previous_format_are_refused() {
 #[test]
 fn wrong_version_names_both() {
     let mut b = sample_bytes();
-    b[8..12].copy_from_slice(&8u32.to_le_bytes());
+    b[8..12].copy_from_slice(&9u32.to_le_bytes());
     let err = read_plan_bytes(&b).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "plan format version 8 is not supported (this heq-run reads version {PLAN_FORMAT_VERSION})"
+            "plan format version 9 is not supported (this heq-run reads version {PLAN_FORMAT_VERSION})"
         )
     );
 }
