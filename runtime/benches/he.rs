@@ -84,7 +84,11 @@ fn per_ct_ops(rng: &mut ChaCha20Rng) {
         let t = Instant::now();
         let resps: Vec<_> = sanitized
             .into_iter()
-            .map(|s| s.into_response(&p, &positions, &budget).expect("switch"))
+            .map(|s| {
+                s.switch(&p)
+                    .and_then(|s| s.into_response(&p, &positions, &budget))
+                    .expect("switch")
+            })
             .collect();
         let switch = ms(t) / iters as f64;
         let t = Instant::now();

@@ -690,20 +690,6 @@ impl Sanitized {
             c1: Vec::<u64>::from(&c1),
         })
     }
-
-    /// [`Sanitized::switch`] then [`Switched::into_response`].
-    ///
-    /// # Errors
-    /// As both.
-    pub fn into_response(
-        self,
-        params: &Params,
-        positions: &[usize],
-        budget: &HeBudget,
-    ) -> Result<ResponseCt, HeError> {
-        self.switch(params)?
-            .into_response(params, positions, budget)
-    }
 }
 
 /// A flooded ciphertext switched to `q0`: both polynomials whole, power basis (`N` values
@@ -876,6 +862,8 @@ mod tests {
             let resp = acc
                 .sanitize(&p, &pk, &plain, &positions, &budget, &mut rng)
                 .expect("sanitize")
+                .switch(&p)
+                .expect("switch")
                 .into_response(&p, &positions, &budget)
                 .expect("respond");
             let bytes = resp.to_bytes(&budget);
@@ -928,6 +916,8 @@ mod tests {
             let resp = acc
                 .sanitize(&p, &pk, &[], &positions, &budget, &mut rng)
                 .expect("sanitize")
+                .switch(&p)
+                .expect("switch")
                 .into_response(&p, &positions, &budget)
                 .expect("respond");
             // Decrypt twice: at 2^dec (the message) and at 2^(dec+guard) to read the error.
@@ -986,8 +976,10 @@ mod tests {
             .expect("product")
             .sanitize(&p12, &pk12, &[], &[0, 1], &budget, &mut rng)
             .expect("sanitize")
+            .switch(&p12)
+            .expect("switch")
             .into_response(&p12, &[0, 1], &budget)
-            .expect("switch");
+            .expect("respond");
         assert_eq!(
             sk12.decrypt(&resp, &[0, 1], &budget, 12).expect("decrypt"),
             vec![4093, 21]
