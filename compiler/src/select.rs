@@ -104,15 +104,30 @@ pub fn select(
                 public: baseline_public,
                 cost,
             });
-            let mut o = optimize::optimize_against(
-                &start,
-                objective,
-                profile,
-                baseline.as_ref().map(|b| &b.cost),
-            )?;
-            choose_carry_depths(&mut o.plan.public, objective, profile)?;
-            choose_ot_batch(&mut o.plan.public, objective, profile)?;
-            let cost = choose_chunk_rots(&mut o.plan.public, objective, profile)?;
+            // The ring search is a heuristic: with the interleaved encoding's candidates it
+            // can settle on worse rings than without them, so both are optimized and the plan
+            // of the lower objective value kept (with response packing on a tie).
+            let optimized = |response_packing| -> Result<(f64, optimize::Optimized, PlanCost)> {
+                let mut o = optimize::optimize_against(
+                    &start,
+                    objective,
+                    profile,
+                    baseline.as_ref().map(|b| &b.cost),
+                    response_packing,
+                )?;
+                choose_carry_depths(&mut o.plan.public, objective, profile)?;
+                choose_ot_batch(&mut o.plan.public, objective, profile)?;
+                let cost = choose_chunk_rots(&mut o.plan.public, objective, profile)?;
+                let value = plan_value(&o.plan.public, &cost, objective, profile);
+                Ok((value, o, cost))
+            };
+            let packed = optimized(true)?;
+            let unpacked = optimized(false)?;
+            let (_, o, cost) = if unpacked.0 < packed.0 {
+                unpacked
+            } else {
+                packed
+            };
             let baseline = match baseline {
                 Some(mut b) => {
                     b.public.protocol.ot_batch_rots = o.plan.public.protocol.ot_batch_rots;
@@ -235,6 +250,19 @@ pub fn chunk_choices(batch_rots: u64) -> Vec<u64> {
     .collect()
 }
 
+/// The objective value of a priced plan: its bytes (channel and OT extension), or its
+/// predicted time on the objective's network with `profile`'s compute.
+fn plan_value(
+    public: &PublicPlan,
+    cost: &PlanCost,
+    objective: Objective,
+    profile: &ComputeProfile,
+) -> f64 {
+    let traffic = cost.ot_extension + cost.channel();
+    let compute_ms: f64 = profile.layer_ms(public, cost).iter().sum();
+    objective.value(traffic.total_bytes(), traffic.rounds, compute_ms)
+}
+
 /// Sets the plan's chunk bound (at its OT batch size) to the smallest of [`chunk_choices`]
 /// whose objective value (channel and OT-extension bytes and rounds, and compute, as
 /// [`choose_ot_batch`] weighs them) is within [`CHUNK_VALUE_TOLERANCE`] of the best one's, and
@@ -253,9 +281,7 @@ pub fn choose_chunk_rots(
     for chunk in chunk_choices(public.protocol.ot_batch_rots) {
         public.protocol.chunk_rots = chunk;
         let cost = optimize::predict(public)?;
-        let traffic = cost.ot_extension + cost.channel();
-        let compute_ms: f64 = profile.layer_ms(public, &cost).iter().sum();
-        let value = objective.value(traffic.total_bytes(), traffic.rounds, compute_ms);
+        let value = plan_value(public, &cost, objective, profile);
         priced.push((value, chunk, cost));
     }
     let best = priced.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);

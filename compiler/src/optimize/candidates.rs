@@ -603,6 +603,8 @@ pub struct LinearLayers<'a> {
     views: Vec<(LayerId, LinearView<'a>)>,
     stat_bits: u32,
     profile: &'a ComputeProfile,
+    /// Whether the interleaved encoding (response packing) is among the candidates.
+    response_packing: bool,
 }
 
 impl<'a> LinearLayers<'a> {
@@ -632,7 +634,16 @@ impl<'a> LinearLayers<'a> {
             views,
             stat_bits: plan.public.protocol.stat_bits,
             profile,
+            response_packing: true,
         })
+    }
+
+    /// The same layers with Cheetah's encoding only (no response packing).
+    pub fn without_response_packing(self) -> Self {
+        LinearLayers {
+            response_packing: false,
+            ..self
+        }
     }
 
     /// Number of linear layers.
@@ -659,7 +670,13 @@ impl<'a> LinearLayers<'a> {
     /// runs.
     pub fn candidates(&self, i: usize, option: RingOption) -> Option<LayerCandidates> {
         let (layer, v) = &self.views[i];
-        let candidates = layer_candidates(v, option, self.stat_bits, self.profile);
+        let candidates = layer_candidates(
+            v,
+            option,
+            self.stat_bits,
+            self.profile,
+            self.response_packing,
+        );
         (!candidates.is_empty()).then_some(LayerCandidates {
             layer: *layer,
             candidates,
@@ -699,6 +716,7 @@ fn layer_candidates(
     option: RingOption,
     stat_bits: u32,
     profile: &ComputeProfile,
+    response_packing: bool,
 ) -> Vec<Candidate> {
     let mut all = Vec::new();
     for degree in heq_runtime::params::he::DEGREES {
@@ -721,8 +739,10 @@ fn layer_candidates(
         // The tilings and their noise depend on N only, not on the primes (nor on the number of
         // packed responses).
         let encodings = [Encoding::Cheetah, Encoding::Interleaved { members: degree }];
+        let encodings = &encodings[..if response_packing { 2 } else { 1 }];
         let geoms: Vec<(LinearProtocol, ConvGeometry, u32)> = encodings
-            .into_iter()
+            .iter()
+            .copied()
             .flat_map(|encoding| {
                 let proto = LinearProtocol {
                     encoding,
@@ -925,7 +945,13 @@ mod tests {
             protocol: &own,
             filter_l1: vec![16 * 9 * 7; 32],
         };
-        let found = layer_candidates(&v, RingOption::plain(16), 40, &ComputeProfile::builtin());
+        let found = layer_candidates(
+            &v,
+            RingOption::plain(16),
+            40,
+            &ComputeProfile::builtin(),
+            true,
+        );
         let packed: Vec<&Candidate> = found
             .iter()
             .filter(|c| c.protocol.encoding != Encoding::Cheetah)

@@ -333,7 +333,7 @@ pub fn problem_with(
     profile: &ComputeProfile,
     exact_limit: u64,
 ) -> Result<Problem> {
-    let search = RingSearch::new(plan, objective, profile, baseline_cost(plan).as_ref())?;
+    let search = RingSearch::new(plan, objective, profile, baseline_cost(plan).as_ref(), true)?;
     search.problem(&search.pick(exact_limit)?)
 }
 
@@ -358,10 +358,11 @@ pub fn optimize_with(
     objective: Objective,
     profile: &ComputeProfile,
 ) -> Result<Optimized> {
-    optimize_against(plan, objective, profile, baseline_cost(plan).as_ref())
+    optimize_against(plan, objective, profile, baseline_cost(plan).as_ref(), true)
 }
 
-/// [`optimize_with`] given the baseline's cost of the same model (`None`: no per-layer limits).
+/// [`optimize_with`] given the baseline's cost of the same model (`None`: no per-layer limits),
+/// with or without the interleaved encoding's candidates (`response_packing`).
 ///
 /// # Errors
 /// As [`optimize`].
@@ -370,9 +371,10 @@ pub(crate) fn optimize_against(
     objective: Objective,
     profile: &ComputeProfile,
     baseline: Option<&PlanCost>,
+    response_packing: bool,
 ) -> Result<Optimized> {
     let start = Instant::now();
-    let search = RingSearch::new(plan, objective, profile, baseline)?;
+    let search = RingSearch::new(plan, objective, profile, baseline, response_packing)?;
     let pick = search.pick(EXACT_RING_SEARCH)?;
     let problem = search.problem(&pick)?;
     let search_time = start.elapsed();

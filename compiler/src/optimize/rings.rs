@@ -362,9 +362,15 @@ impl<'a> RingSearch<'a> {
         objective: Objective,
         profile: &'a ComputeProfile,
         baseline: Option<&PlanCost>,
+        response_packing: bool,
     ) -> Result<Self> {
         let narrow = narrow_rings(plan)?;
         let linear = candidates::LinearLayers::new(plan, profile)?;
+        let linear = if response_packing {
+            linear
+        } else {
+            linear.without_response_packing()
+        };
         let acc: Vec<u32> = (0..linear.len()).map(|i| linear.acc_bits(i)).collect();
         let options = ring_options(&narrow, &acc);
         let searched: Vec<Vec<Option<LayerCandidates>>> = options
