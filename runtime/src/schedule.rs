@@ -259,27 +259,37 @@ pub fn schedule(plan: &PublicPlan) -> Result<Schedule, ScheduleError> {
             })
         })
         .collect::<Result<_, ScheduleError>>()?;
+    let keys = context_keys(
+        plan.layers
+            .iter()
+            .filter_map(|l| linear_protocol(&l.op).map(|(p, _)| p)),
+    );
+    Ok(Schedule { rings, steps, keys })
+}
+
+/// The keys the client sends for linear layers with protocols `protocols`: one entry per
+/// distinct `(N, primes)`, in order of first use, with the union of the Galois exponents of
+/// their response packing.
+pub fn context_keys<'a>(
+    protocols: impl IntoIterator<Item = &'a LinearProtocol>,
+) -> Vec<ContextKeys> {
     let mut keys: Vec<ContextKeys> = Vec::new();
-    for (p, _) in plan.layers.iter().filter_map(|l| linear_protocol(&l.op)) {
-        let same = |k: &&mut ContextKeys| {
-            k.he.degree == p.he.degree && k.he.moduli_bits == p.he.moduli_bits
-        };
-        let index = match keys.iter_mut().position(|k| same(&k)) {
-            Some(i) => i,
-            None => {
-                keys.push(ContextKeys {
-                    he: p.he.clone(),
-                    galois: Vec::new(),
-                });
-                keys.len() - 1
-            }
-        };
+    for p in protocols {
+        let same =
+            |k: &ContextKeys| k.he.degree == p.he.degree && k.he.moduli_bits == p.he.moduli_bits;
+        let index = keys.iter().position(same).unwrap_or_else(|| {
+            keys.push(ContextKeys {
+                he: p.he.clone(),
+                galois: Vec::new(),
+            });
+            keys.len() - 1
+        });
         let galois = &mut keys[index].galois;
         galois.extend(pack_exponents(p.he.degree, p.tile.c, p.encoding.members()));
         galois.sort_unstable();
         galois.dedup();
     }
-    Ok(Schedule { rings, steps, keys })
+    keys
 }
 
 /// The requantization that produces a step's output, if one does.

@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use heq_runtime::cost::compute::{ComputeProfile, HeOps};
-use heq_runtime::cost::linear::{LinearCost, public_key_bytes};
+use heq_runtime::cost::linear::{LinearCost, context_key_bytes, public_key_bytes};
 use heq_runtime::params::conv::{ConvGeometry, affine_as_conv, matmul_as_conv};
 use heq_runtime::params::he::{
     ConfigError, ERROR_BOUND, HeBudget, LinearOutput, SHARE_NOISE_BOUND, galois_key_bytes,
@@ -29,6 +29,7 @@ use heq_runtime::plan::{
     ConvShape, Encoding, HeParams, LayerId, LayerWeights, LinearProtocol, Op, PackDim, Packing,
     Plan, Tile,
 };
+use heq_runtime::schedule;
 
 /// The menu of ciphertext prime sizes per ring degree (the kept prime first). Every list is
 /// within the 128-bit bound of its degree (54, 109 and 218 bits); the noise budget and the
@@ -99,29 +100,13 @@ impl ContextKeys {
 }
 
 /// Bytes of the keys the client sends for the `chosen` candidates: per HE context they use, the
-/// public key and one Galois key per distinct exponent of their response packing (as
-/// `schedule` and `plan_cost` count them).
+/// public key and one Galois key per distinct exponent of their response packing
+/// ([`schedule::context_keys`], as `plan_cost` counts them).
 pub fn key_bytes<'a>(chosen: impl IntoIterator<Item = &'a Candidate>) -> u64 {
-    let mut used: Vec<(ContextKeys, Vec<usize>)> = Vec::new();
-    for c in chosen {
-        let Ok(keys) = ContextKeys::of(&c.protocol.he) else {
-            continue;
-        };
-        let index = match used.iter().position(|(k, _)| k.context == keys.context) {
-            Some(i) => i,
-            None => {
-                used.push((keys, Vec::new()));
-                used.len() - 1
-            }
-        };
-        used[index].1.extend(c.galois_exponents());
-    }
-    used.into_iter()
-        .map(|(k, mut exponents)| {
-            exponents.sort_unstable();
-            exponents.dedup();
-            k.public_key + k.galois_key * exponents.len() as u64
-        })
+    schedule::context_keys(chosen.into_iter().map(|c| &c.protocol))
+        .iter()
+        .filter_map(|k| context_key_bytes(&k.he, k.galois.len()).ok())
+        .map(|bytes| bytes as u64)
         .sum()
 }
 
